@@ -1,0 +1,106 @@
+"""The ``agglo`` command line: a thin layer that parses options and calls library functions.
+
+Exit codes: 0 success, 1 unexpected error (a bug: please report it), 2 bad input (one-line
+reason on stderr; ``--verbose`` shows the full message).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from agglo._version import __version__
+from agglo.errors import AggloInputError
+
+__all__ = ["app", "main"]
+
+#: sub-command modules of this package; each defines ``register(app)``
+COMMAND_MODULES = (
+    "run",
+    "data",
+    "index",
+    "pm25",
+    "roads",
+    "hsr",
+    "autocorr",
+    "coreperiphery",
+    "metro",
+    "report",
+)
+
+app = typer.Typer(
+    name="agglo",
+    help="Measure the integration of China's urban agglomerations (城市群).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agglo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug messages."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show warnings and errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    configure_logging(level)
+
+
+def configure_logging(level: int) -> None:
+    """Send agglo's log records to stderr through rich (the CLI's choice, not the library's)."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger("agglo")
+    for h in list(root.handlers):
+        if isinstance(h, RichHandler):
+            root.removeHandler(h)
+    handler = RichHandler(show_path=False, show_time=False, markup=False)
+    handler.setLevel(level)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"agglo.cli.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``agglo`` console script; returns the exit code."""
+    verbose = any(a in ("-v", "--verbose") for a in (argv or sys.argv[1:]))
+    try:
+        app(args=argv, standalone_mode=False)
+    except AggloInputError as exc:
+        msg = str(exc)
+        typer.echo(f"error: {msg if verbose else msg.splitlines()[0]}", err=True)
+        if not verbose and "\n" in msg:
+            typer.echo("(run with --verbose for every problem)", err=True)
+        return 2
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        return int(code or 0)
+    except typer.Abort:
+        return 1
+    except Exception as exc:  # click usage errors carry their own exit code (2)
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""``agglo metro``: not implemented yet (see its issue)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``metro`` command to ``app`` (placeholder)."""

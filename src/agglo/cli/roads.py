@@ -1,0 +1,9 @@
+"""``agglo roads``: not implemented yet (see its issue)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``roads`` command to ``app`` (placeholder)."""

@@ -1,0 +1,117 @@
+"""Run configuration: paths and method options, loadable from TOML; defaults need no file.
+
+A TOML file mirrors :class:`RunConfig`::
+
+    [inputs]
+    panel = "my_yearbook.xlsx"     # default: the bundled synthetic demo panel
+    rasters = "acag/"              # ACAG PM2.5 NetCDF/GeoTIFF file or directory
+    roads = "china-latest.osm.pbf" # OSM extract or any line layer
+    stations = "hsr_stations.csv"
+    years = [2010, 2015, 2020]
+
+    [index]          # options of agglo.IndexConfig
+    ddof = 0
+
+    [autocorr]
+    weights = "queen"
+    permutations = 999
+
+Each stage reads its own section (``index``, ``pm25``, ``roads``, ``hsr``, ``autocorr``,
+``coreperiphery``, ``metro``, ``plot``) and validates its keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from agglo.errors import AggloInputError
+
+__all__ = ["SECTIONS", "RunConfig", "load_config"]
+
+SECTIONS = ("index", "pm25", "roads", "hsr", "autocorr", "coreperiphery", "metro", "plot", "report")
+
+
+@dataclass
+class RunConfig:
+    """Everything ``agglo run`` needs; ``None`` paths mean "use the bundled data"."""
+
+    boundaries: Path | None = None
+    panel: Path | None = None
+    rasters: Path | None = None
+    roads: Path | None = None
+    stations: Path | None = None
+    years: list[int] | None = None
+    seed: int = 20101115
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Options of one stage (empty dict if absent)."""
+        if name not in SECTIONS:
+            raise KeyError(name)
+        return dict(self.sections.get(name, {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form (recorded in every output's metadata)."""
+        d = asdict(self)
+        for k in ("boundaries", "panel", "rasters", "roads", "stations"):
+            d[k] = None if d[k] is None else str(d[k])
+        return d
+
+
+_INPUT_KEYS = {f.name for f in fields(RunConfig)} - {"sections"}
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Read a TOML run configuration; ``None`` gives the defaults.
+
+    Relative paths in ``[inputs]`` are resolved against the TOML file's folder.
+
+    Raises
+    ------
+    AggloInputError
+        Unknown sections or keys (with the closest valid names), unreadable TOML.
+
+    Examples
+    --------
+    >>> load_config(None).seed
+    20101115
+    """
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise AggloInputError(f"config file {path} does not exist.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise AggloInputError(f"{path}: not valid TOML ({exc}).") from exc
+    problems = []
+    inputs = raw.pop("inputs", {})
+    for key in inputs:
+        if key not in _INPUT_KEYS:
+            problems.append(f"[inputs] {key!r} is not an option{_closest(key, _INPUT_KEYS)}")
+    for key in raw:
+        if key not in SECTIONS:
+            problems.append(f"section [{key}] is unknown{_closest(key, SECTIONS)}")
+    if problems:
+        raise AggloInputError(f"{path}: " + "; ".join(problems))
+    cfg = RunConfig(sections={k: dict(v) for k, v in raw.items()})
+    for key, value in inputs.items():
+        if key in {"boundaries", "panel", "rasters", "roads", "stations"} and value is not None:
+            p = Path(value)
+            value = p if p.is_absolute() else (path.parent / p)
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _closest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=3)
+    return (
+        f" (did you mean {', '.join(close)}?)"
+        if close
+        else f" (valid: {', '.join(sorted(options))})"
+    )

@@ -1,0 +1,145 @@
+"""``agglo run``: compose the stages on the bundled or configured data.
+
+Each stage is a module of this package with ``run(ctx: RunContext) -> None``; it calls the
+library functions of its stage and records what it produced on the context (panel columns,
+layers, tables, figures). The stages hold no method logic. Layers and tables are written once,
+atomically, by :mod:`agglo.pipeline.write`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from agglo.config import RunConfig
+from agglo.errors import OutputExistsError
+
+__all__ = ["STAGES", "RunContext", "run"]
+
+log = logging.getLogger(__name__)
+
+#: stage modules in data-flow order (DESIGN.md architecture)
+STAGES: tuple[str, ...] = (
+    "foundation",
+    "pm25",
+    "roads",
+    "hsr",
+    "index",
+    "autocorr",
+    "coreperiphery",
+    "metro",
+    "maps",
+    "write",
+    "report",
+)
+
+
+@dataclass
+class RunContext:
+    """State shared by the stages of one run.
+
+    Attributes
+    ----------
+    panel
+        Tidy ``adcode, year, indicator, value`` table; spatial stages replace their indicator.
+    provenance
+        Variable or input name -> where it came from and whether it is real or synthetic.
+    synthetic
+        Names of synthetic inputs that went into this run (non-empty -> every output says so).
+    layers, tables
+        Outputs to write: layer name -> GeoDataFrame, table name -> DataFrame.
+    layer_metadata, styles
+        Per layer: metadata dict and QGIS style (QML) written with it.
+    figures
+        Paths of maps and charts written by the ``maps`` stage.
+    results
+        Stage name -> its library result object (e.g. ``IndexResult``), for later stages.
+    """
+
+    config: RunConfig
+    out_dir: Path
+    force: bool = False
+    cities: gpd.GeoDataFrame | None = None
+    counties: gpd.GeoDataFrame | None = None
+    membership: pd.DataFrame | None = None
+    institutions: pd.DataFrame | None = None
+    panel: pd.DataFrame | None = None
+    years: list[int] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+    synthetic: set[str] = field(default_factory=set)
+    layers: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    layer_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    styles: dict[str, str] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def data_status(self) -> str:
+        """``"synthetic"`` if any synthetic input was used, else ``"real"``."""
+        return "synthetic" if self.synthetic else "real"
+
+    def label(self, text: str) -> str:
+        """Prefix ``text`` with a SYNTHETIC marker when the run used synthetic data."""
+        if not self.synthetic:
+            return text
+        return f"[SYNTHETIC DATA: {', '.join(sorted(self.synthetic))}] {text}"
+
+    def replace_indicator(self, values: pd.DataFrame, indicator: str, source: str) -> None:
+        """Put a computed indicator (``adcode, year, value``) into the panel, replacing rows."""
+        new = values.loc[:, ["adcode", "year", "value"]].assign(indicator=indicator)
+        keep = self.panel[self.panel["indicator"] != indicator] if self.panel is not None else None
+        self.panel = pd.concat(
+            [keep, new[["adcode", "year", "indicator", "value"]]], ignore_index=True
+        )
+        self.provenance[indicator] = source
+
+
+def run(
+    config: RunConfig | None = None,
+    out_dir: str | Path = "outputs",
+    *,
+    force: bool = False,
+    stages: tuple[str, ...] | None = None,
+) -> RunContext:
+    """Run the whole job and return its context (layers, tables, results, figures).
+
+    Parameters
+    ----------
+    config
+        Paths and options; defaults use the bundled (partly synthetic) demo data.
+    out_dir
+        Output folder. If it already holds agglo outputs, ``force`` is required.
+    force
+        Replace existing outputs.
+    stages
+        Subset of :data:`STAGES` to run (``foundation`` is always run first).
+    """
+    config = config or RunConfig()
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputExistsError(
+            f"output folder {out} is not empty; pass --force to replace its files "
+            "or choose another --out."
+        )
+    ctx = RunContext(config=config, out_dir=out, force=force)
+    selected = stages or STAGES
+    if "foundation" not in selected:
+        selected = ("foundation", *selected)
+    for name in STAGES:
+        if name not in selected:
+            continue
+        start = time.perf_counter()
+        module = importlib.import_module(f"agglo.pipeline.{name}")
+        log.info("stage %s ...", name)
+        module.run(ctx)
+        log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
+    return ctx

@@ -1,0 +1,14 @@
+"""Pipeline stage ``index``: not implemented yet (see the issue for this stage)."""
+
+from __future__ import annotations
+
+import logging
+
+from agglo.pipeline import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: RunContext) -> None:
+    """Placeholder: logs that the stage is not available yet."""
+    log.info("stage index is not implemented yet; skipped")
