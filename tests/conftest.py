@@ -1,0 +1,33 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real data for tests); skip when absent (a user's fresh clone)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real test data lives outside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cities():
+    """The bundled real city boundaries (read once per session)."""
+    from agglo.boundaries import load_cities
+
+    return load_cities()
+
+
+@pytest.fixture(scope="session")
+def counties():
+    from agglo.boundaries import load_counties
+
+    return load_counties()
