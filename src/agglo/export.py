@@ -245,7 +245,7 @@ def _export_shapefile(
         c
         for c in attrs
         if data[c].dtype == object
-        and data[c].dropna().map(lambda v: len(str(v).encode("utf-8"))).max(initial=0) > 254
+        and max((len(str(v).encode("utf-8")) for v in data[c].dropna()), default=0) > 254
     ]
     if too_long:
         raise AggloInputError(

@@ -105,10 +105,13 @@ def geodesic_area_km2(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> pd.Series:
     12308.8
     """
     gs = ensure_wgs84(_as_frame(geoms), what="polygons").geometry
+    # pyproj sums signed ring areas (counter-clockwise positive): orient every part first, or
+    # the parts of a MultiPolygon with mixed orientation cancel out
+    oriented = shapely.orient_polygons(gs.to_numpy(), exterior_cw=False)
     areas = np.array(
         [
-            abs(_GEOD.geometry_area_perimeter(g)[0]) if g is not None and not g.is_empty else 0.0
-            for g in gs.to_numpy()
+            _GEOD.geometry_area_perimeter(g)[0] if g is not None and not g.is_empty else 0.0
+            for g in oriented
         ]
     )
     return pd.Series(areas / 1e6, index=gs.index, name="area_km2")
@@ -136,10 +139,8 @@ def geodesic_length_km(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> pd.Series:
     """
     gs = ensure_wgs84(_as_frame(geoms), what="lines").geometry
     arr = gs.to_numpy()
-    lines = shapely.get_parts(
-        np.where(shapely.get_type_id(arr) >= 3, shapely.boundary(arr), arr),  # polygons -> rings
-        return_index=True,
-    )
+    is_polygon = np.isin(shapely.get_type_id(arr), (3, 6))  # Polygon, MultiPolygon -> rings
+    lines = shapely.get_parts(np.where(is_polygon, shapely.boundary(arr), arr), return_index=True)
     parts, owner = lines
     coords, part_idx = shapely.get_coordinates(parts, return_index=True)
     out = np.zeros(len(arr))

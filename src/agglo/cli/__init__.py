@@ -66,7 +66,11 @@ def configure_logging(level: int) -> None:
     for h in list(root.handlers):
         if isinstance(h, RichHandler):
             root.removeHandler(h)
-    handler = RichHandler(show_path=False, show_time=False, markup=False)
+    from rich.console import Console
+
+    handler = RichHandler(
+        console=Console(stderr=True), show_path=False, show_time=False, markup=False
+    )
     handler.setLevel(level)
     root.addHandler(handler)
     root.setLevel(level)
@@ -92,13 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(code or 0)
     except typer.Abort:
         return 1
-    except Exception as exc:  # click usage errors carry their own exit code (2)
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except typer.TyperException as exc:  # usage errors: click prints them, exit code 2
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        return int(getattr(exc, "exit_code", 2))
     return 0
 
 
