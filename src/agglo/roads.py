@@ -1,0 +1,611 @@
+"""Road-network density per polygon, with geodesic lengths and areas (WGS84 ellipsoid).
+
+Inputs are OpenStreetMap ``.osm.pbf`` extracts (read with pyosmium, filtered by ``highway``
+class and bounding box while reading) or any OGR line layer (GeoPackage, shapefile, GeoJSON,
+FileGDB) with an optional class column and a mapping of its values to OSM ``highway`` values.
+
+Which roads count (the yearbook's 公路)
+-------------------------------------
+China's statistical yearbooks count 公路 (public highways: 国道/省道/县道/乡道/专用公路 and,
+since 2006, 村道) and report 公路网密度 in km per 100 km². Urban streets (城市道路) are counted
+separately and are *not* 公路. agglo's default classes map this onto OSM ``highway`` values:
+
+============================  ===========================================================
+OSM ``highway``               yearbook notion
+============================  ===========================================================
+motorway (+ _link)            高速公路 (expressways)
+trunk (+ _link)               国道 / 一级公路 (national trunk roads)
+primary (+ _link)             国道 / 省道
+secondary (+ _link)           省道 / 县道
+tertiary (+ _link)            县道 / 乡道
+unclassified                  乡道 / 村道 (minor rural public roads)
+============================  ===========================================================
+
+Excluded by default: ``residential``, ``living_street``, ``service``, ``track``,
+``pedestrian``, ``footway``, ``cycleway``, ``path``, ``steps``, ``construction``, ``proposed``
+(urban streets, private access, field tracks and non-motorised ways). ``classes="major"`` keeps
+motorway to secondary; ``classes="all"`` keeps every road; any list of values may be given.
+OSM completeness varies across China, so absolute densities are typically *below* the
+yearbook's; the integration index uses dispersion across cities (cv), which is less sensitive.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+
+from agglo.errors import AggloInputError, ValidationError
+from agglo.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
+
+__all__ = [
+    "CLASS_PRESETS",
+    "DEFAULT_CLASSES",
+    "MAJOR_CLASSES",
+    "ROAD_COLUMNS",
+    "read_roads",
+    "resolve_classes",
+    "road_density",
+]
+
+log = logging.getLogger(__name__)
+
+#: OSM ``highway`` values counted as 公路 by default (see the module docstring)
+DEFAULT_CLASSES: tuple[str, ...] = (
+    "motorway",
+    "motorway_link",
+    "trunk",
+    "trunk_link",
+    "primary",
+    "primary_link",
+    "secondary",
+    "secondary_link",
+    "tertiary",
+    "tertiary_link",
+    "unclassified",
+)
+#: expressways, national and provincial roads only
+MAJOR_CLASSES: tuple[str, ...] = DEFAULT_CLASSES[:8]
+#: named class presets accepted by ``classes=`` (``"all"`` keeps every road)
+CLASS_PRESETS: dict[str, tuple[str, ...] | None] = {
+    "default": DEFAULT_CLASSES,
+    "major": MAJOR_CLASSES,
+    "all": None,
+}
+#: attribute columns :func:`read_roads` always returns (strings as in OSM, or None)
+ROAD_COLUMNS: tuple[str, ...] = ("highway", "maxspeed", "oneway", "name")
+
+_OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".o5m")
+_LINE_TYPES = {1: "LineString", 2: "LinearRing", 5: "MultiLineString"}
+_TYPE_NAMES = {
+    0: "Point",
+    1: "LineString",
+    2: "LinearRing",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+    7: "GeometryCollection",
+}
+
+
+def resolve_classes(classes: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    """Turn a ``classes=`` argument into a tuple of values, or ``None`` for every road.
+
+    Parameters
+    ----------
+    classes
+        A preset name (``"default"``, ``"major"``, ``"all"``), ``None`` (same as ``"all"``) or
+        an iterable of class values.
+
+    Examples
+    --------
+    >>> resolve_classes("major")[:2]
+    ('motorway', 'motorway_link')
+    >>> resolve_classes("all") is None
+    True
+    >>> resolve_classes("motorways")
+    Traceback (most recent call last):
+    ...
+    agglo.errors.AggloInputError: classes must be one of ['all', 'default', 'major'] or a list of class values; got 'motorways'.
+    """
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        if classes not in CLASS_PRESETS:
+            raise AggloInputError(
+                f"classes must be one of {sorted(CLASS_PRESETS)} or a list of class values; "
+                f"got {classes!r}."
+            )
+        return CLASS_PRESETS[classes]
+    values = tuple(str(c) for c in classes)
+    if not values:
+        raise AggloInputError("classes is an empty list; give class values or classes='all'.")
+    return values
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------
+
+
+def read_roads(
+    path: str | Path,
+    *,
+    bbox: Sequence[float] | None = None,
+    classes: str | Iterable[str] | None = DEFAULT_CLASSES,
+    class_col: str = "highway",
+    mapping: Mapping[str, str] | None = None,
+    layer: str | int | None = None,
+    chunk_size: int = 100_000,
+) -> gpd.GeoDataFrame:
+    """Read road lines from an OSM extract or any OGR line layer, filtering while reading.
+
+    Parameters
+    ----------
+    path
+        ``.osm.pbf`` (also ``.osm``, ``.osm.bz2``): read with pyosmium, keeping ways with a
+        ``highway`` tag of the selected classes; only way geometries are built, in chunks, and
+        ways outside ``bbox`` are dropped chunk by chunk, so a country extract never holds its
+        whole road network. Any other path is read with pyogrio (``bbox=`` and an SQL ``where``
+        on ``class_col`` are pushed down to GDAL).
+    bbox
+        ``(min_lon, min_lat, max_lon, max_lat)`` in degrees (EPSG:4326), also for projected
+        layers (the box is transformed to the layer's CRS for reading). Lines intersecting the
+        box are kept whole.
+    classes
+        Class values to keep (after ``mapping``), a preset (``"default"``, ``"major"``) or
+        ``"all"``/``None``. See :data:`DEFAULT_CLASSES` and the module docstring.
+    class_col
+        Class column of an OGR layer (Geofabrik shapefiles use ``"fclass"``). Ignored for OSM.
+    mapping
+        Source class value -> OSM ``highway`` value (e.g. ``{"高速公路": "motorway"}``), applied
+        to ``class_col`` before filtering; unmapped values become None (and are dropped unless
+        ``classes="all"``).
+    layer
+        Layer name or index of a multi-layer source (default: the first layer).
+    chunk_size
+        Ways per geometry batch when reading OSM.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Lines in EPSG:4326 with ``highway``, ``maxspeed``, ``oneway``, ``name`` (strings as in
+        OSM, None when absent), ``osm_id`` for OSM input (other columns of an OGR layer are
+        kept), on a fresh RangeIndex.
+
+    Raises
+    ------
+    AggloInputError
+        Missing file, unreadable layer, missing class column, bad bbox.
+
+    Examples
+    --------
+    >>> roads = read_roads("china-latest.osm.pbf", bbox=(103.5, 30.0, 105.0, 31.5))  # doctest: +SKIP
+    >>> roads["highway"].value_counts()  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AggloInputError(f"road file {path} does not exist.")
+    wanted = resolve_classes(classes)
+    box = _check_bbox(bbox)
+    if path.name.lower().endswith(_OSM_SUFFIXES):
+        gdf = _read_osm(path, wanted, box, chunk_size)
+    else:
+        gdf = _read_ogr(path, wanted, box, class_col, mapping, layer)
+    log.info("read %d road lines from %s", len(gdf), path.name)
+    return gdf
+
+
+def _check_bbox(bbox: Sequence[float] | None) -> tuple[float, float, float, float] | None:
+    if bbox is None:
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in bbox)
+    except (TypeError, ValueError) as exc:
+        raise AggloInputError(
+            f"bbox must be (min_lon, min_lat, max_lon, max_lat); got {bbox!r}."
+        ) from exc
+    if not (-180 <= x0 < x1 <= 180 and -90 <= y0 < y1 <= 90):
+        raise AggloInputError(
+            "bbox must be (min_lon, min_lat, max_lon, max_lat) in degrees with min < max; "
+            f"got {bbox!r}."
+        )
+    return x0, y0, x1, y1
+
+
+def _read_osm(
+    path: Path,
+    wanted: tuple[str, ...] | None,
+    box: tuple[float, float, float, float] | None,
+    chunk_size: int,
+) -> gpd.GeoDataFrame:
+    try:
+        import osmium
+    except ImportError as exc:  # pragma: no cover - osmium is a dependency
+        raise AggloInputError("reading .osm.pbf needs pyosmium: pip install osmium") from exc
+    tag_filter = (
+        osmium.filter.KeyFilter("highway")
+        if wanted is None
+        else osmium.filter.TagFilter(*(("highway", c) for c in wanted))
+    )
+    processor = (
+        osmium.FileProcessor(str(path))
+        .with_locations()
+        .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
+        .with_filter(tag_filter)
+    )
+    factory = osmium.geom.WKBFactory()
+    clip = shapely.box(*box) if box is not None else None
+    if clip is not None:
+        shapely.prepare(clip)
+    frames: list[gpd.GeoDataFrame] = []
+    buf: dict[str, list] = {k: [] for k in ("osm_id", *ROAD_COLUMNS, "wkb")}
+    skipped = 0
+
+    def flush() -> None:
+        if not buf["wkb"]:
+            return
+        geoms = shapely.from_wkb(np.asarray(buf["wkb"], dtype=object))
+        keep = np.ones(len(geoms), bool) if clip is None else shapely.intersects(clip, geoms)
+        data = {k: np.asarray(v, dtype=object)[keep] for k, v in buf.items() if k != "wkb"}
+        data["osm_id"] = data["osm_id"].astype(np.int64)
+        frames.append(gpd.GeoDataFrame(data, geometry=geoms[keep], crs=WGS84))
+        for v in buf.values():
+            v.clear()
+
+    try:
+        for way in processor:
+            try:
+                wkb = factory.create_linestring(way)
+            except (osmium.InvalidLocationError, RuntimeError):
+                skipped += 1  # nodes missing from the extract, or fewer than two locations
+                continue
+            tags = way.tags
+            buf["osm_id"].append(way.id)
+            for k in ROAD_COLUMNS:
+                buf[k].append(tags.get(k))
+            buf["wkb"].append(bytes.fromhex(wkb) if isinstance(wkb, str) else wkb)
+            if len(buf["wkb"]) >= chunk_size:
+                flush()
+    except RuntimeError as exc:
+        raise AggloInputError(f"cannot read OSM file {path}: {exc}") from exc
+    flush()
+    if skipped:
+        log.warning(
+            "%s: %d highway way(s) skipped (nodes missing from the extract or < 2 locations)",
+            path.name,
+            skipped,
+        )
+    if not frames:
+        return gpd.GeoDataFrame(
+            {
+                "osm_id": pd.Series(dtype=np.int64),
+                **{k: pd.Series(dtype=object) for k in ROAD_COLUMNS},
+            },
+            geometry=gpd.GeoSeries([], crs=WGS84),
+            crs=WGS84,
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _read_ogr(
+    path: Path,
+    wanted: tuple[str, ...] | None,
+    box: tuple[float, float, float, float] | None,
+    class_col: str,
+    mapping: Mapping[str, str] | None,
+    layer: str | int | None,
+) -> gpd.GeoDataFrame:
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+    except Exception as exc:  # pyogrio's DataSourceError / DataLayerError
+        raise AggloInputError(f"cannot read road layer from {path}: {exc}") from exc
+    fields = list(info["fields"])
+    has_class = class_col in fields
+    if not has_class and (wanted is not None or mapping is not None):
+        raise AggloInputError(
+            f"{path}: class column {class_col!r} not found (columns: {fields}). Pass "
+            "class_col= (Geofabrik shapefiles use 'fclass') or classes='all' to keep every line."
+        )
+    where = None
+    if wanted is not None:
+        source_values = (
+            list(wanted) if mapping is None else [k for k, v in mapping.items() if v in set(wanted)]
+        )
+        if not source_values:
+            raise AggloInputError(
+                f"no value of mapping maps to the selected classes {list(wanted)}; "
+                f"mapping targets: {sorted(set(mapping.values()))}."  # type: ignore[union-attr]
+            )
+        quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in source_values)
+        where = f'"{class_col}" IN ({quoted})'
+    read_box = None
+    if box is not None:
+        read_box = box
+        if info.get("crs"):
+            from pyproj import CRS, Transformer
+
+            crs = CRS.from_user_input(info["crs"])
+            if not crs.equals(WGS84):
+                t = Transformer.from_crs(WGS84, crs, always_xy=True)
+                read_box = t.transform_bounds(*box, densify_pts=21)
+    try:
+        gdf = pyogrio.read_dataframe(path, layer=layer, bbox=read_box, where=where)
+    except Exception as exc:
+        raise AggloInputError(f"cannot read road layer from {path}: {exc}") from exc
+    if gdf.crs is None:
+        raise AggloInputError(
+            f"{path}: the road layer has no CRS. Add one (e.g. a .prj, or "
+            "gdf.set_crs('EPSG:4326') and pass the GeoDataFrame to road_density)."
+        )
+    gdf = ensure_wgs84(gdf, what=f"road layer {path.name}")
+    if has_class:
+        values = gdf[class_col].astype(object)
+        if mapping is not None:
+            values = values.map(lambda v: mapping.get(v) if v is not None else None)
+        if class_col != "highway" and "highway" in gdf.columns:
+            gdf = gdf.rename(columns={"highway": "highway_source"})
+        gdf["highway"] = values.where(values.notna(), None)
+    for col in ROAD_COLUMNS:
+        if col not in gdf.columns:
+            gdf[col] = None
+    if wanted is not None:
+        gdf = gdf[gdf["highway"].isin(wanted)]
+    return gdf.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------
+# density
+# ---------------------------------------------------------------------------------------
+
+
+def road_density(
+    roads: gpd.GeoDataFrame | gpd.GeoSeries,
+    polygons: gpd.GeoDataFrame,
+    *,
+    id_col: str = "adcode",
+    classes: str | Iterable[str] | None = DEFAULT_CLASSES,
+    class_col: str = "highway",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Length of road and road density in each polygon, measured on the WGS84 ellipsoid.
+
+    Lengths are geodesic (summed over each line's vertices), areas are geodesic; data in a
+    projected CRS is reprojected to EPSG:4326 first, so nothing is ever measured in degrees or
+    in a distorting projection. Lines wholly inside a polygon (no contact with its boundary,
+    tested with prepared ``contains_properly``) are counted with their full length without
+    any intersection; only lines touching a polygon's boundary are clipped exactly
+    (``shapely.intersection``, which inserts the crossing vertex), and the clipped pieces are
+    measured on their own lon/lat vertices.
+
+    Parameters
+    ----------
+    roads
+        LineStrings / MultiLineStrings with a CRS. Rows with null or empty geometry are dropped
+        (logged); any other geometry type is an error.
+    polygons
+        Polygons / MultiPolygons with a CRS and a unique ``id_col``. Invalid polygons are
+        repaired with ``shapely.make_valid`` (a ``UserWarning`` says how many). Overlapping
+        polygons each count the road inside them.
+    id_col
+        Identifier column of ``polygons``, copied to the output.
+    classes
+        Road classes to count, by ``class_col``: a list of values, a preset (``"default"``
+        = :data:`DEFAULT_CLASSES`, ``"major"``) or ``"all"``/``None`` for every line (then
+        ``class_col`` is not needed).
+    class_col
+        Class column of ``roads`` (OSM ``highway`` by default).
+    progress
+        Show a progress bar over polygons (tqdm).
+
+    Returns
+    -------
+    pandas.DataFrame
+        On the index of ``polygons``: ``id_col``, ``length_km`` (road inside the polygon),
+        ``area_km2``, ``density_km_per_km2``, ``density_km_per_100km2`` (the yearbook unit of
+        公路网密度), ``n_roads`` (lines touching the polygon). Density is NaN for zero-area
+        polygons. ``attrs`` records the classes and counts of dropped lines.
+
+    Raises
+    ------
+    AggloInputError
+        Missing CRS, missing or duplicate ids, wrong geometry types, an empty road layer, or
+        no road of the selected classes.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> squares = gpd.GeoDataFrame(
+    ...     {"adcode": ["A", "B"]},
+    ...     geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)], crs=4326)
+    >>> road = gpd.GeoDataFrame(
+    ...     {"highway": ["primary"]}, geometry=[shapely.LineString([(0.5, 0.5), (1.5, 0.5)])],
+    ...     crs=4326)
+    >>> out = road_density(road, squares)
+    >>> [round(float(v), 2) for v in out["length_km"]]  # 0.5 degree of longitude each at 0.5 N
+    [55.66, 55.66]
+    >>> round(float(out["density_km_per_100km2"].iloc[0]), 3)
+    0.452
+    """
+    wanted = resolve_classes(classes)
+    lines, kept = _prepare_roads(roads, wanted, class_col)
+    polys, ids, index = _prepare_polygons(polygons, id_col)
+    lengths, counts = _length_by_polygon(lines, polys, progress=progress)
+    area = geodesic_area_km2(gpd.GeoSeries(polys, crs=WGS84)).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        density = np.where(area > 0, lengths / np.where(area > 0, area, 1.0), np.nan)
+    out = pd.DataFrame(
+        {
+            id_col: ids,
+            "length_km": lengths,
+            "area_km2": area,
+            "density_km_per_km2": density,
+            "density_km_per_100km2": density * 100.0,
+            "n_roads": counts,
+        },
+        index=index,
+    )
+    out.attrs.update(
+        {
+            "classes": "all" if wanted is None else list(wanted),
+            "n_roads_used": len(lines),
+            **kept,
+            "method": "geodesic lengths and areas on the WGS84 ellipsoid (pyproj.Geod)",
+        }
+    )
+    return out
+
+
+def _prepare_roads(
+    roads: gpd.GeoDataFrame | gpd.GeoSeries, wanted: tuple[str, ...] | None, class_col: str
+) -> tuple[np.ndarray, dict[str, int]]:
+    if isinstance(roads, gpd.GeoSeries):
+        if wanted is not None:
+            raise AggloInputError(
+                "roads is a GeoSeries without a class column; pass a GeoDataFrame with "
+                f"{class_col!r} or classes='all'."
+            )
+        roads = gpd.GeoDataFrame(geometry=roads, crs=roads.crs)
+    if not isinstance(roads, gpd.GeoDataFrame):
+        raise AggloInputError(
+            f"roads must be a GeoDataFrame of lines; got {type(roads).__name__}. "
+            "Read files with agglo.read_roads(path)."
+        )
+    if len(roads) == 0:
+        raise AggloInputError("the road layer is empty (0 rows); nothing to measure.")
+    roads = ensure_wgs84(roads, what="roads")
+    n_in = len(roads)
+    if wanted is not None:
+        if class_col not in roads.columns:
+            raise AggloInputError(
+                f"roads have no class column {class_col!r} (columns: "
+                f"{[c for c in roads.columns if c != roads.geometry.name]}); pass class_col= "
+                "or classes='all'."
+            )
+        selected = roads[roads[class_col].isin(wanted)]
+        if len(selected) == 0:
+            present = sorted(map(str, roads[class_col].dropna().unique()))
+            raise AggloInputError(
+                f"no road of classes {list(wanted)} in the layer; classes present in "
+                f"{class_col!r}: {present[:30]}. Pass classes= with some of them or 'all'."
+            )
+        roads = selected
+    geoms = roads.geometry.to_numpy()
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    types = shapely.get_type_id(geoms)
+    bad = ~missing & ~np.isin(types, list(_LINE_TYPES))
+    if bad.any():
+        found = pd.Series(types[bad]).map(_TYPE_NAMES).value_counts()
+        raise ValidationError(
+            [f"{n} row(s) of type {t}" for t, n in found.items()]
+            + [
+                "roads must be LineString or MultiLineString (explode collections, or take the "
+                "boundary of polygons explicitly)"
+            ],
+            source="roads",
+        )
+    coords = shapely.get_coordinates(geoms[~missing])
+    if len(coords) and not np.isfinite(coords).all():
+        raise AggloInputError("roads contain NaN or infinite coordinates; fix or drop them.")
+    if missing.any():
+        log.info("roads: %d row(s) with null or empty geometry dropped", int(missing.sum()))
+    return geoms[~missing], {
+        "n_roads_input": n_in,
+        "n_roads_other_class": n_in - len(roads),
+        "n_roads_empty_geometry": int(missing.sum()),
+    }
+
+
+def _prepare_polygons(
+    polygons: gpd.GeoDataFrame, id_col: str
+) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    if not isinstance(polygons, gpd.GeoDataFrame):
+        raise AggloInputError(f"polygons must be a GeoDataFrame; got {type(polygons).__name__}.")
+    if len(polygons) == 0:
+        raise AggloInputError("the polygon layer is empty (0 rows).")
+    problems = []
+    if id_col not in polygons.columns:
+        problems.append(
+            f"id column {id_col!r} not found (columns: "
+            f"{[c for c in polygons.columns if c != polygons.geometry.name]}); pass id_col="
+        )
+    else:
+        ids = polygons[id_col]
+        if ids.isna().any():
+            problems.append(f"{int(ids.isna().sum())} polygon(s) have no {id_col}")
+        dup = ids[ids.duplicated()].unique().tolist()
+        if dup:
+            problems.append(f"duplicate {id_col} value(s): {dup[:10]} (dissolve first)")
+    polygons = ensure_wgs84(polygons, what="polygons")
+    geoms = polygons.geometry.to_numpy()
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    types = shapely.get_type_id(geoms)
+    bad = ~missing & ~np.isin(types, (3, 6))
+    if bad.any():
+        found = pd.Series(types[bad]).map(_TYPE_NAMES).value_counts().to_dict()
+        problems.append(f"polygons must be Polygon/MultiPolygon; found {found}")
+    if problems:
+        raise ValidationError(problems, source="polygons")
+    invalid = ~missing & ~shapely.is_valid(geoms)
+    if invalid.any():
+        warnings.warn(
+            f"{int(invalid.sum())} invalid polygon(s) repaired with shapely.make_valid "
+            "(check self-intersections in the boundaries)",
+            UserWarning,
+            stacklevel=3,
+        )
+        geoms = geoms.copy()
+        fixed = shapely.make_valid(geoms[invalid])
+        # keep only the polygonal part of the repaired geometry
+        geoms[invalid] = [
+            shapely.union_all([p for p in shapely.get_parts(g) if shapely.get_type_id(p) in (3, 6)])
+            for g in fixed
+        ]
+    return geoms, polygons[id_col].to_numpy(), polygons.index
+
+
+def _length_by_polygon(
+    lines: np.ndarray, polys: np.ndarray, *, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Geodesic km of ``lines`` inside each polygon and the number of lines touching it."""
+    full = _geodesic_km(lines)
+    tree = shapely.STRtree(lines)
+    polys = polys.copy()
+    shapely.prepare(polys)
+    total = np.zeros(len(polys))
+    count = np.zeros(len(polys), dtype=np.int64)
+    it: Iterable[int] = range(len(polys))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=len(polys), desc="road density", unit="polygon")
+    for j in it:
+        poly = polys[j]
+        if poly is None or shapely.is_empty(poly):
+            continue
+        cand = tree.query(poly)  # envelope candidates (tree indices)
+        if not len(cand):
+            continue
+        cand_geoms = lines[cand]
+        inside = shapely.contains_properly(poly, cand_geoms)  # fast path: no intersection
+        rest = cand[~inside]
+        hit = rest[shapely.intersects(poly, lines[rest])]
+        pieces = shapely.intersection(lines[hit], poly) if len(hit) else np.empty(0, object)
+        total[j] = full[cand[inside]].sum() + _geodesic_km(pieces).sum()
+        count[j] = int(inside.sum()) + len(hit)
+    return total, count
+
+
+def _geodesic_km(geoms: np.ndarray) -> np.ndarray:
+    """Geodesic length of each lon/lat geometry in km (points and empties give 0)."""
+    if len(geoms) == 0:
+        return np.zeros(0)
+    return geodesic_length_km(gpd.GeoSeries(geoms, crs=WGS84)).to_numpy()
