@@ -1,9 +1,101 @@
-"""``agglo roads``: not implemented yet (see its issue)."""
+"""``agglo roads``: road-network density per city from an OSM extract or any line layer."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def _parse_bbox(text: str | None) -> tuple[float, ...] | None:
+    from agglo.errors import AggloInputError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise AggloInputError(
+            f"--bbox must be min_lon,min_lat,max_lon,max_lat; got {text!r}."
+        ) from exc
+    if len(values) != 4:
+        raise AggloInputError(f"--bbox must be min_lon,min_lat,max_lon,max_lat; got {text!r}.")
+    return values
+
+
+def _parse_classes(text: str) -> str | list[str]:
+    from agglo.roads import CLASS_PRESETS
+
+    if text in CLASS_PRESETS:
+        return text
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``roads`` command to ``app`` (placeholder)."""
+    """Add the ``roads`` command to ``app``."""
+
+    @app.command("roads")
+    def roads_cmd(
+        roads: Path = typer.Option(
+            ..., "--roads", "-r", help="OSM .osm.pbf extract or any line layer (gpkg, shp, ...)."
+        ),
+        polygons: Path | None = typer.Option(
+            None, "--polygons", help="Polygon layer (default: the bundled Yangtze-belt cities)."
+        ),
+        layer: str | None = typer.Option(None, "--layer", help="Layer of --polygons."),
+        id_col: str = typer.Option("adcode", "--id-col", help="Identifier column of the polygons."),
+        classes: str = typer.Option(
+            "default",
+            "--classes",
+            help="default (公路: motorway..unclassified), major, all, or comma-separated values.",
+        ),
+        class_col: str = typer.Option(
+            "highway", "--class-col", help="Class column of a line layer (Geofabrik: fclass)."
+        ),
+        mapping: Path | None = typer.Option(
+            None, "--mapping", help="JSON file: source class value -> OSM highway value."
+        ),
+        bbox: str | None = typer.Option(
+            None,
+            "--bbox",
+            help="min_lon,min_lat,max_lon,max_lat to read (default: the polygons' extent).",
+        ),
+        out: Path = typer.Option(Path("road_density.csv"), "--out", "-o", help="Output CSV."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+    ) -> None:
+        """Road length (geodesic km) and density (km/km², km/100 km²) per polygon."""
+        from agglo.boundaries import load_cities
+        from agglo.errors import AggloInputError
+        from agglo.export import check_writable, write_csv
+        from agglo.geodesy import ensure_wgs84
+        from agglo.roads import read_roads, road_density
+
+        check_writable(out, force=force)
+        if polygons is None:
+            polys = load_cities()
+        else:
+            import pyogrio
+
+            try:
+                polys = pyogrio.read_dataframe(polygons, layer=layer)
+            except Exception as exc:
+                raise AggloInputError(f"cannot read polygons from {polygons}: {exc}") from exc
+        box = _parse_bbox(bbox) or tuple(ensure_wgs84(polys, what="polygons").total_bounds)
+        cls = _parse_classes(classes)
+        mapped = None
+        if mapping is not None:
+            try:
+                mapped = json.loads(Path(mapping).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise AggloInputError(f"--mapping {mapping}: cannot read JSON ({exc}).") from exc
+        lines = read_roads(roads, bbox=box, classes=cls, class_col=class_col, mapping=mapped)
+        result = road_density(lines, polys, id_col=id_col, classes=cls)
+        if "name_zh" in polys.columns:
+            result.insert(1, "name_zh", polys["name_zh"].to_numpy())
+        write_csv(result, out, force=force)
+        typer.echo(
+            f"{len(lines):,} road lines, {result['length_km'].sum():,.1f} km in "
+            f"{len(result)} polygons; median density "
+            f"{result['density_km_per_100km2'].median():.2f} km/100 km²; wrote {out}"
+        )
