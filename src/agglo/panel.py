@@ -1,46 +1,1012 @@
-"""Yearbook panel I/O (placeholder interface; the full reader is being written).
+"""Reading and validating prefecture-level yearbook panels.
 
-Contract used by the pipeline:
+Users bring statistical-yearbook tables in many shapes. :func:`read_panel` reads
 
-- ``DEMO_PANEL``: path of the bundled synthetic demo panel;
-- ``read_panel(path, ...) -> PanelResult`` with ``panel`` (tidy ``adcode, year, indicator,
-  value``), ``report`` (:class:`ValidationReport`) and ``synthetic`` (bool).
+- CSV (UTF-8, UTF-8 with BOM, GBK/GB18030; comma, tab or semicolon separated) and XLSX;
+- **long form**: a city column (``adcode`` or a name column such as ``city``/``城市``/``地区``),
+  ``year``, ``indicator`` and ``value``;
+- **wide form**: a city column, ``year`` and one column per indicator, named by registry id,
+  Chinese or English name or alias, with or without a unit suffix (``人均GDP(元)``);
+- sector employment for the Krugman index, as wide ``employment_<sector>`` columns, as long
+  ``adcode, year, sector, employment`` files, or in a file named by a metadata sidecar,
+
+maps columns to the indicator registry (:mod:`agglo.registry`), matches cities by adcode or
+Chinese name (with or without 市/地区/州, historical names such as 襄樊 -> 襄阳 420600; see
+:mod:`agglo.names`), and returns a tidy ``adcode, year, indicator, value`` table with a
+:class:`ValidationReport`. Every problem is collected and raised once as a
+:class:`agglo.errors.ValidationError` naming the file, the row (the line number a user sees in
+a spreadsheet or editor, the header being row 1) and the column.
+
+A metadata sidecar ``<file stem>.json`` next to the file may say ``"data_status": "synthetic"``
+and name an ``"employment"`` file (relative path). The bundled demo panel
+(:data:`DEMO_PANEL`) is synthetic: see ``data/panel/README.md``.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as _dt
+import difflib
+import io
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from agglo.errors import AggloInputError, ValidationError
+from agglo.names import CityMatch, CityMatcher
 from agglo.paths import data_path
+from agglo.registry import VARIABLES
 
+__all__ = [
+    "DEMO_EMPLOYMENT",
+    "DEMO_PANEL",
+    "PanelResult",
+    "ValidationReport",
+    "panel_to_wide",
+    "read_employment",
+    "read_panel",
+    "registry_column",
+]
+
+log = logging.getLogger(__name__)
+
+#: the bundled synthetic demo panel (84 member cities x 2010/2015/2020 x 21 variables)
 DEMO_PANEL: Path = data_path("panel", "demo_panel_synthetic.csv")
+#: the bundled synthetic sector employment (long form), named by the demo panel's sidecar
+DEMO_EMPLOYMENT: Path = data_path("panel", "demo_employment_synthetic.csv")
+
+PANEL_COLUMNS = ["adcode", "year", "indicator", "value"]
+EMPLOYMENT_COLUMNS = ["adcode", "year", "sector", "employment"]
+
+# normalised header -> role
+_ROLE_NAMES: dict[str, tuple[str, ...]] = {
+    "adcode": ("adcode", "行政区划代码", "区划代码", "代码", "城市代码", "code", "city_code"),
+    "city": (
+        "city",
+        "城市",
+        "城市名称",
+        "城市名",
+        "地区",
+        "地区名称",
+        "地级市",
+        "地市",
+        "市",
+        "name",
+        "name_zh",
+        "city_name",
+        "city_zh",
+    ),
+    "year": ("year", "年份", "年", "年度"),
+    "indicator": ("indicator", "指标", "指标名称", "variable", "变量"),
+    "value": ("value", "数值", "值", "指标值"),
+    "sector": ("sector", "行业", "产业", "industry"),
+    "employment": ("employment", "就业人数", "就业人员", "从业人员", "从业人员数"),
+}
+_ROLE_OF: dict[str, str] = {n: role for role, names in _ROLE_NAMES.items() for n in names}
+# columns that describe rows but are not data: ignored (recorded in report.actions)
+_META = {
+    "province",
+    "province_zh",
+    "省份",
+    "省",
+    "agglomeration_id",
+    "agglomeration",
+    "城市群",
+    "note",
+    "notes",
+    "备注",
+    "source",
+    "来源",
+    "unit",
+    "单位",
+    "name_en",
+}
+_EMPLOYMENT_PREFIXES = ("employment_", "就业人员_", "就业人数_")
+_MISSING = {
+    "",
+    "-",
+    "--",
+    "—",
+    "——",
+    "–",
+    "…",
+    "...",
+    "……",
+    "/",
+    "na",
+    "n/a",
+    "nan",
+    "null",
+    "none",
+    "无",
+    "缺失",
+}
+_FIRST_YEAR = 1949
+_ON_UNKNOWN_CITY = ("error", "drop")
 
 
 @dataclass
 class ValidationReport:
-    """What reading a panel found and did."""
+    """What reading a panel found (warnings) and did (actions: drops, mappings).
+
+    ``to_frame()`` gives one row per message with ``kind``, ``message``, ``source`` and
+    ``data_status`` (``synthetic`` or ``real``), so a synthetic input stays labelled in every
+    table written from it.
+    """
 
     source: str
     warnings: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    synthetic: bool = False
 
     def to_frame(self) -> pd.DataFrame:
+        """The report as a table: ``kind`` (warning/action), ``message``, ``source``,
+        ``data_status``.
+
+        Examples
+        --------
+        >>> r = ValidationReport("x.csv", warnings=["w"], actions=["a"], synthetic=True)
+        >>> r.to_frame()[["kind", "data_status"]].values.tolist()
+        [['warning', 'synthetic'], ['action', 'synthetic']]
+        """
         rows = [{"kind": "warning", "message": w} for w in self.warnings]
         rows += [{"kind": "action", "message": a} for a in self.actions]
-        return pd.DataFrame(rows, columns=["kind", "message"]).assign(source=self.source)
+        return pd.DataFrame(rows, columns=["kind", "message"]).assign(
+            source=self.source, data_status="synthetic" if self.synthetic else "real"
+        )
 
 
 @dataclass
 class PanelResult:
+    """A validated panel.
+
+    Attributes
+    ----------
+    panel
+        Tidy table: ``adcode`` (6-character str), ``year`` (int), ``indicator`` (registry id),
+        ``value`` (float, in the registry unit), sorted by adcode, year, indicator.
+    report
+        The :class:`ValidationReport`.
+    synthetic
+        True when the file name contains ``synthetic`` or its ``data_status`` column or
+        metadata sidecar says so.
+    employment
+        Sector employment ``adcode, year, sector, employment`` (10k persons) or None.
+    metadata
+        The metadata sidecar's content (empty if none).
+    """
+
     panel: pd.DataFrame
     report: ValidationReport
     synthetic: bool = False
+    employment: pd.DataFrame | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def to_wide(self) -> pd.DataFrame:
+        """The panel as one row per city-year, one column per indicator."""
+        return panel_to_wide(self.panel)
 
 
-def read_panel(path: str | Path) -> PanelResult:
+# ---------------------------------------------------------------------------------------
+# column names
+# ---------------------------------------------------------------------------------------
+
+
+def _norm(text: object) -> str:
+    """Normalise a header or indicator label for matching (case, width, spaces, unit suffix)."""
+    s = unicodedata.normalize("NFKC", str(text)).strip().lower()
+    s = re.sub(r"\s*[(\[{【][^()\[\]{}【】]*[)\]}】]\s*$", "", s)  # trailing unit in brackets
+    s = re.sub(r"\s*(/|单位[:：]?)\s*[^/]*$", "", s) if re.search(r"[\u4e00-\u9fff]/", s) else s
+    s = s.strip().rstrip("%").strip()
+    return re.sub(r"[\s\-]+", "_", s)
+
+
+def _registry_keys() -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for v in VARIABLES.values():
+        for label in (v.id, v.name_zh, v.name_en, *v.aliases):
+            keys.setdefault(_norm(label), set()).add(v.id)
+    return keys
+
+
+_KEYS = _registry_keys()
+
+
+def registry_column(label: str) -> str | None:
+    """The registry id a column label or indicator name refers to, or None.
+
+    Matching ignores case, spaces, full-width characters and a trailing unit in brackets, and
+    accepts ids, Chinese and English names and the registry's aliases.
+
+    Examples
+    --------
+    >>> registry_column("人均GDP（元）"), registry_column("PM2.5"), registry_column("GDP per capita")
+    ('gdp_per_capita', 'pm25', 'gdp_per_capita')
+    >>> registry_column("常住人口城镇化率(%)"), registry_column("no such thing") is None
+    ('urbanization_rate', True)
+    """
+    ids = _KEYS.get(_norm(label))
+    return next(iter(ids)) if ids and len(ids) == 1 else None
+
+
+def _closest_ids(label: str, n: int = 3) -> list[str]:
+    best = difflib.get_close_matches(_norm(label), list(_KEYS), n=n * 3, cutoff=0.4)
+    out: list[str] = []
+    for k in best:
+        for i in sorted(_KEYS[k]):
+            if i not in out:
+                out.append(i)
+    if not out:  # fall back to ids by a looser cutoff
+        out = difflib.get_close_matches(_norm(label), list(VARIABLES), n=n, cutoff=0.0)
+    return [f"{i} ({VARIABLES[i].name_zh})" for i in out[:n]]
+
+
+def _sector_id(label: object) -> str:
+    s = unicodedata.normalize("NFKC", str(label)).strip().lower()
+    return re.sub(r"[\s\-]+", "_", s)
+
+
+# ---------------------------------------------------------------------------------------
+# reading the raw table
+# ---------------------------------------------------------------------------------------
+
+
+def _read_raw(
+    path: Path, *, sheet: str | int | None, encoding: str | None, skiprows: int
+) -> tuple[pd.DataFrame, str]:
+    suffix = path.suffix.lower()
+    if suffix in {".xlsx", ".xlsm"}:
+        try:
+            df = pd.read_excel(
+                path,
+                sheet_name=0 if sheet is None else sheet,
+                dtype=object,
+                skiprows=skiprows,
+                engine="openpyxl",
+            )
+        except ValueError as exc:  # unknown sheet
+            raise AggloInputError(f"{path}: cannot read sheet {sheet!r}: {exc}") from exc
+        return df, f"xlsx sheet {sheet if sheet is not None else 0}"
+    if suffix == ".xls":
+        raise AggloInputError(
+            f"{path}: old .xls workbooks are not supported; save it as .xlsx or .csv"
+        )
+    raw = path.read_bytes()
+    tried = [encoding] if encoding else ["utf-8-sig", "gb18030"]
+    text = None
+    for enc in tried:
+        try:
+            text = raw.decode(enc)
+            used = enc
+            break
+        except (UnicodeDecodeError, LookupError):
+            continue
+    if text is None:
+        raise AggloInputError(
+            f"{path}: cannot decode the file as {' or '.join(tried)}; save it as UTF-8 "
+            "or pass encoding=..."
+        )
+    lines = text.splitlines()
+    first = lines[skiprows] if len(lines) > skiprows else ""
+    sep = max([",", "\t", ";"], key=first.count) if first else ","
+    df = pd.read_csv(
+        io.StringIO(text),
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        skip_blank_lines=False,
+        skiprows=skiprows,
+        quoting=csv.QUOTE_MINIMAL,
+    )
+    return df, f"csv {used}"
+
+
+def _read_sidecar(path: Path) -> dict:
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AggloInputError(f"{side}: invalid JSON metadata: {exc}") from exc
+    return meta if isinstance(meta, dict) else {}
+
+
+# ---------------------------------------------------------------------------------------
+# value parsing
+# ---------------------------------------------------------------------------------------
+
+
+def _is_missing(x: object) -> bool:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return True
+    return unicodedata.normalize("NFKC", str(x)).strip().lower() in _MISSING
+
+
+def _to_float(x: object) -> float | None:
+    """A float from a cell (accepts thousands commas, full-width digits, a trailing %)."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int | float | np.integer | np.floating):
+        v = float(x)
+    else:
+        s = unicodedata.normalize("NFKC", str(x)).strip().replace(",", "").replace(" ", "")
+        s = s.removesuffix("%")
+        try:
+            v = float(s)
+        except ValueError:
+            return None
+    return v if np.isfinite(v) else None
+
+
+def _to_year(x: object) -> int | None:
+    if isinstance(x, str):
+        x = unicodedata.normalize("NFKC", x).strip().removesuffix("年")
+    v = _to_float(x)
+    if v is None or not float(v).is_integer():
+        return None
+    return int(v)
+
+
+# ---------------------------------------------------------------------------------------
+# the reader
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Problems:
+    file: str
+    items: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def add(self, line: int | None, column: str | None, message: str) -> None:
+        where = f"{self.file}"
+        if line is not None:
+            where += f", row {line}"
+        if column is not None:
+            where += f", column {column!r}"
+        self.items.append((line or 0, column or "", f"{where}: {message}"))
+
+    def raise_if_any(self, source: str) -> None:
+        if self.items:
+            ordered = [m for _, _, m in sorted(self.items, key=lambda t: (t[0], t[1]))]
+            raise ValidationError(ordered, source=source)
+
+
+def _rows_text(lines: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(n) for n in lines[:limit])
+    more = f" and {len(lines) - limit} more" if len(lines) > limit else ""
+    return f"row{'s' if len(lines) > 1 else ''} {shown}{more}"
+
+
+def read_panel(
+    path: str | Path,
+    *,
+    sheet: str | int | None = None,
+    columns: Mapping[str, str | None] | None = None,
+    ignore_unknown: bool = False,
+    years: Iterable[int] | None = None,
+    cities: pd.DataFrame | None = None,
+    on_unknown_city: str = "error",
+    encoding: str | None = None,
+    skiprows: int = 0,
+    employment: str | Path | None = None,
+) -> PanelResult:
+    """Read a yearbook panel (CSV or XLSX, long or wide form), validate it, return it tidy.
+
+    Parameters
+    ----------
+    path
+        ``.csv`` (also tab- or semicolon-separated; UTF-8, UTF-8-BOM or GBK/GB18030) or
+        ``.xlsx``.
+    sheet
+        XLSX sheet name or 0-based index (default: the first sheet).
+    columns
+        Extra column mapping ``{column in the file: target}``; a target is a registry id,
+        name or alias, a role (``adcode``, ``city``, ``year``, ``indicator``, ``value``,
+        ``sector``, ``employment``), ``employment_<sector>``, or None to drop the column.
+    ignore_unknown
+        Drop columns that match nothing (with a warning) instead of raising.
+    years
+        Allowed years (e.g. ``range(2000, 2021)`` or ``[2010, 2015, 2020]``): rows with other
+        years are errors; requested years absent from the file are warned about.
+    cities
+        Units to match against (``adcode``, ``name_zh``, optional ``province_zh``); default
+        the bundled 130 prefecture-level units of the Yangtze belt (:func:`agglo.load_cities`).
+    on_unknown_city
+        ``"error"`` (default) or ``"drop"``: drop rows of unknown cities with a warning (e.g.
+        a national yearbook read for the Yangtze belt). Ambiguous names always raise.
+    encoding
+        Force a CSV encoding instead of trying ``utf-8-sig`` then ``gb18030``.
+    skiprows
+        Lines above the header (yearbook title rows); row numbers in messages still count
+        from the top of the file.
+    employment
+        A separate sector-employment file (long or wide, see :func:`read_employment`);
+        default: the file named by the metadata sidecar, if any.
+
+    Returns
+    -------
+    PanelResult
+        ``.panel`` (``adcode, year, indicator, value``), ``.report``, ``.synthetic``,
+        ``.employment`` (``adcode, year, sector, employment`` or None), ``.metadata``.
+
+    Raises
+    ------
+    agglo.errors.ValidationError
+        With one message per problem (file, row, column): unknown columns or indicators (with
+        the closest registry ids), unknown or ambiguous cities (with candidates), duplicate
+        city-year-indicator rows, non-numeric values, rates outside [0, 100], negative values
+        where impossible, binary values other than 0/1, non-integer years or years outside
+        ``years``.
+    agglo.errors.AggloInputError
+        When the file cannot be read or has no city/year columns.
+
+    Examples
+    --------
+    >>> res = read_panel(DEMO_PANEL)
+    >>> res.synthetic, res.panel["adcode"].nunique(), sorted(res.panel["year"].unique().tolist())
+    (True, 84, [2010, 2015, 2020])
+    >>> res.panel.loc[0, ["adcode", "indicator"]].tolist()
+    ['310100', 'avg_wage']
+    """
     path = Path(path)
-    df = pd.read_csv(path, dtype={"adcode": str})
-    return PanelResult(df, ValidationReport(str(path)), synthetic="synthetic" in path.name)
+    if on_unknown_city not in _ON_UNKNOWN_CITY:
+        raise AggloInputError(
+            f"on_unknown_city must be one of {_ON_UNKNOWN_CITY}; got {on_unknown_city!r}"
+        )
+    if not path.is_file():
+        raise AggloInputError(f"panel file {path} not found")
+    allowed_years = None if years is None else sorted({int(y) for y in years})
+    meta = _read_sidecar(path)
+    raw, how_read = _read_raw(path, sheet=sheet, encoding=encoding, skiprows=skiprows)
+    report = ValidationReport(str(path))
+    report.actions.append(f"read {path.name} ({how_read}): {len(raw)} data rows")
+    if meta:
+        report.actions.append(f"read metadata {path.with_suffix('.json').name}")
+    problems = _Problems(path.name)
+    first_line = skiprows + 2  # header is line skiprows + 1
+
+    plan = _plan_columns(raw, columns or {}, ignore_unknown, report, problems)
+    if plan.year is None:
+        raise AggloInputError(
+            f"{path}: no year column; expected one of {list(_ROLE_NAMES['year'])} "
+            f"(columns: {list(raw.columns)})"
+        )
+    if plan.adcode is None and plan.city is None:
+        raise AggloInputError(
+            f"{path}: no city column; expected 'adcode' or a name column such as "
+            f"{list(_ROLE_NAMES['city'][:5])} (columns: {list(raw.columns)})"
+        )
+
+    if plan.data_status is not None:
+        report.actions.append(f"read and dropped the data_status column {plan.data_status!r}")
+    synthetic, why = _synthetic_status(path, raw, plan, meta)
+    report.synthetic = synthetic
+    if synthetic:
+        report.warnings.append(f"SYNTHETIC data ({why}): not real statistics")
+
+    # blank rows
+    data_cols = [c for c in raw.columns if c not in plan.dropped]
+    blank = raw[data_cols].map(_is_missing).all(axis=1) if len(raw) else pd.Series([], bool)
+    if blank.any():
+        report.actions.append(f"skipped {int(blank.sum())} blank row(s)")
+    raw = raw.loc[~blank]
+    lines = pd.Series(raw.index.to_numpy() + first_line, index=raw.index)
+
+    # long cells: line, column, city key, year raw, target kind/id, value raw
+    cells = _cells(raw, plan, lines, problems)
+    matcher = CityMatcher(cities if cities is not None else _default_cities())
+    cells = _resolve_cities(cells, raw, plan, lines, matcher, on_unknown_city, report, problems)
+    cells = _resolve_years(cells, allowed_years, problems)
+    cells = _resolve_values(cells, report, problems)
+    _check_duplicates(cells, matcher, problems)
+    problems.raise_if_any(str(path))
+
+    panel_cells = cells[cells["target"] == "indicator"]
+    panel = _tidy(panel_cells, "indicator", "value", PANEL_COLUMNS)
+    emp_cells = cells[cells["target"] == "employment"]
+    emp = _tidy(emp_cells, "sector", "employment", EMPLOYMENT_COLUMNS) if len(emp_cells) else None
+
+    if employment is None and meta.get("employment"):
+        employment = path.parent / str(meta["employment"])
+    if employment is not None:
+        extra = read_panel(
+            employment, cities=cities, years=years, on_unknown_city=on_unknown_city
+        ).employment
+        if extra is None:
+            raise AggloInputError(f"{employment}: no sector employment found in the file")
+        emp = extra if emp is None else pd.concat([emp, extra], ignore_index=True)
+        report.actions.append(f"read sector employment from {Path(employment).name}")
+
+    _summarise(panel, emp, allowed_years, cities is None, report)
+    for w in report.warnings:
+        log.info("%s: %s", path.name, w)
+    return PanelResult(panel, report, synthetic, emp, meta)
+
+
+def read_employment(path: str | Path, **kwargs: object) -> pd.DataFrame:
+    """Read sector employment (long ``adcode|city, year, sector, employment`` or wide
+    ``employment_<sector>`` columns), validated like :func:`read_panel`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``adcode``, ``year``, ``sector`` (snake_case label as given), ``employment``
+        (10k persons, non-negative).
+
+    Examples
+    --------
+    >>> emp = read_employment(DEMO_EMPLOYMENT)
+    >>> emp["sector"].nunique(), emp["adcode"].nunique()
+    (6, 84)
+    """
+    res = read_panel(path, **kwargs)  # type: ignore[arg-type]
+    if res.employment is None:
+        raise AggloInputError(
+            f"{path}: no sector employment found; expected long columns 'sector' and "
+            "'employment' or wide columns named employment_<sector>"
+        )
+    return res.employment
+
+
+def _default_cities() -> pd.DataFrame:
+    from agglo.boundaries import load_cities
+
+    return pd.DataFrame(load_cities().drop(columns="geometry"))
+
+
+@dataclass
+class _Plan:
+    adcode: str | None = None
+    city: str | None = None
+    year: str | None = None
+    indicator: str | None = None
+    value: str | None = None
+    sector: str | None = None
+    employment: str | None = None
+    data_status: str | None = None
+    indicators: dict[str, str] = field(default_factory=dict)  # column -> registry id
+    sectors: dict[str, str] = field(default_factory=dict)  # column -> sector id
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def long(self) -> bool:
+        return self.indicator is not None and self.value is not None
+
+    @property
+    def long_employment(self) -> bool:
+        return self.sector is not None and self.employment is not None
+
+
+_ROLES = ("adcode", "city", "year", "indicator", "value", "sector", "employment")
+
+
+def _target_of(target: str) -> tuple[str, str] | None:
+    """Classify a user mapping target: (role, ...) or ('var', id) or ('sector', id)."""
+    t = _norm(target)
+    if t in _ROLES:
+        return ("role", t)
+    if t == "data_status":
+        return ("role", "data_status")
+    for pre in _EMPLOYMENT_PREFIXES:
+        if t.startswith(pre) and len(t) > len(pre):
+            return ("sector", _sector_id(t[len(pre) :]))
+    rid = registry_column(target)
+    return ("var", rid) if rid else None
+
+
+def _plan_columns(
+    raw: pd.DataFrame,
+    user: Mapping[str, str | None],
+    ignore_unknown: bool,
+    report: ValidationReport,
+    problems: _Problems,
+) -> _Plan:
+    plan = _Plan()
+    user_norm = {_norm(k): v for k, v in user.items()}
+    unused = set(user)
+    seen_var: dict[str, str] = {}
+    for col in raw.columns:
+        label = str(col)
+        key = _norm(label)
+        if label in user or key in user_norm:
+            unused.discard(label)
+            unused -= {k for k in user if _norm(k) == key}
+            target = user[label] if label in user else user_norm[key]
+            if target is None:
+                plan.dropped.append(col)
+                report.actions.append(f"dropped column {label!r} (columns mapping)")
+                continue
+            kind = _target_of(target)
+            if kind is None:
+                raise AggloInputError(
+                    f"columns mapping {label!r} -> {target!r}: unknown target; use a registry "
+                    f"id (closest: {', '.join(_closest_ids(target))}), one of {list(_ROLES)}, "
+                    "employment_<sector>, or None"
+                )
+        elif key in _ROLE_OF:
+            kind = ("role", _ROLE_OF[key])
+        elif key == "data_status":
+            kind = ("role", "data_status")
+        elif key.startswith("unnamed:") or key == "":
+            if raw[col].map(_is_missing).all():
+                plan.dropped.append(col)
+                report.actions.append(f"dropped empty unnamed column {label!r}")
+                continue
+            kind = None
+        elif key in _META:
+            plan.dropped.append(col)
+            report.actions.append(f"ignored descriptive column {label!r}")
+            continue
+        else:
+            kind = _target_of(label)
+        if kind is None:
+            msg = (
+                f"unknown indicator column; closest registry ids: {', '.join(_closest_ids(label))}."
+                " Rename the column, pass columns={...}, or ignore_unknown=True"
+            )
+            if ignore_unknown:
+                plan.dropped.append(col)
+                report.warnings.append(f"dropped unknown column {label!r} ({msg.split(';')[1]})")
+            else:
+                problems.add(1, label, msg)
+            continue
+        what, name = kind
+        if what == "role":
+            current = getattr(plan, name)
+            if current is not None:
+                problems.add(1, label, f"second {name} column (the first is {current!r})")
+            else:
+                setattr(plan, name, col)
+        elif what == "var":
+            if name in seen_var:
+                problems.add(
+                    1, label, f"column maps to {name!r}, as column {seen_var[name]!r} does"
+                )
+            else:
+                seen_var[name] = label
+                plan.indicators[col] = name
+        else:
+            plan.sectors[col] = name
+    if unused:
+        raise AggloInputError(f"columns mapping names column(s) not in the file: {sorted(unused)}")
+    if plan.long and plan.indicators:
+        for col in plan.indicators:
+            problems.add(
+                1,
+                str(col),
+                "indicator column in a long-form file (which has 'indicator' and 'value'); "
+                "use one form per file",
+            )
+    if plan.long_employment and plan.sectors:
+        plan.sectors = {}
+    if (plan.value is None) != (plan.indicator is None):
+        have = plan.indicator if plan.indicator is not None else plan.value
+        problems.add(1, str(have), "long form needs both an 'indicator' and a 'value' column")
+    if (plan.sector is None) != (plan.employment is None):
+        have = plan.sector if plan.sector is not None else plan.employment
+        problems.add(1, str(have), "employment needs both a 'sector' and an 'employment' column")
+    return plan
+
+
+def _synthetic_status(path: Path, raw: pd.DataFrame, plan: _Plan, meta: dict) -> tuple[bool, str]:
+    reasons = []
+    if "synthetic" in path.name.lower():
+        reasons.append("file name")
+    if plan.data_status is not None:
+        vals = {str(v).strip().lower() for v in raw[plan.data_status] if not _is_missing(v)}
+        if "synthetic" in vals:
+            reasons.append("data_status column")
+    if str(meta.get("data_status", "")).lower() == "synthetic":
+        reasons.append("metadata")
+    return bool(reasons), ", ".join(reasons)
+
+
+def _cells(raw: pd.DataFrame, plan: _Plan, lines: pd.Series, problems: _Problems) -> pd.DataFrame:
+    """Melt the table into one row per value: line, column, target, key, year, value."""
+    base = pd.DataFrame(
+        {
+            "line": lines,
+            "year_raw": raw[plan.year] if plan.year is not None else None,
+            "row": raw.index,
+        }
+    )
+    parts = []
+    if plan.long:
+        labels = raw[plan.indicator]
+        ids = labels.map(lambda s: _long_target(s))
+        for idx in ids.index[ids.isna()]:
+            lab = labels.loc[idx]
+            if _is_missing(lab):
+                problems.add(int(lines.loc[idx]), str(plan.indicator), "empty indicator name")
+            else:
+                problems.add(
+                    int(lines.loc[idx]),
+                    str(plan.indicator),
+                    f"unknown indicator {str(lab)!r}; closest registry ids: "
+                    f"{', '.join(_closest_ids(str(lab)))}",
+                )
+        ok = ids.notna()
+        parts.append(
+            base[ok].assign(
+                column=str(plan.value),
+                target=[t for t, _ in ids[ok]],
+                key=[k for _, k in ids[ok]],
+                value_raw=raw.loc[ok, plan.value],
+            )
+        )
+    if plan.long_employment:
+        parts.append(
+            base.assign(
+                column=str(plan.employment),
+                target="employment",
+                key=raw[plan.sector].map(_sector_id),
+                value_raw=raw[plan.employment],
+            )
+        )
+    for col, rid in plan.indicators.items():
+        parts.append(base.assign(column=str(col), target="indicator", key=rid, value_raw=raw[col]))
+    for col, sid in plan.sectors.items():
+        parts.append(base.assign(column=str(col), target="employment", key=sid, value_raw=raw[col]))
+    cols = ["line", "row", "year_raw", "column", "target", "key", "value_raw"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def _long_target(label: object) -> tuple[str, str] | None:
+    if _is_missing(label):
+        return None
+    rid = registry_column(str(label))
+    if rid:
+        return ("indicator", rid)
+    t = _norm(label)
+    for pre in _EMPLOYMENT_PREFIXES:
+        if t.startswith(pre) and len(t) > len(pre):
+            return ("employment", _sector_id(t[len(pre) :]))
+    return None
+
+
+def _resolve_cities(
+    cells: pd.DataFrame,
+    raw: pd.DataFrame,
+    plan: _Plan,
+    lines: pd.Series,
+    matcher: CityMatcher,
+    on_unknown_city: str,
+    report: ValidationReport,
+    problems: _Problems,
+) -> pd.DataFrame:
+    codes = raw[plan.adcode] if plan.adcode is not None else pd.Series(None, index=raw.index)
+    names = raw[plan.city] if plan.city is not None else pd.Series(None, index=raw.index)
+    years = raw[plan.year].map(_to_year)
+    keys: dict[tuple[str, str], list] = {}
+    for idx in raw.index:
+        c, n = codes.loc[idx], names.loc[idx]
+        c = None if _is_missing(c) else str(c).strip()
+        n = None if _is_missing(n) else str(n).strip()
+        keys.setdefault((c or "", n or ""), []).append(idx)
+    adcode_of_row: dict[object, str] = {}
+    dropped: list[str] = []
+    for (c, n), idxs in keys.items():
+        row_lines = [int(lines.loc[i]) for i in idxs]
+        max_year = max((y for y in years.loc[idxs] if y is not None), default=None)
+        col = str(plan.adcode) if c else str(plan.city)
+        if c:
+            m: CityMatch = matcher.match_adcode(c)
+        elif n:
+            m = matcher.match_name(n, year=max_year)
+        else:
+            for ln in row_lines:
+                problems.add(ln, col if plan.city is None else str(plan.city), "empty city")
+            continue
+        if m.adcode is None:
+            unknown = not m.candidates or m.error.startswith("unknown")
+            if unknown and on_unknown_city == "drop":
+                dropped.append(f"{c or n} ({_rows_text(row_lines)})")
+                continue
+            hint = (
+                ""
+                if m.error.count("candidates") or m.error.count("closest")
+                else (f"; did you mean: {', '.join(m.candidates)}" if m.candidates else "")
+            )
+            problems.add(row_lines[0], col, f"{m.error}{hint} ({_rows_text(row_lines)})")
+            continue
+        if m.warning:
+            report.warnings.append(f"{_rows_text(row_lines)}: {m.warning}")
+        if c and n:
+            mn = matcher.match_name(n)
+            if mn.adcode is not None and mn.adcode != m.adcode:
+                report.warnings.append(
+                    f"{_rows_text(row_lines)}: adcode {m.adcode} ({matcher.names[m.adcode]}) "
+                    f"but name {n!r} matches {matcher.label(mn.adcode)}; the adcode is used"
+                )
+        elif n and m.how == "name stem":
+            report.actions.append(f"city {n!r} matched to {matcher.label(m.adcode)} by name")
+        for i in idxs:
+            adcode_of_row[i] = m.adcode
+    if dropped:
+        report.warnings.append(
+            f"dropped rows of {len(dropped)} unknown cit(y/ies) (on_unknown_city='drop'): "
+            + "; ".join(dropped[:10])
+            + (" ..." if len(dropped) > 10 else "")
+        )
+    cells = cells.assign(adcode=cells["row"].map(adcode_of_row))
+    return cells[cells["adcode"].notna()]
+
+
+def _resolve_years(
+    cells: pd.DataFrame, allowed: list[int] | None, problems: _Problems
+) -> pd.DataFrame:
+    year_col = "year"
+    first = cells.drop_duplicates("row")
+    last_ok = _dt.date.today().year
+    bad_rows = set()
+    for row, line, y in zip(first["row"], first["line"], first["year_raw"], strict=True):
+        v = _to_year(y)
+        if v is None:
+            problems.add(int(line), year_col, f"year {y!r} is not an integer year")
+            bad_rows.add(row)
+        elif not _FIRST_YEAR <= v <= last_ok:
+            problems.add(int(line), year_col, f"year {v} outside {_FIRST_YEAR}-{last_ok}")
+            bad_rows.add(row)
+        elif allowed is not None and v not in allowed:
+            problems.add(
+                int(line),
+                year_col,
+                f"year {v} outside the requested years {_years_text(allowed)}",
+            )
+            bad_rows.add(row)
+    cells = cells[~cells["row"].isin(bad_rows)]
+    return cells.assign(year=cells["year_raw"].map(_to_year))
+
+
+def _years_text(years: list[int]) -> str:
+    if len(years) > 3 and years == list(range(years[0], years[-1] + 1)):
+        return f"{years[0]}-{years[-1]}"
+    return str(years)
+
+
+def _resolve_values(
+    cells: pd.DataFrame, report: ValidationReport, problems: _Problems
+) -> pd.DataFrame:
+    fast = pd.to_numeric(cells["value_raw"], errors="coerce")
+    values = fast.astype(float).where(np.isfinite(fast.astype(float)))
+    slow = values.isna()
+    values[slow] = [_to_float(v) for v in cells.loc[slow, "value_raw"]]
+    values = values.astype(float)
+    missing = slow & cells["value_raw"].map(_is_missing)
+    bad = values.isna() & ~missing
+    for line, col, v in zip(
+        cells.loc[bad, "line"], cells.loc[bad, "column"], cells.loc[bad, "value_raw"], strict=True
+    ):
+        problems.add(int(line), col, f"non-numeric value {v!r}")
+    if missing.any():
+        per_col = cells[missing].groupby("column", sort=False)["line"].apply(list)
+        detail = "; ".join(f"{c!r}: {_rows_text(ls)}" for c, ls in per_col.items())
+        report.actions.append(f"dropped {int(missing.sum())} empty value(s): {detail}")
+    cells = cells.assign(value=values)
+    cells = cells[values.notna()]
+    ind = cells["target"] == "indicator"
+    kinds = cells["key"].where(ind).map(lambda k: VARIABLES[k].kind if k in VARIABLES else None)
+    kinds = kinds.where(ind, "nonneg")
+    v = cells["value"]
+    checks = [
+        ((kinds == "rate") & ((v < 0) | (v > 100)), "rate outside [0, 100]"),
+        ((kinds == "nonneg") & (v < 0), "negative value where values cannot be negative"),
+        ((kinds == "positive") & (v <= 0), "value must be positive (> 0)"),
+        ((kinds == "binary") & ~v.isin([0.0, 1.0]), "binary indicator must be 0 or 1"),
+    ]
+    for mask, what in checks:
+        for line, col, key, val in zip(
+            cells.loc[mask, "line"],
+            cells.loc[mask, "column"],
+            cells.loc[mask, "key"],
+            cells.loc[mask, "value"],
+            strict=True,
+        ):
+            unit = VARIABLES[key].unit if key in VARIABLES else "10k persons"
+            problems.add(int(line), col, f"{what}: {val:g} ({key}, {unit})")
+    return cells
+
+
+def _check_duplicates(cells: pd.DataFrame, matcher: CityMatcher, problems: _Problems) -> None:
+    dup = cells[cells.duplicated(["target", "adcode", "year", "key"], keep=False)]
+    if dup.empty:
+        return
+    groups = dup.groupby(["target", "adcode", "year", "key"], sort=True)["line"].apply(
+        lambda s: tuple(sorted(s))
+    )
+    by_rows: dict[tuple, list[str]] = {}
+    for (target, adcode, year, key), ls in groups.items():
+        by_rows.setdefault((ls, adcode, int(year), target), []).append(key)
+    for (ls, adcode, year, target), keys in by_rows.items():
+        col = dup.loc[dup["line"] == ls[0], "column"].iloc[0] if len(keys) == 1 else None
+        what = "city-year-indicator" if target == "indicator" else "city-year-sector"
+        problems.add(
+            ls[0],
+            col,
+            f"duplicate {what} rows ({_rows_text(list(ls))}) for {matcher.label(adcode)}, "
+            f"{year}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}",
+        )
+
+
+def _tidy(cells: pd.DataFrame, key_name: str, value_name: str, cols: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "adcode": cells["adcode"].astype(str).to_numpy(),
+            "year": cells["year"].astype("int64").to_numpy(),
+            key_name: cells["key"].astype(str).to_numpy(),
+            value_name: cells["value"].astype("float64").to_numpy(),
+        }
+    )
+    return out.sort_values(cols[:3], kind="stable").reset_index(drop=True)[cols]
+
+
+def _summarise(
+    panel: pd.DataFrame,
+    emp: pd.DataFrame | None,
+    allowed: list[int] | None,
+    check_members: bool,
+    report: ValidationReport,
+) -> None:
+    yrs = sorted(panel["year"].unique().tolist())
+    report.actions.append(
+        f"panel: {len(panel)} values, {panel['adcode'].nunique()} cities, years {yrs}, "
+        f"{panel['indicator'].nunique()} variables"
+        + (f"; employment: {emp['sector'].nunique()} sectors" if emp is not None else "")
+    )
+    if panel.empty:
+        report.warnings.append("no indicator values in the file")
+        return
+    if allowed is not None:
+        absent = [y for y in allowed if y not in yrs]
+        if absent:
+            report.warnings.append(f"requested years without any rows: {absent}")
+    if check_members:
+        from agglo.boundaries import load_membership
+
+        members = load_membership().drop_duplicates("adcode")
+        have = set(panel["adcode"])
+        lacking = members[~members["adcode"].isin(have)]
+        if len(lacking):
+            names = ", ".join(lacking["name_zh"].head(10))
+            report.warnings.append(
+                f"{len(lacking)} of {len(members)} agglomeration member units have no rows: "
+                f"{names}{' ...' if len(lacking) > 10 else ''}"
+            )
+        sub = panel[panel["adcode"].isin(set(members["adcode"]))]
+        counts = sub.groupby(["indicator", "year"])["adcode"].nunique()
+        n_present = int(members["adcode"].isin(have).sum())
+        short = counts[counts < n_present]
+        if len(short):
+            text = ", ".join(f"{i} {y}: {n}" for (i, y), n in short.head(10).items())
+            report.warnings.append(
+                f"incomplete indicator-years (member cities reporting): {text}"
+                + (" ..." if len(short) > 10 else "")
+            )
+
+
+def panel_to_wide(panel: pd.DataFrame) -> pd.DataFrame:
+    """Tidy panel -> one row per ``adcode, year``, one column per indicator (registry order).
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"adcode": ["420600"] * 2, "year": [2010, 2010],
+    ...                   "indicator": ["pm25", "gdp_per_capita"], "value": [50.0, 3e4]})
+    >>> panel_to_wide(p).columns.tolist()
+    ['adcode', 'year', 'gdp_per_capita', 'pm25']
+    """
+    wide = panel.pivot(index=["adcode", "year"], columns="indicator", values="value")
+    order = [v for v in VARIABLES if v in wide.columns]
+    order += sorted(c for c in wide.columns if c not in VARIABLES)
+    out = wide[order].reset_index()
+    out.columns.name = None
+    return out
