@@ -1,0 +1,680 @@
+"""PM2.5 rasters to polygon means (DESIGN.md "Spatial measures").
+
+The expensive part of zonal statistics is finding, for every polygon, which grid cells it
+covers and by how much. :func:`zonal_pm25` does that once per polygon set and grid (exact
+coverage fractions from ``exactextract``), stores it as a sparse polygons x cells matrix of
+weights, and then each year is one sparse matrix-vector product (with a NaN mask), run on Dask
+(local threads, or a ``dask.distributed`` cluster) for many years.
+
+Weights (``weights=``):
+
+- ``"area"`` (default): coverage fraction x true cell area on the WGS84 ellipsoid (cells of a
+  lat/lon grid shrink with the cosine of latitude);
+- ``"coverage"``: coverage fraction only (exactextract's ``mean``);
+- ``"centroid"``: 1 for every cell whose centre is inside the polygon (rasterstats' default).
+  A polygon containing no cell centre falls back to its covering cells weighted by coverage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import shapely
+from pyproj import CRS
+
+from agglo.errors import AggloInputError, CRSError
+from agglo.raster_io import Grid, Layer, Window, discover_layers
+
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "WEIGHTS",
+    "PM25Warning",
+    "cell_area_km2",
+    "coverage_plan",
+    "zonal_pm25",
+]
+
+log = logging.getLogger(__name__)
+
+#: allowed values of ``weights``
+WEIGHTS = ("area", "coverage", "centroid")
+#: columns of :func:`zonal_pm25` after the id column
+OUTPUT_COLUMNS = ("year", "pm25_mean", "pm25_popw", "valid_fraction", "n_cells")
+
+# WGS84 ellipsoid
+_A = 6378137.0
+_F = 1 / 298.257223563
+_E2 = _F * (2 - _F)
+_E = math.sqrt(_E2)
+_B2 = _A * _A * (1 - _E2)
+
+_CACHE: OrderedDict[tuple, CoveragePlan] = OrderedDict()
+_CACHE_SIZE = 4
+
+
+class PM25Warning(UserWarning):
+    """Polygons without valid PM2.5 cells (their means are NaN)."""
+
+
+# -- cell areas ------------------------------------------------------------------------------
+def _zone(lat_deg: np.ndarray) -> np.ndarray:
+    """Ellipsoidal zone function: area from the equator to ``lat`` = dlon_rad * b²/2 * q(lat)."""
+    s = np.sin(np.radians(lat_deg))
+    return s / (1 - _E2 * s * s) + np.log((1 + _E * s) / (1 - _E * s)) / (2 * _E)
+
+
+def cell_area_km2(lat_edges: np.ndarray, dlon_deg: float) -> np.ndarray:
+    """Exact area on the WGS84 ellipsoid of lat/lon cells between consecutive latitude edges.
+
+    Parameters
+    ----------
+    lat_edges
+        Latitude edges in degrees (any order), length n+1.
+    dlon_deg
+        Cell width in degrees of longitude.
+
+    Returns
+    -------
+    numpy.ndarray
+        n areas in km² (positive), one per band of cells.
+
+    Examples
+    --------
+    >>> # the whole ellipsoid: 510,065,621.7 km² (WGS84)
+    >>> round(float(cell_area_km2(np.array([-90.0, 90.0]), 360.0)[0]), 1)
+    510065621.7
+    >>> # a 0.01° cell shrinks (about with cos(latitude)): equator vs 60°N
+    >>> a = cell_area_km2(np.array([0.0, 0.01, 60.0, 60.01]), 0.01)
+    >>> round(float(a[0]), 4), round(float(a[2] / a[0]), 3)
+    (1.2309, 0.505)
+    """
+    edges = np.asarray(lat_edges, dtype=np.float64)
+    q = _zone(np.clip(edges, -90.0, 90.0))
+    return np.abs(np.diff(q)) * math.radians(dlon_deg) * _B2 / 2 / 1e6
+
+
+# -- coverage plan ---------------------------------------------------------------------------
+@dataclass
+class CoveragePlan:
+    """Polygons x cells weights on one grid, computed once and reused for every year.
+
+    Attributes
+    ----------
+    window
+        The part of the grid's lattice that covers the polygons.
+    cells
+        Flat indices (in ``window``) of the cells used by any polygon, sorted.
+    weights
+        CSR matrix, polygons x ``cells``: the weights of ``weights`` mode.
+    base
+        CSR matrix of the same pattern: coverage fractions (or centroid indicators), used for
+        population weighting.
+    mode
+        The ``weights`` mode.
+    """
+
+    window: Window
+    cells: np.ndarray
+    weights: sp.csr_matrix
+    base: sp.csr_matrix
+    mode: str
+
+    @property
+    def n_polygons(self) -> int:
+        return self.weights.shape[0]
+
+    def rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
+        """Window row and column of each used cell."""
+        ncol = self.window.shape[1]
+        return self.cells // ncol, self.cells % ncol
+
+
+def coverage_plan(
+    polygons: gpd.GeoSeries, grid: Grid, *, weights: str = "area", progress: bool = False
+) -> CoveragePlan:
+    """Coverage of every polygon on ``grid`` as a sparse weights matrix (cached).
+
+    Parameters
+    ----------
+    polygons
+        Polygons in the grid's CRS (longitudes already on the grid's convention).
+    grid
+        The raster grid.
+    weights
+        One of :data:`WEIGHTS`.
+    progress
+        Show exactextract's progress bar.
+
+    Returns
+    -------
+    CoveragePlan
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> g = Grid(west=100, north=30, dx=1, dy=1, nx=4, ny=3)
+    >>> plan = coverage_plan(gpd.GeoSeries([shapely.box(100.5, 28, 101, 30)], crs=4326), g,
+    ...                      weights="coverage")
+    >>> plan.base.toarray().round(2).tolist()  # two half-covered cells
+    [[0.5, 0.5]]
+    """
+    _check_choice("weights", weights, WEIGHTS)
+    geoms = np.asarray(polygons.values, dtype=object)
+    digest = hashlib.sha1()
+    for g in geoms:
+        digest.update(b"\x00" if g is None else shapely.to_wkb(g))
+    key = (digest.hexdigest(), grid.key(), weights)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        log.debug("coverage plan reused from cache")
+        return _CACHE[key]
+    plan = _build_plan(geoms, grid, weights=weights, progress=progress)
+    _CACHE[key] = plan
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return plan
+
+
+def _build_plan(geoms: np.ndarray, grid: Grid, *, weights: str, progress: bool) -> CoveragePlan:
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+
+    n = len(geoms)
+    present = np.array([g is not None and not g.is_empty for g in geoms], dtype=bool)
+    if present.any():
+        bounds = shapely.total_bounds(geoms[present])
+    else:
+        bounds = (grid.west, grid.south, grid.west + grid.dx, grid.south + grid.dy)
+    window = grid.window(tuple(bounds), margin=1)
+    nrow, ncol = window.shape
+    xmin, ymin, xmax, ymax = window.bounds
+    crs_wkt = CRS.from_user_input(grid.crs).to_wkt()
+    # a virtual raster: exactextract only needs the grid to compute cell ids and coverage
+    src = NumPyRasterSource(
+        np.broadcast_to(np.zeros(1, dtype=np.float32), (nrow, ncol)),
+        xmin,
+        ymin,
+        xmax,
+        ymax,
+        srs_wkt=crs_wkt,
+    )
+    idx = np.flatnonzero(present)
+    poly_idx: list[np.ndarray] = []
+    cell_idx: list[np.ndarray] = []
+    cov: list[np.ndarray] = []
+    if idx.size:
+        frame = gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms[idx]), crs=crs_wkt)
+        res = exact_extract(src, frame, ["cell_id", "coverage"], output="pandas", progress=progress)
+        for k, (cid, c) in enumerate(zip(res["cell_id"], res["coverage"], strict=True)):
+            cid = np.asarray(cid, dtype=np.int64)
+            c = np.asarray(c, dtype=np.float64)
+            keep = c > 0
+            poly_idx.append(np.full(int(keep.sum()), idx[k], dtype=np.int64))
+            cell_idx.append(cid[keep])
+            cov.append(c[keep])
+    pi = np.concatenate(poly_idx) if poly_idx else np.zeros(0, np.int64)
+    ci = np.concatenate(cell_idx) if cell_idx else np.zeros(0, np.int64)
+    cv = np.concatenate(cov) if cov else np.zeros(0)
+    if weights == "centroid":
+        cv = _centroid_weights(geoms, pi, ci, cv, window)
+        pi, ci, cv = pi[cv > 0], ci[cv > 0], cv[cv > 0]
+    cells, col = np.unique(ci, return_inverse=True)
+    base = sp.csr_matrix((cv, (pi, col)), shape=(n, cells.size))
+    base.sum_duplicates()
+    if weights == "area":
+        rows = cells // ncol
+        if not grid.is_geographic:
+            area = _projected_cell_area(grid)
+            w = base.multiply(np.full(cells.size, area)[None, :]).tocsr()
+        else:
+            areas = cell_area_km2(window.row_edges(), grid.dx)
+            w = base.multiply(areas[rows][None, :]).tocsr()
+    else:
+        w = base
+    return CoveragePlan(window=window, cells=cells, weights=w, base=base, mode=weights)
+
+
+def _centroid_weights(
+    geoms: np.ndarray, pi: np.ndarray, ci: np.ndarray, cv: np.ndarray, window: Window
+) -> np.ndarray:
+    """1 where the cell centre is inside the polygon; coverage fallback for tiny polygons."""
+    ncol = window.shape[1]
+    x = window.col_centres()[ci % ncol]
+    y = window.row_centres()[ci // ncol]
+    out = (cv >= 1.0 - 1e-12).astype(np.float64)
+    edge = (cv > 0) & (out == 0)
+    if edge.any():
+        shapely.prepare(geoms[pi[edge]])
+        out[edge] = shapely.contains_xy(geoms[pi[edge]], x[edge], y[edge]).astype(np.float64)
+    has = np.bincount(pi, weights=out, minlength=len(geoms)) > 0
+    fallback = ~has[pi] & (cv > 0)
+    if fallback.any():
+        log.info(
+            "%d polygon(s) contain no cell centre; using their covering cells weighted by "
+            "coverage instead",
+            np.unique(pi[fallback]).size,
+        )
+        out[fallback] = cv[fallback]
+    return out
+
+
+def _projected_cell_area(grid: Grid) -> float:
+    crs = CRS.from_user_input(grid.crs)
+    proj = (crs.to_dict() or {}).get("proj", "")
+    if proj in {"aea", "laea", "cea", "moll", "eck4", "sinu", "igh", "eqearth", "goode"}:
+        return grid.dx * grid.dy / 1e6
+    raise CRSError(
+        f"weights='area' needs true cell areas, but the raster is in a projected CRS that is not "
+        f"equal-area ({crs.name}). Use weights='coverage', or warp the raster to EPSG:4326 or an "
+        "equal-area CRS first."
+    )
+
+
+# -- per-year reduction ----------------------------------------------------------------------
+def _read_cells(layer: Layer, window: Window, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Values of the used cells (window rows/cols) of ``layer``; NaN outside the raster."""
+    out = np.full(rows.size, np.nan)
+    g = layer.grid
+    gr = rows + window.r0
+    gc = cols + window.c0
+    inside = (gr >= 0) & (gr < g.ny) & (gc >= 0) & (gc < g.nx)
+    if not inside.any():
+        return out
+    r0, r1 = int(gr[inside].min()), int(gr[inside].max()) + 1
+    c0, c1 = int(gc[inside].min()), int(gc[inside].max()) + 1
+    sub = Window(g, r0, r1, c0, c1)
+    block = layer.read(sub)
+    out[inside] = block[gr[inside] - r0, gc[inside] - c0]
+    return out
+
+
+def _reduce_years(
+    layers: Sequence[Layer], plan: CoveragePlan, pop: dict[int, np.ndarray]
+) -> list[dict[str, np.ndarray]]:
+    """Weighted sums for each layer: one sparse mat-vec per year (a Dask task runs a chunk)."""
+    rows, cols = plan.rows_cols()
+    binary = plan.weights.copy()
+    binary.data = (binary.data > 0).astype(np.float64)
+    total = np.asarray(plan.weights.sum(axis=1)).ravel()
+    out = []
+    for layer in layers:
+        v = _read_cells(layer, plan.window, rows, cols)
+        valid = ~np.isnan(v)
+        v0 = np.where(valid, v, 0.0)
+        vf = valid.astype(np.float64)
+        num = plan.weights @ v0
+        den = plan.weights @ vf
+        res = {"num": num, "den": den, "total": total, "n": binary @ vf}
+        p = pop.get(layer.year)
+        if p is not None:
+            wp = plan.base.multiply(p[None, :]).tocsr()
+            res["pnum"] = wp @ v0
+            res["pden"] = wp @ vf
+        out.append(res)
+    return out
+
+
+# -- public entry point ----------------------------------------------------------------------
+def zonal_pm25(
+    source: str | Path | Any,
+    polygons: gpd.GeoDataFrame,
+    *,
+    id_col: str = "adcode",
+    years: Sequence[int] | None = None,
+    weights: str = "area",
+    population: str | Path | Any | None = None,
+    variable: str | None = None,
+    raster_crs: Any = None,
+    scheduler: Any = None,
+    years_per_task: int = 2,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Mean annual PM2.5 of every polygon and year from ACAG-style rasters.
+
+    Parameters
+    ----------
+    source
+        A NetCDF or GeoTIFF file, a folder of yearly files (year parsed from each name), or an
+        ``xarray.DataArray`` with ``lat``/``lon`` (and ``year``/``time``) dimensions.
+    polygons
+        Polygons with a CRS (reprojected to the raster's CRS when they differ).
+    id_col
+        Column identifying the polygons (unique), copied to the output.
+    years
+        Years to compute (default: every year found).
+    weights
+        ``"area"`` (coverage fraction x true ellipsoidal cell area), ``"coverage"`` (coverage
+        fraction) or ``"centroid"`` (cells whose centre is inside).
+    population
+        Optional population-count raster (persons per cell; file, folder of yearly files or
+        DataArray; lon/lat, any resolution) for ``pm25_popw``. Per PM2.5 year the nearest
+        population year is used.
+    variable
+        NetCDF variable name (default ``PM25``, else the first data variable).
+    raster_crs
+        CRS of a raster whose file has none. NetCDF lat/lon grids are taken as EPSG:4326.
+    scheduler
+        ``None``/``"threads"`` (local Dask threads), ``"synchronous"``, a ``dask.distributed``
+        scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.
+    years_per_task
+        Years per Dask task.
+    progress
+        Show a progress bar while computing coverage fractions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per polygon and year: ``<id_col>, year, pm25_mean`` (µg/m³), ``pm25_popw``
+        (µg/m³, population-weighted; NaN without ``population``), ``valid_fraction`` (share of
+        the polygon's weight on cells with data, 0-1), ``n_cells`` (cells with data and weight
+        > 0). ``attrs`` records the source, weights, CRS handling and whether it is synthetic.
+
+    Raises
+    ------
+    AggloInputError
+        Bad option values, missing or duplicated ids, unreadable or corrupt files, requested
+        years absent. :class:`~agglo.errors.CRSError` for polygons or a raster without CRS.
+
+    Warns
+    -----
+    PM25Warning
+        Polygons with no valid cell in a year (their mean is NaN), listed by id.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, geopandas as gpd, shapely
+    >>> lat = np.arange(29.5, 27, -1.0); lon = np.arange(100.5, 104, 1.0)
+    >>> da = xr.DataArray(np.array([[[10.0, 20, 30, 40]] * 3]), dims=("year", "lat", "lon"),
+    ...                   coords={"year": [2020], "lat": lat, "lon": lon})
+    >>> polys = gpd.GeoDataFrame({"adcode": ["a"]}, geometry=[shapely.box(100, 27, 102, 30)],
+    ...                          crs=4326)
+    >>> out = zonal_pm25(da, polys, weights="coverage", scheduler="synchronous")
+    >>> float(out["pm25_mean"].iloc[0]), int(out["n_cells"].iloc[0])
+    (15.0, 6)
+    """
+    _check_choice("weights", weights, WEIGHTS)
+    sched = _check_scheduler(scheduler)
+    if not isinstance(years_per_task, int) or years_per_task < 1:
+        raise AggloInputError(f"years_per_task must be a positive integer, got {years_per_task!r}")
+    ids = _check_polygons(polygons, id_col)
+    year_list = None if years is None else sorted({int(y) for y in years})
+    layers = discover_layers(source, years=year_list, variable=variable, crs=raster_crs)
+    pop_layers = (
+        discover_layers(population, what="population raster", crs=raster_crs)
+        if population is not None
+        else []
+    )
+    groups: dict[tuple, list[Layer]] = {}
+    for layer in layers:
+        groups.setdefault(layer.grid.key(), []).append(layer)
+    frames = []
+    notes = sorted({layer.note for layer in layers if layer.note})
+    for group in groups.values():
+        grid = group[0].grid
+        geoms = _polygons_on_grid(polygons, grid)
+        plan = coverage_plan(geoms, grid, weights=weights, progress=progress)
+        pop = _population_for(pop_layers, group, plan) if pop_layers else {}
+        results = _run(group, plan, pop, sched, years_per_task)
+        frames.extend(
+            _frame(ids, id_col, layer.year, r) for layer, r in zip(group, results, strict=True)
+        )
+    out = pd.concat(frames, ignore_index=True).sort_values(["year"], kind="stable")
+    out = out.reset_index(drop=True)
+    _warn_missing(out, id_col)
+    synthetic = any(
+        "synthetic" in layer.name.lower() or "synthetic" in layer.note for layer in layers
+    )
+    out.attrs.update(
+        {
+            "source": ", ".join(layer.name for layer in layers),
+            "weights": weights,
+            "crs": "; ".join(notes),
+            "units": "µg/m³",
+            "synthetic": synthetic,
+            "population": None if not pop_layers else ", ".join(p.name for p in pop_layers),
+        }
+    )
+    if synthetic:
+        log.warning("PM2.5 from SYNTHETIC rasters: %s", out.attrs["source"])
+    return out
+
+
+def _frame(ids: pd.Series, id_col: str, year: int, r: dict[str, np.ndarray]) -> pd.DataFrame:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(r["den"] > 0, r["num"] / r["den"], np.nan)
+        frac = np.where(r["total"] > 0, r["den"] / r["total"], 0.0)
+        popw = (
+            np.where(r["pden"] > 0, r["pnum"] / r["pden"], np.nan)
+            if "pnum" in r
+            else np.full(len(ids), np.nan)
+        )
+    return pd.DataFrame(
+        {
+            id_col: ids.to_numpy(),
+            "year": np.full(len(ids), year, dtype=np.int64),
+            "pm25_mean": mean,
+            "pm25_popw": popw,
+            "valid_fraction": frac,
+            "n_cells": np.rint(r["n"]).astype(np.int64),
+        }
+    )
+
+
+def _warn_missing(out: pd.DataFrame, id_col: str) -> None:
+    miss = out[out["pm25_mean"].isna()]
+    if miss.empty:
+        return
+    parts = []
+    for year, g in miss.groupby("year"):
+        shown = [str(v) for v in g[id_col].tolist()[:20]]
+        more = len(g) - len(shown)
+        parts.append(f"{year}: {', '.join(shown)}" + (f" (+{more} more)" if more else ""))
+    warnings.warn(
+        f"{miss[id_col].nunique()} polygon(s) have no valid PM2.5 cells (mean set to NaN; outside "
+        f"the raster or only fill values) — {'; '.join(parts)}",
+        PM25Warning,
+        stacklevel=3,
+    )
+
+
+def _run(
+    layers: list[Layer],
+    plan: CoveragePlan,
+    pop: dict[int, np.ndarray],
+    sched: Any,
+    years_per_task: int,
+) -> list[dict[str, np.ndarray]]:
+    chunks = [layers[i : i + years_per_task] for i in range(0, len(layers), years_per_task)]
+    if sched == "synchronous" or (len(chunks) == 1 and sched == "threads"):
+        return [r for c in chunks for r in _reduce_years(c, plan, pop)]
+    if sched == "threads":
+        import dask
+
+        tasks = [dask.delayed(_reduce_years, pure=False)(c, plan, pop) for c in chunks]
+        results = dask.compute(*tasks, scheduler="threads")
+        return [r for chunk in results for r in chunk]
+    client, own = _client(sched)
+    try:
+        plan_f = client.scatter(plan, broadcast=True)
+        pop_f = client.scatter(pop, broadcast=True)
+        futures = [client.submit(_reduce_years, c, plan_f, pop_f, pure=False) for c in chunks]
+        results = client.gather(futures)
+    finally:
+        if own:
+            client.close()
+    return [r for chunk in results for r in chunk]
+
+
+def _client(sched: Any) -> tuple[Any, bool]:
+    from distributed import Client
+
+    if isinstance(sched, Client):
+        return sched, False
+    try:
+        return Client(sched, timeout="20s"), True
+    except OSError as exc:
+        raise AggloInputError(
+            f"cannot connect to the Dask scheduler at {sched} ({exc}); start one with "
+            "`dask scheduler` or omit --scheduler to use local threads."
+        ) from exc
+
+
+def _check_scheduler(scheduler: Any) -> Any:
+    if scheduler is None:
+        return "threads"
+    if isinstance(scheduler, str):
+        if scheduler in ("threads", "synchronous"):
+            return scheduler
+        if "://" in scheduler or ":" in scheduler:
+            return scheduler
+        raise AggloInputError(
+            "scheduler must be 'threads', 'synchronous', a dask.distributed address such as "
+            f"'tcp://127.0.0.1:8786' or a distributed.Client; got {scheduler!r}"
+        )
+    if type(scheduler).__name__ == "Client":
+        return scheduler
+    raise AggloInputError(f"scheduler: unsupported value {scheduler!r}")
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise AggloInputError(
+            f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+        )
+
+
+def _check_polygons(polygons: Any, id_col: str) -> pd.Series:
+    if not isinstance(polygons, gpd.GeoDataFrame):
+        raise AggloInputError(f"polygons must be a GeoDataFrame, got {type(polygons).__name__}")
+    if polygons.crs is None:
+        raise CRSError(
+            "polygons have no CRS. Set it first, e.g. polygons.set_crs('EPSG:4326') for lon/lat."
+        )
+    if id_col not in polygons.columns:
+        raise AggloInputError(
+            f"id column {id_col!r} not in the polygons; columns: {', '.join(map(str, polygons.columns))}"
+        )
+    ids = polygons[id_col]
+    dup = ids[ids.duplicated()].unique().tolist()
+    if dup:
+        raise AggloInputError(f"id column {id_col!r} has duplicated values: {dup[:10]}")
+    bad = ~polygons.geometry.isna() & ~polygons.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
+    if bad.any():
+        raise AggloInputError(
+            f"polygons must be (Multi)Polygons; {int(bad.sum())} are "
+            f"{sorted(set(polygons.geometry[bad].geom_type))} (ids {ids[bad].tolist()[:10]})"
+        )
+    return ids
+
+
+def _polygons_on_grid(polygons: gpd.GeoDataFrame, grid: Grid) -> gpd.GeoSeries:
+    """Polygons in the grid's CRS, valid, with longitudes on the grid's convention."""
+    crs = CRS.from_user_input(grid.crs)
+    geoms = polygons.geometry
+    if not CRS.from_user_input(polygons.crs).equals(crs):
+        log.info("reprojecting polygons from %s to the raster CRS %s", polygons.crs.name, crs.name)
+        geoms = geoms.to_crs(crs)
+    arr = np.asarray(geoms.values, dtype=object).copy()
+    invalid = np.array([g is not None and not g.is_valid for g in arr], dtype=bool)
+    if invalid.any():
+        log.info("repairing %d invalid polygon(s) with shapely.make_valid", int(invalid.sum()))
+        arr[invalid] = shapely.make_valid(arr[invalid])
+    if crs.is_geographic:
+        arr = _align_longitudes(arr, grid)
+    return gpd.GeoSeries(arr, index=polygons.index, crs=crs)
+
+
+def _align_longitudes(arr: np.ndarray, grid: Grid) -> np.ndarray:
+    """Move polygon parts onto the grid's longitude range (0..360 vs -180..180)."""
+    present = np.array([g is not None and not g.is_empty for g in arr], dtype=bool)
+    if not present.any():
+        return arr
+    b = shapely.bounds(arr[present])
+    out = arr.copy()
+    if grid.east > 180.0 + 1e-9 and (b[:, 0] < min(grid.west, 0.0)).any():
+        # 0..360 grid: western-hemisphere parts move east by 360°
+        west = shapely.box(-180, -90, 0, 90)
+        east = shapely.box(0, -90, 360, 90)
+        idx = np.flatnonzero(present)[b[:, 0] < 0]
+        for i in idx:
+            g = out[i]
+            moved = shapely.affinity.translate(shapely.intersection(g, west), xoff=360)
+            out[i] = shapely.union(shapely.intersection(g, east), moved)
+        log.info("raster longitudes run 0-360: shifted %d polygon(s) east by 360°", idx.size)
+    elif grid.west < 0 and (b[:, 2] > 180.0).any():
+        far = shapely.box(180, -90, 360, 90)
+        near = shapely.box(-180, -90, 180, 90)
+        idx = np.flatnonzero(present)[b[:, 2] > 180.0]
+        for i in idx:
+            g = out[i]
+            moved = shapely.affinity.translate(shapely.intersection(g, far), xoff=-360)
+            out[i] = shapely.union(shapely.intersection(g, near), moved)
+        log.info("polygons use 0-360 longitudes: shifted %d polygon(s) west by 360°", idx.size)
+    return out
+
+
+# -- population ------------------------------------------------------------------------------
+def _population_for(
+    pop_layers: list[Layer], layers: list[Layer], plan: CoveragePlan
+) -> dict[int, np.ndarray]:
+    """Persons in each used PM2.5 cell, per PM2.5 year (nearest population year)."""
+    cache: dict[int, np.ndarray] = {}
+    out = {}
+    pop_years = np.array([p.year for p in pop_layers])
+    for layer in layers:
+        j = int(np.argmin(np.abs(pop_years - layer.year)))
+        if pop_years[j] != layer.year:
+            log.info("PM2.5 %d: using population of %d (nearest year)", layer.year, pop_years[j])
+        if j not in cache:
+            cache[j] = _population_on_cells(pop_layers[j], plan)
+        out[layer.year] = cache[j]
+    return out
+
+
+def _population_on_cells(pop: Layer, plan: CoveragePlan) -> np.ndarray:
+    win = plan.window
+    pm = win.grid
+    pg = pop.grid
+    if not (pg.is_geographic and CRS.from_user_input(pg.crs).equals(CRS.from_user_input(pm.crs))):
+        raise CRSError(
+            f"population raster {pop.name} must be on longitude/latitude in the same CRS as the "
+            "PM2.5 raster; warp it first (e.g. gdalwarp -t_srs EPSG:4326)."
+        )
+    rows, cols = plan.rows_cols()
+    pw = pg.window(win.bounds, margin=1)
+    counts = pop.read(pw)
+    counts = np.where(np.isfinite(counts) & (counts > 0), counts, 0.0)
+    if pg.dx <= pm.dx * (1 + 1e-9) and pg.dy <= pm.dy * (1 + 1e-9):
+        # finer population grid: sum the counts of population cells by their centre
+        yc, xc = np.meshgrid(pw.row_centres(), pw.col_centres(), indexing="ij")
+        r = np.floor((pm.north - yc) / pm.dy).astype(np.int64) - win.r0
+        c = np.floor((xc - pm.west) / pm.dx).astype(np.int64) - win.c0
+        ok = (r >= 0) & (r < win.shape[0]) & (c >= 0) & (c < win.shape[1]) & (counts > 0)
+        flat = r[ok] * win.shape[1] + c[ok]
+        pos = np.searchsorted(plan.cells, flat)
+        pos = np.clip(pos, 0, max(plan.cells.size - 1, 0))
+        hit = plan.cells[pos] == flat if plan.cells.size else np.zeros(flat.size, bool)
+        return np.bincount(pos[hit], weights=counts[ok][hit], minlength=plan.cells.size)
+    # coarser population grid: density of the population cell holding the PM2.5 cell centre
+    y = win.row_centres()[rows]
+    x = win.col_centres()[cols]
+    pr = np.floor((pg.north - y) / pg.dy).astype(np.int64) - pw.r0
+    pc = np.floor((x - pg.west) / pg.dx).astype(np.int64) - pw.c0
+    ok = (pr >= 0) & (pr < pw.shape[0]) & (pc >= 0) & (pc < pw.shape[1])
+    pop_area = cell_area_km2(pw.row_edges(), pg.dx)
+    pm_area = cell_area_km2(win.row_edges(), pm.dx)
+    out = np.zeros(rows.size)
+    out[ok] = counts[pr[ok], pc[ok]] / pop_area[pr[ok]] * pm_area[rows[ok]]
+    return out

@@ -1,0 +1,735 @@
+"""Reading yearly PM2.5 (and population) rasters window by window.
+
+ACAG annual PM2.5 grids come as NetCDF (``PM25`` on ``lat``/``lon``, either order and direction,
+``_FillValue``/``missing_value``, ``scale_factor``/``add_offset``) or GeoTIFF (one band per file,
+or a multi-band stack with the year in each band's description), one file per year in a folder.
+This module finds the year of every file, describes its grid as a north-up :class:`Grid`, and
+reads only a window of it (a global 0.01° file is ~2.6 GB as float32: it is never loaded whole).
+
+Layers are small picklable descriptions (path, variable, band, grid), so the per-year reads can
+run on Dask workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyproj import CRS
+
+from agglo.errors import AggloInputError, CRSError
+
+__all__ = [
+    "NETCDF_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "Grid",
+    "Layer",
+    "discover_layers",
+    "year_from_name",
+]
+
+log = logging.getLogger(__name__)
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+TIFF_SUFFIXES = (".tif", ".tiff", ".gtiff")
+#: variable names tried, in order, before "the first data variable"
+PM25_VARIABLES = ("PM25", "pm25", "GWRPM25", "PM2.5", "PM2_5")
+_LAT_NAMES = ("lat", "latitude", "Lat", "Latitude", "LAT", "y_lat")
+_LON_NAMES = ("lon", "longitude", "Lon", "Longitude", "LON", "long", "x_lon")
+_TIME_NAMES = ("time", "year", "years", "band", "t")
+WGS84_NOTE = "NetCDF lat/lon grid taken as EPSG:4326 (WGS84 longitude/latitude)"
+
+# HDF5 (under netCDF4) is not thread-safe in most builds: serialise NetCDF reads in a process.
+_NC_LOCK = threading.Lock()
+
+# YYYY, YYYYMM or YYYYMM-YYYYMM not embedded in a longer number
+_YEAR_RE = re.compile(
+    r"(?<![0-9])((?:19|20)\d\d)(0[1-9]|1[0-2])?(?:-((?:19|20)\d\d)(0[1-9]|1[0-2])?)?(?![0-9])"
+)
+
+
+def year_from_name(name: str) -> int | None:
+    """The year of an annual file from its name, or ``None`` if there is no single year.
+
+    Understands ACAG names: ``V6GL02.04.CNNPM25.0p10.Global.2020.nc``,
+    ``V5GL03.HybridPM25.China.201901-201912.nc`` and ``....GL.202001-202012.nc``. A monthly
+    period (``202001-202001``) or several different years give ``None``.
+
+    Examples
+    --------
+    >>> year_from_name("V6GL02.04.CNNPM25.0p10.Global.2020.nc")
+    2020
+    >>> year_from_name("V5GL03.HybridPM25.China.201901-201912.nc")
+    2019
+    >>> year_from_name("V5GL03.HybridPM25.China.201903-201903.nc") is None
+    True
+    """
+    years: set[int] = set()
+    for m in _YEAR_RE.finditer(name):
+        y1, m1, y2, m2 = m.groups()
+        if y2 is not None and (y1 != y2 or (m1 or "01") != "01" or (m2 or "12") != "12"):
+            return None  # a monthly or multi-year period, not an annual file
+        years.add(int(y1))
+    return years.pop() if len(years) == 1 else None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up regular grid: cell (row 0, col 0) is the north-west corner.
+
+    Attributes
+    ----------
+    west, north
+        Coordinates of the outer edges (degrees for geographic grids).
+    dx, dy
+        Positive cell sizes along x and y.
+    nx, ny
+        Number of columns and rows.
+    crs
+        WKT (or ``"EPSG:4326"``) of the grid.
+    """
+
+    west: float
+    north: float
+    dx: float
+    dy: float
+    nx: int
+    ny: int
+    crs: str = "EPSG:4326"
+
+    @property
+    def east(self) -> float:
+        return self.west + self.nx * self.dx
+
+    @property
+    def south(self) -> float:
+        return self.north - self.ny * self.dy
+
+    @property
+    def is_geographic(self) -> bool:
+        return CRS.from_user_input(self.crs).is_geographic
+
+    def key(self) -> tuple:
+        """Hashable identity (rounded so float noise does not split one grid in two)."""
+        r = 9
+        return (
+            round(self.west, r),
+            round(self.north, r),
+            round(self.dx, 12),
+            round(self.dy, 12),
+            self.nx,
+            self.ny,
+            CRS.from_user_input(self.crs).to_wkt(),
+        )
+
+    def same_as(self, other: Grid) -> bool:
+        return self.key() == other.key()
+
+    def window(self, bounds: tuple[float, float, float, float], *, margin: int = 1) -> Window:
+        """The (possibly virtual) window of this grid's lattice covering ``bounds``.
+
+        The window may extend beyond the grid: cells outside it simply have no data. For
+        geographic grids it is clipped to latitudes -90..90.
+        """
+        minx, miny, maxx, maxy = bounds
+        c0 = math.floor((minx - self.west) / self.dx + 1e-9) - margin
+        c1 = math.ceil((maxx - self.west) / self.dx - 1e-9) + margin
+        r0 = math.floor((self.north - maxy) / self.dy + 1e-9) - margin
+        r1 = math.ceil((self.north - miny) / self.dy - 1e-9) + margin
+        if self.is_geographic:
+            r_top = math.ceil((self.north - 90.0) / self.dy - 1e-9)
+            r_bottom = math.floor((self.north + 90.0) / self.dy + 1e-9)
+            r0, r1 = max(r0, r_top), min(r1, r_bottom)
+        c1, r1 = max(c1, c0 + 1), max(r1, r0 + 1)
+        return Window(self, r0, r1, c0, c1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rows ``r0:r1`` and columns ``c0:c1`` of ``grid``'s lattice (may reach outside it)."""
+
+    grid: Grid
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.r1 - self.r0, self.c1 - self.c0)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        g = self.grid
+        return (
+            g.west + self.c0 * g.dx,
+            g.north - self.r1 * g.dy,
+            g.west + self.c1 * g.dx,
+            g.north - self.r0 * g.dy,
+        )
+
+    def row_edges(self) -> np.ndarray:
+        """Northern edges of rows r0..r1 then the southern edge of the last (length nrows+1)."""
+        g = self.grid
+        return g.north - np.arange(self.r0, self.r1 + 1) * g.dy
+
+    def col_centres(self) -> np.ndarray:
+        g = self.grid
+        return g.west + (np.arange(self.c0, self.c1) + 0.5) * g.dx
+
+    def row_centres(self) -> np.ndarray:
+        g = self.grid
+        return g.north - (np.arange(self.r0, self.r1) + 0.5) * g.dy
+
+    def inside(self) -> tuple[slice, slice, slice, slice]:
+        """(grid rows, grid cols, window rows, window cols) slices of the overlap with the grid."""
+        g = self.grid
+        gr0, gr1 = max(self.r0, 0), min(self.r1, g.ny)
+        gc0, gc1 = max(self.c0, 0), min(self.c1, g.nx)
+        if gr1 <= gr0 or gc1 <= gc0:
+            return slice(0, 0), slice(0, 0), slice(0, 0), slice(0, 0)
+        return (
+            slice(gr0, gr1),
+            slice(gc0, gc1),
+            slice(gr0 - self.r0, gr1 - self.r0),
+            slice(gc0 - self.c0, gc1 - self.c0),
+        )
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One year of one raster source: where to read it and on which grid.
+
+    ``kind`` is ``"netcdf"``, ``"geotiff"`` or ``"xarray"``; ``flip_rows`` is True when the
+    stored rows run south to north (ascending latitude); ``transpose`` when the stored axes are
+    (lon, lat); ``index`` selects a time step / band (``None`` for 2-D variables).
+    """
+
+    year: int
+    kind: str
+    grid: Grid
+    path: Path | None = None
+    variable: str | None = None
+    index: int | None = None
+    flip_rows: bool = False
+    transpose: bool = False
+    data: Any = field(default=None, compare=False, repr=False)
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.path is not None:
+            return self.path.name + (f"#{self.variable}" if self.variable else "")
+        return f"<DataArray {self.variable or ''}>"
+
+    def read(self, window: Window) -> np.ndarray:
+        """Values of ``window`` as float64, north-up, NaN where missing or outside the grid."""
+        out = np.full(window.shape, np.nan, dtype=np.float64)
+        gr, gc, wr, wc = window.inside()
+        if gr.stop - gr.start <= 0:
+            return out
+        out[wr, wc] = self._read_block(gr, gc)
+        return out
+
+    # -- backends ----------------------------------------------------------------------------
+    def _stored_rows(self, rows: slice) -> slice:
+        if not self.flip_rows:
+            return rows
+        ny = self.grid.ny
+        return slice(ny - rows.stop, ny - rows.start)
+
+    def _read_block(self, rows: slice, cols: slice) -> np.ndarray:
+        srows = self._stored_rows(rows)
+        try:
+            if self.kind == "netcdf":
+                block = self._read_netcdf(srows, cols)
+            elif self.kind == "geotiff":
+                block = self._read_geotiff(srows, cols)
+            else:
+                block = self._read_xarray(srows, cols)
+        except AggloInputError:
+            raise
+        except Exception as exc:  # truncated / corrupt files fail here, not only at open
+            raise AggloInputError(
+                f"{self.name}: could not read the data ({type(exc).__name__}: {exc}). The file "
+                "may be truncated or corrupt: download it again."
+            ) from exc
+        if self.flip_rows:
+            block = block[::-1]
+        return block
+
+    def _read_netcdf(self, srows: slice, cols: slice) -> np.ndarray:
+        import netCDF4
+
+        with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
+            var = ds.variables[self.variable]
+            var.set_auto_maskandscale(True)
+            key = _nc_key(var.ndim, self.index, srows, cols, self.transpose)
+            arr = var[key]
+        arr = np.ma.asarray(arr)
+        if self.transpose:
+            arr = arr.T
+        return _to_float(arr)
+
+    def _read_geotiff(self, srows: slice, cols: slice) -> np.ndarray:
+        import rasterio
+        from rasterio.windows import Window as RWindow
+
+        band = (self.index or 0) + 1
+        with rasterio.open(self.path) as ds:
+            win = RWindow(cols.start, srows.start, cols.stop - cols.start, srows.stop - srows.start)
+            arr = ds.read(band, window=win, masked=True)
+            scale = ds.scales[band - 1] if ds.scales else 1.0
+            offset = ds.offsets[band - 1] if ds.offsets else 0.0
+        out = _to_float(arr)
+        if scale not in (None, 1.0) or offset not in (None, 0.0):
+            out = out * (scale or 1.0) + (offset or 0.0)
+        return out
+
+    def _read_xarray(self, srows: slice, cols: slice) -> np.ndarray:
+        da = self.data
+        lat, lon = _find_dim(da.dims, _LAT_NAMES), _find_dim(da.dims, _LON_NAMES)
+        sel = {lat: srows, lon: cols}
+        tdim = [d for d in da.dims if d not in (lat, lon)]
+        if tdim:
+            sel[tdim[0]] = self.index or 0
+        sub = da.isel(sel).transpose(lat, lon)
+        arr = np.asarray(sub.values, dtype=np.float64)
+        fill = da.attrs.get("_FillValue", da.encoding.get("_FillValue"))
+        if fill is not None:
+            arr = np.where(arr == fill, np.nan, arr)
+        return arr
+
+
+def _nc_key(ndim: int, index: int | None, srows: slice, cols: slice, transpose: bool) -> tuple:
+    spatial = (cols, srows) if transpose else (srows, cols)
+    if ndim == 2:
+        return spatial
+    if ndim == 3:
+        return (index or 0, *spatial)
+    raise AggloInputError(f"expected a 2-D or 3-D PM2.5 variable, got {ndim} dimensions")
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    m = np.ma.asarray(arr)
+    out = np.asarray(
+        m.filled(np.nan) if m.dtype.kind == "f" else m.astype(np.float64).filled(np.nan)
+    )
+    out = out.astype(np.float64, copy=False)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+# -- discovery -------------------------------------------------------------------------------
+def discover_layers(
+    source: Any,
+    *,
+    years: list[int] | None = None,
+    variable: str | None = None,
+    crs: Any = None,
+    what: str = "PM2.5 raster",
+) -> list[Layer]:
+    """All yearly layers of ``source`` (a file, a folder or an xarray object), sorted by year.
+
+    Parameters
+    ----------
+    source
+        NetCDF/GeoTIFF file, a folder of yearly files, or an ``xarray.DataArray`` / ``Dataset``.
+    years
+        Keep only these years; a missing year is an error naming the years found.
+    variable
+        NetCDF variable (default ``PM25``, else the first data variable on lat/lon).
+    crs
+        CRS of a raster whose file has none (GeoTIFF without CRS); NetCDF lat/lon grids are
+        taken as EPSG:4326.
+    what
+        Name used in messages.
+
+    Raises
+    ------
+    AggloInputError
+        Missing/unreadable files, no year in a name, a requested year absent, a raster without
+        CRS when ``crs`` is not given.
+    """
+    layers: list[Layer] = []
+    if _is_xarray(source):
+        layers = _xarray_layers(source, variable=variable, crs=crs)
+    else:
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in NETCDF_SUFFIXES + TIFF_SUFFIXES
+            )
+            if not files:
+                raise AggloInputError(
+                    f"{what}: folder {path} holds no NetCDF (.nc) or GeoTIFF (.tif) files."
+                )
+            skipped = []
+            for f in files:
+                y = year_from_name(f.name)
+                if y is None:  # maybe a stack with years inside (time axis, band descriptions)
+                    try:
+                        layers.extend(_file_layers(f, variable=variable, crs=crs, what=what))
+                    except CRSError:
+                        raise
+                    except AggloInputError:
+                        skipped.append(f.name)
+                    continue
+                if years is not None and y not in years:
+                    continue
+                layers.extend(_file_layers(f, variable=variable, crs=crs, what=what, year=y))
+            if skipped:
+                log.warning(
+                    "%s: skipped %d file(s) with no single year in the name (monthly or "
+                    "multi-year files?): %s",
+                    what,
+                    len(skipped),
+                    ", ".join(skipped[:10]),
+                )
+        elif path.is_file():
+            layers = _file_layers(path, variable=variable, crs=crs, what=what)
+        else:
+            raise AggloInputError(f"{what}: {path} does not exist (give a file or a folder).")
+    by_year: dict[int, Layer] = {}
+    for layer in layers:
+        if layer.year in by_year:
+            raise AggloInputError(
+                f"{what}: year {layer.year} is given twice ({by_year[layer.year].name} and "
+                f"{layer.name}); keep one file per year or select with --years."
+            )
+        by_year[layer.year] = layer
+    if years is not None:
+        missing = sorted(set(years) - set(by_year))
+        if missing:
+            raise AggloInputError(
+                f"{what}: no data for year(s) {missing} in {_describe(source)}; years found: "
+                f"{sorted(by_year) or 'none'}."
+            )
+        by_year = {y: layer for y, layer in by_year.items() if y in years}
+    if not by_year:
+        raise AggloInputError(f"{what}: found no yearly layers in {_describe(source)}.")
+    return [by_year[y] for y in sorted(by_year)]
+
+
+def _describe(source: Any) -> str:
+    return "the DataArray" if _is_xarray(source) else str(source)
+
+
+def _is_xarray(obj: Any) -> bool:
+    mod = type(obj).__module__
+    return mod.startswith("xarray")
+
+
+def _file_layers(
+    path: Path, *, variable: str | None, crs: Any, what: str, year: int | None = None
+) -> list[Layer]:
+    suffix = path.suffix.lower()
+    if suffix in NETCDF_SUFFIXES:
+        return _netcdf_layers(path, variable=variable, crs=crs, what=what, year=year)
+    if suffix in TIFF_SUFFIXES:
+        return _geotiff_layers(path, crs=crs, what=what, year=year)
+    raise AggloInputError(
+        f"{what}: {path.name} is neither NetCDF ({', '.join(NETCDF_SUFFIXES)}) nor GeoTIFF "
+        f"({', '.join(TIFF_SUFFIXES)})."
+    )
+
+
+def _find_dim(names: Any, candidates: tuple[str, ...]) -> str | None:
+    for c in candidates:
+        if c in names:
+            return c
+    return None
+
+
+def grid_from_coords(lat: np.ndarray, lon: np.ndarray, *, crs: str, name: str) -> tuple[Grid, bool]:
+    """North-up :class:`Grid` from cell-centre coordinates; returns (grid, rows_ascending)."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.ndim != 1 or lon.ndim != 1 or lat.size < 2 or lon.size < 2:
+        raise AggloInputError(f"{name}: lat/lon must be 1-D with at least 2 values each.")
+    dy = _regular_step(lat, "lat", name)
+    dx = _regular_step(lon, "lon", name)
+    ascending = dy > 0
+    if dx < 0:
+        raise AggloInputError(
+            f"{name}: longitudes decrease along the file; only west-to-east grids are supported."
+        )
+    dy = abs(dy)
+    north = (lat.max() + dy / 2) if ascending else (lat[0] + dy / 2)
+    west = lon[0] - dx / 2
+    return (
+        Grid(
+            west=_snap(west, dx),
+            north=_snap(north, dy),
+            dx=_snap_step(dx),
+            dy=_snap_step(dy),
+            nx=lon.size,
+            ny=lat.size,
+            crs=crs,
+        ),
+        bool(ascending),
+    )
+
+
+def _regular_step(values: np.ndarray, axis: str, name: str) -> float:
+    step = (values[-1] - values[0]) / (values.size - 1)
+    if step == 0:
+        raise AggloInputError(f"{name}: {axis} coordinates are constant.")
+    dev = np.max(np.abs(np.diff(values) - step))
+    if dev > 0.01 * abs(step):
+        raise AggloInputError(
+            f"{name}: {axis} coordinates are not regularly spaced (deviation {dev:.3g} for a "
+            f"step of {abs(step):.3g}); agglo reads regular lat/lon grids only."
+        )
+    return float(step)
+
+
+def _snap_step(step: float) -> float:
+    """Snap float32 noise: 0.0099999998 -> 0.01 (within 1e-6 relative)."""
+    for digits in range(2, 9):
+        r = round(step, digits)
+        if r and abs(r - step) <= 1e-6 * abs(step):
+            return r
+    return step
+
+
+def _snap(edge: float, step: float) -> float:
+    r = round(edge, 6)
+    return r if abs(r - edge) <= 1e-3 * step else edge
+
+
+def _netcdf_layers(
+    path: Path, *, variable: str | None, crs: Any, what: str, year: int | None
+) -> list[Layer]:
+    try:
+        import netCDF4
+
+        with _NC_LOCK, netCDF4.Dataset(path) as ds:
+            var_name = _pick_variable(ds.variables, variable, path)
+            var = ds.variables[var_name]
+            dims = var.dimensions
+            lat_name = _find_dim(dims, _LAT_NAMES)
+            lon_name = _find_dim(dims, _LON_NAMES)
+            if lat_name is None or lon_name is None:
+                raise AggloInputError(
+                    f"{what}: {path.name} variable {var_name!r} has dimensions {dims}; expected "
+                    "lat and lon (ACAG layout). Convert projected NetCDF to GeoTIFF with a CRS."
+                )
+            lat = np.asarray(ds.variables[lat_name][:]) if lat_name in ds.variables else None
+            lon = np.asarray(ds.variables[lon_name][:]) if lon_name in ds.variables else None
+            if lat is None or lon is None:
+                raise AggloInputError(f"{what}: {path.name} has no lat/lon coordinate values.")
+            other = [d for d in dims if d not in (lat_name, lon_name)]
+            if len(other) > 1 or (other and dims.index(other[0]) != 0):
+                raise AggloInputError(
+                    f"{what}: {path.name} variable {var_name!r} has dimensions {dims}; expected "
+                    "(lat, lon), (lon, lat) or (time, lat, lon)."
+                )
+            transpose = dims.index(lon_name) < dims.index(lat_name)
+            time_years: list[int | None] = [year]
+            if other:
+                time_years = _time_years(ds, other[0], len(ds.dimensions[other[0]]), year, path)
+            synthetic = "synthetic" in str(getattr(ds, "title", "")).lower() or bool(
+                getattr(ds, "synthetic", 0)
+            )
+    except AggloInputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, IndexError) as exc:
+        raise AggloInputError(
+            f"{what}: cannot open {path} as NetCDF ({exc}). The file may be truncated or "
+            "corrupt (download it again) or not NetCDF."
+        ) from exc
+    crs_wkt, note = _netcdf_crs(crs, path)
+    grid, ascending = grid_from_coords(lat, lon, crs=crs_wkt, name=path.name)
+    out = []
+    for i, y in enumerate(time_years):
+        if y is None:
+            raise AggloInputError(
+                f"{what}: cannot tell the year of {path.name}: put it in the file name "
+                "(e.g. ...2020.nc or ...202001-202012.nc)."
+            )
+        out.append(
+            Layer(
+                year=y,
+                kind="netcdf",
+                grid=grid,
+                path=path,
+                variable=var_name,
+                index=i if other else None,
+                flip_rows=ascending,
+                transpose=transpose,
+                note=note + ("; synthetic" if synthetic else ""),
+            )
+        )
+    return out
+
+
+def _netcdf_crs(crs: Any, path: Path) -> tuple[str, str]:
+    if crs is not None:
+        return CRS.from_user_input(crs).to_wkt(), f"CRS given by the user: {crs}"
+    log.info("%s: %s", path.name, WGS84_NOTE)
+    return "EPSG:4326", WGS84_NOTE
+
+
+def _pick_variable(variables: Any, variable: str | None, path: Path) -> str:
+    if variable is not None:
+        if variable not in variables:
+            raise AggloInputError(
+                f"{path.name}: no variable {variable!r}; variables: {', '.join(variables)}."
+            )
+        return variable
+    for name in PM25_VARIABLES:
+        if name in variables:
+            return name
+    coords = set(_LAT_NAMES + _LON_NAMES + _TIME_NAMES)
+    data_vars = [n for n, v in variables.items() if n not in coords and getattr(v, "ndim", 0) >= 2]
+    if not data_vars:
+        raise AggloInputError(f"{path.name}: no 2-D data variable found.")
+    return data_vars[0]
+
+
+def _time_years(ds: Any, dim: str, n: int, year: int | None, path: Path) -> list[int | None]:
+    if n == 1:
+        return [year if year is not None else _year_from_time(ds, dim, path, n)[0]]
+    return _year_from_time(ds, dim, path, n)
+
+
+def _year_from_time(ds: Any, dim: str, path: Path, n: int) -> list[int | None]:
+    if dim not in ds.variables:
+        return [None] * n
+    v = ds.variables[dim]
+    vals = np.asarray(v[:])
+    units = getattr(v, "units", "")
+    if "since" in units:
+        import cftime
+
+        dates = cftime.num2date(vals, units, getattr(v, "calendar", "standard"))
+        return [int(d.year) for d in np.atleast_1d(dates)]
+    if np.issubdtype(vals.dtype, np.number) and np.all((vals > 1900) & (vals < 2100)):
+        return [int(x) for x in np.atleast_1d(vals)]
+    return [None] * n
+
+
+def _geotiff_layers(path: Path, *, crs: Any, what: str, year: int | None) -> list[Layer]:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.open(path) as ds:
+            t = ds.transform
+            if t.b != 0 or t.d != 0:
+                raise AggloInputError(f"{what}: {path.name} is rotated; warp it to north-up first.")
+            count, descriptions = ds.count, list(ds.descriptions)
+            tags = [ds.tags(i + 1) for i in range(count)]
+            file_crs = ds.crs
+            width, height = ds.width, ds.height
+    except RasterioIOError as exc:
+        raise AggloInputError(
+            f"{what}: cannot open {path} as GeoTIFF ({exc}). The file may be truncated or "
+            "corrupt: download it again."
+        ) from exc
+    if file_crs is None and crs is None:
+        raise CRSError(
+            f"{what}: {path.name} has no CRS. If it is longitude/latitude on WGS84 (as ACAG "
+            "grids are), say so: crs='EPSG:4326' (CLI: --raster-crs EPSG:4326)."
+        )
+    if crs is not None:
+        crs_wkt, note = CRS.from_user_input(crs).to_wkt(), f"CRS given by the user: {crs}"
+    else:
+        crs_wkt, note = CRS.from_user_input(file_crs.to_wkt()).to_wkt(), "CRS from the file"
+    flip = t.e > 0
+    dy = abs(t.e)
+    north = t.f if not flip else t.f + height * t.e
+    grid = Grid(west=t.c, north=north, dx=t.a, dy=dy, nx=width, ny=height, crs=crs_wkt)
+    layers = []
+    for i in range(count):
+        label = " ".join(filter(None, [descriptions[i] or "", *(str(v) for v in tags[i].values())]))
+        y = year_from_name(label) if count > 1 else (year or year_from_name(path.name))
+        if count > 1 and y is None:
+            raise AggloInputError(
+                f"{what}: band {i + 1} of {path.name} has no year in its description "
+                f"({descriptions[i]!r}); name bands by year (e.g. 'PM25_2020')."
+            )
+        if y is None:
+            y = year_from_name(label)
+        if y is None:
+            raise AggloInputError(
+                f"{what}: cannot tell the year of {path.name}: put it in the file name "
+                "(e.g. ...2020.tif) or the band description."
+            )
+        layers.append(
+            Layer(year=y, kind="geotiff", grid=grid, path=path, index=i, flip_rows=flip, note=note)
+        )
+    return layers
+
+
+def _xarray_layers(obj: Any, *, variable: str | None, crs: Any) -> list[Layer]:
+    import xarray as xr
+
+    if isinstance(obj, xr.Dataset):
+        name = _pick_variable(obj.data_vars, variable, Path("<Dataset>"))
+        obj = obj[name]
+    da = obj
+    lat, lon = _find_dim(da.dims, _LAT_NAMES), _find_dim(da.dims, _LON_NAMES)
+    if lat is None or lon is None:
+        raise AggloInputError(
+            f"the DataArray has dimensions {da.dims}; expected lat and lon (and optionally year "
+            "or time)."
+        )
+    other = [d for d in da.dims if d not in (lat, lon)]
+    if len(other) > 1:
+        raise AggloInputError(
+            f"the DataArray has dimensions {da.dims}; at most one besides lat/lon."
+        )
+    if crs is None:
+        crs_attr = da.attrs.get("crs")
+        crs_wkt, note = ("EPSG:4326", "DataArray lat/lon grid taken as EPSG:4326")
+        if crs_attr is not None:
+            crs_wkt, note = CRS.from_user_input(crs_attr).to_wkt(), "CRS from the DataArray attrs"
+    else:
+        crs_wkt, note = CRS.from_user_input(crs).to_wkt(), f"CRS given by the user: {crs}"
+    grid, ascending = grid_from_coords(
+        da[lat].values, da[lon].values, crs=crs_wkt, name="DataArray"
+    )
+    if other:
+        coord = da[other[0]].values
+        if np.issubdtype(coord.dtype, np.datetime64):
+            years = [int(str(v)[:4]) for v in coord.astype("datetime64[Y]")]
+        else:
+            try:
+                years = [int(v) for v in coord]
+            except (TypeError, ValueError) as exc:
+                raise AggloInputError(
+                    f"the DataArray's {other[0]!r} coordinate does not hold years: {coord[:5]}"
+                ) from exc
+    else:
+        y = da.attrs.get("year")
+        if y is None:
+            raise AggloInputError(
+                "a 2-D DataArray needs attrs['year'] or a year/time dimension "
+                "(e.g. da.expand_dims(year=[2020]))."
+            )
+        years = [int(y)]
+    transpose_needed = da.dims.index(lon) < da.dims.index(lat)
+    return [
+        Layer(
+            year=y,
+            kind="xarray",
+            grid=grid,
+            variable=str(da.name) if da.name is not None else None,
+            index=i if other else None,
+            flip_rows=ascending,
+            transpose=transpose_needed,
+            data=da,
+            note=note,
+        )
+        for i, y in enumerate(years)
+    ]
