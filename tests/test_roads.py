@@ -1,0 +1,376 @@
+"""Road density: closed-form ellipsoid lengths/areas, cross-checks, OSM and OGR reading, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from pyproj import Geod
+from scipy.integrate import quad
+
+from agglo.errors import AggloInputError, CRSError, ValidationError
+from agglo.roads import DEFAULT_CLASSES, read_roads, road_density
+
+# WGS84 ellipsoid, written out so the expected values do not come from pyproj
+A = 6378137.0
+F = 1 / 298.257223563
+E2 = F * (2 - F)
+E = math.sqrt(E2)
+
+
+def meridian_arc_km(lat1: float, lat2: float) -> float:
+    """Meridian arc length M = a(1-e²) ∫ dφ / (1 - e² sin²φ)^(3/2), in km."""
+    f = lambda p: A * (1 - E2) / (1 - E2 * math.sin(p) ** 2) ** 1.5  # noqa: E731
+    return quad(f, math.radians(lat1), math.radians(lat2), epsabs=1e-6)[0] / 1000
+
+
+def parallel_arc_km(lat: float, dlon: float) -> float:
+    """Arc of a parallel: N(φ) cos φ Δλ, in km (equal to the geodesic to < 1e-6 for 1°)."""
+    p = math.radians(lat)
+    return A * math.cos(p) / math.sqrt(1 - E2 * math.sin(p) ** 2) * math.radians(dlon) / 1000
+
+
+def box_area_km2(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Area of a lon/lat quadrangle on the ellipsoid: b²/2 Δλ [q(φ2) - q(φ1)], in km²."""
+
+    def q(lat: float) -> float:
+        s = math.sin(math.radians(lat))
+        return s / (1 - E2 * s * s) + math.log((1 + E * s) / (1 - E * s)) / (2 * E)
+
+    b2 = A * A * (1 - E2)
+    return b2 / 2 * math.radians(lon2 - lon1) * (q(lat2) - q(lat1)) / 1e6
+
+
+def squares(boxes: dict[str, tuple[float, float, float, float]], crs: int = 4326):
+    # segmentize so the geodesic edges follow the parallels (area matches the quadrangle formula)
+    geoms = [shapely.segmentize(shapely.box(*b), 0.01) for b in boxes.values()]
+    return gpd.GeoDataFrame({"adcode": list(boxes)}, geometry=geoms, crs=4326).to_crs(crs)
+
+
+def lines(geoms, highway=None, crs=4326):
+    highway = highway or ["primary"] * len(geoms)
+    return gpd.GeoDataFrame({"highway": highway}, geometry=list(geoms), crs=crs)
+
+
+TWO_N_S = {"S": (110, 20, 111, 21), "N": (110, 21, 111, 22)}  # stacked along a meridian
+
+
+def test_meridian_line_across_two_squares_matches_closed_form():
+    polys = squares(TWO_N_S)
+    road = lines([shapely.LineString([(110.5, 20.25), (110.5, 21.75)])])
+    out = road_density(road, polys).set_index("adcode")
+    # the line is split at 21°N exactly: 0.75° of meridian on each side
+    exp_s, exp_n = meridian_arc_km(20.25, 21.0), meridian_arc_km(21.0, 21.75)
+    assert out.loc["S", "length_km"] == pytest.approx(exp_s, rel=1e-6)
+    assert out.loc["N", "length_km"] == pytest.approx(exp_n, rel=1e-6)
+    area_s, area_n = box_area_km2(110, 20, 111, 21), box_area_km2(110, 21, 111, 22)
+    assert out.loc["S", "area_km2"] == pytest.approx(area_s, rel=1e-3)
+    assert out.loc["N", "area_km2"] == pytest.approx(area_n, rel=1e-3)
+    assert out.loc["S", "density_km_per_km2"] == pytest.approx(exp_s / area_s, rel=1e-3)
+    assert out.loc["N", "density_km_per_100km2"] == pytest.approx(100 * exp_n / area_n, rel=1e-3)
+    # sanity: ~83 km, i.e. never measured in degrees (0.75)
+    assert 80 < out.loc["S", "length_km"] < 85
+
+
+def test_parallel_line_across_two_squares_matches_closed_form():
+    polys = squares({"W": (110, 30, 111, 31), "E": (111, 30, 112, 31)})
+    road = lines([shapely.LineString([(110.4, 30.5), (111.6, 30.5)])])
+    out = road_density(road, polys).set_index("adcode")
+    assert out.loc["W", "length_km"] == pytest.approx(parallel_arc_km(30.5, 0.6), rel=1e-5)
+    assert out.loc["E", "length_km"] == pytest.approx(parallel_arc_km(30.5, 0.6), rel=1e-5)
+
+
+def test_cross_check_with_geopandas_clip_and_pyproj(cities):
+    sel = cities[cities["adcode"].isin(["510100", "510600", "511400", "512000"])].reset_index(
+        drop=True
+    )  # Chengdu and its neighbours Deyang, Meishan, Ziyang
+    rng = np.random.default_rng(5)
+    x0, y0, x1, y1 = sel.total_bounds
+    n = 3000
+    start = rng.uniform((x0, y0), (x1, y1), (n, 2))
+    end = start + rng.normal(0, 0.08, (n, 2))
+    mid = (start + end) / 2 + rng.normal(0, 0.02, (n, 2))
+    road = lines(shapely.linestrings(np.stack([start, mid, end], axis=1)))
+    ours = road_density(road, sel, classes="all").set_index("adcode")
+    geod = Geod(ellps="WGS84")
+    for poly in sel.itertuples():
+        clipped = gpd.clip(road, poly.geometry)
+        ref_km = sum(geod.geometry_length(g) for g in clipped.geometry) / 1000
+        assert ours.loc[poly.adcode, "length_km"] == pytest.approx(ref_km, rel=1e-9)
+        ref_area = abs(geod.geometry_area_perimeter(shapely.orient_polygons(poly.geometry))[0])
+        assert ours.loc[poly.adcode, "area_km2"] == pytest.approx(ref_area / 1e6, rel=1e-9)
+    # and with geopandas overlay (the benchmark's peer)
+    pieces = gpd.overlay(road, sel[["adcode", "geometry"]], how="intersection")
+    pieces["km"] = [geod.geometry_length(g) / 1000 for g in pieces.geometry]
+    ref = pieces.groupby("adcode")["km"].sum()
+    np.testing.assert_allclose(ours.loc[ref.index, "length_km"], ref, rtol=1e-9)
+
+
+def test_fast_path_skips_intersection_for_lines_wholly_inside(monkeypatch):
+    polys = squares(TWO_N_S)
+    inside = [
+        shapely.LineString([(110.2, 20.2 + i / 100), (110.8, 20.2 + i / 100)]) for i in range(50)
+    ]
+    crossing = [
+        shapely.LineString([(110.3 + i / 100, 20.9), (110.3 + i / 100, 21.1)]) for i in range(7)
+    ]
+    seen: list[int] = []
+    real = shapely.intersection
+
+    def spy(a, b, **kw):
+        seen.append(int(np.size(a)))
+        return real(a, b, **kw)
+
+    monkeypatch.setattr(shapely, "intersection", spy)
+    out = road_density(lines(inside + crossing), polys).set_index("adcode")
+    # only the 7 crossing lines are intersected, once with each of the two squares
+    assert sum(seen) == 14
+    assert out.loc["S", "n_roads"] == 57 and out.loc["N", "n_roads"] == 7
+    # each crossing line gives 0.1° of meridian on each side
+    assert out.loc["N", "length_km"] == pytest.approx(7 * meridian_arc_km(21.0, 21.1), rel=1e-6)
+
+
+def test_sum_over_a_tiling_equals_total_length():
+    # 3 x 3 tiling of a region; every road inside it -> lengths add up to the total
+    tiles = {f"t{i}{j}": (100 + i, 25 + j, 101 + i, 26 + j) for i in range(3) for j in range(3)}
+    polys = squares(tiles)
+    rng = np.random.default_rng(1)
+    start = rng.uniform((100.05, 25.05), (102.95, 27.95), (400, 2))
+    end = np.clip(start + rng.normal(0, 0.2, (400, 2)), [100.01, 25.01], [102.99, 27.99])
+    road = lines(shapely.linestrings(np.stack([start, end], axis=1)))
+    out = road_density(road, polys, classes="all")
+    geod = Geod(ellps="WGS84")
+    total = sum(geod.geometry_length(g) for g in road.geometry) / 1000
+    # the crossing vertex inserted by the clip lies on the straight lon/lat segment, not on the
+    # geodesic, which changes the path length of these (up to ~80 km) segments by ~1e-7
+    assert out["length_km"].sum() == pytest.approx(total, rel=1e-6)
+
+
+def test_projected_layers_give_the_same_result():
+    polys = squares(TWO_N_S)
+    road = lines(
+        [
+            shapely.LineString([(110.5, 20.25), (110.5, 21.75)]),
+            shapely.LineString([(110.1, 20.1), (110.9, 21.9)]),
+        ]
+    )
+    ref = road_density(road, polys)
+    utm = road_density(road.to_crs(32649), polys.to_crs(32649))
+    np.testing.assert_allclose(utm["length_km"], ref["length_km"], rtol=1e-7)
+    np.testing.assert_allclose(utm["area_km2"], ref["area_km2"], rtol=1e-5)
+
+
+def test_multilinestring_rows_and_index_alignment_and_no_mutation():
+    polys = squares(TWO_N_S).set_index(pd.Index([10, 20]))
+    multi = shapely.MultiLineString(
+        [[(110.5, 20.25), (110.5, 20.75)], [(110.6, 20.5), (110.6, 21.5)]]
+    )
+    road = lines([multi, None], highway=["trunk", "trunk"])
+    before = road.copy()
+    out = road_density(road, polys)
+    assert list(out.index) == [10, 20] and list(out["adcode"]) == ["S", "N"]
+    exp_s = meridian_arc_km(20.25, 20.75) + meridian_arc_km(20.5, 21.0)
+    assert out.loc[10, "length_km"] == pytest.approx(exp_s, rel=1e-6)
+    assert out.loc[20, "length_km"] == pytest.approx(meridian_arc_km(21.0, 21.5), rel=1e-6)
+    assert out.attrs["n_roads_empty_geometry"] == 1
+    pd.testing.assert_frame_equal(road, before)
+
+
+def test_classes_default_excludes_streets_and_all_keeps_them():
+    polys = squares({"S": TWO_N_S["S"]})
+    seg = lambda y: shapely.LineString([(110.5, y), (110.5, y + 0.1)])  # noqa: E731
+    road = lines([seg(20.1), seg(20.3), seg(20.5)], highway=["motorway", "residential", "track"])
+    one = meridian_arc_km(20.1, 20.2)
+    assert road_density(road, polys)["length_km"].iloc[0] == pytest.approx(one, rel=1e-5)
+    assert road_density(road, polys, classes="all")["length_km"].iloc[0] == pytest.approx(
+        meridian_arc_km(20.1, 20.2) + meridian_arc_km(20.3, 20.4) + meridian_arc_km(20.5, 20.6),
+        rel=1e-5,
+    )
+    assert "residential" not in DEFAULT_CLASSES and "unclassified" in DEFAULT_CLASSES
+    with pytest.raises(
+        AggloInputError, match=r"classes must be one of \['all', 'default', 'major'\]"
+    ):
+        road_density(road, polys, classes="motorways")
+    with pytest.raises(AggloInputError, match=r"no road of classes \['trunk'\].*'motorway'"):
+        road_density(road, polys, classes=["trunk"])
+
+
+def test_invalid_polygon_is_repaired_with_a_warning():
+    bowtie = shapely.Polygon([(110, 20), (111, 21), (111, 20), (110, 21)])  # self-intersecting
+    polys = gpd.GeoDataFrame({"adcode": ["X"]}, geometry=[bowtie], crs=4326)
+    road = lines([shapely.LineString([(110.25, 20.0), (110.25, 21.0)])])
+    with pytest.warns(UserWarning, match="1 invalid polygon"):
+        out = road_density(road, polys)
+    # the repaired bow-tie is two triangles meeting at (110.5, 20.5); at 110.25°E the left one
+    # spans 20.25-20.75°N
+    assert out["length_km"].iloc[0] == pytest.approx(meridian_arc_km(20.25, 20.75), rel=1e-6)
+
+
+def test_errors_are_clear():
+    polys = squares(TWO_N_S)
+    road = lines([shapely.LineString([(110.5, 20.25), (110.5, 21.75)])])
+    with pytest.raises(AggloInputError, match="road layer is empty"):
+        road_density(road.iloc[:0], polys)
+    with pytest.raises(CRSError, match="roads has no CRS"):
+        road_density(
+            gpd.GeoDataFrame(road.drop(columns="geometry"), geometry=list(road.geometry)), polys
+        )
+    with pytest.raises(ValidationError, match="1 row\\(s\\) of type Point"):
+        road_density(lines([shapely.Point(110.5, 20.5), road.geometry.iloc[0]]), polys)
+    dup = polys.assign(adcode=["S", "S"])
+    with pytest.raises(ValidationError, match=r"duplicate adcode value\(s\): \['S'\]"):
+        road_density(road, dup)
+    with pytest.raises(ValidationError, match="id column 'code' not found"):
+        road_density(road, polys, id_col="code")
+    with pytest.raises(AggloInputError, match="no class column 'fclass'"):
+        road_density(road, polys, class_col="fclass")
+    with pytest.raises(AggloInputError, match="NaN or infinite"):
+        road_density(lines([shapely.LineString([(110.5, np.nan), (110.5, 21.0)])]), polys)
+
+
+def test_zero_area_polygon_gives_nan_density():
+    polys = gpd.GeoDataFrame(
+        {"adcode": ["S", "Z"]},
+        geometry=[shapely.box(*TWO_N_S["S"]), shapely.Polygon()],
+        crs=4326,
+    )
+    out = road_density(lines([shapely.LineString([(110.5, 20.2), (110.5, 20.4)])]), polys)
+    assert out["length_km"].iloc[1] == 0 and np.isnan(out["density_km_per_km2"].iloc[1])
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------
+
+
+def _write_osm(path, ways):
+    """Write nodes and ways (list of (id, coords, tags)) with pyosmium's SimpleWriter."""
+    import osmium
+    from osmium.osm.mutable import Node, Way
+
+    nodes: dict[tuple[float, float], int] = {}
+    with osmium.SimpleWriter(str(path)) as w:
+        for _, coords, _ in ways:
+            for xy in coords:
+                if xy not in nodes:
+                    nodes[xy] = len(nodes) + 1
+                    w.add_node(Node(id=nodes[xy], location=xy, tags={}))
+        for wid, coords, tags in ways:
+            w.add_way(Way(id=wid, nodes=[nodes[xy] for xy in coords], tags=tags))
+
+
+OSM_WAYS = [
+    (
+        1,
+        [(110.5, 20.25), (110.5, 20.5), (110.5, 20.75)],
+        {"highway": "motorway", "maxspeed": "120", "oneway": "yes"},
+    ),
+    (2, [(110.6, 20.25), (110.6, 20.75)], {"highway": "residential"}),
+    (3, [(110.7, 20.25), (110.7, 20.75)], {"highway": "tertiary", "name": "县道"}),
+    (4, [(110.8, 20.25), (110.8, 20.75)], {"waterway": "river"}),
+    (5, [(120.0, 30.0), (120.0, 30.5)], {"highway": "primary"}),  # outside the bbox
+    (6, [(110.2, 20.25), (110.2, 20.75)], {"highway": "footway"}),
+]
+
+
+def test_read_osm_pbf_written_by_osmium(tmp_path):
+    pbf = tmp_path / "mini.osm.pbf"
+    _write_osm(pbf, OSM_WAYS)
+    roads = read_roads(pbf, bbox=(110, 20, 111, 21))
+    assert sorted(roads["highway"]) == ["motorway", "tertiary"]
+    row = roads.set_index("osm_id").loc[1]
+    assert (row["maxspeed"], row["oneway"]) == ("120", "yes")
+    assert roads.set_index("osm_id").loc[3, "name"] == "县道"
+    assert roads.crs.to_epsg() == 4326
+    every = read_roads(pbf, classes="all")
+    assert sorted(every["osm_id"]) == [1, 2, 3, 5, 6]  # the river is not a road
+    # read lines measure as they should: 0.5° of meridian each for the two default-class ways
+    out = road_density(roads, squares({"S": TWO_N_S["S"]}))
+    assert out["length_km"].iloc[0] == pytest.approx(2 * meridian_arc_km(20.25, 20.75), rel=1e-6)
+
+
+def test_read_ogr_layer_with_mapping_projected_and_bbox(tmp_path):
+    road = gpd.GeoDataFrame(
+        {"等级": ["高速公路", "国道", "村道", "城市道路"]},
+        geometry=[
+            shapely.LineString([(110.5, 20.25), (110.5, 20.75)]),
+            shapely.LineString([(110.6, 20.25), (110.6, 20.75)]),
+            shapely.LineString([(110.7, 20.25), (110.7, 20.75)]),
+            shapely.LineString([(110.8, 20.25), (110.8, 20.75)]),
+        ],
+        crs=4326,
+    ).to_crs(32649)
+    far = gpd.GeoDataFrame(
+        {"等级": ["国道"]},
+        geometry=[shapely.LineString([(112.5, 20.25), (112.5, 20.75)])],
+        crs=4326,
+    ).to_crs(32649)
+    path = tmp_path / "roads.gpkg"
+    pd.concat([road, far]).to_file(path, driver="GPKG")
+    mapping = {
+        "高速公路": "motorway",
+        "国道": "trunk",
+        "村道": "unclassified",
+        "城市道路": "residential",
+    }
+    got = read_roads(path, class_col="等级", mapping=mapping, bbox=(110, 20, 111, 21))
+    assert got.crs.to_epsg() == 4326
+    assert sorted(got["highway"]) == ["motorway", "trunk", "unclassified"]
+    assert {"maxspeed", "oneway", "name"} <= set(got.columns)
+    np.testing.assert_allclose(got.total_bounds, [110.5, 20.25, 110.7, 20.75], atol=1e-9)
+    with pytest.raises(AggloInputError, match=r"class column 'highway' not found.*'fclass'"):
+        read_roads(path)
+    assert len(read_roads(path, classes="all")) == 5
+
+
+def test_read_roads_rejects_bad_bbox_and_missing_file(tmp_path):
+    with pytest.raises(AggloInputError, match="does not exist"):
+        read_roads(tmp_path / "nope.osm.pbf")
+    p = tmp_path / "x.geojson"
+    p.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    with pytest.raises(AggloInputError, match="min < max"):
+        read_roads(p, bbox=(111, 20, 110, 21))
+
+
+def test_cli_roads_writes_csv(tmp_path, capsys):
+    from agglo.cli import main
+
+    pbf = tmp_path / "mini.osm.pbf"
+    _write_osm(pbf, OSM_WAYS)
+    polys = squares(TWO_N_S)
+    gpkg = tmp_path / "sq.gpkg"
+    polys.to_file(gpkg, driver="GPKG")
+    out = tmp_path / "rd.csv"
+    code = main(["roads", "--roads", str(pbf), "--polygons", str(gpkg), "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    df = pd.read_csv(out, dtype={"adcode": str}).set_index("adcode")
+    assert df.loc["S", "length_km"] == pytest.approx(2 * meridian_arc_km(20.25, 20.75), rel=1e-6)
+    assert df.loc["N", "length_km"] == 0
+    assert main(["roads", "--roads", str(pbf), "--polygons", str(gpkg), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_pipeline_stage_on_bundled_synthetic_network(tmp_path):
+    from agglo.paths import data_path
+    from agglo.pipeline import run
+
+    if not data_path("roads", "demo_roads_synthetic.gpkg").exists():
+        pytest.skip("bundled synthetic road network not built")
+    ctx = run(out_dir=tmp_path / "o", stages=("roads",))
+    assert "demo_roads_synthetic.gpkg" in ctx.synthetic
+    rd = ctx.panel[ctx.panel["indicator"] == "road_density"]
+    assert sorted(rd["year"].unique()) == ctx.years
+    table = ctx.tables["road_density"]
+    assert len(table) == len(ctx.cities) and (table["data_status"] == "synthetic").all()
+    # the panel holds km/100 km² (the registry unit) = 100 x km/km²
+    one = rd[rd["year"] == ctx.years[0]].set_index("adcode")["value"]
+    np.testing.assert_allclose(
+        one.loc[table["adcode"]], 100 * table["density_km_per_km2"].to_numpy(), rtol=1e-12
+    )
+    assert "every year" in ctx.provenance["road_density"]
+    assert any(s.startswith("[SYNTHETIC DATA") and "Road density" in s for s in ctx.summary)
