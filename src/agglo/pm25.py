@@ -454,7 +454,7 @@ def zonal_pm25(
 def _frame(ids: pd.Series, id_col: str, year: int, r: dict[str, np.ndarray]) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(r["den"] > 0, r["num"] / r["den"], np.nan)
-        frac = np.where(r["total"] > 0, r["den"] / r["total"], 0.0)
+        frac = np.clip(np.where(r["total"] > 0, r["den"] / r["total"], 0.0), 0.0, 1.0)
         popw = (
             np.where(r["pden"] > 0, r["pnum"] / r["pden"], np.nan)
             if "pnum" in r

@@ -360,6 +360,7 @@ def discover_layers(
         CRS when ``crs`` is not given.
     """
     layers: list[Layer] = []
+    other_years = set()
     if _is_xarray(source):
         layers = _xarray_layers(source, variable=variable, crs=crs)
     else:
@@ -375,6 +376,7 @@ def discover_layers(
                     f"{what}: folder {path} holds no NetCDF (.nc) or GeoTIFF (.tif) files."
                 )
             skipped = []
+            other_years: set[int] = set()
             for f in files:
                 y = year_from_name(f.name)
                 if y is None:  # maybe a stack with years inside (time axis, band descriptions)
@@ -386,6 +388,7 @@ def discover_layers(
                         skipped.append(f.name)
                     continue
                 if years is not None and y not in years:
+                    other_years.add(y)
                     continue
                 layers.extend(_file_layers(f, variable=variable, crs=crs, what=what, year=y))
             if skipped:
@@ -413,7 +416,7 @@ def discover_layers(
         if missing:
             raise AggloInputError(
                 f"{what}: no data for year(s) {missing} in {_describe(source)}; years found: "
-                f"{sorted(by_year) or 'none'}."
+                f"{sorted(set(by_year) | other_years) or 'none'}."
             )
         by_year = {y: layer for y, layer in by_year.items() if y in years}
     if not by_year:
