@@ -111,6 +111,9 @@ OLD_ADCODES: dict[str, HistoricalName] = {
     "522200": _H(("520600",), 2010, "522200 was the code of 铜仁地区 (铜仁市 520600 since 2011)"),
     "532700": _H(("530800",), 2002, "532700 was the code of 思茅地区 (now 普洱市 530800)"),
     "513000": _H(("511700",), 1998, "513000 was the code of 达川地区 (达州市 511700 since 1999)"),
+    # Chongqing's 市辖区 code, used for the whole municipality by some tables (and by the
+    # crosswalk's legacy ids); the bundled city table uses 500000 for the whole municipality
+    "500100": _H(("500000",), 9999, "500100 (重庆市市辖区) read as the whole municipality 500000"),
     "341400": _H(
         ("340100", "340200", "340500"),
         2010,
@@ -121,8 +124,8 @@ OLD_ADCODES: dict[str, HistoricalName] = {
 }
 
 # the ethnic part of an autonomous prefecture's name starts at the first of these
-_ETHNIC = "土家|苗|侗|布依|彝|哈尼|壮|傣|景颇|傈僳|藏|羌|白|回|蒙古|朝鲜|哈萨克|柯尔克孜|蒙古"
-_ETHNIC_RE = re.compile(rf"({_ETHNIC})族")
+_ETHNIC = "土家|苗|侗|布依|彝|哈尼|壮|傣|景颇|傈僳|藏|羌|白|回|蒙古|朝鲜|哈萨克|柯尔克孜"
+_AUTONOMOUS_RE = re.compile(rf"(.{{2,}}?)(?:(?:{_ETHNIC})族)+(?:自治州|州)?")
 _SUFFIXES = ("自治州", "地区", "林区", "市", "州", "盟")
 
 
@@ -142,9 +145,9 @@ def name_stem(name: str) -> str:
     ('恩施', '神农架', '重庆')
     """
     s = _clean(name)
-    m = _ETHNIC_RE.search(s)
-    if m and s.endswith("自治州") and m.start() >= 2:
-        return s[: m.start()]
+    m = _AUTONOMOUS_RE.fullmatch(s)
+    if m:
+        return m.group(1)
     for suf in _SUFFIXES:
         if s.endswith(suf) and len(s) - len(suf) >= 2:
             return s[: -len(suf)]

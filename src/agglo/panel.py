@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import difflib
+import functools
 import io
 import json
 import logging
@@ -202,10 +203,26 @@ class PanelResult:
 def _norm(text: object) -> str:
     """Normalise a header or indicator label for matching (case, width, spaces, unit suffix)."""
     s = unicodedata.normalize("NFKC", str(text)).strip().lower()
-    s = re.sub(r"\s*[(\[{【][^()\[\]{}【】]*[)\]}】]\s*$", "", s)  # trailing unit in brackets
+    s = _strip_trailing_brackets(s)  # trailing unit in brackets
     s = re.sub(r"\s*(/|单位[:：]?)\s*[^/]*$", "", s) if re.search(r"[\u4e00-\u9fff]/", s) else s
     s = s.strip().rstrip("%").strip()
     return re.sub(r"[\s\-]+", "_", s)
+
+
+def _strip_trailing_brackets(s: str) -> str:
+    """Drop one trailing bracketed group, nesting allowed: ``a(index (0-2))`` -> ``a``."""
+    s = s.rstrip()
+    if not s.endswith((")", "]", "}", "】")):
+        return s
+    depth = 0
+    for i in range(len(s) - 1, -1, -1):
+        if s[i] in ")]}】":
+            depth += 1
+        elif s[i] in "([{【":
+            depth -= 1
+            if depth == 0:
+                return s[:i].rstrip() if i > 0 else s
+    return s
 
 
 def _registry_keys() -> dict[str, set[str]]:
@@ -494,7 +511,7 @@ def read_panel(
 
     # blank rows
     data_cols = [c for c in raw.columns if c not in plan.dropped]
-    blank = raw[data_cols].map(_is_missing).all(axis=1) if len(raw) else pd.Series([], bool)
+    blank = raw[data_cols].map(_is_missing).astype(bool).all(axis=1)
     if blank.any():
         report.actions.append(f"skipped {int(blank.sum())} blank row(s)")
     raw = raw.loc[~blank]
@@ -502,7 +519,7 @@ def read_panel(
 
     # long cells: line, column, city key, year raw, target kind/id, value raw
     cells = _cells(raw, plan, lines, problems)
-    matcher = CityMatcher(cities if cities is not None else _default_cities())
+    matcher = CityMatcher(cities) if cities is not None else _default_matcher()
     cells = _resolve_cities(cells, raw, plan, lines, matcher, on_unknown_city, report, problems)
     cells = _resolve_years(cells, allowed_years, problems)
     cells = _resolve_values(cells, report, problems)
@@ -556,10 +573,11 @@ def read_employment(path: str | Path, **kwargs: object) -> pd.DataFrame:
     return res.employment
 
 
-def _default_cities() -> pd.DataFrame:
+@functools.lru_cache(maxsize=1)
+def _default_matcher() -> CityMatcher:
     from agglo.boundaries import load_cities
 
-    return pd.DataFrame(load_cities().drop(columns="geometry"))
+    return CityMatcher(pd.DataFrame(load_cities().drop(columns="geometry")))
 
 
 @dataclass
@@ -880,9 +898,10 @@ def _resolve_values(
     fast = pd.to_numeric(cells["value_raw"], errors="coerce")
     values = fast.astype(float).where(np.isfinite(fast.astype(float)))
     slow = values.isna()
-    values[slow] = [_to_float(v) for v in cells.loc[slow, "value_raw"]]
+    parsed = [_to_float(v) for v in cells.loc[slow, "value_raw"]]
+    values[slow] = np.array([np.nan if v is None else v for v in parsed], dtype=float)
     values = values.astype(float)
-    missing = slow & cells["value_raw"].map(_is_missing)
+    missing = slow & cells["value_raw"].map(_is_missing).astype(bool)
     bad = values.isna() & ~missing
     for line, col, v in zip(
         cells.loc[bad, "line"], cells.loc[bad, "column"], cells.loc[bad, "value_raw"], strict=True
