@@ -686,3 +686,41 @@ def test_old_adcodes_point_to_current_units(matcher):
     for code, h in OLD_ADCODES.items():
         assert code not in matcher.names, code  # really an old code
         assert all(c in matcher.names for c in h.adcodes), code
+
+
+def test_years_across_layout(tmp_path):
+    rows = [["城市", "2010年", "2015年", "2020年"], ["成都", "40000", "60000", ""]]
+    rows.append(["襄樊", "30000", "35000", "50000"])
+    res = read_panel(write_csv(tmp_path / "p.csv", rows), indicator="人均GDP")
+    assert res.panel.values.tolist() == [
+        ["420600", 2010, "gdp_per_capita", 30000.0],
+        ["420600", 2015, "gdp_per_capita", 35000.0],
+        ["420600", 2020, "gdp_per_capita", 50000.0],
+        ["510100", 2010, "gdp_per_capita", 40000.0],
+        ["510100", 2015, "gdp_per_capita", 60000.0],
+    ]
+    assert any("'2020年': row 2" in a for a in res.report.actions)  # the empty cell
+    rows[2][2] = "abc"
+    with pytest.raises(ValidationError, match=r"row 3, column '2015年': non-numeric value 'abc'"):
+        read_panel(write_csv(tmp_path / "q.csv", rows), indicator="gdp_per_capita")
+    with pytest.raises(AggloInputError, match=r"indicator='gdp_pc' is not in the registry"):
+        read_panel(tmp_path / "q.csv", indicator="gdp_pc")
+    with pytest.raises(AggloInputError, match="expects a table with years across"):
+        read_panel(write_csv(tmp_path / "r.csv", [["adcode", "year", "gdp"]]), indicator="gdp")
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("人均GDP/元", "gdp_per_capita"),
+        ("城镇化率/%", "urbanization_rate"),
+        ("公路网密度 单位:km/100km2", "road_density"),
+        ("urban/rural disposable income ratio", "income_ratio"),
+        ("GDP (亿元)", "gdp"),
+        ("ＰＭ２．５", "pm25"),  # full-width
+        ("人均GDP\n(元)", "gdp_per_capita"),  # line break in an Excel header
+        ("克鲁格曼专业化指数（index (0-2)）", "krugman_index"),
+    ],
+)
+def test_header_forms(label, expected):
+    assert registry_column(label) == expected

@@ -170,6 +170,11 @@ class CityMatch:
     error: str = ""
     warning: str = ""
 
+    @property
+    def unknown(self) -> bool:
+        """No unit has this name or code (as opposed to ambiguous, abolished or malformed)."""
+        return self.adcode is None and self.error.startswith("unknown")
+
 
 class CityMatcher:
     """Resolve city names and adcodes against a table of current prefecture-level units.

@@ -204,7 +204,6 @@ def _norm(text: object) -> str:
     """Normalise a header or indicator label for matching (case, width, spaces, unit suffix)."""
     s = unicodedata.normalize("NFKC", str(text)).strip().lower()
     s = _strip_trailing_brackets(s)  # trailing unit in brackets
-    s = re.sub(r"\s*(/|单位[:：]?)\s*[^/]*$", "", s) if re.search(r"[\u4e00-\u9fff]/", s) else s
     s = s.strip().rstrip("%").strip()
     return re.sub(r"[\s\-]+", "_", s)
 
@@ -249,8 +248,21 @@ def registry_column(label: str) -> str | None:
     >>> registry_column("常住人口城镇化率(%)"), registry_column("no such thing") is None
     ('urbanization_rate', True)
     """
-    ids = _KEYS.get(_norm(label))
-    return next(iter(ids)) if ids and len(ids) == 1 else None
+    for key in _label_keys(label):
+        ids = _KEYS.get(key)
+        if ids and len(ids) == 1:
+            return next(iter(ids))
+    return None
+
+
+def _label_keys(label: str) -> list[str]:
+    """Normalised forms of a label: as is, then without a ``/unit`` or ``单位:unit`` tail."""
+    keys = [_norm(label)]
+    text = unicodedata.normalize("NFKC", str(label))
+    for sep in ("/", "单位:", "单位", ","):
+        if sep in text:
+            keys.append(_norm(text.rsplit(sep, 1)[0]))
+    return keys
 
 
 def _closest_ids(label: str, n: int = 3) -> list[str]:
@@ -414,6 +426,7 @@ def read_panel(
     encoding: str | None = None,
     skiprows: int = 0,
     employment: str | Path | None = None,
+    indicator: str | None = None,
 ) -> PanelResult:
     """Read a yearbook panel (CSV or XLSX, long or wide form), validate it, return it tidy.
 
@@ -447,6 +460,9 @@ def read_panel(
     employment
         A separate sector-employment file (long or wide, see :func:`read_employment`);
         default: the file named by the metadata sidecar, if any.
+    indicator
+        For a table of one indicator with cities down and years across (columns ``2010``,
+        ``2015年``, ...), the indicator it holds (registry id, name or alias).
 
     Returns
     -------
@@ -489,6 +505,10 @@ def read_panel(
         report.actions.append(f"read metadata {path.with_suffix('.json').name}")
     problems = _Problems(path.name)
     first_line = skiprows + 2  # header is line skiprows + 1
+    raw = raw.assign(__line__=raw.index.to_numpy() + first_line)
+    if indicator is not None:
+        raw = _years_across(raw, indicator, path)
+        report.actions.append(f"read years across the columns as indicator {indicator!r}")
 
     plan = _plan_columns(raw, columns or {}, ignore_unknown, report, problems)
     if plan.year is None:
@@ -510,12 +530,12 @@ def read_panel(
         report.warnings.append(f"SYNTHETIC data ({why}): not real statistics")
 
     # blank rows
-    data_cols = [c for c in raw.columns if c not in plan.dropped]
+    data_cols = [c for c in raw.columns if c not in plan.dropped and not str(c).startswith("__")]
     blank = raw[data_cols].map(_is_missing).astype(bool).all(axis=1)
     if blank.any():
         report.actions.append(f"skipped {int(blank.sum())} blank row(s)")
     raw = raw.loc[~blank]
-    lines = pd.Series(raw.index.to_numpy() + first_line, index=raw.index)
+    lines = raw["__line__"].astype(int)
 
     # long cells: line, column, city key, year raw, target kind/id, value raw
     cells = _cells(raw, plan, lines, problems)
@@ -546,6 +566,33 @@ def read_panel(
     for w in report.warnings:
         log.info("%s: %s", path.name, w)
     return PanelResult(panel, report, synthetic, emp, meta)
+
+
+def _years_across(raw: pd.DataFrame, indicator: str, path: Path) -> pd.DataFrame:
+    """Cities down, years across -> long form (``year``, ``indicator``, ``value`` columns)."""
+    rid = registry_column(indicator)
+    if rid is None:
+        raise AggloInputError(
+            f"indicator={indicator!r} is not in the registry; closest: "
+            f"{', '.join(_closest_ids(indicator))}"
+        )
+    year_cols = [
+        c
+        for c in raw.columns
+        if re.fullmatch(r"(19|20)\d\d(年)?(\.0)?", _norm(c).removesuffix("年"))
+    ]
+    clash = [c for c in raw.columns if _ROLE_OF.get(_norm(c)) in ("year", "indicator", "value")]
+    if not year_cols or clash:
+        raise AggloInputError(
+            f"{path}: indicator= expects a table with years across the columns (e.g. 2010, "
+            f"2015年) and no year/indicator/value column; got columns {list(raw.columns)}"
+        )
+    ids = [c for c in raw.columns if c not in year_cols]
+    long = raw.melt(id_vars=ids, value_vars=year_cols, var_name="__column__", value_name="value")
+    long["__column__"] = long["__column__"].astype(str)
+    long["year"] = long["__column__"]
+    long["indicator"] = rid
+    return long.sort_values(["__line__", "year"], kind="stable").reset_index(drop=True)
 
 
 def read_employment(path: str | Path, **kwargs: object) -> pd.DataFrame:
@@ -633,6 +680,8 @@ def _plan_columns(
     seen_var: dict[str, str] = {}
     for col in raw.columns:
         label = str(col)
+        if label in ("__line__", "__column__"):
+            continue
         key = _norm(label)
         if label in user or key in user_norm:
             unused.discard(label)
@@ -754,7 +803,7 @@ def _cells(raw: pd.DataFrame, plan: _Plan, lines: pd.Series, problems: _Problems
         ok = ids.notna()
         parts.append(
             base[ok].assign(
-                column=str(plan.value),
+                column=raw.loc[ok, "__column__"] if "__column__" in raw else str(plan.value),
                 target=[t for t, _ in ids[ok]],
                 key=[k for _, k in ids[ok]],
                 value_raw=raw.loc[ok, plan.value],
@@ -826,8 +875,7 @@ def _resolve_cities(
                 problems.add(ln, col if plan.city is None else str(plan.city), "empty city")
             continue
         if m.adcode is None:
-            unknown = not m.candidates or m.error.startswith("unknown")
-            if unknown and on_unknown_city == "drop":
+            if m.unknown and on_unknown_city == "drop":
                 dropped.append(f"{c or n} ({_rows_text(row_lines)})")
                 continue
             hint = (
