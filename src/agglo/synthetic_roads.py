@@ -7,14 +7,13 @@ metropolitan-area stages run end to end. It is **not** a road map: use an OSM ex
 
 Construction (all in an Albers equal-area projection for China, then back to EPSG:4326):
 
-- *seats*: each county's seat is its representative point; a city's seat is the seat of its
-  smallest district (区) -- for Chengdu 锦江区, for Chongqing 渝中区 -- or, without districts, of
-  its smallest county-level unit;
+- *seats* (:func:`agglo.metro.seats`): each county's seat is its representative point; a city's
+  seat is that of its first district by adcode (Chongqing: its smallest district, 渝中区);
 - *motorways* between city seats: Delaunay neighbours plus the 4 nearest seats, up to 320 km;
 - *trunk* roads from every county seat to its city seat;
 - *primary* roads between Delaunay-neighbouring county seats up to 70 km, *secondary* roads to
   the 3 nearest county seats;
-- *tertiary* spokes (4 per seat, 8-20 km) and a 5 x 5 km *residential* grid around each seat
+- *tertiary* spokes (4 per seat, 8-20 km) and a 4 x 4 km *residential* grid around each seat
   (inner grid lines one-way, alternating direction; outer ring two-way).
 
 Links follow jittered polylines (smooth random perpendicular offsets, zero at the ends), with a
@@ -31,7 +30,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import Transformer
 from scipy.spatial import Delaunay, cKDTree
@@ -40,7 +38,7 @@ from agglo.errors import AggloInputError
 from agglo.export import atomic_path, check_writable
 from agglo.geodesy import WGS84
 
-__all__ = ["DEMO_ROADS_FILE", "GENERATOR", "generate_synthetic_roads", "seats", "write_demo_roads"]
+__all__ = ["DEMO_ROADS_FILE", "GENERATOR", "generate_synthetic_roads", "write_demo_roads"]
 
 log = logging.getLogger(__name__)
 
@@ -59,64 +57,6 @@ _MAXSPEED: dict[str, tuple[list[str | None], list[float]]] = {
     "tertiary": (["40", None, "30"], [0.4, 0.5, 0.1]),
     "residential": (["30", None, "20"], [0.3, 0.65, 0.05]),
 }
-
-
-def seats(
-    cities: gpd.GeoDataFrame, counties: gpd.GeoDataFrame
-) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """Seat points of counties and cities used by the synthetic network and metro areas.
-
-    Parameters
-    ----------
-    cities, counties
-        Boundaries as from :func:`agglo.load_cities` / :func:`agglo.load_counties`.
-
-    Returns
-    -------
-    (city_seats, county_seats)
-        GeoDataFrames in EPSG:4326 on the inputs' index. County seat = the county's
-        representative point. City seat = the seat of the city's smallest district (区), or of
-        its smallest county-level unit when it has no district, or the city's representative
-        point when it has no county. City seats carry ``seat_county`` (adcode).
-
-    Examples
-    --------
-    >>> import agglo
-    >>> cs, ks = seats(agglo.load_cities(), agglo.load_counties())
-    >>> str(cs.set_index("adcode").loc["510100", "seat_county"])  # Chengdu -> 锦江区
-    '510104'
-    """
-    cities = cities.to_crs(WGS84)
-    counties = counties.to_crs(WGS84)
-    kseats = counties[["adcode", "name_zh", "city_adcode"]].copy()
-    kseats = gpd.GeoDataFrame(kseats, geometry=counties.geometry.representative_point(), crs=WGS84)
-    area = counties["area_km2"] if "area_km2" in counties else counties.to_crs(_ALBERS).area
-    is_district = counties["name_zh"].astype(str).str.endswith("区")
-    order = pd.DataFrame(
-        {
-            "city": counties["city_adcode"],
-            "nd": ~is_district,
-            "area": area,
-            "adcode": counties["adcode"],
-        }
-    ).sort_values(["city", "nd", "area"])
-    first = order.drop_duplicates("city").set_index("city")["adcode"]
-    geom_by_county = kseats.set_index("adcode").geometry
-    pts, seat_cty = [], []
-    for adcode, geom in zip(cities["adcode"], cities.geometry, strict=True):
-        if adcode in first.index:
-            seat_cty.append(first[adcode])
-            pts.append(geom_by_county[first[adcode]])
-        else:
-            seat_cty.append(None)
-            pts.append(geom.representative_point())
-    cseats = gpd.GeoDataFrame(
-        {"adcode": cities["adcode"], "name_zh": cities["name_zh"], "seat_county": seat_cty},
-        geometry=pts,
-        index=cities.index,
-        crs=WGS84,
-    )
-    return cseats, kseats
 
 
 def _polyline(
@@ -160,7 +100,7 @@ def generate_synthetic_roads(
     counties: gpd.GeoDataFrame,
     *,
     seed: int = 8,
-    grid_km: float = 5.0,
+    grid_km: float = 4.0,
     grid_step_km: float = 1.0,
 ) -> gpd.GeoDataFrame:
     """Build the seeded SYNTHETIC road network (see the module docstring for the recipe).
@@ -192,6 +132,8 @@ def generate_synthetic_roads(
     rng = np.random.default_rng(seed)
     to_m = Transformer.from_crs(WGS84, _ALBERS, always_xy=True)
     to_ll = Transformer.from_crs(_ALBERS, WGS84, always_xy=True)
+    from agglo.metro import seats
+
     cseats, kseats = seats(cities, counties)
     cxy = np.column_stack(
         to_m.transform(cseats.geometry.x.to_numpy(), cseats.geometry.y.to_numpy())
@@ -237,8 +179,8 @@ def generate_synthetic_roads(
         if np.hypot(*(kxy[i] - kxy[j])) <= 90_000:
             link(kxy[i], kxy[j], "secondary", step=2000, wiggle=0.06)
     # tertiary spokes and residential grids around every county seat
-    half = grid_km * 1000 / 2
-    ticks = np.arange(-half, half + 1e-6, grid_step_km * 1000)
+    n_half = max(round(grid_km / grid_step_km / 2), 1)
+    ticks = np.arange(-n_half, n_half + 1) * grid_step_km * 1000.0  # 0 = the seat itself
     for n in range(len(kxy)):
         c = kxy[n]
         for ang in rng.uniform(0, 2 * np.pi, 4):
