@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import geopandas as gpd
@@ -235,6 +236,15 @@ def test_errors_are_clear():
         road_density(lines([bad]), polys)
 
 
+def test_road_along_a_shared_border_counts_for_both_polygons():
+    # documented: like an overlay, a line on the common edge (21°N) belongs to both squares
+    polys = squares(TWO_N_S)
+    out = road_density(lines([shapely.LineString([(110.2, 21.0), (110.4, 21.0)])]), polys)
+    # the clip follows the squares' edge vertices (every 0.01°), i.e. the parallel
+    expected = parallel_arc_km(21.0, 0.2)
+    np.testing.assert_allclose(out["length_km"], [expected, expected], rtol=1e-7)
+
+
 def test_zero_area_polygon_gives_nan_density():
     polys = gpd.GeoDataFrame(
         {"adcode": ["S", "Z"]},
@@ -259,11 +269,12 @@ def _write_osm(path, ways):
     with osmium.SimpleWriter(str(path)) as w:
         for _, coords, _ in ways:
             for xy in coords:
-                if xy not in nodes:
+                if isinstance(xy, tuple) and xy not in nodes:
                     nodes[xy] = len(nodes) + 1
                     w.add_node(Node(id=nodes[xy], location=xy, tags={}))
         for wid, coords, tags in ways:
-            w.add_way(Way(id=wid, nodes=[nodes[xy] for xy in coords], tags=tags))
+            refs = [nodes[xy] if isinstance(xy, tuple) else xy for xy in coords]
+            w.add_way(Way(id=wid, nodes=refs, tags=tags))
 
 
 OSM_WAYS = [
@@ -278,12 +289,15 @@ OSM_WAYS = [
     (5, [(120.0, 30.0), (120.0, 30.5)], {"highway": "primary"}),  # outside the bbox
     (6, [(110.2, 20.25), (110.2, 20.75)], {"highway": "footway"}),
 ]
+MISSING_NODE_WAY = (7, [999], {"highway": "primary"})  # node 999 is not in the file
 
 
-def test_read_osm_pbf_written_by_osmium(tmp_path):
+def test_read_osm_pbf_written_by_osmium(tmp_path, caplog):
     pbf = tmp_path / "mini.osm.pbf"
-    _write_osm(pbf, OSM_WAYS)
-    roads = read_roads(pbf, bbox=(110, 20, 111, 21))
+    _write_osm(pbf, [*OSM_WAYS, MISSING_NODE_WAY])
+    with caplog.at_level(logging.WARNING, logger="agglo.roads"):
+        roads = read_roads(pbf, bbox=(110, 20, 111, 21))
+    assert "1 highway way(s) skipped" in caplog.text
     assert sorted(roads["highway"]) == ["motorway", "tertiary"]
     row = roads.set_index("osm_id").loc[1]
     assert (row["maxspeed"], row["oneway"]) == ("120", "yes")

@@ -593,7 +593,7 @@ def _locate(
                 f"{sorted(types)}."
             )
         return _spatial(ensure_wgs84(st, what="stations"), polygons, id_col)
-    if id_col in st.columns and id_col not in ("city",):
+    if id_col in st.columns:
         out = st.copy()
         out[id_col] = out[id_col].astype(str).str.strip()
         known = set(polygons[id_col].astype(str))

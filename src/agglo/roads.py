@@ -145,6 +145,7 @@ def read_roads(
     mapping: Mapping[str, str] | None = None,
     layer: str | int | None = None,
     chunk_size: int = 100_000,
+    node_cache: str = "flex_mem",
 ) -> gpd.GeoDataFrame:
     """Read road lines from an OSM extract or any OGR line layer, filtering while reading.
 
@@ -173,6 +174,10 @@ def read_roads(
         Layer name or index of a multi-layer source (default: the first layer).
     chunk_size
         Ways per geometry batch when reading OSM.
+    node_cache
+        pyosmium node-location storage for OSM input: ``"flex_mem"`` (default, fine for
+        province extracts) or e.g. ``"dense_file_array,/tmp/nodes.cache"`` for a country
+        extract on a machine with little memory.
 
     Returns
     -------
@@ -197,7 +202,7 @@ def read_roads(
     wanted = resolve_classes(classes)
     box = _check_bbox(bbox)
     if path.name.lower().endswith(_OSM_SUFFIXES):
-        gdf = _read_osm(path, wanted, box, chunk_size)
+        gdf = _read_osm(path, wanted, box, chunk_size, node_cache)
     else:
         gdf = _read_ogr(path, wanted, box, class_col, mapping, layer)
     log.info("read %d road lines from %s", len(gdf), path.name)
@@ -226,6 +231,7 @@ def _read_osm(
     wanted: tuple[str, ...] | None,
     box: tuple[float, float, float, float] | None,
     chunk_size: int,
+    node_cache: str = "flex_mem",
 ) -> gpd.GeoDataFrame:
     try:
         import osmium
@@ -238,7 +244,7 @@ def _read_osm(
     )
     processor = (
         osmium.FileProcessor(str(path))
-        .with_locations()
+        .with_locations(node_cache)
         .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
         .with_filter(tag_filter)
     )
@@ -394,7 +400,8 @@ def road_density(
     polygons
         Polygons / MultiPolygons with a CRS and a unique ``id_col``. Invalid polygons are
         repaired with ``shapely.make_valid`` (a ``UserWarning`` says how many). Overlapping
-        polygons each count the road inside them.
+        polygons each count the road inside them, and a road running exactly along a shared
+        border counts for both polygons (as in an overlay).
     id_col
         Identifier column of ``polygons``, copied to the output.
     classes
