@@ -117,7 +117,6 @@ def _add_caption(fig: Figure, caption: str | None, synthetic) -> None:
     text = _caption_text(caption, synthetic)
     if text:
         fig.text(0.01, 0.002, text, fontsize=7.5, ha="left", va="bottom", wrap=True, gid="caption")
-        fig.get_layout_engine().set(h_pad=0.25) if fig.get_layout_engine() else None
 
 
 def map_crs(gdf: gpd.GeoDataFrame) -> CRS:
@@ -842,11 +841,13 @@ def save_figure(
     *,
     formats: Sequence[str] = _FORMATS,
     dpi: int = 150,
+    caption: str | None = None,
     force: bool = False,
 ) -> list[Path]:
     """Save ``fig`` atomically as ``<path>.png`` and ``<path>.svg`` (suffix of ``path`` ignored).
 
-    Returns the written paths.
+    ``caption`` is also stored in the files' metadata (PNG ``Description`` text chunk, SVG
+    ``dc:description``), so a report rebuilt from the files can show it. Returns the paths.
 
     Examples
     --------
@@ -865,6 +866,7 @@ def save_figure(
         for fmt in formats:
             target = stem.with_name(f"{stem.name}.{fmt}")
             with atomic_path(target, force=force) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+                meta = {"Description": caption} if caption else {}
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
             written.append(target)
     return written

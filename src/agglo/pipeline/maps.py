@@ -100,9 +100,13 @@ def _aliases(ctx: RunContext, layer: str, columns) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- figures
-def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable, str]]:
-    """(file stem, figure maker, caption) for every figure the context allows."""
-    out: list[tuple[str, Callable, str]] = []
+def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable, str, bool]]:
+    """(file stem, figure maker, caption, made from the run's data) per figure the context allows.
+
+    The last item is False for figures of real reference data only (the membership map), whose
+    captions must not carry the run's synthetic-data notice.
+    """
+    out: list[tuple[str, Callable, str, bool]] = []
     cities = ctx.layers.get("cities", ctx.cities)
     aggl = ctx.layers.get("agglomerations")
     syn = sorted(ctx.synthetic) or False
@@ -128,6 +132,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     caption=cap,
                 ),
                 cap,
+                False,
             )
         )
     res = ctx.results.get("index")
@@ -152,6 +157,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     **cls,
                 ),
                 cap,
+                True,
             )
         )
     scores = getattr(res, "city_scores", None)
@@ -173,6 +179,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     **cls,
                 ),
                 cap,
+                True,
             )
         )
     comp = getattr(res, "composite", None)
@@ -183,6 +190,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                 "composite_scores",
                 lambda cap=cap: plot.score_bars(comp, caption=cap, synthetic=syn),
                 cap,
+                True,
             )
         )
     dims = getattr(res, "dimensions", None)
@@ -193,6 +201,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                 "dimensions_radar",
                 lambda cap=cap: plot.radar_chart(dims, caption=cap, synthetic=syn),
                 cap,
+                True,
             )
         )
     lisa = _lisa_layer(ctx, cities)
@@ -209,6 +218,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     gdf, column, outlines=aggl, caption=cap, synthetic=syn
                 ),
                 cap,
+                True,
             )
         )
     cp = ctx.layers.get("core_periphery")
@@ -230,6 +240,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     synthetic=syn,
                 ),
                 cap,
+                True,
             )
         )
     metro = ctx.layers.get("metro_areas")
@@ -244,6 +255,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     metro, counties=counties, isochrones=iso, caption=cap, synthetic=syn
                 ),
                 cap,
+                True,
             )
         )
     return out
@@ -378,18 +390,25 @@ def run(ctx: RunContext) -> None:
     maps_dir = ctx.out_dir / "maps"
     captions: dict[str, str] = {}
     failed: list[str] = []
-    for stem, make, caption in _figures(ctx, opts):
+    for stem, make, caption, from_run in _figures(ctx, opts):
         try:
             fig = make()
+            full = plot._caption_text(
+                caption, (sorted(ctx.synthetic) or False) if from_run else False
+            )
             paths = plot.save_figure(
-                fig, maps_dir / stem, formats=opts["formats"], dpi=int(opts["dpi"]), force=ctx.force
+                fig,
+                maps_dir / stem,
+                formats=opts["formats"],
+                dpi=int(opts["dpi"]),
+                caption=full,
+                force=ctx.force,
             )
         except Exception as exc:  # one broken figure must not lose the run's other outputs
             log.warning("figure %s failed: %s", stem, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             failed.append(stem)
             continue
         ctx.figures.extend(paths)
-        full = plot._caption_text(caption, sorted(ctx.synthetic) or False)
         for p in paths:
             captions[str(p)] = full
     ctx.results["maps"] = {"captions": captions, "failed": failed, "options": opts}
