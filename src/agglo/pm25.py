@@ -507,8 +507,8 @@ def _run(
         return [r for chunk in results for r in chunk]
     client, own = _client(sched)
     try:
-        plan_f = client.scatter(plan, broadcast=True)
-        pop_f = client.scatter(pop, broadcast=True)
+        # a list scatters each element as one object (a dict alone would be split by key)
+        plan_f, pop_f = client.scatter([plan, pop], broadcast=True)
         futures = [client.submit(_reduce_years, c, plan_f, pop_f, pure=False) for c in chunks]
         results = client.gather(futures)
     finally:

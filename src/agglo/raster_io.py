@@ -542,6 +542,11 @@ def _netcdf_layers(
             time_years: list[int | None] = [year]
             if other:
                 time_years = _time_years(ds, other[0], len(ds.dimensions[other[0]]), year, path)
+            elif year is None:
+                year = year_from_name(path.name)
+                if year is None and str(getattr(ds, "year", "")).isdigit():
+                    year = int(ds.year)
+                time_years = [year]
             synthetic = "synthetic" in str(getattr(ds, "title", "")).lower() or bool(
                 getattr(ds, "synthetic", 0)
             )
