@@ -724,3 +724,11 @@ def test_years_across_layout(tmp_path):
 )
 def test_header_forms(label, expected):
     assert registry_column(label) == expected
+
+
+def test_year_problem_names_the_files_year_column(tmp_path):
+    rows = [["城市", "年份", "gdp"], ["成都", "20l0", "1"]]
+    with pytest.raises(
+        ValidationError, match=r"row 2, column '年份': year '20l0' is not an integer"
+    ):
+        read_panel(write_csv(tmp_path / "p.csv", rows))

@@ -531,7 +531,7 @@ def read_panel(
 
     # blank rows
     data_cols = [c for c in raw.columns if c not in plan.dropped and not str(c).startswith("__")]
-    blank = raw[data_cols].map(_is_missing).astype(bool).all(axis=1)
+    blank = _blank_rows(raw[data_cols])
     if blank.any():
         report.actions.append(f"skipped {int(blank.sum())} blank row(s)")
     raw = raw.loc[~blank]
@@ -541,7 +541,7 @@ def read_panel(
     cells = _cells(raw, plan, lines, problems)
     matcher = CityMatcher(cities) if cities is not None else _default_matcher()
     cells = _resolve_cities(cells, raw, plan, lines, matcher, on_unknown_city, report, problems)
-    cells = _resolve_years(cells, allowed_years, problems)
+    cells = _resolve_years(cells, allowed_years, str(plan.year), problems)
     cells = _resolve_values(cells, report, problems)
     _check_duplicates(cells, matcher, problems)
     problems.raise_if_any(str(path))
@@ -763,6 +763,17 @@ def _plan_columns(
     return plan
 
 
+def _blank_rows(df: pd.DataFrame) -> pd.Series:
+    """Rows whose every cell is missing (checked column by column on the remaining rows)."""
+    cand = df.index
+    for col in df.columns:
+        if not len(cand):
+            break
+        miss = df.loc[cand, col].map(_is_missing).astype(bool)
+        cand = miss.index[miss.to_numpy()]
+    return pd.Series(df.index.isin(cand), index=df.index)
+
+
 def _synthetic_status(path: Path, raw: pd.DataFrame, plan: _Plan, meta: dict) -> tuple[bool, str]:
     reasons = []
     if "synthetic" in path.name.lower():
@@ -855,16 +866,17 @@ def _resolve_cities(
     names = raw[plan.city] if plan.city is not None else pd.Series(None, index=raw.index)
     years = raw[plan.year].map(_to_year)
     keys: dict[tuple[str, str], list] = {}
-    for idx in raw.index:
-        c, n = codes.loc[idx], names.loc[idx]
+    line_of = dict(zip(lines.index, lines.to_numpy(), strict=True))
+    year_of = dict(zip(years.index, years.to_numpy(), strict=True))
+    for idx, c, n in zip(raw.index, codes.to_numpy(), names.to_numpy(), strict=True):
         c = None if _is_missing(c) else str(c).strip()
         n = None if _is_missing(n) else str(n).strip()
         keys.setdefault((c or "", n or ""), []).append(idx)
     adcode_of_row: dict[object, str] = {}
     dropped: list[str] = []
     for (c, n), idxs in keys.items():
-        row_lines = [int(lines.loc[i]) for i in idxs]
-        max_year = max((y for y in years.loc[idxs] if y is not None), default=None)
+        row_lines = [int(line_of[i]) for i in idxs]
+        max_year = max((y for i in idxs if (y := year_of[i]) is not None), default=None)
         col = str(plan.adcode) if c else str(plan.city)
         if c:
             m: CityMatch = matcher.match_adcode(c)
@@ -909,14 +921,14 @@ def _resolve_cities(
 
 
 def _resolve_years(
-    cells: pd.DataFrame, allowed: list[int] | None, problems: _Problems
+    cells: pd.DataFrame, allowed: list[int] | None, year_col: str, problems: _Problems
 ) -> pd.DataFrame:
-    year_col = "year"
     first = cells.drop_duplicates("row")
     last_ok = _dt.date.today().year
     bad_rows = set()
+    year_of_row = {}
     for row, line, y in zip(first["row"], first["line"], first["year_raw"], strict=True):
-        v = _to_year(y)
+        v = year_of_row[row] = _to_year(y)
         if v is None:
             problems.add(int(line), year_col, f"year {y!r} is not an integer year")
             bad_rows.add(row)
@@ -931,7 +943,7 @@ def _resolve_years(
             )
             bad_rows.add(row)
     cells = cells[~cells["row"].isin(bad_rows)]
-    return cells.assign(year=cells["year_raw"].map(_to_year))
+    return cells.assign(year=cells["row"].map(year_of_row))
 
 
 def _years_text(years: list[int]) -> str:
@@ -949,7 +961,8 @@ def _resolve_values(
     parsed = [_to_float(v) for v in cells.loc[slow, "value_raw"]]
     values[slow] = np.array([np.nan if v is None else v for v in parsed], dtype=float)
     values = values.astype(float)
-    missing = slow & cells["value_raw"].map(_is_missing).astype(bool)
+    missing = pd.Series(False, index=cells.index)
+    missing[slow] = cells.loc[slow, "value_raw"].map(_is_missing).astype(bool)
     bad = values.isna() & ~missing
     for line, col, v in zip(
         cells.loc[bad, "line"], cells.loc[bad, "column"], cells.loc[bad, "value_raw"], strict=True
@@ -962,8 +975,7 @@ def _resolve_values(
     cells = cells.assign(value=values)
     cells = cells[values.notna()]
     ind = cells["target"] == "indicator"
-    kinds = cells["key"].where(ind).map(lambda k: VARIABLES[k].kind if k in VARIABLES else None)
-    kinds = kinds.where(ind, "nonneg")
+    kinds = cells["key"].map({k: v.kind for k, v in VARIABLES.items()}).where(ind, "nonneg")
     v = cells["value"]
     checks = [
         ((kinds == "rate") & ((v < 0) | (v > 100)), "rate outside [0, 100]"),
@@ -1041,7 +1053,7 @@ def _summarise(
         from agglo.boundaries import load_membership
 
         members = load_membership().drop_duplicates("adcode")
-        have = set(panel["adcode"])
+        have = set(panel["adcode"].unique())
         lacking = members[~members["adcode"].isin(have)]
         if len(lacking):
             names = ", ".join(lacking["name_zh"].head(10))
