@@ -732,3 +732,35 @@ def test_year_problem_names_the_files_year_column(tmp_path):
         ValidationError, match=r"row 2, column '年份': year '20l0' is not an integer"
     ):
         read_panel(write_csv(tmp_path / "p.csv", rows))
+
+
+def test_every_bundled_city_matches_by_name_stem_and_code(cities, matcher):
+    for code, name in zip(cities["adcode"], cities["name_zh"], strict=True):
+        assert matcher.match_name(name).adcode == code, name
+        assert matcher.match_name(name_stem(name)).adcode == code, name_stem(name)
+        assert (
+            matcher.match_name(
+                f"{cities.set_index('adcode').loc[code, 'province_zh']}{name}"
+            ).adcode
+            == code
+        )
+        assert matcher.match_adcode(int(code)).adcode == code
+        assert matcher.match_adcode(float(code)).adcode == code
+        if name.endswith("自治州"):
+            assert matcher.match_name(name_stem(name) + "州").adcode == code, name
+
+
+def test_metadata_sidecar(tmp_path):
+    write_csv(tmp_path / "mine.csv", [[*HEAD, "gdp"], ["510100", "2010", "1"]])
+    write_csv(
+        tmp_path / "emp.csv", [["adcode", "year", "sector", "employment"], [510100, 2010, "a", 2]]
+    )
+    (tmp_path / "mine.json").write_text(
+        json.dumps({"data_status": "synthetic", "employment": "emp.csv"}), encoding="utf-8"
+    )
+    res = read_panel(tmp_path / "mine.csv")
+    assert res.synthetic is True and "metadata" in res.report.warnings[0]
+    assert res.employment.values.tolist() == [["510100", 2010, "a", 2.0]]
+    (tmp_path / "mine.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(AggloInputError, match=r"mine\.json: invalid JSON metadata"):
+        read_panel(tmp_path / "mine.csv")
