@@ -1,0 +1,489 @@
+"""Tests of agglo.metro: road graph, travel times, catchments, metro areas.
+
+Reference values are hand computations (in comments) or networkx on the same input.
+Lengths along a meridian at the equator: 0.01 deg of latitude = 1105.74 m (WGS84; 110.574 km
+per degree); at 60 km/h one km takes exactly one minute.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from pyproj import Geod, Transformer
+
+from agglo.errors import AggloInputError
+from agglo.metro import (
+    DEFAULT_SPEEDS_KMH,
+    commute_catchment,
+    metro_areas,
+    parse_maxspeed,
+    resolve_cores,
+    road_graph,
+    travel_times,
+)
+
+GEOD = Geod(ellps="WGS84")
+DEG_LAT_M = 1105.742759  # 0.01 deg of latitude at the equator, metres (GEOD.inv(0,0,0,0.01))
+
+
+def lines(rows):
+    """rows of (coords, highway, maxspeed, oneway) -> GeoDataFrame."""
+    return gpd.GeoDataFrame(
+        {
+            "highway": [r[1] for r in rows],
+            "maxspeed": [r[2] for r in rows],
+            "oneway": [r[3] for r in rows],
+        },
+        geometry=[shapely.LineString(r[0]) for r in rows],
+        crs=4326,
+    )
+
+
+def minutes_of(tt: gpd.GeoDataFrame, lon: float, lat: float) -> float:
+    hit = tt[(np.abs(tt.geometry.x - lon) < 1e-9) & (np.abs(tt.geometry.y - lat) < 1e-9)]
+    return float(hit["minutes"].iloc[0]) if len(hit) else math.inf
+
+
+def test_degree_constant():
+    assert GEOD.inv(0, 0, 0, 0.01)[2] == pytest.approx(DEG_LAT_M, abs=1e-3)
+
+
+# ---------------------------------------------------------------- hand-built graphs
+
+
+def test_hand_graph_takes_faster_detour():
+    # A(0,0) -> C(0,0.02) direct on a residential road (25 km/h): 2.2115 km -> 5.3075 min
+    # A -> B(0,0.01) -> C on a 60 km/h primary, but drawn as a separate line via B:
+    # 2 x 1.10574 km at 60 km/h = 2.2115 min  (minutes = km at 60 km/h)
+    roads = lines(
+        [
+            ([(0, 0), (0, 0.02)], "residential", None, "no"),  # only 2 vertices: no node at B
+            ([(0, 0), (0.0, 0.01), (0, 0.02)], "primary", "60", "no"),
+        ]
+    )
+    g = road_graph(roads)
+    assert g.n_nodes == 3
+    tt = travel_times(g, [(0, 0)], minutes=60)
+    assert minutes_of(tt, 0, 0.02) == pytest.approx(2 * DEG_LAT_M / 1000, rel=1e-8)
+    assert minutes_of(tt, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000, rel=1e-8)
+    assert minutes_of(tt, 0, 0) == 0.0
+
+
+def test_class_speed_used_without_maxspeed_and_override():
+    roads = lines([([(0, 0), (0, 0.01)], "secondary", None, "no")])
+    t50 = travel_times(road_graph(roads), [(0, 0)])
+    # 1.10574 km at 50 km/h = 1.32689 min
+    assert minutes_of(t50, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000 * 60 / 50, rel=1e-8)
+    t30 = travel_times(road_graph(roads, speeds={"secondary": 30}), [(0, 0)])
+    assert minutes_of(t30, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000 * 2, rel=1e-8)
+    assert DEFAULT_SPEEDS_KMH["secondary"] == 50  # documented table not changed by override
+
+
+@pytest.mark.parametrize(
+    ("tag", "kmh"),
+    [
+        ("60", 60.0),
+        ("60 mph", 96.56064),  # 60 x 1.609344
+        ("50;60", 50.0),  # several values: the lowest (conservative)
+        ("80 km/h", 80.0),
+        ("10 knots", 18.52),
+        (45, 45.0),
+    ],
+)
+def test_parse_maxspeed_valid(tag, kmh):
+    assert parse_maxspeed(tag) == pytest.approx(kmh)
+
+
+@pytest.mark.parametrize(
+    "tag", [None, float("nan"), "", "CN:urban", "none", "walk", "0", "250", "60;x"]
+)
+def test_parse_maxspeed_invalid_is_nan(tag):
+    assert math.isnan(parse_maxspeed(tag))
+
+
+def test_maxspeed_strings_in_graph():
+    # "60 mph" -> 96.56 km/h; "50;60" -> 50; "CN:urban" invalid -> primary class speed 60
+    roads = lines(
+        [
+            ([(0, 0), (0, 0.01)], "primary", "60 mph", "no"),
+            ([(1, 0), (1, 0.01)], "primary", "50;60", "no"),
+            ([(2, 0), (2, 0.01)], "primary", "CN:urban", "no"),
+        ]
+    )
+    g = road_graph(roads)
+    tt = travel_times(g, [(0, 0), (1, 0), (2, 0)], max_access_km=1)
+    km = DEG_LAT_M / 1000
+    assert minutes_of(tt, 0, 0.01) == pytest.approx(km * 60 / 96.56064, rel=1e-8)
+    assert minutes_of(tt, 1, 0.01) == pytest.approx(km * 60 / 50, rel=1e-8)
+    assert minutes_of(tt, 2, 0.01) == pytest.approx(km, rel=1e-8)
+    # maxspeed=False ignores tags
+    t2 = travel_times(road_graph(roads, maxspeed=False), [(0, 0)], max_access_km=1)
+    assert minutes_of(t2, 0, 0.01) == pytest.approx(km, rel=1e-8)
+
+
+def test_oneway_respected():
+    roads = lines(
+        [
+            ([(0, 0), (0, 0.01)], "primary", "60", "yes"),
+            ([(0, 0.01), (0, 0.02)], "primary", "60", "-1"),  # only 0.02 -> 0.01
+        ]
+    )
+    g = road_graph(roads)
+    fwd = travel_times(g, [(0, 0)])
+    assert minutes_of(fwd, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000)
+    assert math.isinf(minutes_of(fwd, 0, 0.02))  # against the reverse one-way
+    back = travel_times(g, [(0, 0.01)])
+    assert math.isinf(minutes_of(back, 0, 0))  # against the one-way
+    top = travel_times(g, [(0, 0.02)])
+    assert minutes_of(top, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000)  # with the "-1" way
+    assert math.isinf(minutes_of(top, 0, 0))  # then against the "yes" way
+    # oneway=False: both ways everywhere
+    both = travel_times(road_graph(roads, oneway=False), [(0, 0.01)])
+    assert minutes_of(both, 0, 0) == pytest.approx(DEG_LAT_M / 1000)
+
+
+def test_disconnected_components_reported(caplog):
+    roads = lines(
+        [
+            ([(0, 0), (0, 0.01), (0, 0.02)], "primary", None, "no"),
+            ([(0.5, 0), (0.5, 0.01)], "primary", None, "no"),
+        ]
+    )
+    with caplog.at_level(logging.WARNING, logger="agglo.metro"):
+        g = road_graph(roads)
+    assert g.report["components"] == 2
+    assert g.report["largest_component_share"] == pytest.approx(3 / 5)
+    assert sorted(np.bincount(g.component).tolist()) == [2, 3]
+    assert np.bincount(g.component)[0] == 3  # 0 = largest
+    assert "2 disconnected fragments" in caplog.text
+    tt = travel_times(g, [(0, 0)])
+    assert len(tt) == 3  # other fragment never reached
+    with caplog.at_level(logging.WARNING, logger="agglo.metro"):
+        travel_times(g, [(0.5, 0)])
+    assert "disconnected fragment" in caplog.text
+
+
+def test_source_off_network_adds_access_leg():
+    roads = lines([([(0, 0), (0, 0.01)], "primary", "60", "no")])
+    g = road_graph(roads)
+    # source 0.01 deg south of (0,0): 1105.74 m at 15 km/h = 4.42297 min, then 1.10574 min
+    tt = travel_times(g, [(0, -0.01)], access_speed_kmh=15)
+    access = DEG_LAT_M / 1000 / 15 * 60
+    assert minutes_of(tt, 0, 0) == pytest.approx(access, rel=1e-6)
+    assert minutes_of(tt, 0, 0.01) == pytest.approx(access + DEG_LAT_M / 1000, rel=1e-6)
+    with pytest.raises(AggloInputError, match=r"more than max_access_km=0\.5 km"):
+        travel_times(g, [(0, -0.01)], max_access_km=0.5)
+
+
+def test_zero_and_bad_limits():
+    roads = lines([([(0, 0), (0, 0.01)], "primary", "60", "no")])
+    g = road_graph(roads)
+    tt = travel_times(g, [(0, 0)], minutes=0)
+    assert tt["minutes"].tolist() == [0.0]  # only the source's own node
+    cat = commute_catchment(g, [(0, 0)], minutes=0)
+    assert cat.polygons.geometry.iloc[0].is_empty
+    assert float(cat.polygons["area_km2"].iloc[0]) == 0.0
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(AggloInputError, match="minutes must be a finite number >= 0"):
+            travel_times(g, [(0, 0)], minutes=bad)
+    with pytest.raises(AggloInputError, match="method must be one of"):
+        commute_catchment(g, [(0, 0)], method="isochrone")
+    with pytest.raises(AggloInputError, match="access_speed_kmh must be"):
+        commute_catchment(g, [(0, 0)], access_speed_kmh=0)
+
+
+def test_bad_roads_inputs():
+    with pytest.raises(AggloInputError, match="no 'highway' column"):
+        road_graph(
+            gpd.GeoDataFrame({"x": [1]}, geometry=[shapely.LineString([(0, 0), (1, 1)])], crs=4326)
+        )
+    with pytest.raises(AggloInputError, match="no drivable road lines"):
+        road_graph(lines([([(0, 0), (0, 1)], "footway", None, "no")]))
+    with pytest.raises(AggloInputError, match="not found"):
+        road_graph("/nonexistent/roads.gpkg")
+    with pytest.raises(AggloInputError, match="speeds must be km/h"):
+        road_graph(lines([([(0, 0), (0, 1)], "primary", None, "no")]), speeds={"primary": -5})
+
+
+def test_dropped_classes_reported_and_snapping():
+    roads = lines(
+        [
+            ([(0, 0), (0, 0.01)], "primary", None, "no"),
+            ([(0, 0.0100001), (0.01, 0.01)], "primary", None, "no"),  # 1.1 cm off: snapped
+            ([(0, 0), (0.01, 0)], "footway", None, "no"),
+        ]
+    )
+    g = road_graph(roads)
+    assert g.report["dropped_classes"] == {"footway": 1}
+    assert g.n_nodes == 3 and g.report["components"] == 1
+    assert road_graph(roads, snap_m=1e-3).n_nodes == 4  # 1 mm tolerance: not snapped
+
+
+def test_input_not_mutated():
+    roads = lines([([(0, 0), (0, 0.01)], "primary", "60 mph", "yes")])
+    before = roads.copy()
+    road_graph(roads)
+    pd.testing.assert_frame_equal(roads, before)
+
+
+# ---------------------------------------------------------------- networkx cross-check
+
+
+def random_network(seed: int, n_pts: int = 120):
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform(0, 0.2, size=(n_pts, 2)) + np.array([104.0, 30.5])
+    classes = list(DEFAULT_SPEEDS_KMH)
+    rows = []
+    for _ in range(260):
+        i, j = rng.choice(n_pts, 2, replace=False)
+        k = rng.choice(n_pts)  # middle vertex: polyline of two segments
+        rows.append(
+            (
+                [tuple(pts[i]), tuple(pts[k]), tuple(pts[j])]
+                if k not in (i, j)
+                else [tuple(pts[i]), tuple(pts[j])],
+                classes[rng.integers(len(classes))],
+                rng.choice([None, "40", "70", "30 mph"]),
+                rng.choice(["no", "no", "yes", "-1"]),
+            )
+        )
+    return lines(rows), pts
+
+
+def nx_reference(roads: gpd.GeoDataFrame) -> nx.DiGraph:
+    """Independent graph: nodes keyed by exact coordinates, weight = geodesic m / speed."""
+    G = nx.DiGraph()
+    for geom, hw, ms, ow in zip(
+        roads.geometry, roads.highway, roads.maxspeed, roads.oneway, strict=True
+    ):
+        speed = None if pd.isna(ms) else {"40": 40.0, "70": 70.0, "30 mph": 30 * 1.609344}[ms]
+        speed = speed or DEFAULT_SPEEDS_KMH[hw]
+        c = list(geom.coords)
+        for a, b in itertools.pairwise(c):
+            w = GEOD.inv(a[0], a[1], b[0], b[1])[2] / 1000 / speed * 60
+            pairs = {"no": [(a, b), (b, a)], "yes": [(a, b)], "-1": [(b, a)]}[ow]
+            for x, y in pairs:
+                if not G.has_edge(x, y) or G[x][y]["weight"] > w:
+                    G.add_edge(x, y, weight=w)
+    return G
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_graphs_equal_networkx(seed):
+    roads, pts = random_network(seed)
+    g = road_graph(roads)
+    G = nx_reference(roads)
+    srcs = [tuple(pts[0]), tuple(pts[5]), tuple(pts[9])]
+    ref = nx.multi_source_dijkstra_path_length(G, set(srcs), cutoff=20)
+    tt = travel_times(g, srcs, minutes=20)
+    got = {(x, y): m for x, y, m in zip(tt.geometry.x, tt.geometry.y, tt["minutes"], strict=True)}
+    assert set(got) == set(ref)
+    diff = max(abs(got[k] - ref[k]) for k in ref)
+    assert diff < 1e-9
+    assert len(ref) > 20  # the cut-off leaves a non-trivial set
+
+
+def test_nearest_source_label():
+    roads = lines([([(0, 0), (0, 0.01), (0, 0.02), (0, 0.03)], "primary", "60", "no")])
+    src = gpd.GeoDataFrame(
+        {"name": ["a", "b"]}, geometry=[shapely.Point(0, 0), shapely.Point(0, 0.03)], crs=4326
+    ).set_index("name")
+    tt = travel_times(road_graph(roads), src)
+    by_lat = dict(zip(tt.geometry.y.round(2), tt["source"], strict=True))
+    assert by_lat == {0.0: "a", 0.01: "a", 0.02: "b", 0.03: "b"}
+
+
+# ---------------------------------------------------------------- catchment polygon
+
+
+def grid_network(n: int = 9, step: float = 0.005, lon0: float = 104.0, lat0: float = 30.6):
+    rows = []
+    for i in range(n):
+        xs = [(lon0 + k * step, lat0 + i * step) for k in range(n)]
+        ys = [(lon0 + i * step, lat0 + k * step) for k in range(n)]
+        hw = "primary" if i == n // 2 else "residential"
+        rows.append((xs, hw, None, "no"))
+        rows.append((ys, "residential", None, "no"))
+    return lines(rows)
+
+
+def brute_force_times(roads, src, qx, qy, to_m, access_kmh, sample_m=10.0):
+    """min over road points p of t_p + |q - p| / access (and the direct walk), by sampling."""
+    G = nx_reference(roads).to_undirected()
+    t_node = nx.single_source_dijkstra_path_length(G, src)
+    sx, sy, st = [], [], []
+    for a, b, d in G.edges(data=True):
+        ax, ay = to_m.transform(*a)
+        bx, by = to_m.transform(*b)
+        L = math.hypot(bx - ax, by - ay)
+        s = np.linspace(0, 1, max(int(L / sample_m), 2))
+        ta, tb = t_node.get(a, math.inf), t_node.get(b, math.inf)
+        sx.append(ax + s * (bx - ax))
+        sy.append(ay + s * (by - ay))
+        st.append(np.minimum(ta + s * d["weight"], tb + (1 - s) * d["weight"]))
+    sx, sy, st = (np.concatenate(v) for v in (sx, sy, st))
+    mpm = access_kmh * 1000 / 60
+    out = np.full(len(qx), np.inf)
+    for c in range(0, len(qx), 200):
+        d = np.hypot(qx[c : c + 200, None] - sx, qy[c : c + 200, None] - sy)
+        out[c : c + 200] = np.min(st + d / mpm, axis=1)
+    x0, y0 = to_m.transform(*src)
+    return np.minimum(out, np.hypot(qx - x0, qy - y0) / mpm)
+
+
+@pytest.mark.parametrize(("limit", "access"), [(6.0, 5.0), (3.0, 15.0)])
+def test_catchment_equals_brute_force_on_grid(limit, access):
+    roads = grid_network()
+    g = road_graph(roads)
+    src = (104.02, 30.62)  # the centre node
+    cat = commute_catchment(g, [src], minutes=limit, access_speed_kmh=access, quad_segs=16)
+    poly = cat.polygons.geometry.iloc[0]
+    to_m = Transformer.from_crs(
+        4326, "+proj=aeqd +lat_0=30.62 +lon_0=104.02 +datum=WGS84", always_xy=True
+    )
+    lon, lat = np.meshgrid(np.linspace(103.99, 104.05, 70), np.linspace(30.59, 30.65, 70))
+    lon, lat = lon.ravel(), lat.ravel()
+    qx, qy = to_m.transform(lon, lat)
+    t = brute_force_times(roads, src, qx, qy, to_m, access)
+    inside = shapely.contains_xy(poly, lon, lat)
+    # margin: 10 m sampling of the roads at the access speed + inscribed-circle error
+    margin = 15 / (access * 1000 / 60) + 0.01
+    sure_in, sure_out = t <= limit - margin, t >= limit + margin
+    assert sure_in.sum() > 100 and sure_out.sum() > 100
+    assert inside[sure_in].all(), "a reachable point is outside the catchment"
+    assert not inside[sure_out].any(), "the catchment claims an unreachable point"
+    # nodes reported = nodes within the limit by networkx
+    G = nx_reference(roads)
+    ref = nx.single_source_dijkstra_path_length(G, src, cutoff=limit)
+    assert len(cat.nodes) == len(ref)
+
+
+def test_catchment_area_closed_form():
+    # one 60 km/h road, 10 min: 10 km driven; 2.5 km walked at 15 km/h. Area of the hull of a
+    # disc r = 2.5 km and a point L = 10 km away: r*sqrt(L^2 - r^2) + r^2 * (pi - acos(r/L))
+    r, L = 2.5, 10.0
+    exact = r * math.sqrt(L * L - r * r) + r * r * (math.pi - math.acos(r / L))  # 35.60 km2
+    roads = lines([([(104, 30), (104.3, 30)], "primary", "60", "no")])
+    cat = commute_catchment(road_graph(roads), [(104, 30)], minutes=10, quad_segs=64)
+    assert float(cat.polygons["area_km2"].iloc[0]) == pytest.approx(exact, rel=2e-3)
+
+
+def test_groups_one_catchment_each():
+    roads = grid_network()
+    g = road_graph(roads)
+    cat = commute_catchment(g, [(104.0, 30.6), (104.04, 30.64)], minutes=2, groups=["sw", "ne"])
+    assert cat.polygons["group"].tolist() == ["sw", "ne"]
+    a, b = cat.polygons.geometry
+    assert not a.intersects(b)  # 2 min at 25-60 km/h cannot cover 2 x 5.3 km
+    assert set(cat.nodes["group"]) == {"sw", "ne"}
+    with pytest.raises(AggloInputError, match="groups has 1 labels for 2 sources"):
+        commute_catchment(g, [(104.0, 30.6), (104.04, 30.64)], groups=["x"])
+
+
+# ---------------------------------------------------------------- friction method
+
+
+def test_friction_agrees_with_network_on_dense_grid():
+    """Stated tolerance: node times within 5 % + 0.5 min (two 100 m cells at 25 km/h)."""
+    roads = grid_network(n=11, step=0.01)
+    g = road_graph(roads)
+    src = [(104.05, 30.65)]
+    net = commute_catchment(g, src, minutes=15, access_speed_kmh=5)
+    fr = commute_catchment(g, src, minutes=15, access_speed_kmh=5, method="friction", cell_m=100)
+    a = net.nodes.set_index("node")["minutes"]
+    b = fr.nodes.set_index("node")["minutes"]
+    common = a.index.intersection(b.index)
+    assert len(common) >= 0.9 * len(a)
+    err = (b[common] - a[common]).abs()
+    assert (err <= 0.05 * a[common] + 0.5).all(), err.max()
+    ratio = float(fr.polygons["area_km2"].iloc[0] / net.polygons["area_km2"].iloc[0])
+    assert 0.8 < ratio < 1.25
+
+
+# ---------------------------------------------------------------- metro areas
+
+
+def boxes(rows, **cols):
+    return gpd.GeoDataFrame(cols, geometry=[shapely.box(*r) for r in rows], crs=4326)
+
+
+def test_metro_areas_members_and_shares():
+    # one motorway along the equator from -0.2 to 1.0 deg, 100 km/h: 0.5 deg = 55.66 km ->
+    # 33.4 min; 1.0 deg -> 66.8 min
+    roads = lines([([(0.01 * k - 0.2, 0.0) for k in range(121)], "motorway", "100", "no")])
+    g = road_graph(roads)
+    cities = boxes(
+        [(-0.1, -0.1, 0.3, 0.1), (0.3, -0.1, 1.2, 0.1)],
+        adcode=["100100", "100200"],
+        name_zh=["甲市", "乙市"],
+    )
+    counties = boxes(
+        [
+            (-0.1, -0.1, 0.1, 0.1),
+            (0.1, -0.1, 0.3, 0.1),
+            (0.4, -0.1, 0.6, 0.1),
+            (0.9, -0.1, 1.1, 0.1),
+        ],
+        adcode=["100101", "100102", "100201", "100202"],
+        name_zh=["一区", "二区", "三区", "四县"],
+        city_adcode=["100100", "100100", "100200", "100200"],
+        population=[10.0, 20.0, 30.0, 40.0],
+    )
+    seats = gpd.GeoDataFrame(
+        {"adcode": ["100101", "100102", "100201", "100202"]},
+        geometry=[
+            shapely.Point(0, 0),
+            shapely.Point(0.2, 0),
+            shapely.Point(0.5, 0),
+            shapely.Point(1.0, 0),
+        ],
+        crs=4326,
+    )
+    cseats = gpd.GeoDataFrame(
+        {"adcode": ["100100", "100200"]},
+        geometry=[shapely.Point(0, 0), shapely.Point(0.5, 0)],
+        crs=4326,
+    )
+    res = metro_areas(
+        cities,
+        counties,
+        g,
+        ["甲"],
+        minutes=60,
+        city_seats=cseats,
+        county_seats=seats,
+        bands=(30, 60),
+    )
+    m = res.members.set_index("adcode")
+    km_per_deg = GEOD.inv(0, 0, 1, 0)[2] / 1000  # 111.32 km
+    assert m.loc["100201", "seat_minutes"] == pytest.approx(0.5 * km_per_deg * 0.6, rel=1e-6)
+    assert bool(m.loc["100201", "member"]) and bool(m.loc["100102", "member"])
+    # 1.0 deg = 111.3 km = 66.8 min > 60: not a member (at most a sliver of area inside)
+    assert "100202" not in m.index or not bool(m.loc["100202", "member"])
+    # every point of the first county is within 11.1 km of the road and 11.1 km along it:
+    # 6.7 min driving + 44.3 min walking at 15 km/h < 60 -> fully covered
+    assert m.loc["100101", "area_share"] == pytest.approx(1.0, abs=1e-3)
+    assert m.loc["100101", "population_inside"] == pytest.approx(10.0, rel=1e-3)
+    a = res.areas.iloc[0]
+    assert a["core_adcode"] == "100100" and a["n_member_counties"] == int(
+        res.members["member"].sum()
+    )
+    assert list(res.isochrones["band_max"]) == [30.0, 60.0]
+    inner, outer = res.isochrones.geometry
+    assert not inner.is_empty and inner.intersection(outer).area < 1e-9  # bands do not overlap
+    assert res.isochrones["area_km2"].sum() == pytest.approx(a["area_km2"], rel=1e-3)
+
+
+def test_resolve_cores(cities):
+    assert resolve_cores(cities, ["成都", "重庆市", "530100"]) == ["510100", "500000", "530100"]
+    assert len(resolve_cores(cities, None)) == 11
+    with pytest.raises(AggloInputError, match="unknown core city"):
+        resolve_cores(cities, ["Atlantis"])
