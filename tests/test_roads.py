@@ -390,3 +390,23 @@ def test_pipeline_stage_on_bundled_synthetic_network(tmp_path):
     )
     assert "every year" in ctx.provenance["road_density"]
     assert any(s.startswith("[SYNTHETIC DATA") and "Road density" in s for s in ctx.summary)
+
+
+def test_internal_length_matches_geodesy_for_every_geometry_type():
+    from agglo.geodesy import geodesic_length_km
+    from agglo.roads import _geodesic_km
+
+    geoms = np.array(
+        [
+            shapely.LineString([(110, 20), (110.3, 20.4), (110.1, 21)]),
+            shapely.MultiLineString([[(0, 0), (0, 1)], [(1, 1), (1, 2)]]),
+            shapely.GeometryCollection([shapely.LineString([(0, 0), (0, 1)]), shapely.Point(0, 0)]),
+            shapely.Point(1, 1),
+            None,
+            shapely.LineString(),
+        ],
+        dtype=object,
+    )
+    ref = geodesic_length_km(gpd.GeoSeries(geoms, crs=4326)).to_numpy()
+    np.testing.assert_allclose(_geodesic_km(geoms), ref, rtol=1e-12)
+    assert ref[1] == pytest.approx(meridian_arc_km(0, 1) + meridian_arc_km(1, 2), rel=1e-6)

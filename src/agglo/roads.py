@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
+from pyproj import Geod
 
 from agglo.errors import AggloInputError, ValidationError
 from agglo.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_GEOD = Geod(ellps="WGS84")
 
 #: OSM ``highway`` values counted as 公路 by default (see the module docstring)
 DEFAULT_CLASSES: tuple[str, ...] = (
@@ -612,7 +614,26 @@ def _length_by_polygon(
 
 
 def _geodesic_km(geoms: np.ndarray) -> np.ndarray:
-    """Geodesic length of each lon/lat geometry in km (points and empties give 0)."""
+    """Geodesic length of each lon/lat geometry in km (points and empties give 0).
+
+    Plain LineStrings (almost every road) are measured straight from their coordinate array
+    (one vectorised ``Geod.inv`` over all consecutive vertex pairs); multi-part geometries and
+    collections go through :func:`agglo.geodesy.geodesic_length_km`.
+    """
+    out = np.zeros(len(geoms))
     if len(geoms) == 0:
-        return np.zeros(0)
-    return geodesic_length_km(gpd.GeoSeries(geoms, crs=WGS84)).to_numpy()
+        return out
+    types = shapely.get_type_id(geoms)
+    simple = np.isin(types, (1, 2))  # LineString, LinearRing
+    if simple.any():
+        coords, idx = shapely.get_coordinates(geoms[simple], return_index=True)
+        if len(coords) > 1:
+            same = idx[1:] == idx[:-1]
+            a, b = coords[:-1][same], coords[1:][same]
+            _, _, dist = _GEOD.inv(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
+            out[simple] = np.bincount(idx[:-1][same], weights=dist, minlength=int(simple.sum()))
+            out[simple] /= 1000.0
+    other = ~simple & np.isin(types, (5, 7))  # MultiLineString, GeometryCollection
+    if other.any():
+        out[other] = geodesic_length_km(gpd.GeoSeries(geoms[other], crs=WGS84)).to_numpy()
+    return out
