@@ -1,0 +1,430 @@
+"""Maps and charts: CJK text, classes, legend, scale bar, north arrow, captions, maps stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import geopandas as gpd
+import mapclassify
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from matplotlib import font_manager
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from pyproj import Geod, Transformer
+
+from agglo import plot
+from agglo.errors import AggloInputError, CRSError, OutputExistsError
+from agglo.styles import LISA_COLOURS
+
+
+# --------------------------------------------------------------------------- toy data
+def toy_cities() -> gpd.GeoDataFrame:
+    """2×3 grid of 0.5° squares near Chengdu; two agglomerations and two non-members."""
+    rows = []
+    for i in range(6):
+        x, y = 103.0 + 0.5 * (i % 3), 30.0 + 0.5 * (i // 3)
+        rows.append(
+            {
+                "adcode": f"51{i:04d}",
+                "name_zh": ["成都市", "德阳市", "眉山市", "资阳市", "重庆市", "乐山市"][i],
+                "agglomeration_id": ["cy", "cy", "cy", "qz", "qz", None][i],
+                "geometry": shapely.box(x, y, x + 0.5, y + 0.5),
+            }
+        )
+    return gpd.GeoDataFrame(rows, crs=4326)
+
+
+def toy_context(tmp_path: Path, *, full: bool = True, synthetic: bool = True):
+    """A hand-built RunContext with what the earlier stages would leave (toy values)."""
+    from agglo.config import RunConfig
+    from agglo.pipeline import RunContext
+
+    ctx = RunContext(config=RunConfig(), out_dir=tmp_path / "out", force=False)
+    if synthetic:
+        ctx.synthetic.add("demo_panel_synthetic.csv")
+    cities = toy_cities()
+    ctx.cities = cities
+    ctx.layers["cities"] = cities
+    if not full:
+        return ctx
+    years = [2010, 2020]
+    members = cities[cities["agglomeration_id"].notna()]
+    scores = pd.DataFrame(
+        [
+            (a, g, y, 0.1 * k, (-1) ** k * 0.1 * (k + 1) + 0.01 * (y - 2010))
+            for k, (a, g) in enumerate(
+                zip(members["adcode"], members["agglomeration_id"], strict=True)
+            )
+            for y in years
+        ],
+        columns=["adcode", "agglomeration_id", "year", "dispersion_gap", "lag_score"],
+    )
+    comp = pd.DataFrame(
+        {
+            "agglomeration_id": ["cy", "cy", "qz", "qz"],
+            "year": [2010, 2020, 2010, 2020],
+            "score": [12.0, 15.5, 8.0, 9.25],
+            "score_0_100": [40.0, 100.0, 0.0, 16.7],
+            "rank": [1, 1, 2, 2],
+        }
+    )
+    dims = pd.DataFrame(
+        [
+            (g, y, d, 5.0 + j, 20.0 * j)
+            for g in ("cy", "qz")
+            for y in years
+            for j, d in enumerate(
+                ["development", "innovation", "infrastructure", "ecology", "public_services"]
+            )
+        ],
+        columns=["agglomeration_id", "year", "dimension", "score", "score_0_100"],
+    )
+    ctx.results["index"] = SimpleNamespace(composite=comp, dimensions=dims, city_scores=scores)
+    latest = scores[scores["year"] == 2020].set_index("adcode")
+    c = cities.copy()
+    c["lag_score"] = c["adcode"].map(latest["lag_score"])
+    c["lisa_cluster"] = ["HH", "LL", "ns", "HL", "LH", None]
+    ctx.layers["cities"] = c
+    ctx.layer_metadata["cities"] = {"units": {"lag_score": "unitless, (x-μ)/μ"}}
+    agg = members.dissolve("agglomeration_id").reset_index()[["agglomeration_id", "geometry"]]
+    agg["name_zh"] = ["成渝城市群", "黔中城市群"]
+    agg["score_2010"] = [12.0, 8.0]
+    agg["score_2020"] = [15.5, 9.25]
+    ctx.layers["agglomerations"] = agg
+    cp = members[["adcode", "name_zh", "geometry"]].copy()
+    cp["coreness_2020"] = [0.9, 0.3, 0.2, 0.6, 0.1]
+    cp["core_2020"] = [1, 0, 0, 1, 0]
+    ctx.layers["core_periphery"] = cp
+    seat = shapely.Point(103.25, 30.25)
+    ctx.layers["metro_areas"] = gpd.GeoDataFrame(
+        {"name_zh": ["成都都市圈"], "core_adcode": ["510000"]},
+        geometry=[seat.buffer(0.6)],
+        crs=4326,
+    )
+    ctx.layers["isochrones"] = gpd.GeoDataFrame(
+        {"minutes": [60]}, geometry=[seat.buffer(0.5)], crs=4326
+    )
+    ctx.counties = cities.rename(columns={"adcode": "county_adcode"})
+    ctx.tables["index_composite"] = comp
+    ctx.tables["moran_global"] = pd.DataFrame(
+        {"year": years, "I": [0.31, 0.12], "p_sim": [0.01, 0.2]}
+    )
+    ctx.provenance["panel"] = "demo_panel_synthetic.csv (synthetic)"
+    return ctx
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+# --------------------------------------------------------------------------- CJK font
+def _font_covers(found, text: str) -> bool:
+    """Independent glyph check with fontTools (not agglo.fonts.font_has_glyphs)."""
+    from fontTools.ttLib import TTCollection, TTFont
+
+    path = str(found)
+    if path.lower().endswith((".ttc", ".otc")):
+        font = TTCollection(path, lazy=True).fonts[getattr(found, "face_index", 0)]
+    else:
+        font = TTFont(path, lazy=True)
+    cmap = font.getBestCmap()
+    return all(ord(ch) in cmap for ch in text)
+
+
+def test_chinese_labels_use_a_font_with_the_glyphs(tmp_path):
+    fig = plot.choropleth(toy_cities().assign(v=[1.0, 2, 3, 4, 5, 6]), "v", labels="name_zh", k=2)
+    labels = [t for t in fig.axes[0].texts if t.get_gid() == "label"]
+    assert [t.get_text() for t in labels][:2] == ["成都市", "德阳市"]
+    found = font_manager.findfont(labels[0].get_fontproperties(), fallback_to_default=False)
+    assert _font_covers(found, "成都市德阳市眉山市")
+    # filterwarnings=error: a missing glyph ("Glyph ... missing from font") would raise here
+    fig.savefig(tmp_path / "cjk.png")
+    fig.savefig(tmp_path / "cjk.svg")
+
+
+def test_default_font_lacks_cjk_so_the_check_can_fail():
+    found = font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans"))
+    assert not _font_covers(found, "成都市")
+
+
+# --------------------------------------------------------------------------- choropleth
+def test_choropleth_classes_match_mapclassify_and_colour_the_polygons():
+    values = [1.0, 2.0, 3.0, 10.0, 11.0, 30.0]
+    g = toy_cities().assign(v=values)
+    fig = plot.choropleth(g, "v", scheme="quantiles", k=3, unit="km")
+    q = mapclassify.Quantiles(np.array(values), k=3)  # reference library, same input
+    texts = _legend_texts(fig)
+    assert len(texts) == 3  # k classes, no outline entry, no missing values
+    uppers = [float(t.split("–")[1].split("km")[0]) for t in texts[:3]]
+    np.testing.assert_allclose(uppers, np.round(q.bins, 1), atol=0.05)
+    counts = [int(t.split("(")[1].rstrip(")")) for t in texts[:3]]
+    assert counts == q.counts.tolist()
+
+
+def test_choropleth_colours_follow_classes():
+    g = toy_cities().assign(v=[1.0, 1.0, 1.0, 9.0, 9.0, 9.0])
+    fig = plot.choropleth(g, "v", scheme="equal_interval", k=2, scale_bar=False)
+    ax = fig.axes[0]
+    handles = ax.get_legend().legend_handles
+    low, high = handles[0].get_facecolor(), handles[1].get_facecolor()
+    polys = [c for c in ax.collections if len(c.get_paths())]
+    colours = [tuple(c.get_facecolor()[0]) for c in polys]
+    assert colours == [tuple(low), tuple(high)]  # one collection per class, in class order
+    assert len(polys[0].get_paths()) == 3 and len(polys[1].get_paths()) == 3
+
+
+def test_missing_values_are_a_separate_no_data_class():
+    g = toy_cities().assign(v=[1.0, 2.0, np.nan, 4.0, 5.0, 6.0])
+    texts = _legend_texts(plot.choropleth(g, "v", k=2))
+    assert texts[-1] == "no data  (1)"
+
+
+def test_legend_has_outline_entry_and_title_with_units():
+    g = toy_cities().assign(v=np.arange(6.0))
+    agg = g[g["agglomeration_id"].notna()].dissolve("agglomeration_id")
+    fig = plot.choropleth(g, "v", k=2, outlines=agg, legend_title="density (km/km²)")
+    leg = fig.axes[0].get_legend()
+    assert leg.get_title().get_text() == "density (km/km²)"
+    assert _legend_texts(fig)[-1] == "agglomeration 城市群"
+
+
+def test_scale_bar_length_is_true_on_the_ground():
+    g = toy_cities().assign(v=np.arange(6.0))
+    fig = plot.choropleth(g, "v", k=2)
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_gid() == "scale_bar"]
+    assert len(bars) == 2
+    x0 = min(b.get_x() for b in bars)
+    x1 = max(b.get_x() + b.get_width() for b in bars)
+    y = bars[0].get_y()
+    label = [t.get_text() for t in ax.texts if t.get_gid() == "scale_bar"][-1]
+    km = float(label.split()[0])
+    crs = plot.map_crs(g)
+    lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform([x0, x1], [y, y])
+    _, _, metres = Geod(ellps="WGS84").inv(lon[0], lat[0], lon[1], lat[1])
+    assert metres / 1000 == pytest.approx(km, rel=0.01)  # Albers fitted to the extent
+
+
+def test_north_arrow_points_up():
+    fig = plot.choropleth(toy_cities().assign(v=np.arange(6.0)), "v", k=2)
+    arrows = [t for t in fig.axes[0].texts if t.get_gid() == "north_arrow"]
+    assert len(arrows) == 1 and arrows[0].get_text() == "N"
+    (hx, hy), (tx, ty) = arrows[0].xy, arrows[0].xyann
+    assert hx == tx and hy > ty  # head above the tail: north is up
+
+
+def test_caption_says_synthetic_only_when_it_is():
+    g = toy_cities().assign(v=np.arange(6.0))
+    cap = [t for t in plot.choropleth(g, "v", k=2, synthetic={"x_synthetic.csv"}).texts]
+    assert "SYNTHETIC" in cap[0].get_text() and "x_synthetic.csv" in cap[0].get_text()
+    real = [t.get_text() for t in plot.choropleth(g, "v", k=2).texts]
+    assert not any("SYNTHETIC" in t for t in real)
+
+
+def test_input_not_modified():
+    g = toy_cities().assign(v=np.arange(6.0))
+    before = g.copy()
+    plot.choropleth(g, "v", k=2, labels="name_zh")
+    pd.testing.assert_frame_equal(g, before)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"column": "nope"}, AggloInputError, "column 'nope' is not in the layer"),
+        ({"column": "v", "scheme": "jenks"}, AggloInputError, "scheme must be one of"),
+        ({"column": "v", "k": 0}, AggloInputError, "k must be a positive integer"),
+    ],
+)
+def test_choropleth_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        plot.choropleth(toy_cities().assign(v=np.arange(6.0)), **kwargs)
+
+
+def test_map_without_crs_is_refused():
+    g = toy_cities().assign(v=np.arange(6.0)).set_crs(None, allow_override=True)
+    with pytest.raises(CRSError, match="has no CRS"):
+        plot.choropleth(g, "v")
+
+
+# --------------------------------------------------------------------------- other maps
+def _rgb(colour) -> tuple[float, float, float]:
+    return tuple(float(v) for v in to_rgba(colour)[:3])
+
+
+def test_lisa_map_uses_conventional_colours():
+    g = toy_cities().assign(lisa_cluster=["HH", "LL", "LH", "HL", "ns", None])
+    fig = plot.lisa_map(g)
+    ax = fig.axes[0]
+    polys = [c for c in ax.collections if len(c.get_paths())]
+    drawn = [_rgb(c.get_facecolor()[0]) for c in polys]
+    hh, ll, lh, hl, ns, other = drawn
+    assert hh[0] > 0.8 and hh[1] < 0.3 and hh[2] < 0.3  # red
+    assert ll[2] > 0.6 and ll[0] < 0.3  # blue
+    assert lh[2] > 0.8 and lh[0] > ll[0]  # light blue: blue, lighter than LL
+    assert hl[0] > 0.9 and hl[1] > hh[1]  # pink: red, lighter than HH
+    assert max(ns) - min(ns) < 0.02 and 0.6 < ns[0] < 0.95  # grey
+    assert other == (1.0, 1.0, 1.0)  # missing: white
+    assert hh == _rgb(LISA_COLOURS["HH"])
+    assert _legend_texts(fig)[:2] == ["High-High 高-高  (1)", "Low-Low 低-低  (1)"]
+
+
+def test_coreness_map_outlines_core_cities():
+    g = toy_cities().assign(
+        coreness_2020=[0.9, 0.1, 0.2, 0.8, 0.3, 0.0], core_2020=[1, 0, 0, 1, 0, 0]
+    )
+    fig = plot.coreness_map(g, "coreness_2020", core_column="core_2020", k=3)
+    assert _legend_texts(fig)[-1] == "core city 核心城市"
+    outline = [c for c in fig.axes[0].collections if c.get_linewidth()[0] == pytest.approx(1.2)]
+    assert len(outline[0].get_paths()) == 2  # two core cities outlined
+
+
+def test_catchment_map_draws_areas_semi_transparent_over_counties():
+    counties = toy_cities()
+    metro = gpd.GeoDataFrame(
+        {"name_zh": ["成都都市圈"]}, geometry=[shapely.Point(103.3, 30.3).buffer(0.4)], crs=4326
+    )
+    fig = plot.catchment_map(metro, counties=counties, opacity=0.4)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "label"] == ["成都都市圈"]
+    alphas = [c.get_alpha() for c in ax.collections]
+    assert 0.4 in alphas
+    assert _legend_texts(fig) == ["county 县级单元", "成都都市圈"]
+
+
+def test_small_multiples_pool_classes_over_years():
+    g = toy_cities()
+    v = pd.DataFrame(
+        {
+            "adcode": list(g["adcode"]) * 2,
+            "year": [2010] * 6 + [2020] * 6,
+            "value": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0, 9.0, 9.0, 9.0, 9.0, 1.0],
+        }
+    )
+    fig = plot.small_multiples(g, v, k=2, scheme="equal_interval")
+    maps = [a for a in fig.axes if a.get_title()]
+    assert [a.get_title() for a in maps] == ["2010", "2020"]
+    first = [c for c in maps[0].collections if len(c.get_paths())]
+    second = [c for c in maps[1].collections if len(c.get_paths())]
+    # 2010: all six in the low class; 2020: one low (same colour as 2010), five high
+    assert len(first) == 1 and len(first[0].get_paths()) == 6
+    assert tuple(second[0].get_facecolor()[0]) == tuple(first[0].get_facecolor()[0])
+    assert len(second[1].get_paths()) == 5
+
+
+def test_radar_chart_plots_the_scores():
+    d = toy_context(Path("/nonexistent"), synthetic=False).results["index"].dimensions
+    fig = plot.radar_chart(d, year=2020)
+    lines = fig.axes[0].lines
+    assert len(lines) == 2
+    radii = lines[0].get_ydata()
+    np.testing.assert_allclose(radii, [0, 20, 40, 60, 80, 0])  # closed polygon
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels[0] == "区域发展\nregional development"
+
+
+def test_score_bars_heights_are_the_scores():
+    comp = toy_context(Path("/nonexistent")).results["index"].composite
+    fig = plot.score_bars(comp, synthetic=True)
+    heights = sorted(float(p.get_height()) for p in fig.axes[0].patches)
+    assert heights == sorted(comp["score"].tolist())
+    assert "SYNTHETIC" in fig.texts[0].get_text()
+
+
+# --------------------------------------------------------------------------- saving
+def test_save_figure_writes_png_and_svg_atomically(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    fig = plot.score_bars(toy_context(tmp_path).results["index"].composite)
+    paths = plot.save_figure(fig, tmp_path / "bars.png", caption="scores 得分")
+    assert [p.name for p in paths] == ["bars.png", "bars.svg"]
+    with Image.open(paths[0]) as im:
+        assert im.text["Description"] == "scores 得分"
+        px = np.asarray(im.convert("L"))
+    assert px.std() > 5  # not blank
+    assert ET.parse(paths[1]).getroot().tag.endswith("svg")
+    with pytest.raises(OutputExistsError, match="already exists"):
+        plot.save_figure(fig, tmp_path / "bars")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+# --------------------------------------------------------------------------- maps stage
+def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
+    from agglo.pipeline import maps
+
+    ctx = toy_context(tmp_path)
+    maps.run(ctx)
+    stems = sorted({p.stem for p in ctx.figures})
+    assert stems == sorted(
+        [
+            "membership",
+            "lag_score",
+            "lag_score_by_year",
+            "composite_scores",
+            "dimensions_radar",
+            "lisa_clusters",
+            "coreness",
+            "metro_areas",
+        ]
+    )
+    assert all(p.is_file() and p.parent == ctx.out_dir / "maps" for p in ctx.figures)
+    assert {p.suffix for p in ctx.figures} == {".png", ".svg"}
+    assert set(ctx.styles) == {
+        "cities",
+        "agglomerations",
+        "core_periphery",
+        "metro_areas",
+        "isochrones",
+    }
+    caps = ctx.results["maps"]["captions"]
+    assert "SYNTHETIC" in caps[str(ctx.out_dir / "maps" / "lag_score.png")]
+    assert "SYNTHETIC" not in caps[str(ctx.out_dir / "maps" / "membership.png")]  # real data only
+    assert ctx.results["maps"]["failed"] == []
+    assert ctx.summary[-1].startswith("[SYNTHETIC DATA")
+
+
+def test_maps_stage_skips_missing_parts(tmp_path):
+    from agglo.pipeline import maps
+
+    ctx = toy_context(tmp_path, full=False, synthetic=False)
+    maps.run(ctx)
+    assert sorted(p.name for p in ctx.figures) == ["membership.png", "membership.svg"]
+    assert set(ctx.styles) == {"cities"}
+
+
+def test_maps_stage_rejects_unknown_options(tmp_path):
+    from agglo.pipeline import maps
+
+    ctx = toy_context(tmp_path, full=False)
+    ctx.config.sections["plot"] = {"shceme": "quantiles"}
+    with pytest.raises(AggloInputError, match=r"unknown option\(s\) \['shceme'\]"):
+        maps.run(ctx)
+
+
+def test_maps_stage_lisa_from_long_layer(tmp_path):
+    from agglo.pipeline import maps
+
+    ctx = toy_context(tmp_path, full=False)
+    lisa = pd.DataFrame(
+        {
+            "adcode": ["510000", "510001", "510000"],
+            "year": [2010, 2020, 2020],
+            "cluster": ["LL", "HH", "HL"],
+        }
+    )
+    ctx.layers["lisa"] = gpd.GeoDataFrame(
+        lisa.merge(toy_cities()[["adcode", "geometry"]]), crs=4326
+    )
+    maps.run(ctx)
+    assert "lisa_clusters" in {p.stem for p in ctx.figures}
+    assert (
+        "(2020)" in ctx.results["maps"]["captions"][str(ctx.out_dir / "maps" / "lisa_clusters.png")]
+    )
+    assert "categorizedSymbol" in ctx.styles["lisa"]
