@@ -89,9 +89,7 @@ class RunContext:
 
     def label(self, text: str) -> str:
         """Prefix ``text`` with a SYNTHETIC marker when the run used synthetic data."""
-        if not self.synthetic:
-            return text
-        return f"[SYNTHETIC DATA: {', '.join(sorted(self.synthetic))}] {text}"
+        return f"[SYNTHETIC] {text}" if self.synthetic else text
 
     def replace_indicator(self, values: pd.DataFrame, indicator: str, source: str) -> None:
         """Put a computed indicator (``adcode, year, value``) into the panel, replacing rows."""
@@ -137,6 +135,12 @@ def run(
     for name in STAGES:
         if name not in selected:
             continue
+        if name == "write" and ctx.synthetic:
+            ctx.summary.append(
+                "[SYNTHETIC] marks results computed from synthetic inputs: "
+                f"{', '.join(sorted(ctx.synthetic))}. They illustrate the method; they are not "
+                "findings about the agglomerations."
+            )
         start = time.perf_counter()
         module = importlib.import_module(f"agglo.pipeline.{name}")
         log.info("stage %s ...", name)
