@@ -1,14 +1,327 @@
-"""Pipeline stage ``autocorr``: not implemented yet (see the issue for this stage)."""
+"""Pipeline stage ``autocorr``: spatial autocorrelation of the index's city scores.
+
+Reads ``ctx.results["index"].city_scores`` (``adcode, agglomeration_id, year, lag_score, ...``)
+and the member cities of ``ctx.cities``; options come from the ``[autocorr]`` section (see
+:data:`OPTIONS`). Per year it computes global Moran's I / Geary's C for all members of the
+five agglomerations together (scope ``all``) and for each agglomeration with at least
+``min_units`` cities, and LISA + G* over all members. Records:
+
+- tables ``autocorr_global`` (scope, year, weights, n, moran_i, moran_p, geary_c, ...),
+  ``lisa`` (one row per member city and year), ``autocorr_islands`` (islands and what they
+  were joined to), ``lisa_transitions`` (quadrant transition counts/probabilities, >= 2 years);
+- layer ``lisa`` (member polygons x year, long format) and the latest year's ``lisa_cluster``,
+  ``lisa_p`` columns on the ``cities`` layer (None/NaN for non-members);
+- ``ctx.results["autocorr"]``: a dict with those tables and the :class:`LisaTransitions`;
+- one summary line per year (Moran's I and p), labelled when the run used synthetic data.
+"""
 
 from __future__ import annotations
 
+import difflib
 import logging
+from typing import Any
 
+import geopandas as gpd
+import pandas as pd
+
+from agglo.autocorr import (
+    CORRECTIONS,
+    ISLAND_POLICIES,
+    WEIGHT_KINDS,
+    global_autocorrelation,
+    island_links,
+    lisa_transitions,
+    local_autocorrelation,
+    spatial_weights,
+)
+from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
 
 log = logging.getLogger(__name__)
 
+#: options of the ``[autocorr]`` section and their defaults
+OPTIONS: dict[str, Any] = {
+    "weights": "queen",
+    "column": "lag_score",
+    "permutations": 999,
+    "alpha": 0.05,
+    "correction": "fdr",
+    "islands": "nearest",
+    "k": 4,
+    "threshold": None,
+    "min_units": 4,
+    "transitions": True,
+}
+
+GLOBAL_COLUMNS = [
+    "scope",
+    "year",
+    "weights",
+    "n",
+    "moran_i",
+    "moran_ei",
+    "moran_z",
+    "moran_p",
+    "moran_p_rand",
+    "geary_c",
+    "geary_z",
+    "geary_p",
+    "permutations",
+    "seed",
+]
+LISA_COLUMNS = [
+    "adcode",
+    "name_zh",
+    "agglomeration_id",
+    "year",
+    "value",
+    "z",
+    "lag_z",
+    "lisa_i",
+    "lisa_p",
+    "lisa_q",
+    "quadrant",
+    "significant",
+    "cluster",
+    "gstar_z",
+    "gstar_p",
+]
+
+
+def stage_options(section: dict[str, Any]) -> dict[str, Any]:
+    """Validate the ``[autocorr]`` section and fill in defaults.
+
+    Examples
+    --------
+    >>> stage_options({"weights": "knn", "k": 6})["k"]
+    6
+    >>> stage_options({"weight": "knn"})
+    Traceback (most recent call last):
+    ...
+    agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean weights?)
+    """
+    problems = []
+    for key in section:
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, list(OPTIONS), n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(OPTIONS)}"
+            problems.append(f"{key!r} is not an option ({hint})")
+    opts = {**OPTIONS, **section}
+    for key, allowed in (
+        ("weights", WEIGHT_KINDS),
+        ("correction", CORRECTIONS),
+        ("islands", ISLAND_POLICIES),
+    ):
+        if opts[key] not in allowed:
+            problems.append(f"{key} must be one of {', '.join(allowed)}; got {opts[key]!r}")
+    if problems:
+        raise AggloInputError("[autocorr] " + "; ".join(problems))
+    return opts
+
+
+def analyse(
+    cities: gpd.GeoDataFrame,
+    scores: pd.DataFrame,
+    *,
+    options: dict[str, Any] | None = None,
+    seed: int | None = 20101115,
+) -> dict[str, Any]:
+    """Global and local autocorrelation of member cities' scores, per year.
+
+    Parameters
+    ----------
+    cities
+        City polygons with ``adcode``, ``name_zh`` and ``agglomeration_id`` (members: not null).
+    scores
+        ``adcode, year, <column>`` (``agglomeration_id`` is taken from ``cities``).
+    options
+        ``[autocorr]`` options (see :data:`OPTIONS`).
+    seed
+        Seed of every permutation test.
+
+    Returns
+    -------
+    dict
+        ``global`` (DataFrame), ``lisa`` (DataFrame), ``lisa_layer`` (GeoDataFrame),
+        ``islands`` (DataFrame), ``transitions`` (:class:`~agglo.autocorr.LisaTransitions` or
+        None), ``options``.
+    """
+    opts = stage_options(options or {})
+    column = opts["column"]
+    kind = opts["weights"]
+    if column not in scores.columns:
+        raise AggloInputError(
+            f"[autocorr] column {column!r} is not in the city scores ({list(scores.columns)})."
+        )
+    members = cities[cities["agglomeration_id"].notna()]
+    members = members[["adcode", "name_zh", "agglomeration_id", "geometry"]]
+    data = scores[["adcode", "year", column]].dropna(subset=[column])
+    data = data[data["adcode"].isin(members["adcode"])]
+    wkw = {"k": int(opts["k"]), "threshold": opts["threshold"], "islands": opts["islands"]}
+    scopes = {"all": members}
+    for agg, sub in members.groupby("agglomeration_id", sort=True):
+        scopes[str(agg)] = sub
+    cache: dict[frozenset[str], Any] = {}
+    island_rows: list[pd.DataFrame] = []
+    rows: list[dict[str, Any]] = []
+    lisa_frames: list[pd.DataFrame] = []
+    for year in sorted(data["year"].unique()):
+        yd = data[data["year"] == year]
+        for scope, units in scopes.items():
+            units = units[units["adcode"].isin(yd["adcode"])]
+            if len(units) < int(opts["min_units"]):
+                log.info(
+                    "autocorr: %s %s skipped: %d cities with %s (< min_units=%s)",
+                    scope,
+                    year,
+                    len(units),
+                    column,
+                    opts["min_units"],
+                )
+                continue
+            key = frozenset(units["adcode"])
+            try:
+                if key not in cache:
+                    cache[key] = spatial_weights(units, kind, **wkw)
+                    isl = island_links(units, kind, k=wkw["k"], threshold=wkw["threshold"])
+                    if not isl.empty:
+                        island_rows.append(isl.assign(scope=scope, year=year))
+                w = cache[key]
+                if (w.cardinalities == len(units) - 1).all():
+                    log.info(
+                        "autocorr: %s %s skipped: every city neighbours every other under %s "
+                        "weights (I = -1/(n-1) by construction)",
+                        scope,
+                        year,
+                        kind,
+                    )
+                    continue
+                vals = yd[yd["adcode"].isin(key)]
+                g = global_autocorrelation(
+                    vals, column, w, permutations=int(opts["permutations"]), seed=seed
+                )
+            except AggloInputError as exc:
+                log.warning("autocorr: %s %s skipped: %s", scope, year, exc)
+                continue
+            rows.append({"scope": scope, "year": int(year), "weights": kind, **g.to_dict()})
+            if scope == "all":
+                lisa = local_autocorrelation(
+                    vals,
+                    column,
+                    w,
+                    permutations=max(int(opts["permutations"]), 99),
+                    seed=seed,
+                    alpha=float(opts["alpha"]),
+                    correction=opts["correction"],
+                )
+                lisa_frames.append(pd.concat([vals, lisa], axis=1))
+    glob = pd.DataFrame(rows, columns=GLOBAL_COLUMNS)
+    lisa = _lisa_table(lisa_frames, members, column)
+    layer = gpd.GeoDataFrame(
+        lisa.merge(members[["adcode", "geometry"]], on="adcode", how="left"),
+        geometry="geometry",
+        crs=members.crs,
+    )
+    transitions = None
+    if opts["transitions"] and lisa["year"].nunique() >= 2:
+        transitions = _transitions(data, members, column, kind, wkw, seed, cache)
+    islands = (
+        pd.concat(island_rows, ignore_index=True)
+        if island_rows
+        else pd.DataFrame(
+            columns=["island", "island_name", "neighbor", "neighbor_name", "distance_km"]
+        )
+    )
+    return {
+        "global": glob,
+        "lisa": lisa,
+        "lisa_layer": layer,
+        "islands": islands,
+        "transitions": transitions,
+        "options": opts,
+    }
+
+
+def _lisa_table(frames: list[pd.DataFrame], members: pd.DataFrame, column: str) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=LISA_COLUMNS)
+    lisa = pd.concat(frames, ignore_index=True).rename(columns={column: "value"})
+    lisa = lisa.merge(members[["adcode", "name_zh", "agglomeration_id"]], on="adcode")
+    return lisa[LISA_COLUMNS].sort_values(["year", "adcode"], ignore_index=True)
+
+
+def _transitions(data, members, column, kind, wkw, seed, cache):
+    years = sorted(data["year"].unique())
+    counts = data.groupby("adcode")["year"].nunique()
+    balanced = counts.index[counts == len(years)]
+    units = members[members["adcode"].isin(balanced)]
+    if len(units) < 8:
+        log.info("autocorr: LISA transitions skipped: %d cities in every year", len(units))
+        return None
+    try:
+        key = frozenset(units["adcode"])
+        w = cache[key] if key in cache else spatial_weights(units, kind, **wkw)
+        return lisa_transitions(data[data["adcode"].isin(balanced)], w, column=column, seed=seed)
+    except AggloInputError as exc:
+        log.warning("autocorr: LISA transitions skipped: %s", exc)
+        return None
+
 
 def run(ctx: RunContext) -> None:
-    """Placeholder: logs that the stage is not available yet."""
-    log.info("stage autocorr is not implemented yet; skipped")
+    """Global and local autocorrelation of ``city_scores``; tables, ``lisa`` layer, summary."""
+    if "index" not in ctx.results or ctx.cities is None:
+        log.info("stage autocorr skipped: no integration-index results in this run")
+        return
+    scores = getattr(ctx.results["index"], "city_scores", None)
+    if scores is None or scores.empty:
+        log.info("stage autocorr skipped: the index produced no city scores")
+        return
+    opts = stage_options(ctx.config.section("autocorr"))
+    res = analyse(ctx.cities, scores, options=opts, seed=ctx.config.seed)
+    ctx.results["autocorr"] = res
+    glob, lisa = res["global"], res["lisa"]
+    ctx.tables["autocorr_global"] = glob
+    ctx.tables["lisa"] = lisa
+    ctx.tables["autocorr_islands"] = res["islands"]
+    tr = res["transitions"]
+    if tr is not None:
+        long = tr.counts.stack().rename("count").reset_index()
+        long["probability"] = tr.probabilities.stack().to_numpy()
+        ctx.tables["lisa_transitions"] = long
+        if not tr.spatial_markov.empty:
+            ctx.tables["spatial_markov"] = tr.spatial_markov
+    desc = (
+        f"{opts['weights']} weights (row-standardised), {opts['permutations']} permutations, "
+        f"seed {ctx.config.seed}, significance {opts['correction']} at alpha {opts['alpha']}"
+    )
+    if not lisa.empty:
+        ctx.layers["lisa"] = res["lisa_layer"]
+        ctx.layer_metadata["lisa"] = {
+            "description": f"local Moran (LISA) clusters and Getis-Ord G* of {opts['column']} "
+            "per member city and year (long format)",
+            "method": desc,
+            "cluster": "HH/LL/LH/HL if significant, 'ns' otherwise, 'island' if no neighbour",
+        }
+        latest = lisa[lisa["year"] == lisa["year"].max()].set_index("adcode")
+        layer = ctx.layers.get("cities", ctx.cities)
+        ctx.layers["cities"] = layer.assign(
+            lisa_cluster=layer["adcode"].map(latest["cluster"]),
+            lisa_p=layer["adcode"].map(latest["lisa_p"]).astype(float),
+        )
+    for row in glob[glob["scope"] == "all"].itertuples(index=False):
+        n_sig = 0 if lisa.empty else int(lisa.loc[lisa["year"] == row.year, "significant"].sum())
+        ctx.summary.append(
+            ctx.label(
+                f"Autocorrelation {row.year}: Moran's I of {opts['column']} over {row.n} member "
+                f"cities = {row.moran_i:.3f} (E[I] = {row.moran_ei:.3f}, pseudo p = "
+                f"{row.moran_p:.3f}); {n_sig} significant LISA cities"
+            )
+        )
+    if res["islands"].empty:
+        ctx.summary.append(f"Autocorrelation: no islands under {opts['weights']} weights")
+    else:
+        isl = res["islands"].drop_duplicates(["island", "neighbor"])
+        joined = ", ".join(
+            f"{r.island_name} ({r.island}) -> {r.neighbor_name}" for r in isl.itertuples()
+        )
+        ctx.summary.append(f"Autocorrelation islands ({opts['islands']}): {joined}")
