@@ -1,0 +1,291 @@
+"""QGIS styles: QML parsed back, layer_styles table in the GeoPackage, .qml beside shapefiles."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import xml.etree.ElementTree as ET
+
+import geopandas as gpd
+import mapclassify
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+from matplotlib.colors import to_rgba
+
+from agglo import styles
+from agglo.errors import AggloInputError, ValidationError
+from agglo.export import export, export_layers
+
+QGIS_LAYER_STYLES_COLUMNS = [
+    "id",
+    "f_table_catalog",
+    "f_table_schema",
+    "f_table_name",
+    "f_geometry_column",
+    "styleName",
+    "styleQML",
+    "styleSLD",
+    "useAsDefault",
+    "description",
+    "owner",
+    "ui",
+    "update_time",
+]
+
+
+def _layer(n: int = 6) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "adcode": [f"51{i:04d}" for i in range(n)],
+            "name_zh": [f"城市{i}" for i in range(n)],
+            "dispersion_gap_latest": np.linspace(0, 1, n),
+            "lag_score": np.linspace(-0.5, 0.5, n),
+        },
+        geometry=[shapely.box(100 + i, 30, 101 + i, 31) for i in range(n)],
+        crs=4326,
+    )
+
+
+def _parse(qml: str) -> ET.Element:
+    assert qml.startswith("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>")
+    return ET.fromstring(qml.split("\n", 1)[1])
+
+
+def _rgba255(colour, alpha: float = 1.0) -> str:
+    r, g, b, a = to_rgba(colour)
+    return f"{round(r * 255)},{round(g * 255)},{round(b * 255)},{round(a * alpha * 255)}"
+
+
+# --------------------------------------------------------------------------- classification
+def test_classify_matches_mapclassify_fisher_jenks():
+    y = np.array([1.0, 1.5, 2.0, 8.0, 9.0, 9.5, 20.0, 21.0, 22.0, 40.0])
+    lower, upper = styles.classify(y, scheme="fisher_jenks", k=4)
+    ref = mapclassify.FisherJenks(y, k=4)
+    np.testing.assert_allclose(upper, ref.bins)
+    assert lower[0] == 1.0 and list(lower[1:]) == list(upper[:-1])
+
+
+def test_classify_equal_interval_by_hand():
+    # range 0..10, k=4 -> width 2.5: uppers 2.5, 5, 7.5, 10
+    lower, upper = styles.classify([0, 10, 3, 4, 6, np.nan], scheme="equal_interval", k=4)
+    np.testing.assert_allclose(upper, [2.5, 5.0, 7.5, 10.0])
+    np.testing.assert_allclose(lower, [0.0, 2.5, 5.0, 7.5])
+
+
+def test_classify_reduces_k_to_distinct_values_and_handles_one_value():
+    assert len(styles.classify([1, 1, 2, 2], k=5)[1]) == 2
+    lower, upper = styles.classify([3.0, 3.0], k=5)
+    assert lower.tolist() == [3.0] and upper.tolist() == [3.0]
+
+
+def test_classify_errors():
+    with pytest.raises(AggloInputError, match="scheme must be one of fisher_jenks"):
+        styles.classify([1, 2], scheme="natural")
+    with pytest.raises(AggloInputError, match="no finite values"):
+        styles.classify([np.nan])
+    with pytest.raises(AggloInputError, match="needs bins"):
+        styles.classify([1, 2], scheme="user_defined")
+
+
+# --------------------------------------------------------------------------- QML
+def test_graduated_qml_parses_back_with_ranges_and_colours():
+    lower, upper = [-0.5, -0.1, 0.2], [-0.1, 0.2, 0.5]
+    qml = styles.graduated_qml(
+        "lag_score",
+        lower,
+        upper,
+        cmap="RdYlBu",
+        labels="name_zh",
+        unit="",
+        aliases={"lag_score": "lag score (unitless)"},
+    )
+    root = _parse(qml)
+    assert root.tag == "qgis" and root.get("version").startswith("3.34")
+    rend = root.find("renderer-v2")
+    assert rend.get("type") == "graduatedSymbol" and rend.get("attr") == "lag_score"
+    ranges = rend.findall("ranges/range")
+    assert [(float(r.get("lower")), float(r.get("upper"))) for r in ranges] == list(
+        zip(lower, upper, strict=True)
+    )
+    assert [r.get("label") for r in ranges] == ["-0.50 – -0.10", "-0.10 – 0.20", "0.20 – 0.50"]
+    fills = [
+        s.find("layer/Option/Option[@name='color']").get("value")
+        for s in rend.findall("symbols/symbol")
+    ]
+    from agglo.styles import _ramp  # same ramp as the PNG maps
+
+    assert fills == [_rgba255(c) for c in _ramp("RdYlBu", 3)]
+    assert root.find("labeling/settings/text-style").get("fieldName") == "name_zh"
+    assert root.find("aliases/alias").get("name") == "lag score (unitless)"
+    info = styles.validate_qml(qml, fields=["lag_score", "name_zh"])
+    assert (info.renderer, info.n_classes, info.fields_used) == (
+        "graduatedSymbol",
+        3,
+        ("lag_score", "name_zh"),
+    )
+
+
+def test_lisa_qml_uses_conventional_colours():
+    root = _parse(styles.lisa_qml("cluster"))
+    cats = root.findall("renderer-v2/categories/category")
+    assert [c.get("value") for c in cats] == ["HH", "LL", "LH", "HL", "ns"]
+    fills = [
+        s.find("layer/Option/Option[@name='color']").get("value")
+        for s in root.findall("renderer-v2/symbols/symbol")
+    ]
+    hh, ll, lh, hl, ns = ([int(v) for v in f.split(",")] for f in fills)
+    assert hh[0] > 200 and hh[1] < 60  # red
+    assert ll[2] > 150 and ll[0] < 80  # blue
+    assert lh[2] > 200 and lh[0] > ll[0]  # light blue
+    assert hl[0] > 230 and hl[1] > hh[1]  # pink
+    assert ns[0] == ns[1] == ns[2]  # grey
+
+
+def test_single_symbol_is_semi_transparent():
+    qml = styles.single_symbol_qml("#fdae61", opacity=0.4)
+    fill = _parse(qml).find("renderer-v2/symbols/symbol/layer/Option/Option[@name='color']")
+    assert fill.get("value") == "253,174,97,102"  # 0.4 * 255 = 102
+    assert styles.validate_qml(qml).fill_alpha == pytest.approx(0.4, abs=0.002)
+
+
+def test_validate_qml_catches_problems():
+    with pytest.raises(ValidationError, match="not well-formed XML"):
+        styles.validate_qml("<qgis><renderer-v2></qgis>")
+    qml = styles.graduated_qml("lag_score", [0], [1], labels="name_zh")
+    with pytest.raises(ValidationError, match=r"field\(s\) \['name_zh'\] used by the style"):
+        styles.validate_qml(qml, fields=["lag_score"])
+    broken = qml.replace('<range lower="0.0"', '<range lower="0.0" x="1"/><range lower="0.5"', 1)
+    with pytest.raises(ValidationError, match="2 classes but 1 symbols"):
+        styles.validate_qml(broken)
+    with pytest.raises(ValidationError, match="renderer type 'heatmapRenderer'"):
+        styles.validate_qml(qml.replace("graduatedSymbol", "heatmapRenderer"))
+
+
+# --------------------------------------------------------------------------- GeoPackage
+def _styled_gpkg(tmp_path):
+    gdf = _layer()
+    lower, upper = styles.classify(gdf["lag_score"], k=3)
+    qml = {
+        "cities": styles.graduated_qml("lag_score", lower, upper, labels="name_zh"),
+        "metro_areas": styles.single_symbol_qml(opacity=0.45),
+    }
+    path = export_layers(
+        {"cities": gdf, "metro_areas": gdf.iloc[:2]}, tmp_path / "agglo.gpkg", styles=qml
+    )
+    return path, qml
+
+
+def test_layer_styles_table_as_qgis_creates_it(tmp_path):
+    path, qml = _styled_gpkg(tmp_path)
+    con = sqlite3.connect(path)
+    cols = [r[1] for r in con.execute("PRAGMA table_info(layer_styles)")]
+    contents = con.execute(
+        "SELECT data_type FROM gpkg_contents WHERE table_name = 'layer_styles'"
+    ).fetchall()
+    con.close()
+    assert cols == QGIS_LAYER_STYLES_COLUMNS
+    assert contents == [("attributes",)]
+    # GDAL sees it as an attribute table and reads it back
+    table = pyogrio.read_dataframe(path, layer="layer_styles")
+    assert sorted(table["f_table_name"]) == ["cities", "metro_areas"]
+    assert set(table["f_geometry_column"]) == {"geom"}
+    assert table["useAsDefault"].astype(int).tolist() == [1, 1]
+    row = table.set_index("f_table_name").loc["cities"]
+    assert row["styleQML"] == qml["cities"]
+    fields = pyogrio.read_info(path, layer="cities")["fields"].tolist()
+    info = styles.validate_qml(row["styleQML"], fields=fields)
+    assert (info.renderer, info.attribute, info.n_classes) == ("graduatedSymbol", "lag_score", 3)
+    # the layers themselves are intact
+    assert len(gpd.read_file(path, layer="cities")) == 6
+
+
+def test_rewriting_styles_keeps_one_default_per_layer(tmp_path):
+    path, qml = _styled_gpkg(tmp_path)
+    styles.write_layer_styles(path, {"cities": styles.lisa_qml("name_zh")})
+    t = styles.read_layer_styles(path)
+    cities = t[t["f_table_name"] == "cities"]
+    assert len(cities) == 1 and "categorizedSymbol" in cities["styleQML"].iloc[0]
+    styles.write_layer_styles(path, {"cities": qml["cities"]}, style_name="graduated")
+    t = styles.read_layer_styles(path)
+    cities = t[t["f_table_name"] == "cities"].set_index("styleName")
+    assert cities["useAsDefault"].to_dict() == {"cities": 0, "graduated": 1}
+
+
+def test_write_layer_styles_refuses_unknown_layer_and_missing_field(tmp_path):
+    path, _ = _styled_gpkg(tmp_path)
+    with pytest.raises(ValidationError, match=r"layer 'lisa' is not in agglo\.gpkg"):
+        styles.write_layer_styles(path, {"lisa": styles.lisa_qml()})
+    with pytest.raises(ValidationError, match=r"\['coreness_2020'\] used by the style"):
+        styles.write_layer_styles(path, {"cities": styles.graduated_qml("coreness_2020", [0], [1])})
+
+
+@pytest.mark.skipif(
+    shutil.which("ogrinfo") is None, reason="ogrinfo (Debian gdal-bin) not installed"
+)
+def test_ogrinfo_opens_the_styled_geopackage(tmp_path):
+    path, _ = _styled_gpkg(tmp_path)
+    out = subprocess.run(
+        ["ogrinfo", "-ro", "-q", str(path), "layer_styles"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "f_table_name (String) = cities" in out
+    assert "styleQML (String) = <!DOCTYPE qgis" in out
+    listing = subprocess.run(
+        ["ogrinfo", "-ro", "-so", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "cities (Polygon)" in listing and "layer_styles (None)" in listing
+
+
+# --------------------------------------------------------------------------- shapefile
+def test_shapefile_qml_refers_to_the_shortened_fields(tmp_path):
+    gdf = _layer()
+    lower, upper = styles.classify(gdf["dispersion_gap_latest"], k=3)
+    qml = styles.graduated_qml("dispersion_gap_latest", lower, upper, labels="name_zh")
+    shp = export(gdf, tmp_path / "cities.shp", style_qml=qml)
+    sidecar = shp.with_suffix(".qml").read_text(encoding="utf-8")
+    dbf_fields = pyogrio.read_info(shp)["fields"].tolist()
+    info = styles.validate_qml(sidecar, fields=dbf_fields)
+    assert info.attribute == "dispersion" and info.attribute in dbf_fields
+    assert shp.with_suffix(".cpg").read_text() == "UTF-8"
+
+
+# --------------------------------------------------------------------------- pipeline
+def test_styles_and_metadata_written_by_the_pipeline(tmp_path):
+    """maps stage sets the styles, write stage stores them; everything parses back."""
+    from test_plot import toy_context
+
+    from agglo.pipeline import maps, write
+
+    ctx = toy_context(tmp_path)
+    ctx.styles.update(maps.layer_styles(ctx))
+    write.run(ctx)
+    gpkg = ctx.out_dir / "agglo.gpkg"
+    table = styles.read_layer_styles(gpkg).set_index("f_table_name")
+    expected = {
+        "cities": ("graduatedSymbol", "lag_score"),
+        "agglomerations": ("graduatedSymbol", "score_2020"),
+        "core_periphery": ("graduatedSymbol", "coreness_2020"),
+        "metro_areas": ("singleSymbol", None),
+        "isochrones": ("singleSymbol", None),
+    }
+    for layer, (renderer, attr) in expected.items():
+        fields = pyogrio.read_info(gpkg, layer=layer)["fields"].tolist()
+        info = styles.validate_qml(table.loc[layer, "styleQML"], fields=fields)
+        assert (info.renderer, info.attribute) == (renderer, attr)
+    metro = styles.validate_qml(table.loc["metro_areas", "styleQML"])
+    assert 0.3 < metro.fill_alpha < 0.6
+    # field metadata (units as aliases) and layer metadata (status, version, config)
+    assert 'name="lag_score (unitless, (x-μ)/μ)"' in table.loc["cities", "styleQML"]
+    meta = pyogrio.read_info(gpkg, layer="cities")["layer_metadata"]
+    assert meta["data_status"] == "synthetic" and meta["agglo_version"]
+    assert '"seed"' in meta["config"]
+    # shapefile copies carry the same style
+    for layer in ("cities", "metro_areas"):
+        qml = (ctx.out_dir / "shp" / f"{layer}.qml").read_text(encoding="utf-8")
+        fields = pyogrio.read_info(ctx.out_dir / "shp" / f"{layer}.shp")["fields"].tolist()
+        styles.validate_qml(qml, fields=fields)
