@@ -1,0 +1,971 @@
+"""Core-periphery structure of an agglomeration (DESIGN.md "Core-periphery").
+
+Seed 003 describes polarisation inside China's city systems (Chengdu grew by 5.8 million in
+ten years while Deyang, Meishan and Ziyang shrank or barely grew) and three shapes of city
+systems: gradient (梯度型), dumbbell (哑铃型) and scattered (散点型). This module measures it:
+
+- :func:`city_seats` and :func:`gravity_interactions`: a gravity network between city seats,
+  ``T_ij = sqrt(P_i G_i) * sqrt(P_j G_j) / d_ij ** beta`` with geodesic distances in km;
+- :func:`coreness`: Borgatti-Everett coreness on the *weighted* network, continuous or
+  discrete, with the fit correlation and a permutation test;
+- :func:`city_system`: primacy, four-city index, Zipf rank-size exponent, Herfindahl index;
+- :func:`core_periphery_gaps`: core/periphery ratios per indicator and year, and whether they
+  polarise or diffuse;
+- :func:`structure_type`: single core / dumbbell / gradient / scattered by documented rules.
+
+Borgatti-Everett (2000) patterns used here, on the off-diagonal pairs ``i < j``:
+
+- *continuous*: maximise ``corr(A_ij, c_i c_j)`` over ``c >= 0``; ``c`` is scaled to
+  ``max(c) = 1`` (the correlation does not depend on the scale);
+- *discrete*: maximise ``corr(A_ij, delta_ij)`` with ``delta_ij = 1`` when ``i`` or ``j`` is in
+  the core (core-core and core-periphery ties), 0 for periphery-periphery pairs. This is the
+  pattern of ``cpnet.BE`` (Kojaku & Masuda) and UCINET's "core/periphery ties = 1".
+
+References
+----------
+Borgatti, S. P. & Everett, M. G. (2000). Models of core/periphery structures. *Social
+Networks* 21, 375-395.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import Geod
+from scipy import optimize
+
+from agglo.errors import AggloInputError, ValidationError
+from agglo.geodesy import ensure_wgs84
+
+__all__ = [
+    "METHODS",
+    "STRUCTURE_TYPES",
+    "city_seats",
+    "city_system",
+    "core_periphery_gaps",
+    "coreness",
+    "gravity_interactions",
+    "seat_distances_km",
+    "structure_type",
+]
+
+log = logging.getLogger(__name__)
+
+#: coreness methods
+METHODS = ("continuous", "discrete")
+#: how a city's seat point is chosen
+SEAT_METHODS = ("districts", "polygon")
+#: transformations of the interaction weights before fitting
+TRANSFORMS = ("none", "log")
+#: labels returned by :func:`structure_type`
+STRUCTURE_TYPES = ("single core", "dumbbell", "gradient", "scattered")
+_GEOD = Geod(ellps="WGS84")
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise AggloInputError(f"{name} must be one of {list(allowed)}, got {value!r}.")
+
+
+# --------------------------------------------------------------------------------------------
+# seats and gravity
+# --------------------------------------------------------------------------------------------
+
+
+def _seat_of(geom: Any) -> Any:
+    """Centroid of the largest part of ``geom`` if it lies inside it, else a point on it."""
+    parts = shapely.get_parts(geom)
+    big = parts[int(np.argmax(shapely.area(parts)))]
+    c = big.centroid
+    return c if big.contains(c) else big.representative_point()
+
+
+def city_seats(
+    cities: gpd.GeoDataFrame,
+    *,
+    counties: gpd.GeoDataFrame | None = None,
+    method: str = "districts",
+    id_col: str = "adcode",
+) -> gpd.GeoDataFrame:
+    """One seat point per city, for distances between cities.
+
+    ``"districts"`` (default): the city's urban districts are its counties whose ``name_zh``
+    ends in 区; the seat is the centroid of the largest part of their union (a point on it
+    when the centroid falls outside). Cities without districts (e.g. 仙桃市, autonomous
+    prefectures) fall back to ``"polygon"``: the same point of the city polygon. Seats are
+    approximate (within ~10-40 km of the historic centre where districts include former
+    counties, e.g. Hangzhou); pass your own table of seat coordinates to
+    :func:`gravity_interactions` when that matters.
+
+    Parameters
+    ----------
+    cities
+        City polygons with an ``id_col`` column, any CRS.
+    counties
+        County polygons with ``name_zh`` and ``city_adcode`` (default for ``"districts"``: the
+        bundled :func:`agglo.load_counties`).
+    method
+        ``"districts"`` or ``"polygon"``.
+    id_col
+        City id column.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        On the input's index: ``id_col``, ``seat_source`` (``districts``/``polygon``), point
+        geometry in EPSG:4326.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> c = gpd.GeoDataFrame({"adcode": ["1"]}, geometry=[shapely.box(0, 0, 2, 2)], crs=4326)
+    >>> s = city_seats(c, method="polygon")
+    >>> (float(s.geometry.x.iloc[0]), float(s.geometry.y.iloc[0]), s.seat_source.iloc[0])
+    (1.0, 1.0, 'polygon')
+    """
+    _check_choice("method", method, SEAT_METHODS)
+    if not isinstance(cities, gpd.GeoDataFrame):
+        raise AggloInputError("cities must be a GeoDataFrame of city polygons to derive seats.")
+    if id_col not in cities:
+        raise AggloInputError(f"cities lacks the id column {id_col!r}.")
+    cities = ensure_wgs84(cities, what="cities")
+    points = cities.geometry.apply(_seat_of)
+    source = pd.Series("polygon", index=cities.index)
+    if method == "districts":
+        if counties is None:
+            from agglo.boundaries import load_counties
+
+            counties = load_counties()
+        missing = {"name_zh", "city_adcode"} - set(counties.columns)
+        if missing:
+            raise AggloInputError(f"counties lacks column(s) {sorted(missing)}.")
+        counties = ensure_wgs84(counties, what="counties")
+        districts = counties[counties["name_zh"].astype(str).str.endswith("区")]
+        if len(districts):
+            unions = districts.geometry.groupby(districts["city_adcode"].astype(str)).agg(
+                shapely.union_all
+            )
+            ids = cities[id_col].astype(str)
+            has = ids.isin(unions.index)
+            points[has] = [_seat_of(unions[i]) for i in ids[has]]
+            source[has] = "districts"
+    return gpd.GeoDataFrame(
+        {id_col: cities[id_col].to_numpy(), "seat_source": source},
+        geometry=gpd.GeoSeries(points, index=cities.index, crs=4326),
+        crs=4326,
+        index=cities.index,
+    )
+
+
+def seat_distances_km(seats: pd.DataFrame, *, id_col: str = "adcode") -> pd.DataFrame:
+    """Geodesic distance (WGS84 ellipsoid) between every pair of seats, in km.
+
+    Parameters
+    ----------
+    seats
+        Points: a GeoDataFrame of points, or a table with ``lon`` and ``lat`` (degrees, WGS84)
+        columns; ``id_col`` labels the result.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Symmetric ``id × id`` matrix in km, zero diagonal.
+
+    Examples
+    --------
+    >>> s = pd.DataFrame({"adcode": ["a", "b"], "lon": [0.0, 0.0], "lat": [0.0, 1.0]})
+    >>> round(float(seat_distances_km(s).loc["a", "b"]), 3)  # one degree of latitude
+    110.574
+    """
+    if id_col not in seats:
+        raise AggloInputError(f"seats lacks the id column {id_col!r}.")
+    if isinstance(seats, gpd.GeoDataFrame):
+        pts = ensure_wgs84(seats, what="seats").geometry
+        if not (pts.geom_type == "Point").all():
+            raise AggloInputError("seats must be points (one per city).")
+        lon, lat = pts.x.to_numpy(), pts.y.to_numpy()
+    else:
+        missing = {"lon", "lat"} - set(seats.columns)
+        if missing:
+            raise AggloInputError(
+                f"seat table lacks column(s) {sorted(missing)}: give lon/lat in WGS84 degrees."
+            )
+        lon = pd.to_numeric(seats["lon"], errors="coerce").to_numpy(float)
+        lat = pd.to_numeric(seats["lat"], errors="coerce").to_numpy(float)
+    ids = seats[id_col].astype(str).to_numpy()
+    bad = ids[~(np.isfinite(lon) & np.isfinite(lat))]
+    if len(bad):
+        raise AggloInputError(f"seats without valid coordinates: {list(bad)}.")
+    n = len(ids)
+    i, j = np.triu_indices(n, 1)
+    _, _, d = _GEOD.inv(lon[i], lat[i], lon[j], lat[j])
+    out = np.zeros((n, n))
+    out[i, j] = out[j, i] = d / 1000.0
+    return pd.DataFrame(out, index=pd.Index(ids, name=id_col), columns=pd.Index(ids, name=id_col))
+
+
+def gravity_interactions(
+    cities: pd.DataFrame,
+    *,
+    mass: str | Sequence[str] = ("population", "gdp"),
+    beta: float = 2.0,
+    distance: str | pd.DataFrame = "geodesic",
+    seats: pd.DataFrame | None = None,
+    counties: gpd.GeoDataFrame | None = None,
+    id_col: str = "adcode",
+) -> pd.DataFrame:
+    """Gravity interaction matrix between cities.
+
+    ``T_ij = M_i M_j / d_ij ** beta`` with ``M_i = sqrt(P_i G_i)`` for two mass columns
+    (population × GDP, DESIGN.md) or ``M_i`` = the column itself for one; diagonal 0.
+
+    Parameters
+    ----------
+    cities
+        One row per city: ``id_col`` and the mass column(s) (e.g. ``population`` in 10k
+        persons, ``gdp`` in 100 million yuan); polygons when seats are derived.
+    mass
+        One column name or two (their geometric mean is the mass).
+    beta
+        Distance-decay exponent (>= 0).
+    distance
+        ``"geodesic"``: km between seats on the WGS84 ellipsoid; or a square DataFrame
+        (``id × id``, e.g. travel times in minutes) used as is.
+    seats
+        Seat points overriding :func:`city_seats`: a GeoDataFrame of points or a table with
+        ``id_col``, ``lon``, ``lat`` (WGS84 degrees).
+    counties
+        Counties for :func:`city_seats` (default: bundled).
+    id_col
+        City id column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Symmetric ``id × id`` matrix (units: mass units² / distance unit^beta); ``attrs``
+        records ``mass``, ``beta``, ``distance``.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"adcode": ["a", "b", "c"], "population": [4.0, 1, 1],
+    ...                   "gdp": [1.0, 1, 4]})
+    >>> seats = pd.DataFrame({"adcode": ["a", "b", "c"], "lon": [0.0, 0, 0],
+    ...                       "lat": [0.0, 1, 2]})
+    >>> t = gravity_interactions(c, seats=seats)
+    >>> round(float(t.loc["a", "b"] * 110.574**2), 3)  # M_a = 2, M_b = 1, d = 110.574 km
+    2.0
+    """
+    masses = [mass] if isinstance(mass, str) else list(mass)
+    if len(masses) not in (1, 2):
+        raise AggloInputError(f"mass must name one or two columns, got {masses!r}.")
+    if not np.isfinite(beta) or beta < 0:
+        raise AggloInputError(f"beta must be a finite number >= 0, got {beta!r}.")
+    problems = []
+    for col in [id_col, *masses]:
+        if col not in cities:
+            problems.append(f"column {col!r} is missing")
+    if problems:
+        raise ValidationError(problems, "cities")
+    ids = cities[id_col].astype(str)
+    if ids.duplicated().any():
+        problems.append(f"duplicate ids: {sorted(set(ids[ids.duplicated()]))}")
+    if len(ids) < 2:
+        problems.append(f"need at least 2 cities, got {len(ids)}")
+    values = {}
+    for col in masses:
+        v = pd.to_numeric(cities[col], errors="coerce")
+        bad = ids[~(v >= 0)].tolist()  # NaN and negatives
+        if bad:
+            problems.append(f"{col!r} must be a number >= 0; missing or negative for {bad}")
+        values[col] = v.to_numpy(float)
+    if problems:
+        raise ValidationError(problems, "cities")
+    m = values[masses[0]] if len(masses) == 1 else np.sqrt(values[masses[0]] * values[masses[1]])
+
+    if isinstance(distance, pd.DataFrame):
+        d = distance.copy()
+        d.index, d.columns = d.index.astype(str), d.columns.astype(str)
+        lacking = sorted(set(ids) - set(d.index) | set(ids) - set(d.columns))
+        if lacking:
+            raise AggloInputError(f"the distance matrix lacks cities {lacking}.")
+        dist = d.loc[ids, ids].to_numpy(float)
+        dist_label = "user matrix"
+    else:
+        _check_choice("distance", distance, ("geodesic",))
+        if seats is None:
+            seats = city_seats(cities, counties=counties, id_col=id_col)
+        seats = seats.assign(**{id_col: seats[id_col].astype(str)})
+        lacking = sorted(set(ids) - set(seats[id_col]))
+        if lacking:
+            raise AggloInputError(f"no seat for cities {lacking}.")
+        seats = seats.drop_duplicates(id_col).set_index(id_col, drop=False).loc[ids]
+        dist = seat_distances_km(seats, id_col=id_col).to_numpy()
+        dist_label = "geodesic km between seats"
+    n = len(ids)
+    off = ~np.eye(n, dtype=bool)
+    if not (np.isfinite(dist[off]).all() and (dist[off] > 0).all()):
+        i, j = np.argwhere(off & ~(dist > 0))[0]
+        raise AggloInputError(
+            f"distance between {ids.iloc[i]} and {ids.iloc[j]} is {dist[i, j]!r}: distances "
+            "between different cities must be positive (two cities share a seat?)."
+        )
+    with np.errstate(divide="ignore"):
+        t = np.where(off, np.outer(m, m) / np.where(off, dist, 1.0) ** beta, 0.0)
+    out = pd.DataFrame(t, index=pd.Index(ids, name=id_col), columns=pd.Index(ids, name=id_col))
+    out.attrs = {"mass": masses, "beta": float(beta), "distance": dist_label}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Borgatti-Everett coreness
+# --------------------------------------------------------------------------------------------
+
+
+def _pair_values(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    iu = np.triu_indices(a.shape[0], 1)
+    return a[iu], np.column_stack(iu)
+
+
+def _continuous_objective(c: np.ndarray, ac: np.ndarray, na: float, iu: tuple) -> tuple:
+    """Negative correlation of the pair weights with ``c_i c_j`` and its gradient."""
+    p = c[iu[0]] * c[iu[1]]
+    pc = p - p.mean()
+    npc = float(np.sqrt(pc @ pc))
+    if npc < 1e-300:
+        return 0.0, np.zeros_like(c)
+    r = float(ac @ pc) / (na * npc)
+    g = ac / (na * npc) - r * pc / npc**2  # d r / d p (both vectors are centred)
+    grad = np.bincount(iu[0], weights=g * c[iu[1]], minlength=len(c)) + np.bincount(
+        iu[1], weights=g * c[iu[0]], minlength=len(c)
+    )
+    return -r, -grad
+
+
+def _squared_objective(x: np.ndarray, ac: np.ndarray, na: float, iu: tuple) -> tuple:
+    """The objective in ``c = x**2`` (keeps ``c >= 0`` without bounds).
+
+    The correlation does not depend on the scale of ``c``; the penalty ``(|x|^2 - 1)^2`` pins
+    the scale (it is 0 at the rescaled optimum) so the Hessian is not singular along ``x``.
+    """
+    f, g = _continuous_objective(x * x, ac, na, iu)
+    s = float(x @ x) - 1.0
+    return f + s * s, 2.0 * x * g + 4.0 * s * x
+
+
+def _fit_continuous(a: np.ndarray, rng: np.random.Generator, restarts: int) -> tuple:
+    n = a.shape[0]
+    iu = np.triu_indices(n, 1)
+    ac = a[iu] - a[iu].mean()
+    na = float(np.sqrt(ac @ ac))
+    starts = []
+    _, v = np.linalg.eigh(a)
+    lead = np.abs(v[:, -1])
+    if lead.max() > 0:
+        starts.append(lead / lead.max())
+    strength = np.sqrt(np.clip(a.sum(axis=1), 0, None))
+    if strength.max() > 0:
+        starts.append(strength / strength.max())
+    starts += [rng.uniform(0.05, 1.0, n) for _ in range(restarts)]
+    best_r, best_c = -np.inf, np.ones(n)
+    for c0 in starts:
+        res = optimize.minimize(
+            _squared_objective,
+            np.sqrt(np.maximum(c0, 1e-3) / np.maximum(c0, 1e-3).sum()),
+            args=(ac, na, iu),
+            jac=True,
+            method="BFGS",
+            options={"gtol": 1e-7, "maxiter": 2000},
+        )
+        c = res.x * res.x
+        r = -_continuous_objective(c, ac, na, iu)[0]
+        if r > best_r + 1e-12:
+            best_r, best_c = r, c
+    return best_r, best_c / best_c.max()
+
+
+def _discrete_r(s_pp: np.ndarray, n_p: np.ndarray, n: int, total: float, ss: float) -> np.ndarray:
+    """Correlation of the pair weights with the discrete pattern, from periphery sums."""
+    npairs = n * (n - 1) / 2
+    m = npairs - n_p * (n_p - 1) / 2  # pairs touching the core
+    mean = total / npairs
+    num = (total - s_pp) - m * mean
+    den = np.sqrt(np.clip(m - m**2 / npairs, 0, None) * ss)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), -np.inf)
+    return r
+
+
+def _best_of(r: np.ndarray, sizes: np.ndarray) -> int:
+    """Index of the best fit; ties go to the smallest core, then the first candidate."""
+    best = np.max(r)
+    cand = np.flatnonzero(r >= best - 1e-12)
+    return int(cand[np.argmin(sizes[cand])])
+
+
+def _fit_discrete_exhaustive(a: np.ndarray) -> tuple[float, np.ndarray]:
+    n = a.shape[0]
+    vals, _ = _pair_values(a)
+    total = float(vals.sum())
+    ss = float(((vals - vals.mean()) ** 2).sum())
+    best = (-np.inf, None, n)
+    bits = 1 << np.arange(n)
+    chunk = 1 << 14
+    for start in range(1, 1 << n, chunk):
+        masks = np.arange(start, min(start + chunk, 1 << n))
+        core = (masks[:, None] & bits) > 0
+        y = (~core).astype(float)
+        s_pp = 0.5 * np.einsum("ij,jk,ik->i", y, a, y)
+        n_p = y.sum(axis=1)
+        r = _discrete_r(s_pp, n_p, n, total, ss)
+        k = _best_of(r, n - n_p)
+        size = int(n - n_p[k])
+        if r[k] > best[0] + 1e-12 or (abs(r[k] - best[0]) <= 1e-12 and size < best[2]):
+            best = (float(r[k]), core[k].copy(), size)
+    return best[0], best[1]
+
+
+def _fit_discrete_local(
+    a: np.ndarray, rng: np.random.Generator, restarts: int, seeds: Iterable[np.ndarray] = ()
+) -> tuple[float, np.ndarray]:
+    """Best-improvement single-node flips from several starts (seeded)."""
+    n = a.shape[0]
+    vals, _ = _pair_values(a)
+    total = float(vals.sum())
+    ss = float(((vals - vals.mean()) ** 2).sum())
+    order = np.argsort(-a.sum(axis=1), kind="stable")
+    starts = [np.isin(np.arange(n), order[:k]) for k in range(1, max(2, n - 1))]
+    starts += list(seeds)
+    starts += [rng.random(n) < rng.uniform(0.1, 0.6) for _ in range(restarts)]
+    best_r, best_core = -np.inf, None
+    for core in starts:
+        core = core.copy()
+        if core.sum() == 0:
+            core[rng.integers(n)] = True
+        while True:
+            y = (~core).astype(float)
+            rowp = a @ y
+            s_pp = 0.5 * float(y @ rowp)
+            n_p = float(y.sum())
+            cur = _discrete_r(np.array([s_pp]), np.array([n_p]), n, total, ss)[0]
+            # flipping i: periphery -> core removes its periphery ties, core -> periphery adds
+            s_new = np.where(core, s_pp + rowp, s_pp - rowp)
+            np_new = np.where(core, n_p + 1, n_p - 1)
+            r = _discrete_r(s_new, np_new, n, total, ss)
+            i = int(np.argmax(r))
+            if r[i] <= cur + 1e-12:
+                break
+            core[i] = ~core[i]
+        if cur > best_r + 1e-12 or (abs(cur - best_r) <= 1e-12 and core.sum() < best_core.sum()):
+            best_r, best_core = float(cur), core.copy()
+    return best_r, best_core
+
+
+def _core_from_continuous(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Core = the top-k cities by coreness, k maximising the discrete fit (1 <= k <= n-2)."""
+    n = a.shape[0]
+    vals, _ = _pair_values(a)
+    total = float(vals.sum())
+    ss = float(((vals - vals.mean()) ** 2).sum())
+    order = np.argsort(-c, kind="stable")
+    rs = []
+    for k in range(1, n - 1):
+        y = np.ones(n)
+        y[order[:k]] = 0.0
+        rs.append(_discrete_r(np.array([0.5 * y @ a @ y]), np.array([n - k]), n, total, ss)[0])
+    k = int(np.argmax(rs)) + 1
+    core = np.zeros(n, dtype=bool)
+    core[order[:k]] = True
+    return core
+
+
+def _fit(
+    a: np.ndarray, method: str, rng: np.random.Generator, restarts: int, exhaustive_max: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    if method == "continuous":
+        r, c = _fit_continuous(a, rng, restarts)
+        return r, c, _core_from_continuous(a, c)
+    if a.shape[0] <= exhaustive_max:
+        r, core = _fit_discrete_exhaustive(a)
+    else:
+        r, core = _fit_discrete_local(a, rng, 5 * restarts)
+    return r, core.astype(float), core
+
+
+def coreness(
+    interactions: pd.DataFrame,
+    *,
+    method: str = "continuous",
+    seed: int = 0,
+    n_perm: int = 199,
+    restarts: int = 2,
+    exhaustive_max: int = 16,
+    transform: str = "none",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Borgatti-Everett coreness of each city on a weighted, symmetric network.
+
+    ``continuous``: ``c >= 0`` maximising ``corr(A_ij, c_i c_j)`` over pairs ``i < j``
+    (BFGS on ``c = x**2`` with an analytic gradient, started from the leading eigenvector,
+    the square root of strength and ``restarts`` seeded random points; the best optimum is
+    kept); ``c`` is scaled to ``max = 1``.
+    Its ``core`` flag marks the top-k cities by coreness, with k chosen to maximise the
+    discrete fit below.
+
+    ``discrete``: the core set maximising ``corr(A_ij, delta_ij)``, ``delta_ij = 1`` if ``i``
+    or ``j`` is in the core and 0 between two periphery cities; exhaustive search over all
+    subsets for ``n <= exhaustive_max`` (ties: the smallest core), otherwise best-improvement
+    node flips from many seeded starts. ``coreness`` is 1 in the core, 0 outside.
+
+    Significance: the off-diagonal weights are permuted among the pairs ``n_perm`` times
+    (seeded; the matrix stays symmetric) and refitted with the same method and number of
+    starts; ``p_value =
+    (1 + #{null fit >= observed fit}) / (n_perm + 1)``. Because every null is maximised too,
+    the test accounts for the optimisation's upward bias.
+
+    Parameters
+    ----------
+    interactions
+        Square, symmetric DataFrame (same labels on rows and columns), e.g. from
+        :func:`gravity_interactions`; the diagonal is ignored.
+    method
+        ``"continuous"`` or ``"discrete"``.
+    seed
+        Seed of the random starts and the permutations; results are reproducible.
+    n_perm
+        Number of permutations (0: no test, ``p_value`` is NaN).
+    restarts
+        Random starts per fit (continuous; and for discrete local search, 5x as many).
+    exhaustive_max
+        Largest number of cities searched exhaustively (2^n subsets) by ``discrete``.
+    transform
+        ``"none"`` or ``"log"`` (``log1p(A / median positive weight)``, damping the heavy tail
+        of gravity weights) applied to the weights before fitting.
+    progress
+        Show a progress bar over permutations.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by city id: ``coreness`` (float, max 1), ``core`` (bool). ``attrs`` holds
+        ``method``, ``fit`` (the correlation), ``p_value``, ``n_perm``, ``null_mean``,
+        ``null_q95``, ``seed``, ``transform``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ids = list("abcde")
+    >>> core = np.array([1, 1, 0, 0, 0])
+    >>> a = np.maximum.outer(core, core) * 1.0  # ties touching the core
+    >>> np.fill_diagonal(a, 0)
+    >>> out = coreness(pd.DataFrame(a, ids, ids), method="discrete", n_perm=0)
+    >>> out.index[out.core].tolist(), float(out.attrs["fit"])
+    (['a', 'b'], 1.0)
+    """
+    _check_choice("method", method, METHODS)
+    _check_choice("transform", transform, TRANSFORMS)
+    a = _validate_matrix(interactions)
+    if transform == "log":
+        pos = a[a > 0]
+        if (a < 0).any() or not len(pos):
+            raise AggloInputError("transform='log' needs non-negative weights, some positive.")
+        a = np.log1p(a / np.median(pos))
+    np.fill_diagonal(a, 0.0)
+    n = a.shape[0]
+    if n < 3:
+        raise AggloInputError(f"coreness needs at least 3 cities, got {n}.")
+    vals, pairs = _pair_values(a)
+    if np.ptp(vals) == 0:
+        raise AggloInputError(
+            "all interactions are equal: the correlation with a core-periphery pattern is "
+            "undefined."
+        )
+    fit_seq, null_seq = np.random.SeedSequence(seed).spawn(2)
+    rng = np.random.default_rng(fit_seq)
+    r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
+    nulls = np.full(n_perm, np.nan)
+    if n_perm > 0:
+        prng = np.random.default_rng(null_seq)
+        it = range(n_perm)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc=f"coreness nulls ({method})")
+        for k in it:
+            perm = prng.permutation(vals)
+            b = np.zeros_like(a)
+            b[pairs[:, 0], pairs[:, 1]] = perm
+            b = b + b.T
+            nulls[k] = _fit(b, method, prng, restarts, exhaustive_max)[0]
+        p = (1 + int(np.sum(nulls >= r - 1e-12))) / (n_perm + 1)
+    else:
+        p = np.nan
+    out = pd.DataFrame(
+        {"coreness": values, "core": core.astype(bool)}, index=interactions.index.copy()
+    )
+    out.attrs = {
+        "method": method,
+        "fit": float(r),
+        "p_value": float(p),
+        "n_perm": int(n_perm),
+        "null_mean": float(np.mean(nulls)) if n_perm else float("nan"),
+        "null_q95": float(np.quantile(nulls, 0.95)) if n_perm else float("nan"),
+        "seed": int(seed),
+        "transform": transform,
+    }
+    log.debug("coreness %s: fit %.4f, p %.4f", method, r, p)
+    return out
+
+
+def _validate_matrix(m: pd.DataFrame) -> np.ndarray:
+    if not isinstance(m, pd.DataFrame):
+        raise AggloInputError("interactions must be a square DataFrame (id × id).")
+    if m.shape[0] != m.shape[1] or not m.index.equals(m.columns):
+        raise AggloInputError(
+            "interactions must be square with the same labels, in the same order, on rows and "
+            f"columns; got {m.shape[0]} rows and {m.shape[1]} columns."
+        )
+    if m.index.has_duplicates:
+        raise AggloInputError("interactions have duplicate city ids.")
+    a = m.to_numpy(dtype=float, copy=True)
+    np.fill_diagonal(a, 0.0)
+    if not np.isfinite(a).all():
+        raise AggloInputError("interactions contain missing or infinite values.")
+    if not np.allclose(a, a.T, rtol=1e-9, atol=0):
+        raise AggloInputError("interactions must be symmetric (A_ij == A_ji).")
+    return (a + a.T) / 2
+
+
+# --------------------------------------------------------------------------------------------
+# city system
+# --------------------------------------------------------------------------------------------
+
+
+def city_system(
+    cities: pd.DataFrame,
+    size: str = "population",
+    *,
+    by: str | Sequence[str] | None = None,
+    id_col: str = "adcode",
+    name_col: str | None = "name_zh",
+) -> pd.DataFrame:
+    """Size distribution of a city system: primacy, four-city index, Zipf, Herfindahl.
+
+    With sizes sorted ``P1 >= P2 >= ...`` and shares ``s_i = P_i / sum(P)``:
+
+    - ``p1_p2 = P1 / P2`` (primacy), ``p2_p3 = P2 / P3``;
+    - ``four_city = P1 / (P2 + P3 + P4)`` (four-city index; NaN with fewer than 4 cities);
+    - ``zipf_q``: ``q`` in the OLS fit ``ln P_r = ln K - q ln r`` (rank-size rule; ``q = 1``
+      is Zipf's law, ``q > 1`` a concentrated system, ``q < 1`` an even one) and ``zipf_r2``;
+    - ``hhi = sum(s_i^2)`` (Herfindahl; 1/n for equal cities, 1 for one city);
+      ``top_share = s_1``.
+
+    Parameters
+    ----------
+    cities
+        One row per city with a numeric ``size`` column (> 0).
+    size
+        Column with the size (e.g. ``population``, 10k persons).
+    by
+        Group column(s), e.g. ``"agglomeration_id"``; ``None``: one system (group ``"all"``).
+    id_col, name_col
+        Columns identifying the largest cities in the output (``name_col`` optional).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group: ``n_cities``, ``total``, ``p1_id``, ``p2_id``, ``p3_id`` (and
+        ``p1_name``), ``p1``, ``p2``, ``p1_p2``, ``p2_p3``, ``four_city``, ``zipf_q``,
+        ``zipf_r2``, ``hhi``, ``top_share``.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"adcode": list("abcd"), "population": [120.0, 60, 40, 30]})
+    >>> s = city_system(c, name_col=None).iloc[0]
+    >>> float(s.p1_p2), float(s.four_city), round(float(s.zipf_q), 6)  # 120/60, 120/130; P=120/r
+    (2.0, 0.9230769230769231, 1.0)
+    """
+    keys = [] if by is None else [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [size, id_col, *keys] if c not in cities]
+    if missing:
+        raise AggloInputError(f"cities lacks column(s) {missing}.")
+    v = pd.to_numeric(cities[size], errors="coerce")
+    bad = cities.loc[~(v > 0), id_col].tolist()
+    if bad:
+        raise AggloInputError(
+            f"{size!r} must be a number > 0 for every city (Zipf uses its logarithm); "
+            f"missing or not positive for {bad}. Drop those cities first."
+        )
+    df = cities.assign(_size=v)
+    groups = df.groupby(keys, sort=True, dropna=False) if keys else [("all", df)]
+    rows = []
+    for key, g in groups:
+        g = g.sort_values("_size", ascending=False, kind="stable")
+        p = g["_size"].to_numpy(float)
+        ids = g[id_col].astype(str).tolist()
+        n = len(p)
+        row: dict[str, Any] = {}
+        if keys:
+            key = key if isinstance(key, tuple) else (key,)
+            row.update(dict(zip(keys, key, strict=True)))
+        else:
+            row["group"] = key
+        share = p / p.sum()
+        row.update(
+            n_cities=n,
+            total=float(p.sum()),
+            p1_id=ids[0],
+            p2_id=ids[1] if n > 1 else None,
+            p3_id=ids[2] if n > 2 else None,
+        )
+        if name_col is not None and name_col in g:
+            row["p1_name"] = g[name_col].iloc[0]
+        row.update(
+            p1=float(p[0]),
+            p2=float(p[1]) if n > 1 else np.nan,
+            p1_p2=float(p[0] / p[1]) if n > 1 else np.nan,
+            p2_p3=float(p[1] / p[2]) if n > 2 else np.nan,
+            four_city=float(p[0] / p[1:4].sum()) if n > 3 else np.nan,
+        )
+        if n > 2:
+            x, y = np.log(np.arange(1, n + 1)), np.log(p)
+            slope, _ = np.polyfit(x, y, 1)
+            r = np.corrcoef(x, y)[0, 1] if np.ptp(y) > 0 else np.nan
+            row.update(zipf_q=float(-slope), zipf_r2=float(r**2))
+        else:
+            row.update(zipf_q=np.nan, zipf_r2=np.nan)
+        row.update(hhi=float((share**2).sum()), top_share=float(share[0]))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(keys or ["group"])
+
+
+# --------------------------------------------------------------------------------------------
+# core/periphery gaps
+# --------------------------------------------------------------------------------------------
+
+
+def _direction(indicator: str, directions: Mapping[str, int] | None) -> int:
+    if directions and indicator in directions:
+        d = int(directions[indicator])
+        if d not in (-1, 1):
+            raise AggloInputError(f"direction of {indicator!r} must be 1 or -1, got {d!r}.")
+        return d
+    from agglo.registry import VARIABLES
+
+    var = VARIABLES.get(indicator)
+    return -1 if var is not None and var.direction < 0 else 1
+
+
+def core_periphery_gaps(
+    panel: pd.DataFrame,
+    cores: pd.DataFrame,
+    *,
+    indicators: Sequence[str] | None = None,
+    directions: Mapping[str, int] | None = None,
+    group_col: str = "agglomeration_id",
+    tol: float = 0.0,
+) -> pd.DataFrame:
+    """Core mean / periphery mean of each indicator, per agglomeration and year, and its trend.
+
+    ``ratio = mean(core cities) / mean(periphery cities)`` (unweighted city means). The
+    core's *advantage* is ``ratio`` for indicators where higher is better (and for size
+    variables such as population or GDP, direction 0 in the registry) and ``1 / ratio`` where
+    lower is better (``income_ratio``, ``pm25``). Between consecutive years of a group,
+    ``change = advantage_t / advantage_{t-1} - 1``; ``trend`` is ``"polarising"`` when
+    ``change > tol`` (the core pulls ahead, or its lead widens), ``"diffusing"`` when
+    ``change < -tol`` (the periphery catches up), else ``"stable"``; empty for the first year.
+
+    Parameters
+    ----------
+    panel
+        Tidy ``adcode, year, indicator, value``.
+    cores
+        ``adcode``, ``group_col``, ``core`` (bool) for every member city (periphery = members
+        with ``core`` false); with a ``year`` column the core set may differ by year, without
+        it the same set is used for all years (recommended: fixed groups make the change
+        between years a change of the cities, not of the grouping).
+    indicators
+        Indicators to report (default: all in the panel).
+    directions
+        ``indicator -> 1 or -1`` overriding the registry.
+    group_col
+        Agglomeration column of ``cores``.
+    tol
+        Relative change of the advantage below which the trend is ``"stable"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``group_col, indicator, year, direction, n_core, n_periphery, core_mean,
+        periphery_mean, ratio, advantage, change, trend``.
+
+    Examples
+    --------
+    >>> panel = pd.DataFrame({"adcode": ["a", "b", "a", "b"], "year": [2010, 2010, 2020, 2020],
+    ...                       "indicator": "population", "value": [10.0, 5, 15, 5]})
+    >>> cores = pd.DataFrame({"adcode": ["a", "b"], "agglomeration_id": "x",
+    ...                       "core": [True, False]})
+    >>> g = core_periphery_gaps(panel, cores)
+    >>> g[["year", "ratio", "trend"]].to_dict("list")
+    {'year': [2010, 2020], 'ratio': [2.0, 3.0], 'trend': [None, 'polarising']}
+    """
+    problems = [f"panel lacks column {c!r}" for c in ("adcode", "year", "indicator", "value")]
+    problems = [
+        p
+        for p, c in zip(problems, ("adcode", "year", "indicator", "value"), strict=True)
+        if c not in panel
+    ]
+    problems += [
+        f"cores lacks column {c!r}" for c in ("adcode", group_col, "core") if c not in cores
+    ]
+    if tol < 0:
+        problems.append(f"tol must be >= 0, got {tol!r}")
+    if problems:
+        raise ValidationError(problems, "core_periphery_gaps")
+    by_year = "year" in cores
+    cols = ["adcode", group_col, "core", *(["year"] if by_year else [])]
+    cs = cores.loc[:, cols].assign(
+        adcode=cores["adcode"].astype(str), core=cores["core"].astype(bool)
+    )
+    p = panel.assign(adcode=panel["adcode"].astype(str))
+    if indicators is not None:
+        absent = sorted(set(indicators) - set(p["indicator"]))
+        if absent:
+            raise AggloInputError(f"indicators not in the panel: {absent}.")
+        p = p[p["indicator"].isin(indicators)]
+    p = p.dropna(subset=["value"])
+    merged = p.merge(cs, on=["adcode", "year"] if by_year else ["adcode"], how="inner")
+    keys = [group_col, "indicator", "year"]
+    agg = (
+        merged.groupby([*keys, "core"])["value"]
+        .agg(["mean", "size"])
+        .unstack("core")
+        .reindex(columns=pd.MultiIndex.from_product([["mean", "size"], [True, False]]))
+    )
+    out = pd.DataFrame(
+        {
+            "n_core": agg[("size", True)].fillna(0).astype(int),
+            "n_periphery": agg[("size", False)].fillna(0).astype(int),
+            "core_mean": agg[("mean", True)],
+            "periphery_mean": agg[("mean", False)],
+        }
+    ).reset_index()
+    out.insert(2, "direction", [_direction(i, directions) for i in out["indicator"]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = out["core_mean"] / out["periphery_mean"].where(out["periphery_mean"] != 0)
+    out["ratio"] = ratio
+    out["advantage"] = np.where(out["direction"] < 0, 1.0 / ratio, ratio)
+    out = out.sort_values(keys, kind="stable").reset_index(drop=True)
+    prev = out.groupby([group_col, "indicator"])["advantage"].shift(1)
+    out["change"] = out["advantage"] / prev - 1.0
+    trend = np.select(
+        [out["change"] > tol, out["change"] < -tol, out["change"].notna()],
+        ["polarising", "diffusing", "stable"],
+        default="",
+    )
+    out["trend"] = pd.Series(trend, dtype=object).replace("", None)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# structure type
+# --------------------------------------------------------------------------------------------
+
+
+def structure_type(
+    system: pd.DataFrame,
+    cores: pd.DataFrame | None = None,
+    *,
+    single_primacy: float = 2.5,
+    single_max_cores: int = 1,
+    dumbbell_primacy: float = 2.0,
+    dumbbell_gap: float = 2.0,
+    zipf_range: tuple[float, float] = (0.8, 1.25),
+    min_r2: float = 0.9,
+    id_col: str = "adcode",
+) -> pd.DataFrame:
+    """Shape of each city system: single core, dumbbell, gradient or scattered (seed 003).
+
+    Rules, tried in this order on the output of :func:`city_system` (``P1 >= P2 >= P3`` are
+    the sizes of the three largest cities, the core set comes from :func:`coreness`):
+
+    1. ``"single core"``: ``P1/P2 >= single_primacy`` and at most ``single_max_cores`` core
+       cities (without ``cores``: the primacy rule alone);
+    2. ``"dumbbell"`` (哑铃型): ``P1/P2 < dumbbell_primacy`` and ``P2/P3 >= dumbbell_gap`` (two
+       comparable cities far above the third) and, with ``cores``, both in the core;
+    3. ``"gradient"`` (梯度型): ``zipf_q`` within ``zipf_range`` and ``zipf_r2 >= min_r2`` (a
+       steady rank-size decline);
+    4. ``"scattered"`` (散点型): anything else (flat or irregular size distribution).
+
+    Parameters
+    ----------
+    system
+        Output of :func:`city_system` (index = group keys; needs ``p1_p2``, ``p2_p3``,
+        ``zipf_q``, ``zipf_r2``, ``p1_id``, ``p2_id``).
+    cores
+        Optional: the group key column(s), ``id_col`` and ``core`` (bool) per city.
+    single_primacy, single_max_cores, dumbbell_primacy, dumbbell_gap, zipf_range, min_r2
+        Thresholds of the rules above.
+
+    Returns
+    -------
+    pandas.DataFrame
+        On ``system``'s index: ``structure_type``, ``n_core`` (NaN without cores) and ``rule``
+        (the values that decided).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"adcode": list("abcd"), "population": [100.0, 90, 20, 15]})
+    >>> structure_type(city_system(c, name_col=None)).structure_type.tolist()
+    ['dumbbell']
+    """
+    need = {"p1_p2", "p2_p3", "zipf_q", "zipf_r2", "p1_id", "p2_id"} - set(system.columns)
+    if need:
+        raise AggloInputError(f"system lacks column(s) {sorted(need)}: pass city_system(...).")
+    lo, hi = zipf_range
+    if not lo <= hi:
+        raise AggloInputError(
+            f"zipf_range must be (low, high) with low <= high, got {zipf_range!r}."
+        )
+    keys = [k for k in system.index.names if k is not None]
+    core_sets: dict[Any, set[str]] = {}
+    if cores is not None:
+        missing = [c for c in (id_col, "core") if c not in cores]
+        gkeys = [k for k in keys if k in cores]
+        if missing:
+            raise AggloInputError(f"cores lacks column(s) {missing}.")
+        if gkeys != keys and len(system) > 1:
+            raise AggloInputError(
+                f"cores needs the group column(s) {keys} to match the systems' index."
+            )
+        sel = cores[cores["core"].astype(bool)]
+        if gkeys == keys and keys != ["group"]:
+            for key, g in sel.groupby(keys):
+                k = key if len(keys) > 1 else (key[0] if isinstance(key, tuple) else key)
+                core_sets[k] = set(g[id_col].astype(str))
+        else:
+            core_sets[system.index[0]] = set(sel[id_col].astype(str))
+    rows = []
+    for key, s in system.iterrows():
+        cs = core_sets.get(key, set()) if cores is not None else None
+        n_core = np.nan if cs is None else len(cs)
+        p12, p23, q, r2 = s["p1_p2"], s["p2_p3"], s["zipf_q"], s["zipf_r2"]
+        top2_core = cs is None or {str(s["p1_id"]), str(s["p2_id"])} <= cs
+        vals = f"P1/P2={p12:.2f}, P2/P3={p23:.2f}, q={q:.2f}, R2={r2:.2f}"
+        if cs is not None:
+            vals += f", {len(cs)} core cities"
+        if p12 >= single_primacy and (cs is None or len(cs) <= single_max_cores):
+            kind, why = "single core", f"P1/P2 >= {single_primacy}"
+        elif p12 < dumbbell_primacy and p23 >= dumbbell_gap and top2_core:
+            kind, why = "dumbbell", f"P1/P2 < {dumbbell_primacy} and P2/P3 >= {dumbbell_gap}"
+        elif lo <= q <= hi and r2 >= min_r2:
+            kind, why = "gradient", f"q in [{lo}, {hi}] and R2 >= {min_r2}"
+        else:
+            kind, why = "scattered", "no other rule applies"
+        rows.append({"structure_type": kind, "n_core": n_core, "rule": f"{why} ({vals})"})
+    return pd.DataFrame(rows, index=system.index)

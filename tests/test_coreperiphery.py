@@ -1,0 +1,482 @@
+"""Tests of agglo.coreperiphery: gravity, Borgatti-Everett coreness, city system, gaps, types."""
+
+from __future__ import annotations
+
+import itertools
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from agglo.coreperiphery import (
+    _fit_discrete_exhaustive,
+    _fit_discrete_local,
+    city_seats,
+    city_system,
+    core_periphery_gaps,
+    coreness,
+    gravity_interactions,
+    seat_distances_km,
+    structure_type,
+)
+from agglo.errors import AggloInputError, ValidationError
+
+
+def _frame(a: np.ndarray, prefix: str = "c") -> pd.DataFrame:
+    ids = [f"{prefix}{i:02d}" for i in range(a.shape[0])]
+    return pd.DataFrame(a, index=pd.Index(ids, name="adcode"), columns=ids)
+
+
+def _planted(n: int, core_idx: list[int], seed: int, noise: float = 1.0) -> tuple:
+    """Block model: weight ~10 on ties touching the core, ~1 between periphery cities."""
+    rng = np.random.default_rng(seed)
+    core = np.zeros(n, dtype=bool)
+    core[core_idx] = True
+    base = np.where(np.logical_or.outer(core, core), 10.0, 1.0)
+    w = np.triu(base + rng.uniform(0, noise, (n, n)), 1)
+    return _frame(w + w.T), core
+
+
+def _random_weighted(n: int, seed: int) -> pd.DataFrame:
+    """Erdős-Rényi-like: every pair an i.i.d. exponential weight (no structure)."""
+    rng = np.random.default_rng(seed)
+    w = np.triu(rng.exponential(1.0, (n, n)), 1)
+    return _frame(w + w.T)
+
+
+def _pair_corr(a: np.ndarray, pattern: np.ndarray) -> float:
+    iu = np.triu_indices(a.shape[0], 1)
+    return float(np.corrcoef(a[iu], pattern[iu])[0, 1])
+
+
+# ------------------------------------------------------------------------------- coreness
+
+
+@pytest.mark.parametrize("method", ["continuous", "discrete"])
+def test_planted_core_recovered_exactly(method):
+    a, core = _planted(12, [2, 5, 9], seed=1)
+    out = coreness(a, method=method, seed=7, n_perm=19)
+    assert out.index.equals(a.index)
+    assert out["core"].to_numpy().tolist() == core.tolist()
+    assert out.attrs["fit"] > 0.9
+    assert out.attrs["p_value"] == pytest.approx(1 / 20)  # observed beats all 19 nulls
+    # core cities have the highest coreness
+    assert out.loc[out.core, "coreness"].min() > out.loc[~out.core, "coreness"].max()
+
+
+def test_planted_core_recovered_by_local_search():
+    # 22 cities: above exhaustive_max, so the discrete fit uses seeded local search
+    a, core = _planted(22, [0, 3, 11, 17], seed=2)
+    out = coreness(a, method="discrete", seed=3, n_perm=0, exhaustive_max=16)
+    assert out["core"].to_numpy().tolist() == core.tolist()
+    assert np.isnan(out.attrs["p_value"])
+
+
+@pytest.mark.parametrize("method", ["continuous", "discrete"])
+def test_random_network_low_fit_not_significant(method):
+    a = _random_weighted(20, seed=11)
+    planted = coreness(_planted(20, [1, 2, 3], seed=11)[0], method=method, seed=5, n_perm=0)
+    out = coreness(a, method=method, seed=5, n_perm=19)
+    assert out.attrs["fit"] < 0.6
+    assert out.attrs["fit"] < planted.attrs["fit"] - 0.3
+    assert out.attrs["p_value"] > 0.1
+    # the null distribution is centred near the observed fit (same maximisation on both)
+    assert abs(out.attrs["null_mean"] - out.attrs["fit"]) < 0.1
+
+
+def test_continuous_closed_form_rank_one():
+    # A_ij = c_i c_j off the diagonal: the ideal pattern itself, corr = 1 at c (unique up to
+    # scale for n >= 5)
+    c = np.array([1.0, 0.8, 0.5, 0.3, 0.2, 0.1])
+    out = coreness(_frame(np.outer(c, c)), method="continuous", seed=0, n_perm=0)
+    assert out.attrs["fit"] == pytest.approx(1.0, abs=1e-8)
+    np.testing.assert_allclose(out["coreness"].to_numpy(), c, atol=1e-4)
+    # the core flag: the top-k by coreness maximising the discrete fit, checked by hand search
+    a = np.outer(c, c)
+    fits = []
+    for k in range(1, 5):
+        pattern = np.zeros(6)
+        pattern[:k] = 1
+        fits.append(_pair_corr(a, np.logical_or.outer(pattern, pattern).astype(float)))
+    k_best = int(np.argmax(fits)) + 1
+    assert out["core"].sum() == k_best
+    assert out["core"].iloc[:k_best].all()
+
+
+def test_continuous_matches_brute_force_grid():
+    # a noisy core-periphery pattern on 4 cities (well-conditioned optimum)
+    rng = np.random.default_rng(3)
+    w = np.triu(
+        np.outer([1.0, 0.7, 0.4, 0.2], [1.0, 0.7, 0.4, 0.2]) + rng.uniform(0, 0.1, (4, 4)), 1
+    )
+    a = w + w.T
+    out = coreness(_frame(a), method="continuous", seed=0, n_perm=0)
+    # brute force: c on a grid of [0, 1]^4 with the largest coordinate = 1 (corr is scale-free)
+    iu = np.triu_indices(4, 1)
+    g = np.linspace(0, 1, 41)
+    best, best_c = -np.inf, None
+    for top in range(4):
+        others = np.array(list(itertools.product(g, repeat=3)))
+        cs = np.insert(others, top, 1.0, axis=1)
+        p = cs[:, iu[0]] * cs[:, iu[1]]
+        pc = p - p.mean(axis=1, keepdims=True)
+        ac = a[iu] - a[iu].mean()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = pc @ ac / (np.linalg.norm(pc, axis=1) * np.linalg.norm(ac))
+        r = np.nan_to_num(r, nan=-np.inf)
+        if r.max() > best:
+            best, best_c = r.max(), cs[np.argmax(r)]
+    assert out.attrs["fit"] >= best - 1e-12  # the optimiser is at least as good as the grid
+    assert out.attrs["fit"] - best < 5e-3  # and the grid (step 0.025) comes close
+    np.testing.assert_allclose(out["coreness"].to_numpy(), best_c, atol=0.05)
+    # the reported fit is the correlation of the returned coreness
+    cc = out["coreness"].to_numpy()
+    assert out.attrs["fit"] == pytest.approx(_pair_corr(a, np.outer(cc, cc)), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_discrete_matches_itertools_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    w = np.triu(rng.gamma(0.7, 1.0, (7, 7)), 1)
+    a = w + w.T
+    best, best_set = -np.inf, None
+    for k in range(1, 6):  # a core of n-1 makes every pair a core tie: undefined
+        for core in itertools.combinations(range(7), k):
+            x = np.zeros(7)
+            x[list(core)] = 1
+            r = _pair_corr(a, np.logical_or.outer(x, x).astype(float))
+            if r > best + 1e-12:
+                best, best_set = r, set(core)
+    out = coreness(_frame(a), method="discrete", seed=0, n_perm=0)
+    assert out.attrs["fit"] == pytest.approx(best, abs=1e-10)
+    assert set(np.flatnonzero(out["core"].to_numpy())) == best_set
+    # local search reaches the same optimum
+    r_local, core_local = _fit_discrete_local(a, np.random.default_rng(seed), 20)
+    assert r_local == pytest.approx(best, abs=1e-10)
+    assert set(np.flatnonzero(core_local)) == best_set
+
+
+def test_local_search_equals_exhaustive_on_12_cities():
+    for seed in range(3):
+        rng = np.random.default_rng(seed + 10)
+        w = np.triu(rng.lognormal(0, 1.0, (12, 12)), 1)
+        a = w + w.T
+        r_ex, core_ex = _fit_discrete_exhaustive(a)
+        r_ls, core_ls = _fit_discrete_local(a, np.random.default_rng(0), 20)
+        assert r_ls == pytest.approx(r_ex, abs=1e-10)
+        assert core_ls.tolist() == core_ex.tolist()
+
+
+@pytest.mark.parametrize("method", ["continuous", "discrete"])
+def test_coreness_reproducible_for_a_seed(method):
+    a = _random_weighted(10, seed=4)
+    one = coreness(a, method=method, seed=42, n_perm=9)
+    two = coreness(a, method=method, seed=42, n_perm=9)
+    pd.testing.assert_frame_equal(one, two)
+    assert one.attrs == two.attrs
+
+
+def test_coreness_does_not_mutate_input():
+    a, _ = _planted(8, [0, 1], seed=0)
+    before = a.copy()
+    coreness(a, method="discrete", n_perm=3, transform="log")
+    pd.testing.assert_frame_equal(a, before)
+
+
+def test_coreness_rejects_bad_input():
+    a, _ = _planted(6, [0], seed=0)
+    with pytest.raises(
+        AggloInputError, match=r"method must be one of \['continuous', 'discrete'\], got 'fuzzy'"
+    ):
+        coreness(a, method="fuzzy")
+    with pytest.raises(AggloInputError, match="symmetric"):
+        b = a.copy()
+        b.iloc[0, 1] += 1
+        coreness(b)
+    with pytest.raises(AggloInputError, match="same labels"):
+        coreness(a.iloc[:, ::-1])
+    with pytest.raises(AggloInputError, match="at least 3 cities"):
+        coreness(a.iloc[:2, :2])
+    with pytest.raises(AggloInputError, match="all interactions are equal"):
+        coreness(_frame(np.ones((5, 5))))
+
+
+def test_cpnet_borgatti_everett_cross_check():
+    cpnet = pytest.importorskip(
+        "cpnet", reason="cpnet (test-only cross-check, needs numba) is not installed"
+    )
+    import networkx as nx
+    import scipy.sparse as sp
+    from cpnet.BE import _score_
+
+    rng = np.random.default_rng(0)
+    n = 12
+    core = np.zeros(n, dtype=bool)
+    core[[1, 4, 7]] = True
+    prob = np.where(np.logical_or.outer(core, core), 0.9, 0.1)
+    a = np.triu((rng.random((n, n)) < prob).astype(float), 1)
+    a = a + a.T  # the binarised network
+    out = coreness(_frame(a), method="discrete", seed=0, n_perm=0)
+    ours = out["core"].to_numpy()
+    s = sp.csr_matrix(a)
+    # 1) same fitness function: cpnet's BE quality of our core set equals our correlation
+    q_ours, _ = _score_(s.indptr, s.indices, s.data, np.zeros(n, dtype=np.int64), ours * 1.0, n)
+    assert q_ours == pytest.approx(out.attrs["fit"], abs=1e-12)
+    for k in range(5):  # and of arbitrary sets
+        x = (np.random.default_rng(k).random(n) < 0.4) * 1.0
+        q, _ = _score_(s.indptr, s.indices, s.data, np.zeros(n, dtype=np.int64), x, n)
+        assert q == pytest.approx(_pair_corr(a, np.logical_or.outer(x, x) * 1.0), abs=1e-12)
+    # 2) exhaustive search is optimal: cpnet's Kernighan-Lin heuristic cannot beat it
+    be = cpnet.BE(num_runs=10)
+    be.detect(nx.from_numpy_array(a))
+    assert out.attrs["fit"] + 1e-12 >= be.Q_
+    # 3) on a perfect core-periphery graph ours finds the planted core with fit 1, and cpnet's
+    # quality of that set is 1 too (cpnet 0.0.21's Kernighan-Lin itself returned {0, 1, 4, 7},
+    # Q = 0.784 here: a heuristic, which is why agglo searches exhaustively for n <= 16)
+    perfect = np.logical_or.outer(core, core).astype(float)
+    np.fill_diagonal(perfect, 0)
+    mine = coreness(_frame(perfect), method="discrete", n_perm=0)
+    assert mine["core"].to_numpy().tolist() == core.tolist()
+    assert mine.attrs["fit"] == pytest.approx(1.0)
+    s = sp.csr_matrix(perfect)
+    q, _ = _score_(s.indptr, s.indices, s.data, np.zeros(n, dtype=np.int64), core * 1.0, n)
+    assert q == pytest.approx(1.0)
+    be.detect(nx.from_numpy_array(perfect))
+    assert be.Q_ <= 1.0 + 1e-12
+
+
+# ------------------------------------------------------------------------------- gravity
+
+
+def test_gravity_hand_computed():
+    cities = pd.DataFrame(
+        {"adcode": ["a", "b", "c"], "population": [4.0, 1.0, 9.0], "gdp": [1.0, 4.0, 1.0]}
+    )
+    seats = pd.DataFrame({"adcode": ["a", "b", "c"], "lon": [0.0, 0.0, 0.0], "lat": [0, 1, 3]})
+    t = gravity_interactions(cities, seats=seats)
+    # masses sqrt(P G): a = 2, b = 2, c = 3; one degree of latitude at the equator 110.574 km,
+    # a-c three degrees = 331.73 km (Geod); beta = 2
+    d_ab = 110.574
+    assert t.loc["a", "b"] == pytest.approx(2 * 2 / d_ab**2, rel=1e-4)
+    d = seat_distances_km(seats)
+    assert t.loc["a", "c"] == pytest.approx(2 * 3 / d.loc["a", "c"] ** 2, rel=1e-12)
+    assert d.loc["a", "c"] == pytest.approx(331.7, abs=0.1)
+    assert (np.diag(t) == 0).all()
+    np.testing.assert_allclose(t.to_numpy(), t.to_numpy().T)
+    # one mass column, beta 1, and a user distance matrix (e.g. travel minutes)
+    minutes = pd.DataFrame(
+        [[0, 30, 60], [30, 0, 45], [60, 45, 0]], index=list("abc"), columns=list("abc")
+    )
+    t1 = gravity_interactions(cities, mass="population", beta=1.0, distance=minutes)
+    assert t1.loc["b", "c"] == pytest.approx(1 * 9 / 45)
+
+
+def test_gravity_validation_collects_problems():
+    cities = pd.DataFrame({"adcode": ["a", "a", "b"], "population": [1.0, np.nan, -2], "gdp": 1.0})
+    with pytest.raises(ValidationError, match="duplicate ids") as err:
+        gravity_interactions(cities, seats=pd.DataFrame({"adcode": ["a"], "lon": [0], "lat": [0]}))
+    assert "missing or negative" in str(err.value)
+    with pytest.raises(AggloInputError, match="beta must be a finite number >= 0, got -1"):
+        gravity_interactions(cities, beta=-1)
+    same = pd.DataFrame({"adcode": ["a", "b"], "population": [1.0, 2.0], "gdp": [1.0, 1.0]})
+    seats = pd.DataFrame({"adcode": ["a", "b"], "lon": [1.0, 1.0], "lat": [2.0, 2.0]})
+    with pytest.raises(AggloInputError, match="share a seat"):
+        gravity_interactions(same, seats=seats)
+    with pytest.raises(AggloInputError, match="distance must be one of"):
+        gravity_interactions(same, distance="euclid", seats=seats)
+
+
+def test_city_seats_districts_and_fallback():
+    cities = gpd.GeoDataFrame(
+        {"adcode": ["100100", "100200"]},
+        geometry=[shapely.box(0, 0, 4, 2), shapely.box(10, 0, 12, 2)],
+        crs=4326,
+    )
+    counties = gpd.GeoDataFrame(
+        {"name_zh": ["甲区", "乙区", "丙县"], "city_adcode": ["100100", "100100", "100100"]},
+        geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1), shapely.box(2, 0, 4, 2)],
+        crs=4326,
+    )
+    s = city_seats(cities, counties=counties)
+    # the districts' union is the box (0,0)-(2,1): centroid (1, 0.5); the second city has none
+    assert (s.geometry.x.tolist(), s.geometry.y.tolist()) == ([1.0, 11.0], [0.5, 1.0])
+    assert s.seat_source.tolist() == ["districts", "polygon"]
+    with pytest.raises(AggloInputError, match=r"method must be one of \['districts', 'polygon'\]"):
+        city_seats(cities, method="capital")
+
+
+def test_bundled_seats_inside_their_cities(cities, counties):
+    members = cities[cities["agglomeration_id"] == "cy"]
+    s = city_seats(members, counties=counties)
+    gap = shapely.distance(s.geometry.to_numpy(), members.geometry.to_numpy())
+    assert (gap < 1e-6).all()  # degrees; seats lie in (or on the edge of) their city
+    cd = s.set_index("adcode").geometry["510100"]
+    # Chengdu's seat lies within ~20 km of Tianfu Square (104.066 E, 30.657 N)
+    from pyproj import Geod
+
+    assert Geod(ellps="WGS84").inv(cd.x, cd.y, 104.066, 30.657)[2] < 20_000
+
+
+# ------------------------------------------------------------------------------- city system
+
+
+def test_city_system_hand_computed():
+    c = pd.DataFrame(
+        {
+            "adcode": list("abcdefgh"),
+            "agglomeration_id": ["x"] * 4 + ["y"] * 4,
+            "population": [120.0, 60, 40, 30, 100, 50, 20, 10],
+        }
+    )
+    s = city_system(c, by="agglomeration_id", name_col=None)
+    x, y = s.loc["x"], s.loc["y"]
+    # x follows P = 120 / r exactly
+    assert x.p1_p2 == 2.0 and x.p2_p3 == 1.5
+    assert x.four_city == pytest.approx(120 / 130)
+    assert x.zipf_q == pytest.approx(1.0) and x.zipf_r2 == pytest.approx(1.0)
+    assert x.hhi == pytest.approx((120**2 + 60**2 + 40**2 + 30**2) / 250**2)  # 0.328
+    assert x.top_share == pytest.approx(120 / 250)
+    # y: ln P = [4.605170, 3.912023, 2.995732, 2.302585] on ln r = [0, 0.693147, 1.098612,
+    # 1.386294]; OLS by hand: mean ln r = 0.794513, deviations [-0.794513, -0.101366,
+    # 0.304099, 0.591781] and [1.151292, 0.458145, -0.458146, -1.151293]:
+    # Sxy = -0.914716 - 0.046440 - 0.139322 - 0.681313 = -1.781791,
+    # Sxx = 0.631251 + 0.010275 + 0.092476 + 0.350205 = 1.084207 -> slope -1.64341
+    assert y.zipf_q == pytest.approx(1.64341, abs=1e-4)
+    assert y.four_city == pytest.approx(100 / 80)
+    assert (y.p1_id, y.p2_id, y.p3_id) == ("e", "f", "g")
+    assert y.n_cities == 4 and y.total == 180
+
+
+def test_city_system_rejects_non_positive_size():
+    c = pd.DataFrame({"adcode": ["a", "b"], "population": [1.0, 0.0]})
+    with pytest.raises(AggloInputError, match=r"must be a number > 0 .* for \['b'\]"):
+        city_system(c)
+
+
+# ------------------------------------------------------------------------------- gaps
+
+
+def test_core_periphery_gaps_directions():
+    panel = pd.DataFrame(
+        {
+            "adcode": ["a", "b", "c"] * 4,
+            "year": [2010] * 6 + [2020] * 6,
+            "indicator": (["population"] * 3 + ["pm25"] * 3) * 2,
+            "value": [10, 4, 6, 40, 50, 50, 12, 7, 5, 45, 50, 50],
+        }
+    )
+    cores = pd.DataFrame({"adcode": ["a", "b", "c"], "agglomeration_id": "x", "core": [1, 0, 0]})
+    g = core_periphery_gaps(panel, cores).set_index(["indicator", "year"])
+    # population: 10/5 = 2 -> 12/6 = 2: no change -> stable
+    assert g.loc[("population", 2010), "ratio"] == 2.0
+    assert g.loc[("population", 2020), "trend"] == "stable"
+    # pm25 (lower is better): core 40 vs 50 -> advantage 1.25; then 45 vs 50 -> 1.111: diffusing
+    assert g.loc[("pm25", 2010), "advantage"] == pytest.approx(1.25)
+    assert g.loc[("pm25", 2020), "change"] == pytest.approx((50 / 45) / 1.25 - 1)
+    assert g.loc[("pm25", 2020), "trend"] == "diffusing"
+    assert g.loc[("pm25", 2010), "trend"] is None
+    assert g.loc[("pm25", 2020), "direction"] == -1
+    # a per-year core set and an explicit direction override
+    cores_y = pd.DataFrame(
+        {
+            "adcode": ["a", "b", "c"] * 2,
+            "year": [2010] * 3 + [2020] * 3,
+            "agglomeration_id": "x",
+            "core": [1, 0, 0, 1, 1, 0],
+        }
+    )
+    g2 = core_periphery_gaps(
+        panel, cores_y, indicators=["population"], directions={"population": -1}
+    )
+    # 2020: core (12 + 7) / 2 = 9.5 over 5 -> 1.9; direction -1: advantage 1/2 -> 1/1.9
+    assert g2["ratio"].tolist() == pytest.approx([2.0, 1.9])
+    assert g2["trend"].tolist() == [None, "polarising"]
+
+
+def test_core_periphery_gaps_validation():
+    with pytest.raises(ValidationError, match="cores lacks column 'core'"):
+        core_periphery_gaps(
+            pd.DataFrame(columns=["adcode", "year", "indicator", "value"]),
+            pd.DataFrame({"adcode": [], "agglomeration_id": []}),
+        )
+
+
+# ------------------------------------------------------------------------------- structure
+
+
+def test_structure_type_rules():
+    def system(sizes):
+        c = pd.DataFrame({"adcode": [f"c{i}" for i in range(len(sizes))], "population": sizes})
+        return city_system(c, name_col=None)
+
+    zipf = [120 / r for r in range(1, 9)]  # P1/P2 = 2, q = 1
+    assert structure_type(system(zipf)).structure_type.iloc[0] == "gradient"
+    assert structure_type(system([500.0, 100, 80, 60, 40])).structure_type.iloc[0] == "single core"
+    assert structure_type(system([100.0, 90, 20, 15])).structure_type.iloc[0] == "dumbbell"
+    assert structure_type(system([100.0, 95, 92, 90, 88])).structure_type.iloc[0] == "scattered"
+    # the core set matters: a dominant city with three core cities is not "single core"
+    s = system([500.0, 100, 80, 60, 40])
+    cores = pd.DataFrame({"adcode": ["c0", "c1", "c2", "c3", "c4"], "core": [1, 1, 1, 0, 0]})
+    out = structure_type(s, cores)
+    assert out.structure_type.iloc[0] != "single core" and out.n_core.iloc[0] == 3
+    # dumbbell needs both large cities in the core
+    s2 = system([100.0, 90, 20, 15])
+    only_one = pd.DataFrame({"adcode": ["c0", "c1", "c2", "c3"], "core": [1, 0, 0, 0]})
+    assert structure_type(s2, only_one).structure_type.iloc[0] != "dumbbell"
+    # thresholds are parameters
+    assert structure_type(system(zipf), single_primacy=1.9).structure_type.iloc[0] == "single core"
+
+
+# ------------------------------------------------------------------------------- census
+
+
+def _census_panel(shared_data) -> pd.DataFrame:
+    path = shared_data / "census" / "census_city_2010-2020_v1.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    raw = pd.read_csv(
+        path,
+        encoding="utf-8-sig",
+        dtype={"city_code": str},
+        usecols=["city_code", "popu_2010", "popu_2020"],
+    )
+    raw["adcode"] = raw["city_code"].replace({"500100": "500000"})  # Chongqing municipality
+    long = raw.melt(id_vars="adcode", value_vars=["popu_2010", "popu_2020"], value_name="persons")
+    long["year"] = long["variable"].str[-4:].astype(int)
+    return long.assign(indicator="population", value=long["persons"] / 1e4)[
+        ["adcode", "year", "indicator", "value"]
+    ]
+
+
+def test_census_chengdu_polarises(shared_data, cities):
+    panel = _census_panel(shared_data)
+    cy = cities[cities["agglomeration_id"] == "cy"]
+    cy_panel = panel[panel["adcode"].isin(cy["adcode"])]
+    assert cy_panel.groupby("year").size().tolist() == [16, 16]
+    # direction from the raw census numbers: shares of the cy total
+    wide = cy_panel.pivot(index="adcode", columns="year", values="value")
+    share = wide / wide.sum()
+    rising = share[2020] > share[2010]
+    assert rising["510100"]  # Chengdu
+    assert not rising[["510600", "511400", "512000"]].any()  # Deyang, Meishan, Ziyang
+    # agglo: Chengdu as core against its three neighbours -> the ratio polarises like the raw data
+    four = ["510100", "510600", "511400", "512000"]
+    cores = pd.DataFrame({"adcode": four, "agglomeration_id": "cy", "core": [1, 0, 0, 0]})
+    g = core_periphery_gaps(panel, cores).set_index("year")
+    raw_ratio = wide.loc["510100"] / wide.loc[four[1:]].mean()
+    assert g["ratio"].to_numpy() == pytest.approx(raw_ratio.to_numpy())
+    assert g.loc[2020, "trend"] == (
+        "polarising" if raw_ratio[2020] > raw_ratio[2010] else "diffusing"
+    )
+    assert g.loc[2020, "trend"] == "polarising"
+    # the gravity network (population as mass) puts Chengdu and Chongqing in the core both years
+    for year in (2010, 2020):
+        pop = cy.merge(cy_panel[cy_panel.year == year], on="adcode")
+        pop = gpd.GeoDataFrame(pop, geometry="geometry", crs=cy.crs)
+        t = gravity_interactions(pop.rename(columns={"value": "population"}), mass="population")
+        out = coreness(t, method="discrete", seed=1, n_perm=0)
+        assert {"510100", "500000"} <= set(out.index[out.core])
+        system = city_system(pop.rename(columns={"value": "population"}))
+        assert system["total"].iloc[0] == pytest.approx(wide[year].sum())
