@@ -1,0 +1,79 @@
+"""The metro pipeline stage and the ``agglo metro`` command (in-process)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyogrio
+import pytest
+
+from agglo.cli import main
+from agglo.config import RunConfig
+from agglo.errors import AggloInputError
+from agglo.paths import data_path
+from agglo.pipeline import RunContext
+from agglo.pipeline import metro as stage
+
+
+def make_ctx(tmp_path, cities, counties, **sections):
+    ctx = RunContext(config=RunConfig(sections=sections), out_dir=tmp_path)
+    ctx.cities, ctx.counties = cities, counties
+    return ctx
+
+
+def test_stage_on_bundled_synthetic_network(tmp_path, cities, counties):
+    ctx = make_ctx(tmp_path, cities, counties, metro={"cores": ["成都", "贵阳"], "bands": [30, 60]})
+    stage.run(ctx)
+    assert "demo_roads_synthetic.gpkg" in ctx.synthetic
+    areas = ctx.layers["metro_areas"]
+    assert areas["core_adcode"].tolist() == ["510100", "520100"]
+    assert areas["agglomeration_id"].tolist() == ["cy", "qz"]
+    iso = ctx.layers["isochrones"]
+    assert sorted(set(iso["band_max"])) == [30.0, 60.0]
+    # the bands of each core add up to its catchment
+    for core, a in zip(areas["core_adcode"], areas["area_km2"], strict=True):
+        assert iso.loc[iso["core_adcode"] == core, "area_km2"].sum() == pytest.approx(a, rel=1e-3)
+    mem = ctx.tables["metro_members"]
+    assert mem["member"].any() and (mem.loc[mem["member"], "seat_minutes"] <= 60).all()
+    assert np.isnan(mem.loc[~mem["member"], "seat_minutes"]).all()
+    assert {"metro_members", "metro_cities"} <= set(ctx.tables)
+    check = [s for s in ctx.summary if "Seed-003" in s]
+    assert len(check) == 1 and "reaches the seats" in check[0] and check[0].startswith("[SYNTHETIC")
+    assert "SYNTHETIC" in ctx.layer_metadata["metro_areas"]["method"]
+
+
+def test_stage_rejects_unknown_option_and_missing_roads(tmp_path, cities, counties):
+    with pytest.raises(AggloInputError, match=r"\[metro\] option\(s\) \['minuts'\] unknown"):
+        stage.run(make_ctx(tmp_path, cities, counties, metro={"minuts": 30}))
+    ctx = RunContext(config=RunConfig(roads=tmp_path / "none.osm.pbf"), out_dir=tmp_path)
+    ctx.cities, ctx.counties = cities, counties
+    with pytest.raises(AggloInputError, match="does not exist"):
+        stage.run(ctx)
+
+
+def test_cli_metro(tmp_path, capsys):
+    out = tmp_path / "m"
+    roads = data_path("roads", "demo_roads_synthetic.gpkg")
+    args = [
+        "metro",
+        "--roads",
+        str(roads),
+        "--cores",
+        "成都",
+        "--bands",
+        "30,60",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "[SYNTHETIC roads] 成都市 (510100)" in text
+    assert sorted(pyogrio.list_layers(out / "metro.gpkg")[:, 0]) == ["isochrones", "metro_areas"]
+    meta = pyogrio.read_info(out / "metro.gpkg", layer="metro_areas")["layer_metadata"]
+    assert meta["data_status"] == "synthetic"
+    assert (out / "metro_members.csv").read_text(encoding="utf-8").startswith("core_adcode,")
+    assert main(args) == 2  # exists, no --force
+    assert "--force" in capsys.readouterr().err
+    assert main(["metro", "--cores", "Atlantis", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown core city" in capsys.readouterr().err
+    assert main(["metro", "--bands", "a,b", "--out", str(tmp_path / "y")]) == 2
+    assert "--bands must be numbers" in capsys.readouterr().err
