@@ -1,14 +1,351 @@
-"""Pipeline stage ``coreperiphery``: not implemented yet (see the issue for this stage)."""
+"""Pipeline stage ``coreperiphery``: core-periphery structure per agglomeration and year.
+
+For every agglomeration (member cities of ``ctx.cities``) and year of the panel: the gravity
+network from the panel's ``population`` and ``gdp`` (:func:`agglo.gravity_interactions`,
+geodesic km between district seats), Borgatti-Everett coreness with both methods and a
+permutation test (:func:`agglo.coreness`, seed ``ctx.config.seed``), the city-size system
+(:func:`agglo.city_system`) and its shape (:func:`agglo.structure_type`, using the discrete
+core set). Core/periphery gaps of every panel indicator (:func:`agglo.core_periphery_gaps`) use
+one core set per agglomeration for all years (``gap_cores = "first"``: the first year's, by
+default), so a change between years is a change of the cities, not of the grouping.
+
+Records:
+
+- tables ``coreness`` (long: agglomeration, year, city, method, coreness, core),
+  ``coreness_fit`` (fit correlation, permutation p-value and null summary per agglomeration,
+  year and method), ``city_system``, ``structure_type``, ``core_periphery_gaps``;
+- layer ``core_periphery``: member city polygons with ``coreness_<year>`` (continuous) and
+  ``core_<year>`` (discrete core flag) columns and the latest ``structure_type``;
+- ``ctx.results["coreperiphery"]``: a dict with those tables and the options;
+- one summary line per agglomeration for the latest year (core set, fit, p, structure type).
+
+Options (``[coreperiphery]`` section): see :data:`OPTIONS`.
+"""
 
 from __future__ import annotations
 
+import difflib
 import logging
+from typing import Any
 
+import geopandas as gpd
+import pandas as pd
+
+from agglo.coreperiphery import (
+    METHODS,
+    TRANSFORMS,
+    city_seats,
+    city_system,
+    core_periphery_gaps,
+    coreness,
+    gravity_interactions,
+    structure_type,
+)
+from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
 
 log = logging.getLogger(__name__)
 
+#: options of the ``[coreperiphery]`` section and their defaults
+OPTIONS: dict[str, Any] = {
+    "mass": ["population", "gdp"],
+    "beta": 2.0,
+    "size": "population",
+    "methods": ["continuous", "discrete"],
+    "n_perm": 49,
+    "restarts": 2,
+    "exhaustive_max": 16,
+    "transform": "none",
+    "seat": "districts",
+    "gap_cores": "first",
+    "gap_tol": 0.0,
+    "single_primacy": 2.5,
+    "single_max_cores": 1,
+    "dumbbell_primacy": 2.0,
+    "dumbbell_gap": 2.0,
+    "zipf_range": [0.8, 1.25],
+    "min_r2": 0.9,
+}
+GAP_CORES = ("first", "latest", "each")
+_STRUCTURE_KEYS = (
+    "single_primacy",
+    "single_max_cores",
+    "dumbbell_primacy",
+    "dumbbell_gap",
+    "zipf_range",
+    "min_r2",
+)
+
+
+def stage_options(section: dict[str, Any]) -> dict[str, Any]:
+    """Validate the ``[coreperiphery]`` section and fill in defaults.
+
+    Examples
+    --------
+    >>> stage_options({"beta": 1.5})["beta"]
+    1.5
+    >>> stage_options({"n_perms": 9})
+    Traceback (most recent call last):
+    ...
+    agglo.errors.AggloInputError: [coreperiphery] 'n_perms' is not an option (did you mean n_perm?)
+    """
+    problems = []
+    for key in section:
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, list(OPTIONS), n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(OPTIONS)}"
+            problems.append(f"{key!r} is not an option ({hint})")
+    opts = {**OPTIONS, **section}
+    methods = [opts["methods"]] if isinstance(opts["methods"], str) else list(opts["methods"])
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        problems.append(f"methods must be a list from {list(METHODS)}; got {opts['methods']!r}")
+    opts["methods"] = methods
+    for key, allowed in (
+        ("transform", TRANSFORMS),
+        ("gap_cores", GAP_CORES),
+        ("seat", ("districts", "polygon")),
+    ):
+        if opts[key] not in allowed:
+            problems.append(f"{key} must be one of {list(allowed)}; got {opts[key]!r}")
+    if not isinstance(opts["n_perm"], int) or opts["n_perm"] < 0:
+        problems.append(f"n_perm must be an integer >= 0; got {opts['n_perm']!r}")
+    if problems:
+        raise AggloInputError("[coreperiphery] " + "; ".join(problems))
+    return opts
+
+
+def analyse(
+    cities: gpd.GeoDataFrame,
+    panel: pd.DataFrame,
+    *,
+    counties: gpd.GeoDataFrame | None = None,
+    years: list[int] | None = None,
+    agglomerations: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    seed: int = 20101115,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Core-periphery analysis of every agglomeration and year.
+
+    Parameters
+    ----------
+    cities
+        City polygons with ``adcode``, ``name_zh``, ``agglomeration_id`` (members: not null).
+    panel
+        Tidy ``adcode, year, indicator, value`` with the mass and size indicators.
+    counties
+        Counties for the district seats (default: bundled).
+    years, agglomerations
+        Subsets (default: every year of the panel, every agglomeration).
+    options
+        ``[coreperiphery]`` options (see :data:`OPTIONS`).
+    seed
+        Seed of every random start and permutation.
+    progress
+        Progress bars over permutations.
+
+    Returns
+    -------
+    dict
+        ``coreness``, ``fit``, ``city_system``, ``structure_type``, ``gaps`` (DataFrames),
+        ``layer`` (GeoDataFrame), ``options``.
+    """
+    opts = stage_options(options or {})
+    mass = [opts["mass"]] if isinstance(opts["mass"], str) else list(opts["mass"])
+    size = opts["size"]
+    needed = sorted({*mass, size})
+    absent = [v for v in needed if v not in set(panel["indicator"])]
+    if absent:
+        raise AggloInputError(
+            f"[coreperiphery] the panel lacks indicator(s) {absent} needed for the gravity "
+            "masses and city sizes."
+        )
+    members = cities[cities["agglomeration_id"].notna()]
+    members = members[["adcode", "name_zh", "agglomeration_id", "geometry"]]
+    if agglomerations is not None:
+        unknown = sorted(set(agglomerations) - set(members["agglomeration_id"]))
+        if unknown:
+            raise AggloInputError(
+                f"unknown agglomeration(s) {unknown}; "
+                f"valid: {sorted(members['agglomeration_id'].unique())}."
+            )
+        members = members[members["agglomeration_id"].isin(agglomerations)]
+    all_years = sorted(int(y) for y in panel["year"].unique())
+    years = all_years if years is None else sorted(int(y) for y in years)
+    missing_years = sorted(set(years) - set(all_years))
+    if missing_years:
+        raise AggloInputError(f"year(s) {missing_years} not in the panel (it has {all_years}).")
+    seats = city_seats(members, counties=counties, method=opts["seat"])
+    wide = (
+        panel[panel["indicator"].isin(needed) & panel["adcode"].isin(members["adcode"])]
+        .pivot_table(index=["adcode", "year"], columns="indicator", values="value", aggfunc="first")
+        .reset_index()
+    )
+    structure_kw = {k: opts[k] for k in _STRUCTURE_KEYS}
+    structure_kw["zipf_range"] = tuple(structure_kw["zipf_range"])
+    long_rows, fit_rows, systems, structures = [], [], [], []
+    for agg, group in members.groupby("agglomeration_id", sort=True):
+        for year in years:
+            data = group.merge(wide[wide["year"] == year], on="adcode", how="left")
+            ok = data[needed].notna().all(axis=1) & (data[size] > 0)
+            if not ok.all():
+                log.warning(
+                    "coreperiphery: %s %s: no %s for %s; left out",
+                    agg,
+                    year,
+                    "/".join(needed),
+                    ", ".join(data.loc[~ok, "name_zh"]),
+                )
+            data = data[ok]
+            if len(data) < 3:
+                log.warning("coreperiphery: %s %s skipped: fewer than 3 cities", agg, year)
+                continue
+            t = gravity_interactions(data, mass=mass, beta=float(opts["beta"]), seats=seats)
+            names = data.set_index("adcode")["name_zh"]
+            discrete = None
+            for method in opts["methods"]:
+                res = coreness(
+                    t,
+                    method=method,
+                    seed=seed,
+                    n_perm=opts["n_perm"],
+                    restarts=opts["restarts"],
+                    exhaustive_max=opts["exhaustive_max"],
+                    transform=opts["transform"],
+                    progress=progress,
+                )
+                if method == "discrete":
+                    discrete = res
+                fit_rows.append(
+                    {
+                        "agglomeration_id": agg,
+                        "year": year,
+                        "method": method,
+                        "n_cities": len(res),
+                        "n_core": int(res["core"].sum()),
+                        "core_cities": "、".join(names[res.index[res["core"]]]),
+                        **{
+                            k: res.attrs[k]
+                            for k in ("fit", "p_value", "n_perm", "null_mean", "null_q95")
+                        },
+                    }
+                )
+                frame = res.reset_index()
+                long_rows.append(
+                    frame.assign(
+                        agglomeration_id=agg,
+                        year=year,
+                        method=method,
+                        name_zh=frame["adcode"].map(names).to_numpy(),
+                    )
+                )
+            system = city_system(data, size, name_col="name_zh").assign(
+                agglomeration_id=agg, year=year
+            )
+            systems.append(system)
+            cores = None if discrete is None else discrete.reset_index()
+            structures.append(
+                structure_type(system, cores, **structure_kw).assign(
+                    agglomeration_id=agg, year=year
+                )
+            )
+    if not long_rows:
+        raise AggloInputError(
+            "[coreperiphery] no agglomeration and year had 3 or more cities with "
+            f"{'/'.join(needed)}."
+        )
+    long = pd.concat(long_rows, ignore_index=True)[
+        ["agglomeration_id", "year", "adcode", "name_zh", "method", "coreness", "core"]
+    ]
+    fit = pd.DataFrame(fit_rows)
+    system_df = pd.concat(systems).reset_index(drop=True)
+    system_df = system_df[["agglomeration_id", "year", *system_df.columns[:-2]]]
+    struct_df = pd.concat(structures).reset_index(drop=True)
+    struct_df = struct_df[["agglomeration_id", "year", "structure_type", "n_core", "rule"]]
+    gaps = _gaps(panel, long, members, opts)
+    layer = _layer(members, long, struct_df)
+    return {
+        "coreness": long,
+        "fit": fit,
+        "city_system": system_df,
+        "structure_type": struct_df,
+        "gaps": gaps,
+        "layer": layer,
+        "options": opts,
+    }
+
+
+def _gaps(
+    panel: pd.DataFrame, long: pd.DataFrame, members: pd.DataFrame, opts: dict[str, Any]
+) -> pd.DataFrame:
+    method = "discrete" if "discrete" in set(long["method"]) else "continuous"
+    sets = long[long["method"] == method][["agglomeration_id", "year", "adcode", "core"]]
+    if opts["gap_cores"] != "each":
+        pick = "min" if opts["gap_cores"] == "first" else "max"
+        ref = sets.groupby("agglomeration_id")["year"].transform(pick)
+        sets = sets[sets["year"] == ref].drop(columns="year")
+    data = panel[panel["adcode"].isin(members["adcode"])]
+    gaps = core_periphery_gaps(data, sets, tol=float(opts["gap_tol"]))
+    return gaps.assign(core_method=method, core_set=opts["gap_cores"])
+
+
+def _layer(members: gpd.GeoDataFrame, long: pd.DataFrame, struct: pd.DataFrame) -> gpd.GeoDataFrame:
+    out = members.copy()
+    for method, col in (("continuous", "coreness"), ("discrete", "core")):
+        sub = long[long["method"] == method]
+        for year, g in sub.groupby("year", sort=True):
+            out[f"{col}_{year}"] = out["adcode"].map(g.set_index("adcode")[col])
+    latest = struct[struct["year"] == struct["year"].max()].set_index("agglomeration_id")
+    out["structure_type"] = out["agglomeration_id"].map(latest["structure_type"])
+    return out.reset_index(drop=True)
+
 
 def run(ctx: RunContext) -> None:
-    """Placeholder: logs that the stage is not available yet."""
-    log.info("stage coreperiphery is not implemented yet; skipped")
+    """Core-periphery analysis of the run's panel; skipped (logged) when inputs are missing."""
+    if ctx.panel is None or ctx.cities is None:
+        log.info("stage coreperiphery skipped: no panel or cities")
+        return
+    opts = stage_options(ctx.config.section("coreperiphery"))
+    try:
+        res = analyse(
+            ctx.cities,
+            ctx.panel,
+            counties=ctx.counties,
+            years=ctx.years or None,
+            options=opts,
+            seed=ctx.config.seed,
+        )
+    except AggloInputError as exc:
+        log.warning("stage coreperiphery skipped: %s", exc)
+        return
+    ctx.results["coreperiphery"] = res
+    ctx.tables["coreness"] = res["coreness"]
+    ctx.tables["coreness_fit"] = res["fit"]
+    ctx.tables["city_system"] = res["city_system"]
+    ctx.tables["structure_type"] = res["structure_type"]
+    ctx.tables["core_periphery_gaps"] = res["gaps"]
+    ctx.layers["core_periphery"] = res["layer"]
+    ctx.layer_metadata["core_periphery"] = {
+        "description": (
+            "member cities: Borgatti-Everett coreness (continuous, max 1) and discrete core "
+            "flag per year on the gravity network sqrt(P G)_i sqrt(P G)_j / d_ij^beta; "
+            "structure_type of the agglomeration in the latest year"
+        ),
+        "units": {"coreness_<year>": "0-1 (continuous coreness)", "core_<year>": "bool"},
+        "options": {k: v for k, v in opts.items()},
+        "seed": ctx.config.seed,
+    }
+    fit = res["fit"]
+    latest = int(fit["year"].max())
+    struct = res["structure_type"].set_index(["agglomeration_id", "year"])
+    for row in fit[
+        (fit["year"] == latest) & (fit["method"] == fit["method"].iloc[-1])
+    ].itertuples():
+        kind = struct.loc[(row.agglomeration_id, latest), "structure_type"]
+        ctx.summary.append(
+            ctx.label(
+                f"Core-periphery {row.agglomeration_id} {latest}: core {row.core_cities} "
+                f"({row.method} fit {row.fit:.2f}, p {row.p_value:.3f}); structure {kind}"
+            )
+        )
