@@ -17,9 +17,10 @@ module adds is the part that goes wrong in practice:
 - **reproducibility**: every permutation test takes ``seed``.
 
 Departures from a plain esda call: LISA significance is after Benjamini-Hochberg
-false-discovery-rate control by default (``correction="none"`` for a plain alpha); G* uses the
-binary neighbour structure of the weights plus the unit itself, row-standardised (esda's
-default for ``star=True``).
+false-discovery-rate control by default (``correction="none"`` for a plain alpha); G* is the
+classic Ord & Getis (1995) statistic on the binary neighbour structure of the weights plus the
+unit itself (esda's analytic variance is exact for binary weights only), computed on values
+shifted to be positive when needed (its z-score and p-value do not change under a shift).
 """
 
 from __future__ import annotations
@@ -197,7 +198,14 @@ def _base_graph(
         dist_m = float(threshold) * 1000.0
     if kind == "distance":
         return Graph.build_distance_band(pts, dist_m)
-    bw = dist_m if bandwidth is None else float(bandwidth) * 1000.0
+    if bandwidth is not None:
+        bw = float(bandwidth) * 1000.0
+    elif threshold is not None:
+        bw = dist_m
+    else:  # reach the k-th nearest neighbour of every unit (libpysal truncates at bw)
+        from scipy.spatial import KDTree
+
+        bw = float(KDTree(coords).query(coords, k=k + 1)[0][:, k].max()) * (1 + 1e-6)
     if not bw > 0:
         raise AggloInputError(f"bandwidth must be a positive distance in km; got {bandwidth}.")
     return Graph.build_kernel(pts, kernel=kernel, k=k, bandwidth=bw)
@@ -346,9 +354,10 @@ def spatial_weights(
         libpysal transformation: ``"R"`` row-standardised (default), ``"B"`` binary,
         ``"O"`` original, ``"D"`` doubly standardised, ``"V"`` variance stabilising.
     kernel
-        Kernel function for ``kind="kernel"``.
+        Kernel function for ``kind="kernel"`` (libpysal's, which are 0 beyond the bandwidth).
     bandwidth
-        Kernel bandwidth in km (default: ``threshold`` or its default).
+        Kernel bandwidth in km (default: ``threshold`` if given, else the largest distance
+        from a unit to its ``k``-th nearest neighbour, so every unit keeps ``k`` neighbours).
     tolerance_m
         For contiguity: treat units closer than this many metres as neighbours (fuzzy
         contiguity on boundaries buffered by half of it, in metres) — for boundaries with
@@ -639,9 +648,10 @@ def local_autocorrelation(
     pandas.DataFrame
         On the input's index: ``z`` (standardised value), ``lag_z`` (its spatial lag: the
         Moran scatterplot), ``lisa_i``, ``lisa_p`` (conditional-permutation pseudo p-value),
-        ``lisa_q`` (BH-adjusted p), ``quadrant`` (HH, LH, LL, HL; ``None`` for an island),
+        ``lisa_q`` (BH-adjusted p), ``quadrant`` (HH, LH, LL, HL; missing for an island),
         ``significant`` (bool), ``cluster`` (quadrant if significant, else ``"ns"``),
-        ``gstar_z`` (G* z-score; > 0 hot spot) and ``gstar_p`` (its pseudo p-value).
+        ``gstar_z`` (Ord-Getis G* z-score on binary weights with self; > 0 hot spot) and
+        ``gstar_p`` (its pseudo p-value).
 
     Examples
     --------
@@ -664,12 +674,15 @@ def local_autocorrelation(
         raise AggloInputError(f"alpha must be between 0 and 1; got {alpha}.")
     graph, y, positions = _align(data, column, w, id_col)
     structure = graph.transform("B")
+    # G (a ratio to the sum of y) needs positive values; its z-score and permutation p are
+    # invariant to adding a constant, so shift non-positive data (lag scores are centred)
+    y_g = y if y.min() > 0 else y - y.min() + y.std()
     with _seeded(seed):
         lm = esda.Moran_Local(
             y, graph, transformation=graph.transformation, permutations=permutations, seed=seed
         )
         gs = esda.G_Local(
-            y, structure, transform="R", star=True, permutations=permutations, seed=seed, n_jobs=1
+            y_g, structure, transform="B", star=True, permutations=permutations, seed=seed, n_jobs=1
         )
     p = np.asarray(lm.p_sim, dtype=float)
     q = false_discovery_control(p, method="bh")
