@@ -339,23 +339,32 @@ def brute_force_times(roads, src, qx, qy, to_m, access_kmh, sample_m=10.0):
     return np.minimum(out, np.hypot(qx - x0, qy - y0) / mpm)
 
 
-@pytest.mark.parametrize(("limit", "access"), [(6.0, 5.0), (3.0, 15.0)])
-def test_catchment_equals_brute_force_on_grid(limit, access):
-    roads = grid_network()
+@pytest.mark.parametrize(
+    ("limit", "access", "n", "step", "quad_segs"),
+    # the last case has interior edges whose sweep is left out (chord-error rule)
+    [(6.0, 5.0, 9, 0.005, 16), (3.0, 15.0, 9, 0.005, 16), (4.0, 15.0, 31, 0.001, 4)],
+)
+def test_catchment_equals_brute_force_on_grid(limit, access, n, step, quad_segs):
+    roads = grid_network(n=n, step=step)
     g = road_graph(roads)
-    src = (104.02, 30.62)  # the centre node
-    cat = commute_catchment(g, [src], minutes=limit, access_speed_kmh=access, quad_segs=16)
+    src = (104.0 + (n // 2) * step, 30.6 + (n // 2) * step)  # the centre node
+    cat = commute_catchment(g, [src], minutes=limit, access_speed_kmh=access, quad_segs=quad_segs)
     poly = cat.polygons.geometry.iloc[0]
     to_m = Transformer.from_crs(
-        4326, "+proj=aeqd +lat_0=30.62 +lon_0=104.02 +datum=WGS84", always_xy=True
+        4326, f"+proj=aeqd +lat_0={src[1]} +lon_0={src[0]} +datum=WGS84", always_xy=True
     )
-    lon, lat = np.meshgrid(np.linspace(103.99, 104.05, 70), np.linspace(30.59, 30.65, 70))
+    span = (n // 2 + 1) * step
+    lon, lat = np.meshgrid(
+        np.linspace(src[0] - span, src[0] + span, 70), np.linspace(src[1] - span, src[1] + span, 70)
+    )
     lon, lat = lon.ravel(), lat.ravel()
     qx, qy = to_m.transform(lon, lat)
     t = brute_force_times(roads, src, qx, qy, to_m, access)
     inside = shapely.contains_xy(poly, lon, lat)
-    # margin: 10 m sampling of the roads at the access speed + inscribed-circle error
-    margin = 15 / (access * 1000 / 60) + 0.01
+    # margin: 10 m sampling of the roads (15 m) + the chord error of the largest disc polygon
+    # (radius limit x access speed), in minutes at the access speed
+    mpm = access * 1000 / 60
+    margin = (15 + limit * mpm * (1 - math.cos(math.pi / (4 * quad_segs)))) / mpm
     sure_in, sure_out = t <= limit - margin, t >= limit + margin
     assert sure_in.sum() > 100 and sure_out.sum() > 100
     assert inside[sure_in].all(), "a reachable point is outside the catchment"

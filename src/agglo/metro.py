@@ -21,7 +21,9 @@ Model (DESIGN.md "Metropolitan areas"):
   the source's own walking disc. Nothing unreachable is claimed (discs are inscribed polygons):
   hosted isochrone tools that buffer whole edges or wrap a concave hull around the reached nodes
   claim area that cannot be reached in time. Entering the network part-way along an edge is not
-  modelled (vehicles join at nodes).
+  modelled (vehicles join at nodes). For speed, the sweep of an edge deep inside the area is
+  left out when it adds less than the disc polygons' own chord error (see
+  ``_network_polygon``), so the polygon may miss a sliver of that width -- never more.
 - **Friction** alternative (``method="friction"``, for sparse networks): the road speeds are
   burnt into a raster of ``cell_m`` cells over a background speed (default: the access speed);
   cost-distance by Dijkstra on the 8-neighbour cell graph (step cost = step length x mean of the
@@ -715,6 +717,12 @@ def _network_polygon(
         p1 = p0 + f[:, None] * (np.column_stack([x[v], y[v]]) - p0)
         seg = np.hypot(*(p1 - p0).T)
         sweep = seg + r1 > r0  # the edge reaches beyond the disc of its start node
+        # Interior edges: the hull of D(u, r0) and D(v, r1) exceeds the union of the two
+        # node discs (both drawn below) by at most L^2 / (2 r1); skip it when that is no more
+        # than the chord error r1 (1 - cos(pi / (4 quad_segs))) of the disc polygons.
+        chord = 1.0 - math.cos(math.pi / (4 * quad_segs))
+        full = (f >= 1.0) & (r1 > 0)
+        sweep &= ~(full & (seg * seg <= 2.0 * chord * r1 * r1))
         geoms.append(_tapered_hulls(p0[sweep], r0[sweep], p1[sweep], r1[sweep], n_arc))
         # one disc per reached node (covers every edge that does not sweep beyond it)
         geoms.append(
