@@ -1,0 +1,136 @@
+"""Core-periphery in the run pipeline and on the command line (bundled synthetic demo panel)."""
+
+from __future__ import annotations
+
+import logging
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+
+from agglo.cli import main
+from agglo.config import RunConfig
+from agglo.pipeline import run
+
+FAST = {"coreperiphery": {"n_perm": 4, "restarts": 1}}
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cp") / "out"
+    return run(RunConfig(sections=FAST), out, stages=("foundation", "coreperiphery", "write"))
+
+
+def test_stage_tables_cover_every_agglomeration_and_year(ctx):
+    members = ctx.cities[ctx.cities["agglomeration_id"].notna()]
+    sizes = members.groupby("agglomeration_id").size()
+    long = ctx.tables["coreness"]
+    for (agg, _year, method), g in long.groupby(["agglomeration_id", "year", "method"]):
+        assert len(g) == sizes[agg]  # the demo panel has population and gdp for every member
+        assert g["coreness"].max() == pytest.approx(1.0)
+        assert g["core"].any() and not g["core"].all()
+        if method == "discrete":
+            assert set(g["coreness"]) <= {0.0, 1.0}
+    keys = long[["agglomeration_id", "year", "method"]].drop_duplicates()
+    assert len(keys) == 5 * len(ctx.years) * 2
+    fit = ctx.tables["coreness_fit"]
+    assert ((fit["p_value"] >= 1 / 5) & (fit["p_value"] <= 1)).all()  # n_perm = 4
+    assert (fit["fit"].between(-1, 1)).all()
+    types = ctx.tables["structure_type"]
+    assert len(types) == 5 * len(ctx.years)
+    assert set(types["structure_type"]) <= {"single core", "dumbbell", "gradient", "scattered"}
+    assert any("Core-periphery" in s and "[SYNTHETIC" in s for s in ctx.summary)
+
+
+def test_stage_city_system_matches_panel(ctx):
+    pop = ctx.panel[ctx.panel["indicator"] == "population"]
+    members = ctx.cities[ctx.cities["agglomeration_id"].notna()][["adcode", "agglomeration_id"]]
+    expected = pop.merge(members, on="adcode").groupby(["agglomeration_id", "year"])["value"]
+    system = ctx.tables["city_system"].set_index(["agglomeration_id", "year"])
+    pd.testing.assert_series_equal(
+        system["total"].sort_index(), expected.sum().sort_index(), check_names=False
+    )
+    largest = expected.max().sort_index()
+    np.testing.assert_allclose(system["p1"].sort_index(), largest)
+
+
+def test_stage_gaps_use_the_first_year_core_set(ctx):
+    long = ctx.tables["coreness"]
+    first = min(ctx.years)
+    core0 = long[(long["method"] == "discrete") & (long["year"] == first)]
+    gaps = ctx.tables["core_periphery_gaps"]
+    pop = ctx.panel[ctx.panel["indicator"] == "population"].set_index(["adcode", "year"])["value"]
+    last = max(ctx.years)
+    for agg, g in core0.groupby("agglomeration_id"):
+        core = g.loc[g["core"], "adcode"]
+        peri = g.loc[~g["core"], "adcode"]
+        ratio = (
+            pop.loc[list(zip(core, [last] * len(core), strict=True))].mean()
+            / pop.loc[list(zip(peri, [last] * len(peri), strict=True))].mean()
+        )
+        row = gaps[
+            (gaps["agglomeration_id"] == agg)
+            & (gaps["indicator"] == "population")
+            & (gaps["year"] == last)
+        ]
+        assert row["ratio"].iloc[0] == pytest.approx(ratio)
+    assert set(gaps["trend"].dropna()) <= {"polarising", "diffusing", "stable"}
+
+
+def test_stage_layer_written(ctx):
+    layer = ctx.layers["core_periphery"]
+    assert len(layer) == ctx.cities["agglomeration_id"].notna().sum()
+    for y in ctx.years:
+        assert {f"coreness_{y}", f"core_{y}"} <= set(layer.columns)
+    back = gpd.read_file(ctx.out_dir / "agglo.gpkg", layer="core_periphery")
+    assert len(back) == len(layer)
+    assert set(back["data_status"]) == {"synthetic"}
+    table = pd.read_csv(ctx.out_dir / "tables" / "coreness_fit.csv")
+    assert len(table) == len(ctx.tables["coreness_fit"])
+
+
+def test_stage_skips_without_mass_indicator(tmp_path, caplog):
+    cfg = RunConfig(sections={"coreperiphery": {"mass": ["population", "no_such_thing"]}})
+    with caplog.at_level(logging.WARNING, logger="agglo"):
+        ctx = run(cfg, tmp_path / "out", stages=("foundation", "coreperiphery"))
+    assert "core_periphery" not in ctx.layers
+    assert any("lacks indicator(s) ['no_such_thing']" in r.getMessage() for r in caplog.records)
+
+
+def test_stage_rejects_unknown_option(tmp_path):
+    from agglo.errors import AggloInputError
+
+    cfg = RunConfig(sections={"coreperiphery": {"bta": 2}})
+    with pytest.raises(AggloInputError, match="'bta' is not an option"):
+        run(cfg, tmp_path / "out", stages=("foundation", "coreperiphery"))
+
+
+def test_cli_coreperiphery(tmp_path, capsys):
+    out = tmp_path / "cp"
+    args = ["coreperiphery", "-a", "qz", "-y", "2020", "--n-perm", "3", "-o", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[SYNTHETIC] qz 2020 discrete: core" in printed
+    fit = pd.read_csv(out / "coreness_fit.csv")
+    assert fit[["agglomeration_id", "year"]].drop_duplicates().values.tolist() == [["qz", 2020]]
+    assert set(fit["data_status"]) == {"synthetic"}
+    layer = gpd.read_file(out / "core_periphery.gpkg")
+    assert len(layer) == 6 and "coreness_2020" in layer.columns
+    assert main(args) == 2  # outputs exist: --force needed
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-a", "xx"], "unknown agglomeration(s) ['xx']"),
+        (["-m", "fuzzy"], "methods must be a list from"),
+        (["-y", "1999"], "year(s) [1999] not in the panel"),
+        (["--transform", "sqrt"], "transform must be one of"),
+    ],
+)
+def test_cli_bad_input_exit_2(tmp_path, capsys, args, message):
+    code = main(["coreperiphery", "--n-perm", "0", "-o", str(tmp_path / "x"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
