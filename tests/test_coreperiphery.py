@@ -480,3 +480,10 @@ def test_census_chengdu_polarises(shared_data, cities):
         assert {"510100", "500000"} <= set(out.index[out.core])
         system = city_system(pop.rename(columns={"value": "population"}))
         assert system["total"].iloc[0] == pytest.approx(wide[year].sum())
+        # seed 003: Chengdu-Chongqing is the dumbbell (哑铃型) system. From the raw census:
+        # P1/P2 = Chongqing / Chengdu < 2 and P2/P3 = Chengdu / Nanchong >= 2
+        top = wide[year].sort_values(ascending=False)
+        assert list(top.index[:2]) == ["500000", "510100"]
+        assert top.iloc[0] / top.iloc[1] < 2 and top.iloc[1] / top.iloc[2] >= 2
+        kind = structure_type(system, out.reset_index()).structure_type.iloc[0]
+        assert kind == "dumbbell"
