@@ -424,7 +424,7 @@ def boxes(rows, **cols):
     return gpd.GeoDataFrame(cols, geometry=[shapely.box(*r) for r in rows], crs=4326)
 
 
-def test_metro_areas_members_and_shares():
+def line_world():
     # one motorway along the equator from -0.2 to 1.0 deg, 100 km/h: 0.5 deg = 55.66 km ->
     # 33.4 min; 1.0 deg -> 66.8 min
     roads = lines([([(0.01 * k - 0.2, 0.0) for k in range(121)], "motorway", "100", "no")])
@@ -461,6 +461,11 @@ def test_metro_areas_members_and_shares():
         geometry=[shapely.Point(0, 0), shapely.Point(0.5, 0)],
         crs=4326,
     )
+    return g, cities, counties, seats, cseats
+
+
+def test_metro_areas_members_and_shares():
+    g, cities, counties, seats, cseats = line_world()
     res = metro_areas(
         cities,
         counties,
@@ -496,3 +501,61 @@ def test_resolve_cores(cities):
     assert len(resolve_cores(cities, None)) == 11
     with pytest.raises(AggloInputError, match="unknown core city"):
         resolve_cores(cities, ["Atlantis"])
+
+
+# ---------------------------------------------------------------- OSM input
+
+
+OSM_XML = """<?xml version='1.0' encoding='UTF-8'?>
+<osm version="0.6" generator="hand">
+  <node id="1" version="1" lat="0.0" lon="0.0"/>
+  <node id="2" version="1" lat="0.01" lon="0.0"/>
+  <node id="3" version="1" lat="0.02" lon="0.0"/>
+  <way id="10" version="1">
+    <nd ref="1"/><nd ref="2"/>
+    <tag k="highway" v="primary"/><tag k="oneway" v="yes"/><tag k="maxspeed" v="60"/>
+  </way>
+  <way id="11" version="1">
+    <nd ref="2"/><nd ref="3"/>
+    <tag k="highway" v="secondary"/><tag k="maxspeed" v="50;60"/>
+  </way>
+  <way id="12" version="1">
+    <nd ref="1"/><nd ref="3"/>
+    <tag k="highway" v="footway"/>
+  </way>
+</osm>
+"""
+
+
+def test_osm_extract_oneway_and_maxspeed(tmp_path):
+    path = tmp_path / "tiny.osm"
+    path.write_text(OSM_XML, encoding="utf-8")
+    g = road_graph(path)
+    assert g.n_nodes == 3
+    fwd = travel_times(g, [(0, 0)])
+    # 1.10574 km at 60 km/h, then 1.10574 km at min(50, 60) = 50 km/h
+    km = DEG_LAT_M / 1000
+    assert minutes_of(fwd, 0, 0.02) == pytest.approx(km + km * 60 / 50, rel=1e-6)
+    back = travel_times(g, [(0, 0.02)])
+    assert math.isinf(minutes_of(back, 0, 0))  # way 10 is one-way; the footway is not driven
+
+
+def test_metro_areas_friction_method_agrees():
+    g, cities, counties, seats, cseats = line_world()
+    kw = {"city_seats": cseats, "county_seats": seats, "bands": ()}
+    net = metro_areas(cities, counties, g, ["100100"], **kw).members.set_index("adcode")
+    fr = metro_areas(
+        cities, counties, g, ["100100"], method="friction", cell_m=250, **kw
+    ).members.set_index("adcode")
+    assert (
+        set(fr.index[fr["member"]])
+        == set(net.index[net["member"]])
+        == {
+            "100101",
+            "100102",
+            "100201",
+        }
+    )
+    # same tolerance as on the grid: 5 % + 0.5 min
+    t_net, t_fr = net.loc["100201", "seat_minutes"], fr.loc["100201", "seat_minutes"]
+    assert abs(t_fr - t_net) <= 0.05 * t_net + 0.5
