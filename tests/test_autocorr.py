@@ -491,3 +491,24 @@ def test_lisa_transitions_needs_balanced_panel():
     ).iloc[1:]
     with pytest.raises(AggloInputError, match="missing in some years for 0000"):
         lisa_transitions(panel, w)
+
+
+def test_tolerance_bridges_sliver_gaps():
+    # two cells 0.0005 deg (~50 m at 30 N) apart: not contiguous, neighbours with a 200 m tolerance
+    g = gpd.GeoDataFrame(
+        {"adcode": ["a", "b", "c"], "y": [1.0, 2.0, 3.0]},
+        geometry=[
+            shapely.box(110, 30, 110.1, 30.1),
+            shapely.box(110.1005, 30, 110.2, 30.1),
+            shapely.box(110.2, 30, 110.3, 30.1),
+        ],
+        crs=4326,
+    )
+    with pytest.raises(AggloInputError, match=r"no neighbour under queen weights: a"):
+        spatial_weights(g, islands="error")
+    w = spatial_weights(g, tolerance_m=200.0, islands="error", transform="B")
+    assert w["a"].index.tolist() == ["b"]
+    assert sorted(w["b"].index) == ["a", "c"]
+    # 20 m is not enough for a 50 m gap
+    with pytest.raises(AggloInputError, match=r"no neighbour under queen weights: a"):
+        spatial_weights(g, tolerance_m=20.0, islands="error")
