@@ -433,6 +433,13 @@ def test_isolated_polygon_policies():
     with pytest.warns(IslandWarning, match=r"孤岛 \(x\)"):
         kept = spatial_weights(g, "queen", islands="keep")
     assert kept.isolates.tolist() == ["x"]
+    s = global_autocorrelation(g, "y", kept, permutations=0)
+    # y = (a..e, x) = (1, 2, 3, 4, 5, 9), mean 4, z = (-3, -2, -1, 0, 1, 5), z'z = 40;
+    # rows a..e as before: Wz = (-2, -2, -1, 0, 0), z'Wz = 6 + 4 + 1 = 11; island row = 0
+    # I = n / S0 * z'Wz / z'z = 6 / 5 * 11 / 40 = 0.33; Geary: sum w (yi - yj)^2 = 5,
+    # C = (n - 1) * 5 / (2 * S0 * z'z) = 5 * 5 / (2 * 5 * 40) = 0.0625
+    assert float(s["moran_i"]) == pytest.approx(0.33)
+    assert float(s["geary_c"]) == pytest.approx(0.0625)
     lisa = local_autocorrelation(g, "y", kept, permutations=9, seed=1)
     row = lisa.set_index(g["adcode"]).loc["x"]
     assert row["cluster"] == "island" and pd.isna(row["quadrant"]) and not row["significant"]

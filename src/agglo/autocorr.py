@@ -598,7 +598,9 @@ def global_autocorrelation(
     tr = graph.transformation
     with _seeded(seed):
         mi = esda.Moran(y, graph, transformation=tr, permutations=permutations)
-        gc = esda.Geary(y, graph, transformation=tr, permutations=permutations)
+        # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
+        gw = graph.to_W() if len(graph.isolates) else graph
+        gc = esda.Geary(y, gw, transformation=tr, permutations=permutations)
     out = {
         "n": len(y),
         "moran_i": float(mi.I),
@@ -753,8 +755,6 @@ def lisa_transitions(
     year_col: str = "year",
     id_col: str = "adcode",
     classes: int = 4,
-    permutations: int = 0,
-    seed: int | None = 20101115,
 ) -> LisaTransitions:
     """LISA-quadrant and spatial-Markov transitions of ``column`` across years (giddy).
 
@@ -769,8 +769,11 @@ def lisa_transitions(
         Column names.
     classes
         Quantile classes of the values and of their spatial lags in the spatial Markov chain.
-    permutations, seed
-        Permutations of the LISA quadrants' significance in giddy's ``LISA_Markov``.
+
+    Notes
+    -----
+    Quadrants are those of the local Moran scatterplot in each year (no permutation test is
+    involved, so there is no seed); the chi-square tests are giddy's.
 
     Returns
     -------
@@ -789,7 +792,6 @@ def lisa_transitions(
     """
     from giddy.markov import LISA_Markov, Spatial_Markov
 
-    permutations = _check_perms(permutations)
     for c in (column, year_col, id_col):
         if c not in panel.columns:
             raise AggloInputError(f"column {c!r} not found; columns are {list(panel.columns)}.")
@@ -817,8 +819,8 @@ def lisa_transitions(
     y = wide.to_numpy(dtype=float)
     wW = graph.to_W()
     labels = [QUADRANTS[i] for i in (1, 2, 3, 4)]
-    with _seeded(seed):
-        lm = LISA_Markov(y, wW, permutations=permutations)
+    with _seeded(None):
+        lm = LISA_Markov(y, wW, permutations=0)
     counts = pd.DataFrame(lm.transitions, index=labels, columns=labels)
     counts.index.name, counts.columns.name = "from", "to"
     totals = counts.sum(axis=1).replace(0, np.nan)
@@ -827,7 +829,7 @@ def lisa_transitions(
     tests = {"lisa_chi2": float(chi[0]), "lisa_chi2_p": float(chi[1]), "lisa_dof": float(chi[2])}
     sm_rows: list[dict[str, Any]] = []
     try:
-        with _seeded(seed), warnings.catch_warnings():
+        with _seeded(None), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             sm = Spatial_Markov(y, wW, k=classes, m=classes, fixed=True, fill_empty_classes=True)
         for a in range(sm.m):

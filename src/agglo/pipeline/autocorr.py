@@ -49,6 +49,7 @@ OPTIONS: dict[str, Any] = {
     "islands": "nearest",
     "k": 4,
     "threshold": None,
+    "tolerance_m": 0.0,
     "min_units": 4,
     "transitions": True,
 }
@@ -157,7 +158,11 @@ def analyse(
     members = members[["adcode", "name_zh", "agglomeration_id", "geometry"]]
     data = scores[["adcode", "year", column]].dropna(subset=[column])
     data = data[data["adcode"].isin(members["adcode"])]
-    wkw = {"k": int(opts["k"]), "threshold": opts["threshold"], "islands": opts["islands"]}
+    wkw = {
+        "k": int(opts["k"]),
+        "threshold": opts["threshold"],
+        "tolerance_m": float(opts["tolerance_m"]),
+    }
     scopes = {"all": members}
     for agg, sub in members.groupby("agglomeration_id", sort=True):
         scopes[str(agg)] = sub
@@ -182,8 +187,8 @@ def analyse(
             key = frozenset(units["adcode"])
             try:
                 if key not in cache:
-                    cache[key] = spatial_weights(units, kind, **wkw)
-                    isl = island_links(units, kind, k=wkw["k"], threshold=wkw["threshold"])
+                    cache[key] = spatial_weights(units, kind, islands=opts["islands"], **wkw)
+                    isl = island_links(units, kind, **wkw)
                     if not isl.empty:
                         island_rows.append(isl.assign(scope=scope, year=year))
                 w = cache[key]
@@ -224,7 +229,7 @@ def analyse(
     )
     transitions = None
     if opts["transitions"] and lisa["year"].nunique() >= 2:
-        transitions = _transitions(data, members, column, kind, wkw, seed, cache)
+        transitions = _transitions(data, members, column, kind, wkw, opts["islands"], cache)
     islands = (
         pd.concat(island_rows, ignore_index=True)
         if island_rows
@@ -250,7 +255,7 @@ def _lisa_table(frames: list[pd.DataFrame], members: pd.DataFrame, column: str) 
     return lisa[LISA_COLUMNS].sort_values(["year", "adcode"], ignore_index=True)
 
 
-def _transitions(data, members, column, kind, wkw, seed, cache):
+def _transitions(data, members, column, kind, wkw, islands, cache):
     years = sorted(data["year"].unique())
     counts = data.groupby("adcode")["year"].nunique()
     balanced = counts.index[counts == len(years)]
@@ -260,8 +265,8 @@ def _transitions(data, members, column, kind, wkw, seed, cache):
         return None
     try:
         key = frozenset(units["adcode"])
-        w = cache[key] if key in cache else spatial_weights(units, kind, **wkw)
-        return lisa_transitions(data[data["adcode"].isin(balanced)], w, column=column, seed=seed)
+        w = cache[key] if key in cache else spatial_weights(units, kind, islands=islands, **wkw)
+        return lisa_transitions(data[data["adcode"].isin(balanced)], w, column=column)
     except AggloInputError as exc:
         log.warning("autocorr: LISA transitions skipped: %s", exc)
         return None
