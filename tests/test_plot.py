@@ -387,7 +387,7 @@ def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
     assert "SYNTHETIC" in caps[str(ctx.out_dir / "maps" / "lag_score.png")]
     assert "SYNTHETIC" not in caps[str(ctx.out_dir / "maps" / "membership.png")]  # real data only
     assert ctx.results["maps"]["failed"] == []
-    assert ctx.summary[-1].startswith("[SYNTHETIC DATA")
+    assert ctx.summary[-1].startswith("[SYNTHETIC]")
 
 
 def test_maps_stage_skips_missing_parts(tmp_path):

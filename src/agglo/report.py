@@ -269,7 +269,11 @@ def write_report(
         parts.append(f'<section id="{_esc(sid)}"><h2>{_esc(heading)}</h2>{body}</section>')
 
     if summary:
-        add("summary", "Run summary 运行摘要", f"<pre>{_esc(chr(10).join(summary))}</pre>")
+        add(
+            "summary",
+            "Run summary 运行摘要",
+            f"<pre>{html.escape(chr(10).join(summary), quote=False)}</pre>",
+        )
     if figs:
         body = "".join(
             _image_html(f, captions.get(str(f), captions.get(str(f.with_suffix(".svg")))))
@@ -309,7 +313,11 @@ def write_report(
     add(
         "config",
         "Configuration 配置",
-        f"<pre>{_esc(json.dumps(config or {}, ensure_ascii=False, indent=2, default=str))}</pre>",
+        "<pre>"
+        + html.escape(
+            json.dumps(config or {}, ensure_ascii=False, indent=2, default=str), quote=False
+        )
+        + "</pre>",
     )
     prov = provenance or {}
     prov_rows = "".join(

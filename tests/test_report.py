@@ -1,0 +1,234 @@
+"""The HTML report: self-contained, complete, rebuilt from outputs, and clean in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agglo.errors import AggloInputError, OutputExistsError
+from agglo.report import report_from_outputs, section_of, write_report
+
+EXTERNAL = re.compile(
+    r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//""", re.I
+)
+
+
+def _png(tmp_path: Path, name: str = "map") -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [0, 1])
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path)
+    return path
+
+
+def test_report_is_self_contained(tmp_path):
+    png = _png(tmp_path)
+    path = write_report(
+        tmp_path / "report.html",
+        tables={"index_composite": pd.DataFrame({"agglomeration_id": ["cy"], "score": [1.5]})},
+        figures=[png, png.with_suffix(".svg")],
+        captions={str(png): "图 1: a map"},
+        config={"seed": 1},
+        provenance={"panel": "demo_panel_synthetic.csv (synthetic)"},
+    )
+    text = path.read_text(encoding="utf-8")
+    assert not EXTERNAL.search(text)
+    assert "<link" not in text and "@import" not in text
+    imgs = re.findall(r'<img src="([^"]+)"', text)
+    assert len(imgs) == 1 and imgs[0].startswith("data:image/png;base64,")  # PNG preferred
+    assert "<figcaption>图 1: a map</figcaption>" in text
+    assert "font/otf;base64," in text  # CJK glyphs embedded
+    assert "synthetic-banner" not in text  # no synthetic inputs were named
+
+
+def test_synthetic_banner_and_sections(tmp_path):
+    tables = {
+        "index_composite": pd.DataFrame({"agglomeration_id": ["cy", "qz"], "score": [1.5, 0.5]}),
+        "moran_global": pd.DataFrame({"year": [2020], "I": [0.31]}),
+        "coreperiphery_primacy": pd.DataFrame({"agglomeration_id": ["cy"], "P1_P2": [1.3]}),
+        "metro_members": pd.DataFrame({"metro_id": ["cd"], "n_counties": [20]}),
+        "panel_validation": pd.DataFrame({"problem": ["<script>alert(1)</script>"]}),
+    }
+    text = write_report(
+        tmp_path / "r.html", tables=tables, synthetic={"demo_panel_synthetic.csv"}, embed_font=False
+    ).read_text(encoding="utf-8")
+    assert 'id="synthetic-banner"' in text and "demo_panel_synthetic.csv" in text
+    assert '<meta name="data-status" content="synthetic">' in text
+    order = [
+        text.index(f'<section id="{s}">')
+        for s in ("index", "autocorr", "coreperiphery", "metro", "other")
+    ]
+    assert order == sorted(order)
+    assert text.index('id="t-moran_global"') > text.index('<section id="autocorr">')
+    assert "<script>alert(1)</script>" not in text  # table cells are escaped
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_long_tables_are_cut_with_a_note(tmp_path):
+    df = pd.DataFrame({"adcode": [f"{i:06d}" for i in range(100)], "v": np.arange(100.0)})
+    text = write_report(
+        tmp_path / "r.html", tables={"city_scores": df}, max_rows=7, embed_font=False
+    ).read_text(encoding="utf-8")
+    assert "First 7 of 100 rows." in text
+    assert "000006" in text and "000007" not in text
+
+
+def test_section_of():
+    assert section_of("index_between_groups") == "index"
+    assert section_of("lisa_transitions") == "autocorr"
+    assert section_of("city_system_zipf") == "coreperiphery"
+    assert section_of("metro_catchments") == "metro"
+    assert section_of("pm25_by_city") == "measures"
+
+
+def test_report_input_errors(tmp_path):
+    with pytest.raises(AggloInputError, match=r"the report is an HTML file; got 'r\.pdf'"):
+        write_report(tmp_path / "r.pdf")
+    with pytest.raises(AggloInputError, match="figure file"):
+        write_report(tmp_path / "r.html", figures=[tmp_path / "missing.png"])
+    write_report(tmp_path / "r.html", embed_font=False)
+    with pytest.raises(OutputExistsError, match="already exists"):
+        write_report(tmp_path / "r.html", embed_font=False)
+
+
+# --------------------------------------------------------------------------- pipeline and CLI
+@pytest.fixture(scope="module")
+def run_outputs(tmp_path_factory):
+    """maps -> write -> report stages on the toy context (as `agglo run` composes them)."""
+    from test_plot import toy_context
+
+    from agglo.pipeline import maps, report, write
+
+    ctx = toy_context(tmp_path_factory.mktemp("run"))
+    ctx.summary.append("Loaded 6 cities (toy)")
+    maps.run(ctx)
+    write.run(ctx)
+    report.run(ctx)
+    return ctx
+
+
+def test_report_stage_shows_everything(run_outputs):
+    ctx = run_outputs
+    html = (ctx.out_dir / "report.html").read_text(encoding="utf-8")
+    assert not EXTERNAL.search(html)
+    assert html.count('<img src="data:image/png;base64,') == 8  # one per figure
+    assert "Composite score by year (rank 1 = most integrated)" in html
+    assert "15.50 (#1)" in html  # cy 2020 score and rank from the index result
+    assert 'id="t-moran_global"' in html
+    assert '"seed": 20101115' in html  # configuration
+    assert "demo_panel_synthetic.csv (synthetic)" in html  # provenance
+    assert 'id="synthetic-banner"' in html
+    assert "Loaded 6 cities (toy)" in html  # run summary
+    assert "metro_areas</td><td>1 features" in html
+    assert ctx.summary[-1].endswith(f"Report: {ctx.out_dir / 'report.html'}")
+
+
+def test_report_rebuilt_from_outputs_via_cli(run_outputs, tmp_path):
+    from agglo.cli import main
+
+    out = tmp_path / "copy"
+    shutil.copytree(run_outputs.out_dir, out)
+    (out / "report.html").unlink()
+    assert main(["report", "--out", str(out)]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count('<img src="data:image/png;base64,') == 8
+    assert "Made from SYNTHETIC data" in html  # captions read back from PNG metadata
+    assert 'id="synthetic-banner"' in html  # from the GeoPackage layer metadata
+    assert '"seed": 20101115' in html
+    assert main(["report", "--out", str(out)]) == 2  # exists, no --force
+    assert main(["report", "--out", str(out), "--force"]) == 0
+
+
+def test_report_from_empty_folder_is_an_input_error(tmp_path):
+    with pytest.raises(AggloInputError, match="holds no agglo outputs"):
+        report_from_outputs(tmp_path)
+
+
+# --------------------------------------------------------------------------- browser
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("headless Chromium not installed (Debian package `chromium`; .ci/run installs it)")
+
+
+def _browse(exe: str, url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # belt and braces: nothing resolves
+        f"--user-data-dir={tmp / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *extra,
+        url,
+    ]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_report_in_headless_chromium(run_outputs, tmp_path):
+    exe = _chromium()
+    report = run_outputs.out_dir / "report.html"
+    url = report.resolve().as_uri()
+    netlog = tmp_path / "netlog.json"
+    dom = _browse(exe, url, tmp_path, f"--log-net-log={netlog}", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # every <img> decoded (the page's inline script counts broken ones after `load`)
+    assert 'data-broken-images="0"' in dom.stdout
+    # no console messages at all (errors, warnings, uncaught exceptions)
+    console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    # no network request from the page: only Chromium's own service hosts may appear
+    events = json.loads(netlog.read_text())["events"]
+    urls = {e["params"]["url"] for e in events if "url" in e.get("params", {})}
+    page_requests = {
+        u
+        for u in urls
+        if not re.match(r"https?://[^/]*(google\.com|googleapis\.com|gvt1\.com)(/|:|$)", u)
+    }
+    assert page_requests == set()
+    # screenshot is not blank
+    shot = tmp_path / "shot.png"
+    snap = _browse(exe, url, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
+    assert snap.returncode == 0 and shot.is_file(), snap.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        px = np.asarray(im.convert("RGB"))
+    assert px.shape[:2] == (2000, 1280)
+    assert px.std() > 20 and len(np.unique(px.reshape(-1, 3), axis=0)) > 200
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_check_detects_a_broken_page(tmp_path):
+    """The same checks fail on a page with a console error and a broken image."""
+    exe = _chromium()
+    bad = tmp_path / "bad.html"
+    from agglo.report import _SCRIPT
+
+    bad.write_text(
+        '<html><body data-broken-images="unknown"><img src="missing.png">'
+        f"<script>console.error('boom');{_SCRIPT}</script></body></html>",
+        encoding="utf-8",
+    )
+    dom = _browse(exe, bad.as_uri(), tmp_path, "--dump-dom")
+    assert 'data-broken-images="1"' in dom.stdout
+    assert any(":CONSOLE" in line and "boom" in line for line in dom.stderr.splitlines())
