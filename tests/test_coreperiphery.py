@@ -74,6 +74,15 @@ def test_planted_core_recovered_by_local_search():
     assert np.isnan(out.attrs["p_value"])
 
 
+def test_planted_core_recovered_continuous_large():
+    # 45 cities: above 40 the continuous fit uses bounded L-BFGS-B instead of BFGS
+    a, core = _planted(45, [4, 8, 15, 16, 23, 42], seed=5)
+    out = coreness(a, method="continuous", seed=1, n_perm=0, restarts=1)
+    assert out["core"].to_numpy().tolist() == core.tolist()
+    cc = out["coreness"].to_numpy()
+    assert out.attrs["fit"] == pytest.approx(_pair_corr(a.to_numpy(), np.outer(cc, cc)), abs=1e-9)
+
+
 @pytest.mark.parametrize("method", ["continuous", "discrete"])
 def test_random_network_low_fit_not_significant(method):
     a = _random_weighted(20, seed=11)
