@@ -496,3 +496,16 @@ def test_census_chengdu_polarises(shared_data, cities):
         assert top.iloc[0] / top.iloc[1] < 2 and top.iloc[1] / top.iloc[2] >= 2
         kind = structure_type(system, out.reset_index()).structure_type.iloc[0]
         assert kind == "dumbbell"
+
+
+@pytest.mark.parametrize("method", ["continuous", "discrete"])
+def test_coreness_invariant_to_order_and_scale(method):
+    a, _ = _planted(9, [0, 4], seed=8, noise=5.0)
+    base = coreness(a, method=method, seed=0, n_perm=0)
+    order = np.random.default_rng(1).permutation(9)
+    shuffled = a.iloc[order, order] * 1000.0  # relabelled rows/columns, other units
+    out = coreness(shuffled, method=method, seed=0, n_perm=0)
+    assert out.index.tolist() == a.index[order].tolist()
+    assert out.attrs["fit"] == pytest.approx(base.attrs["fit"], abs=1e-8)
+    pd.testing.assert_series_equal(out["core"].loc[a.index], base["core"])
+    np.testing.assert_allclose(out["coreness"].loc[a.index], base["coreness"], atol=1e-4)
