@@ -821,7 +821,7 @@ def lisa_transitions(
     labels = [QUADRANTS[i] for i in (1, 2, 3, 4)]
     with _seeded(None):
         lm = LISA_Markov(y, wW, permutations=0)
-    counts = pd.DataFrame(lm.transitions, index=labels, columns=labels)
+    counts = pd.DataFrame(lm.transitions, index=labels, columns=labels).round().astype(int)
     counts.index.name, counts.columns.name = "from", "to"
     totals = counts.sum(axis=1).replace(0, np.nan)
     probs = counts.div(totals, axis=0)
