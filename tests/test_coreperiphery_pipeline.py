@@ -134,3 +134,27 @@ def test_cli_bad_input_exit_2(tmp_path, capsys, args, message):
     code = main(["coreperiphery", "--n-perm", "0", "-o", str(tmp_path / "x"), *args])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_user_seat_table(tmp_path, capsys):
+    # every qz seat placed at Guiyang's except one far away: distances change the network
+    seats = tmp_path / "seats.csv"
+    rows = [
+        "adcode,lon,lat",
+        "520100,106.63,26.65",
+        "520300,106.93,27.73",
+        "520400,105.95,26.25",
+        "520500,105.29,27.30",
+        "522600,107.98,26.58",
+    ]
+    seats.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    args = ["coreperiphery", "-a", "qz", "-y", "2020", "--n-perm", "0", "--seats", str(seats)]
+    # 522700 (Qiannan) has no seat in the table
+    assert main([*args, "-o", str(tmp_path / "a")]) == 2
+    assert "no seat for cities ['522700']" in capsys.readouterr().err
+    seats.write_text("\n".join([*rows, "522700,107.52,26.25"]) + "\n", encoding="utf-8")
+    assert main([*args, "-o", str(tmp_path / "b")]) == 0
+    fit = pd.read_csv(tmp_path / "b" / "coreness_fit.csv")
+    assert len(fit) == 2
+    assert main([*args[:-1], str(tmp_path / "nope.csv"), "-o", str(tmp_path / "c")]) == 2
+    assert "does not exist" in capsys.readouterr().err

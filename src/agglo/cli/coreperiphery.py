@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
             None, "--transform", help="Weights before fitting: none (default) or log."
         ),
         seed: int | None = typer.Option(None, "--seed", help="Seed of starts and permutations."),
+        seats: Path | None = typer.Option(
+            None, "--seats", help="CSV of city seats: adcode, lon, lat (default: district seats)."
+        ),
         config: Path | None = typer.Option(
             None, "--config", "-c", help="TOML run configuration ([coreperiphery] section)."
         ),
@@ -63,7 +66,13 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_config(config)
         section = cfg.section("coreperiphery")
-        given = {"beta": beta, "n_perm": n_perm, "transform": transform, "methods": method}
+        given = {
+            "beta": beta,
+            "n_perm": n_perm,
+            "transform": transform,
+            "methods": method,
+            "seats_file": str(seats) if seats else None,
+        }
         section.update({k: v for k, v in given.items() if v})
         if n_perm == 0:
             section["n_perm"] = 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -57,6 +58,7 @@ OPTIONS: dict[str, Any] = {
     "exhaustive_max": 16,
     "transform": "none",
     "seat": "districts",
+    "seats_file": None,
     "gap_cores": "first",
     "gap_tol": 0.0,
     "single_primacy": 2.5,
@@ -113,6 +115,29 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise AggloInputError("[coreperiphery] " + "; ".join(problems))
     return opts
+
+
+def read_seats(path: str | Path) -> pd.DataFrame:
+    """Read a user table of city seats: CSV with ``adcode``, ``lon``, ``lat`` (WGS84 degrees).
+
+    Examples
+    --------
+    >>> read_seats("no_such_file.csv")
+    Traceback (most recent call last):
+    ...
+    agglo.errors.AggloInputError: seat table no_such_file.csv does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AggloInputError(f"seat table {path} does not exist.")
+    table = pd.read_csv(path, dtype={"adcode": str}, encoding="utf-8-sig")
+    missing = {"adcode", "lon", "lat"} - set(table.columns)
+    if missing:
+        raise AggloInputError(
+            f"seat table {path.name} lacks column(s) {sorted(missing)}; expected adcode, lon, "
+            "lat (WGS84 degrees)."
+        )
+    return table.assign(adcode=table["adcode"].str.strip().str.zfill(6))
 
 
 def analyse(
@@ -176,7 +201,10 @@ def analyse(
     missing_years = sorted(set(years) - set(all_years))
     if missing_years:
         raise AggloInputError(f"year(s) {missing_years} not in the panel (it has {all_years}).")
-    seats = city_seats(members, counties=counties, method=opts["seat"])
+    if opts["seats_file"]:
+        seats = read_seats(opts["seats_file"])
+    else:
+        seats = city_seats(members, counties=counties, method=opts["seat"])
     wide = (
         panel[panel["indicator"].isin(needed) & panel["adcode"].isin(members["adcode"])]
         .pivot_table(index=["adcode", "year"], columns="indicator", values="value", aggfunc="first")
