@@ -101,13 +101,14 @@ def _new_axes(ax, figsize: tuple[float, float]):
 def _caption_text(caption: str | None, synthetic: bool | str | Collection[str]) -> str:
     text = caption or ""
     if synthetic:
-        names = (
-            synthetic
+        listed = (
+            [synthetic]
             if isinstance(synthetic, str)
-            else ", ".join(sorted(synthetic))
+            else sorted(synthetic)
             if isinstance(synthetic, Collection)
-            else ""
+            else []
         )
+        names = ", ".join(listed[:2]) + (f" and {len(listed) - 2} more" if len(listed) > 2 else "")
         what = f" ({names})" if names else ""
         text = f"Made from SYNTHETIC data{what}: not real statistics. {text}".strip()
     return text
@@ -580,10 +581,12 @@ def catchment_map(
             from matplotlib.lines import Line2D
 
             isochrones.to_crs(crs).boundary.plot(
-                ax=ax, color="#333333", linewidth=0.8, linestyle="--"
+                ax=ax, color="#333333", linewidth=0.35, linestyle="--"
             )
             handles.append(
-                Line2D([], [], color="#333333", linestyle="--", label="isochrone 等时圈")
+                Line2D(
+                    [], [], color="#333333", linewidth=0.6, linestyle="--", label="isochrone 等时圈"
+                )
             )
         _draw_labels(ax, data, label_column, size=8)
         ax.legend(handles=handles, loc="lower right", fontsize=7)

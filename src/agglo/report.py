@@ -74,6 +74,20 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("other", "Other tables 其他表格", ()),
 )
 
+_NAV = {
+    "summary": "Summary",
+    "maps": "Maps",
+    "index": "Index",
+    "autocorr": "Autocorrelation",
+    "coreperiphery": "Core-periphery",
+    "metro": "Metro areas",
+    "measures": "Measures",
+    "other": "Other tables",
+    "layers": "Layers",
+    "config": "Configuration",
+    "provenance": "Provenance",
+}
+
 _CSS = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#d9e2ec; --accent:#1b6e8c; --warn:#b3261e; }
 * { box-sizing: border-box; }
@@ -343,7 +357,9 @@ def write_report(
         )
     status = "synthetic" if synthetic else "real"
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    nav_html = "".join(f'<a href="#{_esc(s)}">{_esc(h.split(" ")[0])}</a>' for s, h in nav)
+    nav_html = "".join(
+        f'<a href="#{_esc(s)}">{_esc(_NAV.get(s, h.split(" ")[0]))}</a>' for s, h in nav
+    )
     page = f"""<!DOCTYPE html>
 <html lang="zh-Hans">
 <head>

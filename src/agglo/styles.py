@@ -159,10 +159,15 @@ def class_labels(lower: Sequence[float], upper: Sequence[float], *, unit: str = 
     --------
     >>> class_labels([0.0, 0.25], [0.25, 1.0], unit="km/km²")
     ['0.00 – 0.25 km/km²', '0.25 – 1.00 km/km²']
+    >>> class_labels([0.0, 0.0004, 0.003], [0.0004, 0.003, 1.0])
+    ['0.0000 – 0.0004', '0.0004 – 0.0030', '0.0030 – 1.0000']
     """
     bounds = np.concatenate([np.asarray(lower, float), np.asarray(upper, float)])
     span = float(np.nanmax(bounds) - np.nanmin(bounds)) if bounds.size else 0.0
     decimals = 0 if span >= 100 else 1 if span >= 10 else 2 if span >= 0.5 else 3
+    distinct = len(np.unique(np.round(bounds[np.isfinite(bounds)], 12)))
+    while decimals < 8 and len({f"{b:.{decimals}f}" for b in bounds}) < distinct:
+        decimals += 1  # enough decimals to tell every bound apart (e.g. coreness 0.0004)
     suffix = f" {unit}" if unit else ""
     return [
         f"{lo:.{decimals}f} – {hi:.{decimals}f}{suffix}"
