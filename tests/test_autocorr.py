@@ -281,6 +281,10 @@ def test_id_mismatch_is_an_error_naming_ids():
     w5 = spatial_weights(g, "rook")
     with pytest.raises(AggloInputError, match=r"in the weights but not the data: [a-e]"):
         local_autocorrelation(g.iloc[1:], "y", w5)
+    ints = g.assign(adcode=range(5))
+    w_int = spatial_weights(ints, "rook")
+    with pytest.raises(AggloInputError, match="differ only in type"):
+        global_autocorrelation(ints.assign(adcode=ints["adcode"].astype(str)), "y", w_int)
     dup = pd.concat([g, g.iloc[:1]])
     with pytest.raises(AggloInputError, match="duplicated adcode values d"):
         global_autocorrelation(dup, "y", w5)

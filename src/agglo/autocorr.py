@@ -501,6 +501,11 @@ def _align(data: pd.DataFrame, column: str, w, id_col: str | None):
             parts.append(f"in the weights but not the data: {_show(missing)}")
         if len(extra):
             parts.append(f"in the data but not the weights: {_show(extra)}")
+        if set(map(str, wid)) == set(map(str, ids)):
+            parts.append(
+                f"the ids differ only in type ({type(wid[0]).__name__} in the weights, "
+                f"{type(ids.iloc[0]).__name__} in the data): convert one, e.g. astype(str)"
+            )
         raise AggloInputError(
             "weights and data have different ids (" + "; ".join(parts) + "). Rows are matched "
             "by id, never by position: build the weights from the same units as the data."
