@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -289,3 +290,102 @@ def test_styles_and_metadata_written_by_the_pipeline(tmp_path):
         qml = (ctx.out_dir / "shp" / f"{layer}.qml").read_text(encoding="utf-8")
         fields = pyogrio.read_info(ctx.out_dir / "shp" / f"{layer}.shp")["fields"].tolist()
         styles.validate_qml(qml, fields=fields)
+
+
+# --------------------------------------------------------------------------- QGIS itself
+_QGIS_PROBE = r"""
+import json, os, sys
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from qgis.core import (QgsApplication, QgsMapRendererSequentialJob, QgsMapSettings,
+                       QgsVectorLayer)
+from qgis.PyQt.QtCore import QSize
+app = QgsApplication([], False)
+app.initQgis()
+path, png = sys.argv[1], sys.argv[2]
+out = {}
+for name in sys.argv[3:]:
+    lyr = QgsVectorLayer(f"{path}|layername={name}", name, "ogr")
+    r = lyr.renderer()
+    info = {"valid": lyr.isValid(), "type": r.type()}
+    if r.type() == "graduatedSymbol":
+        info.update(attr=r.classAttribute(), n=len(r.ranges()),
+                    colours=[x.symbol().color().name() for x in r.ranges()])
+    elif r.type() == "categorizedSymbol":
+        info.update(attr=r.classAttribute(),
+                    categories={str(c.value()): c.symbol().color().name() for c in r.categories()})
+    else:
+        info.update(alpha=r.symbol().color().alphaF() * r.symbol().opacity())
+    out[name] = info
+    if name == "cities":  # render the styled layer as QGIS would draw it
+        settings = QgsMapSettings()
+        settings.setLayers([lyr])
+        settings.setExtent(lyr.extent())
+        settings.setOutputSize(QSize(300, 300))
+        job = QgsMapRendererSequentialJob(settings)
+        job.start()
+        job.waitForFinished()
+        job.renderedImage().save(png, "PNG")
+print(json.dumps(out), flush=True)
+os._exit(0)  # QGIS 3.22 may crash while tearing down (exitQgis) after rendering
+"""
+
+
+def _system_qgis() -> str:
+    exe = shutil.which("python3", path="/usr/bin:/bin")
+    if exe is None:
+        pytest.skip("no system python3 for QGIS")
+    probe = subprocess.run([exe, "-c", "import qgis.core"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("QGIS Python bindings not installed (Debian python3-qgis; optional)")
+    return exe
+
+
+@pytest.mark.slow
+def test_qgis_opens_the_geopackage_styled(tmp_path):
+    """QGIS itself loads the default styles from layer_styles and draws the classes."""
+    exe = _system_qgis()
+    gdf = _layer()
+    lower, upper = styles.classify(gdf["lag_score"], scheme="equal_interval", k=3)
+    qml = {
+        "cities": styles.graduated_qml("lag_score", lower, upper, cmap="RdYlBu", labels="name_zh"),
+        "lisa": styles.lisa_qml("cluster"),
+        "metro_areas": styles.single_symbol_qml(opacity=0.45),
+    }
+    lisa = gdf.assign(cluster=["HH", "LL", "LH", "HL", "ns", "ns"])
+    path = export_layers(
+        {"cities": gdf, "lisa": lisa, "metro_areas": gdf.iloc[:1]}, tmp_path / "q.gpkg", styles=qml
+    )
+    png = tmp_path / "qgis.png"
+    res = subprocess.run(
+        [exe, "-c", _QGIS_PROBE, str(path), str(png), "cities", "lisa", "metro_areas"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    from agglo.styles import _ramp
+
+    expected = [
+        "#{:02x}{:02x}{:02x}".format(*(round(v * 255) for v in c[:3])) for c in _ramp("RdYlBu", 3)
+    ]
+    assert got["cities"] == {
+        "valid": True,
+        "type": "graduatedSymbol",
+        "attr": "lag_score",
+        "n": 3,
+        "colours": expected,
+    }
+    assert got["lisa"]["categories"] == styles.LISA_COLOURS
+    assert got["metro_areas"]["type"] == "singleSymbol"
+    assert got["metro_areas"]["alpha"] == pytest.approx(0.45, abs=0.01)
+    # QGIS drew the classes: every class colour appears in its rendering
+    from PIL import Image
+
+    with Image.open(png) as im:
+        pixels = {
+            "#{:02x}{:02x}{:02x}".format(*p[:3]) for _, p in im.convert("RGB").getcolors(1 << 20)
+        }
+    assert set(expected) <= pixels
