@@ -91,9 +91,18 @@ def _style() -> Iterator[None]:
         yield
 
 
-def _new_axes(ax, figsize: tuple[float, float]):
+def _map_figsize(data: gpd.GeoDataFrame, width: float = 8.0) -> tuple[float, float]:
+    """Figure size that fits the layer's shape (no wide blank bands around the map)."""
+    minx, miny, maxx, maxy = data.total_bounds
+    aspect = (maxy - miny) / (maxx - minx) if maxx > minx else 1.0
+    return width, float(np.clip(width * aspect + 0.8, 3.5, 11.0))
+
+
+def _new_axes(ax, figsize: tuple[float, float] | None, data: gpd.GeoDataFrame | None = None):
     if ax is not None:
         return ax.figure, ax
+    if figsize is None:
+        figsize = _map_figsize(data) if data is not None else (8.0, 6.5)
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
 
@@ -117,7 +126,9 @@ def _caption_text(caption: str | None, synthetic: bool | str | Collection[str]) 
 def _add_caption(fig: Figure, caption: str | None, synthetic) -> None:
     text = _caption_text(caption, synthetic)
     if text:
-        fig.text(0.01, 0.002, text, fontsize=7.5, ha="left", va="bottom", wrap=True, gid="caption")
+        # below the figure: saving with bbox_inches="tight" takes it in, and it never
+        # overlaps tick labels or the legend
+        fig.text(0.01, -0.01, text, fontsize=7.5, ha="left", va="top", wrap=True, gid="caption")
 
 
 def map_crs(gdf: gpd.GeoDataFrame) -> CRS:
@@ -311,7 +322,7 @@ def choropleth(
     scale_bar: bool = True,
     north_arrow: bool = True,
     ax=None,
-    figsize: tuple[float, float] = (8.0, 6.5),
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Choropleth map of a numeric column, classed with mapclassify.
 
@@ -363,7 +374,7 @@ def choropleth(
     crs = map_crs(gdf)
     data = gdf.to_crs(crs)
     with _style():
-        fig, ax = _new_axes(ax, figsize)
+        fig, ax = _new_axes(ax, figsize, data)
         handles = _draw_classes(ax, data, values, lower, upper, colours, unit)
         handles += _draw_outlines(ax, outlines, crs, outline_label)
         _draw_labels(ax, data, labels)
@@ -396,7 +407,7 @@ def category_map(
     synthetic: bool | str | Collection[str] = False,
     other_label: str = "other / no data",
     ax=None,
-    figsize: tuple[float, float] = (8.0, 6.5),
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Map of a categorical column with fixed colours (value -> colour).
 
@@ -420,7 +431,7 @@ def category_map(
     data = gdf.to_crs(crs)
     cats = data[column].astype(object).where(data[column].notna(), None)
     with _style():
-        fig, ax = _new_axes(ax, figsize)
+        fig, ax = _new_axes(ax, figsize, data)
         handles = []
         for value, colour in colours.items():
             part = data[cats == value]
@@ -527,7 +538,7 @@ def catchment_map(
     synthetic: bool | str | Collection[str] = False,
     opacity: float = 0.45,
     ax=None,
-    figsize: tuple[float, float] = (8.0, 6.5),
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Metropolitan catchments (semi-transparent) over county boundaries.
 
@@ -562,7 +573,7 @@ def catchment_map(
         )
     palette = [*AGGLOMERATION_COLOURS.values(), "#e6ab02", "#a6761d", "#666666"]
     with _style():
-        fig, ax = _new_axes(ax, figsize)
+        fig, ax = _new_axes(ax, figsize, base.to_crs(crs))
         handles = []
         if counties is not None and len(counties):
             counties.to_crs(crs).plot(ax=ax, color="#f2f2f2", edgecolor="#b0b0b0", linewidth=0.2)
