@@ -317,6 +317,26 @@ def test_small_multiples_pool_classes_over_years():
     assert len(second[1].get_paths()) == 5
 
 
+def test_small_multiples_of_categories():
+    g = toy_cities()
+    v = pd.DataFrame(
+        {
+            "adcode": ["510000", "510001", "510000"],
+            "year": [2010, 2010, 2020],
+            "cluster": ["HH", "ns", "LL"],
+        }
+    )
+    fig = plot.small_multiples(g, v, value="cluster", colours=LISA_COLOURS)
+    maps = [a for a in fig.axes if a.get_title()]
+    drawn = [
+        [_rgb(c.get_facecolor()[0]) for c in a.collections if len(c.get_paths())] for a in maps
+    ]
+    white = (1.0, 1.0, 1.0)
+    assert drawn[0] == [_rgb(LISA_COLOURS["HH"]), _rgb(LISA_COLOURS["ns"]), white]
+    assert drawn[1] == [_rgb(LISA_COLOURS["LL"]), white]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(LISA_COLOURS)
+
+
 def test_radar_chart_plots_the_scores():
     d = toy_context(Path("/nonexistent"), synthetic=False).results["index"].dimensions
     fig = plot.radar_chart(d, year=2020)
@@ -423,7 +443,7 @@ def test_maps_stage_lisa_from_long_layer(tmp_path):
         lisa.merge(toy_cities()[["adcode", "geometry"]]), crs=4326
     )
     maps.run(ctx)
-    assert "lisa_clusters" in {p.stem for p in ctx.figures}
+    assert {"lisa_clusters", "lisa_clusters_by_year"} <= {p.stem for p in ctx.figures}
     assert (
         "(2020)" in ctx.results["maps"]["captions"][str(ctx.out_dir / "maps" / "lisa_clusters.png")]
     )

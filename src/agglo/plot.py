@@ -302,6 +302,30 @@ def _draw_classes(ax, data, values, lower, upper, colours, unit, edge="white") -
     return handles
 
 
+def _draw_categories(ax, data, cats, colours, category_labels, other_label) -> list:
+    from matplotlib.patches import Patch
+
+    handles = []
+    for value, colour in colours.items():
+        part = data[cats == value]
+        if len(part):
+            part.plot(ax=ax, color=colour, edgecolor="white", linewidth=0.3)
+        handles.append(
+            Patch(
+                facecolor=colour,
+                edgecolor="#888888",
+                label=f"{category_labels.get(value, value)}  ({len(part)})",
+            )
+        )
+    rest = data[~cats.isin(list(colours))]
+    if len(rest):
+        rest.plot(ax=ax, color=_MISSING, edgecolor="#aaaaaa", linewidth=0.3)
+        handles.append(
+            Patch(facecolor=_MISSING, edgecolor="#aaaaaa", label=f"{other_label}  ({len(rest)})")
+        )
+    return handles
+
+
 # --------------------------------------------------------------------------- maps
 def choropleth(
     gdf: gpd.GeoDataFrame,
@@ -423,8 +447,6 @@ def category_map(
     >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     ['a  (1)', 'b  (1)', 'other / no data  (1)']
     """
-    from matplotlib.patches import Patch
-
     _check_column(gdf, column)
     category_labels = category_labels or {}
     crs = map_crs(gdf)
@@ -432,26 +454,7 @@ def category_map(
     cats = data[column].astype(object).where(data[column].notna(), None)
     with _style():
         fig, ax = _new_axes(ax, figsize, data)
-        handles = []
-        for value, colour in colours.items():
-            part = data[cats == value]
-            if len(part):
-                part.plot(ax=ax, color=colour, edgecolor="white", linewidth=0.3)
-            handles.append(
-                Patch(
-                    facecolor=colour,
-                    edgecolor="#888888",
-                    label=f"{category_labels.get(value, value)}  ({len(part)})",
-                )
-            )
-        rest = data[~cats.isin(list(colours))]
-        if len(rest):
-            rest.plot(ax=ax, color=_MISSING, edgecolor="#aaaaaa", linewidth=0.3)
-            handles.append(
-                Patch(
-                    facecolor=_MISSING, edgecolor="#aaaaaa", label=f"{other_label}  ({len(rest)})"
-                )
-            )
+        handles = _draw_categories(ax, data, cats, colours, category_labels, other_label)
         handles += _draw_outlines(ax, outlines, crs, outline_label)
         _draw_labels(ax, data, labels)
         ax.legend(
@@ -624,6 +627,8 @@ def small_multiples(
     synthetic: bool | str | Collection[str] = False,
     ncols: int = 3,
     panel_size: float = 4.2,
+    colours: Mapping[str, str] | None = None,
+    category_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """One choropleth panel per year (or other ``by`` value), classes pooled over all panels.
 
@@ -633,6 +638,9 @@ def small_multiples(
         Polygons with the join ``key`` column.
     values
         Long table with ``key``, ``by`` and ``value`` columns.
+    colours, category_labels
+        For a categorical ``value`` (e.g. LISA clusters): value -> colour and legend label;
+        ``scheme``, ``k`` and ``cmap`` are then ignored. Units absent from a panel are white.
 
     Examples
     --------
@@ -651,11 +659,15 @@ def small_multiples(
     panels = sorted(values[by].dropna().unique().tolist())
     if not panels:
         raise AggloInputError(f"small_multiples: no {by!r} values to draw.")
-    all_values = pd.to_numeric(values[value], errors="coerce").to_numpy(dtype=float)
-    lower, upper = classify(all_values, scheme=scheme, k=k)
-    from agglo.styles import _ramp
+    categorical = colours is not None
+    if categorical:
+        ramp = list(colours.values())
+    else:
+        all_values = pd.to_numeric(values[value], errors="coerce").to_numpy(dtype=float)
+        lower, upper = classify(all_values, scheme=scheme, k=k)
+        from agglo.styles import _ramp
 
-    colours = _ramp(cmap, len(upper))
+        ramp = _ramp(cmap, len(upper))
     crs = map_crs(gdf)
     base = gdf.to_crs(crs)
     n = len(panels)
@@ -668,19 +680,27 @@ def small_multiples(
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for i, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
             sub = values[values[by] == panel].drop_duplicates(key).set_index(key)[value]
-            v = pd.to_numeric(base[key].map(sub), errors="coerce").to_numpy(dtype=float)
-            _draw_classes(ax, base, v, lower, upper, colours, unit)
+            if categorical:
+                cats = base[key].map(sub).astype(object)
+                cats = cats.where(cats.notna(), None)
+                _draw_categories(ax, base, cats, colours, category_labels or {}, "")
+            else:
+                v = pd.to_numeric(base[key].map(sub), errors="coerce").to_numpy(dtype=float)
+                _draw_classes(ax, base, v, lower, upper, ramp, unit)
             if outlines is not None:
                 _draw_outlines(ax, outlines, crs, "")
             _finish_map(ax, title=str(panel), scale_bar=i == 0, north_arrow=i == 0)
         for ax in axes[n:]:
             ax.set_axis_off()
-        texts = class_labels(lower, upper, unit=unit)
+        if categorical:
+            texts = [str((category_labels or {}).get(c, c)) for c in colours]
+        else:
+            texts = class_labels(lower, upper, unit=unit)
         from matplotlib.patches import Patch
 
         legend_handles = [
             Patch(facecolor=c, edgecolor="#888888", label=t)
-            for c, t in zip(colours, texts, strict=True)
+            for c, t in zip(ramp, texts, strict=True)
         ]
         fig.legend(
             handles=legend_handles,
@@ -691,12 +711,12 @@ def small_multiples(
         )
         if title:
             fig.suptitle(title)
-        method = scheme.replace("_", " ")
-        _add_caption(
-            fig,
-            f"{caption or ''} Classes pooled over {by}s: {method}, k={len(upper)}.".strip(),
-            synthetic,
-        )
+        if categorical:
+            text = caption or ""
+        else:
+            method = scheme.replace("_", " ")
+            text = f"{caption or ''} Classes pooled over {by}s: {method}, k={len(upper)}.".strip()
+        _add_caption(fig, text, synthetic)
     return fig
 
 

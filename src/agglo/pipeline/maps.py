@@ -221,6 +221,40 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                 True,
             )
         )
+    lisa_long = ctx.layers.get("lisa")
+    lisa_col = next(
+        (c for c in ("cluster", "lisa_cluster") if lisa_long is not None and c in lisa_long), None
+    )
+    if (
+        cities is not None
+        and lisa_col
+        and {"adcode", "year"} <= set(lisa_long.columns)
+        and lisa_long["year"].nunique() > 1
+    ):
+        cap = (
+            "Local Moran's I clusters by year (FDR-significant): HH red, LL blue, LH light blue, "
+            f"HL pink, not significant grey. {src}"
+        )
+        values = pd.DataFrame(lisa_long[["adcode", "year", lisa_col]])
+        out.append(
+            (
+                "lisa_clusters_by_year",
+                lambda cap=cap: plot.small_multiples(
+                    _members(cities),
+                    values,
+                    value=lisa_col,
+                    colours=styles.LISA_COLOURS,
+                    category_labels=styles.LISA_LABELS,
+                    outlines=aggl,
+                    legend_title="LISA cluster",
+                    title="LISA clusters by year 局部空间自相关",
+                    caption=cap,
+                    synthetic=syn,
+                ),
+                cap,
+                True,
+            )
+        )
     cp = ctx.layers.get("core_periphery")
     latest = _latest_year_column(cp.columns, "coreness") if cp is not None else None
     if latest is not None:
