@@ -675,7 +675,8 @@ def small_multiples(
     nrows = math.ceil(n / ncols)
     with _style():
         fig = Figure(
-            figsize=(panel_size * ncols, panel_size * 0.85 * nrows + 0.9), layout="constrained"
+            figsize=(panel_size * ncols, _map_figsize(base, panel_size)[1] * nrows + 0.4),
+            layout="constrained",
         )
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for i, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
