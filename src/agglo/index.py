@@ -412,7 +412,6 @@ def _prepare_membership(
 @dataclass
 class _Prepared:
     values: pd.DataFrame  # adcode, agglomeration_id, year, indicator, value, imputed
-    R: pd.Series  # agglomeration_id -> R
     n_members: pd.Series
     years: list[int]
     indicators: list[str]
@@ -468,8 +467,7 @@ def _prepare(
     vals["imputed"] = False
     vals = _handle_missing(vals, cfg, report)
     n_members = m.groupby("agglomeration_id").size()
-    R = n_members / n_members.sum() if cfg.use_R else n_members * 0 + 1.0
-    return _Prepared(vals, R.astype(float), n_members, years, use)
+    return _Prepared(vals, n_members, years, use)
 
 
 def _warn(msg: str, report: list[str]) -> None:
@@ -549,8 +547,15 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
             "n_cities": g.count(),
             "mean": g.mean(),
             "sd": g.std(ddof=cfg.ddof),
+            "_min": g.min(),
+            "_span": g.max() - g.min(),
         }
     ).reset_index()
+    # identical values: mean = the value and sd = 0 exactly, not rounding noise (e.g. 1e-17)
+    same = cells.pop("_span") <= 0
+    cells["mean"] = cells["mean"].where(~same, cells["_min"])
+    cells["sd"] = cells["sd"].where(~same, 0.0)
+    cells = cells.drop(columns="_min")
     small = cells["n_cities"] < cfg.min_cities
     if small.any():
         ex = cells.loc[small].head(4)
@@ -599,13 +604,16 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
     }[cfg.k_pool]
     cv_max, cv_min = _minmax_pool(cells["cv"], keys_k)
     span = cv_max - cv_min
-    cells["k"] = np.where(span > 0, 100.0 * (cv_max - cells["cv"]) / span.where(span > 0, 1), 100.0)
+    ratio = ((cv_max - cells["cv"]) / span.where(span > 0, 1.0)).clip(0.0, 1.0)
+    cells["k"] = np.where(span > 0, 100.0 * ratio, 100.0)
     keys_f = [cells["indicator"]] + ([cells["year"]] if cfg.level_pool == "indicator_year" else [])
     l_max, l_min = _minmax_pool(cells["mean"], keys_f)
     lspan = l_max - l_min
     floor = float(cfg.level_floor)
     f_pos = np.where(
-        lspan > 0, floor + (1 - floor) * (cells["mean"] - l_min) / lspan.where(lspan > 0, 1), 1.0
+        lspan > 0,
+        floor + (1 - floor) * ((cells["mean"] - l_min) / lspan.where(lspan > 0, 1.0)).clip(0, 1),
+        1.0,
     )
     direction = cells["indicator"].map(cfg.direction).astype(int)
     f_neg = 1.0 + floor - f_pos
@@ -619,7 +627,8 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
         f = np.ones(len(cells))
     cells["dimension"] = cells["indicator"].map(lambda i: INDICATORS[i].dimension)
     cells["direction"] = direction
-    cells["R"] = cells["agglomeration_id"].map(prep.R).astype(float)
+    R = prep.n_members / prep.n_members.sum() if cfg.use_R else prep.n_members * 0 + 1.0
+    cells["R"] = cells["agglomeration_id"].map(R).astype(float)
     cells["f_pos"] = f_pos
     cells["f"] = f
     cells["K"] = cells["k"] * cells["R"] * cells["f"]
