@@ -362,7 +362,7 @@ def _validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
             f"{int(neg.sum())} negative value(s) of index indicators, e.g. {ex}; the "
             "coefficient of variation needs non-negative values: correct or remove them"
         )
-    binary = df["indicator"].map(lambda i: i in INDICATORS and INDICATORS[i].kind == "binary")
+    binary = df["indicator"].isin([i for i, v in INDICATORS.items() if v.kind == "binary"])
     nonbin = binary & df["value"].notna() & ~df["value"].isin([0.0, 1.0])
     if nonbin.any():
         problems.append(
@@ -1092,24 +1092,35 @@ def institutions_by_year(
         if agglomerations is not None
         else sorted(inst["agglomeration_id"].unique())
     )
+    records = sorted(
+        zip(
+            inst["agglomeration_id"],
+            inst["year"].astype(int),
+            inst["kind"],
+            inst["level"],
+            inst["name_zh"].astype(str),
+            strict=True,
+        ),
+        key=lambda r: r[1],
+    )
     rows = []
     for g in groups:
-        gi = inst[inst["agglomeration_id"] == g]
+        gi = [r for r in records if r[0] == g]
         for y in years:
-            f = gi[gi["year"].astype(int) <= y].sort_values("year")
-            plans = f[f["kind"] == "plan"]
+            f = [r for r in gi if r[1] <= y]
+            plans = [r for r in f if r[2] == "plan"]
             rows.append(
                 {
                     "agglomeration_id": g,
                     "year": y,
                     "n_plans": len(plans),
-                    "n_mechanisms": int((f["kind"] == "mechanism").sum()),
-                    "n_national": int((f["level"] == "national").sum()),
-                    "n_provincial": int((f["level"] == "provincial").sum()),
-                    "n_municipal": int((f["level"] == "municipal").sum()),
-                    "score": float(f["level"].map(weights).sum()),
-                    "latest_plan": plans["name_zh"].iloc[-1] if len(plans) else "",
-                    "in_force": "; ".join(f["name_zh"].astype(str)),
+                    "n_mechanisms": sum(r[2] == "mechanism" for r in f),
+                    "n_national": sum(r[3] == "national" for r in f),
+                    "n_provincial": sum(r[3] == "provincial" for r in f),
+                    "n_municipal": sum(r[3] == "municipal" for r in f),
+                    "score": float(sum(weights[r[3]] for r in f)),
+                    "latest_plan": plans[-1][4] if plans else "",
+                    "in_force": "; ".join(r[4] for r in f),
                 }
             )
     return pd.DataFrame(rows)
