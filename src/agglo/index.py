@@ -830,11 +830,12 @@ def _explain(
     c = c[c["rank"] <= top].copy()
 
     def text(r: Any) -> str:
-        why = (
-            f"cities far apart (cv {r.cv:.2f}, k {r.k:.0f})"
-            if r.cause == "dispersion"
-            else f"low level for the run (mean {r.mean:.3g}, f {r.f:.2f})"
-        )
+        if r.cause == "dispersion":
+            why = f"cities far apart (cv {r.cv:.2f}, k {r.k:.0f})"
+        elif r.direction < 0:  # f = sqrt(f⁺ f⁻) is low at either extreme of the level
+            why = f"level at an extreme of the run's range (mean {r.mean:.3g}, f {r.f:.2f})"
+        else:
+            why = f"low level for the run (mean {r.mean:.3g}, f {r.f:.2f})"
         name = INDICATORS[r.indicator].name_en
         return f"{name} ({r.indicator}): {why}; {100 * r.share_of_shortfall:.0f}% of the shortfall"
 
