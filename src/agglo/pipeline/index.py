@@ -102,18 +102,19 @@ def run(ctx: RunContext) -> None:
         log.warning("stage index: no panel or membership loaded; skipped")
         return
     cfg, opts = stage_options(ctx.config.section("index"))
+    employment = _employment(ctx)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IndexWarning)
         result = integration_index(
             ctx.panel,
             ctx.membership,
             config=cfg,
-            employment=_employment(ctx),
+            employment=employment,
             institutions=ctx.institutions,
         )
         sens = None
         if opts["sensitivity"]:
-            sens = index_sensitivity(ctx.panel, ctx.membership, config=cfg)
+            sens = index_sensitivity(ctx.panel, ctx.membership, config=cfg, employment=employment)
     for w in caught:
         if issubclass(w.category, IndexWarning):
             log.warning("index: %s", w.message)
