@@ -13,6 +13,15 @@ Weights (``weights=``):
 - ``"coverage"``: coverage fraction only (exactextract's ``mean``);
 - ``"centroid"``: 1 for every cell whose centre is inside the polygon (rasterstats' default).
   A polygon containing no cell centre falls back to its covering cells weighted by coverage.
+
+Exactness: coverage fractions are exact (exactextract, planar in lon/lat); with ``"area"`` the
+covered part of a cell gets the cell's mean area density, so only cells cut by a polygon edge
+across a parallel carry an error of order (cell height x tan φ) of their own weight (< 1e-4 at
+0.01°). Polygons whose edges follow cell rows (and any longitudes) are exact to rounding.
+
+Population weighting (``population=``) takes a raster of persons per cell on any lon/lat grid:
+a finer grid is summed into the PM2.5 cells by cell centre, a coarser one is spread by area.
+The weights are coverage fraction x persons of the cell.
 """
 
 from __future__ import annotations
@@ -292,11 +301,7 @@ def _read_cells(layer: Layer, window: Window, rows: np.ndarray, cols: np.ndarray
     inside = (gr >= 0) & (gr < g.ny) & (gc >= 0) & (gc < g.nx)
     if not inside.any():
         return out
-    r0, r1 = int(gr[inside].min()), int(gr[inside].max()) + 1
-    c0, c1 = int(gc[inside].min()), int(gc[inside].max()) + 1
-    sub = Window(g, r0, r1, c0, c1)
-    block = layer.read(sub)
-    out[inside] = block[gr[inside] - r0, gc[inside] - c0]
+    out[inside] = layer.read_cells(gr[inside], gc[inside])
     return out
 
 

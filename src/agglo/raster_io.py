@@ -239,6 +239,47 @@ class Layer:
         out[wr, wc] = self._read_block(gr, gc)
         return out
 
+    def read_cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Values (float64, NaN = missing) at grid cells ``rows``/``cols`` (north-up, inside).
+
+        Reads the bounding block once; NetCDF blocks are read raw (no masked array, no float64
+        copy of the block) and only the gathered cells are decoded (fill values, valid range,
+        scale/offset), which keeps memory at one raw block per year.
+        """
+        if rows.size == 0:
+            return np.zeros(0)
+        r0, r1 = int(rows.min()), int(rows.max()) + 1
+        c0, c1 = int(cols.min()), int(cols.max()) + 1
+        if self.kind != "netcdf":
+            block = self._read_block(slice(r0, r1), slice(c0, c1))
+            return block[rows - r0, cols - c0]
+        srows = self._stored_rows(slice(r0, r1))
+        ri = (self.grid.ny - 1 - rows) - srows.start if self.flip_rows else rows - r0
+        ci = cols - c0
+        try:
+            return self._read_netcdf_cells(srows, slice(c0, c1), ri, ci)
+        except AggloInputError:
+            raise
+        except Exception as exc:
+            raise AggloInputError(
+                f"{self.name}: could not read the data ({type(exc).__name__}: {exc}). The file "
+                "may be truncated or corrupt: download it again."
+            ) from exc
+
+    def _read_netcdf_cells(
+        self, srows: slice, cols: slice, ri: np.ndarray, ci: np.ndarray
+    ) -> np.ndarray:
+        import netCDF4
+
+        with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
+            var = ds.variables[self.variable]
+            var.set_auto_maskandscale(False)
+            raw = np.asarray(var[_nc_key(var.ndim, self.index, srows, cols, self.transpose)])
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+        vals = raw[ci, ri] if self.transpose else raw[ri, ci]
+        del raw
+        return _cf_decode(vals, attrs)
+
     # -- backends ----------------------------------------------------------------------------
     def _stored_rows(self, rows: slice) -> slice:
         if not self.flip_rows:
@@ -316,6 +357,33 @@ def _nc_key(ndim: int, index: int | None, srows: slice, cols: slice, transpose: 
     if ndim == 3:
         return (index or 0, *spatial)
     raise AggloInputError(f"expected a 2-D or 3-D PM2.5 variable, got {ndim} dimensions")
+
+
+def _cf_decode(vals: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """CF decoding of raw values: fill/missing/valid range -> NaN, then scale and offset."""
+    import netCDF4
+
+    dt = vals.dtype
+    fill = attrs.get("_FillValue", netCDF4.default_fillvals.get(dt.str[1:]))
+    bad = np.zeros(vals.shape, dtype=bool)
+    if fill is not None:
+        bad |= vals == np.asarray(fill).astype(dt)
+    if "missing_value" in attrs:
+        bad |= np.isin(vals, np.atleast_1d(np.asarray(attrs["missing_value"]).astype(dt)))
+    lo, hi = attrs.get("valid_min"), attrs.get("valid_max")
+    if "valid_range" in attrs:
+        lo, hi = np.asarray(attrs["valid_range"])[:2]
+    if lo is not None:
+        bad |= vals < np.asarray(lo).astype(dt)
+    if hi is not None:
+        bad |= vals > np.asarray(hi).astype(dt)
+    out = vals.astype(np.float64)
+    if "scale_factor" in attrs:
+        out *= float(attrs["scale_factor"])
+    if "add_offset" in attrs:
+        out += float(attrs["add_offset"])
+    out[bad | ~np.isfinite(out)] = np.nan
+    return out
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
