@@ -39,8 +39,10 @@ def synthetic_segments(polygons: gpd.GeoDataFrame, n: int, *, seed: int) -> gpd.
     starts = starts[:n]
     length_deg = rng.uniform(0.2, 3.0, n) / 111.0
     angle = rng.uniform(0, 2 * np.pi, n)
-    ends = starts + np.c_[np.cos(angle) / np.cos(np.radians(starts[:, 1])), np.sin(angle)] * (
-        length_deg[:, None]
+    ends = (
+        starts
+        + np.c_[np.cos(angle) / np.cos(np.radians(starts[:, 1])), np.sin(angle)]
+        * (length_deg[:, None])
     )
     coords = np.stack([starts, ends], axis=1)
     lines = shapely.linestrings(coords)
@@ -70,8 +72,10 @@ def main() -> None:
     members = cities[cities["agglomeration_id"].notna()].reset_index(drop=True)
     t = time.perf_counter()
     roads = synthetic_segments(members, n, seed=args.seed)
-    print(f"{len(members)} member cities, {len(roads):,} segments (built in "
-          f"{time.perf_counter() - t:.1f} s)")
+    print(
+        f"{len(members)} member cities, {len(roads):,} segments (built in "
+        f"{time.perf_counter() - t:.1f} s)"
+    )
 
     t = time.perf_counter()
     ours = agglo.road_density(roads, members, classes="all")
@@ -85,8 +89,10 @@ def main() -> None:
 
     diff = np.abs(ours["length_km"].to_numpy() - ref)
     rel = diff.max() / max(ref.max(), 1e-12)
-    print(f"largest per-city difference: {diff.max():.6f} km (relative {rel:.2e}); "
-          f"total difference {abs(ours['length_km'].sum() - ref.sum()):.6f} km")
+    print(
+        f"largest per-city difference: {diff.max():.6f} km (relative {rel:.2e}); "
+        f"total difference {abs(ours['length_km'].sum() - ref.sum()):.6f} km"
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (max RSS): {peak_mb:,.0f} MB")
     print(
