@@ -389,7 +389,7 @@ def test_pipeline_stage_on_bundled_synthetic_network(tmp_path):
         one.loc[table["adcode"]], 100 * table["density_km_per_km2"].to_numpy(), rtol=1e-12
     )
     assert "every year" in ctx.provenance["road_density"]
-    assert any(s.startswith("[SYNTHETIC DATA") and "Road density" in s for s in ctx.summary)
+    assert any(s.startswith("[SYNTHETIC") and "Road density" in s for s in ctx.summary)
 
 
 def test_internal_length_matches_geodesy_for_every_geometry_type():
