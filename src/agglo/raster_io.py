@@ -276,7 +276,8 @@ class Layer:
             var.set_auto_maskandscale(False)
             raw = np.asarray(var[_nc_key(var.ndim, self.index, srows, cols, self.transpose)])
             attrs = {k: var.getncattr(k) for k in var.ncattrs()}
-        vals = raw[ci, ri] if self.transpose else raw[ri, ci]
+        flat = ci * raw.shape[1] + ri if self.transpose else ri * raw.shape[1] + ci
+        vals = raw.ravel()[flat]
         del raw
         return _cf_decode(vals, attrs)
 
