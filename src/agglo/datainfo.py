@@ -22,6 +22,21 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
         "membership of the five agglomerations by their official plans (84 units)",
         "official development plans, compiled in the project's shared reference",
     ),
+    "panel/demo_panel_synthetic.csv": (
+        "synthetic",
+        "demo yearbook panel: 84 member cities x 2010/2015/2020, 19 indicators + population, GDP",
+        "seeded generator scripts/make_demo_panel.py (invented numbers, not statistics)",
+    ),
+    "panel/demo_employment_synthetic.csv": (
+        "synthetic",
+        "demo sector employment for the Krugman specialisation index",
+        "seeded generator scripts/make_demo_panel.py",
+    ),
+    "roads/demo_roads_synthetic.gpkg": (
+        "synthetic",
+        "demo road network over the real boundaries (OSM highway classes, maxspeed, oneway)",
+        "seeded generator scripts/make_demo_roads.py",
+    ),
     "reference/institutions.csv": (
         "real",
         "plans and coordination mechanisms (seed 004 tables 2-3)",
@@ -44,10 +59,20 @@ def bundled_data() -> pd.DataFrame:
     """
     root = data_dir()
     rows = []
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    # documentation and metadata sidecars (README.md, *.json) describe the files; not listed
+    files = (
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix not in {".md", ".json"}
+    )
+    for f in sorted(files):
         rel = f.relative_to(root).as_posix()
         if rel in _KNOWN:
             status, desc, source = _KNOWN[rel]
+        elif rel.startswith("rasters/") and "synthetic" in f.name:
+            status = "synthetic"
+            desc = "demo PM2.5 grid in the ACAG NetCDF layout"
+            source = "seeded generator scripts/make_demo_rasters.py"
         else:
             status = "synthetic" if "synthetic" in f.name else "unknown"
             desc, source = "", "see the file's own metadata/README"

@@ -140,7 +140,10 @@ def geodesic_length_km(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> pd.Series:
     gs = ensure_wgs84(_as_frame(geoms), what="lines").geometry
     arr = gs.to_numpy()
     is_polygon = np.isin(shapely.get_type_id(arr), (3, 6))  # Polygon, MultiPolygon -> rings
-    lines = shapely.get_parts(np.where(is_polygon, shapely.boundary(arr), arr), return_index=True)
+    if is_polygon.any():  # boundaries of the polygons only (np.where would compute all)
+        arr = arr.copy()
+        arr[is_polygon] = shapely.boundary(arr[is_polygon])
+    lines = shapely.get_parts(arr, return_index=True)
     parts, owner = lines
     coords, part_idx = shapely.get_coordinates(parts, return_index=True)
     out = np.zeros(len(arr))

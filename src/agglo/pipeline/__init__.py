@@ -49,6 +49,8 @@ class RunContext:
     ----------
     panel
         Tidy ``adcode, year, indicator, value`` table; spatial stages replace their indicator.
+    employment
+        Sector employment (``adcode, year, sector, employment``) if the panel came with it.
     provenance
         Variable or input name -> where it came from and whether it is real or synthetic.
     synthetic
@@ -71,6 +73,7 @@ class RunContext:
     membership: pd.DataFrame | None = None
     institutions: pd.DataFrame | None = None
     panel: pd.DataFrame | None = None
+    employment: pd.DataFrame | None = None
     years: list[int] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
     synthetic: set[str] = field(default_factory=set)

@@ -27,6 +27,7 @@ def run(ctx: RunContext) -> None:
         ctx.synthetic.add(panel_path.name)
     ctx.provenance["panel"] = f"{panel_path} ({'synthetic' if result.synthetic else 'real'})"
     ctx.panel = result.panel
+    ctx.employment = result.employment
     years = sorted(ctx.panel["year"].unique().tolist())
     ctx.years = [y for y in years if cfg.years is None or y in cfg.years]
     if cfg.years is not None:

@@ -58,17 +58,9 @@ def stage_options(section: dict[str, Any]) -> tuple[IndexConfig, dict[str, Any]]
 def _employment(ctx: RunContext) -> pd.DataFrame | None:
     if ctx.panel is not None and "krugman_index" in set(ctx.panel["indicator"]):
         return None
-    emp = getattr(ctx, "employment", None)
-    if emp is not None:
-        return emp
-    try:
-        from agglo.panel import DEMO_PANEL, read_panel
-
-        path = ctx.config.panel or DEMO_PANEL
-        return getattr(read_panel(path), "employment", None)
-    except Exception as exc:  # optional input: never crash the run for it
-        log.info("no sector employment available (%s); krugman_index not computed", exc)
-        return None
+    if ctx.employment is None:
+        log.info("no sector employment with the panel; krugman_index not computed")
+    return ctx.employment
 
 
 def ranking_text(result: IndexResult) -> list[str]:
