@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.agglo-installed
 
-.PHONY: demo test lint format bench boundaries clean
+.PHONY: demo test lint format bench bench-full boundaries clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests scripts benchmarks
 	$(BIN)/ruff check --fix src tests scripts benchmarks
 
-bench: $(STAMP)
+bench: $(STAMP)  # quick versions of every benchmark (minutes); bench-full for the numbers in the notes
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b --quick || exit 1; done
+
+bench-full: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 boundaries: $(STAMP)
