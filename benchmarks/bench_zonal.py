@@ -15,6 +15,20 @@ polygons, so it includes the process baseline: interpreter, libraries and the po
   ``--rasterstats-years K`` (default 3 in the full run) it is timed for K years and the
   26-year time is extrapolated linearly (marked ``~``).
 
+Results (2026-11-23, 2 cores, 0.01°, 26 years, 2,875 counties with 4.2 M vertices)::
+
+    BENCH zonal_full_1yr  agglo_s=4.64  exactextract_s=8.01   speedup_vs_exactextract=1.73
+                          rasterstats_s=10.92 speedup_vs_rasterstats=2.36
+    BENCH zonal_full_26yr agglo_s=31.37 exactextract_s=225.36 speedup_vs_exactextract=7.18
+                          rasterstats_s=~277.60 speedup_vs_rasterstats=~8.85
+    peak RSS: agglo 1.6 GB (1 year) / 2.9 GB (26 years), exactextract 0.44 GB, rasterstats 0.9 GB
+    agglo (ellipsoid) vs exactextract (sphere): median rel. diff 2e-7, max 9e-5
+
+The goal (26 years >= 3x faster than exactextract once per year) is met; rasterstats is ~9x
+behind for 26 years (extrapolated from 3), a little short of an order of magnitude. agglo's
+memory is the price of the sparse weights (10 M cell-polygon pairs) and one decoded year per
+task in flight.
+
 Usage::
 
     python benchmarks/bench_zonal.py            # 0.01°, 26 years (several minutes)
