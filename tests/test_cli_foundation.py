@@ -51,3 +51,17 @@ def test_unknown_option_is_a_usage_error():
 @pytest.mark.parametrize("flag", ["-q", "-v"])
 def test_verbosity_flags_accepted(flag, capsys):
     assert main([flag, "data", "info"]) == 0
+
+
+def test_lazy_public_names_resolve_to_functions():
+    import types
+
+    import agglo
+
+    for name in agglo.__all__:
+        value = getattr(agglo, name)
+        if name == "plot":
+            assert isinstance(value, types.ModuleType)
+        elif name != "__version__":
+            assert not isinstance(value, types.ModuleType), name
+    assert callable(agglo.export)

@@ -10,7 +10,7 @@ import pytest
 import shapely
 
 from agglo.errors import AggloInputError, OutputExistsError
-from agglo.export import atomic_path, export, export_layers, shapefile_field_names
+from agglo.writers import atomic_path, export, export_layers, shapefile_field_names
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from matplotlib.colors import to_rgba
 
 from agglo import styles
 from agglo.errors import AggloInputError, ValidationError
-from agglo.export import export, export_layers
+from agglo.writers import export, export_layers
 
 QGIS_LAYER_STYLES_COLUMNS = [
     "id",

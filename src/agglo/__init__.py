@@ -30,8 +30,8 @@ _LAZY: dict[str, str] = {
     "PanelResult": "agglo.panel",
     "INDICATORS": "agglo.registry",
     "DIMENSIONS": "agglo.registry",
-    "export": "agglo.export",
-    "export_layers": "agglo.export",
+    "export": "agglo.writers",
+    "export_layers": "agglo.writers",
     "RunConfig": "agglo.config",
     "load_config": "agglo.config",
     # integration index (issue 3)
@@ -68,6 +68,9 @@ _LAZY: dict[str, str] = {
     "write_report": "agglo.report",
 }
 
+#: public names that are modules themselves (``agglo.plot.choropleth``)
+_MODULES = {"plot"}
+
 __all__ = ["__version__", *_LAZY]
 
 
@@ -76,7 +79,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'agglo' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if module.rsplit(".", 1)[-1] == name else getattr(mod, name)
+    value = mod if name in _MODULES else getattr(mod, name)
     globals()[name] = value
     return value
 

@@ -24,9 +24,9 @@ import pyogrio
 import shapely
 
 from agglo.errors import AggloInputError
-from agglo.export import atomic_path, check_writable
 from agglo.geodesy import WGS84, geodesic_area_km2
 from agglo.paths import data_path
+from agglo.writers import atomic_path, check_writable
 
 __all__ = [
     "AGGLOMERATIONS",

@@ -35,9 +35,9 @@ from matplotlib.figure import Figure
 from pyproj import CRS
 
 from agglo.errors import AggloInputError, CRSError
-from agglo.export import atomic_path
 from agglo.fonts import font_family
 from agglo.styles import LISA_COLOURS, LISA_LABELS, class_labels, classify
+from agglo.writers import atomic_path
 
 __all__ = [
     "AGGLOMERATION_COLOURS",

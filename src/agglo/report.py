@@ -26,7 +26,7 @@ import pandas as pd
 
 from agglo._version import __version__
 from agglo.errors import AggloInputError
-from agglo.export import atomic_path
+from agglo.writers import atomic_path
 
 __all__ = ["SECTIONS", "report_from_outputs", "section_of", "write_report"]
 

@@ -35,8 +35,8 @@ from pyproj import Transformer
 from scipy.spatial import Delaunay, cKDTree
 
 from agglo.errors import AggloInputError
-from agglo.export import atomic_path, check_writable
 from agglo.geodesy import WGS84
+from agglo.writers import atomic_path, check_writable
 
 __all__ = ["DEMO_ROADS_FILE", "GENERATOR", "generate_synthetic_roads", "write_demo_roads"]
 

@@ -60,9 +60,9 @@ def register(app: typer.Typer) -> None:
         """
         from agglo.boundaries import load_cities, load_counties
         from agglo.config import load_config
-        from agglo.export import check_writable, export, write_csv
         from agglo.panel import DEMO_PANEL, read_panel
         from agglo.pipeline.coreperiphery import analyse, stage_options
+        from agglo.writers import check_writable, export, write_csv
 
         cfg = load_config(config)
         section = cfg.section("coreperiphery")

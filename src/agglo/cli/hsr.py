@@ -34,8 +34,8 @@ def register(app: typer.Typer) -> None:
         """HSR flag (0/1) per city and year, and each city's first opening year."""
         from agglo.boundaries import load_cities, load_counties
         from agglo.errors import AggloInputError
-        from agglo.export import check_writable, write_csv
         from agglo.hsr import hsr_access, read_stations
+        from agglo.writers import check_writable, write_csv
 
         check_writable(out, force=force)
         try:

@@ -33,7 +33,6 @@ def register(app: typer.Typer) -> None:
 
         from agglo.boundaries import load_cities, load_institutions, load_membership
         from agglo.config import load_config
-        from agglo.export import check_writable, export, write_csv
         from agglo.index import (
             IndexWarning,
             agglomeration_layer,
@@ -42,6 +41,7 @@ def register(app: typer.Typer) -> None:
         )
         from agglo.panel import read_panel
         from agglo.pipeline.index import ranking_text, stage_options
+        from agglo.writers import check_writable, export, write_csv
 
         log = logging.getLogger("agglo.cli.index")
         cfg, _ = stage_options(load_config(config).section("index"))

@@ -43,10 +43,10 @@ def register(app: typer.Typer) -> None:
         """
         from agglo.boundaries import load_cities, load_counties
         from agglo.errors import AggloInputError
-        from agglo.export import check_writable, export_layers, write_csv
         from agglo.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
         from agglo.paths import data_path
         from agglo.roads import read_roads
+        from agglo.writers import check_writable, export_layers, write_csv
 
         try:
             band_list = tuple(float(b) for b in bands.split(",") if b.strip())

@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     ) -> None:
         """Mean annual PM2.5 (µg/m³) per polygon and year, weighted by exact cell coverage."""
-        from agglo.export import check_writable, write_csv
         from agglo.pm25 import zonal_pm25
+        from agglo.writers import check_writable, write_csv
 
         check_writable(out, force=force)
         polys = _load_polygons(polygons, layer)

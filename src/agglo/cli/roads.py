@@ -67,9 +67,9 @@ def register(app: typer.Typer) -> None:
         """Road length (geodesic km) and density (km/km², km/100 km²) per polygon."""
         from agglo.boundaries import load_cities
         from agglo.errors import AggloInputError
-        from agglo.export import check_writable, write_csv
         from agglo.geodesy import ensure_wgs84
         from agglo.roads import read_roads, road_density
+        from agglo.writers import check_writable, write_csv
 
         check_writable(out, force=force)
         if polygons is None:

@@ -1,4 +1,4 @@
-"""Exports that open cleanly in QGIS: GeoPackage (default) and shapefile, written atomically.
+"""Writers: exports that open cleanly in QGIS: GeoPackage (default) and shapefile, written atomically.
 
 - The driver is chosen from the extension: ``.gpkg`` (preferred) or ``.shp``.
 - Every write goes to a temporary file in the target folder and is renamed into place, so a
