@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import geopandas as gpd
 import pandas as pd
 
 from agglo.config import RunConfig
-from agglo.errors import OutputExistsError
+from agglo.errors import AggloInputError, OutputExistsError
 
 __all__ = ["STAGES", "RunContext", "run"]
 
@@ -150,3 +151,50 @@ def run(
         module.run(ctx)
         log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
     return ctx
+
+
+#: the bundled synthetic road network (roads and metro stages)
+DEMO_ROADS = ("roads", "demo_roads_synthetic.gpkg")
+
+
+def check_options(stage: str, options: dict[str, Any], valid: Iterable[str]) -> None:
+    """Refuse unknown keys in a stage's config section, naming the valid ones."""
+    valid = list(valid)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise AggloInputError(f"[{stage}] option(s) {unknown} unknown; valid options: {valid}.")
+
+
+def is_synthetic_file(path: Path) -> bool:
+    """True if a file's name or its GeoPackage layer metadata says it is synthetic."""
+    if "synthetic" in path.name.lower():
+        return True
+    if path.suffix.lower() != ".gpkg":
+        return False
+    import pyogrio
+
+    try:
+        meta = pyogrio.read_info(path).get("layer_metadata") or {}
+    except Exception:  # unreadable metadata: the reader reports real problems later
+        return False
+    return str(meta.get("data_status", "")).lower() == "synthetic"
+
+
+def road_network(ctx: RunContext, stage: str) -> tuple[Path, bool] | None:
+    """The road file for a stage: ``[inputs] roads`` or the bundled synthetic network.
+
+    Returns ``(path, synthetic)``, or ``None`` (logged) when nothing is configured and the
+    bundled file is absent; a configured file that does not exist is an input error.
+    """
+    from agglo.paths import data_path
+
+    if ctx.config.roads is not None:
+        path = Path(ctx.config.roads)
+        if not path.exists():
+            raise AggloInputError(f"[inputs] roads = {path} does not exist.")
+    else:
+        path = data_path(*DEMO_ROADS)
+        if not path.exists():
+            log.info("no road network configured and %s is absent; stage %s skipped", path, stage)
+            return None
+    return path, is_synthetic_file(path)

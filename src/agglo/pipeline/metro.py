@@ -17,19 +17,15 @@ Outputs: layers ``metro_areas`` (one catchment per core) and ``isochrones`` (ban
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from agglo.errors import AggloInputError
-from agglo.paths import data_path
-from agglo.pipeline import RunContext
+from agglo.pipeline import RunContext, check_options, road_network
 
 log = logging.getLogger(__name__)
 
-DEMO_ROADS = ("roads", "demo_roads_synthetic.gpkg")
 #: options of the ``[metro]`` section and their defaults
 OPTIONS: dict[str, Any] = {
     "minutes": 60,
@@ -46,20 +42,6 @@ CHENGDU_CHECK = (
     "510100",
     {"510600": "Deyang 德阳", "511400": "Meishan 眉山", "512000": "Ziyang 资阳"},
 )
-
-
-def _is_synthetic(path: Path) -> bool:
-    if "synthetic" in path.name.lower():
-        return True
-    if path.suffix.lower() != ".gpkg":
-        return False
-    import pyogrio
-
-    try:
-        meta = pyogrio.read_info(path).get("layer_metadata") or {}
-    except Exception:  # unreadable: the reader reports real problems
-        return False
-    return str(meta.get("data_status", "")).lower() == "synthetic"
 
 
 def _population(ctx: RunContext) -> pd.Series | None:
@@ -80,22 +62,12 @@ def run(ctx: RunContext) -> None:
     from agglo.roads import read_roads
 
     opts = ctx.config.section("metro")
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise AggloInputError(
-            f"[metro] option(s) {unknown} unknown; valid options: {list(OPTIONS)}."
-        )
+    check_options("metro", opts, OPTIONS)
     o = {**OPTIONS, **opts}
-    if ctx.config.roads is not None:
-        path = Path(ctx.config.roads)
-        if not path.exists():
-            raise AggloInputError(f"[inputs] roads = {path} does not exist.")
-    else:
-        path = data_path(*DEMO_ROADS)
-        if not path.exists():
-            log.info("no road network configured and %s is absent; stage metro skipped", path)
-            return
-    synthetic = _is_synthetic(path)
+    found = road_network(ctx, "metro")
+    if found is None:
+        return
+    path, synthetic = found
     if synthetic:
         ctx.synthetic.add(path.name)
     cities, counties = ctx.cities, ctx.counties

@@ -10,30 +10,12 @@ year of the run (recorded in the provenance).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from agglo.errors import AggloInputError
-from agglo.paths import data_path
-from agglo.pipeline import RunContext
+from agglo.pipeline import RunContext, check_options, road_network
 
 log = logging.getLogger(__name__)
 
-DEMO_ROADS = ("roads", "demo_roads_synthetic.gpkg")
 OPTIONS = ("classes", "class_col", "mapping", "layer")
-
-
-def _is_synthetic(path: Path) -> bool:
-    if "synthetic" in path.name.lower():
-        return True
-    if path.suffix.lower() != ".gpkg":
-        return False
-    import pyogrio
-
-    try:
-        meta = pyogrio.read_info(path).get("layer_metadata") or {}
-    except Exception:  # unreadable metadata: read_roads reports real problems
-        return False
-    return str(meta.get("data_status", "")).lower() == "synthetic"
 
 
 def run(ctx: RunContext) -> None:
@@ -41,21 +23,11 @@ def run(ctx: RunContext) -> None:
     from agglo.roads import DEFAULT_CLASSES, read_roads, road_density
 
     opts = ctx.config.section("roads")
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise AggloInputError(
-            f"[roads] option(s) {unknown} unknown; valid options: {list(OPTIONS)}."
-        )
-    if ctx.config.roads is not None:
-        path = Path(ctx.config.roads)
-        if not path.exists():
-            raise AggloInputError(f"[inputs] roads = {path} does not exist.")
-    else:
-        path = data_path(*DEMO_ROADS)
-        if not path.exists():
-            log.info("no road network configured and %s is absent; stage roads skipped", path)
-            return
-    synthetic = _is_synthetic(path)
+    check_options("roads", opts, OPTIONS)
+    found = road_network(ctx, "roads")
+    if found is None:
+        return
+    path, synthetic = found
     classes = opts.get("classes", DEFAULT_CLASSES)
     class_col = opts.get("class_col", "highway")
     cities = ctx.cities
