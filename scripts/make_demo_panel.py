@@ -30,7 +30,8 @@ Generator assumptions (also in ``data/panel/README.md`` and the JSON metadata):
   education spending 700·exp(0.9 z + 0.28 t) yuan/person; beds 32 + 18 z + 7 t and
   health technicians 35 + 30 z + 9 t per 10k; social security share 11 - 2 z + 0.6 t %.
   Each value gets small normal noise; rates are clipped to [0, 100].
-- Population (10k) = 350 · exp(0.5 (z - 0.5) + N(0, 0.3)) · (2.5 for cores) ·
+- Population (10k) = 350 · exp(0.5 (z - 0.5) + N(0, 0.3)) · (2.5 for cores, 6 for the
+  municipalities Shanghai and Chongqing) ·
   (real area / 12,000 km²)^0.3, growing 1.8 %/yr in cores and ~0.2 %/yr elsewhere.
   GDP (100 million yuan) = GDP per capita × population / 10^4.
 - Sector employment (10k persons) in 6 sectors = population × 10-18 % × shares drawn from a
@@ -75,6 +76,10 @@ AGG = {
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: province-level municipalities: modelled as the largest units of their agglomerations
+MUNICIPALITIES = ("310100", "500000")
+
+
 def is_core(adcode: str) -> bool:
     """Provincial capitals (adcode xx0100) and the municipality of Chongqing."""
     return adcode.endswith("0100") or adcode == "500000"
@@ -98,7 +103,7 @@ def make_demo(seed: int = DEFAULT_SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
         pop0 = (
             350
             * np.exp(0.5 * (z - 0.5) + rng.normal(0, 0.3))
-            * (2.5 if core else 1.0)
+            * (6.0 if m.adcode in MUNICIPALITIES else 2.5 if core else 1.0)
             * (float(area[m.adcode]) / 12000) ** 0.3
         )
         growth = 0.018 if core else rng.normal(0.002, 0.005)
