@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from agglo.errors import AggloInputError
 
-__all__ = ["SECTIONS", "RunConfig", "load_config"]
+__all__ = ["SECTIONS", "RunConfig", "load_config", "unknown_option_problems"]
 
 SECTIONS = ("index", "pm25", "roads", "hsr", "autocorr", "coreperiphery", "metro", "plot", "report")
 
@@ -91,9 +92,7 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise AggloInputError(f"{path}: not valid TOML ({exc}).") from exc
     problems = []
     inputs = raw.pop("inputs", {})
-    for key in inputs:
-        if key not in _INPUT_KEYS:
-            problems.append(f"[inputs] {key!r} is not an option{_closest(key, _INPUT_KEYS)}")
+    problems += [f"[inputs] {p}" for p in unknown_option_problems(inputs, _INPUT_KEYS)]
     for key in raw:
         if key not in SECTIONS:
             problems.append(f"section [{key}] is unknown{_closest(key, SECTIONS)}")
@@ -106,6 +105,18 @@ def load_config(path: str | Path | None) -> RunConfig:
             value = p if p.is_absolute() else (path.parent / p)
         setattr(cfg, key, value)
     return cfg
+
+
+def unknown_option_problems(given: Iterable[str], valid: Iterable[str]) -> list[str]:
+    """One message per key of ``given`` that is not in ``valid``, with the closest valid names.
+
+    Examples
+    --------
+    >>> unknown_option_problems(["weight", "k"], ["weights", "k"])
+    ["'weight' is not an option (did you mean weights?)"]
+    """
+    valid = list(valid)
+    return [f"{key!r} is not an option{_closest(key, valid)}" for key in given if key not in valid]
 
 
 def _closest(word: str, options: Any) -> str:

@@ -17,7 +17,6 @@ five agglomerations together (scope ``all``) and for each agglomeration with at 
 
 from __future__ import annotations
 
-import difflib
 import logging
 from typing import Any
 
@@ -34,6 +33,7 @@ from agglo.autocorr import (
     local_autocorrelation,
     spatial_weights,
 )
+from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
 
@@ -101,12 +101,7 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     ...
     agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean weights?)
     """
-    problems = []
-    for key in section:
-        if key not in OPTIONS:
-            close = difflib.get_close_matches(key, list(OPTIONS), n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(OPTIONS)}"
-            problems.append(f"{key!r} is not an option ({hint})")
+    problems = unknown_option_problems(section, OPTIONS)
     opts = {**OPTIONS, **section}
     for key, allowed in (
         ("weights", WEIGHT_KINDS),

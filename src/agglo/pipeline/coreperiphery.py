@@ -24,7 +24,6 @@ Options (``[coreperiphery]`` section): see :data:`OPTIONS`.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
+from agglo.config import unknown_option_problems
 from agglo.coreperiphery import (
     METHODS,
     TRANSFORMS,
@@ -91,12 +91,7 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     ...
     agglo.errors.AggloInputError: [coreperiphery] 'n_perms' is not an option (did you mean n_perm?)
     """
-    problems = []
-    for key in section:
-        if key not in OPTIONS:
-            close = difflib.get_close_matches(key, list(OPTIONS), n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(OPTIONS)}"
-            problems.append(f"{key!r} is not an option ({hint})")
+    problems = unknown_option_problems(section, OPTIONS)
     opts = {**OPTIONS, **section}
     methods = [opts["methods"]] if isinstance(opts["methods"], str) else list(opts["methods"])
     bad = [m for m in methods if m not in METHODS]

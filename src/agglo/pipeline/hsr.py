@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from agglo.errors import AggloInputError
-from agglo.pipeline import RunContext
+from agglo.pipeline import RunContext, check_options
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,7 @@ def run(ctx: RunContext) -> None:
     from agglo.hsr import hsr_access, read_stations
 
     opts = ctx.config.section("hsr")
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise AggloInputError(f"[hsr] option(s) {unknown} unknown; valid options: {list(OPTIONS)}.")
+    check_options("hsr", opts, OPTIONS)
     if ctx.config.stations is None:
         log.info("no stations input configured: the panel's hsr values are kept; stage hsr skipped")
         return

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from agglo.errors import AggloInputError
 from agglo.paths import data_path
-from agglo.pipeline import RunContext
+from agglo.pipeline import RunContext, check_options
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +24,7 @@ def run(ctx: RunContext) -> None:
     from agglo.raster_io import NETCDF_SUFFIXES, TIFF_SUFFIXES, discover_layers
 
     opts = ctx.config.section("pm25")
-    unknown = set(opts) - _OPTIONS
-    if unknown:
-        raise AggloInputError(
-            f"[pm25] unknown option(s) {sorted(unknown)}; valid: {sorted(_OPTIONS)}"
-        )
+    check_options("pm25", opts, sorted(_OPTIONS))
     source = Path(ctx.config.rasters) if ctx.config.rasters is not None else data_path("rasters")
     if not source.exists() or (
         source.is_dir()
