@@ -36,8 +36,12 @@ def main() -> None:
     import esda
     from libpysal.graph import Graph
 
-    from agglo.autocorr import global_autocorrelation, local_autocorrelation, spatial_weights
-    from agglo.boundaries import load_cities, load_counties
+    from agglo.analysis.autocorr import (
+        global_autocorrelation,
+        local_autocorrelation,
+        spatial_weights,
+    )
+    from agglo.reference.boundaries import load_cities, load_counties
 
     units = load_cities() if args.quick else load_counties()
     perms = 99 if args.quick else args.permutations

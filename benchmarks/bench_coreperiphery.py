@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from agglo.coreperiphery import coreness
+from agglo.analysis.coreperiphery import coreness
 
 
 def planted(n: int, k: int, seed: int) -> np.ndarray:

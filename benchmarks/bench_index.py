@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import variation
 
-from agglo.boundaries import load_membership
-from agglo.index import IndexWarning, integration_index
-from agglo.registry import INDICATORS
+from agglo.analysis.index import IndexWarning, integration_index
+from agglo.reference.boundaries import load_membership
+from agglo.reference.registry import INDICATORS
 
 
 def make_panel(membership: pd.DataFrame, years: list[int], seed: int = 0) -> pd.DataFrame:

@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     n = 300 if args.quick else args.n
 
-    from agglo.metro import commute_catchment, road_graph, travel_times
+    from agglo.analysis.metro import commute_catchment, road_graph, travel_times
 
     t0 = time.perf_counter()
     roads = grid_roads(n)
@@ -66,7 +66,7 @@ def main() -> None:
     print(
         f"agglo travel_times: {t_agglo:.2f} s, {len(tt):,} nodes reached; peak {peak_mb():.0f} MB"
     )
-    from agglo.metro import _multi_dijkstra, _snap
+    from agglo.analysis.metro import _multi_dijkstra, _snap
 
     snapped = _snap(g, sources, 15.0, 10.0)
     t0 = time.perf_counter()

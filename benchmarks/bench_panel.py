@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agglo.boundaries import load_cities
-from agglo.panel import read_panel
-from agglo.registry import VARIABLES
+from agglo.io.panel import read_panel
+from agglo.reference.boundaries import load_cities
+from agglo.reference.registry import VARIABLES
 
 
 def make_file(path: Path, n_years: int, *, seed: int = 0) -> pd.DataFrame:

@@ -36,7 +36,7 @@ def main() -> None:
     from matplotlib.figure import Figure
 
     from agglo import plot
-    from agglo.boundaries import load_cities, load_counties
+    from agglo.reference.boundaries import load_cities, load_counties
 
     gdf = load_cities() if args.quick else load_counties()
     rng = np.random.default_rng(20101115)

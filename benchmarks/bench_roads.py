@@ -23,7 +23,7 @@ import numpy as np
 import shapely
 
 import agglo
-from agglo.geodesy import geodesic_length_km
+from agglo.measures.geodesy import geodesic_length_km
 
 
 def synthetic_segments(polygons: gpd.GeoDataFrame, n: int, *, seed: int) -> gpd.GeoDataFrame:

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "demo"))
+
 WEST, EAST, SOUTH, NORTH = 73.0, 135.0, 18.0, 54.0
 
 
@@ -71,7 +73,9 @@ def load_counties() -> object:
 
 
 def make_rasters(folder: Path, years: list[int], res: float) -> list[Path]:
-    from agglo.raster_io import synthetic_pm25_field, write_acag_netcdf
+    from synthetic_rasters import synthetic_pm25_field
+
+    from agglo.io.rasters import write_acag_netcdf
 
     lat = np.round(np.arange(SOUTH + res / 2, NORTH, res), 6)
     lon = np.round(np.arange(WEST + res / 2, EAST, res), 6)
@@ -108,7 +112,7 @@ def _job(kind: str, polygons: str, rasters: list[str], queue: mp.Queue) -> None:
     _reset_peak_rss()
     t0 = time.perf_counter()
     if kind == "agglo":
-        from agglo.pm25 import zonal_pm25
+        from agglo.measures.pm25 import zonal_pm25
 
         years = [int(Path(r).stem[-4:]) for r in rasters]
         df = zonal_pm25(Path(rasters[0]).parent, counties, years=years, weights="area")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# the demo-data generators live outside the package (scripts/demo/); tests import them
+sys.path.insert(0, str(REPO / "scripts" / "demo"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -21,13 +24,13 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def cities():
     """The bundled real city boundaries (read once per session)."""
-    from agglo.boundaries import load_cities
+    from agglo.reference.boundaries import load_cities
 
     return load_cities()
 
 
 @pytest.fixture(scope="session")
 def counties():
-    from agglo.boundaries import load_counties
+    from agglo.reference.boundaries import load_counties
 
     return load_counties()

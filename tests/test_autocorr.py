@@ -1,4 +1,4 @@
-"""Tests of agglo.autocorr: weights, global/local autocorrelation, transitions.
+"""Tests of agglo.analysis.autocorr: weights, global/local autocorrelation, transitions.
 
 Reference values are hand computations (written out in comments), closed forms, or esda /
 libpysal called directly on the same input (cross-checks, not copies of our output).
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from agglo.autocorr import (
+from agglo.analysis.autocorr import (
     IslandWarning,
     global_autocorrelation,
     island_links,
@@ -395,7 +395,7 @@ def test_chengdu_neighbours_on_real_boundaries(cities):
 def test_zhoushan_is_reported_and_joined(cities, caplog):
     zhejiang = cities[cities["province_zh"].str.startswith("浙江")]
     assert len(zhejiang) == 11
-    with caplog.at_level(logging.WARNING, logger="agglo.autocorr"):
+    with caplog.at_level(logging.WARNING, logger="agglo.analysis.autocorr"):
         w = spatial_weights(zhejiang, "queen")
     assert "舟山市 (330900)" in caplog.text and "宁波市 (330200)" in caplog.text
     assert w["330900"].index.tolist() == ["330200"]
@@ -417,7 +417,7 @@ def test_zhoushan_on_all_cities_touches_shanghai(cities):
 
 
 def test_island_counties_reported_and_joined(counties, caplog):
-    with caplog.at_level(logging.WARNING, logger="agglo.autocorr"):
+    with caplog.at_level(logging.WARNING, logger="agglo.analysis.autocorr"):
         w = spatial_weights(counties, "queen")
     assert "岱山县 (330921)" in caplog.text
     assert len(w.isolates) == 0

@@ -76,7 +76,7 @@ def test_stage_tables_layers_and_summary(cities):
     # a smooth east-west gradient is strongly and significantly autocorrelated in both years
     assert (allm["moran_i"] > 0.5).all() and (allm["moran_p"] <= 0.01).all()
     # cross-check one cell against a direct library call on the same subset
-    from agglo.autocorr import global_autocorrelation, spatial_weights
+    from agglo.analysis.autocorr import global_autocorrelation, spatial_weights
 
     members = cities[cities["agglomeration_id"] == "cy"]
     direct = global_autocorrelation(

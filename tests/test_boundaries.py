@@ -8,15 +8,15 @@ import pyogrio
 import pytest
 import shapely
 
-from agglo.boundaries import (
+from agglo.errors import AggloInputError, OutputExistsError
+from agglo.measures.geodesy import geodesic_area_km2
+from agglo.reference.boundaries import (
     YANGTZE_PROVINCES,
     boundaries_metadata,
     build_boundaries,
     load_institutions,
     load_membership,
 )
-from agglo.errors import AggloInputError, OutputExistsError
-from agglo.geodesy import geodesic_area_km2
 
 
 def test_membership_counts_match_the_plans():
@@ -118,7 +118,7 @@ def test_institutions_levels_and_years():
 
 
 def test_missing_boundary_file_is_a_clear_error(tmp_path):
-    from agglo.boundaries import load_cities
+    from agglo.reference.boundaries import load_cities
 
     with pytest.raises(AggloInputError, match="build-boundaries"):
         load_cities(tmp_path / "nope.gpkg")

@@ -1,4 +1,4 @@
-"""Tests of agglo.coreperiphery: gravity, Borgatti-Everett coreness, city system, gaps, types."""
+"""Tests of agglo.analysis.coreperiphery: gravity, Borgatti-Everett coreness, city system, gaps, types."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from agglo.coreperiphery import (
+from agglo.analysis.coreperiphery import (
     _fit_discrete_exhaustive,
     _fit_discrete_local,
     city_seats,

@@ -10,7 +10,7 @@ import pytest
 import shapely
 
 from agglo.errors import AggloInputError, OutputExistsError
-from agglo.writers import atomic_path, export, export_layers, shapefile_field_names
+from agglo.outputs.writers import atomic_path, export, export_layers, shapefile_field_names
 
 
 @pytest.fixture

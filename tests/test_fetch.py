@@ -1,4 +1,4 @@
-"""Tests of agglo.fetch against a local HTTP server on 127.0.0.1 (never the internet)."""
+"""Tests of agglo.io.fetch against a local HTTP server on 127.0.0.1 (never the internet)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from agglo.cli import main
 from agglo.errors import AggloInputError
-from agglo.fetch import FetchError, fetch, file_digest, geofabrik_url
+from agglo.io.fetch import FetchError, fetch, file_digest, geofabrik_url
 
 PAYLOAD = b"fake osm pbf bytes " * 5000  # 95 kB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -10,7 +10,12 @@ import shapely
 from pyproj import Geod
 
 from agglo.errors import CRSError
-from agglo.geodesy import ensure_wgs84, geodesic_area_km2, geodesic_length_km, require_projected
+from agglo.measures.geodesy import (
+    ensure_wgs84,
+    geodesic_area_km2,
+    geodesic_length_km,
+    require_projected,
+)
 
 A = 6378137.0
 F = 1 / 298.257223563

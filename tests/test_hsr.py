@@ -10,7 +10,7 @@ import pytest
 import shapely
 
 from agglo.errors import AggloInputError, ValidationError
-from agglo.hsr import hsr_access, match_city_names, parse_opening_date, read_railways
+from agglo.measures.hsr import hsr_access, match_city_names, parse_opening_date, read_railways
 
 YEARS = [2010, 2015, 2020]
 
@@ -165,7 +165,7 @@ def test_city_names_adcodes_and_filters(caplog):
             "speed_kmh": [350, 200, 250, 350, 350],
         }
     )
-    with caplog.at_level(logging.WARNING, logger="agglo.hsr"):
+    with caplog.at_level(logging.WARNING, logger="agglo.measures.hsr"):
         out = hsr_access(st, CITIES, YEARS)
     # 乙 is 200 km/h -> ignored; 丙丁 matches 丙丁彝族自治州 by prefix; 戊己 is unknown
     assert _flags(out) == {"A": [0, 1, 1], "B": [0, 0, 0], "C": [0, 0, 1]}

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agglo.errors import AggloInputError, ValidationError
-from agglo.index import (
+from agglo.analysis.index import (
     IndexConfig,
     IndexWarning,
     entropy_weights,
@@ -26,6 +25,7 @@ from agglo.index import (
     integration_index,
     krugman_specialisation,
 )
+from agglo.errors import AggloInputError, ValidationError
 
 CITIES = {
     "A": ["100001", "100002", "100003"],
@@ -572,7 +572,7 @@ def test_krugman_fills_panel_when_absent():
 
 
 def test_institutions_bundled():
-    from agglo.boundaries import load_institutions
+    from agglo.reference.boundaries import load_institutions
 
     t = institutions_by_year(load_institutions(), [2010, 2015, 2020]).set_index(
         ["agglomeration_id", "year"]

@@ -9,11 +9,11 @@ import pandas as pd
 import pyogrio
 import pytest
 
-from agglo.boundaries import load_institutions, load_membership
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
-from agglo.registry import INDICATORS
+from agglo.reference.boundaries import load_institutions, load_membership
+from agglo.reference.registry import INDICATORS
 
 
 def random_panel(membership: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
@@ -125,7 +125,7 @@ def test_stage_logs_index_warnings(cities, caplog):
 
 def test_cli_index(tmp_path, capsys):
     from agglo.cli import main
-    from agglo.panel import DEMO_PANEL
+    from agglo.io.panel import DEMO_PANEL
 
     if not DEMO_PANEL.is_file():
         pytest.skip("bundled demo panel not present")
@@ -152,7 +152,7 @@ def test_cli_index(tmp_path, capsys):
 
 def test_cli_config_section(tmp_path, capsys):
     from agglo.cli import main
-    from agglo.panel import DEMO_PANEL
+    from agglo.io.panel import DEMO_PANEL
 
     if not DEMO_PANEL.is_file():
         pytest.skip("bundled demo panel not present")

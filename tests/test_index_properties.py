@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agglo.index import IndexWarning, integration_index
+from agglo.analysis.index import IndexWarning, integration_index
 
 IND = ["gdp_per_capita", "income_ratio", "road_density"]
 NO_INST = pd.DataFrame()

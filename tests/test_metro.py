@@ -1,4 +1,4 @@
-"""Tests of agglo.metro: road graph, travel times, catchments, metro areas.
+"""Tests of agglo.analysis.metro: road graph, travel times, catchments, metro areas.
 
 Reference values are hand computations (in comments) or networkx on the same input.
 Lengths along a meridian at the equator: 0.01 deg of latitude = 1105.74 m (WGS84; 110.574 km
@@ -19,8 +19,7 @@ import pytest
 import shapely
 from pyproj import Geod, Transformer
 
-from agglo.errors import AggloInputError
-from agglo.metro import (
+from agglo.analysis.metro import (
     DEFAULT_SPEEDS_KMH,
     commute_catchment,
     metro_areas,
@@ -29,6 +28,7 @@ from agglo.metro import (
     road_graph,
     travel_times,
 )
+from agglo.errors import AggloInputError
 
 GEOD = Geod(ellps="WGS84")
 DEG_LAT_M = 1105.742759  # 0.01 deg of latitude at the equator, metres (GEOD.inv(0,0,0,0.01))
@@ -157,7 +157,7 @@ def test_disconnected_components_reported(caplog):
             ([(0.5, 0), (0.5, 0.01)], "primary", None, "no"),
         ]
     )
-    with caplog.at_level(logging.WARNING, logger="agglo.metro"):
+    with caplog.at_level(logging.WARNING, logger="agglo.analysis.metro"):
         g = road_graph(roads)
     assert g.report["components"] == 2
     assert g.report["largest_component_share"] == pytest.approx(3 / 5)
@@ -166,7 +166,7 @@ def test_disconnected_components_reported(caplog):
     assert "2 disconnected fragments" in caplog.text
     tt = travel_times(g, [(0, 0)])
     assert len(tt) == 3  # other fragment never reached
-    with caplog.at_level(logging.WARNING, logger="agglo.metro"):
+    with caplog.at_level(logging.WARNING, logger="agglo.analysis.metro"):
         travel_times(g, [(0.5, 0)])
     assert "disconnected fragment" in caplog.text
 

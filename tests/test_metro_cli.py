@@ -9,9 +9,9 @@ import pytest
 from agglo.cli import main
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError
-from agglo.paths import data_path
 from agglo.pipeline import RunContext
 from agglo.pipeline import metro as stage
+from agglo.reference.paths import data_path
 
 
 def make_ctx(tmp_path, cities, counties, **sections):

@@ -6,10 +6,10 @@ import geopandas as gpd
 import numpy as np
 import pyogrio
 import pytest
+from synthetic_roads import DEMO_ROADS_FILE, generate_synthetic_roads
 
-from agglo.metro import metro_areas, road_graph, seats
-from agglo.paths import data_path
-from agglo.synthetic_roads import DEMO_ROADS_FILE, generate_synthetic_roads
+from agglo.analysis.metro import metro_areas, road_graph, seats
+from agglo.reference.paths import data_path
 
 DEMO = data_path("roads", DEMO_ROADS_FILE)
 

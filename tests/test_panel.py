@@ -1,5 +1,5 @@
-"""Tests of the yearbook panel reader (agglo.panel), city matching (agglo.names) and the
-synthetic demo panel (scripts/make_demo_panel.py)."""
+"""Tests of the yearbook panel reader (agglo.io.panel), city matching (agglo.reference.names) and the
+synthetic demo panel (scripts/demo/make_demo_panel.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agglo.errors import AggloInputError, ValidationError
-from agglo.names import HISTORICAL_NAMES, OLD_ADCODES, CityMatcher, name_stem
-from agglo.panel import (
+from agglo.io.panel import (
     DEMO_EMPLOYMENT,
     DEMO_PANEL,
     PANEL_COLUMNS,
@@ -26,7 +25,8 @@ from agglo.panel import (
     read_panel,
     registry_column,
 )
-from agglo.registry import INDICATORS, VARIABLES
+from agglo.reference.names import HISTORICAL_NAMES, OLD_ADCODES, CityMatcher, name_stem
+from agglo.reference.registry import INDICATORS, VARIABLES
 
 REPO = Path(__file__).resolve().parents[1]
 YANGTZE = {
@@ -80,7 +80,7 @@ def test_demo_panel_shape_and_synthetic(demo):
     assert set(frame["data_status"]) == {"synthetic"}
     assert frame["message"].str.contains("SYNTHETIC").any()
     assert demo.metadata["data_status"] == "synthetic"
-    from agglo.boundaries import load_membership
+    from agglo.reference.boundaries import load_membership
 
     assert set(p["adcode"]) == set(load_membership()["adcode"])
 
@@ -93,7 +93,7 @@ def test_demo_employment_and_krugman(demo):
     assert read_employment(DEMO_EMPLOYMENT).equals(emp)
     # independent Krugman index: SP_i = sum_j |s_ij - sbar_ij|, sbar over the other cities of
     # the same agglomeration (DESIGN.md), recomputed here with plain numpy
-    from agglo.boundaries import load_membership
+    from agglo.reference.boundaries import load_membership
 
     agg = load_membership().set_index("adcode")["agglomeration_id"]
     k = demo.panel[demo.panel["indicator"] == "krugman_index"].set_index(["adcode", "year"])
@@ -126,7 +126,7 @@ def test_demo_magnitudes_plausible(demo):
     # gdp = gdp per capita x population / 10^4 (units: 100 million yuan, yuan, 10k persons)
     assert np.allclose(w["gdp"], w["gdp_per_capita"] * w["population"] / 1e4, rtol=2e-3)
     # agglomeration differences: yrd richer and more even than the rest
-    from agglo.boundaries import load_membership
+    from agglo.reference.boundaries import load_membership
 
     w["agg"] = w["adcode"].map(load_membership().set_index("adcode")["agglomeration_id"])
     g = w[w["year"] == 2020].groupby("agg")["gdp_per_capita"]
@@ -136,7 +136,7 @@ def test_demo_magnitudes_plausible(demo):
 
 def _load_generator():
     spec = importlib.util.spec_from_file_location(
-        "make_demo_panel", REPO / "scripts" / "make_demo_panel.py"
+        "make_demo_panel", REPO / "scripts" / "demo" / "make_demo_panel.py"
     )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["make_demo_panel"] = mod
@@ -563,7 +563,7 @@ def test_data_status_column_marks_synthetic(tmp_path):
 
 
 def test_registry_keys_unambiguous():
-    from agglo.panel import _KEYS
+    from agglo.io.panel import _KEYS
 
     assert all(len(ids) == 1 for ids in _KEYS.values()), {
         k: v for k, v in _KEYS.items() if len(v) > 1

@@ -19,7 +19,7 @@ from pyproj import Geod, Transformer
 
 from agglo import plot
 from agglo.errors import AggloInputError, CRSError, OutputExistsError
-from agglo.styles import LISA_COLOURS
+from agglo.outputs.styles import LISA_COLOURS
 
 
 # --------------------------------------------------------------------------- toy data
@@ -124,7 +124,7 @@ def _legend_texts(fig: Figure) -> list[str]:
 
 # --------------------------------------------------------------------------- CJK font
 def _font_covers(found, text: str) -> bool:
-    """Independent glyph check with fontTools (not agglo.fonts.font_has_glyphs)."""
+    """Independent glyph check with fontTools (not agglo.outputs.fonts.font_has_glyphs)."""
     from fontTools.ttLib import TTCollection, TTFont
 
     path = str(found)

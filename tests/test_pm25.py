@@ -19,8 +19,8 @@ from rasterio.transform import from_origin
 from scipy.integrate import quad
 
 from agglo.errors import AggloInputError, CRSError
-from agglo.pm25 import PM25Warning, cell_area_km2, coverage_plan, zonal_pm25
-from agglo.raster_io import Grid, year_from_name
+from agglo.io.rasters import Grid, year_from_name
+from agglo.measures.pm25 import PM25Warning, cell_area_km2, coverage_plan, zonal_pm25
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "rasters"
 
@@ -225,7 +225,7 @@ def test_netcdf_and_geotiff_give_identical_results(demo_tif, some_cities):
 def test_area_mean_matches_exactextract_spherical(demo_tif, some_cities, monkeypatch):
     from exactextract import exact_extract
 
-    import agglo.pm25 as m
+    import agglo.measures.pm25 as m
 
     ref = exact_extract(
         str(demo_tif), some_cities, "mean(coverage_weight=area_spherical_m2)", output="pandas"

@@ -38,7 +38,7 @@ def test_demo_generator_is_seeded(tmp_path):
 
     spec = importlib.util.spec_from_file_location(
         "make_demo_rasters",
-        Path(__file__).resolve().parents[1] / "scripts" / "make_demo_rasters.py",
+        Path(__file__).resolve().parents[1] / "scripts" / "demo" / "make_demo_rasters.py",
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from agglo.errors import AggloInputError, OutputExistsError
-from agglo.report import report_from_outputs, section_of, write_report
+from agglo.outputs.report import report_from_outputs, section_of, write_report
 
 EXTERNAL = re.compile(
     r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//""", re.I
@@ -222,7 +222,7 @@ def test_browser_check_detects_a_broken_page(tmp_path):
     """The same checks fail on a page with a console error and a broken image."""
     exe = _chromium()
     bad = tmp_path / "bad.html"
-    from agglo.report import _SCRIPT
+    from agglo.outputs.report import _SCRIPT
 
     bad.write_text(
         '<html><body data-broken-images="unknown"><img src="missing.png">'

@@ -15,7 +15,7 @@ from pyproj import Geod
 from scipy.integrate import quad
 
 from agglo.errors import AggloInputError, CRSError, ValidationError
-from agglo.roads import DEFAULT_CLASSES, read_roads, road_density
+from agglo.measures.roads import DEFAULT_CLASSES, read_roads, road_density
 
 # WGS84 ellipsoid, written out so the expected values do not come from pyproj
 A = 6378137.0
@@ -295,7 +295,7 @@ MISSING_NODE_WAY = (7, [999], {"highway": "primary"})  # node 999 is not in the 
 def test_read_osm_pbf_written_by_osmium(tmp_path, caplog):
     pbf = tmp_path / "mini.osm.pbf"
     _write_osm(pbf, [*OSM_WAYS, MISSING_NODE_WAY])
-    with caplog.at_level(logging.WARNING, logger="agglo.roads"):
+    with caplog.at_level(logging.WARNING, logger="agglo.measures.roads"):
         roads = read_roads(pbf, bbox=(110, 20, 111, 21))
     assert "1 highway way(s) skipped" in caplog.text
     assert sorted(roads["highway"]) == ["motorway", "tertiary"]
@@ -372,8 +372,8 @@ def test_cli_roads_writes_csv(tmp_path, capsys):
 
 
 def test_pipeline_stage_on_bundled_synthetic_network(tmp_path):
-    from agglo.paths import data_path
     from agglo.pipeline import run
+    from agglo.reference.paths import data_path
 
     if not data_path("roads", "demo_roads_synthetic.gpkg").exists():
         pytest.skip("bundled synthetic road network not built")
@@ -393,8 +393,8 @@ def test_pipeline_stage_on_bundled_synthetic_network(tmp_path):
 
 
 def test_internal_length_matches_geodesy_for_every_geometry_type():
-    from agglo.geodesy import geodesic_length_km
-    from agglo.roads import _geodesic_km
+    from agglo.measures.geodesy import geodesic_length_km
+    from agglo.measures.roads import _geodesic_km
 
     geoms = np.array(
         [

@@ -16,9 +16,9 @@ import pytest
 import shapely
 from matplotlib.colors import to_rgba
 
-from agglo import styles
 from agglo.errors import AggloInputError, ValidationError
-from agglo.writers import export, export_layers
+from agglo.outputs import styles
+from agglo.outputs.writers import export, export_layers
 
 QGIS_LAYER_STYLES_COLUMNS = [
     "id",
@@ -116,7 +116,7 @@ def test_graduated_qml_parses_back_with_ranges_and_colours():
         s.find("layer/Option/Option[@name='color']").get("value")
         for s in rend.findall("symbols/symbol")
     ]
-    from agglo.styles import _ramp  # same ramp as the PNG maps
+    from agglo.outputs.styles import _ramp  # same ramp as the PNG maps
 
     assert fills == [_rgba255(c) for c in _ramp("RdYlBu", 3)]
     assert root.find("labeling/settings/text-style").get("fieldName") == "name_zh"
@@ -366,7 +366,7 @@ def test_qgis_opens_the_geopackage_styled(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
-    from agglo.styles import _ramp
+    from agglo.outputs.styles import _ramp
 
     expected = [
         "#{:02x}{:02x}{:02x}".format(*(round(v * 255) for v in c[:3])) for c in _ramp("RdYlBu", 3)

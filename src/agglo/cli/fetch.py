@@ -33,7 +33,7 @@ def osm_cmd(
 
     Default: https://download.geofabrik.de/asia/china-latest.osm.pbf (~1.4 GB).
     """
-    from agglo.fetch import fetch, geofabrik_url
+    from agglo.io.fetch import fetch, geofabrik_url
 
     target = url or geofabrik_url(region)
     path = fetch(

@@ -32,10 +32,10 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     ) -> None:
         """HSR flag (0/1) per city and year, and each city's first opening year."""
-        from agglo.boundaries import load_cities, load_counties
         from agglo.errors import AggloInputError
-        from agglo.hsr import hsr_access, read_stations
-        from agglo.writers import check_writable, write_csv
+        from agglo.measures.hsr import hsr_access, read_stations
+        from agglo.outputs.writers import check_writable, write_csv
+        from agglo.reference.boundaries import load_cities, load_counties
 
         check_writable(out, force=force)
         try:

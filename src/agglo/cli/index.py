@@ -31,17 +31,17 @@ def register(app: typer.Typer) -> None:
         """
         import logging
 
-        from agglo.boundaries import load_cities, load_institutions, load_membership
-        from agglo.config import load_config
-        from agglo.index import (
+        from agglo.analysis.index import (
             IndexWarning,
             agglomeration_layer,
             index_sensitivity,
             integration_index,
         )
-        from agglo.panel import read_panel
+        from agglo.config import load_config
+        from agglo.io.panel import read_panel
+        from agglo.outputs.writers import check_writable, export, write_csv
         from agglo.pipeline.index import ranking_text, stage_options
-        from agglo.writers import check_writable, export, write_csv
+        from agglo.reference.boundaries import load_cities, load_institutions, load_membership
 
         log = logging.getLogger("agglo.cli.index")
         cfg, _ = stage_options(load_config(config).section("index"))

@@ -41,12 +41,12 @@ def register(app: typer.Typer) -> None:
         Writes OUT/metro.gpkg (layers metro_areas, isochrones) and OUT/metro_members.csv,
         OUT/metro_cities.csv.
         """
-        from agglo.boundaries import load_cities, load_counties
+        from agglo.analysis.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
         from agglo.errors import AggloInputError
-        from agglo.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
-        from agglo.paths import data_path
-        from agglo.roads import read_roads
-        from agglo.writers import check_writable, export_layers, write_csv
+        from agglo.measures.roads import read_roads
+        from agglo.outputs.writers import check_writable, export_layers, write_csv
+        from agglo.reference.boundaries import load_cities, load_counties
+        from agglo.reference.paths import data_path
 
         try:
             band_list = tuple(float(b) for b in bands.split(",") if b.strip())

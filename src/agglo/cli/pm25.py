@@ -31,8 +31,8 @@ def _parse_years(text: str | None) -> list[int] | None:
 def _load_polygons(polygons: str, layer: str | None):
     import pyogrio
 
-    from agglo.boundaries import load_cities, load_counties
     from agglo.errors import AggloInputError
+    from agglo.reference.boundaries import load_cities, load_counties
 
     if polygons == "cities":
         return load_cities()
@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     ) -> None:
         """Mean annual PM2.5 (µg/m³) per polygon and year, weighted by exact cell coverage."""
-        from agglo.pm25 import zonal_pm25
-        from agglo.writers import check_writable, write_csv
+        from agglo.measures.pm25 import zonal_pm25
+        from agglo.outputs.writers import check_writable, write_csv
 
         check_writable(out, force=force)
         polys = _load_polygons(polygons, layer)

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         Reads agglo.gpkg, tables/*.csv and maps/*.png from --out. `agglo run` writes the same
         report at the end of a run.
         """
-        from agglo.report import report_from_outputs
+        from agglo.outputs.report import report_from_outputs
 
         path = report_from_outputs(out, path=html, max_rows=max_rows, force=force)
         typer.echo(f"wrote {path}")

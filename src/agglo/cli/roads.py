@@ -25,7 +25,7 @@ def _parse_bbox(text: str | None) -> tuple[float, ...] | None:
 
 
 def _parse_classes(text: str) -> str | list[str]:
-    from agglo.roads import CLASS_PRESETS
+    from agglo.measures.roads import CLASS_PRESETS
 
     if text in CLASS_PRESETS:
         return text
@@ -65,11 +65,11 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
     ) -> None:
         """Road length (geodesic km) and density (km/km², km/100 km²) per polygon."""
-        from agglo.boundaries import load_cities
         from agglo.errors import AggloInputError
-        from agglo.geodesy import ensure_wgs84
-        from agglo.roads import read_roads, road_density
-        from agglo.writers import check_writable, write_csv
+        from agglo.measures.geodesy import ensure_wgs84
+        from agglo.measures.roads import read_roads, road_density
+        from agglo.outputs.writers import check_writable, write_csv
+        from agglo.reference.boundaries import load_cities
 
         check_writable(out, force=force)
         if polygons is None:

@@ -186,7 +186,7 @@ def road_network(ctx: RunContext, stage: str) -> tuple[Path, bool] | None:
     Returns ``(path, synthetic)``, or ``None`` (logged) when nothing is configured and the
     bundled file is absent; a configured file that does not exist is an input error.
     """
-    from agglo.paths import data_path
+    from agglo.reference.paths import data_path
 
     if ctx.config.roads is not None:
         path = Path(ctx.config.roads)

@@ -23,7 +23,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from agglo.autocorr import (
+from agglo.analysis.autocorr import (
     CORRECTIONS,
     ISLAND_POLICIES,
     WEIGHT_KINDS,
@@ -139,7 +139,7 @@ def analyse(
     -------
     dict
         ``global`` (DataFrame), ``lisa`` (DataFrame), ``lisa_layer`` (GeoDataFrame),
-        ``islands`` (DataFrame), ``transitions`` (:class:`~agglo.autocorr.LisaTransitions` or
+        ``islands`` (DataFrame), ``transitions`` (:class:`~agglo.analysis.autocorr.LisaTransitions` or
         None), ``options``.
     """
     opts = stage_options(options or {})

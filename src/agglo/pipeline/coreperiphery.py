@@ -31,8 +31,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from agglo.config import unknown_option_problems
-from agglo.coreperiphery import (
+from agglo.analysis.coreperiphery import (
     METHODS,
     TRANSFORMS,
     city_seats,
@@ -42,6 +41,7 @@ from agglo.coreperiphery import (
     gravity_interactions,
     structure_type,
 )
+from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from agglo.boundaries import load_cities, load_counties, load_institutions, load_membership
-from agglo.panel import DEMO_PANEL, read_panel
+from agglo.io.panel import DEMO_PANEL, read_panel
 from agglo.pipeline import RunContext
+from agglo.reference.boundaries import (
+    load_cities,
+    load_counties,
+    load_institutions,
+    load_membership,
+)
 
 log = logging.getLogger(__name__)
 

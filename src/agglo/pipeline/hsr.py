@@ -21,7 +21,7 @@ OPTIONS = ("station_to_city", "min_speed_kmh", "rule", "encoding")
 
 def run(ctx: RunContext) -> None:
     """Compute the HSR flag for ``ctx.cities`` and ``ctx.years`` and put it into the panel."""
-    from agglo.hsr import hsr_access, read_stations
+    from agglo.measures.hsr import hsr_access, read_stations
 
     opts = ctx.config.section("hsr")
     check_options("hsr", opts, OPTIONS)

@@ -2,8 +2,8 @@
 
 Reads ``ctx.panel``, ``ctx.membership``, ``ctx.institutions`` (and sector employment when the
 panel reader exposes it and the panel lacks ``krugman_index``); options come from the
-``[index]`` section of the run configuration (the fields of :class:`agglo.index.IndexConfig`
-plus ``sensitivity = true/false``). Puts the :class:`~agglo.index.IndexResult` in
+``[index]`` section of the run configuration (the fields of :class:`agglo.analysis.index.IndexConfig`
+plus ``sensitivity = true/false``). Puts the :class:`~agglo.analysis.index.IndexResult` in
 ``ctx.results["index"]``, its tables in ``ctx.tables``, an ``agglomerations`` layer in
 ``ctx.layers``, the latest year's ``lag_score`` and ``dispersion_gap`` on the cities layer,
 and the composite ranking in ``ctx.summary``.
@@ -17,9 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from agglo.boundaries import AGGLOMERATIONS
-from agglo.errors import AggloInputError
-from agglo.index import (
+from agglo.analysis.index import (
     IndexConfig,
     IndexResult,
     IndexWarning,
@@ -27,7 +25,9 @@ from agglo.index import (
     index_sensitivity,
     integration_index,
 )
+from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
+from agglo.reference.boundaries import AGGLOMERATIONS
 
 log = logging.getLogger(__name__)
 

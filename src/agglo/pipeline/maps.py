@@ -27,8 +27,8 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from agglo import plot, styles
 from agglo.errors import AggloInputError
+from agglo.outputs import plot, styles
 from agglo.pipeline import RunContext
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
     cls = {"scheme": opts["scheme"], "k": opts["k"]}
 
     if cities is not None and "agglomeration_id" in cities:
-        from agglo.boundaries import AGGLOMERATIONS
+        from agglo.reference.boundaries import AGGLOMERATIONS
 
         labels = {g: f"{zh} {g}" for g, (zh, _en) in AGGLOMERATIONS.items()}
         cap = f"Member cities of the five agglomerations (official plans). {src}"

@@ -6,7 +6,7 @@ output is labelled synthetic). Options in the ``[metro]`` section (defaults in
 :data:`OPTIONS`): ``minutes``, ``access_speed_kmh``, ``cores`` (adcodes or Chinese names;
 default: the core cities of the five agglomerations), ``method`` (``network``/``friction``),
 ``bands`` (isochrone band limits, minutes), ``cell_m`` (friction cell size), ``classes``
-(road classes read; default: every class with a speed in ``agglo.metro.DEFAULT_SPEEDS_KMH``),
+(road classes read; default: every class with a speed in ``agglo.analysis.metro.DEFAULT_SPEEDS_KMH``),
 ``max_access_km``.
 
 Outputs: layers ``metro_areas`` (one catchment per core) and ``isochrones`` (bands), tables
@@ -58,8 +58,8 @@ def _population(ctx: RunContext) -> pd.Series | None:
 
 def run(ctx: RunContext) -> None:
     """Compute metro areas for the configured (or default) core cities."""
-    from agglo.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
-    from agglo.roads import read_roads
+    from agglo.analysis.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
+    from agglo.measures.roads import read_roads
 
     opts = ctx.config.section("metro")
     check_options("metro", opts, OPTIONS)

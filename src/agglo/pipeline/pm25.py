@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from agglo.paths import data_path
 from agglo.pipeline import RunContext, check_options
+from agglo.reference.paths import data_path
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ _OPTIONS = {"weights", "population", "variable", "raster_crs", "scheduler"}
 
 def run(ctx: RunContext) -> None:
     """Compute city PM2.5 means for ``ctx.years`` and replace the ``pm25`` indicator."""
-    from agglo.pm25 import zonal_pm25
-    from agglo.raster_io import NETCDF_SUFFIXES, TIFF_SUFFIXES, discover_layers
+    from agglo.io.rasters import NETCDF_SUFFIXES, TIFF_SUFFIXES, discover_layers
+    from agglo.measures.pm25 import zonal_pm25
 
     opts = ctx.config.section("pm25")
     check_options("pm25", opts, sorted(_OPTIONS))

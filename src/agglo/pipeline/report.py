@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from agglo.errors import AggloInputError
+from agglo.outputs.report import write_report
 from agglo.pipeline import RunContext
-from agglo.report import write_report
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ OPTIONS = ("classes", "class_col", "mapping", "layer")
 
 def run(ctx: RunContext) -> None:
     """Compute road density for ``ctx.cities`` and put it into the panel for every year."""
-    from agglo.roads import DEFAULT_CLASSES, read_roads, road_density
+    from agglo.measures.roads import DEFAULT_CLASSES, read_roads, road_density
 
     opts = ctx.config.section("roads")
     check_options("roads", opts, OPTIONS)

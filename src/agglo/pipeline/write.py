@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 
 from agglo._version import __version__
+from agglo.outputs.writers import export, export_layers, write_csv
 from agglo.pipeline import RunContext
-from agglo.writers import export, export_layers, write_csv
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ Maps are drawn in an Albers equal-area projection fitted to the layer's extent (
 parallels at 1/6 and 5/6 of its latitude span), so areas are true and the scale bar is
 correct to well under 1 % across the Yangtze belt. Every map has a legend (class bounds with
 units and counts), a scale bar and a north arrow; Chinese labels use the bundled Noto Sans
-CJK font (:mod:`agglo.fonts`). Colours and class bounds come from :func:`agglo.styles.classify`
-and :func:`agglo.styles.graduated_qml` uses the same ramp, so the PNG and the QGIS layer agree.
+CJK font (:mod:`agglo.outputs.fonts`). Colours and class bounds come from :func:`agglo.outputs.styles.classify`
+and :func:`agglo.outputs.styles.graduated_qml` uses the same ramp, so the PNG and the QGIS layer agree.
 
 Functions return a :class:`matplotlib.figure.Figure`; :func:`save_figure` writes it atomically.
 Pass ``synthetic=`` (True or the names of synthetic inputs) and the caption says the figure was
@@ -35,9 +35,9 @@ from matplotlib.figure import Figure
 from pyproj import CRS
 
 from agglo.errors import AggloInputError, CRSError
-from agglo.fonts import font_family
-from agglo.styles import LISA_COLOURS, LISA_LABELS, class_labels, classify
-from agglo.writers import atomic_path
+from agglo.outputs.fonts import font_family
+from agglo.outputs.styles import LISA_COLOURS, LISA_LABELS, class_labels, classify
+from agglo.outputs.writers import atomic_path
 
 __all__ = [
     "AGGLOMERATION_COLOURS",
@@ -357,7 +357,7 @@ def choropleth(
     column
         Numeric column to map; NaN is drawn hatched as "no data".
     scheme, k, bins
-        Classification (see :func:`agglo.styles.classify`): ``"fisher_jenks"`` (default),
+        Classification (see :func:`agglo.outputs.styles.classify`): ``"fisher_jenks"`` (default),
         ``"quantiles"``, ``"equal_interval"``, ...; ``k`` classes.
     cmap
         Matplotlib colormap.
@@ -392,7 +392,7 @@ def choropleth(
     _check_column(gdf, column)
     values = pd.to_numeric(gdf[column], errors="coerce").to_numpy(dtype=float)
     lower, upper = classify(values, scheme=scheme, k=k, bins=bins)
-    from agglo.styles import _ramp
+    from agglo.outputs.styles import _ramp
 
     colours = _ramp(cmap, len(upper))
     crs = map_crs(gdf)
@@ -476,7 +476,7 @@ def lisa_map(
     title: str | None = "LISA clusters 局部空间自相关",
     **kwargs,
 ) -> Figure:
-    """LISA cluster map with the conventional colours (:data:`agglo.styles.LISA_COLOURS`).
+    """LISA cluster map with the conventional colours (:data:`agglo.outputs.styles.LISA_COLOURS`).
 
     ``column`` holds ``HH``, ``LL``, ``LH``, ``HL`` or ``ns`` (not significant); other
     keywords as in :func:`category_map`.
@@ -665,7 +665,7 @@ def small_multiples(
     else:
         all_values = pd.to_numeric(values[value], errors="coerce").to_numpy(dtype=float)
         lower, upper = classify(all_values, scheme=scheme, k=k)
-        from agglo.styles import _ramp
+        from agglo.outputs.styles import _ramp
 
         ramp = _ramp(cmap, len(upper))
     crs = map_crs(gdf)
@@ -757,7 +757,7 @@ def radar_chart(
     >>> len(fig.axes[0].lines)
     1
     """
-    from agglo.registry import DIMENSIONS
+    from agglo.reference.registry import DIMENSIONS
 
     for col in ("agglomeration_id", "year", "dimension", value):
         _check_column(dimensions, col)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from agglo.paths import data_dir
+from agglo.reference.paths import data_dir
 
 __all__ = ["bundled_data"]
 
@@ -25,17 +25,17 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     "panel/demo_panel_synthetic.csv": (
         "synthetic",
         "demo yearbook panel: 84 member cities x 2010/2015/2020, 19 indicators + population, GDP",
-        "seeded generator scripts/make_demo_panel.py (invented numbers, not statistics)",
+        "seeded generator scripts/demo/make_demo_panel.py (invented numbers, not statistics)",
     ),
     "panel/demo_employment_synthetic.csv": (
         "synthetic",
         "demo sector employment for the Krugman specialisation index",
-        "seeded generator scripts/make_demo_panel.py",
+        "seeded generator scripts/demo/make_demo_panel.py",
     ),
     "roads/demo_roads_synthetic.gpkg": (
         "synthetic",
         "demo road network over the real boundaries (OSM highway classes, maxspeed, oneway)",
-        "seeded generator scripts/make_demo_roads.py",
+        "seeded generator scripts/demo/make_demo_roads.py",
     ),
     "reference/institutions.csv": (
         "real",
@@ -72,7 +72,7 @@ def bundled_data() -> pd.DataFrame:
         elif rel.startswith("rasters/") and "synthetic" in f.name:
             status = "synthetic"
             desc = "demo PM2.5 grid in the ACAG NetCDF layout"
-            source = "seeded generator scripts/make_demo_rasters.py"
+            source = "seeded generator scripts/demo/make_demo_rasters.py"
         else:
             status = "synthetic" if "synthetic" in f.name else "unknown"
             desc, source = "", "see the file's own metadata/README"

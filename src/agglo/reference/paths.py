@@ -20,7 +20,7 @@ def data_dir() -> Path:
     packaged = Path(__file__).resolve().parent / "_data"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "data"
+    return Path(__file__).resolve().parents[3] / "data"
 
 
 def data_path(*parts: str) -> Path:

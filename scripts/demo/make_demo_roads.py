@@ -1,6 +1,6 @@
 """Write the bundled SYNTHETIC demo road network ``data/roads/demo_roads_synthetic.gpkg``.
 
-Usage: ``python scripts/make_demo_roads.py [--seed 8] [--out PATH]``. Deterministic for a seed.
+Usage: ``python scripts/demo/make_demo_roads.py [--seed 8] [--out PATH]``. Deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agglo.synthetic_roads import DEMO_ROADS_FILE, write_demo_roads
+from synthetic_roads import DEMO_ROADS_FILE, write_demo_roads
 
 
 def main() -> None:
@@ -17,7 +17,7 @@ def main() -> None:
     ap.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).resolve().parents[1] / "data" / "roads" / DEMO_ROADS_FILE,
+        default=Path(__file__).resolve().parents[2] / "data" / "roads" / DEMO_ROADS_FILE,
     )
     args = ap.parse_args()
     path = write_demo_roads(args.out, seed=args.seed, force=True)

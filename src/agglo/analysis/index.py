@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from agglo.errors import AggloInputError, ValidationError
-from agglo.registry import DIMENSIONS, INDICATORS, VARIABLES
+from agglo.reference.registry import DIMENSIONS, INDICATORS, VARIABLES
 
 __all__ = [
     "IndexConfig",
@@ -881,7 +881,7 @@ def integration_index(
     ----------
     panel
         Tidy ``adcode, year, indicator, value`` table (indicator ids of
-        :data:`agglo.registry.INDICATORS`; auxiliary variables are ignored). Values must be
+        :data:`agglo.reference.registry.INDICATORS`; auxiliary variables are ignored). Values must be
         non-negative; ``NaN`` means missing.
     membership
         ``agglomeration_id, adcode`` (e.g. :func:`agglo.load_membership`). ``R`` uses these
@@ -935,7 +935,7 @@ def integration_index(
     between = _between(dims, comp, cfg.ddof)
     gaps, city_scores = _city_gaps(prep, cells)
     if institutions is None:
-        from agglo.boundaries import load_institutions
+        from agglo.reference.boundaries import load_institutions
 
         institutions = load_institutions()
     inst = institutions_by_year(
@@ -995,7 +995,7 @@ def krugman_specialisation(
     if miss:
         raise AggloInputError(f"employment lacks column(s) {miss}; expected long table {need}.")
     if membership is None:
-        from agglo.boundaries import load_membership
+        from agglo.reference.boundaries import load_membership
 
         membership = load_membership()
     e = employment.loc[:, need].copy()
@@ -1274,8 +1274,8 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
     import geopandas as gpd
     import shapely
 
-    from agglo.boundaries import AGGLOMERATIONS
-    from agglo.geodesy import geodesic_area_km2
+    from agglo.measures.geodesy import geodesic_area_km2
+    from agglo.reference.boundaries import AGGLOMERATIONS
 
     members = cities[cities["agglomeration_id"].notna()]
     rows, geoms = [], []

@@ -41,7 +41,7 @@ from pyproj import Geod
 from scipy import optimize
 
 from agglo.errors import AggloInputError, ValidationError
-from agglo.geodesy import ensure_wgs84
+from agglo.measures.geodesy import ensure_wgs84
 
 __all__ = [
     "METHODS",
@@ -139,7 +139,7 @@ def city_seats(
     source = pd.Series("polygon", index=cities.index)
     if method == "districts":
         if counties is None:
-            from agglo.boundaries import load_counties
+            from agglo.reference.boundaries import load_counties
 
             counties = load_counties()
         missing = {"name_zh", "city_adcode"} - set(counties.columns)
@@ -783,7 +783,7 @@ def _direction(indicator: str, directions: Mapping[str, int] | None) -> int:
         if d not in (-1, 1):
             raise AggloInputError(f"direction of {indicator!r} must be 1 or -1, got {d!r}.")
         return d
-    from agglo.registry import VARIABLES
+    from agglo.reference.registry import VARIABLES
 
     var = VARIABLES.get(indicator)
     return -1 if var is not None and var.direction < 0 else 1

@@ -5,7 +5,7 @@
   :func:`single_symbol_qml` (semi-transparent metro catchments, isochrones, outlines).
 - :func:`write_layer_styles` stores styles in a GeoPackage's ``layer_styles`` table (schema as
   QGIS creates it, registered in ``gpkg_contents`` as an attributes table), so the layer opens
-  in QGIS already styled; :func:`agglo.writers.export` writes the same QML as ``<name>.qml``
+  in QGIS already styled; :func:`agglo.outputs.writers.export` writes the same QML as ``<name>.qml``
   beside a shapefile (field names remapped to the 10-byte names).
 - :func:`validate_qml` parses a style back (well-formed XML, renderer type, class count, field
   names present in the layer); :func:`read_layer_styles` reads the table back.

@@ -61,7 +61,7 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from agglo.errors import AggloInputError
-from agglo.geodesy import WGS84, ensure_wgs84, geodesic_area_km2
+from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2
 
 __all__ = [
     "DEFAULT_ACCESS_SPEED_KMH",
@@ -244,11 +244,11 @@ def _read_lines(path: Path, **kwargs: Any) -> gpd.GeoDataFrame:
     if not path.exists():
         raise AggloInputError(f"road file {path} not found; give an OSM .osm.pbf or a line layer.")
     try:
-        from agglo.roads import read_roads
+        from agglo.measures.roads import read_roads
     except ImportError:  # pragma: no cover - roads stage not installed
         if path.name.endswith((".pbf", ".osm")):
             raise AggloInputError(
-                f"reading OSM extracts needs agglo.roads.read_roads, which is unavailable: {path}"
+                f"reading OSM extracts needs agglo.measures.roads.read_roads, which is unavailable: {path}"
             ) from None
         import pyogrio
 
@@ -271,7 +271,7 @@ def road_graph(
     ----------
     roads
         Lines (any CRS) with a ``class_col`` column and optional ``maxspeed`` and ``oneway``
-        columns (OSM tag values), or a path read by :func:`agglo.roads.read_roads`
+        columns (OSM tag values), or a path read by :func:`agglo.measures.roads.read_roads`
         (``.osm.pbf`` or any OGR line layer).
     speeds
         Class -> km/h, merged over :data:`DEFAULT_SPEEDS_KMH`. Lines of classes with no speed

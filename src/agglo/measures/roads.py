@@ -44,7 +44,7 @@ import shapely
 from pyproj import Geod
 
 from agglo.errors import AggloInputError, ValidationError
-from agglo.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
+from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
 
 __all__ = [
     "CLASS_PRESETS",
@@ -618,7 +618,7 @@ def _geodesic_km(geoms: np.ndarray) -> np.ndarray:
 
     Plain LineStrings (almost every road) are measured straight from their coordinate array
     (one vectorised ``Geod.inv`` over all consecutive vertex pairs); multi-part geometries and
-    collections go through :func:`agglo.geodesy.geodesic_length_km`.
+    collections go through :func:`agglo.measures.geodesy.geodesic_length_km`.
     """
     out = np.zeros(len(geoms))
     if len(geoms) == 0:

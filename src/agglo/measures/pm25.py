@@ -44,7 +44,7 @@ import shapely
 from pyproj import CRS
 
 from agglo.errors import AggloInputError, CRSError
-from agglo.raster_io import Grid, Layer, Window, discover_layers
+from agglo.io.rasters import Grid, Layer, Window, discover_layers
 
 __all__ = [
     "OUTPUT_COLUMNS",

@@ -190,7 +190,7 @@ def export_layers(
                 layer_metadata=_metadata_strings(metadata.get(name, {})),
             )
         if styles:
-            from agglo.styles import write_layer_styles
+            from agglo.outputs.styles import write_layer_styles
 
             write_layer_styles(tmp, {k: v for k, v in styles.items() if v})
     log.info("wrote %s (%d layer(s))", path, len(layers))

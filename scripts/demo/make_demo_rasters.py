@@ -3,13 +3,13 @@
 Three annual grids (2010, 2015, 2020) at 0.1° over the Yangtze River Economic Belt
 (97-123.5°E, 21-35.5°N), in the layout of the ACAG annual NetCDF files (``PM25`` on ascending
 ``lat`` x ``lon``, float32, ``_FillValue`` -999), so the demo exercises the same reader as real
-files. The field comes from :func:`agglo.raster_io.synthetic_pm25_field` (seeded; see
+files. The field comes from :func:`synthetic_rasters.synthetic_pm25_field` (seeded; see
 ``data/rasters/README.md``); sea cells east of the coast are written as fill values. Every file
 name contains ``synthetic`` and every file says so in its metadata.
 
 Usage::
 
-    python scripts/make_demo_rasters.py [--out data/rasters] [--seed 20101115]
+    python scripts/demo/make_demo_rasters.py [--out data/rasters] [--seed 20101115]
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from synthetic_rasters import synthetic_pm25_field
 
-from agglo.raster_io import synthetic_pm25_field, write_acag_netcdf
+from agglo.io.rasters import write_acag_netcdf
 
 YEARS = (2010, 2015, 2020)
 RES = 0.1
@@ -65,7 +66,7 @@ def make(out: Path, *, seed: int = SEED) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "data" / "rasters"
+        "--out", type=Path, default=Path(__file__).resolve().parents[2] / "data" / "rasters"
     )
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args()

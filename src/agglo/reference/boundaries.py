@@ -24,9 +24,9 @@ import pyogrio
 import shapely
 
 from agglo.errors import AggloInputError
-from agglo.geodesy import WGS84, geodesic_area_km2
-from agglo.paths import data_path
-from agglo.writers import atomic_path, check_writable
+from agglo.measures.geodesy import WGS84, geodesic_area_km2
+from agglo.outputs.writers import atomic_path, check_writable
+from agglo.reference.paths import data_path
 
 __all__ = [
     "AGGLOMERATIONS",

@@ -34,7 +34,7 @@ import pandas as pd
 import shapely
 
 from agglo.errors import AggloInputError, ValidationError
-from agglo.geodesy import WGS84, ensure_wgs84
+from agglo.measures.geodesy import WGS84, ensure_wgs84
 
 __all__ = [
     "HSR_RULES",

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from agglo.errors import AggloInputError
-from agglo.geodesy import ensure_wgs84
+from agglo.measures.geodesy import ensure_wgs84
 
 __all__ = [
     "CORRECTIONS",

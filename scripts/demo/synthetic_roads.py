@@ -7,7 +7,7 @@ metropolitan-area stages run end to end. It is **not** a road map: use an OSM ex
 
 Construction (all in an Albers equal-area projection for China, then back to EPSG:4326):
 
-- *seats* (:func:`agglo.metro.seats`): each county's seat is its representative point; a city's
+- *seats* (:func:`agglo.analysis.metro.seats`): each county's seat is its representative point; a city's
   seat is that of its first district by adcode (Chongqing: its smallest district, 渝中区);
 - *motorways* between city seats: Delaunay neighbours plus the 4 nearest seats, up to 320 km;
 - *trunk* roads from every county seat to its city seat;
@@ -35,8 +35,8 @@ from pyproj import Transformer
 from scipy.spatial import Delaunay, cKDTree
 
 from agglo.errors import AggloInputError
-from agglo.geodesy import WGS84
-from agglo.writers import atomic_path, check_writable
+from agglo.measures.geodesy import WGS84
+from agglo.outputs.writers import atomic_path, check_writable
 
 __all__ = ["DEMO_ROADS_FILE", "GENERATOR", "generate_synthetic_roads", "write_demo_roads"]
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: bundled file name (under ``data/roads/``)
 DEMO_ROADS_FILE = "demo_roads_synthetic.gpkg"
 #: generator id recorded in the layer metadata
-GENERATOR = "agglo.synthetic_roads.generate_synthetic_roads v1"
+GENERATOR = "synthetic_roads.generate_synthetic_roads v1"
 _ALBERS = "+proj=aea +lat_1=25 +lat_2=47 +lon_0=105 +datum=WGS84 +units=m +no_defs"
 
 # highway class -> (choices of maxspeed strings, their probabilities)
@@ -132,7 +132,7 @@ def generate_synthetic_roads(
     rng = np.random.default_rng(seed)
     to_m = Transformer.from_crs(WGS84, _ALBERS, always_xy=True)
     to_ll = Transformer.from_crs(_ALBERS, WGS84, always_xy=True)
-    from agglo.metro import seats
+    from agglo.analysis.metro import seats
 
     cseats, kseats = seats(cities, counties)
     cxy = np.column_stack(
@@ -257,7 +257,7 @@ def write_demo_roads(path: str | Path, *, seed: int = 8, force: bool = False) ->
     --------
     >>> write_demo_roads("data/roads/demo_roads_synthetic.gpkg", force=True)  # doctest: +SKIP
     """
-    from agglo.boundaries import load_cities, load_counties
+    from agglo.reference.boundaries import load_cities, load_counties
 
     p = Path(path)
     if "synthetic" not in p.name:

@@ -1,6 +1,6 @@
 """Generate the bundled SYNTHETIC demo panel (seeded, deterministic).
 
-    python scripts/make_demo_panel.py [--seed 20101520] [--out-dir data/panel] [--date YYYY-MM-DD]
+    python scripts/demo/make_demo_panel.py [--seed 20101520] [--out-dir data/panel] [--date YYYY-MM-DD]
 
 writes ``demo_panel_synthetic.csv`` (wide: ``adcode, city, year``, the 19 indicators,
 ``population``, ``gdp``, ``data_status``), ``demo_employment_synthetic.csv`` (long: ``adcode,
@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agglo.boundaries import load_cities, load_membership
-from agglo.registry import VARIABLES
+from agglo.reference.boundaries import load_cities, load_membership
+from agglo.reference.registry import VARIABLES
 
 DEFAULT_SEED = 20101520
 YEARS = (2010, 2015, 2020)
@@ -73,7 +73,7 @@ AGG = {
     "qz": (0.32, 0.20, 42.0, 0.15),
     "dz": (0.38, 0.20, 32.0, 0.12),
 }
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 #: province-level municipalities: modelled as the largest units of their agglomerations
@@ -208,7 +208,7 @@ def metadata(seed: int, date: str) -> dict:
     return {
         "data_status": "synthetic",
         "title": "agglo demo panel (SYNTHETIC: invented numbers, not statistics)",
-        "generator": "scripts/make_demo_panel.py",
+        "generator": "scripts/demo/make_demo_panel.py",
         "seed": seed,
         "generated": date,
         "cities": "the 84 member units of data/reference/agglomerations.csv",

@@ -10,9 +10,9 @@ Users bring statistical-yearbook tables in many shapes. :func:`read_panel` reads
 - sector employment for the Krugman index, as wide ``employment_<sector>`` columns, as long
   ``adcode, year, sector, employment`` files, or in a file named by a metadata sidecar,
 
-maps columns to the indicator registry (:mod:`agglo.registry`), matches cities by adcode or
+maps columns to the indicator registry (:mod:`agglo.reference.registry`), matches cities by adcode or
 Chinese name (with or without 市/地区/州, historical names such as 襄樊 -> 襄阳 420600; see
-:mod:`agglo.names`), and returns a tidy ``adcode, year, indicator, value`` table with a
+:mod:`agglo.reference.names`), and returns a tidy ``adcode, year, indicator, value`` table with a
 :class:`ValidationReport`. Every problem is collected and raised once as a
 :class:`agglo.errors.ValidationError` naming the file, the row (the line number a user sees in
 a spreadsheet or editor, the header being row 1) and the column.
@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 
 from agglo.errors import AggloInputError, ValidationError
-from agglo.names import CityMatch, CityMatcher
-from agglo.paths import data_path
-from agglo.registry import VARIABLES
+from agglo.reference.names import CityMatch, CityMatcher
+from agglo.reference.paths import data_path
+from agglo.reference.registry import VARIABLES
 
 __all__ = [
     "DEMO_EMPLOYMENT",
@@ -622,7 +622,7 @@ def read_employment(path: str | Path, **kwargs: object) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=1)
 def _default_matcher() -> CityMatcher:
-    from agglo.boundaries import load_cities
+    from agglo.reference.boundaries import load_cities
 
     return CityMatcher(pd.DataFrame(load_cities().drop(columns="geometry")))
 
@@ -1050,7 +1050,7 @@ def _summarise(
         if absent:
             report.warnings.append(f"requested years without any rows: {absent}")
     if check_members:
-        from agglo.boundaries import load_membership
+        from agglo.reference.boundaries import load_membership
 
         members = load_membership().drop_duplicates("adcode")
         have = set(panel["adcode"].unique())

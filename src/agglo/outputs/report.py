@@ -26,7 +26,7 @@ import pandas as pd
 
 from agglo._version import __version__
 from agglo.errors import AggloInputError
-from agglo.writers import atomic_path
+from agglo.outputs.writers import atomic_path
 
 __all__ = ["SECTIONS", "report_from_outputs", "section_of", "write_report"]
 
@@ -396,7 +396,7 @@ def _font_face(text: str) -> str:
     """``@font-face`` rule embedding the subset of the CJK font that covers ``text``."""
     import io
 
-    from agglo.fonts import _package_font
+    from agglo.outputs.fonts import _package_font
 
     chars = sorted({ord(c) for c in text if ord(c) > 0x2000})
     font_path = _package_font()

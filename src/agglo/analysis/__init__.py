@@ -1,0 +1,1 @@
+"""Analysis stages: integration index, autocorrelation, core-periphery, metro areas."""

@@ -1,0 +1,1 @@
+"""Reading inputs: yearbook panels, PM2.5 rasters, downloads."""

@@ -1,0 +1,1 @@
+"""Reference data: indicator registry, names, boundaries, membership, bundled paths."""
