@@ -21,6 +21,8 @@ from agglo._version import __version__
 # public name -> module that defines it (one module per stage, see DESIGN.md)
 _LAZY: dict[str, str] = {
     # foundation
+    "AggloDataWarning": "agglo.errors",
+    "AggloInputError": "agglo.errors",
     "load_cities": "agglo.reference.boundaries",
     "load_counties": "agglo.reference.boundaries",
     "load_membership": "agglo.reference.boundaries",

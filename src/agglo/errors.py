@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["AggloInputError", "CRSError", "OutputExistsError", "ValidationError"]
+__all__ = [
+    "AggloDataWarning",
+    "AggloInputError",
+    "CRSError",
+    "OutputExistsError",
+    "ValidationError",
+]
 
 
 class AggloInputError(ValueError):
@@ -44,3 +50,11 @@ class ValidationError(AggloInputError):
         if more:
             lines.append(f"  ... and {more} more")
         super().__init__("\n".join(lines))
+
+
+class AggloDataWarning(UserWarning):
+    """Something in the data was dropped, imputed, rescaled, repaired or looks implausible.
+
+    The message names the cities, rows or values concerned; the same items are listed in the
+    outputs (e.g. ``panel_validation.csv``). The CLI prints every such warning.
+    """
