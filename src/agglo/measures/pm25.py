@@ -43,7 +43,7 @@ import scipy.sparse as sp
 import shapely
 from pyproj import CRS
 
-from agglo.errors import AggloInputError, CRSError
+from agglo.errors import AggloInputError, CRSError, require
 from agglo.io.rasters import Grid, Layer, Window, discover_layers
 
 __all__ = [
@@ -587,8 +587,7 @@ def _run(
     if sched == "synchronous" or (len(chunks) == 1 and sched == "threads"):
         return [r for c in chunks for r in _reduce_years(c, plan, pop)]
     if sched == "threads":
-        import dask
-
+        dask = require("dask", "dask", "zonal_pm25(scheduler='threads')")
         tasks = [dask.delayed(_reduce_years, pure=False)(c, plan, pop) for c in chunks]
         results = dask.compute(*tasks, scheduler="threads")
         return [r for chunk in results for r in chunk]
@@ -605,7 +604,7 @@ def _run(
 
 
 def _client(sched: Any) -> tuple[Any, bool]:
-    from distributed import Client
+    Client = require("distributed", "dask", "a Dask scheduler address").Client
 
     if isinstance(sched, Client):
         return sched, False
