@@ -28,3 +28,18 @@ def test_lisa_transitions_without_giddy(monkeypatch):
     monkeypatch.setitem(sys.modules, "giddy.markov", None)
     with pytest.raises(MissingDependencyError, match=r"agglo\[markov\]"):
         lisa_transitions(pd.DataFrame(), None)
+
+
+def test_zonal_pm25_default_scheduler_without_dask(monkeypatch):
+    import importlib.util
+
+    from agglo.measures import pm25
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "dask" else real(name, *a)
+    )
+    assert pm25._check_scheduler(None) == "synchronous"
+    monkeypatch.setitem(sys.modules, "dask", None)
+    with pytest.raises(MissingDependencyError, match=r"agglo\[dask\]"):
+        pm25._run([1, 2], None, {}, "threads", 1)

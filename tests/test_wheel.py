@@ -54,6 +54,9 @@ def test_wheel_carries_every_bundled_data_file(wheel: Path) -> None:
     ):
         assert f"agglo/_data/{rel}" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    # every module of the package (an ignore pattern once dropped agglo/outputs)
+    for p in (ROOT / "src" / "agglo").rglob("*.py"):
+        assert p.relative_to(ROOT / "src").as_posix() in names
     # only the package: no build scripts, tests or notebooks
     assert not any(n.startswith(("scripts/", "tests/", "notebooks/", "data/")) for n in names)
 

@@ -27,6 +27,7 @@ The weights are coverage fraction x persons of the cell.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import math
 import warnings
@@ -453,8 +454,9 @@ def zonal_pm25(
     raster_crs
         CRS of a raster whose file has none. NetCDF lat/lon grids are taken as EPSG:4326.
     scheduler
-        ``None``/``"threads"`` (local Dask threads), ``"synchronous"``, a ``dask.distributed``
-        scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.
+        ``None`` (local Dask threads if ``agglo[dask]`` is installed, else ``"synchronous"``),
+        ``"threads"``, ``"synchronous"``, a ``dask.distributed`` scheduler address
+        (``"tcp://host:8786"``) or a ``distributed.Client`` (these need ``agglo[dask]``).
     years_per_task
         Years per Dask task.
     progress
@@ -619,7 +621,8 @@ def _client(sched: Any) -> tuple[Any, bool]:
 
 def _check_scheduler(scheduler: Any) -> Any:
     if scheduler is None:
-        return "threads"
+        # Dask is an extra (agglo[dask]); without it the default runs the years in turn
+        return "threads" if importlib.util.find_spec("dask") is not None else "synchronous"
     if isinstance(scheduler, str):
         if scheduler in ("threads", "synchronous"):
             return scheduler
