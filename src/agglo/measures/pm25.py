@@ -27,6 +27,7 @@ The weights are coverage fraction x persons of the cell.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import math
 import warnings
@@ -43,7 +44,7 @@ import scipy.sparse as sp
 import shapely
 from pyproj import CRS
 
-from agglo.errors import AggloInputError, CRSError
+from agglo.errors import AggloInputError, CRSError, require
 from agglo.io.rasters import Grid, Layer, Window, discover_layers
 from agglo.options import Options, choice_problem, option
 
@@ -485,8 +486,9 @@ def zonal_pm25(
     raster_crs
         CRS of a raster whose file has none. NetCDF lat/lon grids are taken as EPSG:4326.
     scheduler
-        ``None``/``"threads"`` (local Dask threads), ``"synchronous"``, a ``dask.distributed``
-        scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.
+        ``None`` (local Dask threads if ``agglo[dask]`` is installed, else ``"synchronous"``),
+        ``"threads"``, ``"synchronous"``, a ``dask.distributed`` scheduler address
+        (``"tcp://host:8786"``) or a ``distributed.Client`` (these need ``agglo[dask]``).
     years_per_task
         Years per Dask task.
     progress
@@ -620,8 +622,7 @@ def _run(
     if sched == "synchronous" or (len(chunks) == 1 and sched == "threads"):
         return [r for c in chunks for r in _reduce_years(c, plan, pop)]
     if sched == "threads":
-        import dask
-
+        dask = require("dask", "dask", "zonal_pm25(scheduler='threads')")
         tasks = [dask.delayed(_reduce_years, pure=False)(c, plan, pop) for c in chunks]
         results = dask.compute(*tasks, scheduler="threads")
         return [r for chunk in results for r in chunk]
@@ -638,7 +639,7 @@ def _run(
 
 
 def _client(sched: Any) -> tuple[Any, bool]:
-    from distributed import Client
+    Client = require("distributed", "dask", "a Dask scheduler address").Client
 
     if isinstance(sched, Client):
         return sched, False
@@ -653,7 +654,8 @@ def _client(sched: Any) -> tuple[Any, bool]:
 
 def _check_scheduler(scheduler: Any) -> Any:
     if scheduler is None:
-        return "threads"
+        # Dask is an extra (agglo[dask]); without it the default runs the years in turn
+        return "threads" if importlib.util.find_spec("dask") is not None else "synchronous"
     if isinstance(scheduler, str):
         if scheduler in ("threads", "synchronous"):
             return scheduler

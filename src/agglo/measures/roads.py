@@ -44,7 +44,7 @@ import pyogrio
 import shapely
 from pyproj import Geod
 
-from agglo.errors import AggloInputError, ValidationError
+from agglo.errors import AggloInputError, ValidationError, require
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
 from agglo.options import Options, option
 
@@ -270,10 +270,7 @@ def _read_osm(
     chunk_size: int,
     node_cache: str = "flex_mem",
 ) -> gpd.GeoDataFrame:
-    try:
-        import osmium
-    except ImportError as exc:  # pragma: no cover - osmium is a dependency
-        raise AggloInputError("reading .osm.pbf needs pyosmium: pip install osmium") from exc
+    osmium = require("osmium", "osm", "reading .osm.pbf")
     tag_filter = (
         osmium.filter.KeyFilter("highway")
         if wanted is None
