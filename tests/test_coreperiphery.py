@@ -8,12 +8,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-import shapely
 
 from agglo.analysis.coreperiphery import (
     _fit_discrete_exhaustive,
     _fit_discrete_local,
-    city_seats,
     city_system,
     core_periphery_gaps,
     coreness,
@@ -295,37 +293,6 @@ def test_gravity_validation_collects_problems():
         gravity_interactions(same, seats=seats)
     with pytest.raises(AggloInputError, match="distance must be one of"):
         gravity_interactions(same, distance="euclid", seats=seats)
-
-
-def test_city_seats_districts_and_fallback():
-    cities = gpd.GeoDataFrame(
-        {"adcode": ["100100", "100200"]},
-        geometry=[shapely.box(0, 0, 4, 2), shapely.box(10, 0, 12, 2)],
-        crs=4326,
-    )
-    counties = gpd.GeoDataFrame(
-        {"name_zh": ["甲区", "乙区", "丙县"], "city_adcode": ["100100", "100100", "100100"]},
-        geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1), shapely.box(2, 0, 4, 2)],
-        crs=4326,
-    )
-    s = city_seats(cities, counties=counties)
-    # the districts' union is the box (0,0)-(2,1): centroid (1, 0.5); the second city has none
-    assert (s.geometry.x.tolist(), s.geometry.y.tolist()) == ([1.0, 11.0], [0.5, 1.0])
-    assert s.seat_source.tolist() == ["districts", "polygon"]
-    with pytest.raises(AggloInputError, match=r"method must be one of \['districts', 'polygon'\]"):
-        city_seats(cities, method="capital")
-
-
-def test_bundled_seats_inside_their_cities(cities, counties):
-    members = cities[cities["agglomeration_id"] == "cy"]
-    s = city_seats(members, counties=counties)
-    gap = shapely.distance(s.geometry.to_numpy(), members.geometry.to_numpy())
-    assert (gap < 1e-6).all()  # degrees; seats lie in (or on the edge of) their city
-    cd = s.set_index("adcode").geometry["510100"]
-    # Chengdu's seat lies within ~20 km of Tianfu Square (104.066 E, 30.657 N)
-    from pyproj import Geod
-
-    assert Geod(ellps="WGS84").inv(cd.x, cd.y, 104.066, 30.657)[2] < 20_000
 
 
 # ------------------------------------------------------------------------------- city system

@@ -559,3 +559,50 @@ def test_metro_areas_friction_method_agrees():
     # same tolerance as on the grid: 5 % + 0.5 min
     t_net, t_fr = net.loc["100201", "seat_minutes"], fr.loc["100201", "seat_minutes"]
     assert abs(t_fr - t_net) <= 0.05 * t_net + 0.5
+
+
+def test_core_reaches_satellites_by_road_not_by_radius():
+    """The seed-003 check on a network whose times are worked out independently.
+
+    A motorway (100 km/h) runs east from the core's seat (0, 0) along the equator; a primary
+    road (60 km/h) leaves it at (0.4, 0) northwards. Satellite seats: 东 (0.8, 0) on the
+    motorway, 北 (0.4, 0.2) up the primary road, 西北 (0, 0.4) with no road: 44 km from the
+    core as the crow flies, closer than 东, but not reachable within the hour.
+    """
+    motorway = [(0.1 * k, 0.0) for k in range(11)]
+    primary = [(0.4, 0.1 * k) for k in range(5)]
+    roads = lines([(motorway, "motorway", "100", "no"), (primary, "primary", "60", "no")])
+    g = road_graph(roads)
+    seat_xy = {"100100": (0, 0), "100200": (0.8, 0), "100300": (0.4, 0.2), "100400": (0, 0.4)}
+    ids = list(seat_xy)
+    cities = boxes(
+        [(x - 0.05, y - 0.05, x + 0.05, y + 0.05) for x, y in seat_xy.values()],
+        adcode=ids,
+        name_zh=["核市", "东市", "北市", "西北市"],
+    )
+    counties = boxes(
+        [(x - 0.05, y - 0.05, x + 0.05, y + 0.05) for x, y in seat_xy.values()],
+        adcode=[a[:5] + "1" for a in ids],
+        name_zh=["核区", "东区", "北区", "西北区"],
+        city_adcode=ids,
+    )
+    pts = [shapely.Point(xy) for xy in seat_xy.values()]
+    cseats = gpd.GeoDataFrame({"adcode": ids}, geometry=pts, crs=4326)
+    kseats = gpd.GeoDataFrame({"adcode": list(counties["adcode"])}, geometry=pts, crs=4326)
+    res = metro_areas(
+        cities, counties, g, ["100100"], city_seats=cseats, county_seats=kseats, bands=()
+    )
+    got = res.cities.set_index("adcode")["seat_minutes"]
+    # by hand: 1 deg of longitude at the equator = 111.319 km, of latitude 110.574 km
+    lon_km, lat_km = GEOD.inv(0, 0, 1, 0)[2] / 1000, GEOD.inv(0, 0, 0, 1)[2] / 1000
+    assert got["100200"] == pytest.approx(0.8 * lon_km * 0.6, rel=1e-4)  # 53.4 min
+    assert got["100300"] == pytest.approx(0.4 * lon_km * 0.6 + 0.2 * lat_km, rel=1e-4)  # 48.8
+    assert "100400" not in got.index or np.isnan(got["100400"])
+    # cross-check with networkx on the same segments (geodesic metres / speed)
+    G = nx_reference(roads.assign(maxspeed=[None, None], oneway="no"))
+    ref = nx.single_source_dijkstra_path_length(G, (0.0, 0.0))
+    assert got["100200"] == pytest.approx(ref[(0.8, 0.0)], abs=1e-9)
+    assert got["100300"] == pytest.approx(ref[(0.4, 0.2)], abs=1e-9)
+    assert ref[(0.4, 0.4)] + 0.4 * lon_km / 15 * 60 > 60  # 西北: drive + walk is over the hour
+    members = res.members.set_index("adcode")["member"]
+    assert members[members].index.tolist() == ["100101", "100301", "100201"]  # by minutes

@@ -7,7 +7,7 @@ metropolitan-area stages run end to end. It is **not** a road map: use an OSM ex
 
 Construction (all in an Albers equal-area projection for China, then back to EPSG:4326):
 
-- *seats* (:func:`agglo.analysis.metro.seats`): each county's seat is its representative point; a city's
+- *seats* (:func:`demo_seats`): each county's seat is its representative point; a city's
   seat is that of its first district by adcode (Chongqing: its smallest district, 渝中区);
 - *motorways* between city seats: Delaunay neighbours plus the 4 nearest seats, up to 320 km;
 - *trunk* roads from every county seat to its city seat;
@@ -30,12 +30,13 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import Transformer
 from scipy.spatial import Delaunay, cKDTree
 
 from agglo.errors import AggloInputError
-from agglo.measures.geodesy import WGS84
+from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2
 from agglo.outputs.writers import atomic_path, check_writable
 
 __all__ = ["DEMO_ROADS_FILE", "GENERATOR", "generate_synthetic_roads", "write_demo_roads"]
@@ -95,6 +96,68 @@ def _pairs_knn(xy: np.ndarray, k: int) -> set[tuple[int, int]]:
     return out
 
 
+def demo_seats(
+    cities: gpd.GeoDataFrame, counties: gpd.GeoDataFrame
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Where the generator puts the towns its roads connect (the layout of the demo network).
+
+    Not agglo's seat rule (:mod:`agglo.reference.seats`): the demo network keeps this layout so
+    the bundled file stays reproducible, and the metro tests route from seats that are not the
+    points the generator joined.
+
+    County seat = the county's representative point (inside it). City seat = the seat of the
+    city's first district (区) by adcode -- conventionally its core, e.g. Chengdu 锦江区, Deyang
+    旌阳区 -- except in Chongqing, a province-level municipality, where it is the smallest district
+    (渝中区); without districts the first county-level unit, without counties the city's
+    representative point.
+
+    Returns
+    -------
+    (city_seats, county_seats)
+        GeoDataFrames in EPSG:4326 on the inputs' index, with ``adcode``, ``name_zh``; city
+        seats carry ``seat_county`` (adcode), county seats ``city_adcode``.
+
+    """
+    cities = ensure_wgs84(cities, what="cities")
+    counties = ensure_wgs84(counties, what="counties")
+    kseats = gpd.GeoDataFrame(
+        counties[["adcode", "name_zh", "city_adcode"]].copy(),
+        geometry=counties.geometry.representative_point(),
+        crs=WGS84,
+    )
+    area = geodesic_area_km2(counties)
+    is_district = counties["name_zh"].astype(str).str.endswith("区")
+    city = counties["city_adcode"].astype(str)
+    municipality = city.str.endswith("0000")
+    order = pd.DataFrame(
+        {
+            "city": city,
+            "nd": ~is_district,
+            # lowest district adcode (the traditional first/core district), except in the
+            # province-level municipalities whose districts span the whole province: smallest
+            "key": np.where(municipality, area, counties["adcode"].astype(str).astype(float)),
+            "adcode": counties["adcode"],
+        }
+    ).sort_values(["city", "nd", "key"])
+    first = order.drop_duplicates("city").set_index("city")["adcode"]
+    geom_by_county = kseats.set_index("adcode").geometry
+    pts, seat_cty = [], []
+    for adcode, geom in zip(cities["adcode"], cities.geometry, strict=True):
+        if adcode in first.index:
+            seat_cty.append(first[adcode])
+            pts.append(geom_by_county[first[adcode]])
+        else:
+            seat_cty.append(None)
+            pts.append(geom.representative_point())
+    cseats = gpd.GeoDataFrame(
+        {"adcode": cities["adcode"], "name_zh": cities["name_zh"], "seat_county": seat_cty},
+        geometry=pts,
+        index=cities.index,
+        crs=WGS84,
+    )
+    return cseats, kseats
+
+
 def generate_synthetic_roads(
     cities: gpd.GeoDataFrame,
     counties: gpd.GeoDataFrame,
@@ -132,9 +195,7 @@ def generate_synthetic_roads(
     rng = np.random.default_rng(seed)
     to_m = Transformer.from_crs(WGS84, _ALBERS, always_xy=True)
     to_ll = Transformer.from_crs(_ALBERS, WGS84, always_xy=True)
-    from agglo.analysis.metro import seats
-
-    cseats, kseats = seats(cities, counties)
+    cseats, kseats = demo_seats(cities, counties)
     cxy = np.column_stack(
         to_m.transform(cseats.geometry.x.to_numpy(), cseats.geometry.y.to_numpy())
     )

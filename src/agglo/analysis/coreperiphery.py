@@ -4,7 +4,8 @@ Seed 003 describes polarisation inside China's city systems (Chengdu grew by 5.8
 ten years while Deyang, Meishan and Ziyang shrank or barely grew) and three shapes of city
 systems: gradient (梯度型), dumbbell (哑铃型) and scattered (散点型). This module measures it:
 
-- :func:`city_seats` and :func:`gravity_interactions`: a gravity network between city seats,
+- :func:`gravity_interactions`: a gravity network between city seats
+  (:func:`agglo.reference.seats.city_seats`),
   ``T_ij = sqrt(P_i G_i) * sqrt(P_j G_j) / d_ij ** beta`` with geodesic distances in km;
 - :func:`coreness`: Borgatti-Everett coreness on the *weighted* network, continuous or
   discrete, with the fit correlation and a permutation test;
@@ -36,17 +37,16 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 from pyproj import Geod
 from scipy import optimize
 
 from agglo.errors import AggloInputError, ValidationError
 from agglo.measures.geodesy import ensure_wgs84
+from agglo.reference.seats import city_seats
 
 __all__ = [
     "METHODS",
     "STRUCTURE_TYPES",
-    "city_seats",
     "city_system",
     "core_periphery_gaps",
     "coreness",
@@ -59,8 +59,6 @@ log = logging.getLogger(__name__)
 
 #: coreness methods
 METHODS = ("continuous", "discrete")
-#: how a city's seat point is chosen
-SEAT_METHODS = ("districts", "polygon")
 #: transformations of the interaction weights before fitting
 TRANSFORMS = ("none", "log")
 #: labels returned by :func:`structure_type`
@@ -76,91 +74,6 @@ def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
 # --------------------------------------------------------------------------------------------
 # seats and gravity
 # --------------------------------------------------------------------------------------------
-
-
-def _seat_of(geom: Any) -> Any:
-    """Centroid of the largest part of ``geom`` if it lies inside it, else a point on it."""
-    parts = shapely.get_parts(geom)
-    big = parts[int(np.argmax(shapely.area(parts)))]
-    c = big.centroid
-    return c if big.contains(c) else big.representative_point()
-
-
-def city_seats(
-    cities: gpd.GeoDataFrame,
-    *,
-    counties: gpd.GeoDataFrame | None = None,
-    method: str = "districts",
-    id_col: str = "adcode",
-) -> gpd.GeoDataFrame:
-    """One seat point per city, for distances between cities.
-
-    ``"districts"`` (default): the city's urban districts are its counties whose ``name_zh``
-    ends in 区; the seat is the centroid of the largest part of their union (a point on it
-    when the centroid falls outside). Cities without districts (e.g. 仙桃市, autonomous
-    prefectures) fall back to ``"polygon"``: the same point of the city polygon. Seats are
-    approximate (within ~10-40 km of the historic centre where districts include former
-    counties, e.g. Hangzhou); pass your own table of seat coordinates to
-    :func:`gravity_interactions` when that matters.
-
-    Parameters
-    ----------
-    cities
-        City polygons with an ``id_col`` column, any CRS.
-    counties
-        County polygons with ``name_zh`` and ``city_adcode`` (default for ``"districts"``: the
-        bundled :func:`agglo.load_counties`).
-    method
-        ``"districts"`` or ``"polygon"``.
-    id_col
-        City id column.
-
-    Returns
-    -------
-    geopandas.GeoDataFrame
-        On the input's index: ``id_col``, ``seat_source`` (``districts``/``polygon``), point
-        geometry in EPSG:4326.
-
-    Examples
-    --------
-    >>> import shapely
-    >>> c = gpd.GeoDataFrame({"adcode": ["1"]}, geometry=[shapely.box(0, 0, 2, 2)], crs=4326)
-    >>> s = city_seats(c, method="polygon")
-    >>> (float(s.geometry.x.iloc[0]), float(s.geometry.y.iloc[0]), s.seat_source.iloc[0])
-    (1.0, 1.0, 'polygon')
-    """
-    _check_choice("method", method, SEAT_METHODS)
-    if not isinstance(cities, gpd.GeoDataFrame):
-        raise AggloInputError("cities must be a GeoDataFrame of city polygons to derive seats.")
-    if id_col not in cities:
-        raise AggloInputError(f"cities lacks the id column {id_col!r}.")
-    cities = ensure_wgs84(cities, what="cities")
-    points = cities.geometry.apply(_seat_of)
-    source = pd.Series("polygon", index=cities.index)
-    if method == "districts":
-        if counties is None:
-            from agglo.reference.boundaries import load_counties
-
-            counties = load_counties()
-        missing = {"name_zh", "city_adcode"} - set(counties.columns)
-        if missing:
-            raise AggloInputError(f"counties lacks column(s) {sorted(missing)}.")
-        counties = ensure_wgs84(counties, what="counties")
-        districts = counties[counties["name_zh"].astype(str).str.endswith("区")]
-        if len(districts):
-            unions = districts.geometry.groupby(districts["city_adcode"].astype(str)).agg(
-                shapely.union_all
-            )
-            ids = cities[id_col].astype(str)
-            has = ids.isin(unions.index)
-            points[has] = [_seat_of(unions[i]) for i in ids[has]]
-            source[has] = "districts"
-    return gpd.GeoDataFrame(
-        {id_col: cities[id_col].to_numpy(), "seat_source": source},
-        geometry=gpd.GeoSeries(points, index=cities.index, crs=4326),
-        crs=4326,
-        index=cities.index,
-    )
 
 
 def seat_distances_km(seats: pd.DataFrame, *, id_col: str = "adcode") -> pd.DataFrame:
@@ -238,10 +151,11 @@ def gravity_interactions(
         ``"geodesic"``: km between seats on the WGS84 ellipsoid; or a square DataFrame
         (``id × id``, e.g. travel times in minutes) used as is.
     seats
-        Seat points overriding :func:`city_seats`: a GeoDataFrame of points or a table with
-        ``id_col``, ``lon``, ``lat`` (WGS84 degrees).
+        Seat points of every city: a GeoDataFrame of points or a table with ``id_col``,
+        ``lon``, ``lat`` (WGS84 degrees), e.g. from :func:`agglo.reference.seats.city_seats`.
+        Default: that rule applied to ``cities`` (polygons) and ``counties``.
     counties
-        Counties for :func:`city_seats` (default: bundled).
+        Counties for the seat rule (``None``: the city polygons' representative points).
     id_col
         City id column.
 
@@ -299,7 +213,7 @@ def gravity_interactions(
     else:
         _check_choice("distance", distance, ("geodesic",))
         if seats is None:
-            seats = city_seats(cities, counties=counties, id_col=id_col)
+            seats = city_seats(cities, counties, id_col=id_col)
         seats = seats.assign(**{id_col: seats[id_col].astype(str)})
         lacking = sorted(set(ids) - set(seats[id_col]))
         if lacking:

@@ -42,7 +42,9 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int | None = typer.Option(None, "--seed", help="Seed of starts and permutations."),
         seats: Path | None = typer.Option(
-            None, "--seats", help="CSV of city seats: adcode, lon, lat (default: district seats)."
+            None,
+            "--seats",
+            help="CSV of city seats: adcode, lon, lat (they win; other cities follow agglo.reference.seats).",
         ),
         config: Path | None = typer.Option(
             None, "--config", "-c", help="TOML run configuration ([coreperiphery] section)."

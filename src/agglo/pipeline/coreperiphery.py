@@ -25,7 +25,6 @@ Options (``[coreperiphery]`` section): see :data:`OPTIONS`.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -34,7 +33,6 @@ import pandas as pd
 from agglo.analysis.coreperiphery import (
     METHODS,
     TRANSFORMS,
-    city_seats,
     city_system,
     core_periphery_gaps,
     coreness,
@@ -44,6 +42,7 @@ from agglo.analysis.coreperiphery import (
 from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
+from agglo.reference.seats import city_seats, read_seats
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,6 @@ OPTIONS: dict[str, Any] = {
     "restarts": 2,
     "exhaustive_max": 16,
     "transform": "none",
-    "seat": "districts",
     "seats_file": None,
     "gap_cores": "first",
     "gap_tol": 0.0,
@@ -101,7 +99,6 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     for key, allowed in (
         ("transform", TRANSFORMS),
         ("gap_cores", GAP_CORES),
-        ("seat", ("districts", "polygon")),
     ):
         if opts[key] not in allowed:
             problems.append(f"{key} must be one of {list(allowed)}; got {opts[key]!r}")
@@ -110,29 +107,6 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise AggloInputError("[coreperiphery] " + "; ".join(problems))
     return opts
-
-
-def read_seats(path: str | Path) -> pd.DataFrame:
-    """Read a user table of city seats: CSV with ``adcode``, ``lon``, ``lat`` (WGS84 degrees).
-
-    Examples
-    --------
-    >>> read_seats("no_such_file.csv")
-    Traceback (most recent call last):
-    ...
-    agglo.errors.AggloInputError: seat table no_such_file.csv does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AggloInputError(f"seat table {path} does not exist.")
-    table = pd.read_csv(path, dtype={"adcode": str}, encoding="utf-8-sig")
-    missing = {"adcode", "lon", "lat"} - set(table.columns)
-    if missing:
-        raise AggloInputError(
-            f"seat table {path.name} lacks column(s) {sorted(missing)}; expected adcode, lon, "
-            "lat (WGS84 degrees)."
-        )
-    return table.assign(adcode=table["adcode"].str.strip().str.zfill(6))
 
 
 def analyse(
@@ -196,10 +170,8 @@ def analyse(
     missing_years = sorted(set(years) - set(all_years))
     if missing_years:
         raise AggloInputError(f"year(s) {missing_years} not in the panel (it has {all_years}).")
-    if opts["seats_file"]:
-        seats = read_seats(opts["seats_file"])
-    else:
-        seats = city_seats(members, counties=counties, method=opts["seat"])
+    given = read_seats(opts["seats_file"]) if opts["seats_file"] else None
+    seats = city_seats(members, counties, seats=given)
     wide = (
         panel[panel["indicator"].isin(needed) & panel["adcode"].isin(members["adcode"])]
         .pivot_table(index=["adcode", "year"], columns="indicator", values="value", aggfunc="first")

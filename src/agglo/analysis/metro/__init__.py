@@ -41,7 +41,7 @@ Examples
 11.09
 """
 
-from agglo.analysis.metro.areas import DEFAULT_CORES, MetroResult, metro_areas, resolve_cores, seats
+from agglo.analysis.metro.areas import DEFAULT_CORES, MetroResult, metro_areas, resolve_cores
 from agglo.analysis.metro.catchment import METHODS, Catchment, commute_catchment
 from agglo.analysis.metro.graph import DEFAULT_SPEEDS_KMH, RoadGraph, parse_maxspeed, road_graph
 from agglo.analysis.metro.routing import DEFAULT_ACCESS_SPEED_KMH, travel_times
@@ -59,6 +59,5 @@ __all__ = [
     "parse_maxspeed",
     "resolve_cores",
     "road_graph",
-    "seats",
     "travel_times",
 ]

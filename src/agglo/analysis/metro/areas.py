@@ -26,6 +26,7 @@ from agglo.analysis.metro.graph import _GEOD, RoadGraph
 from agglo.analysis.metro.routing import DEFAULT_ACCESS_SPEED_KMH, _check_minutes, _check_speed
 from agglo.errors import AggloInputError
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2
+from agglo.reference import seats as seat_rule
 
 log = logging.getLogger(__name__)
 
@@ -37,70 +38,6 @@ DEFAULT_CORES: dict[str, tuple[str, ...]] = {
     "qz": ("520100",),
     "dz": ("530100",),
 }
-
-
-def seats(
-    cities: gpd.GeoDataFrame, counties: gpd.GeoDataFrame
-) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """Seat points of cities and counties (an approximation from the boundaries alone).
-
-    County seat = the county's representative point (inside it). City seat = the seat of the
-    city's first district (区) by adcode -- conventionally its core, e.g. Chengdu 锦江区, Deyang
-    旌阳区 -- except in Chongqing, a province-level municipality, where it is the smallest district
-    (渝中区); without districts the first county-level unit, without counties the city's
-    representative point. Pass real seat points to :func:`metro_areas` where known.
-
-    Returns
-    -------
-    (city_seats, county_seats)
-        GeoDataFrames in EPSG:4326 on the inputs' index, with ``adcode``, ``name_zh``; city
-        seats carry ``seat_county`` (adcode), county seats ``city_adcode``.
-
-    Examples
-    --------
-    >>> import agglo
-    >>> cs, ks = seats(agglo.load_cities(), agglo.load_counties())
-    >>> str(cs.set_index("adcode").loc["510100", "seat_county"])  # Chengdu -> 锦江区
-    '510104'
-    """
-    cities = ensure_wgs84(cities, what="cities")
-    counties = ensure_wgs84(counties, what="counties")
-    kseats = gpd.GeoDataFrame(
-        counties[["adcode", "name_zh", "city_adcode"]].copy(),
-        geometry=counties.geometry.representative_point(),
-        crs=WGS84,
-    )
-    area = geodesic_area_km2(counties)
-    is_district = counties["name_zh"].astype(str).str.endswith("区")
-    city = counties["city_adcode"].astype(str)
-    municipality = city.str.endswith("0000")
-    order = pd.DataFrame(
-        {
-            "city": city,
-            "nd": ~is_district,
-            # lowest district adcode (the traditional first/core district), except in the
-            # province-level municipalities whose districts span the whole province: smallest
-            "key": np.where(municipality, area, counties["adcode"].astype(str).astype(float)),
-            "adcode": counties["adcode"],
-        }
-    ).sort_values(["city", "nd", "key"])
-    first = order.drop_duplicates("city").set_index("city")["adcode"]
-    geom_by_county = kseats.set_index("adcode").geometry
-    pts, seat_cty = [], []
-    for adcode, geom in zip(cities["adcode"], cities.geometry, strict=True):
-        if adcode in first.index:
-            seat_cty.append(first[adcode])
-            pts.append(geom_by_county[first[adcode]])
-        else:
-            seat_cty.append(None)
-            pts.append(geom.representative_point())
-    cseats = gpd.GeoDataFrame(
-        {"adcode": cities["adcode"], "name_zh": cities["name_zh"], "seat_county": seat_cty},
-        geometry=pts,
-        index=cities.index,
-        crs=WGS84,
-    )
-    return cseats, kseats
 
 
 def resolve_cores(cities: pd.DataFrame, cores: Iterable[str] | None) -> list[str]:
@@ -254,7 +191,9 @@ def metro_areas(
         Column of population in ``cities``/``counties``; used when present (shares of
         population inside assume uniform density within each unit).
     city_seats, county_seats
-        Seat points with ``adcode`` (default: :func:`seats`).
+        Given seats (``adcode, lon, lat`` or points with ``adcode``); they win, the other
+        seats follow :func:`agglo.reference.seats.city_seats` /
+        :func:`~agglo.reference.seats.county_seats` (the one seat rule).
     progress
         Progress bar over cores.
 
@@ -285,11 +224,8 @@ def metro_areas(
     cities = ensure_wgs84(cities, what="cities")
     counties = ensure_wgs84(counties, what="counties")
     core_ids = resolve_cores(cities, cores)
-    cs, ks = seats(cities, counties)
-    if city_seats is not None:
-        cs = ensure_wgs84(city_seats, what="city_seats")
-    if county_seats is not None:
-        ks = ensure_wgs84(county_seats, what="county_seats")
+    cs = seat_rule.city_seats(cities, counties, seats=city_seats)
+    ks = seat_rule.county_seats(counties, seats=county_seats)
     cs_by = cs.set_index(cs["adcode"].astype(str))
     src = cs_by.loc[core_ids]
     name_of = dict(zip(cities["adcode"].astype(str), cities["name_zh"], strict=True))
