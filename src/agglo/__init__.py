@@ -40,9 +40,9 @@ _LAZY: dict[str, str] = {
     "integration_index": "agglo.analysis.index",
     "IndexConfig": "agglo.analysis.index",
     "IndexResult": "agglo.analysis.index",
-    "krugman_specialisation": "agglo.analysis.index",
-    "institutions_by_year": "agglo.analysis.index",
-    "index_sensitivity": "agglo.analysis.index",
+    "krugman_specialisation": "agglo.measures.krugman",
+    "institutions_by_year": "agglo.analysis.institutions",
+    "index_sensitivity": "agglo.analysis.sensitivity",
     # spatial measures (issues 4, 5)
     "zonal_pm25": "agglo.measures.pm25",
     "road_density": "agglo.measures.roads",

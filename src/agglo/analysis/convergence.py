@@ -17,6 +17,7 @@ years. Reported per group and year: CV (population σ / μ), σ of ln y, CV of l
 β < 0 means convergence; its speed is ``θ = −ln(1 + τ β) / τ`` (per year) and the half-life
 ``ln 2 / θ`` (years). Standard errors are spreg's (OLS: classical with n − k degrees of
 freedom; ML: from the information matrix), p-values two-sided (t for OLS, z for ML).
+The regressions need spreg: ``pip install "agglo[convergence]"``.
 
 Examples
 --------
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from agglo.analysis.disparity import _check_table, gini
-from agglo.errors import AggloDataWarning, AggloInputError
+from agglo.errors import AggloDataWarning, AggloInputError, require
 from agglo.options import Options, option
 
 __all__ = ["ConvergenceOptions", "ConvergenceResult", "beta_speed", "convergence"]
@@ -236,8 +237,12 @@ def _row(grp: str, model: str, n: int, span: tuple[int, int], **kw: Any) -> dict
     }
 
 
+def _spreg() -> Any:
+    return require("spreg", "convergence", "β-convergence regressions")
+
+
 def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
-    import spreg
+    spreg = _spreg()
 
     m = spreg.OLS(y.reshape(-1, 1), x, name_x=names, nonspat_diag=True)
     se = np.asarray(m.std_err).ravel()
@@ -247,7 +252,7 @@ def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
 
 
 def _spatial(model: str, y: np.ndarray, x: np.ndarray, w: Any) -> dict[str, Any]:
-    import spreg
+    spreg = _spreg()
 
     # spreg 1.9 prints the model class name from its summary code; keep stdout clean
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
