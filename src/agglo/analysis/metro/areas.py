@@ -317,7 +317,7 @@ def metro_areas(
         for b in bands:
             for core in core_ids:
                 g_b = band_polys[(core, b)]
-                ring = shapely.difference(g_b, prev[core]) if core in prev else g_b
+                ring = _polygonal(shapely.difference(g_b, prev[core])) if core in prev else g_b
                 prev[core] = g_b
                 band_rows.append(
                     {
@@ -343,6 +343,15 @@ def metro_areas(
         isochrones=iso,
         nodes=cat.nodes,
     )
+
+
+def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
+    """The polygonal part of ``geom``: a band difference can leave zero-area line slivers
+    (a GeometryCollection) that polygon layers (shapefile, GeoPackage) cannot store."""
+    if shapely.get_type_id(geom) != 7:  # not a GeometryCollection
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if shapely.get_type_id(p) in (3, 6)]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
 def _band_catchments(
