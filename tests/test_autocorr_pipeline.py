@@ -118,7 +118,7 @@ def test_stage_tables_layers_and_summary(cities):
 
 def test_stage_skips_degenerate_and_small_scopes(cities, caplog):
     ctx = context(cities, scores_for(cities), weights="knn", k=4, min_units=6)
-    with caplog.at_level(logging.INFO, logger="agglo.pipeline.autocorr"):
+    with caplog.at_level(logging.INFO, logger="agglo.analysis.autocorr"):
         stage.run(ctx)
     scopes = set(ctx.tables["autocorr_global"]["scope"])
     # dz (5 cities) < min_units 6; qz (6 cities) with k = 4... still informative (5 others)
@@ -128,7 +128,7 @@ def test_stage_skips_degenerate_and_small_scopes(cities, caplog):
 
 def test_stage_complete_graph_skipped(cities, caplog):
     ctx = context(cities, scores_for(cities), weights="knn", k=4)
-    with caplog.at_level(logging.INFO, logger="agglo.pipeline.autocorr"):
+    with caplog.at_level(logging.INFO, logger="agglo.analysis.autocorr"):
         stage.run(ctx)
     # dz has 5 cities: with 4 nearest neighbours each city neighbours all others
     assert "dz" not in set(ctx.tables["autocorr_global"]["scope"])

@@ -38,14 +38,20 @@ import pandas as pd
 
 from agglo.errors import AggloInputError, require
 from agglo.measures.geodesy import ensure_wgs84
+from agglo.options import RUN_SEED, Options, option
 
 __all__ = [
     "CORRECTIONS",
+    "GLOBAL_COLUMNS",
     "ISLAND_POLICIES",
+    "LISA_COLUMNS",
     "QUADRANTS",
     "WEIGHT_KINDS",
+    "AutocorrOptions",
+    "AutocorrResult",
     "IslandWarning",
     "LisaTransitions",
+    "autocorrelation",
     "equidistant_crs",
     "global_autocorrelation",
     "island_links",
@@ -871,3 +877,333 @@ def lisa_transitions(
         quadrants=quads,
         years=list(wide.columns),
     )
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+@dataclass(frozen=True)
+class AutocorrOptions(Options):
+    """Options of the ``autocorr`` stage (``[autocorr]`` section).
+
+    Examples
+    --------
+    >>> AutocorrOptions(weights="knn", k=6).k
+    6
+    """
+
+    section = "autocorr"
+    weights: str = option("queen", help="Spatial weights.", choices=WEIGHT_KINDS)
+    column: str = option("lag_score", help="City score to analyse (a column of the scores).")
+    permutations: int = option(999, help="Permutations of the global tests.", minimum=0)
+    lisa_min_permutations: int = option(
+        99,
+        help="LISA runs at least this many permutations (its pseudo p-values need them).",
+        minimum=0,
+    )
+    alpha: float = option(
+        0.05, help="Significance level of the LISA clusters.", minimum=0, maximum=1
+    )
+    correction: str = option(
+        "fdr", help="Multiple-testing correction of LISA p-values.", choices=CORRECTIONS
+    )
+    islands: str = option(
+        "nearest",
+        help="Units without a neighbour: joined to the nearest, kept, or an error.",
+        choices=ISLAND_POLICIES,
+    )
+    k: int = option(4, help="Neighbours of the knn weights.", minimum=1)
+    threshold: float | None = option(
+        None,
+        help="Distance band of the distance weights (default: the smallest that leaves no island).",
+        unit="km",
+    )
+    tolerance_m: float = option(
+        0.0,
+        help="Gap still counted as a shared border (contiguity weights).",
+        unit="m",
+        minimum=0,
+    )
+    min_units: int = option(
+        4,
+        help="Scopes (all members, each agglomeration) with fewer cities are skipped.",
+        minimum=2,
+    )
+    transitions: bool = option(True, help="LISA transitions between years (>= 2 years).")
+    min_transition_units: int = option(
+        8,
+        help="LISA transitions need at least this many cities present in every year.",
+        minimum=2,
+    )
+
+
+#: columns of :attr:`AutocorrResult.global_table`
+GLOBAL_COLUMNS = [
+    "scope",
+    "year",
+    "weights",
+    "n",
+    "moran_i",
+    "moran_ei",
+    "moran_z",
+    "moran_p",
+    "moran_p_rand",
+    "geary_c",
+    "geary_z",
+    "geary_p",
+    "permutations",
+    "seed",
+]
+#: columns of :attr:`AutocorrResult.lisa`
+LISA_COLUMNS = [
+    "adcode",
+    "name_zh",
+    "agglomeration_id",
+    "year",
+    "value",
+    "z",
+    "lag_z",
+    "lisa_i",
+    "lisa_p",
+    "lisa_q",
+    "quadrant",
+    "significant",
+    "cluster",
+    "gstar_z",
+    "gstar_p",
+]
+_ISLAND_COLUMNS = ["island", "island_name", "neighbor", "neighbor_name", "distance_km"]
+
+
+@dataclass
+class AutocorrResult:
+    """Result of :func:`autocorrelation`.
+
+    Attributes
+    ----------
+    global_table
+        Global Moran's I / Geary's C per scope (``all`` or an agglomeration) and year.
+    lisa
+        LISA and G* per member city and year (scope ``all``).
+    lisa_layer
+        ``lisa`` with the member polygons.
+    islands
+        Islands of the weights and what they were joined to, per scope and year.
+    transitions
+        LISA transitions (balanced panel), or ``None``.
+    skipped
+        ``scope, year, reason`` of every scope-year left out.
+    options, seed
+        What was run.
+    """
+
+    global_table: pd.DataFrame
+    lisa: pd.DataFrame
+    lisa_layer: gpd.GeoDataFrame
+    islands: pd.DataFrame
+    transitions: LisaTransitions | None
+    skipped: pd.DataFrame
+    options: AutocorrOptions
+    seed: int | None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Output tables by file name."""
+        out = {
+            "autocorr_global": self.global_table,
+            "lisa": self.lisa,
+            "autocorr_islands": self.islands,
+        }
+        tr = self.transitions
+        if tr is not None:
+            long = tr.counts.stack().rename("count").reset_index()
+            long["probability"] = tr.probabilities.stack().to_numpy()
+            out["lisa_transitions"] = long
+            if not tr.spatial_markov.empty:
+                out["spatial_markov"] = tr.spatial_markov
+        return out
+
+    def layers(self) -> dict[str, gpd.GeoDataFrame]:
+        """Output layers by name (``lisa`` when there are LISA rows)."""
+        return {} if self.lisa.empty else {"lisa": self.lisa_layer}
+
+    def metadata(self) -> dict[str, Any]:
+        """Options, seed and a one-line method description."""
+        o = self.options
+        return {
+            "options": o.to_dict(),
+            "seed": self.seed,
+            "method": f"{o.weights} weights (row-standardised), {o.permutations} permutations, "
+            f"seed {self.seed}, significance {o.correction} at alpha {o.alpha}",
+        }
+
+
+def autocorrelation(
+    scores: pd.DataFrame,
+    cities: gpd.GeoDataFrame,
+    options: AutocorrOptions | None = None,
+    *,
+    seed: int | None = RUN_SEED,
+) -> AutocorrResult:
+    """Global and local autocorrelation of member cities' scores, per year.
+
+    Per year: global Moran's I / Geary's C over all members of the agglomerations together
+    (scope ``all``) and over each agglomeration with at least ``min_units`` cities; LISA and
+    G* over all members (with at least ``lisa_min_permutations`` permutations). A scope whose
+    weights join every city to every other is skipped (I = -1/(n-1) by construction).
+    LISA transitions use the cities present in every year (at least ``min_transition_units``).
+
+    Parameters
+    ----------
+    scores
+        ``adcode, year, <options.column>`` (e.g. ``IndexResult.city_scores``).
+    cities
+        City polygons with ``adcode``, ``name_zh`` and ``agglomeration_id`` (members: not null).
+    options
+        :class:`AutocorrOptions` (default: its defaults).
+    seed
+        Seed of every permutation test.
+
+    Returns
+    -------
+    AutocorrResult
+
+    Examples
+    --------
+    >>> import agglo  # doctest: +SKIP
+    >>> res = agglo.autocorrelation(index_result.city_scores, agglo.load_cities())  # doctest: +SKIP
+    >>> res.tables()["autocorr_global"]  # doctest: +SKIP
+    """
+    opts = options if options is not None else AutocorrOptions()
+    column, kind = opts.column, opts.weights
+    if column not in scores.columns:
+        raise AggloInputError(
+            f"[autocorr] column {column!r} is not in the city scores ({list(scores.columns)})."
+        )
+    members = cities[cities["agglomeration_id"].notna()]
+    members = members[["adcode", "name_zh", "agglomeration_id", "geometry"]]
+    data = scores[["adcode", "year", column]].dropna(subset=[column])
+    data = data[data["adcode"].isin(members["adcode"])]
+    wkw = {"k": opts.k, "threshold": opts.threshold, "tolerance_m": float(opts.tolerance_m)}
+    scopes = {"all": members}
+    for agg, sub in members.groupby("agglomeration_id", sort=True):
+        scopes[str(agg)] = sub
+    cache: dict[frozenset[str], Any] = {}
+    island_rows: list[pd.DataFrame] = []
+    rows: list[dict[str, Any]] = []
+    lisa_frames: list[pd.DataFrame] = []
+    skipped: list[dict[str, Any]] = []
+
+    def skip(scope: str, year: Any, reason: str, level: int = logging.INFO) -> None:
+        log.log(level, "autocorr: %s %s skipped: %s", scope, year, reason)
+        skipped.append({"scope": scope, "year": year, "reason": reason})
+
+    for year in sorted(data["year"].unique()):
+        yd = data[data["year"] == year]
+        for scope, units in scopes.items():
+            units = units[units["adcode"].isin(yd["adcode"])]
+            if len(units) < opts.min_units:
+                skip(
+                    scope,
+                    year,
+                    f"{len(units)} cities with {column} (< min_units={opts.min_units})",
+                )
+                continue
+            key = frozenset(units["adcode"])
+            try:
+                if key not in cache:
+                    cache[key] = spatial_weights(units, kind, islands=opts.islands, **wkw)
+                    isl = island_links(units, kind, **wkw)
+                    if not isl.empty:
+                        island_rows.append(isl.assign(scope=scope, year=year))
+                w = cache[key]
+                if (w.cardinalities == len(units) - 1).all():
+                    skip(
+                        scope,
+                        year,
+                        f"every city neighbours every other under {kind} weights "
+                        "(I = -1/(n-1) by construction)",
+                    )
+                    continue
+                vals = yd[yd["adcode"].isin(key)]
+                g = global_autocorrelation(
+                    vals, column, w, permutations=opts.permutations, seed=seed
+                )
+            except AggloInputError as exc:
+                skip(scope, year, str(exc), logging.WARNING)
+                continue
+            rows.append({"scope": scope, "year": int(year), "weights": kind, **g.to_dict()})
+            if scope == "all":
+                lisa = local_autocorrelation(
+                    vals,
+                    column,
+                    w,
+                    permutations=max(opts.permutations, opts.lisa_min_permutations),
+                    seed=seed,
+                    alpha=float(opts.alpha),
+                    correction=opts.correction,
+                )
+                lisa_frames.append(pd.concat([vals, lisa], axis=1))
+    glob = pd.DataFrame(rows, columns=GLOBAL_COLUMNS)
+    lisa = _lisa_table(lisa_frames, members, column)
+    layer = gpd.GeoDataFrame(
+        lisa.merge(members[["adcode", "geometry"]], on="adcode", how="left"),
+        geometry="geometry",
+        crs=members.crs,
+    )
+    transitions = None
+    if opts.transitions and lisa["year"].nunique() >= 2:
+        transitions = _transitions(data, members, opts, wkw, cache)
+    islands = (
+        pd.concat(island_rows, ignore_index=True)
+        if island_rows
+        else pd.DataFrame(columns=_ISLAND_COLUMNS)
+    )
+    return AutocorrResult(
+        global_table=glob,
+        lisa=lisa,
+        lisa_layer=layer,
+        islands=islands,
+        transitions=transitions,
+        skipped=pd.DataFrame(skipped, columns=["scope", "year", "reason"]),
+        options=opts,
+        seed=seed,
+    )
+
+
+def _lisa_table(frames: list[pd.DataFrame], members: pd.DataFrame, column: str) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=LISA_COLUMNS)
+    lisa = pd.concat(frames, ignore_index=True).rename(columns={column: "value"})
+    lisa = lisa.merge(members[["adcode", "name_zh", "agglomeration_id"]], on="adcode")
+    return lisa[LISA_COLUMNS].sort_values(["year", "adcode"], ignore_index=True)
+
+
+def _transitions(
+    data: pd.DataFrame,
+    members: gpd.GeoDataFrame,
+    opts: AutocorrOptions,
+    wkw: dict[str, Any],
+    cache: dict[frozenset[str], Any],
+) -> LisaTransitions | None:
+    years = sorted(data["year"].unique())
+    counts = data.groupby("adcode")["year"].nunique()
+    balanced = counts.index[counts == len(years)]
+    units = members[members["adcode"].isin(balanced)]
+    if len(units) < opts.min_transition_units:
+        log.info(
+            "autocorr: LISA transitions skipped: %d cities in every year (< %d)",
+            len(units),
+            opts.min_transition_units,
+        )
+        return None
+    try:
+        key = frozenset(units["adcode"])
+        w = (
+            cache[key]
+            if key in cache
+            else spatial_weights(units, opts.weights, islands=opts.islands, **wkw)
+        )
+        return lisa_transitions(data[data["adcode"].isin(balanced)], w, column=opts.column)
+    except AggloInputError as exc:
+        log.warning("autocorr: LISA transitions skipped: %s", exc)
+        return None

@@ -46,7 +46,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agglo.analysis.institutions import DEFAULT_LEVEL_WEIGHTS, institutions_by_year
+from agglo.analysis.institutions import (
+    DEFAULT_LEVEL_WEIGHTS,
+    INSTITUTION_COLUMNS,
+    institutions_by_year,
+)
 from agglo.errors import AggloInputError, ValidationError
 from agglo.measures.krugman import krugman_specialisation
 from agglo.reference.registry import DIMENSIONS, INDICATORS, VARIABLES
@@ -890,7 +894,8 @@ def integration_index(
         Optional long sector employment ``adcode, year, sector, employment``; used to compute
         ``krugman_index`` when the panel lacks it.
     institutions
-        Plans and mechanisms (:func:`agglo.load_institutions`; default: the bundled table).
+        Plans and mechanisms (e.g. :func:`agglo.load_institutions`); ``None`` leaves the
+        ``institutions`` table empty (nothing is read behind the caller's back).
 
     Returns
     -------
@@ -933,15 +938,15 @@ def integration_index(
     between = _between(dims, comp, cfg.ddof)
     gaps, city_scores = _city_gaps(prep, cells)
     if institutions is None:
-        from agglo.reference.boundaries import load_institutions
-
-        institutions = load_institutions()
-    inst = institutions_by_year(
-        institutions,
-        prep.years,
-        agglomerations=list(prep.n_members.index),
-        level_weights=cfg.institution_weights,
-    )
+        inst = pd.DataFrame(columns=INSTITUTION_COLUMNS)
+        report.append("no institutions table given: plans and mechanisms are not reported")
+    else:
+        inst = institutions_by_year(
+            institutions,
+            prep.years,
+            agglomerations=list(prep.n_members.index),
+            level_weights=cfg.institution_weights,
+        )
     expl = _explain(cells, dims, weights, cfg.explain_top)
     if cfg.dimension_weights != "equal":
         report.append("dimension weights: " + ", ".join(f"{d} {w:.3f}" for d, w in weights.items()))

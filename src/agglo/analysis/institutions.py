@@ -8,7 +8,21 @@ import pandas as pd
 
 from agglo.errors import AggloInputError
 
-__all__ = ["DEFAULT_LEVEL_WEIGHTS", "institutions_by_year"]
+__all__ = ["DEFAULT_LEVEL_WEIGHTS", "INSTITUTION_COLUMNS", "institutions_by_year"]
+
+#: columns of :func:`institutions_by_year`
+INSTITUTION_COLUMNS = [
+    "agglomeration_id",
+    "year",
+    "n_plans",
+    "n_mechanisms",
+    "n_national",
+    "n_provincial",
+    "n_municipal",
+    "score",
+    "latest_plan",
+    "in_force",
+]
 
 #: weight of a plan or mechanism by level (national above provincial above municipal)
 DEFAULT_LEVEL_WEIGHTS: dict[str, float] = {"national": 2.0, "provincial": 1.0, "municipal": 0.5}
@@ -105,4 +119,4 @@ def institutions_by_year(
                     "in_force": "; ".join(r[4] for r in f),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=INSTITUTION_COLUMNS)

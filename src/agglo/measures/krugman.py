@@ -9,9 +9,7 @@ from agglo.errors import AggloInputError
 __all__ = ["krugman_specialisation"]
 
 
-def krugman_specialisation(
-    employment: pd.DataFrame, *, membership: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def krugman_specialisation(employment: pd.DataFrame, *, membership: pd.DataFrame) -> pd.DataFrame:
     """Krugman specialisation index of each member city (DESIGN.md, seed 004 table 1 note b).
 
     ``SP_i = Σ_j |s_ij − s̄_ij|`` with ``s_ij`` the share of sector *j* in city *i*'s
@@ -24,7 +22,7 @@ def krugman_specialisation(
     employment
         Long table ``adcode, year, sector, employment`` (persons, any consistent unit).
     membership
-        ``agglomeration_id, adcode`` (default: :func:`agglo.load_membership`).
+        ``agglomeration_id, adcode`` (e.g. :func:`agglo.load_membership`).
 
     Returns
     -------
@@ -44,10 +42,6 @@ def krugman_specialisation(
     miss = [c for c in need if c not in employment.columns]
     if miss:
         raise AggloInputError(f"employment lacks column(s) {miss}; expected long table {need}.")
-    if membership is None:
-        from agglo.reference.boundaries import load_membership
-
-        membership = load_membership()
     e = employment.loc[:, need].copy()
     e["adcode"] = e["adcode"].astype(str).str.strip().str.zfill(6)
     e["employment"] = pd.to_numeric(e["employment"], errors="coerce")

@@ -27,11 +27,8 @@ from agglo.analysis.autocorr import (
     CORRECTIONS,
     ISLAND_POLICIES,
     WEIGHT_KINDS,
-    global_autocorrelation,
-    island_links,
-    lisa_transitions,
-    local_autocorrelation,
-    spatial_weights,
+    AutocorrOptions,
+    autocorrelation,
 )
 from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
@@ -53,40 +50,6 @@ OPTIONS: dict[str, Any] = {
     "min_units": 4,
     "transitions": True,
 }
-
-GLOBAL_COLUMNS = [
-    "scope",
-    "year",
-    "weights",
-    "n",
-    "moran_i",
-    "moran_ei",
-    "moran_z",
-    "moran_p",
-    "moran_p_rand",
-    "geary_c",
-    "geary_z",
-    "geary_p",
-    "permutations",
-    "seed",
-]
-LISA_COLUMNS = [
-    "adcode",
-    "name_zh",
-    "agglomeration_id",
-    "year",
-    "value",
-    "z",
-    "lag_z",
-    "lisa_i",
-    "lisa_p",
-    "lisa_q",
-    "quadrant",
-    "significant",
-    "cluster",
-    "gstar_z",
-    "gstar_p",
-]
 
 
 def stage_options(section: dict[str, Any]) -> dict[str, Any]:
@@ -143,128 +106,16 @@ def analyse(
         None), ``options``.
     """
     opts = stage_options(options or {})
-    column = opts["column"]
-    kind = opts["weights"]
-    if column not in scores.columns:
-        raise AggloInputError(
-            f"[autocorr] column {column!r} is not in the city scores ({list(scores.columns)})."
-        )
-    members = cities[cities["agglomeration_id"].notna()]
-    members = members[["adcode", "name_zh", "agglomeration_id", "geometry"]]
-    data = scores[["adcode", "year", column]].dropna(subset=[column])
-    data = data[data["adcode"].isin(members["adcode"])]
-    wkw = {
-        "k": int(opts["k"]),
-        "threshold": opts["threshold"],
-        "tolerance_m": float(opts["tolerance_m"]),
-    }
-    scopes = {"all": members}
-    for agg, sub in members.groupby("agglomeration_id", sort=True):
-        scopes[str(agg)] = sub
-    cache: dict[frozenset[str], Any] = {}
-    island_rows: list[pd.DataFrame] = []
-    rows: list[dict[str, Any]] = []
-    lisa_frames: list[pd.DataFrame] = []
-    for year in sorted(data["year"].unique()):
-        yd = data[data["year"] == year]
-        for scope, units in scopes.items():
-            units = units[units["adcode"].isin(yd["adcode"])]
-            if len(units) < int(opts["min_units"]):
-                log.info(
-                    "autocorr: %s %s skipped: %d cities with %s (< min_units=%s)",
-                    scope,
-                    year,
-                    len(units),
-                    column,
-                    opts["min_units"],
-                )
-                continue
-            key = frozenset(units["adcode"])
-            try:
-                if key not in cache:
-                    cache[key] = spatial_weights(units, kind, islands=opts["islands"], **wkw)
-                    isl = island_links(units, kind, **wkw)
-                    if not isl.empty:
-                        island_rows.append(isl.assign(scope=scope, year=year))
-                w = cache[key]
-                if (w.cardinalities == len(units) - 1).all():
-                    log.info(
-                        "autocorr: %s %s skipped: every city neighbours every other under %s "
-                        "weights (I = -1/(n-1) by construction)",
-                        scope,
-                        year,
-                        kind,
-                    )
-                    continue
-                vals = yd[yd["adcode"].isin(key)]
-                g = global_autocorrelation(
-                    vals, column, w, permutations=int(opts["permutations"]), seed=seed
-                )
-            except AggloInputError as exc:
-                log.warning("autocorr: %s %s skipped: %s", scope, year, exc)
-                continue
-            rows.append({"scope": scope, "year": int(year), "weights": kind, **g.to_dict()})
-            if scope == "all":
-                lisa = local_autocorrelation(
-                    vals,
-                    column,
-                    w,
-                    permutations=max(int(opts["permutations"]), 99),
-                    seed=seed,
-                    alpha=float(opts["alpha"]),
-                    correction=opts["correction"],
-                )
-                lisa_frames.append(pd.concat([vals, lisa], axis=1))
-    glob = pd.DataFrame(rows, columns=GLOBAL_COLUMNS)
-    lisa = _lisa_table(lisa_frames, members, column)
-    layer = gpd.GeoDataFrame(
-        lisa.merge(members[["adcode", "geometry"]], on="adcode", how="left"),
-        geometry="geometry",
-        crs=members.crs,
-    )
-    transitions = None
-    if opts["transitions"] and lisa["year"].nunique() >= 2:
-        transitions = _transitions(data, members, column, kind, wkw, opts["islands"], cache)
-    islands = (
-        pd.concat(island_rows, ignore_index=True)
-        if island_rows
-        else pd.DataFrame(
-            columns=["island", "island_name", "neighbor", "neighbor_name", "distance_km"]
-        )
-    )
+    res = autocorrelation(scores, cities, AutocorrOptions.from_dict(opts), seed=seed)
     return {
-        "global": glob,
-        "lisa": lisa,
-        "lisa_layer": layer,
-        "islands": islands,
-        "transitions": transitions,
+        "global": res.global_table,
+        "lisa": res.lisa,
+        "lisa_layer": res.lisa_layer,
+        "islands": res.islands,
+        "transitions": res.transitions,
         "options": opts,
+        "result": res,
     }
-
-
-def _lisa_table(frames: list[pd.DataFrame], members: pd.DataFrame, column: str) -> pd.DataFrame:
-    if not frames:
-        return pd.DataFrame(columns=LISA_COLUMNS)
-    lisa = pd.concat(frames, ignore_index=True).rename(columns={column: "value"})
-    lisa = lisa.merge(members[["adcode", "name_zh", "agglomeration_id"]], on="adcode")
-    return lisa[LISA_COLUMNS].sort_values(["year", "adcode"], ignore_index=True)
-
-
-def _transitions(data, members, column, kind, wkw, islands, cache):
-    years = sorted(data["year"].unique())
-    counts = data.groupby("adcode")["year"].nunique()
-    balanced = counts.index[counts == len(years)]
-    units = members[members["adcode"].isin(balanced)]
-    if len(units) < 8:
-        log.info("autocorr: LISA transitions skipped: %d cities in every year", len(units))
-        return None
-    try:
-        key = frozenset(units["adcode"])
-        w = cache[key] if key in cache else spatial_weights(units, kind, islands=islands, **wkw)
-        return lisa_transitions(data[data["adcode"].isin(balanced)], w, column=column)
-    except AggloInputError as exc:
-        log.warning("autocorr: LISA transitions skipped: %s", exc)
-        return None
 
 
 def run(ctx: RunContext) -> None:
@@ -280,16 +131,7 @@ def run(ctx: RunContext) -> None:
     res = analyse(ctx.cities, scores, options=opts, seed=ctx.config.seed)
     ctx.results["autocorr"] = res
     glob, lisa = res["global"], res["lisa"]
-    ctx.tables["autocorr_global"] = glob
-    ctx.tables["lisa"] = lisa
-    ctx.tables["autocorr_islands"] = res["islands"]
-    tr = res["transitions"]
-    if tr is not None:
-        long = tr.counts.stack().rename("count").reset_index()
-        long["probability"] = tr.probabilities.stack().to_numpy()
-        ctx.tables["lisa_transitions"] = long
-        if not tr.spatial_markov.empty:
-            ctx.tables["spatial_markov"] = tr.spatial_markov
+    ctx.tables.update(res["result"].tables())
     desc = (
         f"{opts['weights']} weights (row-standardised), {opts['permutations']} permutations, "
         f"seed {ctx.config.seed}, significance {opts['correction']} at alpha {opts['alpha']}"
