@@ -37,7 +37,10 @@ def test_stage_on_bundled_synthetic_network(tmp_path, cities, counties):
     assert np.isnan(mem.loc[~mem["member"], "seat_minutes"]).all()
     assert {"metro_members", "metro_cities"} <= set(ctx.tables)
     check = [s for s in ctx.summary if "Seed-003" in s]
-    assert len(check) == 1 and "reaches the seats" in check[0] and check[0].startswith("[SYNTHETIC")
+    # the line reports the minutes to each seat (whether they are reached is a property of the
+    # synthetic network, tested on a hand-computed one in test_metro.py)
+    assert len(check) == 1 and check[0].startswith("[SYNTHETIC")
+    assert all(name in check[0] for name in ("Deyang", "Meishan", "Ziyang"))
     assert "SYNTHETIC" in ctx.layer_metadata["metro_areas"]["method"]
 
 

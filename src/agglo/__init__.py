@@ -54,6 +54,9 @@ _LAZY: dict[str, str] = {
     "read_railways": "agglo.measures.hsr",
     # spatial autocorrelation (issue 6)
     "spatial_weights": "agglo.analysis.autocorr",
+    "autocorrelation": "agglo.analysis.autocorr",
+    "AutocorrOptions": "agglo.analysis.autocorr",
+    "AutocorrResult": "agglo.analysis.autocorr",
     "global_autocorrelation": "agglo.analysis.autocorr",
     "local_autocorrelation": "agglo.analysis.autocorr",
     "lisa_transitions": "agglo.analysis.autocorr",
