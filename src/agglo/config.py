@@ -8,6 +8,7 @@ A TOML file mirrors :class:`RunConfig`::
     roads = "china-latest.osm.pbf" # OSM extract or any line layer
     stations = "hsr_stations.csv"
     years = [2010, 2015, 2020]
+    agglomerations = ["cy", "qz"]  # core-periphery only these (default: all five)
 
     [index]          # options of agglo.IndexConfig
     ddof = 0
@@ -46,6 +47,7 @@ class RunConfig:
     roads: Path | None = None
     stations: Path | None = None
     years: list[int] | None = None
+    agglomerations: list[str] | None = None
     seed: int = RUN_SEED
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
