@@ -32,14 +32,46 @@ def _parse_classes(text: str) -> str | list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+def parse_speeds(text: str | None) -> dict[str, float] | None:
+    """``--speeds``: ``class=km/h,...`` or a JSON file of the same mapping."""
+    from agglo.errors import AggloInputError
+
+    if text is None:
+        return None
+    if Path(text).is_file():
+        try:
+            table = json.loads(Path(text).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AggloInputError(f"--speeds {text}: cannot read JSON ({exc}).") from exc
+    else:
+        table = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+        if not table:
+            raise AggloInputError(
+                f"--speeds must be class=km/h pairs (motorway=100,primary=60) or a JSON file; "
+                f"got {text!r}."
+            )
+    try:
+        out = {str(k).strip(): float(v) for k, v in dict(table).items()}
+    except (TypeError, ValueError) as exc:
+        raise AggloInputError(f"--speeds: speeds must be numbers in km/h; got {table!r}.") from exc
+    bad = {k: v for k, v in out.items() if not 0 < v <= 200}
+    if bad:
+        raise AggloInputError(f"--speeds: km/h must be in (0, 200]; got {bad}.")
+    return out
+
+
+ROADS_HELP = (
+    "OSM .osm.pbf extract or any line layer (gpkg, shp, gdb); repeat for several files. "
+    "FILE=CLASS gives every line of FILE one class (OSM value or 高速公路/国道/省道/县道/乡道)."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``roads`` command to ``app``."""
 
     @app.command("roads")
     def roads_cmd(
-        roads: Path = typer.Option(
-            ..., "--roads", "-r", help="OSM .osm.pbf extract or any line layer (gpkg, shp, ...)."
-        ),
+        roads: list[str] = typer.Option(..., "--roads", "-r", help=ROADS_HELP),
         polygons: Path | None = typer.Option(
             None, "--polygons", help="Polygon layer (default: the bundled Yangtze-belt cities)."
         ),
@@ -56,6 +88,9 @@ def register(app: typer.Typer) -> None:
         mapping: Path | None = typer.Option(
             None, "--mapping", help="JSON file: source class value -> OSM highway value."
         ),
+        speed_col: str | None = typer.Option(
+            None, "--speed-col", help="Column of the line layer holding speeds, km/h."
+        ),
         bbox: str | None = typer.Option(
             None,
             "--bbox",
@@ -67,9 +102,10 @@ def register(app: typer.Typer) -> None:
         """Road length (geodesic km) and density (km/km², km/100 km²) per polygon."""
         from agglo.errors import AggloInputError
         from agglo.measures.geodesy import ensure_wgs84
-        from agglo.measures.roads import read_roads, road_density
+        from agglo.measures.roads import parse_road_source, read_roads, road_density
         from agglo.outputs.writers import check_writable, write_csv
         from agglo.reference.boundaries import load_cities
+        from agglo.reference.provenance import is_synthetic_file
 
         check_writable(out, force=force)
         if polygons is None:
@@ -89,13 +125,22 @@ def register(app: typer.Typer) -> None:
                 mapped = json.loads(Path(mapping).read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 raise AggloInputError(f"--mapping {mapping}: cannot read JSON ({exc}).") from exc
-        lines = read_roads(roads, bbox=box, classes=cls, class_col=class_col, mapping=mapped)
+        lines = read_roads(
+            roads,
+            bbox=box,
+            classes=cls,
+            class_col=class_col,
+            mapping=mapped,
+            speed_col=speed_col,
+        )
         result = road_density(lines, polys, id_col=id_col, classes=cls)
         if "name_zh" in polys.columns:
             result.insert(1, "name_zh", polys["name_zh"].to_numpy())
+        synthetic = any(is_synthetic_file(parse_road_source(r)[0]) for r in roads)
+        result["data_status"] = "synthetic" if synthetic else "real"
         write_csv(result, out, force=force)
         typer.echo(
-            f"{len(lines):,} road lines, {result['length_km'].sum():,.1f} km in "
+            f"{'[SYNTHETIC] ' if synthetic else ''}{len(lines):,} road lines, {result['length_km'].sum():,.1f} km in "
             f"{len(result)} polygons; median density "
             f"{result['density_km_per_100km2'].median():.2f} km/100 km²; wrote {out}"
         )
