@@ -27,6 +27,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = PAYLOAD
         elif self.path == "/asia/china-latest.osm.pbf.md5":
             body = f"{MD5}  china-latest.osm.pbf\n".encode()
+        elif self.path == "/flaky.pbf" and Handler.hits.count("/flaky.pbf") == 1:
+            self.send_error(503, "Service Unavailable")  # fails once, then serves
+            return
+        elif self.path == "/flaky.pbf":
+            body = PAYLOAD
         elif self.path == "/short.pbf":  # announces more bytes than it sends
             self.send_response(200)
             self.send_header("Content-Length", str(len(PAYLOAD) + 10))
@@ -78,10 +83,10 @@ def test_download_checksum_and_cache(server, tmp_path):
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     url = f"{server}/asia/china-latest.osm.pbf"
     with pytest.raises(FetchError, match="sha256 mismatch"):
-        fetch(url, tmp_path / "x.pbf", sha256="0" * 64)
+        fetch(url, tmp_path / "x.pbf", sha256="0" * 64, retries=0)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FetchError, match="md5 mismatch"):
-        fetch(url, tmp_path / "x.pbf", md5="0" * 32)
+        fetch(url, tmp_path / "x.pbf", md5="0" * 32, retries=0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -93,9 +98,9 @@ def test_server_md5(server, tmp_path):
 
 def test_errors(server, tmp_path):
     with pytest.raises(FetchError, match="HTTP 404"):
-        fetch(f"{server}/missing.pbf", tmp_path / "m.pbf")
+        fetch(f"{server}/missing.pbf", tmp_path / "m.pbf", retries=0)
     with pytest.raises(FetchError, match="cut short"):
-        fetch(f"{server}/short.pbf", tmp_path / "s.pbf", timeout=5)
+        fetch(f"{server}/short.pbf", tmp_path / "s.pbf", timeout=5, retries=0)
     assert not (tmp_path / "s.pbf").exists()
     with pytest.raises(AggloInputError, match="sha256 must be 64 hex characters"):
         fetch(f"{server}/x", tmp_path / "x", sha256="abc")
@@ -103,6 +108,15 @@ def test_errors(server, tmp_path):
         fetch("ftp://example.org/x", tmp_path / "x")
     with pytest.raises(AggloInputError, match="not a Geofabrik region"):
         geofabrik_url("../etc")
+
+
+def test_retries_after_a_failed_download(server, tmp_path):
+    with pytest.raises(FetchError, match="HTTP 503"):
+        fetch(f"{server}/flaky.pbf", tmp_path / "a.pbf", retries=0)
+    Handler.hits = []
+    p = fetch(f"{server}/flaky.pbf", tmp_path / "f.pbf", sha256=SHA, retries=1)
+    assert p.read_bytes() == PAYLOAD
+    assert Handler.hits == ["/flaky.pbf", "/flaky.pbf"]
 
 
 def test_geofabrik_url():
@@ -137,6 +151,8 @@ def test_cli_fetch_osm(server, tmp_path, capsys):
             str(tmp_path / "b.pbf"),
             "--sha256",
             "1" * 64,
+            "--retries",
+            "0",
         ]
     )
     assert code == 2

@@ -7,11 +7,13 @@ Every error a user can cause by giving bad input is an :class:`AggloInputError`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 
 __all__ = [
     "AggloDataWarning",
     "AggloInputError",
     "CRSError",
+    "MissingDependencyError",
     "OutputExistsError",
     "ValidationError",
 ]
@@ -23,6 +25,32 @@ class AggloInputError(ValueError):
 
 class CRSError(AggloInputError):
     """A missing, wrong or geographic CRS where another one is needed."""
+
+
+class MissingDependencyError(AggloInputError, ImportError):
+    """An optional part of agglo is used but its extra is not installed.
+
+    The message names the extra to install, e.g. ``pip install 'agglo[markov]'``.
+    """
+
+
+def require(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming ``agglo[extra]``.
+
+    Examples
+    --------
+    >>> require("json", "none", "parsing").__name__
+    'json'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{purpose} needs the optional package {module.split('.')[0]!r}: "
+            f"pip install 'agglo[{extra}]'"
+        ) from exc
 
 
 class OutputExistsError(AggloInputError, FileExistsError):

@@ -36,7 +36,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from agglo.errors import AggloInputError
+from agglo.errors import AggloInputError, require
 from agglo.measures.geodesy import ensure_wgs84
 
 __all__ = [
@@ -795,7 +795,8 @@ def lisa_transitions(
     >>> int(tr.counts.to_numpy().sum())  # 16 units x 2 transitions
     32
     """
-    from giddy.markov import LISA_Markov, Spatial_Markov
+    markov = require("giddy.markov", "markov", "LISA transitions (lisa_transitions)")
+    LISA_Markov, Spatial_Markov = markov.LISA_Markov, markov.Spatial_Markov
 
     for c in (column, year_col, id_col):
         if c not in panel.columns:

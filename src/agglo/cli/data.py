@@ -18,12 +18,17 @@ def register(app: typer.Typer) -> None:
 
 @data_app.command("info")
 def info_cmd() -> None:
-    """List the bundled data: what it is, where it came from, real or synthetic."""
-    from agglo.reference.datainfo import bundled_data
+    """List the bundled data: what it is, where it came from, real or synthetic, its licence."""
+    from agglo.reference.datainfo import AGGLO_LICENCE, bundled_data
+    from agglo.reference.paths import data_dir
 
-    for row in bundled_data().itertuples(index=False):
+    table = bundled_data()
+    typer.echo(f"bundled data in {data_dir()} ({len(table)} files); agglo: {AGGLO_LICENCE}")
+    pad = " " * 12
+    for row in table.itertuples(index=False):
         typer.echo(
-            f"[{row.status:9}] {row.path}\n            {row.description}\n            source: {row.source}"
+            f"[{row.status:9}] {row.path}\n{pad}{row.description}\n{pad}source: {row.source}"
+            f"\n{pad}licence: {row.licence}"
         )
 
 

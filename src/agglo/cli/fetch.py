@@ -28,6 +28,7 @@ def osm_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: cache)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache folder."),
     force: bool = typer.Option(False, "--force", help="Download even if cached."),
+    retries: int = typer.Option(3, "--retries", min=0, help="Tries again after a failed download."),
 ) -> None:
     """Download an OSM extract (.osm.pbf) for `agglo metro --roads` / `agglo run`.
 
@@ -45,5 +46,6 @@ def osm_cmd(
         cache_dir=cache_dir,
         force=force,
         progress=True,
+        retries=retries,
     )
     typer.echo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")

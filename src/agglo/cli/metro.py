@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         roads: list[str] | None = typer.Option(
             None,
             "--roads",
+            metavar="FILE[=CLASS]",
             help=ROADS_HELP + " Default: the bundled SYNTHETIC demo network (outputs labelled "
             "synthetic).",
         ),

@@ -27,6 +27,7 @@ The weights are coverage fraction x persons of the cell.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import math
 import warnings
@@ -44,12 +45,14 @@ import shapely
 from pyproj import CRS
 
 from agglo._validate import check_crs, check_overlap, clean_geometries
-from agglo.errors import AggloDataWarning, AggloInputError, CRSError
+from agglo.errors import AggloDataWarning, AggloInputError, CRSError, require
 from agglo.io.rasters import Grid, Layer, Window, discover_layers, screen_pm25_values
+from agglo.options import Options, choice_problem, option
 
 __all__ = [
     "OUTPUT_COLUMNS",
     "WEIGHTS",
+    "PM25Options",
     "PM25Warning",
     "cell_area_km2",
     "coverage_plan",
@@ -62,6 +65,35 @@ log = logging.getLogger(__name__)
 WEIGHTS = ("area", "coverage", "centroid")
 #: columns of :func:`zonal_pm25` after the id column
 OUTPUT_COLUMNS = ("year", "pm25_mean", "pm25_popw", "valid_fraction", "n_cells")
+
+
+@dataclass(frozen=True)
+class PM25Options(Options):
+    """Options of the ``pm25`` stage (``[pm25]`` section, ``agglo pm25`` flags).
+
+    Examples
+    --------
+    >>> PM25Options(weights="coverage").weights
+    'coverage'
+    """
+
+    section = "pm25"
+    weights: str = option(
+        "area",
+        help="Cell weights: area (coverage x true cell area), coverage, or centroid.",
+        choices=WEIGHTS,
+    )
+    population: str | None = option(
+        None, help="Population-count raster (file or folder) for pm25_popw."
+    )
+    variable: str | None = option(None, help="NetCDF variable (default PM25, else the first).")
+    raster_crs: str | None = option(
+        None, help="CRS of rasters whose files have none, e.g. EPSG:4326."
+    )
+    scheduler: str | None = option(
+        None, help="dask.distributed scheduler address (default: local threads)."
+    )
+
 
 # WGS84 ellipsoid
 _A = 6378137.0
@@ -180,7 +212,8 @@ def coverage_plan(
     >>> plan.base.toarray().round(2).tolist()  # two half-covered cells
     [[0.5, 0.5]]
     """
-    _check_choice("weights", weights, WEIGHTS)
+    if problem := choice_problem("weights", weights, WEIGHTS):
+        raise AggloInputError(problem)
     geoms = np.asarray(polygons.values, dtype=object)
     digest = hashlib.sha1()
     for g in geoms:
@@ -454,8 +487,9 @@ def zonal_pm25(
     raster_crs
         CRS of a raster whose file has none. NetCDF lat/lon grids are taken as EPSG:4326.
     scheduler
-        ``None``/``"threads"`` (local Dask threads), ``"synchronous"``, a ``dask.distributed``
-        scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.
+        ``None`` (local Dask threads if ``agglo[dask]`` is installed, else ``"synchronous"``),
+        ``"threads"``, ``"synchronous"``, a ``dask.distributed`` scheduler address
+        (``"tcp://host:8786"``) or a ``distributed.Client`` (these need ``agglo[dask]``).
     years_per_task
         Years per Dask task.
     progress
@@ -492,7 +526,8 @@ def zonal_pm25(
     >>> float(out["pm25_mean"].iloc[0]), int(out["n_cells"].iloc[0])
     (15.0, 6)
     """
-    _check_choice("weights", weights, WEIGHTS)
+    if problem := choice_problem("weights", weights, WEIGHTS):
+        raise AggloInputError(problem)
     sched = _check_scheduler(scheduler)
     if not isinstance(years_per_task, int) or years_per_task < 1:
         raise AggloInputError(f"years_per_task must be a positive integer, got {years_per_task!r}")
@@ -609,8 +644,7 @@ def _run(
     if sched == "synchronous" or (len(chunks) == 1 and sched == "threads"):
         return [r for c in chunks for r in _reduce_years(c, plan, pop)]
     if sched == "threads":
-        import dask
-
+        dask = require("dask", "dask", "zonal_pm25(scheduler='threads')")
         tasks = [dask.delayed(_reduce_years, pure=False)(c, plan, pop) for c in chunks]
         results = dask.compute(*tasks, scheduler="threads")
         return [r for chunk in results for r in chunk]
@@ -627,7 +661,7 @@ def _run(
 
 
 def _client(sched: Any) -> tuple[Any, bool]:
-    from distributed import Client
+    Client = require("distributed", "dask", "a Dask scheduler address").Client
 
     if isinstance(sched, Client):
         return sched, False
@@ -642,7 +676,8 @@ def _client(sched: Any) -> tuple[Any, bool]:
 
 def _check_scheduler(scheduler: Any) -> Any:
     if scheduler is None:
-        return "threads"
+        # Dask is an extra (agglo[dask]); without it the default runs the years in turn
+        return "threads" if importlib.util.find_spec("dask") is not None else "synchronous"
     if isinstance(scheduler, str):
         if scheduler in ("threads", "synchronous"):
             return scheduler
@@ -655,13 +690,6 @@ def _check_scheduler(scheduler: Any) -> Any:
     if type(scheduler).__name__ == "Client":
         return scheduler
     raise AggloInputError(f"scheduler: unsupported value {scheduler!r}")
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise AggloInputError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
-        )
 
 
 def _check_polygons(polygons: Any, id_col: str) -> pd.Series:

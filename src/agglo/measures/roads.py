@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -43,8 +44,9 @@ import pyogrio
 import shapely
 from pyproj import Geod
 
-from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
+from agglo.errors import AggloDataWarning, AggloInputError, ValidationError, require
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
+from agglo.options import Options, option
 
 __all__ = [
     "CHINESE_CLASSES",
@@ -52,6 +54,7 @@ __all__ = [
     "DEFAULT_CLASSES",
     "MAJOR_CLASSES",
     "ROAD_COLUMNS",
+    "RoadsOptions",
     "parse_road_source",
     "read_roads",
     "resolve_classes",
@@ -102,6 +105,41 @@ CHINESE_CLASSES: dict[str, str] = {
     "村道": "unclassified",
     "专用公路": "unclassified",
 }
+
+
+@dataclass(frozen=True)
+class RoadsOptions(Options):
+    """Options of the ``roads`` stage (``[roads]`` section, ``agglo roads`` flags).
+
+    Examples
+    --------
+    >>> RoadsOptions(classes=("motorway", "trunk")).classes
+    ('motorway', 'trunk')
+    """
+
+    section = "roads"
+    classes: str | tuple[str, ...] = option(
+        "default",
+        help="Road classes: default (公路: motorway..unclassified), major, all, or a list of "
+        "class values.",
+    )
+    class_col: str = option("highway", help="Class column of a line layer (Geofabrik: fclass).")
+    mapping: Mapping[str, str] | None = option(
+        None, help="Source class value -> OSM highway value.", cli=False
+    )
+    layer: str | None = option(None, help="Layer of the road file (default: the first).")
+    speed_col: str | None = option(
+        None, help="Column of a line layer holding speed limits, km/h (copied to maxspeed)."
+    )
+
+    def extra_problems(self) -> list[str]:
+        try:
+            resolve_classes(self.classes)
+        except AggloInputError as exc:
+            return [f"roads.{exc}"]
+        return []
+
+
 #: attribute columns :func:`read_roads` always returns (strings as in OSM, or None)
 ROAD_COLUMNS: tuple[str, ...] = ("highway", "maxspeed", "oneway", "name")
 
@@ -316,10 +354,7 @@ def _read_osm(
     chunk_size: int,
     node_cache: str = "flex_mem",
 ) -> gpd.GeoDataFrame:
-    try:
-        import osmium
-    except ImportError as exc:  # pragma: no cover - osmium is a dependency
-        raise AggloInputError("reading .osm.pbf needs pyosmium: pip install osmium") from exc
+    osmium = require("osmium", "osm", "reading .osm.pbf")
     tag_filter = (
         osmium.filter.KeyFilter("highway")
         if wanted is None

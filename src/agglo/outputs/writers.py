@@ -27,6 +27,7 @@ import pyogrio
 
 from agglo._version import __version__
 from agglo.errors import AggloInputError, OutputExistsError
+from agglo.outputs.provenance import library_versions, portable
 
 __all__ = [
     "atomic_path",
@@ -312,7 +313,9 @@ def _prepare(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def _metadata_strings(meta: Mapping[str, Any]) -> dict[str, str]:
-    out = {"agglo_version": __version__}
+    """String metadata with the agglo and library versions, and no machine paths."""
+    out = {"agglo_version": __version__, "library_versions": json.dumps(library_versions())}
     for k, v in meta.items():
-        out[str(k)] = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        out[str(k)] = portable(text)
     return out

