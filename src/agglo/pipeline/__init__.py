@@ -36,6 +36,7 @@ STAGES: tuple[str, ...] = (
     "autocorr",
     "coreperiphery",
     "metro",
+    "disparity",
     "maps",
     "write",
     "report",
