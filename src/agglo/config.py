@@ -33,7 +33,20 @@ from agglo.options import RUN_SEED, did_you_mean
 
 __all__ = ["SECTIONS", "RunConfig", "load_config", "unknown_option_problems"]
 
-SECTIONS = ("index", "pm25", "roads", "hsr", "autocorr", "coreperiphery", "metro", "plot", "report")
+SECTIONS = (
+    "index",
+    "pm25",
+    "roads",
+    "hsr",
+    "autocorr",
+    "coreperiphery",
+    "metro",
+    "coordination",
+    "disparity",
+    "convergence",
+    "plot",
+    "report",
+)
 
 
 @dataclass

@@ -37,6 +37,7 @@ STAGES: tuple[str, ...] = (
     "autocorr",
     "coreperiphery",
     "metro",
+    "disparity",
     "maps",
     "write",
     "report",
