@@ -6,17 +6,35 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli.roads import ROADS_HELP, _parse_classes, parse_speeds
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``metro`` command to ``app``."""
 
     @app.command("metro")
     def metro_cmd(
-        roads: Path | None = typer.Option(
+        roads: list[str] | None = typer.Option(
             None,
             "--roads",
-            help="OSM extract (.osm.pbf) or any road line layer. Default: [inputs] roads, else "
-            "the bundled SYNTHETIC demo network (outputs labelled synthetic).",
+            metavar="FILE[=CLASS]",
+            help=ROADS_HELP + " Default: [inputs] roads, else the bundled SYNTHETIC demo "
+            "network (outputs labelled synthetic).",
+        ),
+        classes: str | None = typer.Option(
+            None,
+            "--classes",
+            help="Road classes to read: all, default, major or comma-separated values "
+            "(default: every class with a default speed).",
+        ),
+        class_col: str | None = typer.Option(
+            None, "--class-col", help="Class column of a line layer (default highway)."
+        ),
+        speed_col: str | None = typer.Option(
+            None, "--speed-col", help="Column of the line layer holding speeds, km/h."
+        ),
+        speeds: str | None = typer.Option(
+            None, "--speeds", help="Speeds by class: motorway=100,primary=60 or a JSON file."
         ),
         cores: str | None = typer.Option(
             None,
@@ -66,6 +84,10 @@ def register(app: typer.Typer) -> None:
                     f"--bands must be numbers separated by commas, got {bands!r}."
                 ) from None
         flags = {
+            "classes": _parse_classes(classes) if classes else None,
+            "class_col": class_col,
+            "speed_col": speed_col,
+            "speeds": parse_speeds(speeds),
             "cores": [c for c in cores.split(",") if c.strip()] if cores else None,
             "minutes": minutes,
             "access_speed_kmh": access_speed,
@@ -74,7 +96,7 @@ def register(app: typer.Typer) -> None:
             "cell_m": cell_m,
         }
         given = {"metro": {k: v for k, v in flags.items() if v is not None}}
-        cfg = config_with(config, given, panel=panel, roads=roads)
+        cfg = config_with(config, given, panel=panel, roads=roads or None)
         outputs = run_stage(cfg, "metro", out, force=force, gpkg="metro.gpkg", progress=True)
         tag = "[SYNTHETIC roads] " if outputs.synthetic else ""
         res = outputs.results["metro"]

@@ -49,6 +49,17 @@ def _metro_options(section: Mapping[str, Any]) -> Any:
     return metro_options(dict(section))
 
 
+def _disparity_options(
+    coordination: Mapping[str, Any],
+    disparity: Mapping[str, Any],
+    convergence: Mapping[str, Any],
+    autocorr: Mapping[str, Any],
+) -> Any:
+    from agglo.pipeline.disparity import disparity_options
+
+    return disparity_options(coordination, disparity, convergence, autocorr)
+
+
 def _plot_options(section: Mapping[str, Any]) -> Any:
     from agglo.pipeline.maps import plot_options
 
@@ -59,6 +70,12 @@ def _report_options(section: Mapping[str, Any]) -> Any:
     from agglo.pipeline.report import report_options
 
     return report_options(dict(section))
+
+
+def _disparity_stage(*args: Any, **kwargs: Any) -> Any:
+    from agglo.pipeline.disparity import disparity_stage
+
+    return disparity_stage(*args, **kwargs)
 
 
 #: the stages in data-flow order (DESIGN.md architecture)
@@ -79,6 +96,13 @@ STAGES: tuple[Stage, ...] = (
         skip_on_input_error=True,
     ),
     Stage("metro", s.metro_stage, ("inputs", "panel?"), _metro_options, progress=True),
+    Stage(
+        "disparity",
+        _disparity_stage,
+        ("inputs", "panel", "index?"),
+        _disparity_options,
+        section=("coordination", "disparity", "convergence", "autocorr"),
+    ),
 )
 #: steps after the stages, on the collected outputs: (name, config section, options parser)
 OUTPUT_STEPS = (
@@ -96,8 +120,9 @@ def stage_options(config: RunConfig) -> dict[str, Any]:
     for name, section, parse in parsers:
         if parse is None or section is None:
             continue
+        names = (section,) if isinstance(section, str) else section
         try:
-            options[name] = parse(config.section(section))
+            options[name] = parse(*(config.section(n) for n in names))
         except ValidationError as exc:
             problems += exc.problems
         except AggloInputError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,14 +39,14 @@ class Stage:
     name: str
     function: Callable[..., StageOutput | None]
     needs: tuple[str, ...] = ()
-    options: Callable[[Mapping[str, Any]], Any] | None = None
-    section: str | None = None
+    options: Callable[..., Any] | None = None
+    section: str | tuple[str, ...] | None = None
     progress: bool = False  # the function takes ``progress=`` (progress bars)
     skip_on_input_error: bool = False  # in a full run, bad input skips it with a warning
 
     @property
-    def config_section(self) -> str:
-        """The TOML section holding this stage's options."""
+    def config_section(self) -> str | tuple[str, ...]:
+        """The TOML section(s) holding this stage's options (passed to ``options`` in order)."""
         return self.section or self.name
 
 

@@ -292,6 +292,33 @@ def _figures(ctx: RunOutputs, opts: dict[str, Any]) -> list[tuple[str, Callable,
                 True,
             )
         )
+    out += _kde_figures(ctx, syn)
+    return out
+
+
+def _kde_figures(ctx: RunOutputs, syn) -> list[tuple[str, Callable, str, bool]]:
+    """One kernel-density chart per agglomeration from the ``disparity`` stage."""
+    res = ctx.results.get("disparity")
+    if not res:
+        return []
+    from agglo.outputs.charts_disparity import kernel_density_chart
+
+    opts = res["disparity"].options
+    var, rule = opts.variables[0], opts.kde_bandwidth
+    values = res["values"][res["values"]["variable"] == var]
+    out = []
+    for aid in sorted(values["agglomeration_id"].unique()):
+        cap = f"Kernel density of the city {var} score by year ({rule} bandwidth rule)."
+        out.append(
+            (
+                f"kde_{var}_{aid}",
+                lambda aid=aid, cap=cap: kernel_density_chart(
+                    values, aid, bandwidth=rule, label=var, caption=cap, synthetic=syn
+                ),
+                cap,
+                True,
+            )
+        )
     return out
 
 

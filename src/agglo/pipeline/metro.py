@@ -39,6 +39,9 @@ OPTIONS: dict[str, Any] = {
     "bands": [15, 30, 45, 60],
     "cell_m": 500.0,
     "classes": None,
+    "class_col": "highway",
+    "speed_col": None,
+    "speeds": None,
     "max_access_km": 10.0,
 }
 #: seed 003 check: Chengdu's one-hour area should reach these cities' seats
@@ -77,12 +80,12 @@ def metro_run(
     cities: gpd.GeoDataFrame,
     counties: gpd.GeoDataFrame,
     panel: pd.DataFrame | None,
-    roads: Path,
+    roads: list[str],
     synthetic: bool,
     options: dict[str, Any],
     progress: bool = False,
 ) -> StageOutput:
-    """Metro areas of the configured (or default) core cities on the road file ``roads``."""
+    """Metro areas of the configured (or default) core cities on the road sources ``roads``."""
     from agglo.analysis.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
     from agglo.measures.roads import read_roads
 
@@ -91,7 +94,14 @@ def metro_run(
     if pop is not None:
         cities = cities.assign(population=cities["adcode"].astype(str).map(pop).to_numpy())
     bbox = tuple(float(v) for v in cities.to_crs(4326).total_bounds)
-    lines = read_roads(roads, bbox=bbox, classes=o["classes"] or tuple(DEFAULT_SPEEDS_KMH))
+    lines = read_roads(
+        roads,
+        bbox=bbox,
+        classes=o["classes"] or tuple(DEFAULT_SPEEDS_KMH),
+        class_col=o["class_col"],
+        speed_col=o["speed_col"],
+        speeds=o["speeds"],
+    )
     graph = road_graph(lines)
     log.info("metro: road graph %s", graph.report)
     res = metro_areas(
@@ -114,7 +124,8 @@ def metro_run(
     status = "SYNTHETIC" if synthetic else "real"
     method_note = (
         f"{o['method']} travel time, {o['minutes']} min, off-network access "
-        f"{o['access_speed_kmh']} km/h; roads {roads.name} ({status}); agglo.metro_areas"
+        f"{o['access_speed_kmh']} km/h; roads {', '.join(Path(r).name for r in roads)} "
+        f"({status}); agglo.metro_areas"
     )
     summary = [
         f"Metro area of {row.core_name}: {row.area_km2:,.0f} km² within "

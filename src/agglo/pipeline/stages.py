@@ -41,6 +41,7 @@ class Inputs:
 
 def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
     """Boundaries, membership, institutions and the panel (restricted to ``config.years``)."""
+    from agglo._validate import check_crs, clean_geometries
     from agglo.io.panel import DEMO_PANEL, read_panel
     from agglo.reference.boundaries import (
         load_cities,
@@ -49,7 +50,11 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
         load_membership,
     )
 
-    cities, counties = load_cities(config.boundaries), load_counties(config.boundaries)
+    # geometry hygiene once: every later stage uses these checked, repaired layers
+    cities = clean_geometries(load_cities(config.boundaries), what="cities", id_col="adcode")
+    counties = clean_geometries(load_counties(config.boundaries), what="counties", id_col="adcode")
+    for name, layer in (("cities", cities), ("counties", counties)):
+        check_crs(layer, what=f"boundaries {name}")
     membership = load_membership()
     panel_path = Path(config.panel or DEMO_PANEL)
     read = read_panel(panel_path)
@@ -99,35 +104,30 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
     )
 
 
-def _is_synthetic_file(path: Path) -> bool:
-    """True if a file's name or its GeoPackage layer metadata says it is synthetic."""
-    if "synthetic" in path.name.lower():
-        return True
-    if path.suffix.lower() != ".gpkg":
-        return False
-    import pyogrio
+def road_network(config: RunConfig, stage: str) -> tuple[list[str], str, bool] | None:
+    """Road sources (``FILE[=CLASS]``) of ``[inputs] roads`` or the bundled synthetic network.
 
-    try:
-        meta = pyogrio.read_info(path).get("layer_metadata") or {}
-    except Exception:  # unreadable metadata: the reader reports real problems later
-        return False
-    return str(meta.get("data_status", "")).lower() == "synthetic"
-
-
-def road_network(config: RunConfig, stage: str) -> tuple[Path, bool] | None:
-    """``(path, synthetic)`` of ``[inputs] roads`` or the bundled synthetic network, or None."""
+    Returns ``(sources, names, synthetic)``, or ``None`` (logged) when nothing is configured
+    and the bundled file is absent; a configured file that does not exist is an input error.
+    """
+    from agglo.measures.roads import parse_road_source
     from agglo.reference.paths import data_path
+    from agglo.reference.provenance import is_synthetic_file
 
     if config.roads is not None:
-        path = Path(config.roads)
-        if not path.exists():
-            raise AggloInputError(f"[inputs] roads = {path} does not exist.")
+        given = config.roads if isinstance(config.roads, list | tuple) else [config.roads]
+        sources = [str(r) for r in given]
+        for src in sources:
+            if not parse_road_source(src)[0].exists():
+                raise AggloInputError(f"[inputs] roads = {src} does not exist.")
     else:
         path = data_path(*DEMO_ROADS)
         if not path.exists():
             log.info("no road network configured and %s is absent; stage %s skipped", path, stage)
             return None
-    return path, _is_synthetic_file(path)
+        sources = [str(path)]
+    files = [parse_road_source(src)[0] for src in sources]
+    return sources, ", ".join(f.name for f in files), any(map(is_synthetic_file, files))
 
 
 def pm25_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
@@ -179,20 +179,18 @@ def roads_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput 
     found = road_network(config, "roads")
     if found is None:
         return None
-    path, synthetic = found
+    sources, name, synthetic = found
     cities = inputs.cities
     bbox = tuple(float(v) for v in cities.to_crs(4326).total_bounds)
-    lines = read_roads(path, bbox=bbox, **options.to_dict())
+    lines = read_roads(sources, bbox=bbox, **options.to_dict())
     result = road_density(lines, cities, id_col="adcode", classes=options.classes)
     status = "SYNTHETIC" if synthetic else "real"
     source = (
-        f"agglo.road_density on {path.name} ({status}); classes "
+        f"agglo.road_density on {name} ({status}); classes "
         f"{result.attrs['classes']}; geodesic km per 100 km² (WGS84); one network snapshot "
         f"applied to every year {inputs.years}"
     )
-    log.info(
-        "road density from %s (%s): one snapshot for years %s", path.name, status, inputs.years
-    )
+    log.info("road density from %s (%s): one snapshot for years %s", name, status, inputs.years)
     density = result["density_km_per_100km2"].to_numpy()
     values = pd.DataFrame(columns=["adcode", "year", "value"])
     if inputs.years:
@@ -204,14 +202,14 @@ def roads_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput 
     table.insert(1, "name_zh", cities["name_zh"].to_numpy())
     table.insert(2, "agglomeration_id", cities["agglomeration_id"].to_numpy())
     table["data_status"] = "synthetic" if synthetic else "real"
-    table["source"] = path.name
+    table["source"] = name
     members = table[table["agglomeration_id"].notna()]
     return StageOutput(
         result=Indicator("road_density", values, source, result),
         tables={"road_density": table},
-        synthetic={path.name} if synthetic else set(),
+        synthetic={name} if synthetic else set(),
         summary=[
-            f"Road density ({path.name}, {status}): {len(lines):,} lines, "
+            f"Road density ({name}, {status}): {len(lines):,} lines, "
             f"{result['length_km'].sum():,.0f} km; member cities' median "
             f"{members['density_km_per_100km2'].median():.1f} km/100 km²"
         ],
@@ -221,6 +219,7 @@ def roads_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput 
 def hsr_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
     """HSR flag per city and year from ``[inputs] stations`` (``hsr_access``)."""
     from agglo.measures.hsr import hsr_access, read_stations
+    from agglo.reference.provenance import is_synthetic_file
 
     if config.stations is None:
         log.info("no stations input configured: the panel's hsr values are kept; stage hsr skipped")
@@ -236,7 +235,7 @@ def hsr_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | 
         counties=inputs.counties,
         min_speed_kmh=options.min_speed_kmh,
     )
-    synthetic = "synthetic" in path.name.lower()
+    synthetic = is_synthetic_file(path)
     source = (
         f"agglo.hsr_access on {path.name} ({'SYNTHETIC' if synthetic else 'real'}); "
         f"hsr = 1 from the year the city's first station (>= {options.min_speed_kmh:g} km/h) "
@@ -460,7 +459,7 @@ def metro_stage(
     found = road_network(config, "metro")
     if found is None:
         return None
-    path, synthetic = found
-    out = metro_run(inputs.cities, inputs.counties, panel, path, synthetic, options, progress)
-    out.synthetic = {path.name} if synthetic else set()
+    sources, name, synthetic = found
+    out = metro_run(inputs.cities, inputs.counties, panel, sources, synthetic, options, progress)
+    out.synthetic = {name} if synthetic else set()
     return out
