@@ -6,17 +6,35 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli.roads import ROADS_HELP, _parse_classes, parse_speeds
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``metro`` command to ``app``."""
 
     @app.command("metro")
     def metro_cmd(
-        roads: Path | None = typer.Option(
+        roads: list[str] | None = typer.Option(
             None,
             "--roads",
-            help="OSM extract (.osm.pbf) or any road line layer. Default: the bundled "
-            "SYNTHETIC demo network (outputs labelled synthetic).",
+            metavar="FILE[=CLASS]",
+            help=ROADS_HELP + " Default: the bundled SYNTHETIC demo network (outputs labelled "
+            "synthetic).",
+        ),
+        classes: str | None = typer.Option(
+            None,
+            "--classes",
+            help="Road classes to read: all, default, major or comma-separated values "
+            "(default: every class with a default speed).",
+        ),
+        class_col: str = typer.Option(
+            "highway", "--class-col", help="Class column of a line layer (Geofabrik: fclass)."
+        ),
+        speed_col: str | None = typer.Option(
+            None, "--speed-col", help="Column of the line layer holding speeds, km/h."
+        ),
+        speeds: str | None = typer.Option(
+            None, "--speeds", help="Speeds by class: motorway=100,primary=60 or a JSON file."
         ),
         cores: str | None = typer.Option(
             None,
@@ -43,10 +61,11 @@ def register(app: typer.Typer) -> None:
         """
         from agglo.analysis.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
         from agglo.errors import AggloInputError
-        from agglo.measures.roads import read_roads
+        from agglo.measures.roads import parse_road_source, read_roads
         from agglo.outputs.writers import check_writable, export_layers, write_csv
         from agglo.reference.boundaries import load_cities, load_counties
         from agglo.reference.paths import data_path
+        from agglo.reference.provenance import is_synthetic_file
 
         try:
             band_list = tuple(float(b) for b in bands.split(",") if b.strip())
@@ -54,15 +73,24 @@ def register(app: typer.Typer) -> None:
             raise AggloInputError(
                 f"--bands must be numbers separated by commas, got {bands!r}."
             ) from None
-        path = roads or data_path("roads", "demo_roads_synthetic.gpkg")
-        synthetic = roads is None or "synthetic" in path.name.lower()
+        sources = roads or [str(data_path("roads", "demo_roads_synthetic.gpkg"))]
+        synthetic = any(is_synthetic_file(parse_road_source(r)[0]) for r in sources)
         status = "synthetic" if synthetic else "real"
         gpkg = out / "metro.gpkg"
         for p in (gpkg, out / "metro_members.csv", out / "metro_cities.csv"):
             check_writable(p, force=force)
         cities, counties = load_cities(), load_counties()
         bbox = tuple(float(v) for v in cities.total_bounds)
-        graph = road_graph(read_roads(path, bbox=bbox, classes=tuple(DEFAULT_SPEEDS_KMH)))
+        speed_table = parse_speeds(speeds)
+        lines = read_roads(
+            sources,
+            bbox=bbox,
+            classes=_parse_classes(classes) if classes else tuple(DEFAULT_SPEEDS_KMH),
+            class_col=class_col,
+            speed_col=speed_col,
+            speeds=speed_table,
+        )
+        graph = road_graph(lines)
         core_list = [c for c in cores.split(",") if c.strip()] if cores else None
         res = metro_areas(
             cities,
@@ -78,7 +106,7 @@ def register(app: typer.Typer) -> None:
         )
         meta = {
             "data_status": status,
-            "roads": str(path),
+            "roads": ", ".join(sources),
             "method": f"{method}, {minutes:g} min, access {access_speed:g} km/h",
         }
         export_layers(

@@ -21,8 +21,9 @@ import pandas as pd
 
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError
+from agglo.reference.provenance import is_synthetic_file
 
-__all__ = ["STAGES", "RunContext", "run"]
+__all__ = ["STAGES", "RunContext", "is_synthetic_file", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -164,21 +165,6 @@ def check_options(stage: str, options: dict[str, Any], valid: Iterable[str]) -> 
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise AggloInputError(f"[{stage}] option(s) {unknown} unknown; valid options: {valid}.")
-
-
-def is_synthetic_file(path: Path) -> bool:
-    """True if a file's name or its GeoPackage layer metadata says it is synthetic."""
-    if "synthetic" in path.name.lower():
-        return True
-    if path.suffix.lower() != ".gpkg":
-        return False
-    import pyogrio
-
-    try:
-        meta = pyogrio.read_info(path).get("layer_metadata") or {}
-    except Exception:  # unreadable metadata: the reader reports real problems later
-        return False
-    return str(meta.get("data_status", "")).lower() == "synthetic"
 
 
 def road_network(ctx: RunContext, stage: str) -> tuple[Path, bool] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from agglo._validate import check_crs, clean_geometries
 from agglo.io.panel import DEMO_PANEL, read_panel
 from agglo.pipeline import RunContext
 from agglo.reference.boundaries import (
@@ -19,8 +20,11 @@ log = logging.getLogger(__name__)
 def run(ctx: RunContext) -> None:
     """Load every input, validate it, and register the cities layer for writing."""
     cfg = ctx.config
-    ctx.cities = load_cities(cfg.boundaries)
-    ctx.counties = load_counties(cfg.boundaries)
+    # geometry hygiene once: every later stage uses these checked, repaired layers
+    ctx.cities = clean_geometries(load_cities(cfg.boundaries), what="cities", id_col="adcode")
+    ctx.counties = clean_geometries(load_counties(cfg.boundaries), what="counties", id_col="adcode")
+    for name, layer in (("cities", ctx.cities), ("counties", ctx.counties)):
+        check_crs(layer, what=f"boundaries {name}")
     ctx.membership = load_membership()
     ctx.institutions = load_institutions()
     ctx.provenance["boundaries"] = ctx.cities.attrs.get(
