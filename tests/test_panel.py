@@ -520,7 +520,7 @@ def test_negative_where_impossible(tmp_path):
     ):
         _one(tmp_path, [*HEAD, "pm25"], ["510100", "2010", "-5"])
     with pytest.raises(ValidationError, match=r"column 'income_ratio': value must be positive"):
-        _one(tmp_path, [*HEAD, "income_ratio"], ["510100", "2010", "0"])
+        _one(tmp_path, [*HEAD, "income_ratio"], ["510100", "2010", "-1"])
 
 
 def test_binary_not_zero_one(tmp_path):
