@@ -121,23 +121,44 @@ def run(
     config
         Paths and options; defaults use the bundled (partly synthetic) demo data.
     out_dir
-        Output folder. If it already holds agglo outputs, ``force`` is required.
+        Output folder. If it already holds agglo outputs, ``force`` is required. A run that
+        writes is staged in a sibling folder and swapped in whole at the end, with a
+        ``run.json`` manifest (see :func:`agglo.outputs.writers.run_folder`); an interrupted
+        run leaves the previous output as it was.
     force
-        Replace existing outputs.
+        Replace an existing run folder (as a whole).
     stages
         Subset of :data:`STAGES` to run (``foundation`` is always run first).
     """
+    from agglo.outputs.provenance import portable
+    from agglo.outputs.writers import run_folder
+
     config = config or RunConfig()
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputExistsError(
-            f"output folder {out} is not empty; pass --force to replace its files "
-            "or choose another --out."
-        )
-    ctx = RunContext(config=config, out_dir=out, force=force)
     selected = stages or STAGES
     if "foundation" not in selected:
         selected = ("foundation", *selected)
+    if not set(selected) & WRITING_STAGES:
+        if out.exists() and any(out.iterdir()) and not force:
+            raise OutputExistsError(
+                f"output folder {out} is not empty; pass --force to replace its files "
+                "or choose another --out."
+            )
+        ctx = RunContext(config=config, out_dir=out, force=force)
+        _run_stages(ctx, selected)
+        return ctx
+    recorded = {k: portable(v) if isinstance(v, str) else v for k, v in config.to_dict().items()}
+    # the run folder is written beside `out` and swapped in whole, manifest (run.json) last
+    with run_folder(out, force=force, config=recorded) as staging:
+        ctx = RunContext(config=config, out_dir=staging, force=force)
+        _run_stages(ctx, selected)
+    ctx.out_dir = out
+    ctx.summary = [line.replace(str(staging), str(out)) for line in ctx.summary]
+    ctx.figures = [out / Path(f).relative_to(staging) for f in ctx.figures]
+    return ctx
+
+
+def _run_stages(ctx: RunContext, selected: tuple[str, ...]) -> None:
     for name in STAGES:
         if name not in selected:
             continue
@@ -152,8 +173,10 @@ def run(
         log.info("stage %s ...", name)
         module.run(ctx)
         log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
-    return ctx
 
+
+#: stages that write into the run folder (a run with any of them is staged and swapped in)
+WRITING_STAGES = frozenset({"write", "maps", "report"})
 
 #: the bundled synthetic road network (roads and metro stages)
 DEMO_ROADS = ("roads", "demo_roads_synthetic.gpkg")
