@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -24,7 +25,15 @@ from pyproj import CRS, Transformer
 
 from agglo.errors import AggloDataWarning, AggloInputError, CRSError, ValidationError
 
-__all__ = ["check_crs", "check_overlap", "clean_geometries", "guess_crs", "layer_bounds"]
+__all__ = [
+    "check_crs",
+    "check_overlap",
+    "check_run_config",
+    "clean_geometries",
+    "guess_crs",
+    "layer_bounds",
+    "metro_option_problems",
+]
 
 #: margin (degrees) around a CRS's area of use within which data is still accepted; in
 #: longitude the margin is at least the area's own width
@@ -343,3 +352,177 @@ def _crs_name(crs: CRS) -> str:
 
 def _num(v: float) -> str:
     return f"{v:.6g}"
+
+
+# -- the whole run configuration, before the first stage -----------------------------------------
+#: library modules defining the :class:`~agglo.options.Options` of config sections
+OPTION_MODULES = (
+    "agglo.io.panel",
+    "agglo.measures.pm25",
+    "agglo.measures.roads",
+    "agglo.measures.hsr",
+    "agglo.analysis.convergence",
+    "agglo.analysis.disparity",
+    "agglo.analysis.coordination",
+)
+
+
+def check_run_config(config: Any) -> None:
+    """Validate every section of a run configuration at once, before any stage runs.
+
+    Each section is checked by its stage's own rules: its :class:`~agglo.options.Options`
+    class where there is one, else the stage module's ``stage_options`` function, else the
+    types of the stage's ``OPTIONS`` defaults. Input paths must exist. All problems are
+    collected and raised together.
+
+    Raises
+    ------
+    ValidationError
+        One entry per problem, e.g. ``metro.minutes must be a number; got 'sixty'``.
+
+    Examples
+    --------
+    >>> from agglo.config import RunConfig
+    >>> check_run_config(RunConfig(sections={"metro": {"minutes": "sixty"}}))
+    Traceback (most recent call last):
+    ...
+    agglo.errors.ValidationError: run configuration: 1 problem(s)
+      - metro.minutes must be a number; got 'sixty'
+    """
+    import importlib
+
+    from agglo.options import Options
+
+    problems: list[str] = []
+    for key in ("boundaries", "panel", "rasters", "roads", "stations"):
+        value = getattr(config, key, None)
+        if value is not None and not Path(str(value)).exists():
+            problems.append(f"inputs.{key} = {value} does not exist")
+    for mod in OPTION_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ImportError:  # an extra that is not installed: its stage reports it
+            continue
+    classes = {c.section: c for c in _subclasses(Options) if isinstance(c.section, str)}
+    for name, section in (config.sections or {}).items():
+        if not isinstance(section, dict):
+            problems.append(f"[{name}] must be a table of options; got {section!r}")
+            continue
+        problems += _section_problems(name, section, classes.get(name))
+    if problems:
+        raise ValidationError(problems, source="run configuration")
+
+
+def _section_problems(name: str, section: dict[str, Any], cls: Any) -> list[str]:
+    import importlib
+
+    def caught(call: Any) -> list[str]:
+        try:
+            call()
+        except ValidationError as exc:
+            return list(exc.problems)
+        except AggloInputError as exc:
+            return [str(exc).splitlines()[0]]
+        except (TypeError, ValueError) as exc:
+            return [f"[{name}] {exc}"]
+        return []
+
+    if cls is not None:
+        return caught(lambda: cls.from_dict(section))
+    try:
+        module = importlib.import_module(f"agglo.pipeline.{name}")
+    except ImportError:
+        return []
+    defaults = getattr(module, "OPTIONS", None)
+    problems = _type_problems(name, section, defaults) if isinstance(defaults, dict) else []
+    if problems:
+        return problems
+    if name == "metro":
+        keys = ("minutes", "bands", "access_speed_kmh", "cell_m", "method")
+        given = {k: section[k] for k in keys if k in section}
+        problems = metro_option_problems(**given)
+        if problems:
+            return problems
+    check = getattr(module, "stage_options", None)
+    return caught(lambda: check(dict(section))) if callable(check) else []
+
+
+def _type_problems(name: str, section: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    problems = []
+    for key, value in section.items():
+        if key not in defaults or defaults[key] is None or value is None:
+            continue
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            kind = "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        elif isinstance(default, list | tuple):
+            ok, kind = isinstance(value, list | tuple), "a list"
+            if ok and default and all(isinstance(d, int | float) for d in default):
+                ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+                kind = "a list of numbers"
+        else:
+            continue
+        if not ok:
+            problems.append(f"{name}.{key} must be {kind}; got {value!r}")
+    return problems
+
+
+def _subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
+
+
+def metro_option_problems(
+    *,
+    minutes: Any = 60,
+    bands: Any = None,
+    access_speed_kmh: Any = 15.0,
+    cell_m: Any = 500.0,
+    method: Any = "network",
+) -> list[str]:
+    """Consistency of the metro-area options (bands within the commute limit, positive sizes).
+
+    ``bands=None`` means "not given" (the default bands are cut at ``minutes``).
+
+    Examples
+    --------
+    >>> metro_option_problems(minutes=60, bands=[15, 90])
+    ['metro.bands 90 exceed the commute limit minutes = 60: give bands up to it (e.g. 15,30,45,60) or raise minutes']
+    """
+    problems = []
+
+    def positive(name: str, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            problems.append(f"metro.{name} must be a positive number; got {value!r}")
+            return False
+        return True
+
+    ok = positive("minutes", minutes)
+    positive("access_speed_kmh", access_speed_kmh)
+    positive("cell_m", cell_m)
+    if method not in ("network", "friction"):
+        problems.append(f"metro.method must be one of network, friction; got {method!r}")
+    if bands is None:  # not given: the defaults are cut at minutes
+        return problems
+    values = list(bands) if isinstance(bands, list | tuple) else None
+    if not values or not all(
+        isinstance(b, int | float) and not isinstance(b, bool) and b > 0 for b in values
+    ):
+        problems.append(
+            f"metro.bands must be positive minutes, e.g. [15, 30, 45, 60]; got {bands!r}"
+        )
+    elif ok:
+        over = [b for b in values if b > minutes]
+        if over:
+            problems.append(
+                f"metro.bands {', '.join(f'{b:g}' for b in over)} exceed the commute limit "
+                f"minutes = {minutes:g}: give bands up to it (e.g. 15,30,45,60) or raise minutes"
+            )
+    return problems

@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
             missing = {"adcode", "year"} - set(table.columns)
             if missing:
                 raise AggloInputError(f"--scores {scores.name} lacks columns {sorted(missing)}.")
+            _check_scores(table, section.get("column", "lag_score"), ctx.cities, scores.name)
             ctx.synthetic.clear()
             status = table.get("data_status", pd.Series(dtype=str)).astype(str)
             if "synthetic" in scores.name.lower() or status.str.contains("synthetic").any():
@@ -101,8 +102,15 @@ def register(app: typer.Typer) -> None:
             ctx.results["index"] = _Scores(table)
         ctx.summary.clear()
         importlib.import_module("agglo.pipeline.autocorr").run(ctx)
-        if "autocorr" not in ctx.results:
-            raise AggloInputError("no city scores to analyse (the index produced none).")
+        if (
+            "autocorr" not in ctx.results
+            or ctx.tables.get("autocorr_global") is None
+            or (ctx.tables["autocorr_global"].empty)
+        ):
+            raise AggloInputError(
+                "no city scores to analyse: no year has enough member cities with a value "
+                "(see min_units); check the scores' adcodes, years and values."
+            )
         for name in TABLES:
             if name in ctx.tables:
                 write_csv(
@@ -124,6 +132,36 @@ def register(app: typer.Typer) -> None:
         cols = ["scope", "year", "n", "moran_i", "moran_p", "geary_c", "geary_p"]
         typer.echo(glob[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         typer.echo(f"wrote autocorrelation tables and lisa.gpkg to {out}")
+
+
+def _check_scores(table, column: str, cities, name: str) -> None:
+    """--scores must hold numbers in ``column`` for cities of the boundary layer."""
+    import pandas as pd
+
+    from agglo.errors import AggloInputError
+
+    if column not in table.columns:
+        raise AggloInputError(
+            f"--scores {name} has no column {column!r} (columns: {list(table.columns)}); "
+            "pass --column."
+        )
+    values = pd.to_numeric(table[column], errors="coerce")
+    junk = values.isna() & table[column].notna()
+    if junk.any():
+        rows = (junk[junk].index + 2).tolist()[:10]  # +2: header line, 1-based
+        raise AggloInputError(
+            f"--scores {name}: {int(junk.sum())} value(s) of {column!r} are not numbers "
+            f"(lines {rows}, e.g. {table[column][junk].iloc[0]!r})."
+        )
+    if values.notna().sum() == 0:
+        raise AggloInputError(f"--scores {name}: column {column!r} has no values.")
+    known = set(cities["adcode"].astype(str))
+    given = set(table["adcode"].astype(str))
+    if not given & known:
+        raise AggloInputError(
+            f"--scores {name}: none of its {len(given)} adcodes is a city of the boundaries "
+            f"(e.g. {sorted(given)[:3]}); adcodes are 6 digits such as 510100."
+        )
 
 
 class _Scores:

@@ -47,8 +47,11 @@ def register(app: typer.Typer) -> None:
             15.0, "--access-speed", help="Off-network access speed, km/h."
         ),
         method: str = typer.Option("network", "--method", help="network or friction."),
-        bands: str = typer.Option(
-            "15,30,45,60", "--bands", help="Isochrone band limits, minutes (comma-separated)."
+        bands: str | None = typer.Option(
+            None,
+            "--bands",
+            help="Isochrone band limits, minutes (comma-separated; default 15,30,45,60 up to "
+            "--minutes).",
         ),
         cell_m: float = typer.Option(500.0, "--cell-m", help="Friction method cell size, m."),
         out: Path = typer.Option(Path("metro_out"), "--out", "-o", help="Output folder."),
@@ -59,8 +62,9 @@ def register(app: typer.Typer) -> None:
         Writes OUT/metro.gpkg (layers metro_areas, isochrones) and OUT/metro_members.csv,
         OUT/metro_cities.csv.
         """
+        from agglo._validate import metro_option_problems
         from agglo.analysis.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
-        from agglo.errors import AggloInputError
+        from agglo.errors import AggloInputError, ValidationError
         from agglo.measures.roads import parse_road_source, read_roads
         from agglo.outputs.writers import check_writable, export_layers, write_csv
         from agglo.reference.boundaries import load_cities, load_counties
@@ -68,11 +72,27 @@ def register(app: typer.Typer) -> None:
         from agglo.reference.provenance import is_synthetic_file
 
         try:
-            band_list = tuple(float(b) for b in bands.split(",") if b.strip())
+            band_list = (
+                tuple(float(b) for b in bands.split(",") if b.strip())
+                if bands is not None
+                else tuple(b for b in (15.0, 30.0, 45.0, 60.0) if b <= minutes) or (minutes,)
+            )
         except ValueError:
             raise AggloInputError(
                 f"--bands must be numbers separated by commas, got {bands!r}."
             ) from None
+        problems = metro_option_problems(
+            minutes=minutes,
+            bands=band_list,
+            access_speed_kmh=access_speed,
+            cell_m=cell_m,
+            method=method,
+        )
+        if problems:
+            raise ValidationError(
+                [p.replace("metro.", "--").replace("_kmh", "").replace("_", "-") for p in problems],
+                source="agglo metro",
+            )
         sources = roads or [str(data_path("roads", "demo_roads_synthetic.gpkg"))]
         synthetic = any(is_synthetic_file(parse_road_source(r)[0]) for r in sources)
         status = "synthetic" if synthetic else "real"
@@ -100,7 +120,7 @@ def register(app: typer.Typer) -> None:
             minutes=minutes,
             access_speed_kmh=access_speed,
             method=method,
-            bands=tuple(b for b in band_list if b <= minutes),
+            bands=band_list,
             cell_m=cell_m,
             progress=True,
         )

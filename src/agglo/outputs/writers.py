@@ -123,10 +123,21 @@ def clean_stale_temps(folder: str | Path) -> list[str]:
 def check_writable(path: str | Path, *, force: bool) -> Path:
     """Raise :class:`~agglo.errors.OutputExistsError` if ``path`` exists and ``force`` is false."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a folder; give a file name for this output.")
     if path.exists() and not force:
         raise OutputExistsError(
             f"{path} already exists; pass force=True (CLI: --force) to replace it, "
             "or choose another output path."
+        )
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise AggloInputError(f"cannot write {path}: {probe} is a file, not a folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AggloInputError(
+            f"cannot write into {probe} (permission denied); choose another path."
         )
     return path
 
@@ -475,10 +486,11 @@ def check_run_folder(out: str | Path, *, force: bool) -> Path:
             f"output folder {out} holds files agglo did not write ({', '.join(entries[:5])}); "
             "--force replaces the whole folder, so choose an empty or new --out."
         )
-    parent = out.parent if str(out.parent) else Path(".")
-    probe = parent
+    probe = out.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    if not probe.is_dir():
+        raise AggloInputError(f"cannot write {out}: {probe} is a file, not a folder.")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise AggloInputError(
             f"cannot write into {probe} (permission denied); choose another --out."

@@ -130,10 +130,12 @@ def run(
     stages
         Subset of :data:`STAGES` to run (``foundation`` is always run first).
     """
+    from agglo._validate import check_run_config
     from agglo.outputs.provenance import portable
     from agglo.outputs.writers import run_folder
 
     config = config or RunConfig()
+    check_run_config(config)  # the whole config, before the first stage
     out = Path(out_dir)
     selected = stages or STAGES
     if "foundation" not in selected:
