@@ -388,13 +388,6 @@ def spatial_weights(
     kernel = _choice(kernel, _KERNELS, "kernel")
     transform = _choice(transform, _TRANSFORMS, "transform").upper()
     units = _prepare_units(gdf, id_col)
-    if kind in ("knn", "kernel") and not (
-        isinstance(k, int | np.integer) and not isinstance(k, bool) and 1 <= k < len(units)
-    ):
-        raise AggloInputError(
-            f"k must be a whole number from 1 to {len(units) - 1} (the number of units minus "
-            f"one) for {kind} weights on {len(units)} units; got {k!r}."
-        )
     base = _base_graph(
         units,
         kind,
