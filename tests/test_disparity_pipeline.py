@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from agglo.config import RunConfig
 from agglo.errors import ValidationError
-from agglo.pipeline import RunContext
+from agglo.pipeline import StageOutput, run_stages
 from agglo.reference.boundaries import load_institutions, load_membership
 
 
 @pytest.fixture(scope="module")
 def stage_ctx(cities):
     from test_index_pipeline import random_panel
-
-    from agglo.pipeline import disparity as stage
-    from agglo.pipeline import index as index_stage
 
     m = load_membership()
     cfg = RunConfig(
@@ -25,14 +24,16 @@ def stage_ctx(cities):
             "disparity": {"variables": ["composite", "gdp_per_capita"]},
         }
     )
-    ctx = RunContext(config=cfg, out_dir=None)
-    ctx.cities, ctx.membership, ctx.institutions = cities, m, load_institutions()
-    ctx.panel = random_panel(m)
-    ctx.layers["cities"] = cities
-    ctx.synthetic.add("test_panel_synthetic")
-    index_stage.run(ctx)
-    stage.run(ctx)
-    return ctx
+    inputs = SimpleNamespace(
+        cities=cities, membership=m, institutions=load_institutions(), employment=None
+    )
+    given = {
+        "inputs": StageOutput(
+            result=inputs, layers={"cities": cities}, synthetic={"test_panel_synthetic"}
+        ),
+        "panel": StageOutput(result=random_panel(m)),
+    }
+    return run_stages(cfg, ["disparity"], given=given)
 
 
 def test_stage_tables(stage_ctx):
@@ -71,9 +72,7 @@ def test_report_groups_the_tables():
 
 
 def test_unknown_option_refused(cities):
-    from agglo.pipeline import disparity as stage
-
-    ctx = RunContext(config=RunConfig(sections={"disparity": {"variable": "x"}}), out_dir=None)
-    ctx.panel, ctx.membership = load_membership().head(0), load_membership()
+    given = {"inputs": StageOutput(result=None), "panel": StageOutput(result=None)}
+    cfg = RunConfig(sections={"disparity": {"variable": "x"}})
     with pytest.raises(ValidationError, match="did you mean 'variables'"):
-        stage.run(ctx)
+        run_stages(cfg, ["disparity"], given=given)

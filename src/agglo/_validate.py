@@ -33,6 +33,7 @@ __all__ = [
     "guess_crs",
     "layer_bounds",
     "metro_option_problems",
+    "option_type_problems",
 ]
 
 #: margin (degrees) around a CRS's area of use within which data is still accepted; in
@@ -355,25 +356,16 @@ def _num(v: float) -> str:
 
 
 # -- the whole run configuration, before the first stage -----------------------------------------
-#: library modules defining the :class:`~agglo.options.Options` of config sections
-OPTION_MODULES = (
-    "agglo.io.panel",
-    "agglo.measures.pm25",
-    "agglo.measures.roads",
-    "agglo.measures.hsr",
-    "agglo.analysis.convergence",
-    "agglo.analysis.disparity",
-    "agglo.analysis.coordination",
-)
+def check_run_config(config: Any) -> dict[str, Any]:
+    """Validate the whole run configuration at once, before any stage runs.
 
+    The ``[inputs]`` paths must exist, and every stage's options are built from its section
+    (:func:`agglo.pipeline.stage_options`); all problems are raised together.
 
-def check_run_config(config: Any) -> None:
-    """Validate every section of a run configuration at once, before any stage runs.
-
-    Each section is checked by its stage's own rules: its :class:`~agglo.options.Options`
-    class where there is one, else the stage module's ``stage_options`` function, else the
-    types of the stage's ``OPTIONS`` defaults. Input paths must exist. All problems are
-    collected and raised together.
+    Returns
+    -------
+    dict
+        The options of every stage, by stage name.
 
     Raises
     ------
@@ -389,65 +381,31 @@ def check_run_config(config: Any) -> None:
     agglo.errors.ValidationError: run configuration: 1 problem(s)
       - metro.minutes must be a number; got 'sixty'
     """
-    import importlib
+    from agglo.pipeline import stage_options
 
-    from agglo.options import Options
-
-    problems: list[str] = []
-    for key in ("boundaries", "panel", "rasters", "roads", "stations"):
-        value = getattr(config, key, None)
-        if value is not None and not Path(str(value)).exists():
-            problems.append(f"inputs.{key} = {value} does not exist")
-    for mod in OPTION_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ImportError:  # an extra that is not installed: its stage reports it
-            continue
-    classes = {c.section: c for c in _subclasses(Options) if isinstance(c.section, str)}
-    for name, section in (config.sections or {}).items():
-        if not isinstance(section, dict):
-            problems.append(f"[{name}] must be a table of options; got {section!r}")
-            continue
-        problems += _section_problems(name, section, classes.get(name))
+    problems = [
+        f"inputs.{key} = {value} does not exist"
+        for key in ("boundaries", "panel", "rasters", "roads", "stations")
+        if (value := getattr(config, key, None)) is not None and not Path(str(value)).exists()
+    ]
+    options: dict[str, Any] = {}
+    try:
+        options = stage_options(config)
+    except ValidationError as exc:
+        problems += exc.problems
     if problems:
         raise ValidationError(problems, source="run configuration")
+    return options
 
 
-def _section_problems(name: str, section: dict[str, Any], cls: Any) -> list[str]:
-    import importlib
+def option_type_problems(name: str, section: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Values of a config ``section`` whose type differs from its default's (numbers, text ...).
 
-    def caught(call: Any) -> list[str]:
-        try:
-            call()
-        except ValidationError as exc:
-            return list(exc.problems)
-        except AggloInputError as exc:
-            return [str(exc).splitlines()[0]]
-        except (TypeError, ValueError) as exc:
-            return [f"[{name}] {exc}"]
-        return []
-
-    if cls is not None:
-        return caught(lambda: cls.from_dict(section))
-    try:
-        module = importlib.import_module(f"agglo.pipeline.{name}")
-    except ImportError:
-        return []
-    defaults = getattr(module, "OPTIONS", None)
-    problems = _type_problems(name, section, defaults) if isinstance(defaults, dict) else []
-    if problems:
-        return problems
-    if name == "metro":
-        keys = ("minutes", "bands", "access_speed_kmh", "cell_m", "method")
-        given = {k: section[k] for k in keys if k in section}
-        problems = metro_option_problems(**given)
-        if problems:
-            return problems
-    check = getattr(module, "stage_options", None)
-    return caught(lambda: check(dict(section))) if callable(check) else []
-
-
-def _type_problems(name: str, section: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    Examples
+    --------
+    >>> option_type_problems("metro", {"minutes": "sixty"}, {"minutes": 60})
+    ["metro.minutes must be a number; got 'sixty'"]
+    """
     problems = []
     for key, value in section.items():
         if key not in defaults or defaults[key] is None or value is None:
@@ -470,13 +428,6 @@ def _type_problems(name: str, section: dict[str, Any], defaults: dict[str, Any])
         if not ok:
             problems.append(f"{name}.{key} must be {kind}; got {value!r}")
     return problems
-
-
-def _subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out += [sub, *_subclasses(sub)]
-    return out
 
 
 def metro_option_problems(

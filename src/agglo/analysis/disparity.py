@@ -392,7 +392,8 @@ class DisparityOptions(Options):
     section = "disparity"
     variables: tuple[str, ...] = option(
         ("composite",),
-        help="Variables to decompose: 'composite', dimension ids (city scores) or indicator ids.",
+        help="Variables to decompose: 'composite', dimension ids (city scores) or indicator ids; "
+        "the first is also drawn as kernel densities.",
     )
     min_group_cities: int = option(
         2,

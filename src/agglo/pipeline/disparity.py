@@ -10,14 +10,15 @@ Options: ``[coordination]`` (:class:`~agglo.analysis.coordination.CoordinationOp
 - tables ``coordination_*`` (city subsystem scores, indicator weights, coupling coordination in
   both forms, obstacle degrees, TOPSIS and its rank correlation), ``disparity_*`` (Dagum and
   Theil by variable and year, kernel-density bandwidths) and ``convergence_*`` (σ, σ trend, β);
-- ``ctx.results["disparity"]``: the three library results and the density values, from which
-  the ``maps`` stage draws one kernel-density chart per agglomeration;
+- result: the three library results and the density values, from which the ``maps`` stage
+  draws one kernel-density chart per agglomeration;
 - summary lines: the Dagum shares of the latest year and the pooled absolute β.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,7 @@ from agglo.analysis.convergence import ConvergenceOptions, convergence
 from agglo.analysis.coordination import CoordinationOptions, coordination
 from agglo.analysis.disparity import DisparityOptions, disparity
 from agglo.errors import MissingDependencyError
-from agglo.pipeline import RunContext
+from agglo.pipeline.core import StageOutput
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +62,29 @@ def analyse(
     return {"coordination": coord, "disparity": disp, "convergence": conv, "values": values}
 
 
-def _weights(ctx: RunContext, adcodes: set[str]) -> Any:
+def disparity_options(
+    coordination: Mapping[str, Any],
+    disparity: Mapping[str, Any],
+    convergence: Mapping[str, Any],
+    autocorr: Mapping[str, Any],
+) -> tuple[CoordinationOptions, DisparityOptions, ConvergenceOptions, str]:
+    """The options of the three analyses and the spatial weights kind (``[autocorr] weights``)."""
+    return (
+        CoordinationOptions.from_dict(coordination),
+        DisparityOptions.from_dict(disparity),
+        ConvergenceOptions.from_dict(convergence),
+        str(autocorr.get("weights", "queen")),
+    )
+
+
+def disparity_stage(
+    config: Any, options: tuple, inputs: Any, panel: pd.DataFrame, index: Any = None
+) -> StageOutput:
+    """Compute the three analyses; their tables and summary lines."""
     from agglo.analysis.autocorr import spatial_weights
 
-    kind = ctx.config.section("autocorr").get("weights", "queen")
-    members = ctx.cities[ctx.cities["adcode"].isin(adcodes)]
-    return spatial_weights(members, kind, islands="nearest")
-
-
-def run(ctx: RunContext) -> None:
-    """Compute the three analyses and record their tables and summary lines."""
-    if ctx.panel is None or ctx.membership is None:
-        log.info("stage disparity skipped: no panel or membership in this run")
-        return
-    opts = (
-        CoordinationOptions.from_dict(ctx.config.section("coordination")),
-        DisparityOptions.from_dict(ctx.config.section("disparity")),
-        ConvergenceOptions.from_dict(ctx.config.section("convergence")),
-    )
-    panel = city_values(ctx.panel, ctx.membership)
-    index = ctx.results.get("index")
+    *opts, kind = options
+    values = city_values(panel, inputs.membership)
     scores = getattr(index, "city_scores", None)
     reference = (
         scores[["adcode", "year", "lag_score"]].rename(columns={"lag_score": "value"})
@@ -88,10 +92,10 @@ def run(ctx: RunContext) -> None:
         else None
     )
     weights = None
-    if opts[2].spatial and ctx.cities is not None:
-        weights = _weights(ctx, set(panel["adcode"]))
-    res = analyse(panel, reference, weights, opts)
-    ctx.results["disparity"] = res
+    if opts[2].spatial and inputs.cities is not None:
+        members = inputs.cities[inputs.cities["adcode"].isin(set(values["adcode"]))]
+        weights = spatial_weights(members, kind, islands="nearest")
+    res = analyse(values, reference, weights, tuple(opts))
     coord, disp, conv = res["coordination"], res["disparity"], res["convergence"]
     renamed = {
         "city_dimension_scores": "coordination_subsystem_scores",
@@ -103,38 +107,36 @@ def run(ctx: RunContext) -> None:
         "topsis_scores": "coordination_topsis",
         "topsis_rank_correlation": "coordination_topsis_rank_correlation",
     }
-    ctx.tables.update({renamed.get(k, k): v for k, v in coord.tables().items()})
-    ctx.tables.update(disp.tables())
+    out = StageOutput(result=res)
+    out.tables.update({renamed.get(k, k): v for k, v in coord.tables().items()})
+    out.tables.update(disp.tables())
     from agglo.outputs.charts_disparity import kde_bandwidths
 
     kde_var = disp.options.variables[0]
     kde_values = res["values"][res["values"]["variable"] == kde_var]
-    ctx.tables["disparity_kde_bandwidths"] = kde_bandwidths(
+    out.tables["disparity_kde_bandwidths"] = kde_bandwidths(
         kde_values, disp.options.kde_bandwidth
     ).assign(variable=kde_var)
     if conv is not None:
-        ctx.tables.update(conv.tables())
+        out.tables.update(conv.tables())
     for note in [*disp.notes, *(conv.notes if conv is not None else [])]:
         log.info("%s", note)
     d = disp.dagum
     latest = d[(d["variable"] == kde_var) & (d["year"] == d["year"].max())]
     if len(latest):
         r = latest.iloc[0]
-        ctx.summary.append(
-            ctx.label(
-                f"Dagum Gini of {kde_var} {int(r['year'])}: G = {r['gini']:.3f} (within "
-                f"{100 * r['within_share']:.0f} %, net between {100 * r['net_between_share']:.0f} "
-                f"%, transvariation {100 * r['transvariation_share']:.0f} %)"
-            )
+        out.summary.append(
+            f"Dagum Gini of {kde_var} {int(r['year'])}: G = {r['gini']:.3f} (within "
+            f"{100 * r['within_share']:.0f} %, net between {100 * r['net_between_share']:.0f} "
+            f"%, transvariation {100 * r['transvariation_share']:.0f} %)"
         )
     if conv is not None and len(conv.beta):
         b = conv.beta[(conv.beta["group"] == "all") & (conv.beta["model"] == "absolute")]
         if len(b):
             r = b.iloc[0]
-            ctx.summary.append(
-                ctx.label(
-                    f"β-convergence of {conv.options.variable} {int(r['start_year'])}-"
-                    f"{int(r['end_year'])} (all cities): β = {r['beta']:.4f} (p {r['p_value']:.3g}),"
-                    f" half-life {r['half_life']:.1f} years"
-                )
+            out.summary.append(
+                f"β-convergence of {conv.options.variable} {int(r['start_year'])}-"
+                f"{int(r['end_year'])} (all cities): β = {r['beta']:.4f} (p {r['p_value']:.3g}),"
+                f" half-life {r['half_life']:.1f} years"
             )
+    return out
