@@ -381,13 +381,17 @@ def check_run_config(config: Any) -> dict[str, Any]:
     agglo.errors.ValidationError: run configuration: 1 problem(s)
       - metro.minutes must be a number; got 'sixty'
     """
+    from agglo.measures.roads import parse_road_source
     from agglo.pipeline import stage_options
 
-    problems = [
-        f"inputs.{key} = {value} does not exist"
-        for key in ("boundaries", "panel", "rasters", "roads", "stations")
-        if (value := getattr(config, key, None)) is not None and not Path(str(value)).exists()
-    ]
+    problems = []
+    for key in ("boundaries", "panel", "rasters", "roads", "stations"):
+        value = getattr(config, key, None)
+        values = value if isinstance(value, list | tuple) else [] if value is None else [value]
+        for v in values:
+            path = parse_road_source(v)[0] if key == "roads" else Path(str(v))
+            if not path.exists():
+                problems.append(f"inputs.{key} = {v} does not exist")
     options: dict[str, Any] = {}
     try:
         options = stage_options(config)
