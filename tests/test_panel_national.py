@@ -345,3 +345,25 @@ def test_adding_nonmember_cities_or_unrelated_columns_never_changes_the_panel(tm
         ).panel
     pd.testing.assert_frame_equal(ref, got)
     assert re.fullmatch(r"\d{6}", got["adcode"].iloc[0])
+
+
+def test_national_synthetic_through_agglo_index_with_a_config_file_only(national, tmp_path):
+    from agglo.cli import main
+
+    path = national[0]
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        f'[inputs]\npanel = "{path.as_posix()}"\nyears = [2010, 2015, 2020]\n\n'
+        '[panel]\non_unknown_city = "drop"\ncolumns = { Remarks = "" }\n',
+        encoding="utf-8",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AggloDataWarning)
+        code = main(
+            ["index", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-sensitivity"]
+        )
+    assert code == 0
+    scores = pd.read_csv(tmp_path / "o" / "index_indicators.csv")
+    assert set(scores["agglomeration_id"]) == {"yrd", "myr", "cy", "qz", "dz"}
+    assert set(scores["indicator"]) == set(ENGLISH)  # the four English headers
+    assert sorted(scores["year"].unique()) == [2010, 2015, 2020]

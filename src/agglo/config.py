@@ -10,6 +10,9 @@ A TOML file mirrors :class:`RunConfig`::
     years = [2010, 2015, 2020]
     agglomerations = ["cy", "qz"]  # core-periphery only these (default: all five)
 
+    [panel]          # options of agglo.PanelOptions (columns, on_unknown_city, years, sheet, ...)
+    on_unknown_city = "drop"
+
     [index]          # options of agglo.IndexConfig
     ddof = 0
 
@@ -35,6 +38,7 @@ from agglo.options import RUN_SEED, did_you_mean
 __all__ = ["SECTIONS", "RunConfig", "load_config", "unknown_option_problems"]
 
 SECTIONS = (
+    "panel",
     "index",
     "pm25",
     "roads",

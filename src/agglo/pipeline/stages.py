@@ -42,7 +42,7 @@ class Inputs:
 def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
     """Boundaries, membership, institutions and the panel (restricted to ``config.years``)."""
     from agglo._validate import check_crs, clean_geometries
-    from agglo.io.panel import DEMO_PANEL, read_panel
+    from agglo.io.panel import DEMO_PANEL, PanelOptions, read_panel
     from agglo.reference.boundaries import (
         load_cities,
         load_counties,
@@ -57,7 +57,7 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
         check_crs(layer, what=f"boundaries {name}")
     membership = load_membership()
     panel_path = Path(config.panel or DEMO_PANEL)
-    read = read_panel(panel_path)
+    read = read_panel(panel_path, PanelOptions.from_dict(config.section("panel")))
     panel = read.panel
     years = [int(y) for y in sorted(panel["year"].unique())]
     if config.years is not None:
