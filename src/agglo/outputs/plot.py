@@ -36,7 +36,7 @@ from pyproj import CRS
 
 from agglo.errors import AggloInputError, CRSError
 from agglo.outputs.fonts import font_family
-from agglo.outputs.styles import LISA_COLOURS, LISA_LABELS, class_labels, classify
+from agglo.outputs.styles import LISA_COLOURS, LISA_LABELS, class_colours, class_labels, classify
 from agglo.outputs.writers import atomic_path
 
 __all__ = [
@@ -334,6 +334,7 @@ def choropleth(
     scheme: str = "fisher_jenks",
     k: int = 5,
     bins: Sequence[float] | None = None,
+    centre: float | None = None,
     cmap: str = "YlGnBu",
     unit: str = "",
     title: str | None = None,
@@ -359,6 +360,9 @@ def choropleth(
     scheme, k, bins
         Classification (see :func:`agglo.outputs.styles.classify`): ``"fisher_jenks"`` (default),
         ``"quantiles"``, ``"equal_interval"``, ...; ``k`` classes.
+    centre
+        For a diverging ``cmap``: a class bound at this value and colours centred on it
+        (:func:`agglo.outputs.styles.class_colours`), e.g. 0 for lag scores.
     cmap
         Matplotlib colormap.
     unit
@@ -391,10 +395,8 @@ def choropleth(
     """
     _check_column(gdf, column)
     values = pd.to_numeric(gdf[column], errors="coerce").to_numpy(dtype=float)
-    lower, upper = classify(values, scheme=scheme, k=k, bins=bins)
-    from agglo.outputs.styles import _ramp
-
-    colours = _ramp(cmap, len(upper))
+    lower, upper = classify(values, scheme=scheme, k=k, bins=bins, centre=centre)
+    colours = class_colours(lower, upper, cmap, centre=centre)
     crs = map_crs(gdf)
     data = gdf.to_crs(crs)
     with _style():
@@ -618,6 +620,7 @@ def small_multiples(
     key: str = "adcode",
     scheme: str = "fisher_jenks",
     k: int = 5,
+    centre: float | None = None,
     cmap: str = "YlGnBu",
     unit: str = "",
     legend_title: str | None = None,
@@ -638,6 +641,8 @@ def small_multiples(
         Polygons with the join ``key`` column.
     values
         Long table with ``key``, ``by`` and ``value`` columns.
+    centre
+        Centre of a diverging ``cmap`` (as in :func:`choropleth`).
     colours, category_labels
         For a categorical ``value`` (e.g. LISA clusters): value -> colour and legend label;
         ``scheme``, ``k`` and ``cmap`` are then ignored. Units absent from a panel are white.
@@ -664,10 +669,8 @@ def small_multiples(
         ramp = list(colours.values())
     else:
         all_values = pd.to_numeric(values[value], errors="coerce").to_numpy(dtype=float)
-        lower, upper = classify(all_values, scheme=scheme, k=k)
-        from agglo.outputs.styles import _ramp
-
-        ramp = _ramp(cmap, len(upper))
+        lower, upper = classify(all_values, scheme=scheme, k=k, centre=centre)
+        ramp = class_colours(lower, upper, cmap, centre=centre)
     crs = map_crs(gdf)
     base = gdf.to_crs(crs)
     n = len(panels)
