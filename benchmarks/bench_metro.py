@@ -66,7 +66,7 @@ def main() -> None:
     print(
         f"agglo travel_times: {t_agglo:.2f} s, {len(tt):,} nodes reached; peak {peak_mb():.0f} MB"
     )
-    from agglo.analysis.metro import _multi_dijkstra, _snap
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
 
     snapped = _snap(g, sources, 15.0, 10.0)
     t0 = time.perf_counter()

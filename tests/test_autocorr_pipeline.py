@@ -139,7 +139,7 @@ def test_stage_options_validated(cities):
     ctx = context(cities, scores_for(cities), weights="hexagon")
     with pytest.raises(AggloInputError, match="weights must be one of queen"):
         stage.run(ctx)
-    with pytest.raises(AggloInputError, match="did you mean permutations"):
+    with pytest.raises(AggloInputError, match=r"did you mean .permutations"):
         stage.stage_options({"permutation": 9})
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from agglo.cli import app, main
 
 
@@ -46,11 +44,6 @@ def test_bad_input_exit_code_2_with_one_line_reason(tmp_path, capsys):
 
 def test_unknown_option_is_a_usage_error():
     assert main(["run", "--no-such-option"]) == 2
-
-
-@pytest.mark.parametrize("flag", ["-q", "-v"])
-def test_verbosity_flags_accepted(flag, capsys):
-    assert main([flag, "data", "info"]) == 0
 
 
 def test_lazy_public_names_resolve_to_functions():

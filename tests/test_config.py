@@ -25,7 +25,7 @@ def test_toml_paths_resolved_relative_to_file(tmp_path):
 def test_unknown_keys_suggest_names(tmp_path):
     p = tmp_path / "a.toml"
     p.write_text('[inputs]\npannel = "x.csv"\n[indx]\n')
-    with pytest.raises(AggloInputError, match=r"did you mean panel\?.*did you mean index"):
+    with pytest.raises(AggloInputError, match=r"(?s)did you mean 'panel'\?.*did you mean 'index'"):
         load_config(p)
 
 

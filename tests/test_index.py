@@ -20,12 +20,12 @@ from agglo.analysis.index import (
     IndexConfig,
     IndexWarning,
     entropy_weights,
-    index_sensitivity,
-    institutions_by_year,
     integration_index,
-    krugman_specialisation,
 )
+from agglo.analysis.institutions import institutions_by_year
+from agglo.analysis.sensitivity import index_sensitivity
 from agglo.errors import AggloInputError, ValidationError
+from agglo.measures.krugman import krugman_specialisation
 
 CITIES = {
     "A": ["100001", "100002", "100003"],

@@ -518,7 +518,9 @@ def test_coverage_is_computed_once_and_reused(some_cities):
 def test_invalid_options_are_refused(band_grid):
     path, _ = band_grid
     g = polys(shapely.box(101, 28, 102, 29))
-    with pytest.raises(AggloInputError, match=r"weights must be one of 'area', 'coverage'.*'mean'"):
+    with pytest.raises(
+        AggloInputError, match=r"weights must be one of area, coverage, centroid; got 'mean'"
+    ):
         zonal_pm25(path, g, weights="mean")
     with pytest.raises(AggloInputError, match="id column 'code' not in the polygons"):
         zonal_pm25(path, g, id_col="code")

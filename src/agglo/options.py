@@ -36,7 +36,10 @@ from typing import Any, ClassVar
 
 from agglo.errors import ValidationError
 
-__all__ = ["OptionSpec", "Options", "choice_problem", "did_you_mean", "option"]
+__all__ = ["RUN_SEED", "OptionSpec", "Options", "choice_problem", "did_you_mean", "option"]
+
+#: seed of every random procedure of a run (permutation tests, restarts); ``[inputs] seed``
+RUN_SEED = 20101115
 
 
 def option(

@@ -40,13 +40,15 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from agglo.analysis.institutions import DEFAULT_LEVEL_WEIGHTS, institutions_by_year
 from agglo.errors import AggloInputError, ValidationError
+from agglo.measures.krugman import krugman_specialisation
 from agglo.reference.registry import DIMENSIONS, INDICATORS, VARIABLES
 
 __all__ = [
@@ -55,10 +57,7 @@ __all__ = [
     "IndexWarning",
     "agglomeration_layer",
     "entropy_weights",
-    "index_sensitivity",
-    "institutions_by_year",
     "integration_index",
-    "krugman_specialisation",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,6 @@ WEIGHT_SCHEMES = ("equal", "entropy")
 RESCALE_METHODS = ("minmax", "max")
 CONSTANT_RULES = ("keep", "drop")
 PARTIAL_RULES = ("include", "exclude")
-DEFAULT_LEVEL_WEIGHTS: dict[str, float] = {"national": 2.0, "provincial": 1.0, "municipal": 0.5}
 
 
 class IndexWarning(UserWarning):
@@ -952,300 +950,6 @@ def integration_index(
     for t in tables:
         t.attrs["config"] = meta
     return IndexResult(*tables, report=report, config=cfg, weights=weights)
-
-
-# ---------------------------------------------------------------------------------------
-# Krugman specialisation
-# ---------------------------------------------------------------------------------------
-
-
-def krugman_specialisation(
-    employment: pd.DataFrame, *, membership: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Krugman specialisation index of each member city (DESIGN.md, seed 004 table 1 note b).
-
-    ``SP_i = Σ_j |s_ij − s̄_ij|`` with ``s_ij`` the share of sector *j* in city *i*'s
-    employment and ``s̄_ij`` the share of sector *j* in the employment of all *other* cities
-    of the same agglomeration (same year). A sector a city does not report counts as 0
-    employment. Ranges from 0 (same structure as the rest) to 2 (disjoint sectors).
-
-    Parameters
-    ----------
-    employment
-        Long table ``adcode, year, sector, employment`` (persons, any consistent unit).
-    membership
-        ``agglomeration_id, adcode`` (default: :func:`agglo.load_membership`).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``adcode, year, indicator ("krugman_index"), value, agglomeration_id`` — rows ready to
-        append to a panel. Cities alone in their agglomeration-year get no row.
-
-    Examples
-    --------
-    >>> emp = pd.DataFrame({"adcode": ["1", "1", "2", "2", "3", "3"], "year": 2020,
-    ...                     "sector": ["a", "b"] * 3, "employment": [10, 0, 0, 10, 5, 5]})
-    >>> m = pd.DataFrame({"agglomeration_id": "g", "adcode": ["1", "2", "3"]})
-    >>> krugman_specialisation(emp, membership=m)["value"].round(3).tolist()
-    [1.5, 1.5, 0.0]
-    """
-    need = ["adcode", "year", "sector", "employment"]
-    miss = [c for c in need if c not in employment.columns]
-    if miss:
-        raise AggloInputError(f"employment lacks column(s) {miss}; expected long table {need}.")
-    if membership is None:
-        from agglo.reference.boundaries import load_membership
-
-        membership = load_membership()
-    e = employment.loc[:, need].copy()
-    e["adcode"] = e["adcode"].astype(str).str.strip().str.zfill(6)
-    e["employment"] = pd.to_numeric(e["employment"], errors="coerce")
-    if (e["employment"] < 0).any():
-        raise AggloInputError("employment: negative sector employment; correct the input.")
-    m = membership[["agglomeration_id", "adcode"]].copy()
-    m["adcode"] = m["adcode"].astype(str).str.strip().str.zfill(6)
-    e = e.merge(m, on="adcode", how="inner")
-    wide = e.pivot_table(
-        index=["agglomeration_id", "year", "adcode"],
-        columns="sector",
-        values="employment",
-        aggfunc="sum",
-        fill_value=0.0,
-    )
-    if wide.empty:
-        return pd.DataFrame(columns=["adcode", "year", "indicator", "value", "agglomeration_id"])
-    city_tot = wide.sum(axis=1)
-    group_sec = wide.groupby(level=["agglomeration_id", "year"]).transform("sum")
-    others = group_sec - wide
-    others_tot = others.sum(axis=1)
-    ok = (city_tot > 0) & (others_tot > 0)
-    s = wide.div(city_tot.where(city_tot > 0), axis=0)
-    sbar = others.div(others_tot.where(others_tot > 0), axis=0)
-    sp = (s - sbar).abs().sum(axis=1).where(ok)
-    out = sp.dropna().rename("value").reset_index()
-    out["indicator"] = "krugman_index"
-    return out[["adcode", "year", "indicator", "value", "agglomeration_id"]].reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------------------
-# institutions
-# ---------------------------------------------------------------------------------------
-
-
-def institutions_by_year(
-    institutions: pd.DataFrame,
-    years: Iterable[int],
-    *,
-    agglomerations: Sequence[str] | None = None,
-    level_weights: Mapping[str, float] | None = None,
-) -> pd.DataFrame:
-    """Plans and coordination mechanisms in force per agglomeration-year (seed 004 tables 2-3).
-
-    A plan or mechanism counts from its year on. ``score`` weights them by level
-    (default national 2, provincial 1, municipal 0.5: national above provincial). It is
-    reported beside the index, never inside it (DESIGN.md).
-
-    Parameters
-    ----------
-    institutions
-        ``agglomeration_id, year, kind (plan/mechanism), level, name_zh`` (e.g.
-        :func:`agglo.load_institutions`).
-    years
-        Years to report.
-    agglomerations
-        Agglomeration ids to report (default: those in ``institutions``).
-    level_weights
-        Level -> weight.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``agglomeration_id, year, n_plans, n_mechanisms, n_national, n_provincial,
-        n_municipal, score, latest_plan, in_force`` (names joined by "; ").
-
-    Examples
-    --------
-    >>> inst = pd.DataFrame({"agglomeration_id": ["a", "a"], "year": [2012, 2016],
-    ...     "kind": ["plan", "mechanism"], "level": ["national", "provincial"],
-    ...     "name_zh": ["P", "M"]})
-    >>> institutions_by_year(inst, [2010, 2015, 2020])["score"].tolist()
-    [0.0, 2.0, 3.0]
-    """
-    weights = dict(DEFAULT_LEVEL_WEIGHTS if level_weights is None else level_weights)
-    years = sorted(int(y) for y in years)
-    inst = (
-        institutions.copy()
-        if len(institutions.columns)
-        else pd.DataFrame(columns=["agglomeration_id", "year", "kind", "level", "name_zh"])
-    )
-    need = ["agglomeration_id", "year", "kind", "level", "name_zh"]
-    miss = [c for c in need if c not in inst.columns]
-    if miss:
-        raise AggloInputError(f"institutions lack column(s) {miss}; expected {need}.")
-    bad_level = sorted(set(inst["level"]) - set(weights))
-    if bad_level:
-        raise AggloInputError(
-            f"institutions: unknown level(s) {bad_level}; expected one of {list(weights)}."
-        )
-    groups = (
-        list(agglomerations)
-        if agglomerations is not None
-        else sorted(inst["agglomeration_id"].unique())
-    )
-    records = sorted(
-        zip(
-            inst["agglomeration_id"],
-            inst["year"].astype(int),
-            inst["kind"],
-            inst["level"],
-            inst["name_zh"].astype(str),
-            strict=True,
-        ),
-        key=lambda r: r[1],
-    )
-    rows = []
-    for g in groups:
-        gi = [r for r in records if r[0] == g]
-        for y in years:
-            f = [r for r in gi if r[1] <= y]
-            plans = [r for r in f if r[2] == "plan"]
-            rows.append(
-                {
-                    "agglomeration_id": g,
-                    "year": y,
-                    "n_plans": len(plans),
-                    "n_mechanisms": sum(r[2] == "mechanism" for r in f),
-                    "n_national": sum(r[3] == "national" for r in f),
-                    "n_provincial": sum(r[3] == "provincial" for r in f),
-                    "n_municipal": sum(r[3] == "municipal" for r in f),
-                    "score": float(sum(weights[r[3]] for r in f)),
-                    "latest_plan": plans[-1][4] if plans else "",
-                    "in_force": "; ".join(r[4] for r in f),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------------------------------
-# sensitivity
-# ---------------------------------------------------------------------------------------
-
-#: alternative settings compared with the base run: name -> (option overrides, description)
-SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
-    "weights_entropy": ({"dimension_weights": "entropy"}, "entropy dimension weights"),
-    "sample_sd": ({"ddof": 1}, "sample standard deviation (ddof=1)"),
-    "k_pool_year": ({"k_pool": "indicator_year"}, "cv extremes pooled per year"),
-    "k_pool_all": ({"k_pool": "all"}, "cv extremes pooled over all indicators"),
-    "level_pool_year": ({"level_pool": "indicator_year"}, "level extremes pooled per year"),
-    "level_floor_0": ({"level_floor": 0.0}, "level normalisation floor 0"),
-    "negative_reverse": ({"negative_rule": "reverse"}, "negative indicators use f⁻ only"),
-    "negative_ignore": ({"negative_rule": "ignore"}, "negative indicators use f⁺"),
-    "no_R": ({"use_R": False}, "no city-count adjustment (R = 1)"),
-    "no_f": ({"use_f": False}, "no level adjustment (f = 1)"),
-}
-
-
-def index_sensitivity(
-    panel: pd.DataFrame,
-    membership: pd.DataFrame,
-    *,
-    config: IndexConfig | Mapping[str, Any] | None = None,
-    scenarios: Sequence[str] | None = None,
-    leave_one_out: bool = True,
-    employment: pd.DataFrame | None = None,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """How the composite ranking changes under alternative choices and without each city.
-
-    Scenarios (:data:`SCENARIOS`): alternative dimension weights (entropy), σ with ddof = 1,
-    other poolings of the extremes, level floor 0, other negative-indicator rules, and no R or
-    f adjustment. Leave-one-city-out removes one member city's panel rows (R keeps the
-    membership counts) and records how much that city moves its agglomeration's score.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``scenario, description, left_out (adcode or ""), agglomeration_id, year, base_score,
-        score, score_change, base_rank, rank, rank_change`` (rank_change > 0 = moves up).
-
-    Examples
-    --------
-    >>> panel = pd.DataFrame({"adcode": [f"{i:06d}" for i in range(6)], "year": 2020,
-    ...     "indicator": "gdp_per_capita", "value": [1.0, 2.0, 3.0, 2.0, 2.0, 2.5]})
-    >>> m = pd.DataFrame({"agglomeration_id": ["a"] * 3 + ["b"] * 3, "adcode": panel["adcode"]})
-    >>> t = index_sensitivity(panel, m, scenarios=["no_R"], leave_one_out=False)
-    >>> t[["agglomeration_id", "rank_change"]].values.tolist()
-    [['b', 0], ['a', 0]]
-    """
-    cfg = config if isinstance(config, IndexConfig) else IndexConfig.from_dict(config)
-    names = list(SCENARIOS) if scenarios is None else list(scenarios)
-    bad = [s for s in names if s not in SCENARIOS]
-    if bad:
-        raise AggloInputError(f"unknown scenario(s) {bad}; choose from {list(SCENARIOS)}.")
-    report: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IndexWarning)
-        prep = _prepare(panel, membership, cfg, report, employment)
-        _, _, base, _ = _core(prep, cfg, report, warn=False)
-    base = base.set_index(["agglomeration_id", "year"])
-    out = []
-
-    def compare(comp: pd.DataFrame, scenario: str, desc: str, left_out: str) -> None:
-        c = comp.set_index(["agglomeration_id", "year"])
-        j = base[["score", "rank"]].merge(
-            c[["score", "rank"]], left_index=True, right_index=True, suffixes=("", "_s")
-        )
-        t = pd.DataFrame(
-            {
-                "scenario": scenario,
-                "description": desc,
-                "left_out": left_out,
-                "base_score": j["score"],
-                "score": j["score_s"],
-                "score_change": j["score_s"] - j["score"],
-                "base_rank": j["rank"].astype(int),
-                "rank": j["rank_s"].astype(int),
-                "rank_change": (j["rank"] - j["rank_s"]).astype(int),
-            }
-        ).reset_index()
-        out.append(t)
-
-    for name in names:
-        overrides, desc = SCENARIOS[name]
-        alt = replace(cfg, **overrides)
-        _, _, comp, _ = _core(prep, alt, [], warn=False)
-        compare(comp, name, desc, "")
-    if leave_one_out:
-        cities = prep.values[["adcode", "agglomeration_id"]].drop_duplicates()
-        it = cities.itertuples(index=False)
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(list(it), desc="leave-one-city-out")
-        for adcode, g in it:
-            sub = replace(prep, values=prep.values[prep.values["adcode"] != adcode])
-            try:
-                _, _, comp, _ = _core(sub, cfg, [], warn=False)
-            except AggloInputError:
-                continue
-            compare(comp, "leave_one_out", f"without city {adcode} ({g})", adcode)
-    cols = [
-        "scenario",
-        "description",
-        "left_out",
-        "agglomeration_id",
-        "year",
-        "base_score",
-        "score",
-        "score_change",
-        "base_rank",
-        "rank",
-        "rank_change",
-    ]
-    res = pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
-    res.attrs["config"] = cfg.to_dict()
-    return res
 
 
 # ---------------------------------------------------------------------------------------

@@ -81,15 +81,23 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"agglo.cli.{_name}").register(app)
 
 
+def one_line(exc: AggloInputError) -> str:
+    """The first problem of an input error, on one line (``--verbose`` shows them all)."""
+    problems = getattr(exc, "problems", None)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"{getattr(exc, 'source', 'input')}: {problems[0]}{more}"
+    return str(exc).splitlines()[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agglo`` console script; returns the exit code."""
     verbose = any(a in ("-v", "--verbose") for a in (argv or sys.argv[1:]))
     try:
         app(args=argv, standalone_mode=False)
     except AggloInputError as exc:
-        msg = str(exc)
-        typer.echo(f"error: {msg if verbose else msg.splitlines()[0]}", err=True)
-        if not verbose and "\n" in msg:
+        typer.echo(f"error: {exc if verbose else one_line(exc)}", err=True)
+        if not verbose and "\n" in str(exc):
             typer.echo("(run with --verbose for every problem)", err=True)
         return 2
     except (typer.Exit, SystemExit) as exc:

@@ -73,9 +73,7 @@ def register(app: typer.Typer) -> None:
             "methods": method,
             "seats_file": str(seats) if seats else None,
         }
-        section.update({k: v for k, v in given.items() if v})
-        if n_perm == 0:
-            section["n_perm"] = 0
+        section.update({k: v for k, v in given.items() if v is not None and v != []})
         opts = stage_options(section)  # refuse bad options before any work
         seed_value = cfg.seed if seed is None else seed
         targets = [out / f"{t}.csv" for t in TABLES.values()] + [out / "core_periphery.gpkg"]

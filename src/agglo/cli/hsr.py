@@ -6,11 +6,15 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli._flags import option_flags, stage_options
+from agglo.measures.hsr import HSROptions
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``hsr`` command to ``app``."""
 
     @app.command("hsr")
+    @option_flags(HSROptions)
     def hsr_cmd(
         stations: Path = typer.Option(
             ...,
@@ -19,39 +23,32 @@ def register(app: typer.Typer) -> None:
             help="Stations table (opened + lon/lat, adcode or city) or a rail-line table "
             "(线路, 现设计时速, 建成年份, 途径站点), CSV in UTF-8 or GBK, or a point/line layer.",
         ),
-        station_to_city: Path | None = typer.Option(
-            None, "--station-to-city", help="JSON station -> city name (rail-line tables)."
-        ),
         years: str = typer.Option("2010,2015,2020", "--years", help="Comma-separated years."),
-        min_speed: float = typer.Option(
-            250, "--min-speed", help="Design speed (km/h) from which a line is high-speed."
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help="TOML run configuration; its [hsr] section is used."
         ),
-        rule: str = typer.Option("speed", "--rule", help="speed, type or either."),
-        encoding: str | None = typer.Option(None, "--encoding", help="CSV encoding (auto)."),
         out: Path = typer.Option(Path("hsr.csv"), "--out", "-o", help="Output CSV."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+        *,
+        given: dict,
     ) -> None:
         """HSR flag (0/1) per city and year, and each city's first opening year."""
+        from agglo.config import load_config
         from agglo.errors import AggloInputError
         from agglo.measures.hsr import hsr_access, read_stations
         from agglo.outputs.writers import check_writable, write_csv
         from agglo.reference.boundaries import load_cities, load_counties
 
+        opts = stage_options(HSROptions, load_config(config).section("hsr"), given)
         check_writable(out, force=force)
         try:
             year_list = [int(y) for y in years.split(",") if y.strip()]
         except ValueError as exc:
             raise AggloInputError(f"--years must be comma-separated years; got {years!r}.") from exc
-        table = read_stations(
-            stations,
-            encoding=encoding,
-            station_to_city=station_to_city,
-            min_speed_kmh=min_speed,
-            rule=rule,
-        )
+        table = read_stations(stations, **opts.to_dict())
         cities = load_cities()
         result = hsr_access(
-            table, cities, year_list, counties=load_counties(), min_speed_kmh=min_speed
+            table, cities, year_list, counties=load_counties(), min_speed_kmh=opts.min_speed_kmh
         )
         result.insert(1, "name_zh", result["adcode"].map(cities.set_index("adcode")["name_zh"]))
         write_csv(result, out, force=force)

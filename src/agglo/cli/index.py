@@ -34,9 +34,9 @@ def register(app: typer.Typer) -> None:
         from agglo.analysis.index import (
             IndexWarning,
             agglomeration_layer,
-            index_sensitivity,
             integration_index,
         )
+        from agglo.analysis.sensitivity import index_sensitivity
         from agglo.config import load_config
         from agglo.io.panel import read_panel
         from agglo.outputs.writers import check_writable, export, write_csv

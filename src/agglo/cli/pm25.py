@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli._flags import option_flags, stage_options
+from agglo.measures.pm25 import PM25Options
+
 
 def _parse_years(text: str | None) -> list[int] | None:
     from agglo.errors import AggloInputError
@@ -53,6 +56,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``pm25`` command to ``app``."""
 
     @app.command("pm25")
+    @option_flags(PM25Options)
     def pm25_cmd(
         rasters: Path = typer.Option(
             ..., "--rasters", "-r", help="ACAG NetCDF/GeoTIFF file, or a folder of yearly files."
@@ -63,45 +67,27 @@ def register(app: typer.Typer) -> None:
         polygons: str = typer.Option(
             "cities", "--polygons", help="cities, counties (bundled) or a polygon file."
         ),
-        layer: str | None = typer.Option(None, "--layer", help="Layer of a --polygons file."),
+        polygons_layer: str | None = typer.Option(
+            None, "--polygons-layer", help="Layer of a --polygons file."
+        ),
         id_col: str = typer.Option("adcode", "--id-col", help="Identifier column of the polygons."),
-        weights: str = typer.Option(
-            "area", "--weights", help="area (coverage x true cell area), coverage, or centroid."
-        ),
-        population: Path | None = typer.Option(
-            None, "--population", help="Population-count raster (file or folder) for pm25_popw."
-        ),
-        variable: str | None = typer.Option(
-            None, "--variable", help="NetCDF variable (default PM25, else the first one)."
-        ),
-        raster_crs: str | None = typer.Option(
-            None, "--raster-crs", help="CRS of rasters whose files have none, e.g. EPSG:4326."
-        ),
-        scheduler: str | None = typer.Option(
-            None,
-            "--scheduler",
-            help="dask.distributed scheduler address (default: local threads).",
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help="TOML run configuration; its [pm25] section is used."
         ),
         out: Path = typer.Option(Path("pm25.csv"), "--out", "-o", help="Output CSV."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+        *,
+        given: dict,
     ) -> None:
         """Mean annual PM2.5 (µg/m³) per polygon and year, weighted by exact cell coverage."""
+        from agglo.config import load_config
         from agglo.measures.pm25 import zonal_pm25
         from agglo.outputs.writers import check_writable, write_csv
 
+        opts = stage_options(PM25Options, load_config(config).section("pm25"), given)
         check_writable(out, force=force)
-        polys = _load_polygons(polygons, layer)
-        df = zonal_pm25(
-            rasters,
-            polys,
-            id_col=id_col,
-            years=_parse_years(years),
-            weights=weights,
-            population=population,
-            variable=variable,
-            raster_crs=raster_crs,
-            scheduler=scheduler,
-        )
+        polys = _load_polygons(polygons, polygons_layer)
+        df = zonal_pm25(rasters, polys, id_col=id_col, years=_parse_years(years), **opts.to_dict())
         if df.attrs.get("synthetic"):
             df = df.assign(data_status="synthetic")
         write_csv(df, out, force=force)

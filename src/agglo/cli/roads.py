@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli._flags import option_flags, stage_options
+from agglo.measures.roads import RoadsOptions
+
 
 def _parse_bbox(text: str | None) -> tuple[float, ...] | None:
     from agglo.errors import AggloInputError
@@ -24,18 +27,11 @@ def _parse_bbox(text: str | None) -> tuple[float, ...] | None:
     return values
 
 
-def _parse_classes(text: str) -> str | list[str]:
-    from agglo.measures.roads import CLASS_PRESETS
-
-    if text in CLASS_PRESETS:
-        return text
-    return [c.strip() for c in text.split(",") if c.strip()]
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``roads`` command to ``app``."""
 
     @app.command("roads")
+    @option_flags(RoadsOptions)
     def roads_cmd(
         roads: Path = typer.Option(
             ..., "--roads", "-r", help="OSM .osm.pbf extract or any line layer (gpkg, shp, ...)."
@@ -43,17 +39,11 @@ def register(app: typer.Typer) -> None:
         polygons: Path | None = typer.Option(
             None, "--polygons", help="Polygon layer (default: the bundled Yangtze-belt cities)."
         ),
-        layer: str | None = typer.Option(None, "--layer", help="Layer of --polygons."),
+        polygons_layer: str | None = typer.Option(
+            None, "--polygons-layer", help="Layer of --polygons."
+        ),
         id_col: str = typer.Option("adcode", "--id-col", help="Identifier column of the polygons."),
-        classes: str = typer.Option(
-            "default",
-            "--classes",
-            help="default (公路: motorway..unclassified), major, all, or comma-separated values.",
-        ),
-        class_col: str = typer.Option(
-            "highway", "--class-col", help="Class column of a line layer (Geofabrik: fclass)."
-        ),
-        mapping: Path | None = typer.Option(
+        mapping_file: Path | None = typer.Option(
             None, "--mapping", help="JSON file: source class value -> OSM highway value."
         ),
         bbox: str | None = typer.Option(
@@ -61,16 +51,31 @@ def register(app: typer.Typer) -> None:
             "--bbox",
             help="min_lon,min_lat,max_lon,max_lat to read (default: the polygons' extent).",
         ),
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help="TOML run configuration; its [roads] section is used."
+        ),
         out: Path = typer.Option(Path("road_density.csv"), "--out", "-o", help="Output CSV."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
+        *,
+        given: dict,
     ) -> None:
         """Road length (geodesic km) and density (km/km², km/100 km²) per polygon."""
+        from agglo.config import load_config
         from agglo.errors import AggloInputError
         from agglo.measures.geodesy import ensure_wgs84
         from agglo.measures.roads import read_roads, road_density
         from agglo.outputs.writers import check_writable, write_csv
         from agglo.reference.boundaries import load_cities
 
+        given = {"roads": dict(given["roads"])}
+        if mapping_file is not None:
+            try:
+                given["roads"]["mapping"] = json.loads(mapping_file.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise AggloInputError(
+                    f"--mapping {mapping_file}: cannot read JSON ({exc})."
+                ) from exc
+        opts = stage_options(RoadsOptions, load_config(config).section("roads"), given)
         check_writable(out, force=force)
         if polygons is None:
             polys = load_cities()
@@ -78,19 +83,12 @@ def register(app: typer.Typer) -> None:
             import pyogrio
 
             try:
-                polys = pyogrio.read_dataframe(polygons, layer=layer)
+                polys = pyogrio.read_dataframe(polygons, layer=polygons_layer)
             except Exception as exc:
                 raise AggloInputError(f"cannot read polygons from {polygons}: {exc}") from exc
         box = _parse_bbox(bbox) or tuple(ensure_wgs84(polys, what="polygons").total_bounds)
-        cls = _parse_classes(classes)
-        mapped = None
-        if mapping is not None:
-            try:
-                mapped = json.loads(Path(mapping).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise AggloInputError(f"--mapping {mapping}: cannot read JSON ({exc}).") from exc
-        lines = read_roads(roads, bbox=box, classes=cls, class_col=class_col, mapping=mapped)
-        result = road_density(lines, polys, id_col=id_col, classes=cls)
+        lines = read_roads(roads, bbox=box, **opts.to_dict())
+        result = road_density(lines, polys, id_col=id_col, classes=opts.classes)
         if "name_zh" in polys.columns:
             result.insert(1, "name_zh", polys["name_zh"].to_numpy())
         write_csv(result, out, force=force)

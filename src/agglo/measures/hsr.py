@@ -26,6 +26,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -35,9 +36,11 @@ import shapely
 
 from agglo.errors import AggloInputError, ValidationError
 from agglo.measures.geodesy import WGS84, ensure_wgs84
+from agglo.options import Options, choice_problem, option
 
 __all__ = [
     "HSR_RULES",
+    "HSROptions",
     "hsr_access",
     "match_city_names",
     "parse_opening_date",
@@ -49,6 +52,36 @@ log = logging.getLogger(__name__)
 
 #: how :func:`read_railways` decides that a line is high-speed
 HSR_RULES = ("speed", "type", "either")
+
+
+@dataclass(frozen=True)
+class HSROptions(Options):
+    """Options of the ``hsr`` stage (``[hsr]`` section, ``agglo hsr`` flags).
+
+    Examples
+    --------
+    >>> HSROptions(rule="either").min_speed_kmh
+    250.0
+    """
+
+    section = "hsr"
+    station_to_city: str | None = option(
+        None, help="JSON file: station -> city name (rail-line tables)."
+    )
+    min_speed_kmh: float = option(
+        250.0,
+        help="Design speed from which a line is high-speed.",
+        unit="km/h",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    rule: str = option(
+        "speed",
+        help="speed (design speed), type (line type 高速) or either.",
+        choices=HSR_RULES,
+    )
+    encoding: str | None = option(None, help="CSV encoding (default: UTF-8, then GB18030).")
+
 
 # column aliases of rail-line tables (first match wins)
 _LINE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -212,8 +245,8 @@ def read_railways(
     >>> r[["station", "opened_year", "is_hsr"]].values.tolist()
     [['合肥', 2012, True], ['淮南东', 2012, True], ['蚌埠南', 2012, True]]
     """
-    if rule not in HSR_RULES:
-        raise AggloInputError(f"rule must be one of {list(HSR_RULES)}; got {rule!r}.")
+    if problem := choice_problem("rule", rule, HSR_RULES):
+        raise AggloInputError(problem)
     path = Path(path)
     if not path.is_file():
         raise AggloInputError(f"railway table {path} does not exist.")

@@ -46,10 +46,12 @@ from pyproj import CRS
 
 from agglo.errors import AggloInputError, CRSError, require
 from agglo.io.rasters import Grid, Layer, Window, discover_layers
+from agglo.options import Options, choice_problem, option
 
 __all__ = [
     "OUTPUT_COLUMNS",
     "WEIGHTS",
+    "PM25Options",
     "PM25Warning",
     "cell_area_km2",
     "coverage_plan",
@@ -62,6 +64,35 @@ log = logging.getLogger(__name__)
 WEIGHTS = ("area", "coverage", "centroid")
 #: columns of :func:`zonal_pm25` after the id column
 OUTPUT_COLUMNS = ("year", "pm25_mean", "pm25_popw", "valid_fraction", "n_cells")
+
+
+@dataclass(frozen=True)
+class PM25Options(Options):
+    """Options of the ``pm25`` stage (``[pm25]`` section, ``agglo pm25`` flags).
+
+    Examples
+    --------
+    >>> PM25Options(weights="coverage").weights
+    'coverage'
+    """
+
+    section = "pm25"
+    weights: str = option(
+        "area",
+        help="Cell weights: area (coverage x true cell area), coverage, or centroid.",
+        choices=WEIGHTS,
+    )
+    population: str | None = option(
+        None, help="Population-count raster (file or folder) for pm25_popw."
+    )
+    variable: str | None = option(None, help="NetCDF variable (default PM25, else the first).")
+    raster_crs: str | None = option(
+        None, help="CRS of rasters whose files have none, e.g. EPSG:4326."
+    )
+    scheduler: str | None = option(
+        None, help="dask.distributed scheduler address (default: local threads)."
+    )
+
 
 # WGS84 ellipsoid
 _A = 6378137.0
@@ -180,7 +211,8 @@ def coverage_plan(
     >>> plan.base.toarray().round(2).tolist()  # two half-covered cells
     [[0.5, 0.5]]
     """
-    _check_choice("weights", weights, WEIGHTS)
+    if problem := choice_problem("weights", weights, WEIGHTS):
+        raise AggloInputError(problem)
     geoms = np.asarray(polygons.values, dtype=object)
     digest = hashlib.sha1()
     for g in geoms:
@@ -493,7 +525,8 @@ def zonal_pm25(
     >>> float(out["pm25_mean"].iloc[0]), int(out["n_cells"].iloc[0])
     (15.0, 6)
     """
-    _check_choice("weights", weights, WEIGHTS)
+    if problem := choice_problem("weights", weights, WEIGHTS):
+        raise AggloInputError(problem)
     sched = _check_scheduler(scheduler)
     if not isinstance(years_per_task, int) or years_per_task < 1:
         raise AggloInputError(f"years_per_task must be a positive integer, got {years_per_task!r}")
@@ -635,13 +668,6 @@ def _check_scheduler(scheduler: Any) -> Any:
     if type(scheduler).__name__ == "Client":
         return scheduler
     raise AggloInputError(f"scheduler: unsupported value {scheduler!r}")
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise AggloInputError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
-        )
 
 
 def _check_polygons(polygons: Any, id_col: str) -> pd.Series:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -45,12 +46,14 @@ from pyproj import Geod
 
 from agglo.errors import AggloInputError, ValidationError, require
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
+from agglo.options import Options, option
 
 __all__ = [
     "CLASS_PRESETS",
     "DEFAULT_CLASSES",
     "MAJOR_CLASSES",
     "ROAD_COLUMNS",
+    "RoadsOptions",
     "read_roads",
     "resolve_classes",
     "road_density",
@@ -81,6 +84,38 @@ CLASS_PRESETS: dict[str, tuple[str, ...] | None] = {
     "major": MAJOR_CLASSES,
     "all": None,
 }
+
+
+@dataclass(frozen=True)
+class RoadsOptions(Options):
+    """Options of the ``roads`` stage (``[roads]`` section, ``agglo roads`` flags).
+
+    Examples
+    --------
+    >>> RoadsOptions(classes=("motorway", "trunk")).classes
+    ('motorway', 'trunk')
+    """
+
+    section = "roads"
+    classes: str | tuple[str, ...] = option(
+        "default",
+        help="Road classes: default (公路: motorway..unclassified), major, all, or a list of "
+        "class values.",
+    )
+    class_col: str = option("highway", help="Class column of a line layer (Geofabrik: fclass).")
+    mapping: Mapping[str, str] | None = option(
+        None, help="Source class value -> OSM highway value.", cli=False
+    )
+    layer: str | None = option(None, help="Layer of the road file (default: the first).")
+
+    def extra_problems(self) -> list[str]:
+        try:
+            resolve_classes(self.classes)
+        except AggloInputError as exc:
+            return [f"roads.{exc}"]
+        return []
+
+
 #: attribute columns :func:`read_roads` always returns (strings as in OSM, or None)
 ROAD_COLUMNS: tuple[str, ...] = ("highway", "maxspeed", "oneway", "name")
 

@@ -99,7 +99,7 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     >>> stage_options({"weight": "knn"})
     Traceback (most recent call last):
     ...
-    agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean weights?)
+    agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean 'weights'?)
     """
     problems = unknown_option_problems(section, OPTIONS)
     opts = {**OPTIONS, **section}

@@ -89,7 +89,7 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     >>> stage_options({"n_perms": 9})
     Traceback (most recent call last):
     ...
-    agglo.errors.AggloInputError: [coreperiphery] 'n_perms' is not an option (did you mean n_perm?)
+    agglo.errors.AggloInputError: [coreperiphery] 'n_perms' is not an option (did you mean 'n_perm'?)
     """
     problems = unknown_option_problems(section, OPTIONS)
     opts = {**OPTIONS, **section}

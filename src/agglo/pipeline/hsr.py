@@ -12,33 +12,25 @@ import logging
 from pathlib import Path
 
 from agglo.errors import AggloInputError
-from agglo.pipeline import RunContext, check_options
+from agglo.measures.hsr import HSROptions
+from agglo.pipeline import RunContext
 
 log = logging.getLogger(__name__)
-
-OPTIONS = ("station_to_city", "min_speed_kmh", "rule", "encoding")
 
 
 def run(ctx: RunContext) -> None:
     """Compute the HSR flag for ``ctx.cities`` and ``ctx.years`` and put it into the panel."""
     from agglo.measures.hsr import hsr_access, read_stations
 
-    opts = ctx.config.section("hsr")
-    check_options("hsr", opts, OPTIONS)
+    opts = HSROptions.from_dict(ctx.config.section("hsr"))
     if ctx.config.stations is None:
         log.info("no stations input configured: the panel's hsr values are kept; stage hsr skipped")
         return
     path = Path(ctx.config.stations)
     if not path.exists():
         raise AggloInputError(f"[inputs] stations = {path} does not exist.")
-    min_speed = float(opts.get("min_speed_kmh", 250))
-    table = read_stations(
-        path,
-        encoding=opts.get("encoding"),
-        station_to_city=opts.get("station_to_city"),
-        min_speed_kmh=min_speed,
-        rule=opts.get("rule", "speed"),
-    )
+    min_speed = opts.min_speed_kmh
+    table = read_stations(path, **opts.to_dict())
     result = hsr_access(
         table, ctx.cities, ctx.years, counties=ctx.counties, min_speed_kmh=min_speed
     )

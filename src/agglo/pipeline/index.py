@@ -22,9 +22,9 @@ from agglo.analysis.index import (
     IndexResult,
     IndexWarning,
     agglomeration_layer,
-    index_sensitivity,
     integration_index,
 )
+from agglo.analysis.sensitivity import index_sensitivity
 from agglo.errors import AggloInputError
 from agglo.pipeline import RunContext
 from agglo.reference.boundaries import AGGLOMERATIONS

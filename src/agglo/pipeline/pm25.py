@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from agglo.pipeline import RunContext, check_options
+from agglo.measures.pm25 import PM25Options
+from agglo.pipeline import RunContext
 from agglo.reference.paths import data_path
 
 log = logging.getLogger(__name__)
-
-_OPTIONS = {"weights", "population", "variable", "raster_crs", "scheduler"}
 
 
 def run(ctx: RunContext) -> None:
@@ -23,8 +22,7 @@ def run(ctx: RunContext) -> None:
     from agglo.io.rasters import NETCDF_SUFFIXES, TIFF_SUFFIXES, discover_layers
     from agglo.measures.pm25 import zonal_pm25
 
-    opts = ctx.config.section("pm25")
-    check_options("pm25", opts, sorted(_OPTIONS))
+    opts = PM25Options.from_dict(ctx.config.section("pm25"))
     source = Path(ctx.config.rasters) if ctx.config.rasters is not None else data_path("rasters")
     if not source.exists() or (
         source.is_dir()
@@ -35,7 +33,7 @@ def run(ctx: RunContext) -> None:
     if ctx.cities is None or not ctx.years:
         log.info("stage pm25: no cities or years; skipped")
         return
-    available = {layer.year for layer in discover_layers(source, variable=opts.get("variable"))}
+    available = {layer.year for layer in discover_layers(source, variable=opts.variable)}
     years = [y for y in ctx.years if y in available]
     missing = sorted(set(ctx.years) - available)
     if missing:
@@ -50,11 +48,7 @@ def run(ctx: RunContext) -> None:
         ctx.cities,
         id_col="adcode",
         years=years,
-        weights=opts.get("weights", "area"),
-        population=opts.get("population"),
-        variable=opts.get("variable"),
-        raster_crs=opts.get("raster_crs"),
-        scheduler=opts.get("scheduler"),
+        **opts.to_dict(),
     )
     synthetic = bool(df.attrs.get("synthetic"))
     files = [s.split("#")[0] for s in df.attrs.get("source", "").split(", ") if s]

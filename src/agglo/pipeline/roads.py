@@ -11,36 +11,25 @@ from __future__ import annotations
 
 import logging
 
-from agglo.pipeline import RunContext, check_options, road_network
+from agglo.measures.roads import RoadsOptions
+from agglo.pipeline import RunContext, road_network
 
 log = logging.getLogger(__name__)
-
-OPTIONS = ("classes", "class_col", "mapping", "layer")
 
 
 def run(ctx: RunContext) -> None:
     """Compute road density for ``ctx.cities`` and put it into the panel for every year."""
-    from agglo.measures.roads import DEFAULT_CLASSES, read_roads, road_density
+    from agglo.measures.roads import read_roads, road_density
 
-    opts = ctx.config.section("roads")
-    check_options("roads", opts, OPTIONS)
+    opts = RoadsOptions.from_dict(ctx.config.section("roads"))
     found = road_network(ctx, "roads")
     if found is None:
         return
     path, synthetic = found
-    classes = opts.get("classes", DEFAULT_CLASSES)
-    class_col = opts.get("class_col", "highway")
     cities = ctx.cities
     bbox = tuple(float(v) for v in cities.to_crs(4326).total_bounds)
-    lines = read_roads(
-        path,
-        bbox=bbox,
-        classes=classes,
-        class_col=class_col,
-        mapping=opts.get("mapping"),
-        layer=opts.get("layer"),
-    )
-    result = road_density(lines, cities, id_col="adcode", classes=classes)
+    lines = read_roads(path, bbox=bbox, **opts.to_dict())
+    result = road_density(lines, cities, id_col="adcode", classes=opts.classes)
     status = "SYNTHETIC" if synthetic else "real"
     if synthetic:
         ctx.synthetic.add(path.name)

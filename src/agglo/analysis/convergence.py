@@ -1,0 +1,421 @@
+"""σ- and β-convergence of city values, per agglomeration and pooled.
+
+**σ-convergence**: the dispersion of the values across the cities of a group falls over the
+years. Reported per group and year: CV (population σ / μ), σ of ln y, CV of ln y and Gini;
+``sigma_trend`` compares the first and the last year.
+
+**β-convergence** (Barro and Sala-i-Martin 1992) on one cross-section from ``t0`` to ``T``
+(τ = T − t0 years): annual growth ``g_i = ln(y_iT / y_it0) / τ`` regressed on the initial level,
+
+- absolute: ``g = α + β ln y_0 + ε`` (OLS);
+- conditional: ``+ Σ γ_k x_k0`` (the ``controls`` at t0) and, for the pooled group, one dummy
+  per agglomeration (``group_effects``);
+- spatial lag: ``g = ρ W g + α + β ln y_0 + ε``; spatial error: ``g = α + β ln y_0 + u``,
+  ``u = λ W u + ε`` (maximum likelihood, spreg ``ML_Lag`` / ``ML_Error``) on the run's
+  weights restricted to the group's cities and row-standardised again.
+
+β < 0 means convergence; its speed is ``θ = −ln(1 + τ β) / τ`` (per year) and the half-life
+``ln 2 / θ`` (years). Standard errors are spreg's (OLS: classical with n − k degrees of
+freedom; ML: from the information matrix), p-values two-sided (t for OLS, z for ML).
+The regressions need spreg: ``pip install "agglo[convergence]"``.
+
+Examples
+--------
+>>> r = beta_speed(-0.02, 10)
+>>> round(r[0], 5), round(r[1], 2)
+(0.02231, 31.06)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agglo.analysis.disparity import _check_table, gini
+from agglo.errors import AggloDataWarning, AggloInputError, require
+from agglo.options import Options, option
+
+__all__ = ["ConvergenceOptions", "ConvergenceResult", "beta_speed", "convergence"]
+
+POOLED = "all"
+BETA_COLUMNS = [
+    "group",
+    "model",
+    "n_cities",
+    "start_year",
+    "end_year",
+    "alpha",
+    "beta",
+    "se",
+    "stat",
+    "p_value",
+    "spatial_coef",
+    "spatial_se",
+    "r2",
+    "speed",
+    "half_life",
+    "converging",
+]
+
+
+@dataclass(frozen=True)
+class ConvergenceOptions(Options):
+    """Options of σ- and β-convergence."""
+
+    section = "convergence"
+    variable: str = option(
+        "composite", help="Variable whose convergence is tested (a city score or indicator id)."
+    )
+    start_year: int | None = option(None, help="Initial year t0 (default: the first year).")
+    end_year: int | None = option(None, help="Final year T (default: the last year).")
+    controls: tuple[str, ...] = option(
+        (), help="Variables at t0 added in conditional β-convergence."
+    )
+    group_effects: bool = option(
+        True, help="Conditional β of the pooled cities includes one dummy per agglomeration."
+    )
+    spatial: bool = option(True, help="Fit spatial lag and spatial error β models (spreg).")
+    min_cities: int = option(5, help="Fewest cities for a group's β regression.", minimum=3)
+    min_cities_spatial: int = option(
+        20, help="Fewest cities for a group's spatial β models.", minimum=5
+    )
+
+    def extra_problems(self) -> list[str]:
+        s, e = self.start_year, self.end_year
+        if s is not None and e is not None and e <= s:
+            return [f"convergence.end_year must be after start_year; got {s} -> {e}"]
+        return []
+
+
+@dataclass(frozen=True)
+class ConvergenceResult:
+    """σ and β convergence tables.
+
+    Attributes
+    ----------
+    sigma
+        ``group, year, n_cities, mean, cv, sd_log, cv_log, gini`` (group ``all`` = pooled).
+    sigma_trend
+        ``group, first_year, last_year`` and the change of ``cv`` and ``sd_log``;
+        ``converging`` when σ of ln y fell.
+    beta
+        ``group, model, n_cities, start_year, end_year, alpha, beta, se, stat, p_value,
+        spatial_coef, spatial_se, r2, speed, half_life, converging`` (``r2``: R² for OLS,
+        pseudo-R² for the ML models).
+    notes
+        Models not fitted and why.
+    """
+
+    sigma: pd.DataFrame
+    sigma_trend: pd.DataFrame
+    beta: pd.DataFrame
+    notes: list[str]
+    options: ConvergenceOptions
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Output tables by file name."""
+        return {
+            "convergence_sigma": self.sigma,
+            "convergence_sigma_trend": self.sigma_trend,
+            "convergence_beta": self.beta,
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """Options and notes."""
+        return {"options": self.options.to_dict(), "notes": list(self.notes)}
+
+
+def beta_speed(beta: float, span_years: float) -> tuple[float, float]:
+    """Convergence speed θ = −ln(1 + τβ)/τ (per year) and half-life ln 2/θ (years).
+
+    NaN when β ≥ 0 (no convergence) or 1 + τβ ≤ 0 (undefined).
+
+    Examples
+    --------
+    >>> beta_speed(0.01, 10)
+    (nan, nan)
+    """
+    arg = 1.0 + span_years * beta
+    if not beta < 0 or not arg > 0:
+        return float("nan"), float("nan")
+    theta = -math.log(arg) / span_years
+    return theta, math.log(2.0) / theta
+
+
+def _wide(values: pd.DataFrame, variable: str, year: int) -> pd.Series:
+    v = values[(values["variable"] == variable) & (values["year"] == year)]
+    return v.set_index("adcode")["value"]
+
+
+def _sigma(v: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    groups = [(POOLED, v), *v.groupby("agglomeration_id", sort=True)]
+    for grp, gdf in groups:
+        for year, cell in gdf.groupby("year", sort=True):
+            y = cell["value"].to_numpy(float)
+            pos = (y > 0).all()
+            ly = np.log(y) if pos else None
+            rows.append(
+                {
+                    "group": grp,
+                    "year": int(year),
+                    "n_cities": y.size,
+                    "mean": y.mean(),
+                    "cv": y.std() / y.mean() if y.mean() > 0 else np.nan,
+                    "sd_log": ly.std() if pos else np.nan,
+                    "cv_log": ly.std() / abs(ly.mean()) if pos and ly.mean() != 0 else np.nan,
+                    "gini": gini(y) if (y >= 0).all() and y.sum() > 0 else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _trend(sig: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for grp, g in sig.groupby("group", sort=False):
+        g = g.sort_values("year")
+        if len(g) < 2:
+            continue
+        a, b = g.iloc[0], g.iloc[-1]
+        rows.append(
+            {
+                "group": grp,
+                "first_year": int(a["year"]),
+                "last_year": int(b["year"]),
+                "cv_first": a["cv"],
+                "cv_last": b["cv"],
+                "cv_change": b["cv"] - a["cv"],
+                "sd_log_first": a["sd_log"],
+                "sd_log_last": b["sd_log"],
+                "sd_log_change": b["sd_log"] - a["sd_log"],
+                "converging": bool(b["sd_log"] < a["sd_log"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _graph(weights: Any) -> Any:
+    from libpysal.graph import Graph
+    from libpysal.weights import W
+
+    if isinstance(weights, Graph):
+        return weights
+    if isinstance(weights, W):
+        return Graph.from_W(weights)
+    raise AggloInputError(
+        f"weights must be a libpysal Graph or W keyed by adcode; got {type(weights).__name__}."
+    )
+
+
+def _row(grp: str, model: str, n: int, span: tuple[int, int], **kw: Any) -> dict[str, Any]:
+    t0, t1 = span
+    speed, half = beta_speed(kw["beta"], t1 - t0)
+    return {
+        "group": grp,
+        "model": model,
+        "n_cities": n,
+        "start_year": t0,
+        "end_year": t1,
+        "alpha": kw["alpha"],
+        "beta": kw["beta"],
+        "se": kw["se"],
+        "stat": kw["stat"],
+        "p_value": kw["p"],
+        "spatial_coef": kw.get("spatial_coef", np.nan),
+        "spatial_se": kw.get("spatial_se", np.nan),
+        "r2": kw["r2"],
+        "speed": speed,
+        "half_life": half,
+        "converging": bool(kw["beta"] < 0 and kw["p"] < 0.05),
+    }
+
+
+def _spreg() -> Any:
+    return require("spreg", "convergence", "β-convergence regressions")
+
+
+def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
+    spreg = _spreg()
+
+    m = spreg.OLS(y.reshape(-1, 1), x, name_x=names, nonspat_diag=True)
+    se = np.asarray(m.std_err).ravel()
+    t, p = zip(*m.t_stat, strict=True)
+    b = np.asarray(m.betas).ravel()
+    return {"alpha": b[0], "beta": b[1], "se": se[1], "stat": t[1], "p": p[1], "r2": m.r2}
+
+
+def _spatial(model: str, y: np.ndarray, x: np.ndarray, w: Any) -> dict[str, Any]:
+    spreg = _spreg()
+
+    # spreg 1.9 prints the model class name from its summary code; keep stdout clean
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.filterwarnings("ignore", "Method 'bounded' does not support", RuntimeWarning)
+        if model == "spatial_lag":
+            m = spreg.ML_Lag(y.reshape(-1, 1), x, w, method="full", spat_impacts=None)
+        else:
+            m = spreg.ML_Error(y.reshape(-1, 1), x, w, method="full")
+    b = np.asarray(m.betas).ravel()
+    se = np.asarray(m.std_err).ravel()
+    z, p = zip(*m.z_stat, strict=True)
+    return {
+        "alpha": b[0],
+        "beta": b[1],
+        "se": se[1],
+        "stat": z[1],
+        "p": p[1],
+        "spatial_coef": b[-1],
+        "spatial_se": se[-1],
+        "r2": m.pr2,
+    }
+
+
+def convergence(
+    values: pd.DataFrame,
+    weights: Any | None = None,
+    options: ConvergenceOptions | None = None,
+) -> ConvergenceResult:
+    """σ- and β-convergence of a city variable, per agglomeration and pooled (``all``).
+
+    Parameters
+    ----------
+    values
+        Tidy ``adcode, agglomeration_id, year, variable, value`` (the ``options.variable`` and
+        the ``controls``). β needs positive values of ``variable`` at t0 and T.
+    weights
+        libpysal ``Graph`` or ``W`` keyed by adcode (the run's spatial weights); needed for
+        the spatial models (``None`` skips them with a note).
+    options
+        :class:`ConvergenceOptions`.
+
+    Returns
+    -------
+    ConvergenceResult
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"adcode": [f"{i}" for i in range(6)] * 2,
+    ...                   "agglomeration_id": "x", "year": [2010] * 6 + [2020] * 6,
+    ...                   "variable": "composite",
+    ...                   "value": [1, 2, 3, 4, 5, 6, 2.0, 3.0, 3.9, 4.7, 5.6, 6.3]})
+    >>> r = convergence(t, options=ConvergenceOptions(spatial=False))
+    >>> bool(r.beta.loc[0, "beta"] < 0), bool(r.sigma_trend.loc[0, "converging"])
+    (True, True)
+    """
+    options = options or ConvergenceOptions()
+    v = _check_table(values, ["adcode", "agglomeration_id", "year", "variable", "value"])
+    var = options.variable
+    missing = [x for x in (var, *options.controls) if x not in set(v["variable"])]
+    if missing:
+        raise AggloInputError(
+            f"convergence: variable(s) {missing} not in the values table; available: "
+            f"{sorted(set(v['variable']))}."
+        )
+    notes: list[str] = []
+    main = v[v["variable"] == var]
+    nan = main["value"].isna()
+    if nan.any():
+        msg = f"convergence: {int(nan.sum())} missing {var} value(s) left out: " + ", ".join(
+            f"{r.adcode}/{r.year}" for r in main[nan].head(10).itertuples()
+        )
+        warnings.warn(msg, AggloDataWarning, stacklevel=2)
+        notes.append(msg)
+        main = main[~nan]
+    years = sorted(main["year"].unique())
+    t0 = options.start_year if options.start_year is not None else years[0]
+    t1 = options.end_year if options.end_year is not None else years[-1]
+    if t0 not in years or t1 not in years or t1 <= t0:
+        raise AggloInputError(
+            f"convergence: start/end years {t0}/{t1} must be two of the data's years {years}."
+        )
+    sigma = _sigma(main[main["year"].between(t0, t1)])
+    trend = _trend(sigma)
+
+    y0, y1 = _wide(main, var, t0), _wide(main, var, t1)
+    cs = pd.DataFrame({"y0": y0, "y1": y1}).dropna()
+    groups_of = main.drop_duplicates("adcode").set_index("adcode")["agglomeration_id"]
+    cs["agglomeration_id"] = groups_of.reindex(cs.index)
+    for c in options.controls:
+        cs[c] = _wide(v, c, t0).reindex(cs.index)
+    bad = cs[(cs["y0"] <= 0) | (cs["y1"] <= 0)]
+    if len(bad):
+        msg = (
+            f"convergence: {len(bad)} city(ies) with non-positive {var} left out of β: "
+            + ", ".join(bad.index[:10])
+        )
+        warnings.warn(msg, AggloDataWarning, stacklevel=2)
+        notes.append(msg)
+        cs = cs.drop(bad.index)
+    lack = cs[list(options.controls)].isna().any(axis=1) if options.controls else None
+    if lack is not None and lack.any():
+        msg = f"convergence: {int(lack.sum())} city(ies) lack a control at {t0}; left out of β"
+        warnings.warn(msg, AggloDataWarning, stacklevel=2)
+        notes.append(msg)
+        cs = cs[~lack]
+    tau = t1 - t0
+    cs["growth"] = np.log(cs["y1"] / cs["y0"]) / tau
+    cs["log_y0"] = np.log(cs["y0"])
+    cs = cs.sort_index()
+
+    graph = _graph(weights) if weights is not None else None
+    if graph is None and options.spatial:
+        notes.append("convergence: no spatial weights given; spatial β models skipped")
+    rows = []
+    for grp, gdf in [(POOLED, cs), *cs.groupby("agglomeration_id", sort=True)]:
+        n = len(gdf)
+        if n < options.min_cities:
+            notes.append(f"convergence {grp}: {n} cities < min_cities {options.min_cities}; no β")
+            continue
+        y = gdf["growth"].to_numpy(float)
+        x_abs = gdf[["log_y0"]].to_numpy(float)
+        rows.append(_row(grp, "absolute", n, (t0, t1), **_ols(y, x_abs, ["log_y0"])))
+        cond = gdf[["log_y0", *options.controls]]
+        if grp == POOLED and options.group_effects and gdf["agglomeration_id"].nunique() > 1:
+            dummies = pd.get_dummies(gdf["agglomeration_id"], drop_first=True, dtype=float)
+            cond = pd.concat([cond, dummies], axis=1)
+        if cond.shape[1] > 1 and n > cond.shape[1] + 1:
+            rows.append(
+                _row(grp, "conditional", n, (t0, t1), **_ols(y, cond.to_numpy(float), list(cond)))
+            )
+        if graph is None or not options.spatial:
+            continue
+        if n < options.min_cities_spatial:
+            notes.append(
+                f"convergence {grp}: {n} cities < min_cities_spatial "
+                f"{options.min_cities_spatial}; no spatial β"
+            )
+            continue
+        ids = [i for i in gdf.index if i in set(graph.unique_ids)]
+        if len(ids) < n:
+            notes.append(f"convergence {grp}: {n - len(ids)} city(ies) not in the weights")
+            gdf = gdf.loc[ids]
+        sub = graph.subgraph(ids)
+        if len(sub.isolates):
+            notes.append(
+                f"convergence {grp}: spatial β skipped, cities without a neighbour in the "
+                f"group: {', '.join(map(str, sub.isolates[:10]))}"
+            )
+            continue
+        w = sub.transform("r").to_W()
+        order = list(w.id_order)
+        gdf = gdf.loc[order]
+        for model in ("spatial_lag", "spatial_error"):
+            fit = _spatial(model, gdf["growth"].to_numpy(float), gdf[["log_y0"]].to_numpy(float), w)
+            rows.append(_row(grp, model, len(gdf), (t0, t1), **fit))
+    beta = pd.DataFrame(rows, columns=BETA_COLUMNS)
+    if beta.empty:
+        msg = (
+            f"convergence: no group has {options.min_cities} cities with {var} at {t0} and "
+            f"{t1}; only σ-convergence is reported"
+        )
+        warnings.warn(msg, AggloDataWarning, stacklevel=2)
+        notes.append(msg)
+    return ConvergenceResult(
+        sigma=sigma, sigma_trend=trend, beta=beta, notes=notes, options=options
+    )

@@ -1,0 +1,450 @@
+"""Metropolitan areas: one-hour commute catchments of core cities and their member counties
+(:func:`metro_areas`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+
+from agglo.analysis.metro.catchment import (
+    Catchment,
+    _check_method,
+    _network_polygon,
+    commute_catchment,
+)
+from agglo.analysis.metro.friction import _friction_group
+from agglo.analysis.metro.graph import _GEOD, RoadGraph
+from agglo.analysis.metro.routing import DEFAULT_ACCESS_SPEED_KMH, _check_minutes, _check_speed
+from agglo.errors import AggloInputError
+from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2
+
+log = logging.getLogger(__name__)
+
+#: default core cities (adcode) of the five agglomerations
+DEFAULT_CORES: dict[str, tuple[str, ...]] = {
+    "yrd": ("310100", "320100", "330100", "340100"),
+    "myr": ("420100", "430100", "360100"),
+    "cy": ("510100", "500000"),
+    "qz": ("520100",),
+    "dz": ("530100",),
+}
+
+
+def seats(
+    cities: gpd.GeoDataFrame, counties: gpd.GeoDataFrame
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Seat points of cities and counties (an approximation from the boundaries alone).
+
+    County seat = the county's representative point (inside it). City seat = the seat of the
+    city's first district (区) by adcode -- conventionally its core, e.g. Chengdu 锦江区, Deyang
+    旌阳区 -- except in Chongqing, a province-level municipality, where it is the smallest district
+    (渝中区); without districts the first county-level unit, without counties the city's
+    representative point. Pass real seat points to :func:`metro_areas` where known.
+
+    Returns
+    -------
+    (city_seats, county_seats)
+        GeoDataFrames in EPSG:4326 on the inputs' index, with ``adcode``, ``name_zh``; city
+        seats carry ``seat_county`` (adcode), county seats ``city_adcode``.
+
+    Examples
+    --------
+    >>> import agglo
+    >>> cs, ks = seats(agglo.load_cities(), agglo.load_counties())
+    >>> str(cs.set_index("adcode").loc["510100", "seat_county"])  # Chengdu -> 锦江区
+    '510104'
+    """
+    cities = ensure_wgs84(cities, what="cities")
+    counties = ensure_wgs84(counties, what="counties")
+    kseats = gpd.GeoDataFrame(
+        counties[["adcode", "name_zh", "city_adcode"]].copy(),
+        geometry=counties.geometry.representative_point(),
+        crs=WGS84,
+    )
+    area = geodesic_area_km2(counties)
+    is_district = counties["name_zh"].astype(str).str.endswith("区")
+    city = counties["city_adcode"].astype(str)
+    municipality = city.str.endswith("0000")
+    order = pd.DataFrame(
+        {
+            "city": city,
+            "nd": ~is_district,
+            # lowest district adcode (the traditional first/core district), except in the
+            # province-level municipalities whose districts span the whole province: smallest
+            "key": np.where(municipality, area, counties["adcode"].astype(str).astype(float)),
+            "adcode": counties["adcode"],
+        }
+    ).sort_values(["city", "nd", "key"])
+    first = order.drop_duplicates("city").set_index("city")["adcode"]
+    geom_by_county = kseats.set_index("adcode").geometry
+    pts, seat_cty = [], []
+    for adcode, geom in zip(cities["adcode"], cities.geometry, strict=True):
+        if adcode in first.index:
+            seat_cty.append(first[adcode])
+            pts.append(geom_by_county[first[adcode]])
+        else:
+            seat_cty.append(None)
+            pts.append(geom.representative_point())
+    cseats = gpd.GeoDataFrame(
+        {"adcode": cities["adcode"], "name_zh": cities["name_zh"], "seat_county": seat_cty},
+        geometry=pts,
+        index=cities.index,
+        crs=WGS84,
+    )
+    return cseats, kseats
+
+
+def resolve_cores(cities: pd.DataFrame, cores: Iterable[str] | None) -> list[str]:
+    """Core city adcodes from adcodes or Chinese names (``"成都"`` or ``"成都市"``).
+
+    ``None`` gives :data:`DEFAULT_CORES` (the core cities of the five agglomerations) that
+    are present in ``cities``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> c = pd.DataFrame({"adcode": ["510100", "500000"], "name_zh": ["成都市", "重庆市"]})
+    >>> resolve_cores(c, ["成都", "500000"])
+    ['510100', '500000']
+    """
+    ad = cities["adcode"].astype(str)
+    if cores is None:
+        wanted = [a for group in DEFAULT_CORES.values() for a in group]
+        return [a for a in wanted if a in set(ad)]
+    by_name = {}
+    for a, nm in zip(ad, cities["name_zh"].astype(str), strict=True):
+        by_name[nm] = a
+        by_name[re.sub(r"(市|地区|自治州)$", "", nm)] = a
+    out, bad = [], []
+    for c in cores:
+        c = str(c).strip()
+        if c in set(ad):
+            out.append(c)
+        elif c in by_name:
+            out.append(by_name[c])
+        else:
+            bad.append(c)
+    if bad:
+        raise AggloInputError(
+            f"unknown core city/cities {bad}: give 6-digit adcodes or Chinese names of the "
+            f"cities layer (e.g. 510100 or 成都)."
+        )
+    if not out:
+        raise AggloInputError("no core cities given.")
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class MetroResult:
+    """Result of :func:`metro_areas`.
+
+    Attributes
+    ----------
+    areas
+        One row per core (EPSG:4326): ``core_adcode``, ``core_name``, ``minutes``,
+        ``access_speed_kmh``, ``method``, ``area_km2``, ``n_member_counties``,
+        ``population_inside`` (when population is given), geometry (the catchment).
+    members
+        Counties with their seat reachable within the limit or any area inside, per core:
+        ``core_adcode``, ``core_name``, ``adcode``, ``name_zh``, ``city_adcode``,
+        ``seat_minutes`` (NaN = not reached), ``member`` (seat reached), ``area_share``
+        (0-1 of the county's geodesic area inside), ``area_inside_km2``, and with population
+        ``population_inside`` (uniform density within the county assumed).
+    cities
+        The same per city: ``adcode``, ``name_zh``, ``seat_minutes``, ``area_share``, ...
+    isochrones
+        Bands (e.g. 0-15, 15-30, ... minutes) per core: ``core_adcode``, ``band_min``,
+        ``band_max``, ``area_km2``, geometry.
+    nodes
+        Travel time to every reached node, per core (``group`` = core adcode).
+    """
+
+    areas: gpd.GeoDataFrame
+    members: pd.DataFrame
+    cities: pd.DataFrame
+    isochrones: gpd.GeoDataFrame
+    nodes: gpd.GeoDataFrame
+
+
+def _seat_minutes(
+    graph: RoadGraph,
+    dist: np.ndarray,
+    seat_lon: np.ndarray,
+    seat_lat: np.ndarray,
+    access_mpm: float,
+    k: int = 8,
+) -> np.ndarray:
+    """Minutes to each seat: best of its ``k`` nearest nodes plus the off-network leg."""
+    idx, d = graph.nearest_nodes(seat_lon, seat_lat, k=k)
+    t = dist[idx] + d / access_mpm
+    return np.min(t, axis=1)
+
+
+def _shares(units: gpd.GeoDataFrame, geom: shapely.Geometry, pop_col: str | None) -> pd.DataFrame:
+    """Share of each unit's area inside ``geom``: areas in a Lambert azimuthal equal-area
+    projection centred on ``geom`` (equal-area, so ratios and km² are exact up to vertex
+    densification)."""
+    inter = np.zeros(len(units))
+    share = np.zeros(len(units))
+    if not geom.is_empty:
+        hit = units.sindex.query(geom, predicate="intersects")
+        if len(hit):
+            c = geom.centroid
+            laea = CRS.from_proj4(
+                f"+proj=laea +lat_0={c.y:.6f} +lon_0={c.x:.6f} +datum=WGS84 +units=m +no_defs"
+            )
+            sub = gpd.GeoSeries(units.geometry.to_numpy()[hit], crs=WGS84).to_crs(laea)
+            g = gpd.GeoSeries([geom], crs=WGS84).to_crs(laea).iloc[0]
+            a_unit = sub.area.to_numpy()
+            a_in = shapely.area(shapely.intersection(sub.to_numpy(), g))
+            inter[hit] = a_in / 1e6
+            share[hit] = np.where(
+                a_unit > 0, np.minimum(a_in / np.where(a_unit > 0, a_unit, 1), 1), 0
+            )
+    out = pd.DataFrame({"area_share": share, "area_inside_km2": inter}, index=units.index)
+    if pop_col is not None:
+        out["population_inside"] = share * units[pop_col].to_numpy(dtype=float)
+    return out
+
+
+def metro_areas(
+    cities: gpd.GeoDataFrame,
+    counties: gpd.GeoDataFrame,
+    graph: RoadGraph,
+    cores: Iterable[str] | None = None,
+    *,
+    minutes: float = 60,
+    access_speed_kmh: float = DEFAULT_ACCESS_SPEED_KMH,
+    method: str = "network",
+    bands: Sequence[float] = (15, 30, 45, 60),
+    population: str | None = "population",
+    city_seats: gpd.GeoDataFrame | None = None,
+    county_seats: gpd.GeoDataFrame | None = None,
+    max_access_km: float = 10.0,
+    cell_m: float = 500.0,
+    progress: bool = False,
+) -> MetroResult:
+    """Metropolitan areas: one-hour commute catchments of core cities and their members.
+
+    Parameters
+    ----------
+    cities, counties
+        Boundaries (:func:`agglo.load_cities`, :func:`agglo.load_counties`); counties need
+        ``adcode``, ``name_zh``, ``city_adcode``.
+    graph
+        Road graph (:func:`road_graph`).
+    cores
+        Core cities as adcodes or Chinese names; default :data:`DEFAULT_CORES`.
+    minutes
+        Commute limit, minutes.
+    access_speed_kmh, method, max_access_km, cell_m
+        As in :func:`commute_catchment`.
+    bands
+        Isochrone band limits in minutes (each ≤ ``minutes``); ``()`` for none.
+    population
+        Column of population in ``cities``/``counties``; used when present (shares of
+        population inside assume uniform density within each unit).
+    city_seats, county_seats
+        Seat points with ``adcode`` (default: :func:`seats`).
+    progress
+        Progress bar over cores.
+
+    Returns
+    -------
+    MetroResult
+
+    Examples
+    --------
+    >>> import agglo
+    >>> g = agglo.road_graph("data/roads/demo_roads_synthetic.gpkg")  # doctest: +SKIP
+    >>> res = agglo.metro_areas(agglo.load_cities(), agglo.load_counties(), g, ["成都"])  # doctest: +SKIP
+    >>> res.members.query("member")[["name_zh", "seat_minutes"]]  # doctest: +SKIP
+    """
+    minutes = _check_minutes(minutes)
+    access_speed_kmh = _check_speed(access_speed_kmh)
+    method = _check_method(method)
+    bands = sorted(float(b) for b in bands)
+    if any(b <= 0 or b > minutes for b in bands):
+        raise AggloInputError(f"bands must lie in (0, minutes={minutes}], got {bands}.")
+    for name, df, cols in (
+        ("cities", cities, ("adcode", "name_zh")),
+        ("counties", counties, ("adcode", "name_zh", "city_adcode")),
+    ):
+        miss = [c for c in cols if c not in df.columns]
+        if miss:
+            raise AggloInputError(f"{name} lacks column(s) {miss}; use agglo.load_{name}().")
+    cities = ensure_wgs84(cities, what="cities")
+    counties = ensure_wgs84(counties, what="counties")
+    core_ids = resolve_cores(cities, cores)
+    cs, ks = seats(cities, counties)
+    if city_seats is not None:
+        cs = ensure_wgs84(city_seats, what="city_seats")
+    if county_seats is not None:
+        ks = ensure_wgs84(county_seats, what="county_seats")
+    cs_by = cs.set_index(cs["adcode"].astype(str))
+    src = cs_by.loc[core_ids]
+    name_of = dict(zip(cities["adcode"].astype(str), cities["name_zh"], strict=True))
+    cat = commute_catchment(
+        graph,
+        gpd.GeoDataFrame(geometry=src.geometry.to_numpy(), crs=WGS84),
+        minutes=minutes,
+        access_speed_kmh=access_speed_kmh,
+        groups=core_ids,
+        method=method,
+        max_access_km=max_access_km,
+        cell_m=cell_m,
+        progress=progress,
+    )
+    access_mpm = access_speed_kmh * 1000 / 60
+    kpop = population if population and population in counties.columns else None
+    cpop = population if population and population in cities.columns else None
+    area_rows, member_frames, city_frames, band_rows = [], [], [], []
+    for k, core in enumerate(core_ids):
+        geom = cat.polygons.geometry.iloc[k]
+        nodes_k = cat.nodes[cat.nodes["group"] == core]
+        dist = np.full(graph.n_nodes, np.inf)
+        dist[nodes_k["node"].to_numpy()] = nodes_k["minutes"].to_numpy()
+        core_pt = src.geometry.iloc[k]
+
+        def seat_time(pts: gpd.GeoSeries, dist=dist, core_pt=core_pt) -> np.ndarray:
+            lon, lat = pts.x.to_numpy(), pts.y.to_numpy()
+            t = _seat_minutes(graph, dist, lon, lat, access_mpm)
+            _, _, d = _GEOD.inv(
+                np.full(len(lon), core_pt.x), np.full(len(lon), core_pt.y), lon, lat
+            )
+            t = np.minimum(t, np.asarray(d) / access_mpm)
+            return np.where(t <= minutes, t, np.nan)
+
+        kt = pd.Series(seat_time(ks.geometry), index=ks["adcode"].astype(str).to_numpy())
+        ksh = _shares(counties, geom, kpop)
+        kdf = pd.DataFrame(
+            {
+                "core_adcode": core,
+                "core_name": name_of.get(core),
+                "adcode": counties["adcode"].astype(str).to_numpy(),
+                "name_zh": counties["name_zh"].to_numpy(),
+                "city_adcode": counties["city_adcode"].astype(str).to_numpy(),
+            }
+        )
+        kdf["seat_minutes"] = kt.reindex(kdf["adcode"]).to_numpy()
+        kdf["member"] = kdf["seat_minutes"].notna()
+        for c in ksh.columns:
+            kdf[c] = ksh[c].to_numpy()
+        kdf = kdf[kdf["member"] | (kdf["area_share"] > 0)]
+        member_frames.append(
+            kdf.sort_values(["seat_minutes", "area_share"], ascending=[True, False])
+        )
+        ct = pd.Series(seat_time(cs.geometry), index=cs["adcode"].astype(str).to_numpy())
+        csh = _shares(cities, geom, cpop)
+        cdf = pd.DataFrame(
+            {
+                "core_adcode": core,
+                "core_name": name_of.get(core),
+                "adcode": cities["adcode"].astype(str).to_numpy(),
+                "name_zh": cities["name_zh"].to_numpy(),
+            }
+        )
+        cdf["seat_minutes"] = ct.reindex(cdf["adcode"]).to_numpy()
+        for c in csh.columns:
+            cdf[c] = csh[c].to_numpy()
+        cdf = cdf[cdf["seat_minutes"].notna() | (cdf["area_share"] > 0)]
+        city_frames.append(cdf.sort_values("area_share", ascending=False))
+        row = {
+            "core_adcode": core,
+            "core_name": name_of.get(core),
+            "minutes": minutes,
+            "access_speed_kmh": access_speed_kmh,
+            "method": method,
+            "area_km2": float(cat.polygons["area_km2"].iloc[k]),
+            "n_member_counties": int(kdf["member"].sum()),
+        }
+        if kpop:
+            row["population_inside"] = float(kdf["population_inside"].sum())
+        area_rows.append({**row, "geometry": geom})
+    areas = gpd.GeoDataFrame(area_rows, geometry="geometry", crs=WGS84)
+    # isochrone bands: catchments at each band limit from the same travel times
+    if bands:
+        band_polys = _band_catchments(
+            graph, cat, core_ids, src, bands, access_speed_kmh, method, max_access_km, cell_m
+        )
+        lo = 0.0
+        prev: dict[str, shapely.Geometry] = {}
+        for b in bands:
+            for core in core_ids:
+                g_b = band_polys[(core, b)]
+                ring = shapely.difference(g_b, prev[core]) if core in prev else g_b
+                prev[core] = g_b
+                band_rows.append(
+                    {
+                        "core_adcode": core,
+                        "core_name": name_of.get(core),
+                        "band_min": lo,
+                        "band_max": b,
+                        "geometry": ring,
+                    }
+                )
+            lo = b
+    iso = gpd.GeoDataFrame(
+        band_rows,
+        columns=["core_adcode", "core_name", "band_min", "band_max", "geometry"],
+        geometry="geometry",
+        crs=WGS84,
+    )
+    iso.insert(4, "area_km2", geodesic_area_km2(iso).to_numpy() if len(iso) else [])
+    return MetroResult(
+        areas=areas,
+        members=pd.concat(member_frames, ignore_index=True),
+        cities=pd.concat(city_frames, ignore_index=True),
+        isochrones=iso,
+        nodes=cat.nodes,
+    )
+
+
+def _band_catchments(
+    graph: RoadGraph,
+    cat: Catchment,
+    core_ids: list[str],
+    src: gpd.GeoDataFrame,
+    bands: list[float],
+    access_speed_kmh: float,
+    method: str,
+    max_access_km: float,
+    cell_m: float,
+) -> dict[tuple[str, float], shapely.Geometry]:
+    """Catchment of each core at each band limit (network: from the same travel times)."""
+    out: dict[tuple[str, float], shapely.Geometry] = {}
+    top = float(cat.polygons["minutes"].iloc[0]) if len(cat.polygons) else 0.0
+    access_mpm = access_speed_kmh * 1000 / 60
+    for k, core in enumerate(core_ids):
+        nodes = cat.nodes[cat.nodes["group"] == core]
+        dist = np.full(graph.n_nodes, np.inf)
+        dist[nodes["node"].to_numpy()] = nodes["minutes"].to_numpy()
+        pt = src.geometry.iloc[k]
+        for b in bands:
+            if b == top:
+                out[(core, b)] = cat.polygons.geometry.iloc[k]
+            elif method == "network":
+                # travel times do not depend on the cut-off: only nodes within b count
+                out[(core, b)] = _network_polygon(
+                    graph,
+                    np.where(dist <= b, dist, np.inf),
+                    b,
+                    access_mpm,
+                    np.array([pt.x]),
+                    np.array([pt.y]),
+                    8,
+                )
+            else:
+                out[(core, b)], _ = _friction_group(
+                    graph, np.array([pt.x]), np.array([pt.y]), b, access_speed_kmh, cell_m
+                )
+    return out

@@ -1,0 +1,357 @@
+"""Road graph: OSM speeds (:func:`parse_maxspeed`, :data:`DEFAULT_SPEEDS_KMH`) and the routable
+:class:`RoadGraph` built by :func:`road_graph`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import shapely
+from pyproj import CRS, Geod, Transformer
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from agglo.errors import AggloInputError
+from agglo.measures.geodesy import WGS84, ensure_wgs84
+
+log = logging.getLogger(__name__)
+
+_GEOD = Geod(ellps="WGS84")
+
+#: default speed by OSM ``highway`` class, km/h (urban-China free-flow averages, rounded;
+#: used when ``maxspeed`` is missing or invalid). Override with ``road_graph(speeds=...)``.
+DEFAULT_SPEEDS_KMH: dict[str, float] = {
+    "motorway": 100.0,
+    "motorway_link": 50.0,
+    "trunk": 80.0,
+    "trunk_link": 40.0,
+    "primary": 60.0,
+    "primary_link": 35.0,
+    "secondary": 50.0,
+    "secondary_link": 30.0,
+    "tertiary": 40.0,
+    "tertiary_link": 25.0,
+    "unclassified": 30.0,
+    "road": 30.0,
+    "residential": 25.0,
+    "living_street": 10.0,
+    "service": 15.0,
+}
+_MPH = 1.609344
+_KNOT = 1.852
+_NUM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mph|knots?|km/h|kmh|kph)?\s*$", re.IGNORECASE)
+_ONEWAY_FWD = {"yes", "true", "1"}
+_ONEWAY_REV = {"-1", "reverse"}
+
+
+# --------------------------------------------------------------------------- speeds
+
+
+def parse_maxspeed(value: Any) -> float:
+    """Parse an OSM ``maxspeed`` value to km/h; NaN when missing or invalid.
+
+    Rules: a number is km/h; ``"mph"`` and ``"knots"`` units are converted; several values
+    separated by ``;`` (per lane or time) give the **lowest** (conservative: a catchment must
+    not claim what cannot be reached); zone codes (``"CN:urban"``), ``"none"``, ``"walk"``,
+    ``"signals"`` and values outside (0, 200] km/h are invalid, so the class speed is used.
+
+    Examples
+    --------
+    >>> parse_maxspeed("60"), parse_maxspeed("50;60"), round(parse_maxspeed("60 mph"), 2)
+    (60.0, 50.0, 96.56)
+    >>> import math; math.isnan(parse_maxspeed("CN:urban")), math.isnan(parse_maxspeed(None))
+    (True, True)
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return math.nan
+    if isinstance(value, int | float):
+        v = float(value)
+        return v if 0 < v <= 200 else math.nan
+    out = []
+    for part in str(value).split(";"):
+        m = _NUM.match(part)
+        if not m:
+            return math.nan
+        v = float(m.group(1))
+        unit = (m.group(2) or "").lower()
+        if unit == "mph":
+            v *= _MPH
+        elif unit.startswith("knot"):
+            v *= _KNOT
+        if not 0 < v <= 200:
+            return math.nan
+        out.append(v)
+    return min(out) if out else math.nan
+
+
+# --------------------------------------------------------------------------- graph
+
+
+@dataclass
+class RoadGraph:
+    """A routable directed road graph (build with :func:`road_graph`).
+
+    Attributes
+    ----------
+    csr
+        ``scipy.sparse.csr_array`` (n x n): entry (u, v) = minutes to drive u -> v.
+    lon, lat
+        Node coordinates, degrees (EPSG:4326), the first input vertex of each snapped node.
+    length_m, speed_kmh
+        Geodesic length (m) and speed (km/h) of each edge, aligned with ``csr.data``.
+    component
+        Weakly connected component label of each node (0 = largest).
+    report
+        Build facts: nodes, edges, components, largest component share, dropped classes,
+        number of edges whose speed came from ``maxspeed``.
+    """
+
+    csr: sp.csr_array
+    lon: np.ndarray
+    lat: np.ndarray
+    length_m: np.ndarray
+    speed_kmh: np.ndarray
+    component: np.ndarray
+    report: dict[str, Any] = field(default_factory=dict)
+    _tree: Any = field(default=None, repr=False)
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes."""
+        return int(self.csr.shape[0])
+
+    @property
+    def n_edges(self) -> int:
+        """Number of directed edges."""
+        return int(self.csr.nnz)
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Directed edges as arrays ``(u, v, minutes)`` aligned with ``csr.data``."""
+        u = np.repeat(np.arange(self.n_nodes), np.diff(self.csr.indptr))
+        return u, self.csr.indices.astype(np.int64), self.csr.data
+
+    def nearest_nodes(
+        self, lon: np.ndarray, lat: np.ndarray, k: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest ``k`` nodes of each point and their geodesic distance in metres."""
+        if self._tree is None:
+            self._tree = cKDTree(_unit_xyz(self.lon, self.lat))
+        k = min(k, self.n_nodes)
+        _, idx = self._tree.query(_unit_xyz(np.asarray(lon), np.asarray(lat)), k=k)
+        idx = np.asarray(idx).reshape(len(lon), k)
+        _, _, d = _GEOD.inv(
+            np.repeat(lon, k), np.repeat(lat, k), self.lon[idx.ravel()], self.lat[idx.ravel()]
+        )
+        return idx, np.asarray(d).reshape(len(lon), k)
+
+    def nodes(self) -> gpd.GeoDataFrame:
+        """All nodes as points (EPSG:4326) with ``node`` and ``component``."""
+        return gpd.GeoDataFrame(
+            {"node": np.arange(self.n_nodes), "component": self.component},
+            geometry=gpd.points_from_xy(self.lon, self.lat),
+            crs=WGS84,
+        )
+
+
+def _unit_xyz(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    lo, la = np.radians(lon), np.radians(lat)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def _aeqd(lon: float, lat: float) -> CRS:
+    return CRS.from_proj4(
+        f"+proj=aeqd +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs"
+    )
+
+
+def _read_lines(path: Path, **kwargs: Any) -> gpd.GeoDataFrame:
+    if not path.exists():
+        raise AggloInputError(f"road file {path} not found; give an OSM .osm.pbf or a line layer.")
+    try:
+        from agglo.measures.roads import read_roads
+    except ImportError:  # pragma: no cover - roads stage not installed
+        if path.name.endswith((".pbf", ".osm")):
+            raise AggloInputError(
+                f"reading OSM extracts needs agglo.measures.roads.read_roads, which is unavailable: {path}"
+            ) from None
+        import pyogrio
+
+        return pyogrio.read_dataframe(path)
+    return read_roads(path, classes=kwargs.get("classes", "all"))
+
+
+def road_graph(
+    roads: gpd.GeoDataFrame | str | Path,
+    *,
+    speeds: Mapping[str, float] | None = None,
+    maxspeed: bool = True,
+    oneway: bool = True,
+    class_col: str = "highway",
+    snap_m: float = 1.0,
+) -> RoadGraph:
+    """Build a routable graph from a road line layer or an OSM extract.
+
+    Parameters
+    ----------
+    roads
+        Lines (any CRS) with a ``class_col`` column and optional ``maxspeed`` and ``oneway``
+        columns (OSM tag values), or a path read by :func:`agglo.measures.roads.read_roads`
+        (``.osm.pbf`` or any OGR line layer).
+    speeds
+        Class -> km/h, merged over :data:`DEFAULT_SPEEDS_KMH`. Lines of classes with no speed
+        are dropped (reported in ``graph.report["dropped_classes"]``).
+    maxspeed
+        Use a valid ``maxspeed`` tag in preference to the class speed.
+    oneway
+        Respect ``oneway`` tags (``yes/true/1`` = digitised direction only, ``-1/reverse`` =
+        against it; anything else, e.g. ``reversible``, = both ways).
+    class_col
+        Road class column.
+    snap_m
+        Vertices closer than about this (same cell of a ``snap_m`` grid in an azimuthal
+        equidistant projection centred on the data) become one node, metres.
+
+    Returns
+    -------
+    RoadGraph
+        Edge weights in minutes. Disconnected fragments are reported in ``graph.report`` and the
+        log, and labelled in ``graph.component`` (0 = largest).
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> roads = gpd.GeoDataFrame(
+    ...     {"highway": ["residential", "motorway"], "maxspeed": [None, "60 mph"],
+    ...      "oneway": ["no", "yes"]},
+    ...     geometry=[shapely.LineString([(0, 0), (0.01, 0)]),
+    ...               shapely.LineString([(0.01, 0), (0.02, 0)])], crs=4326)
+    >>> g = road_graph(roads)
+    >>> g.n_nodes, g.n_edges, sorted(g.speed_kmh.round(1).tolist())
+    (3, 3, [25.0, 25.0, 96.6])
+    """
+    if isinstance(roads, str | Path):
+        roads = _read_lines(Path(roads))
+    if not isinstance(roads, gpd.GeoDataFrame):
+        raise AggloInputError(
+            f"roads must be a GeoDataFrame or a file path, got {type(roads).__name__}."
+        )
+    if not (snap_m > 0 and math.isfinite(snap_m)):
+        raise AggloInputError(f"snap_m must be a positive number of metres, got {snap_m!r}.")
+    if class_col not in roads.columns:
+        raise AggloInputError(
+            f"road layer has no {class_col!r} column (columns: {list(roads.columns)}); "
+            "pass class_col= or map your classes to OSM highway values first."
+        )
+    table = {**DEFAULT_SPEEDS_KMH, **dict(speeds or {})}
+    bad = {k: v for k, v in table.items() if not (isinstance(v, int | float) and 0 < v <= 300)}
+    if bad:
+        raise AggloInputError(f"speeds must be km/h in (0, 300]; invalid: {bad}.")
+    roads = ensure_wgs84(roads, what="roads")
+    geom = roads.geometry.to_numpy()
+    types = shapely.get_type_id(geom)
+    keep = np.isin(types, [1, 2, 5]) & ~shapely.is_empty(geom)
+    cls = roads[class_col].astype("string").fillna("")
+    class_speed = cls.map(table).to_numpy(dtype=float)
+    dropped = cls[keep & np.isnan(class_speed)].value_counts()
+    keep &= ~np.isnan(class_speed)
+    if not keep.any():
+        raise AggloInputError(
+            f"no drivable road lines: classes found {sorted(cls.unique())[:10]}, "
+            f"speeds known for {sorted(table)}. Pass speeds={{class: km/h}}."
+        )
+    speed = class_speed.copy()
+    n_tag = 0
+    if maxspeed and "maxspeed" in roads.columns:
+        ms = roads["maxspeed"]
+        uniq = pd.unique(ms.dropna())
+        parsed = ms.map({u: parse_maxspeed(u) for u in uniq}).to_numpy(dtype=float)
+        use = keep & np.isfinite(parsed)
+        speed[use] = parsed[use]
+        n_tag = int(use.sum())
+    direction = np.zeros(len(roads), dtype=np.int8)  # 0 both, 1 forward, -1 backward
+    if oneway and "oneway" in roads.columns:
+        ow = roads["oneway"].astype("string").str.strip().str.lower()
+        direction[ow.isin(_ONEWAY_FWD).to_numpy(dtype=bool)] = 1
+        direction[ow.isin(_ONEWAY_REV).to_numpy(dtype=bool)] = -1
+
+    rows = np.flatnonzero(keep)
+    parts, owner = shapely.get_parts(geom[rows], return_index=True)
+    owner = rows[owner]
+    coords, part_idx = shapely.get_coordinates(parts, return_index=True)
+    if len(coords) < 2:
+        raise AggloInputError("road layer has no line with two vertices.")
+    lon, lat = coords[:, 0], coords[:, 1]
+    c_lon = float((lon.min() + lon.max()) / 2)
+    c_lat = float((lat.min() + lat.max()) / 2)
+    x, y = Transformer.from_crs(WGS84, _aeqd(c_lon, c_lat), always_xy=True).transform(lon, lat)
+    keys = np.column_stack([np.round(x / snap_m), np.round(y / snap_m)]).astype(np.int64)
+    _, first, node_of = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    node_of = node_of.ravel()
+    n = len(first)
+    same = part_idx[1:] == part_idx[:-1]
+    a, b = np.flatnonzero(same), np.flatnonzero(same) + 1
+    u, v = node_of[a], node_of[b]
+    ok = u != v
+    a, b, u, v = a[ok], b[ok], u[ok], v[ok]
+    _, _, dist = _GEOD.inv(lon[a], lat[a], lon[b], lat[b])
+    seg_owner = owner[part_idx[a]]
+    seg_speed = speed[seg_owner]
+    seg_dir = direction[seg_owner]
+    fwd, bwd = seg_dir >= 0, seg_dir <= 0
+    eu = np.concatenate([u[fwd], v[bwd]])
+    ev = np.concatenate([v[fwd], u[bwd]])
+    elen = np.concatenate([dist[fwd], dist[bwd]])
+    espd = np.concatenate([seg_speed[fwd], seg_speed[bwd]])
+    emin = elen * 0.06 / espd
+    # parallel edges: keep the fastest
+    order = np.lexsort((emin, ev, eu))
+    eu, ev, elen, espd, emin = eu[order], ev[order], elen[order], espd[order], emin[order]
+    first_uv = np.ones(len(eu), dtype=bool)
+    first_uv[1:] = (eu[1:] != eu[:-1]) | (ev[1:] != ev[:-1])
+    eu, ev, elen, espd, emin = (arr[first_uv] for arr in (eu, ev, elen, espd, emin))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(eu, minlength=n))])
+    csr = sp.csr_array((emin, ev.astype(np.int32), indptr), shape=(n, n))
+    ncomp, labels = connected_components(csr, directed=True, connection="weak")
+    sizes = np.bincount(labels)
+    rank = np.empty_like(sizes)
+    rank[np.argsort(-sizes, kind="stable")] = np.arange(len(sizes))
+    comp = rank[labels]
+    report = {
+        "nodes": n,
+        "edges": len(eu),
+        "lines": len(rows),
+        "components": int(ncomp),
+        "largest_component_share": float(sizes.max() / n),
+        "dropped_classes": {str(k): int(c) for k, c in dropped.items()},
+        "lines_with_valid_maxspeed": n_tag,
+        "snap_m": snap_m,
+    }
+    if ncomp > 1:
+        log.warning(
+            "road graph has %d disconnected fragments; the largest holds %.1f%% of %d nodes "
+            "(graph.component labels them, 0 = largest)",
+            ncomp,
+            100 * sizes.max() / n,
+            n,
+        )
+    if len(dropped):
+        log.info("dropped road lines of classes without a speed: %s", report["dropped_classes"])
+    return RoadGraph(
+        csr=csr,
+        lon=lon[first],
+        lat=lat[first],
+        length_m=elen,
+        speed_kmh=espd,
+        component=comp,
+        report=report,
+    )
