@@ -15,7 +15,7 @@ import pandas as pd
 
 from agglo.errors import AggloInputError
 from agglo.outputs.report import write_report
-from agglo.pipeline import RunContext
+from agglo.pipeline.core import RunOutputs
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def report_options(section: dict[str, Any]) -> dict[str, Any]:
     return {**OPTIONS, **section}
 
 
-def highlights(ctx: RunContext) -> dict[str, pd.DataFrame]:
+def highlights(ctx: RunOutputs) -> dict[str, pd.DataFrame]:
     """Small summary tables shown first in their report sections."""
     out: dict[str, pd.DataFrame] = {}
     res = ctx.results.get("index")
@@ -73,14 +73,14 @@ def _agglomeration_names(ids: pd.Series) -> pd.Series:
     return ids.map(lambda g: " ".join(AGGLOMERATIONS.get(g, (g, ""))).strip())
 
 
-def _city_names(ctx: RunContext) -> pd.Series:
+def _city_names(ctx: RunOutputs) -> pd.Series:
     cities = ctx.layers.get("cities", ctx.cities)
     if cities is None or "name_zh" not in cities:
         return pd.Series(dtype=object)
     return pd.Series(cities["name_zh"].to_numpy(), index=cities["adcode"].astype(str))
 
 
-def key_results(ctx: RunContext, *, lagging: int = 3) -> dict[str, pd.DataFrame]:
+def key_results(ctx: RunOutputs, *, lagging: int = 3) -> dict[str, pd.DataFrame]:
     """The tables a reader needs first: ranking, lagging cities, Moran's I, cores, metro areas.
 
     Every value is already formatted (names instead of codes, numbers rounded to what they
@@ -182,7 +182,7 @@ def key_results(ctx: RunContext, *, lagging: int = 3) -> dict[str, pd.DataFrame]
     return out
 
 
-def _with_city_names(ctx: RunContext, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def _with_city_names(ctx: RunOutputs, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Tables keyed by ``adcode`` get the city's Chinese name beside it (for the report only)."""
     names = _city_names(ctx)
     if names.empty:
@@ -197,7 +197,7 @@ def _with_city_names(ctx: RunContext, tables: dict[str, pd.DataFrame]) -> dict[s
     return out
 
 
-def run(ctx: RunContext) -> None:
+def run(ctx: RunOutputs) -> None:
     """Write ``report.html`` from everything on the context."""
     opts = report_options(ctx.config.section("report"))
     captions = ctx.results.get("maps", {}).get("captions", {})
