@@ -101,8 +101,17 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     ...
     agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean 'weights'?)
     """
+    from agglo._validate import option_type_problems
+
     problems = unknown_option_problems(section, OPTIONS)
+    problems += option_type_problems("autocorr", section, OPTIONS)
     opts = {**OPTIONS, **section}
+    if isinstance(opts["k"], int) and opts["k"] < 1:
+        problems.append(f"k must be at least 1 (neighbours per unit); got {opts['k']}")
+    if isinstance(opts["permutations"], int) and opts["permutations"] < 0:
+        problems.append(f"permutations must be 0 or more; got {opts['permutations']}")
+    if isinstance(opts["alpha"], float | int) and not 0 < opts["alpha"] < 1:
+        problems.append(f"alpha must be between 0 and 1; got {opts['alpha']}")
     for key, allowed in (
         ("weights", WEIGHT_KINDS),
         ("correction", CORRECTIONS),
