@@ -196,3 +196,19 @@ def test_a_live_process_temp_is_not_removed(tmp_path):
     stale.write_text("")
     assert clean_stale_temps(tmp_path) == [f"removed the stale temporary {stale.name}"]
     assert mine.exists() and not stale.exists()
+
+
+def test_agglo_run_writes_its_folder_as_a_unit(tmp_path):
+    from agglo.config import RunConfig
+    from agglo.pipeline import run
+
+    out = tmp_path / "out"
+    outputs = run(RunConfig(), out, stages=("inputs", "write"))
+    manifest = read_manifest(out)
+    assert manifest["status"] == "complete" and manifest["end"] >= manifest["start"]
+    assert {"agglo.gpkg", "shp/cities.shp"} <= {f["path"] for f in manifest["files"]}
+    assert outputs.out_dir == out and leftovers(tmp_path) == []
+    (out / "extra.txt").write_text("x")
+    # a folder with a run.json is agglo's: --force replaces it whole (nothing stale survives)
+    run(RunConfig(), out, force=True, stages=("inputs", "write"))
+    assert not (out / "extra.txt").exists() and read_manifest(out)["status"] == "complete"
