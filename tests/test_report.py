@@ -267,3 +267,52 @@ def test_browser_check_detects_a_broken_page(tmp_path):
     dom = _browse(exe, bad.as_uri(), tmp_path, "--dump-dom")
     assert 'data-broken-images="1"' in dom.stdout
     assert any(":CONSOLE" in line and "boom" in line for line in dom.stderr.splitlines())
+
+
+def test_key_results_by_hand():
+    from types import SimpleNamespace
+
+    from agglo.pipeline.report import key_results
+
+    comp = pd.DataFrame(
+        {
+            "agglomeration_id": ["yrd", "cy", "yrd", "cy"],
+            "year": [2010, 2010, 2020, 2020],
+            "score": [10.0, 12.0, 15.0, 11.0],
+            "rank": [2, 1, 1, 2],
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "adcode": ["1", "2", "3", "4"],
+            "agglomeration_id": ["cy", "cy", "cy", "yrd"],
+            "year": [2020] * 4,
+            "lag_score": [-0.3, 0.1, -0.1, 0.2],
+        }
+    )
+    coreness = pd.DataFrame(
+        {
+            "agglomeration_id": ["cy"] * 2,
+            "year": [2020] * 2,
+            "name_zh": ["成都市", "成都市"],  # one row per method
+            "core": [True, True],
+        }
+    )
+    structure = pd.DataFrame(
+        {"agglomeration_id": ["cy"], "year": [2020], "structure_type": ["gradient"]}
+    )
+    cities = pd.DataFrame({"adcode": ["1", "2", "3", "4"], "name_zh": ["甲", "乙", "丙", "丁"]})
+    ctx = SimpleNamespace(
+        results={"index": SimpleNamespace(composite=comp, city_scores=scores)},
+        tables={"coreness": coreness, "structure_type": structure},
+        layers={"cities": cities},
+        cities=cities,
+    )
+    key = key_results(ctx, lagging=2)
+    rank = next(v for k, v in key.items() if k.startswith("Integration ranking 2020"))
+    assert list(rank["rank 2020"]) == [1, 2] and rank.iloc[0, 0].startswith("长三角城市群")
+    assert list(rank["change since 2010"]) == ["+5.00", "-1.00"]
+    lag = next(v for k, v in key.items() if k.startswith("Most lagging"))
+    assert list(lag["city 城市"][:2]) == ["甲 (1)", "丙 (3)"]  # cy's two lowest, lowest first
+    cores = next(v for k, v in key.items() if k.startswith("Cores"))
+    assert cores["core cities 核心城市"].tolist() == ["成都市"]

@@ -144,7 +144,11 @@ def key_results(ctx: RunOutputs, *, lagging: int = 3) -> dict[str, pd.DataFrame]
         cores = {}
         if coreness is not None and {"core", "name_zh"} <= set(coreness.columns):
             c = coreness[(coreness["year"] == last) & coreness["core"].astype(bool)]
-            cores = c.groupby("agglomeration_id")["name_zh"].agg(lambda v: "、".join(v)).to_dict()
+            cores = (  # one name per city (coreness has a row per method)
+                c.groupby("agglomeration_id")["name_zh"]
+                .agg(lambda v: "、".join(dict.fromkeys(v)))
+                .to_dict()
+            )
         out[f"Cores and city-system structure {last}"] = pd.DataFrame(
             {
                 "agglomeration 城市群": _agglomeration_names(st["agglomeration_id"]).to_numpy(),
