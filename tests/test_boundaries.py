@@ -371,7 +371,8 @@ def test_agglo_run_with_the_jjj_membership_on_national_boundaries(tmp_path):
     (tmp_path / "run.toml").write_text(
         '[inputs]\nmembership = "groups.csv"\nregion = "china"\n'
         'panel = "jjj_panel_synthetic.csv"\nrasters = "rasters"\n'
-        "[autocorr]\npermutations = 99\n[coreperiphery]\nn_perm = 4\nrestarts = 1\n",
+        "[autocorr]\npermutations = 99\n[coreperiphery]\nn_perm = 4\nrestarts = 1\n"
+        '[panel]\nplausibility = "off"\n',  # toy magnitudes (gdp_per_capita ~ 37)
         encoding="utf-8",
     )
     out = tmp_path / "out"
