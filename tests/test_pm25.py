@@ -541,3 +541,44 @@ def test_input_is_not_modified(band_grid):
     zonal_pm25(path, g)
     pd.testing.assert_frame_equal(g, before)
     assert g.crs == before.crs
+
+
+@pytest.mark.parametrize("layout", ["nodata", "mask_band", "int16_scaled"])
+def test_geotiff_cell_gather_equals_the_masked_block_read(tmp_path, layout):
+    """read_cells (raw native-dtype gather) == rasterio's masked read of the block (read)."""
+    from agglo.io.rasters import discover_layers
+
+    rng = np.random.default_rng(0)
+    v = rng.uniform(5, 80, (6, 8))
+    path = tmp_path / "pm.2019.tif"
+    profile = dict(
+        driver="GTiff",
+        width=8,
+        height=6,
+        count=1,
+        crs="EPSG:4326",
+        transform=from_origin(100, 30, 0.5, 0.5),
+    )
+    if layout == "int16_scaled":
+        profile.update(dtype="int16", nodata=-1)
+        raw = np.rint(v * 10).astype("int16")
+        raw[0, 0] = -1
+    else:
+        profile.update(dtype="float32", nodata=-999.0 if layout == "nodata" else None)
+        raw = v.astype("float32")
+        raw[1, 2] = -999.0
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(raw, 1)
+        if layout == "int16_scaled":
+            ds.scales, ds.offsets = (0.1,), (0.5,)
+        if layout == "mask_band":
+            m = np.full((6, 8), 255, dtype="uint8")
+            m[4, 5] = 0
+            ds.write_mask(m)
+    (layer,) = discover_layers(path)
+    rows, cols = np.array([0, 1, 4, 5, 3]), np.array([0, 2, 5, 7, 1])
+    block = layer.read(layer.grid.window((100, 27, 104, 30), margin=0))
+    got = layer.read_cells(rows, cols)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(block[rows, cols]))
+    np.testing.assert_allclose(got, block[rows, cols], rtol=1e-12)
+    assert np.isnan(got).sum() == 1
