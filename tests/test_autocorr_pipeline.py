@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from types import SimpleNamespace
 
 import geopandas as gpd
 import numpy as np
@@ -12,7 +12,7 @@ import pytest
 
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError
-from agglo.pipeline import RunContext
+from agglo.pipeline import StageOutput, run_stages
 from agglo.pipeline import autocorr as stage
 
 YEARS = (2010, 2020)
@@ -44,29 +44,31 @@ class FakeIndex:
         self.city_scores = city_scores
 
 
-def context(cities, scores=None, **options) -> RunContext:
+def context(cities, scores=None, synthetic=False, **options):
+    """The autocorr stage as ``agglo run`` composes it, on given cities and city scores."""
     cfg = RunConfig(sections={"autocorr": {"permutations": 99, **options}}, seed=5)
-    ctx = RunContext(config=cfg, out_dir=Path("unused"))
-    ctx.cities = cities
-    ctx.layers["cities"] = cities
-    if scores is not None:
-        ctx.results["index"] = FakeIndex(scores)
-    return ctx
+    inputs = SimpleNamespace(cities=cities, counties=None)
+    given = {
+        "inputs": StageOutput(result=inputs, layers={"cities": cities}),
+        "index": None
+        if scores is None
+        else StageOutput(
+            result=FakeIndex(scores), synthetic={"toy_synthetic.csv"} if synthetic else set()
+        ),
+    }
+    return run_stages(cfg, ["autocorr"], given=given)
 
 
 def test_stage_skips_without_index(cities, caplog):
-    ctx = context(cities)
-    with caplog.at_level(logging.INFO, logger="agglo.pipeline.autocorr"):
-        stage.run(ctx)
-    assert "skipped: no integration-index results" in caplog.text
+    with caplog.at_level(logging.INFO, logger="agglo.pipeline"):
+        ctx = context(cities)
+    assert "stage autocorr skipped: no index" in caplog.text
     assert "autocorr" not in ctx.results and "lisa" not in ctx.layers
 
 
 def test_stage_tables_layers_and_summary(cities):
     scores = scores_for(cities)
-    ctx = context(cities, scores)
-    ctx.synthetic.add("toy_synthetic.csv")
-    stage.run(ctx)
+    ctx = context(cities, scores, synthetic=True)
     glob = ctx.tables["autocorr_global"]
     # scopes: all members + the five agglomerations (dz has 5 and qz 6 cities: >= min_units 4)
     assert set(glob["scope"]) == {"all", "yrd", "myr", "cy", "qz", "dz"}
@@ -117,9 +119,8 @@ def test_stage_tables_layers_and_summary(cities):
 
 
 def test_stage_skips_degenerate_and_small_scopes(cities, caplog):
-    ctx = context(cities, scores_for(cities), weights="knn", k=4, min_units=6)
     with caplog.at_level(logging.INFO, logger="agglo.pipeline.autocorr"):
-        stage.run(ctx)
+        ctx = context(cities, scores_for(cities), weights="knn", k=4, min_units=6)
     scopes = set(ctx.tables["autocorr_global"]["scope"])
     # dz (5 cities) < min_units 6; qz (6 cities) with k = 4... still informative (5 others)
     assert "dz" not in scopes and "qz" in scopes
@@ -127,18 +128,16 @@ def test_stage_skips_degenerate_and_small_scopes(cities, caplog):
 
 
 def test_stage_complete_graph_skipped(cities, caplog):
-    ctx = context(cities, scores_for(cities), weights="knn", k=4)
     with caplog.at_level(logging.INFO, logger="agglo.pipeline.autocorr"):
-        stage.run(ctx)
+        ctx = context(cities, scores_for(cities), weights="knn", k=4)
     # dz has 5 cities: with 4 nearest neighbours each city neighbours all others
     assert "dz" not in set(ctx.tables["autocorr_global"]["scope"])
     assert "every city neighbours every other" in caplog.text
 
 
 def test_stage_options_validated(cities):
-    ctx = context(cities, scores_for(cities), weights="hexagon")
     with pytest.raises(AggloInputError, match="weights must be one of queen"):
-        stage.run(ctx)
+        context(cities, scores_for(cities), weights="hexagon")
     with pytest.raises(AggloInputError, match=r"did you mean .permutations"):
         stage.stage_options({"permutation": 9})
 

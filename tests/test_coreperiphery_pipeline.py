@@ -19,7 +19,7 @@ FAST = {"coreperiphery": {"n_perm": 4, "restarts": 1}}
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
     out = tmp_path_factory.mktemp("cp") / "out"
-    return run(RunConfig(sections=FAST), out, stages=("foundation", "coreperiphery", "write"))
+    return run(RunConfig(sections=FAST), out, stages=("coreperiphery", "write"))
 
 
 def test_stage_tables_cover_every_agglomeration_and_year(ctx):
@@ -93,7 +93,7 @@ def test_stage_layer_written(ctx):
 def test_stage_skips_without_mass_indicator(tmp_path, caplog):
     cfg = RunConfig(sections={"coreperiphery": {"mass": ["population", "no_such_thing"]}})
     with caplog.at_level(logging.WARNING, logger="agglo"):
-        ctx = run(cfg, tmp_path / "out", stages=("foundation", "coreperiphery"))
+        ctx = run(cfg, tmp_path / "out", stages=("coreperiphery",))
     assert "core_periphery" not in ctx.layers
     assert any("lacks indicator(s) ['no_such_thing']" in r.getMessage() for r in caplog.records)
 
@@ -103,7 +103,7 @@ def test_stage_rejects_unknown_option(tmp_path):
 
     cfg = RunConfig(sections={"coreperiphery": {"bta": 2}})
     with pytest.raises(AggloInputError, match="'bta' is not an option"):
-        run(cfg, tmp_path / "out", stages=("foundation", "coreperiphery"))
+        run(cfg, tmp_path / "out", stages=("coreperiphery",))
 
 
 def test_cli_coreperiphery(tmp_path, capsys):

@@ -188,3 +188,27 @@ def test_disparity_refuses_unknown_variable_and_duplicates():
     t = _table()
     with pytest.raises(AggloInputError, match="duplicated"):
         disparity(pd.concat([t, t.head(1)]))
+
+
+def test_kde_bandwidth_rules_by_hand():
+    from agglo.outputs.charts_disparity import kde_bandwidths, kernel_density_chart
+
+    v = pd.DataFrame(
+        {
+            "agglomeration_id": ["a"] * 5 + ["b"] * 2,
+            "year": 2020,
+            "value": [1.0, 2.0, 4.0, 8.0, 16.0, 1.0, 2.0],
+        }
+    )
+    s = np.std([1.0, 2.0, 4.0, 8.0, 16.0], ddof=1)
+    scott = kde_bandwidths(v, "scott").set_index("agglomeration_id")
+    silver = kde_bandwidths(v, "silverman").set_index("agglomeration_id")
+    assert scott.loc["a", "bandwidth"] == pytest.approx(5 ** (-1 / 5) * s)
+    assert silver.loc["a", "bandwidth"] == pytest.approx((5 * 3 / 4) ** (-1 / 5) * s)
+    assert np.isnan(scott.loc["b", "bandwidth"])  # 2 cities: no density
+    fig = kernel_density_chart(v, "a", bandwidth="silverman", synthetic=True)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == [f"2020 (h = {silver.loc['a', 'bandwidth']:.3g})"]
+    assert any("SYNTHETIC" in t.get_text() for t in fig.texts)
+    with pytest.raises(AggloInputError, match="scott, silverman"):
+        kde_bandwidths(v, "sheather")

@@ -263,7 +263,7 @@ def test_pipeline_stage_replaces_panel_hsr(tmp_path):
     from agglo.pipeline import run
 
     cfg = RunConfig(stations=_gbk_table(tmp_path), sections={"hsr": {"min_speed_kmh": 250}})
-    ctx = run(cfg, tmp_path / "o", stages=("hsr",))
+    ctx = run(cfg, tmp_path / "o", stages=("panel",))
     h = ctx.panel[ctx.panel["indicator"] == "hsr"].set_index(["adcode", "year"])["value"]
     assert h[("340800", 2010)] == 0 and h[("340800", 2015)] == 1
     assert h[("310100", 2010)] == 1
@@ -271,15 +271,15 @@ def test_pipeline_stage_replaces_panel_hsr(tmp_path):
     assert "hsr" in ctx.tables
     bad = RunConfig(stations=_gbk_table(tmp_path), sections={"hsr": {"speed": 250}})
     with pytest.raises(AggloInputError, match=r"hsr.speed is not an option"):
-        run(bad, tmp_path / "o2", stages=("hsr",))
+        run(bad, tmp_path / "o2", stages=("panel",))
 
 
 def test_pipeline_stage_without_stations_keeps_panel(tmp_path):
     from agglo.pipeline import run
 
-    ctx = run(out_dir=tmp_path / "o", stages=("foundation",))
+    ctx = run(out_dir=tmp_path / "o", stages=("inputs",))
     before = ctx.panel[ctx.panel["indicator"] == "hsr"].reset_index(drop=True)
-    ctx2 = run(out_dir=tmp_path / "o2", stages=("hsr",))
+    ctx2 = run(out_dir=tmp_path / "o2", stages=("panel",))
     after = ctx2.panel[ctx2.panel["indicator"] == "hsr"].reset_index(drop=True)
     pd.testing.assert_frame_equal(before, after)
     assert "hsr" not in ctx2.tables

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError
-from agglo.pipeline import RunContext
+from agglo.pipeline import StageOutput, run_stages
 from agglo.reference.boundaries import load_institutions, load_membership
 from agglo.reference.registry import INDICATORS
 
@@ -30,18 +32,27 @@ def random_panel(membership: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["adcode", "year", "indicator", "value"])
 
 
+def run_index(cities, panel, sections=None, institutions=None, synthetic=False):
+    """The index stage as ``agglo run`` composes it, on a given panel."""
+    inputs = SimpleNamespace(
+        cities=cities, membership=load_membership(), institutions=institutions, employment=None
+    )
+    given = {
+        "inputs": StageOutput(
+            result=inputs,
+            layers={"cities": cities},
+            synthetic={"test_panel_synthetic"} if synthetic else set(),
+        ),
+        "panel": None if panel is None else StageOutput(result=panel),
+    }
+    cfg = RunConfig(sections=sections or {"index": {"sensitivity": False}})
+    return run_stages(cfg, ["index"], given=given)
+
+
 @pytest.fixture(scope="module")
 def stage_ctx(cities):
-    from agglo.pipeline import index as stage
-
-    m = load_membership()
-    ctx = RunContext(config=RunConfig(sections={"index": {"sensitivity": False}}), out_dir=None)
-    ctx.cities, ctx.membership, ctx.institutions = cities, m, load_institutions()
-    ctx.panel = random_panel(m)
-    ctx.layers["cities"] = cities
-    ctx.synthetic.add("test_panel_synthetic")
-    stage.run(ctx)
-    return ctx
+    panel = random_panel(load_membership())
+    return run_index(cities, panel, institutions=load_institutions(), synthetic=True)
 
 
 def test_stage_tables_and_results(stage_ctx):
@@ -93,33 +104,22 @@ def test_stage_summary_is_labelled(stage_ctx):
 
 
 def test_stage_rejects_unknown_options(cities):
-    from agglo.pipeline import index as stage
-
-    ctx = RunContext(config=RunConfig(sections={"index": {"dddof": 1}}), out_dir=None)
-    ctx.cities, ctx.membership = cities, load_membership()
-    ctx.panel = random_panel(ctx.membership)
+    panel = random_panel(load_membership())
     with pytest.raises(AggloInputError, match=r"'dddof' \(did you mean 'ddof'\?\).*sensitivity"):
-        stage.run(ctx)
+        run_index(cities, panel, {"index": {"dddof": 1}})
 
 
-def test_stage_skips_without_panel(caplog):
-    from agglo.pipeline import index as stage
-
-    ctx = RunContext(config=RunConfig(), out_dir=None)
-    stage.run(ctx)
-    assert "index" not in ctx.results
-    assert "no panel or membership" in caplog.text
+def test_stage_skips_without_panel(cities, caplog):
+    with caplog.at_level(logging.INFO, logger="agglo.pipeline"):
+        outputs = run_index(cities, None)
+    assert "index" not in outputs.results
+    assert "stage index skipped: no panel" in caplog.text
 
 
 def test_stage_logs_index_warnings(cities, caplog):
-    from agglo.pipeline import index as stage
-
-    m = load_membership()
-    p = random_panel(m)
+    p = random_panel(load_membership())
     p.loc[p["indicator"] == "hsr", "value"] = 0.0  # constant everywhere -> IndexWarning, logged
-    ctx = RunContext(config=RunConfig(sections={"index": {"sensitivity": False}}), out_dir=None)
-    ctx.cities, ctx.membership, ctx.panel = cities, m, p
-    stage.run(ctx)
+    run_index(cities, p)
     assert "['hsr'] take one value in every city" in caplog.text
 
 

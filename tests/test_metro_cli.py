@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pyogrio
 import pytest
@@ -9,20 +11,19 @@ import pytest
 from agglo.cli import main
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError
-from agglo.pipeline import RunContext
-from agglo.pipeline import metro as stage
+from agglo.pipeline import StageOutput, run_stages
 from agglo.reference.paths import data_path
 
 
-def make_ctx(tmp_path, cities, counties, **sections):
-    ctx = RunContext(config=RunConfig(sections=sections), out_dir=tmp_path)
-    ctx.cities, ctx.counties = cities, counties
-    return ctx
+def run_metro(cities, counties, config):
+    """The metro stage as ``agglo run`` composes it, on given boundaries (no panel)."""
+    inputs = StageOutput(result=SimpleNamespace(cities=cities, counties=counties))
+    return run_stages(config, ["metro"], given={"inputs": inputs, "panel": None})
 
 
-def test_stage_on_bundled_synthetic_network(tmp_path, cities, counties):
-    ctx = make_ctx(tmp_path, cities, counties, metro={"cores": ["成都", "贵阳"], "bands": [30, 60]})
-    stage.run(ctx)
+def test_stage_on_bundled_synthetic_network(cities, counties):
+    sections = {"metro": {"cores": ["成都", "贵阳"], "bands": [30, 60]}}
+    ctx = run_metro(cities, counties, RunConfig(sections=sections))
     assert "demo_roads_synthetic.gpkg" in ctx.synthetic
     areas = ctx.layers["metro_areas"]
     assert areas["core_adcode"].tolist() == ["510100", "520100"]
@@ -42,12 +43,12 @@ def test_stage_on_bundled_synthetic_network(tmp_path, cities, counties):
 
 
 def test_stage_rejects_unknown_option_and_missing_roads(tmp_path, cities, counties):
-    with pytest.raises(AggloInputError, match=r"\[metro\] option\(s\) \['minuts'\] unknown"):
-        stage.run(make_ctx(tmp_path, cities, counties, metro={"minuts": 30}))
-    ctx = RunContext(config=RunConfig(roads=tmp_path / "none.osm.pbf"), out_dir=tmp_path)
-    ctx.cities, ctx.counties = cities, counties
+    with pytest.raises(
+        AggloInputError, match=r"'minuts' is not an option \(did you mean 'minutes'"
+    ):
+        run_metro(cities, counties, RunConfig(sections={"metro": {"minuts": 30}}))
     with pytest.raises(AggloInputError, match="does not exist"):
-        stage.run(ctx)
+        run_metro(cities, counties, RunConfig(roads=tmp_path / "none.osm.pbf"))
 
 
 def test_cli_metro(tmp_path, capsys):

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agglo.errors import AggloInputError, ValidationError
+from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
 from agglo.io.panel import (
     DEMO_EMPLOYMENT,
     DEMO_PANEL,
@@ -291,11 +291,12 @@ def test_employment_wide_and_long(tmp_path):
 
 def test_xiangfan_historical_name(tmp_path):
     rows = [["城市", "年份", "gdp"], ["襄樊市", "2005", "1000"], ["襄樊", "2015", "2000"]]
-    res = read_panel(write_csv(tmp_path / "p.csv", rows))
+    with pytest.warns(AggloDataWarning, match="'襄樊' .* used for 2015, after it went out of use"):
+        res = read_panel(write_csv(tmp_path / "p.csv", rows))  # renamed 2010
     assert res.panel["adcode"].tolist() == ["420600", "420600"]
-    warns = "\n".join(res.report.warnings)
-    assert "'襄樊市' matched to 420600 襄阳市 by historical name" in warns
-    assert "used for 2015, after it went out of use" in warns  # renamed 2010
+    # used while valid (2005): a recorded mapping, not a warning
+    assert any("'襄樊市' matched to 420600 襄阳市 by historical" in a for a in res.report.actions)
+    assert not any("'襄樊市'" in w for w in res.report.warnings)
 
 
 def test_names_without_suffix_and_short_forms(matcher):
@@ -356,14 +357,15 @@ def test_unknown_and_ambiguous_cities(tmp_path):
     assert "row 3, column 'city': city '巢湖' cannot be mapped to one current unit" in probs[1]
     assert "340100 合肥市, 340200 芜湖市, 340500 马鞍山市" in probs[1]
     assert "unknown city '北京'" in probs[2]
-    res = read_panel(write_csv(tmp_path / "q.csv", [rows[0], rows[3], ["成都", "2010", "5"]]),
-                     on_unknown_city="drop")  # fmt: skip
+    with pytest.warns(AggloDataWarning, match=r"q\.csv: dropped rows of 1 .*北京"):
+        res = read_panel(write_csv(tmp_path / "q.csv", [rows[0], rows[3], ["成都", "2010", "5"]]),
+                         on_unknown_city="drop")  # fmt: skip
     assert res.panel["adcode"].tolist() == ["510100"]
     assert any("dropped rows of 1 unknown" in w and "北京" in w for w in res.report.warnings)
     # ambiguous always raises, even with on_unknown_city="drop"
     with pytest.raises(ValidationError, match="cannot be mapped to one current unit"):
         read_panel(write_csv(tmp_path / "r.csv", rows[:1] + rows[2:3]), on_unknown_city="drop")
-    with pytest.raises(AggloInputError, match=r"on_unknown_city must be one of .* got 'skip'"):
+    with pytest.raises(AggloInputError, match=r"on_unknown_city must be one of .*; got 'skip'"):
         read_panel(tmp_path / "p.csv", on_unknown_city="skip")
 
 
@@ -404,7 +406,8 @@ def test_unknown_adcodes(tmp_path):
 
 def test_adcode_name_conflict_warns(tmp_path):
     rows = [["adcode", "city", "year", "gdp"], ["510100", "重庆", "2010", "1"]]
-    res = read_panel(write_csv(tmp_path / "p.csv", rows))
+    with pytest.warns(AggloDataWarning, match="but name '重庆' matches 500000"):
+        res = read_panel(write_csv(tmp_path / "p.csv", rows))
     assert res.panel["adcode"].tolist() == ["510100"]
     assert any("but name '重庆' matches 500000 重庆市" in w for w in res.report.warnings)
 
@@ -441,7 +444,8 @@ def test_unknown_indicator_long_form(tmp_path):
 
 def test_ignore_unknown_and_columns_mapping(tmp_path):
     header = [*HEAD, "gdp", "my_col", "Unnamed: 5"]
-    res = _one(tmp_path, header, ["510100", "2010", "1", "2", ""], ignore_unknown=True)
+    with pytest.warns(AggloDataWarning, match="dropped unknown column 'my_col'"):
+        res = _one(tmp_path, header, ["510100", "2010", "1", "2", ""], ignore_unknown=True)
     assert res.panel["indicator"].tolist() == ["gdp"]
     assert any("dropped unknown column 'my_col'" in w for w in res.report.warnings)
     res = _one(tmp_path, header, ["510100", "2010", "1", "2", ""], columns={"my_col": "人均GDP"})
@@ -509,13 +513,19 @@ def test_years(tmp_path):
         _one(tmp_path, [*HEAD, "gdp"], ["510100", "2010.5", "1"])
     with pytest.raises(ValidationError, match=r"column 'year': year 1800 outside 1949-"):
         _one(tmp_path, [*HEAD, "gdp"], ["510100", "1800", "1"])
-    with pytest.raises(
-        ValidationError, match=r"year 2012 outside the requested years \[2010, 2015, 2020\]"
-    ):
+    with pytest.raises(AggloInputError, match=r"nothing left.*years=\[2010, 2015, 2020\] selected"):
         _one(tmp_path, [*HEAD, "gdp"], ["510100", "2012", "1"], years=[2010, 2015, 2020])
-    res = _one(tmp_path, [*HEAD, "gdp"], ["510100", "2012年", "1"], years=range(2000, 2021))
+    # years= selects: 2 of 3 rows kept, the third counted
+    rows = [[*HEAD, "gdp"], *[["510100", str(y), "1"] for y in (2010, 2012, 2015)]]
+    with pytest.warns(AggloDataWarning, match=r"requested years without any rows: \[2020\]"):
+        res = read_panel(write_csv(tmp_path / "y.csv", rows), years=[2010, 2015, 2020])
+    assert res.panel["year"].tolist() == [2010, 2015]
+    assert any("left out 1 row(s) of other years ([2012])" in a for a in res.report.actions)
+    with pytest.warns(AggloDataWarning, match=r"without any rows: 2000-2011, 2013-2020"):
+        res = _one(tmp_path, [*HEAD, "gdp"], ["510100", "2012年", "1"], years=range(2000, 2021))
     assert res.panel["year"].tolist() == [2012]
-    res = _one(tmp_path, [*HEAD, "gdp"], ["510100", "2015", "1"], years=[2010, 2015])
+    with pytest.warns(AggloDataWarning):
+        res = _one(tmp_path, [*HEAD, "gdp"], ["510100", "2015", "1"], years=[2010, 2015])
     assert any("requested years without any rows: [2010]" in w for w in res.report.warnings)
 
 
@@ -691,7 +701,8 @@ def test_old_adcodes_point_to_current_units(matcher):
 def test_years_across_layout(tmp_path):
     rows = [["城市", "2010年", "2015年", "2020年"], ["成都", "40000", "60000", ""]]
     rows.append(["襄樊", "30000", "35000", "50000"])
-    res = read_panel(write_csv(tmp_path / "p.csv", rows), indicator="人均GDP")
+    with pytest.warns(AggloDataWarning, match="'襄樊' .*used for 2020"):
+        res = read_panel(write_csv(tmp_path / "p.csv", rows), indicator="人均GDP")
     assert res.panel.values.tolist() == [
         ["420600", 2010, "gdp_per_capita", 30000.0],
         ["420600", 2015, "gdp_per_capita", 35000.0],
@@ -702,7 +713,7 @@ def test_years_across_layout(tmp_path):
     assert any("'2020年': row 2" in a for a in res.report.actions)  # the empty cell
     rows[2][2] = "abc"
     with pytest.raises(ValidationError, match=r"row 3, column '2015年': non-numeric value 'abc'"):
-        read_panel(write_csv(tmp_path / "q.csv", rows), indicator="gdp_per_capita")
+        read_panel(write_csv(tmp_path / "q.csv", rows), indicator="gdp_per_capita")  # no warning
     with pytest.raises(AggloInputError, match=r"indicator='gdp_pc' is not in the registry"):
         read_panel(tmp_path / "q.csv", indicator="gdp_pc")
     with pytest.raises(AggloInputError, match="expects a table with years across"):
@@ -764,3 +775,30 @@ def test_metadata_sidecar(tmp_path):
     (tmp_path / "mine.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(AggloInputError, match=r"mine\.json: invalid JSON metadata"):
         read_panel(tmp_path / "mine.csv")
+
+
+def test_panel_options_validated_and_columns_file(tmp_path):
+    from agglo.io.panel import PanelOptions
+
+    with pytest.raises(ValidationError, match=r"panel\.plausibility must be one of warn, error"):
+        PanelOptions(plausibility="loud")
+    with pytest.raises(ValidationError, match=r"panel\.year is not an option \(did you mean"):
+        read_panel(DEMO_PANEL, year=[2010])
+    mapping = write_csv(tmp_path / "cols.csv", [["column", "target"], ["my_col", "人均GDP"],
+                                                ["junk", ""]])  # fmt: skip
+    path = write_csv(tmp_path / "p.csv", [[*HEAD, "my_col", "junk"], ["510100", "2010", "7", "x"]])
+    res = read_panel(path, PanelOptions(columns_file=str(mapping)))
+    assert res.panel.values.tolist() == [["510100", 2010, "gdp_per_capita", 7.0]]
+    # the columns mapping wins over the file
+    res = read_panel(path, PanelOptions(columns_file=str(mapping), columns={"my_col": "gdp"}))
+    assert res.panel["indicator"].tolist() == ["gdp"]
+    assert PanelOptions.from_dict({"years": [2010, 2015]}).years == (2010, 2015)
+
+
+def test_empty_result_names_the_filter(tmp_path):
+    path = write_csv(tmp_path / "p.csv", [["city", "year", "gdp", "x"], ["北京", "2010", "1", "2"]])
+    with pytest.raises(AggloInputError, match="on_unknown_city='drop' dropped every row"):
+        read_panel(path, on_unknown_city="drop", ignore_unknown=True)
+    path = write_csv(tmp_path / "q.csv", [["city", "year", "x"], ["成都", "2010", "2"]])
+    with pytest.raises(AggloInputError, match="ignore_unknown=True dropped 1 column"):
+        read_panel(path, ignore_unknown=True)

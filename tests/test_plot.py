@@ -40,11 +40,11 @@ def toy_cities() -> gpd.GeoDataFrame:
 
 
 def toy_context(tmp_path: Path, *, full: bool = True, synthetic: bool = True):
-    """A hand-built RunContext with what the earlier stages would leave (toy values)."""
+    """A hand-built RunOutputs with what the earlier stages would leave (toy values)."""
     from agglo.config import RunConfig
-    from agglo.pipeline import RunContext
+    from agglo.pipeline import RunOutputs
 
-    ctx = RunContext(config=RunConfig(), out_dir=tmp_path / "out", force=False)
+    ctx = RunOutputs(config=RunConfig(), out_dir=tmp_path / "out", force=False)
     if synthetic:
         ctx.synthetic.add("demo_panel_synthetic.csv")
     cities = toy_cities()

@@ -18,7 +18,7 @@ import xarray as xr
 from rasterio.transform import from_origin
 from scipy.integrate import quad
 
-from agglo.errors import AggloInputError, CRSError
+from agglo.errors import AggloDataWarning, AggloInputError, CRSError
 from agglo.io.rasters import Grid, year_from_name
 from agglo.measures.pm25 import PM25Warning, cell_area_km2, coverage_plan, zonal_pm25
 
@@ -281,12 +281,12 @@ def test_ascending_descending_and_lon_lat_order_agree(tmp_path):
 
 
 def test_0_360_longitudes(tmp_path):
-    # a 1° global grid, values = centre longitude in -180..180 convention
+    # a 1° global grid, values = centre longitude in -180..180 convention + 200 (PM2.5 >= 0)
     lat = np.arange(-89.5, 90, 1.0)
     lon360 = np.arange(0.5, 360, 1.0)
     lon180 = np.arange(-179.5, 180, 1.0)
-    val360 = np.where(lon360 > 180, lon360 - 360, lon360)[None, :] * np.ones((lat.size, 1))
-    val180 = lon180[None, :] * np.ones((lat.size, 1))
+    val360 = np.where(lon360 > 180, lon360 - 360, lon360)[None, :] * np.ones((lat.size, 1)) + 200
+    val180 = lon180[None, :] * np.ones((lat.size, 1)) + 200
     p360 = write_nc(tmp_path / "g360.2020.nc", val360, lat, lon360, dtype="f8")
     p180 = write_nc(tmp_path / "g180.2020.nc", val180, lat, lon180, dtype="f8")
     west = shapely.box(-101.0, 30.0, -98.0, 32.0)  # centres -100.5, -99.5, -98.5
@@ -294,8 +294,8 @@ def test_0_360_longitudes(tmp_path):
     g = polys(west, across)
     a = zonal_pm25(p360, g, weights="coverage", scheduler="synchronous")
     b = zonal_pm25(p180, g, weights="coverage", scheduler="synchronous")
-    np.testing.assert_allclose(a["pm25_mean"], [-99.5, 0.5], atol=1e-9)
-    np.testing.assert_allclose(b["pm25_mean"], [-99.5, 0.5], atol=1e-9)
+    np.testing.assert_allclose(a["pm25_mean"], [100.5, 200.5], atol=1e-9)
+    np.testing.assert_allclose(b["pm25_mean"], [100.5, 200.5], atol=1e-9)
     np.testing.assert_array_equal(a["n_cells"], [6, 3])  # 2 rows x 3 columns, 1 row x 3
 
 
@@ -343,7 +343,10 @@ def test_polygon_outside_the_raster_is_nan_with_a_warning(tmp_path):
     lon = np.array([100.5, 101.5])
     p = write_nc(tmp_path / "o.2015.nc", np.ones((2, 2)), lat, lon)
     g = polys(shapely.box(100, 29, 101, 30), shapely.box(120, 40, 121, 41))
-    with pytest.warns(PM25Warning, match=r"1 polygon\(s\) have no valid PM2.5 cells.*2015: p1"):
+    with (
+        pytest.warns(PM25Warning, match=r"1 polygon\(s\) have no valid PM2.5 cells.*2015: p1"),
+        pytest.warns(AggloDataWarning, match=r"covers only part of 1 polygon\(s\).*: p1"),
+    ):
         out = zonal_pm25(p, g)
     assert out["pm25_mean"].iloc[0] == pytest.approx(1.0)
     assert np.isnan(out["pm25_mean"].iloc[1])
@@ -354,7 +357,8 @@ def test_partly_outside_polygon_reports_valid_fraction(tmp_path):
     lat = np.array([30.5, 29.5])
     lon = np.array([100.5, 101.5])
     p = write_nc(tmp_path / "o.2015.nc", np.full((2, 2), 7.0), lat, lon)
-    out = zonal_pm25(p, polys(shapely.box(101, 29, 103, 30)), weights="coverage")
+    with pytest.warns(AggloDataWarning, match=r"covers only part of 1 polygon\(s\).*: p0"):
+        out = zonal_pm25(p, polys(shapely.box(101, 29, 103, 30)), weights="coverage")
     assert one(out) == pytest.approx(7.0)
     assert one(out, "valid_fraction") == pytest.approx(0.5)
 

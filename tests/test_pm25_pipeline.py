@@ -57,7 +57,7 @@ def test_demo_generator_is_seeded(tmp_path):
 
 
 def test_pipeline_stage_puts_pm25_in_the_panel(tmp_path):
-    ctx = run(RunConfig(), tmp_path / "out", stages=("foundation", "pm25"))
+    ctx = run(RunConfig(), tmp_path / "out", stages=("panel",))
     pm = ctx.panel[ctx.panel["indicator"] == "pm25"]
     assert len(pm) == len(ctx.cities) * len(ctx.years)
     assert pm["value"].notna().all()
@@ -76,7 +76,7 @@ def test_pipeline_stage_skips_without_rasters(tmp_path, caplog):
     empty.mkdir()
     cfg = RunConfig(rasters=empty)
     with caplog.at_level(logging.INFO, logger="agglo"):
-        ctx = run(cfg, tmp_path / "out", stages=("foundation", "pm25"))
+        ctx = run(cfg, tmp_path / "out", stages=("panel",))
     assert "pm25" not in ctx.tables
     assert any("no PM2.5 rasters" in r.getMessage() for r in caplog.records)
 

@@ -377,7 +377,7 @@ def test_pipeline_stage_on_bundled_synthetic_network(tmp_path):
 
     if not data_path("roads", "demo_roads_synthetic.gpkg").exists():
         pytest.skip("bundled synthetic road network not built")
-    ctx = run(out_dir=tmp_path / "o", stages=("roads",))
+    ctx = run(out_dir=tmp_path / "o", stages=("panel",))
     assert "demo_roads_synthetic.gpkg" in ctx.synthetic
     rd = ctx.panel[ctx.panel["indicator"] == "road_density"]
     assert sorted(rd["year"].unique()) == ctx.years

@@ -5,9 +5,10 @@ A TOML file mirrors :class:`RunConfig`::
     [inputs]
     panel = "my_yearbook.xlsx"     # default: the bundled synthetic demo panel
     rasters = "acag/"              # ACAG PM2.5 NetCDF/GeoTIFF file or directory
-    roads = "china-latest.osm.pbf" # OSM extract or any line layer
+    roads = "china-latest.osm.pbf" # OSM extract or any line layer; or a list of FILE[=CLASS]
     stations = "hsr_stations.csv"
     years = [2010, 2015, 2020]
+    agglomerations = ["cy", "qz"]  # core-periphery only these (default: all five)
 
     [index]          # options of agglo.IndexConfig
     ddof = 0
@@ -33,7 +34,20 @@ from agglo.options import RUN_SEED, did_you_mean
 
 __all__ = ["SECTIONS", "RunConfig", "load_config", "unknown_option_problems"]
 
-SECTIONS = ("index", "pm25", "roads", "hsr", "autocorr", "coreperiphery", "metro", "plot", "report")
+SECTIONS = (
+    "index",
+    "pm25",
+    "roads",
+    "hsr",
+    "autocorr",
+    "coreperiphery",
+    "metro",
+    "coordination",
+    "disparity",
+    "convergence",
+    "plot",
+    "report",
+)
 
 
 @dataclass
@@ -43,9 +57,10 @@ class RunConfig:
     boundaries: Path | None = None
     panel: Path | None = None
     rasters: Path | None = None
-    roads: Path | None = None
+    roads: Path | list[str] | None = None
     stations: Path | None = None
     years: list[int] | None = None
+    agglomerations: list[str] | None = None
     seed: int = RUN_SEED
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -59,7 +74,8 @@ class RunConfig:
         """Plain, JSON-serialisable form (recorded in every output's metadata)."""
         d = asdict(self)
         for k in ("boundaries", "panel", "rasters", "roads", "stations"):
-            d[k] = None if d[k] is None else str(d[k])
+            v = d[k]
+            d[k] = None if v is None else [str(x) for x in v] if isinstance(v, list) else str(v)
         return d
 
 
@@ -107,7 +123,9 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise ValidationError(problems, source=str(path))
     cfg = RunConfig(sections={k: dict(v) for k, v in raw.items()})
     for key, value in inputs.items():
-        if key in {"boundaries", "panel", "rasters", "roads", "stations"} and value is not None:
+        if key == "roads" and isinstance(value, list):  # several FILE[=CLASS] sources
+            value = [str(path.parent / v) if not Path(v).is_absolute() else v for v in value]
+        elif key in {"boundaries", "panel", "rasters", "roads", "stations"} and value is not None:
             p = Path(value)
             value = p if p.is_absolute() else (path.parent / p)
         setattr(cfg, key, value)

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agglo.analysis.autocorr import _as_graph
 from agglo.analysis.disparity import _check_table, gini
 from agglo.errors import AggloDataWarning, AggloInputError, require
 from agglo.options import Options, option
@@ -201,19 +202,6 @@ def _trend(sig: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _graph(weights: Any) -> Any:
-    from libpysal.graph import Graph
-    from libpysal.weights import W
-
-    if isinstance(weights, Graph):
-        return weights
-    if isinstance(weights, W):
-        return Graph.from_W(weights)
-    raise AggloInputError(
-        f"weights must be a libpysal Graph or W keyed by adcode; got {type(weights).__name__}."
-    )
-
-
 def _row(grp: str, model: str, n: int, span: tuple[int, int], **kw: Any) -> dict[str, Any]:
     t0, t1 = span
     speed, half = beta_speed(kw["beta"], t1 - t0)
@@ -363,7 +351,7 @@ def convergence(
     cs["log_y0"] = np.log(cs["y0"])
     cs = cs.sort_index()
 
-    graph = _graph(weights) if weights is not None else None
+    graph = _as_graph(weights) if weights is not None else None
     if graph is None and options.spatial:
         notes.append("convergence: no spatial weights given; spatial β models skipped")
     rows = []

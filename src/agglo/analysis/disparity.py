@@ -46,6 +46,7 @@ from agglo.errors import AggloDataWarning, AggloInputError
 from agglo.options import Options, option
 
 __all__ = [
+    "BANDWIDTH_RULES",
     "DagumResult",
     "DisparityOptions",
     "DisparityResult",
@@ -56,6 +57,10 @@ __all__ = [
     "gini",
     "theil",
 ]
+
+
+#: bandwidth rules of the kernel densities (:mod:`agglo.outputs.charts_disparity`)
+BANDWIDTH_RULES = ("scott", "silverman")
 
 
 def _as_values(values: Any, name: str = "values", *, positive: bool = False) -> np.ndarray:
@@ -387,7 +392,8 @@ class DisparityOptions(Options):
     section = "disparity"
     variables: tuple[str, ...] = option(
         ("composite",),
-        help="Variables to decompose: 'composite', dimension ids (city scores) or indicator ids.",
+        help="Variables to decompose: 'composite', dimension ids (city scores) or indicator ids; "
+        "the first is also drawn as kernel densities.",
     )
     min_group_cities: int = option(
         2,
@@ -397,7 +403,7 @@ class DisparityOptions(Options):
     kde_bandwidth: str = option(
         "scott",
         help="Bandwidth rule of the kernel densities of city scores by year.",
-        choices=("scott", "silverman"),
+        choices=BANDWIDTH_RULES,
     )
 
 

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import typer
 
-#: tables of the autocorr stage written by the command
-TABLES = ("autocorr_global", "lisa", "autocorr_islands", "lisa_transitions", "spatial_markov")
-
 
 def register(app: typer.Typer) -> None:
     """Add the ``autocorr`` command to ``app``."""
@@ -49,26 +46,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Moran's I / Geary's C per year (all members and each agglomeration), LISA clusters.
 
-        Writes autocorr_global.csv, lisa.csv, autocorr_islands.csv, lisa_transitions.csv and
-        lisa.gpkg (member cities x year with LISA cluster labels) to --out.
+        Runs the stages `agglo run` runs before (inputs, measures, index) unless --scores is
+        given. Writes autocorr_global.csv, lisa.csv, autocorr_islands.csv,
+        lisa_transitions.csv and lisa.gpkg (member cities x year with LISA cluster labels).
         """
-        import importlib
+        from agglo.cli._stage import config_with, run_stage
 
-        import pandas as pd
-
-        from agglo.config import load_config
-        from agglo.errors import AggloInputError
-        from agglo.outputs.writers import check_writable, export, write_csv
-        from agglo.pipeline import RunContext
-        from agglo.pipeline.autocorr import stage_options
-
-        cfg = load_config(config)
-        if panel is not None:
-            cfg.panel = panel
-        if seed is not None:
-            cfg.seed = seed
-        section = cfg.section("autocorr")
-        given = {
+        flags = {
             "weights": weights,
             "column": column,
             "permutations": permutations,
@@ -77,57 +61,41 @@ def register(app: typer.Typer) -> None:
             "alpha": alpha,
             "correction": correction,
         }
-        section.update({key: v for key, v in given.items() if v is not None})
-        stage_options(section)  # refuse bad options before any work
-        cfg.sections = {**cfg.sections, "autocorr": section}
-        targets = [out / f"{t}.csv" for t in TABLES] + [out / "lisa.gpkg"]
-        for t in targets:
-            check_writable(t, force=force)
-        ctx = RunContext(config=cfg, out_dir=out, force=force)
-        importlib.import_module("agglo.pipeline.foundation").run(ctx)
-        if scores is None:
-            importlib.import_module("agglo.pipeline.index").run(ctx)
-        else:
-            if not scores.is_file():
-                raise AggloInputError(f"--scores {scores} does not exist.")
-            table = pd.read_csv(scores, dtype={"adcode": str})
-            missing = {"adcode", "year"} - set(table.columns)
-            if missing:
-                raise AggloInputError(f"--scores {scores.name} lacks columns {sorted(missing)}.")
-            ctx.synthetic.clear()
-            status = table.get("data_status", pd.Series(dtype=str)).astype(str)
-            if "synthetic" in scores.name.lower() or status.str.contains("synthetic").any():
-                ctx.synthetic.add(scores.name)
-            ctx.results["index"] = _Scores(table)
-        ctx.summary.clear()
-        importlib.import_module("agglo.pipeline.autocorr").run(ctx)
-        if "autocorr" not in ctx.results:
-            raise AggloInputError("no city scores to analyse (the index produced none).")
-        for name in TABLES:
-            if name in ctx.tables:
-                write_csv(
-                    ctx.tables[name].assign(data_status=ctx.data_status),
-                    out / f"{name}.csv",
-                    force=force,
-                )
-        if "lisa" in ctx.layers:
-            export(
-                ctx.layers["lisa"].assign(data_status=ctx.data_status),
-                out / "lisa.gpkg",
-                layer="lisa",
-                force=force,
-                metadata={**ctx.layer_metadata.get("lisa", {}), "data_status": ctx.data_status},
-            )
-        for line in ctx.summary:
-            typer.echo(line)
-        glob = ctx.tables["autocorr_global"]
+        given = {"autocorr": {key: v for key, v in flags.items() if v is not None}}
+        cfg = config_with(config, given, panel=panel, seed=seed)
+        outputs = run_stage(
+            cfg, "autocorr", out, force=force, gpkg="lisa.gpkg", given=_given_scores(scores)
+        )
+        for line in outputs.stages["autocorr"].summary:
+            typer.echo(outputs.label(line))
+        glob = outputs.tables["autocorr_global"]
         cols = ["scope", "year", "n", "moran_i", "moran_p", "geary_c", "geary_p"]
         typer.echo(glob[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         typer.echo(f"wrote autocorrelation tables and lisa.gpkg to {out}")
 
 
-class _Scores:
-    """Stand-in for the index result when scores come from a CSV (``city_scores`` only)."""
+def _given_scores(scores: Path | None):
+    """The ``index`` stage replaced by a CSV of city scores (``adcode, year, <column>``)."""
+    if scores is None:
+        return None
+    from types import SimpleNamespace
 
-    def __init__(self, table):
-        self.city_scores = table
+    import pandas as pd
+
+    from agglo.errors import AggloInputError
+    from agglo.pipeline.core import StageOutput
+
+    if not scores.is_file():
+        raise AggloInputError(f"--scores {scores} does not exist.")
+    table = pd.read_csv(scores, dtype={"adcode": str})
+    missing = {"adcode", "year"} - set(table.columns)
+    if missing:
+        raise AggloInputError(f"--scores {scores.name} lacks columns {sorted(missing)}.")
+    status = table.get("data_status", pd.Series(dtype=str)).astype(str)
+    synthetic = "synthetic" in scores.name.lower() or status.str.contains("synthetic").any()
+    return {
+        "index": StageOutput(
+            result=SimpleNamespace(city_scores=table),
+            synthetic={scores.name} if synthetic else set(),
+        )
+    }

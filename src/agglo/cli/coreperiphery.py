@@ -6,15 +6,6 @@ from pathlib import Path
 
 import typer
 
-#: result key -> table file written by the command
-TABLES = {
-    "coreness": "coreness",
-    "fit": "coreness_fit",
-    "city_system": "city_system",
-    "structure_type": "structure_type",
-    "gaps": "core_periphery_gaps",
-}
-
 
 def register(app: typer.Typer) -> None:
     """Add the ``coreperiphery`` command to ``app``."""
@@ -55,60 +46,42 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Coreness and core sets per agglomeration and year, city-size system, structure type.
 
+        Runs the stages `agglo run` runs before (inputs, measures) with the same options.
         Writes coreness.csv, coreness_fit.csv, city_system.csv, structure_type.csv,
         core_periphery_gaps.csv and core_periphery.gpkg to --out.
         """
-        from agglo.config import load_config
-        from agglo.io.panel import DEMO_PANEL, read_panel
-        from agglo.outputs.writers import check_writable, export, write_csv
-        from agglo.pipeline.coreperiphery import analyse, stage_options
-        from agglo.reference.boundaries import load_cities, load_counties
+        from agglo.cli._stage import config_with, run_stage
 
-        cfg = load_config(config)
-        section = cfg.section("coreperiphery")
-        given = {
+        flags = {
             "beta": beta,
             "n_perm": n_perm,
             "transform": transform,
-            "methods": method,
+            "methods": method or None,
             "seats_file": str(seats) if seats else None,
         }
-        section.update({k: v for k, v in given.items() if v is not None and v != []})
-        opts = stage_options(section)  # refuse bad options before any work
-        seed_value = cfg.seed if seed is None else seed
-        targets = [out / f"{t}.csv" for t in TABLES.values()] + [out / "core_periphery.gpkg"]
-        for t in targets:
-            check_writable(t, force=force)
-        panel_path = panel or cfg.panel or DEMO_PANEL
-        result = read_panel(panel_path)
-        status = "synthetic" if result.synthetic else "real"
-        res = analyse(
-            load_cities(cfg.boundaries),
-            result.panel,
-            counties=load_counties(cfg.boundaries),
-            years=year or cfg.years or None,
+        given = {"coreperiphery": {k: v for k, v in flags.items() if v is not None}}
+        cfg = config_with(
+            config,
+            given,
+            panel=panel,
+            seed=seed,
+            years=year or None,
             agglomerations=agglomeration or None,
-            options=opts,
-            seed=seed_value,
-            progress=progress,
         )
-        out.mkdir(parents=True, exist_ok=True)
-        for key, name in TABLES.items():
-            write_csv(res[key].assign(data_status=status), out / f"{name}.csv", force=force)
-        export(
-            res["layer"].assign(data_status=status),
-            out / "core_periphery.gpkg",
-            layer="core_periphery",
-            force=force,
-            metadata={"data_status": status, "panel": str(panel_path), "seed": seed_value},
+        outputs = run_stage(
+            cfg, "coreperiphery", out, force=force, gpkg="core_periphery.gpkg", progress=progress
         )
-        label = "[SYNTHETIC] " if result.synthetic else ""
-        fit = res["fit"]
+        res = outputs.results["coreperiphery"]
         struct = res["structure_type"].set_index(["agglomeration_id", "year"])
-        for row in fit.itertuples():
+        for row in res["fit"].itertuples():
             kind = struct.loc[(row.agglomeration_id, row.year), "structure_type"]
             typer.echo(
-                f"{label}{row.agglomeration_id} {row.year} {row.method}: core {row.core_cities} "
-                f"(fit {row.fit:.2f}, p {row.p_value:.3f}); {kind}"
+                outputs.label(
+                    f"{row.agglomeration_id} {row.year} {row.method}: core {row.core_cities} "
+                    f"(fit {row.fit:.2f}, p {row.p_value:.3f}); {kind}"
+                )
             )
-        typer.echo(f"wrote {len(TABLES)} tables and core_periphery.gpkg to {out}")
+        typer.echo(
+            f"wrote {len(outputs.stages['coreperiphery'].tables)} tables and "
+            f"core_periphery.gpkg to {out}"
+        )

@@ -27,14 +27,56 @@ def _parse_bbox(text: str | None) -> tuple[float, ...] | None:
     return values
 
 
+def _parse_classes(text: str) -> str | list[str]:
+    from agglo.measures.roads import CLASS_PRESETS
+
+    if text in CLASS_PRESETS:
+        return text
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def parse_speeds(text: str | None) -> dict[str, float] | None:
+    """``--speeds``: ``class=km/h,...`` or a JSON file of the same mapping."""
+    from agglo.errors import AggloInputError
+
+    if text is None:
+        return None
+    if Path(text).is_file():
+        try:
+            table = json.loads(Path(text).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AggloInputError(f"--speeds {text}: cannot read JSON ({exc}).") from exc
+    else:
+        table = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+        if not table:
+            raise AggloInputError(
+                f"--speeds must be class=km/h pairs (motorway=100,primary=60) or a JSON file; "
+                f"got {text!r}."
+            )
+    try:
+        out = {str(k).strip(): float(v) for k, v in dict(table).items()}
+    except (TypeError, ValueError) as exc:
+        raise AggloInputError(f"--speeds: speeds must be numbers in km/h; got {table!r}.") from exc
+    bad = {k: v for k, v in out.items() if not 0 < v <= 200}
+    if bad:
+        raise AggloInputError(f"--speeds: km/h must be in (0, 200]; got {bad}.")
+    return out
+
+
+ROADS_HELP = (
+    "OSM .osm.pbf extract or any line layer (gpkg, shp, gdb); repeat for several files. "
+    "FILE=CLASS gives every line of FILE one class (OSM value or 高速公路/国道/省道/县道/乡道)."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``roads`` command to ``app``."""
 
     @app.command("roads")
     @option_flags(RoadsOptions)
     def roads_cmd(
-        roads: Path = typer.Option(
-            ..., "--roads", "-r", help="OSM .osm.pbf extract or any line layer (gpkg, shp, ...)."
+        roads: list[str] = typer.Option(
+            ..., "--roads", "-r", help=ROADS_HELP, metavar="FILE[=CLASS]"
         ),
         polygons: Path | None = typer.Option(
             None, "--polygons", help="Polygon layer (default: the bundled Yangtze-belt cities)."
@@ -63,9 +105,10 @@ def register(app: typer.Typer) -> None:
         from agglo.config import load_config
         from agglo.errors import AggloInputError
         from agglo.measures.geodesy import ensure_wgs84
-        from agglo.measures.roads import read_roads, road_density
+        from agglo.measures.roads import parse_road_source, read_roads, road_density
         from agglo.outputs.writers import check_writable, write_csv
         from agglo.reference.boundaries import load_cities
+        from agglo.reference.provenance import is_synthetic_file
 
         given = {"roads": dict(given["roads"])}
         if mapping_file is not None:
@@ -91,9 +134,11 @@ def register(app: typer.Typer) -> None:
         result = road_density(lines, polys, id_col=id_col, classes=opts.classes)
         if "name_zh" in polys.columns:
             result.insert(1, "name_zh", polys["name_zh"].to_numpy())
+        synthetic = any(is_synthetic_file(parse_road_source(r)[0]) for r in roads)
+        result["data_status"] = "synthetic" if synthetic else "real"
         write_csv(result, out, force=force)
         typer.echo(
-            f"{len(lines):,} road lines, {result['length_km'].sum():,.1f} km in "
+            f"{'[SYNTHETIC] ' if synthetic else ''}{len(lines):,} road lines, {result['length_km'].sum():,.1f} km in "
             f"{len(result)} polygons; median density "
             f"{result['density_km_per_100km2'].median():.2f} km/100 km²; wrote {out}"
         )

@@ -33,14 +33,17 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from agglo.errors import AggloInputError, ValidationError
+from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
+from agglo.options import Options, option
 from agglo.reference.names import CityMatch, CityMatcher
 from agglo.reference.paths import data_path
 from agglo.reference.registry import VARIABLES
@@ -48,8 +51,10 @@ from agglo.reference.registry import VARIABLES
 __all__ = [
     "DEMO_EMPLOYMENT",
     "DEMO_PANEL",
+    "PanelOptions",
     "PanelResult",
     "ValidationReport",
+    "panel_options",
     "panel_to_wide",
     "read_employment",
     "read_panel",
@@ -130,7 +135,90 @@ _MISSING = {
     "缺失",
 }
 _FIRST_YEAR = 1949
-_ON_UNKNOWN_CITY = ("error", "drop")
+
+
+@dataclass(frozen=True)
+class PanelOptions(Options):
+    """How to read a yearbook panel: layout, column mapping, city and year selection, checks.
+
+    The ``[panel]`` section of a run configuration and the panel flags of the CLI derive from
+    these fields.
+
+    Examples
+    --------
+    >>> PanelOptions(on_unknown_city="drop", years=(2010, 2015)).years
+    (2010, 2015)
+    >>> PanelOptions.from_dict({"columns": {"人均GDP全市": "gdp_per_capita"}}).columns
+    {'人均GDP全市': 'gdp_per_capita'}
+    """
+
+    section: ClassVar[str] = "panel"
+
+    columns: dict[str, str | None] = option(  # noqa: RUF009 (option() is a field)
+        default_factory=dict,
+        help="Extra column mapping {column in the file: target}; a target is a registry id, "
+        "name or alias, a role (adcode, city, year, indicator, value, sector, employment), "
+        "employment_<sector>, or none/'' to drop the column.",
+        cli=False,
+    )
+    columns_file: str | None = option(
+        None,
+        help="A CSV file with columns 'column' and 'target' (as written by `agglo panel "
+        "inspect --write-columns`), merged under `columns`.",
+    )
+    ignore_unknown: bool = option(
+        False, help="Drop columns that match no indicator (with a warning) instead of failing."
+    )
+    on_unknown_city: str = option(
+        "error",
+        help="Rows of cities outside the city table: 'error' or 'drop' (with a warning naming "
+        "them; a national table's non-member cities are summarised in one line).",
+        choices=("error", "drop"),
+    )
+    years: tuple[int, ...] | None = option(
+        None, help="Years to keep (other years are dropped and counted); default all."
+    )
+    sheet: str | None = option(
+        None,
+        help="XLSX sheet name, or its 0-based position when no sheet has that name; default the "
+        "first sheet.",
+    )
+    header: int | None = option(
+        None,
+        help="Number of header rows (2 for a merged-cell two-row header); default detected.",
+        minimum=1,
+        maximum=5,
+    )
+    skiprows: int | None = option(
+        None,
+        help="Lines above the header (yearbook titles); default detected.",
+        minimum=0,
+    )
+    encoding: str | None = option(None, help="CSV encoding; default tries utf-8-sig, then gb18030.")
+    indicator: str | None = option(
+        None,
+        help="For a table of one indicator with years across the columns: the indicator it "
+        "holds (registry id, name or alias).",
+    )
+    area: str = option(
+        "whole_city",
+        help="When a table has both 全市 (whole city) and 市辖区 (urban districts) columns of an "
+        "indicator, the one used (the other is dropped and recorded).",
+        choices=("whole_city", "urban_districts"),
+    )
+    plausibility: str = option(
+        "warn",
+        help="Plausibility checks against each indicator's unit and range (scale errors, "
+        "outliers, jumps, absurd magnitudes): 'warn', 'error' or 'off'.",
+        choices=("warn", "error", "off"),
+    )
+    jump_factor: float = option(
+        3.0,
+        help="A city's value changing by more than this factor (up or down) between two "
+        "observed years is flagged.",
+        minimum=1.0,
+        exclusive_minimum=True,
+    )
 
 
 @dataclass
@@ -146,6 +234,7 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     synthetic: bool = False
+    _emit: list[str] = field(default_factory=list, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
         """The report as a table: ``kind`` (warning/action), ``message``, ``source``,
@@ -162,6 +251,19 @@ class ValidationReport:
         return pd.DataFrame(rows, columns=["kind", "message"]).assign(
             source=self.source, data_status="synthetic" if self.synthetic else "real"
         )
+
+    def data_warning(self, message: str) -> None:
+        """Record something dropped, repaired or suspicious; :meth:`emit` raises it as a
+        Python warning once reading succeeded."""
+        self.warnings.append(message)
+        self._emit.append(message)
+
+    def emit(self) -> None:
+        """Raise every data warning as an :class:`~agglo.errors.AggloDataWarning` (coverage
+        notes and the synthetic-data label stay report lines)."""
+        for w in self._emit:
+            warnings.warn(f"{Path(self.source).name}: {w}", AggloDataWarning, stacklevel=3)
+        self._emit = []
 
 
 @dataclass
@@ -293,6 +395,9 @@ def _read_raw(
     suffix = path.suffix.lower()
     if suffix in {".xlsx", ".xlsm"}:
         try:
+            if isinstance(sheet, str) and sheet.isdigit():
+                names = pd.ExcelFile(path, engine="openpyxl").sheet_names
+                sheet = sheet if sheet in names else int(sheet)
             df = pd.read_excel(
                 path,
                 sheet_name=0 if sheet is None else sheet,
@@ -416,17 +521,11 @@ def _rows_text(lines: list[int], limit: int = 8) -> str:
 
 def read_panel(
     path: str | Path,
+    options: PanelOptions | None = None,
     *,
-    sheet: str | int | None = None,
-    columns: Mapping[str, str | None] | None = None,
-    ignore_unknown: bool = False,
-    years: Iterable[int] | None = None,
     cities: pd.DataFrame | None = None,
-    on_unknown_city: str = "error",
-    encoding: str | None = None,
-    skiprows: int = 0,
     employment: str | Path | None = None,
-    indicator: str | None = None,
+    **overrides: Any,
 ) -> PanelResult:
     """Read a yearbook panel (CSV or XLSX, long or wide form), validate it, return it tidy.
 
@@ -435,34 +534,22 @@ def read_panel(
     path
         ``.csv`` (also tab- or semicolon-separated; UTF-8, UTF-8-BOM or GBK/GB18030) or
         ``.xlsx``.
-    sheet
-        XLSX sheet name or 0-based index (default: the first sheet).
-    columns
-        Extra column mapping ``{column in the file: target}``; a target is a registry id,
-        name or alias, a role (``adcode``, ``city``, ``year``, ``indicator``, ``value``,
-        ``sector``, ``employment``), ``employment_<sector>``, or None to drop the column.
-    ignore_unknown
-        Drop columns that match nothing (with a warning) instead of raising.
-    years
-        Allowed years (e.g. ``range(2000, 2021)`` or ``[2010, 2015, 2020]``): rows with other
-        years are errors; requested years absent from the file are warned about.
+    options
+        A :class:`PanelOptions` (layout, ``columns`` mapping, ``ignore_unknown``,
+        ``on_unknown_city``, ``years``, ``sheet``, ``header``, ``skiprows``, ``plausibility``
+        ...); default ``PanelOptions()``.
     cities
         Units to match against (``adcode``, ``name_zh``, optional ``province_zh``); default
         the bundled 130 prefecture-level units of the Yangtze belt (:func:`agglo.load_cities`).
-    on_unknown_city
-        ``"error"`` (default) or ``"drop"``: drop rows of unknown cities with a warning (e.g.
-        a national yearbook read for the Yangtze belt). Ambiguous names always raise.
-    encoding
-        Force a CSV encoding instead of trying ``utf-8-sig`` then ``gb18030``.
-    skiprows
-        Lines above the header (yearbook title rows); row numbers in messages still count
-        from the top of the file.
+        Names and codes of other Chinese prefecture-level units (the bundled alias table
+        derived from the china-prefecture-crosswalk) are recognised as *outside the table*:
+        with ``on_unknown_city="drop"`` they are dropped with one summary warning.
     employment
         A separate sector-employment file (long or wide, see :func:`read_employment`);
         default: the file named by the metadata sidecar, if any.
-    indicator
-        For a table of one indicator with cities down and years across (columns ``2010``,
-        ``2015年``, ...), the indicator it holds (registry id, name or alias).
+    **overrides
+        Fields of :class:`PanelOptions` given directly (``sheet="data"``, ``years=[2010]``),
+        applied over ``options``.
 
     Returns
     -------
@@ -476,10 +563,17 @@ def read_panel(
         With one message per problem (file, row, column): unknown columns or indicators (with
         the closest registry ids), unknown or ambiguous cities (with candidates), duplicate
         city-year-indicator rows, non-numeric values, rates outside [0, 100], negative values
-        where impossible, binary values other than 0/1, non-integer years or years outside
-        ``years``.
+        where impossible, binary values other than 0/1, non-integer years; with
+        ``plausibility="error"`` also every plausibility flag.
     agglo.errors.AggloInputError
-        When the file cannot be read or has no city/year columns.
+        When the file cannot be read, has no city/year columns, or nothing is left after
+        filtering (the message names the filter).
+
+    Warns
+    -----
+    agglo.errors.AggloDataWarning
+        For every city, row or value dropped or flagged as implausible (named in the message
+        and listed in ``report.to_frame()``).
 
     Examples
     --------
@@ -488,12 +582,19 @@ def read_panel(
     (True, 84, [2010, 2015, 2020])
     >>> res.panel.loc[0, ["adcode", "indicator"]].tolist()
     ['310100', 'avg_wage']
+    >>> read_panel(DEMO_PANEL, years=[2015]).panel["year"].unique().tolist()
+    [2015]
     """
+    opts = panel_options(options, **overrides)
+    sheet: str | int | None = opts.sheet
+    columns = _all_columns(opts)
+    ignore_unknown = opts.ignore_unknown
+    years = opts.years
+    on_unknown_city = opts.on_unknown_city
+    encoding = opts.encoding
+    skiprows = opts.skiprows or 0
+    indicator = opts.indicator
     path = Path(path)
-    if on_unknown_city not in _ON_UNKNOWN_CITY:
-        raise AggloInputError(
-            f"on_unknown_city must be one of {_ON_UNKNOWN_CITY}; got {on_unknown_city!r}"
-        )
     if not path.is_file():
         raise AggloInputError(f"panel file {path} not found")
     allowed_years = None if years is None else sorted({int(y) for y in years})
@@ -539,12 +640,17 @@ def read_panel(
 
     # long cells: line, column, city key, year raw, target kind/id, value raw
     cells = _cells(raw, plan, lines, problems)
+    left = {"columns": len(cells)}
     matcher = CityMatcher(cities) if cities is not None else _default_matcher()
     cells = _resolve_cities(cells, raw, plan, lines, matcher, on_unknown_city, report, problems)
-    cells = _resolve_years(cells, allowed_years, str(plan.year), problems)
+    left["cities"] = len(cells)
+    cells = _resolve_years(cells, allowed_years, str(plan.year), problems, report)
+    left["years"] = len(cells)
     cells = _resolve_values(cells, report, problems)
+    left["values"] = len(cells)
     _check_duplicates(cells, matcher, problems)
     problems.raise_if_any(str(path))
+    _refuse_empty(path, left, opts, plan)
 
     panel_cells = cells[cells["target"] == "indicator"]
     panel = _tidy(panel_cells, "indicator", "value", PANEL_COLUMNS)
@@ -563,9 +669,80 @@ def read_panel(
         report.actions.append(f"read sector employment from {Path(employment).name}")
 
     _summarise(panel, emp, allowed_years, cities is None, report)
-    for w in report.warnings:
-        log.info("%s: %s", path.name, w)
+    report.emit()
     return PanelResult(panel, report, synthetic, emp, meta)
+
+
+def _refuse_empty(path: Path, left: dict[str, int], opts: PanelOptions, plan: _Plan) -> None:
+    """An empty result is an error naming the step (filter) that removed every value."""
+    if left["values"]:
+        return
+    if not left["columns"]:
+        why = (
+            f"no indicator columns left (ignore_unknown=True dropped {len(plan.dropped)} "
+            "column(s)); map them with columns={...}"
+            if opts.ignore_unknown
+            else "no indicator columns"
+        )
+    elif not left["cities"]:
+        why = (
+            "on_unknown_city='drop' dropped every row: none of its cities is in the city table "
+            "(pass cities=... or check the city/adcode column)"
+        )
+    elif not left["years"]:
+        why = f"years={list(opts.years or [])} selected no row (see the file's year column)"
+    else:
+        why = "every value is empty"
+    raise AggloInputError(f"{path}: nothing left to read: {why}")
+
+
+def panel_options(options: PanelOptions | None = None, **overrides: Any) -> PanelOptions:
+    """``options`` (default ``PanelOptions()``) with ``overrides`` applied and validated.
+
+    Ranges and lists of years become tuples; a ``columns`` mapping becomes a dict.
+
+    Examples
+    --------
+    >>> panel_options(years=range(2010, 2013)).years
+    (2010, 2011, 2012)
+    """
+    base = options if options is not None else PanelOptions()
+    if not overrides:
+        return base
+    valid = [s.name for s in PanelOptions.specs()]
+    unknown = [k for k in overrides if k not in valid]
+    if unknown:
+        PanelOptions.from_dict({k: overrides[k] for k in unknown})  # raises, naming them
+    if overrides.get("years") is not None:
+        overrides["years"] = tuple(int(y) for y in overrides["years"])
+    if overrides.get("columns") is not None:
+        overrides["columns"] = dict(overrides["columns"])
+    elif "columns" in overrides:
+        overrides["columns"] = {}
+    if isinstance(overrides.get("sheet"), int):
+        overrides["sheet"] = str(overrides["sheet"])
+    return base.replace(**overrides)
+
+
+def _all_columns(opts: PanelOptions) -> dict[str, str | None]:
+    """The ``columns`` mapping with ``columns_file`` merged under it; ''/'none' mean drop."""
+    out: dict[str, str | None] = {}
+    if opts.columns_file:
+        path = Path(opts.columns_file)
+        if not path.is_file():
+            raise AggloInputError(f"columns_file {path} not found")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        if not {"column", "target"} <= set(table.columns):
+            raise AggloInputError(
+                f"columns_file {path}: needs columns 'column' and 'target'; got "
+                f"{list(table.columns)}"
+            )
+        out.update(zip(table["column"], table["target"], strict=True))
+    out.update(opts.columns)
+    return {
+        k: (None if v is None or str(v).strip().lower() in ("", "none") else v)
+        for k, v in out.items()
+    }
 
 
 def _years_across(raw: pd.DataFrame, indicator: str, path: Path) -> pd.DataFrame:
@@ -721,7 +898,7 @@ def _plan_columns(
             )
             if ignore_unknown:
                 plan.dropped.append(col)
-                report.warnings.append(f"dropped unknown column {label!r} ({msg.split(';')[1]})")
+                report.data_warning(f"dropped unknown column {label!r} ({msg.split(';')[1]})")
             else:
                 problems.add(1, label, msg)
             continue
@@ -875,7 +1052,7 @@ def _resolve_cities(
     adcode_of_row: dict[object, str] = {}
     dropped: list[str] = []
     for (c, n), idxs in keys.items():
-        row_lines = [int(line_of[i]) for i in idxs]
+        row_lines = sorted({int(line_of[i]) for i in idxs})
         max_year = max((y for i in idxs if (y := year_of[i]) is not None), default=None)
         col = str(plan.adcode) if c else str(plan.city)
         if c:
@@ -897,12 +1074,14 @@ def _resolve_cities(
             )
             problems.add(row_lines[0], col, f"{m.error}{hint} ({_rows_text(row_lines)})")
             continue
-        if m.warning:
-            report.warnings.append(f"{_rows_text(row_lines)}: {m.warning}")
+        if m.warning and "after it went out of use" in m.warning:
+            report.data_warning(f"{_rows_text(row_lines)}: {m.warning}")
+        elif m.warning:  # a former name or code used while it was valid: a recorded mapping
+            report.actions.append(f"{_rows_text(row_lines)}: {m.warning}")
         if c and n:
             mn = matcher.match_name(n)
             if mn.adcode is not None and mn.adcode != m.adcode:
-                report.warnings.append(
+                report.data_warning(
                     f"{_rows_text(row_lines)}: adcode {m.adcode} ({matcher.names[m.adcode]}) "
                     f"but name {n!r} matches {matcher.label(mn.adcode)}; the adcode is used"
                 )
@@ -911,7 +1090,7 @@ def _resolve_cities(
         for i in idxs:
             adcode_of_row[i] = m.adcode
     if dropped:
-        report.warnings.append(
+        report.data_warning(
             f"dropped rows of {len(dropped)} unknown cit(y/ies) (on_unknown_city='drop'): "
             + "; ".join(dropped[:10])
             + (" ..." if len(dropped) > 10 else "")
@@ -921,11 +1100,16 @@ def _resolve_cities(
 
 
 def _resolve_years(
-    cells: pd.DataFrame, allowed: list[int] | None, year_col: str, problems: _Problems
+    cells: pd.DataFrame,
+    allowed: list[int] | None,
+    year_col: str,
+    problems: _Problems,
+    report: ValidationReport,
 ) -> pd.DataFrame:
     first = cells.drop_duplicates("row")
     last_ok = _dt.date.today().year
-    bad_rows = set()
+    bad_rows: set[object] = set()
+    unselected: set[object] = set()
     year_of_row = {}
     for row, line, y in zip(first["row"], first["line"], first["year_raw"], strict=True):
         v = year_of_row[row] = _to_year(y)
@@ -936,20 +1120,34 @@ def _resolve_years(
             problems.add(int(line), year_col, f"year {v} outside {_FIRST_YEAR}-{last_ok}")
             bad_rows.add(row)
         elif allowed is not None and v not in allowed:
-            problems.add(
-                int(line),
-                year_col,
-                f"year {v} outside the requested years {_years_text(allowed)}",
-            )
-            bad_rows.add(row)
-    cells = cells[~cells["row"].isin(bad_rows)]
+            unselected.add(row)
+    if unselected:
+        other = sorted({year_of_row[r] for r in unselected})
+        report.actions.append(
+            f"years={_years_text(allowed or [])}: left out {len(unselected)} row(s) of other "
+            f"years ({_years_text(other)})"
+        )
+    cells = cells[~cells["row"].isin(bad_rows | unselected)]
     return cells.assign(year=cells["row"].map(year_of_row))
 
 
 def _years_text(years: list[int]) -> str:
-    if len(years) > 3 and years == list(range(years[0], years[-1] + 1)):
-        return f"{years[0]}-{years[-1]}"
-    return str(years)
+    """``[2010, 2015]``, or runs such as ``2000-2011, 2013-2020`` for long lists.
+
+    Examples
+    --------
+    >>> _years_text([2010, 2015]), _years_text([*range(2000, 2012), *range(2013, 2021)])
+    ('[2010, 2015]', '2000-2011, 2013-2020')
+    """
+    if len(years) <= 3:
+        return str(years)
+    runs: list[list[int]] = []
+    for y in years:
+        if runs and y == runs[-1][-1] + 1:
+            runs[-1].append(y)
+        else:
+            runs.append([y])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def _resolve_values(
@@ -1048,7 +1246,7 @@ def _summarise(
     if allowed is not None:
         absent = [y for y in allowed if y not in yrs]
         if absent:
-            report.warnings.append(f"requested years without any rows: {absent}")
+            report.data_warning(f"requested years without any rows: {_years_text(absent)}")
     if check_members:
         from agglo.reference.boundaries import load_membership
 

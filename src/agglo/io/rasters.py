@@ -31,6 +31,8 @@ __all__ = [
     "Grid",
     "Layer",
     "discover_layers",
+    "layer_units",
+    "screen_pm25_values",
     "write_acag_netcdf",
     "year_from_name",
 ]
@@ -843,6 +845,133 @@ def _xarray_layers(obj: Any, *, variable: str | None, crs: Any) -> list[Layer]:
         )
         for i, y in enumerate(years)
     ]
+
+
+# -- value checks (called once per layer at entry and on every decoded read) -----------------
+#: common fill values that files use without declaring them (_FillValue / nodata)
+UNDECLARED_FILLS = (-999.0, -9999.0, -99999.0, -32768.0, -32767.0, 32767.0, 65535.0, 9.96921e36)
+#: no annual mean PM2.5 on Earth comes near this (µg/m³); larger values mean wrong units or fill
+PM25_MAX_PLAUSIBLE = 1000.0
+#: units attribute value (normalised: lower case, no spaces, µ/μ -> u) -> factor to µg/m³
+PM25_UNITS = {
+    "ug/m3": 1.0, "ugm-3": 1.0, "ug/m^3": 1.0, "microgram/m3": 1.0, "micrograms/m3": 1.0,
+    "microgrampercubicmeter": 1.0, "ugperm3": 1.0,
+    "mg/m3": 1000.0, "mgm-3": 1000.0, "mg/m^3": 1000.0, "milligram/m3": 1000.0,
+    "kg/m3": 1e9, "kgm-3": 1e9, "kg/m^3": 1e9, "g/m3": 1e6, "gm-3": 1e6,
+}  # fmt: skip
+_UNITS_CACHE: dict[tuple, tuple[str, float]] = {}
+
+
+def layer_units(layer: Layer) -> tuple[str, float]:
+    """The units attribute of ``layer`` and its factor to µg/m³ (``("", 1.0)`` when absent).
+
+    Raises
+    ------
+    AggloInputError
+        A units attribute that is not a mass concentration agglo can convert.
+    """
+    key = (str(layer.path), layer.variable, layer.index, layer.kind, id(layer.data))
+    if key in _UNITS_CACHE:
+        return _UNITS_CACHE[key]
+    units = ""
+    try:
+        if layer.kind == "netcdf":
+            import netCDF4
+
+            with _NC_LOCK, netCDF4.Dataset(layer.path) as ds:
+                units = str(getattr(ds.variables[layer.variable], "units", ""))
+        elif layer.kind == "geotiff":
+            import rasterio
+
+            with rasterio.open(layer.path) as ds:
+                band = (layer.index or 0) + 1
+                units = ds.units[band - 1] if ds.units else ""
+                units = units or ds.tags(band).get("units", "") or ds.tags().get("units", "")
+        else:
+            units = str(layer.data.attrs.get("units", ""))
+    except Exception:  # unreadable attributes: the value read reports real problems
+        units = ""
+    norm = units.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u")
+    norm = norm.replace("³", "3").replace("**", "^").replace("⁻", "-")
+    if not norm or norm in ("1", "none", "unknown"):
+        result = ("", 1.0)
+    elif norm in PM25_UNITS:
+        result = (units, PM25_UNITS[norm])
+    else:
+        raise AggloInputError(
+            f"{layer.name}: units {units!r} are not a mass concentration agglo can convert to "
+            "µg/m³ (known: µg/m³, mg/m³, g/m³, kg/m³). Convert the raster to µg/m³, or fix "
+            "its units attribute."
+        )
+    _UNITS_CACHE[key] = result
+    return result
+
+
+def screen_pm25_values(values: np.ndarray, layer: Layer) -> tuple[np.ndarray, list[str]]:
+    """Undeclared fill values -> NaN, units -> µg/m³; refuse negative or impossible PM2.5.
+
+    Parameters
+    ----------
+    values
+        Decoded cell values (declared fill already NaN).
+    layer
+        Where they come from (for the units attribute and messages).
+
+    Returns
+    -------
+    (numpy.ndarray, list of str)
+        Values in µg/m³, and notes on what was masked or rescaled (the caller warns with them).
+
+    Raises
+    ------
+    AggloInputError
+        Negative values, or values above :data:`PM25_MAX_PLAUSIBLE` µg/m³ after conversion.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> g = Grid(west=100, north=30, dx=1, dy=1, nx=3, ny=1)
+    >>> lay = Layer(year=2020, kind="xarray", grid=g, data=xr.DataArray([0], attrs={}))
+    >>> v, notes = screen_pm25_values(np.array([12.0, -999.0, np.nan]), lay)
+    >>> v.tolist(), notes
+    ([12.0, nan, nan], ['1 cell(s) hold -999, a fill value the file does not declare: treated as missing'])
+    """
+    notes: list[str] = []
+    out = values
+    finite = np.isfinite(out)
+    for fill in UNDECLARED_FILLS:
+        hit = finite & np.isclose(out, fill, rtol=1e-6, atol=0.0)
+        if hit.any():
+            out = np.where(hit, np.nan, out)
+            finite &= ~hit
+            notes.append(
+                f"{int(hit.sum())} cell(s) hold {fill:g}, a fill value the file does not "
+                "declare: treated as missing"
+            )
+    units, factor = layer_units(layer)
+    if factor != 1.0:
+        out = out * factor
+        notes.append(f"values in {units} converted to µg/m³ (x {factor:g})")
+    if not finite.any():
+        return out, notes
+    lo, hi = float(np.min(out[finite])), float(np.max(out[finite]))
+    if lo < 0:
+        n = int((out[finite] < 0).sum())
+        raise AggloInputError(
+            f"{layer.name} ({layer.year}): {n} cell(s) have negative PM2.5 (down to {lo:g} "
+            "µg/m³), which is impossible for a concentration. Is it a difference or anomaly "
+            "layer, or a fill value the file does not declare? Give annual mean PM2.5, or set "
+            "_FillValue / nodata."
+        )
+    if hi > PM25_MAX_PLAUSIBLE:
+        n = int((out[finite] > PM25_MAX_PLAUSIBLE).sum())
+        raise AggloInputError(
+            f"{layer.name} ({layer.year}): {n} cell(s) have PM2.5 above {PM25_MAX_PLAUSIBLE:g} "
+            f"µg/m³ (up to {hi:g}), impossible for an annual mean: the units are wrong "
+            "(ng/m³?) or a fill value is undeclared. Fix the units attribute or set "
+            "_FillValue / nodata."
+        )
+    return out, notes
 
 
 # -- writing ACAG-layout NetCDF (demo and benchmark data) ------------------------------------

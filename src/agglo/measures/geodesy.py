@@ -53,6 +53,9 @@ def ensure_wgs84(gdf: gpd.GeoDataFrame, *, what: str = "layer") -> gpd.GeoDataFr
             f"{what} has no CRS. Set it first, e.g. gdf.set_crs('EPSG:4326') for lon/lat data "
             "(Amap/cnmaps boundaries are published as lon/lat, possibly GCJ-02-offset)."
         )
+    from agglo._validate import check_crs
+
+    check_crs(gdf, what=what)  # before reprojecting: nonsense coordinates fail here, clearly
     if CRS.from_user_input(gdf.crs).equals(WGS84):
         return gdf
     return gdf.to_crs(WGS84)

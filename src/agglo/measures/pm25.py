@@ -44,8 +44,9 @@ import scipy.sparse as sp
 import shapely
 from pyproj import CRS
 
-from agglo.errors import AggloInputError, CRSError, require
-from agglo.io.rasters import Grid, Layer, Window, discover_layers
+from agglo._validate import check_crs, check_overlap, clean_geometries
+from agglo.errors import AggloDataWarning, AggloInputError, CRSError, require
+from agglo.io.rasters import Grid, Layer, Window, discover_layers, screen_pm25_values
 from agglo.options import Options, choice_problem, option
 
 __all__ = [
@@ -430,13 +431,13 @@ def _reduce_years(
         key = layer.grid.key()
         if key not in gathers:
             gathers[key] = _Gather(layer.grid, plan.window, rows, cols)
-        v = gathers[key].read(layer)
+        v, notes = screen_pm25_values(gathers[key].read(layer), layer)
         valid = ~np.isnan(v)
         v0 = np.where(valid, v, 0.0)
         vf = valid.astype(np.float64)
         num = plan.weights @ v0
         den = plan.weights @ vf
-        res = {"num": num, "den": den, "total": total, "n": binary @ vf}
+        res = {"num": num, "den": den, "total": total, "n": binary @ vf, "notes": notes}
         p = pop.get(layer.year)
         if p is not None:
             wp = plan.base.multiply(p[None, :]).tocsr()
@@ -531,6 +532,8 @@ def zonal_pm25(
     if not isinstance(years_per_task, int) or years_per_task < 1:
         raise AggloInputError(f"years_per_task must be a positive integer, got {years_per_task!r}")
     ids = _check_polygons(polygons, id_col)
+    check_crs(polygons, what="polygons")
+    polygons = clean_geometries(polygons, what="polygons", id_col=id_col)
     year_list = None if years is None else sorted({int(y) for y in years})
     layers = discover_layers(source, years=year_list, variable=variable, crs=raster_crs)
     pop_layers = (
@@ -545,15 +548,34 @@ def zonal_pm25(
     notes = sorted({layer.note for layer in layers if layer.note})
     for group in groups.values():
         grid = group[0].grid
+        check_crs(
+            (grid.west, grid.south, grid.east, grid.north),
+            grid.crs,
+            what=f"raster {group[0].name}",
+            fix="raster_crs='EPSG:4326' (CLI: --raster-crs EPSG:4326)",
+        )
         geoms = _polygons_on_grid(polygons, grid)
+        check_overlap(
+            geoms, (grid.west, grid.south, grid.east, grid.north), ids, what=group[0].name
+        )
         plan = coverage_plan(geoms, grid, weights=weights, progress=progress)
         pop = _population_for(pop_layers, group, plan) if pop_layers else {}
         results = _run(group, plan, pop, sched, years_per_task)
+        for layer, r in zip(group, results, strict=True):
+            for note in r.get("notes", ()):
+                warnings.warn(
+                    f"{layer.name} ({layer.year}): {note}", AggloDataWarning, stacklevel=2
+                )
         frames.extend(
             _frame(ids, id_col, layer.year, r) for layer, r in zip(group, results, strict=True)
         )
     out = pd.concat(frames, ignore_index=True).sort_values(["year"], kind="stable")
     out = out.reset_index(drop=True)
+    if out["pm25_mean"].isna().all():
+        raise AggloInputError(
+            "no polygon has a valid PM2.5 cell in any year: every covered cell is missing or "
+            "fill. Check the raster's extent, CRS and fill value."
+        )
     _warn_missing(out, id_col)
     synthetic = any(
         "synthetic" in layer.name.lower() or "synthetic" in layer.note for layer in layers

@@ -44,16 +44,18 @@ import pyogrio
 import shapely
 from pyproj import Geod
 
-from agglo.errors import AggloInputError, ValidationError, require
+from agglo.errors import AggloDataWarning, AggloInputError, ValidationError, require
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
 from agglo.options import Options, option
 
 __all__ = [
+    "CHINESE_CLASSES",
     "CLASS_PRESETS",
     "DEFAULT_CLASSES",
     "MAJOR_CLASSES",
     "ROAD_COLUMNS",
     "RoadsOptions",
+    "parse_road_source",
     "read_roads",
     "resolve_classes",
     "road_density",
@@ -84,6 +86,25 @@ CLASS_PRESETS: dict[str, tuple[str, ...] | None] = {
     "major": MAJOR_CLASSES,
     "all": None,
 }
+#: Chinese road classes (技术/行政等级, as in Chinese GIS layers) -> OSM ``highway`` values;
+#: applied by :func:`read_roads` when no ``mapping`` is given
+CHINESE_CLASSES: dict[str, str] = {
+    "高速公路": "motorway",
+    "高速": "motorway",
+    "国道": "trunk",
+    "城市快速路": "trunk",
+    "快速路": "trunk",
+    "省道": "primary",
+    "主干道": "primary",
+    "主干路": "primary",
+    "县道": "secondary",
+    "次干道": "secondary",
+    "次干路": "secondary",
+    "乡道": "tertiary",
+    "支路": "tertiary",
+    "村道": "unclassified",
+    "专用公路": "unclassified",
+}
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,9 @@ class RoadsOptions(Options):
         None, help="Source class value -> OSM highway value.", cli=False
     )
     layer: str | None = option(None, help="Layer of the road file (default: the first).")
+    speed_col: str | None = option(
+        None, help="Column of a line layer holding speed limits, km/h (copied to maxspeed)."
+    )
 
     def extra_problems(self) -> list[str]:
         try:
@@ -173,13 +197,37 @@ def resolve_classes(classes: str | Iterable[str] | None) -> tuple[str, ...] | No
 # ---------------------------------------------------------------------------------------
 
 
+def parse_road_source(source: str | Path) -> tuple[Path, str | None]:
+    """Split a road source ``"file"`` or ``"file=class"`` into the path and its class.
+
+    ``file=class`` gives every line of the file one road class (e.g. a FileGDB per class with
+    no class column); the class may be an OSM ``highway`` value or a Chinese class name.
+
+    Examples
+    --------
+    >>> parse_road_source("roads/gs.gdb=高速公路")
+    (PosixPath('roads/gs.gdb'), '高速公路')
+    >>> parse_road_source("china.osm.pbf")
+    (PosixPath('china.osm.pbf'), None)
+    """
+    text = str(source)
+    if "=" in text and not Path(text).exists():
+        file, _, cls = text.rpartition("=")
+        if file and cls and "/" not in cls and "\\" not in cls:
+            return Path(file), cls.strip()
+    return Path(text), None
+
+
 def read_roads(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
     bbox: Sequence[float] | None = None,
     classes: str | Iterable[str] | None = DEFAULT_CLASSES,
     class_col: str = "highway",
     mapping: Mapping[str, str] | None = None,
+    road_class: str | None = None,
+    speed_col: str | None = None,
+    speeds: Mapping[str, float] | None = None,
     layer: str | int | None = None,
     chunk_size: int = 100_000,
     node_cache: str = "flex_mem",
@@ -189,7 +237,8 @@ def read_roads(
     Parameters
     ----------
     path
-        ``.osm.pbf`` (also ``.osm``, ``.osm.bz2``): read with pyosmium, keeping ways with a
+        One source or a list of them; each may be ``"file=class"`` (see
+        :func:`parse_road_source`) to give all of its lines one class. ``.osm.pbf`` (also ``.osm``, ``.osm.bz2``): read with pyosmium, keeping ways with a
         ``highway`` tag of the selected classes; only way geometries are built, in chunks, and
         ways outside ``bbox`` are dropped chunk by chunk, so a country extract never holds its
         whole road network. Any other path is read with pyogrio (``bbox=`` and an SQL ``where``
@@ -204,9 +253,17 @@ def read_roads(
     class_col
         Class column of an OGR layer (Geofabrik shapefiles use ``"fclass"``). Ignored for OSM.
     mapping
-        Source class value -> OSM ``highway`` value (e.g. ``{"高速公路": "motorway"}``), applied
+        Source class value -> OSM ``highway`` value (e.g. ``{"高速": "motorway"}``), applied
         to ``class_col`` before filtering; unmapped values become None (and are dropped unless
-        ``classes="all"``).
+        ``classes="all"``). Without it, Chinese class names (:data:`CHINESE_CLASSES`: 高速公路,
+        国道, 省道, 县道, 乡道 ...) become their OSM classes and other values are kept.
+    road_class
+        One class for every line of the file (OSM value or Chinese name); no class column
+        is needed then.
+    speed_col
+        Column holding the speed limit in km/h, copied to ``maxspeed`` (OGR layers).
+    speeds
+        Class -> km/h, filling ``maxspeed`` where it is missing (after class mapping).
     layer
         Layer name or index of a multi-layer source (default: the first layer).
     chunk_size
@@ -233,15 +290,42 @@ def read_roads(
     >>> roads = read_roads("china-latest.osm.pbf", bbox=(103.5, 30.0, 105.0, 31.5))  # doctest: +SKIP
     >>> roads["highway"].value_counts()  # doctest: +SKIP
     """
-    path = Path(path)
+    kw = {
+        "bbox": bbox,
+        "classes": classes,
+        "class_col": class_col,
+        "mapping": mapping,
+        "speed_col": speed_col,
+        "speeds": speeds,
+        "layer": layer,
+        "chunk_size": chunk_size,
+        "node_cache": node_cache,
+    }
+    if not isinstance(path, str | Path):
+        sources = list(path)
+        if not sources:
+            raise AggloInputError("no road file given.")
+        frames = [read_roads(p, road_class=road_class, **kw) for p in sources]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    path, file_class = parse_road_source(path)
+    road_class = file_class or road_class
     if not path.exists():
         raise AggloInputError(f"road file {path} does not exist.")
     wanted = resolve_classes(classes)
     box = _check_bbox(bbox)
     if path.name.lower().endswith(_OSM_SUFFIXES):
+        if road_class is not None or speed_col is not None:
+            raise AggloInputError(
+                f"{path.name}: a class per file (=class) and speed_col apply to line layers, "
+                "not to OSM extracts (which carry highway and maxspeed tags)."
+            )
         gdf = _read_osm(path, wanted, box, chunk_size, node_cache)
     else:
-        gdf = _read_ogr(path, wanted, box, class_col, mapping, layer)
+        gdf = _read_ogr(path, wanted, box, class_col, mapping, layer, road_class, speed_col)
+    if speeds:
+        by_class = gdf["highway"].map({str(k): str(v) for k, v in speeds.items()})
+        gdf["maxspeed"] = gdf["maxspeed"].where(gdf["maxspeed"].notna(), by_class)
+        gdf["maxspeed"] = gdf["maxspeed"].astype(object).where(gdf["maxspeed"].notna(), None)
     log.info("read %d road lines from %s", len(gdf), path.name)
     return gdf
 
@@ -343,18 +427,41 @@ def _read_ogr(
     class_col: str,
     mapping: Mapping[str, str] | None,
     layer: str | int | None,
+    road_class: str | None = None,
+    speed_col: str | None = None,
 ) -> gpd.GeoDataFrame:
     try:
         info = pyogrio.read_info(path, layer=layer)
     except Exception as exc:  # pyogrio's DataSourceError / DataLayerError
         raise AggloInputError(f"cannot read road layer from {path}: {exc}") from exc
     fields = list(info["fields"])
+    if speed_col is not None and speed_col not in fields:
+        raise AggloInputError(
+            f"{path}: speed column {speed_col!r} not found (columns: {fields}); pass the column "
+            "holding km/h (CLI: --speed-col) or a speed table by class (--speeds)."
+        )
+    if road_class is not None:
+        cls = (mapping or CHINESE_CLASSES).get(road_class, road_class)
+        if wanted is not None and cls not in wanted:
+            warnings.warn(
+                f"{path.name}: every line is class {road_class!r} (= {cls}), which the selected "
+                f"classes exclude ({', '.join(wanted)}): the file contributes no road. Use "
+                "classes='all' or add the class.",
+                AggloDataWarning,
+                stacklevel=3,
+            )
+        if wanted is not None and cls not in wanted:
+            return _empty_roads(fields)
+        wanted, mapping, class_col = None, None, ""
     has_class = class_col in fields
-    if not has_class and (wanted is not None or mapping is not None):
+    if not has_class and road_class is None and (wanted is not None or mapping is not None):
         raise AggloInputError(
             f"{path}: class column {class_col!r} not found (columns: {fields}). Pass "
-            "class_col= (Geofabrik shapefiles use 'fclass') or classes='all' to keep every line."
+            "class_col= (CLI: --class-col; Geofabrik shapefiles use 'fclass'), a class for the "
+            "whole file (--roads FILE=primary), or classes='all' to keep every line."
         )
+    if mapping is None and has_class:
+        mapping = _chinese_or_same(path, class_col, layer)
     where = None
     if wanted is not None:
         source_values = (
@@ -387,6 +494,22 @@ def _read_ogr(
             "gdf.set_crs('EPSG:4326') and pass the GeoDataFrame to road_density)."
         )
     gdf = ensure_wgs84(gdf, what=f"road layer {path.name}")
+    gone = shapely.is_missing(gdf.geometry.to_numpy()) | shapely.is_empty(gdf.geometry.to_numpy())
+    if gone.any():
+        warnings.warn(
+            f"{path.name}: {int(gone.sum())} line(s) with null or empty geometry dropped "
+            f"(rows {np.flatnonzero(gone)[:10].tolist()}{' ...' if gone.sum() > 10 else ''})",
+            AggloDataWarning,
+            stacklevel=3,
+        )
+        gdf = gdf[~gone]
+    if road_class is not None:
+        if "highway" in gdf.columns:
+            gdf = gdf.rename(columns={"highway": "highway_source"})
+        gdf["highway"] = CHINESE_CLASSES.get(road_class, road_class)
+    if speed_col is not None:
+        sp = pd.to_numeric(gdf[speed_col], errors="coerce")
+        gdf["maxspeed"] = [None if not np.isfinite(v) or v <= 0 else f"{v:g}" for v in sp]
     if has_class:
         values = gdf[class_col].astype(object)
         if mapping is not None:
@@ -400,6 +523,31 @@ def _read_ogr(
     if wanted is not None:
         gdf = gdf[gdf["highway"].isin(wanted)]
     return gdf.reset_index(drop=True)
+
+
+def _empty_roads(fields: list[str]) -> gpd.GeoDataFrame:
+    cols = dict.fromkeys([*fields, *ROAD_COLUMNS])
+    return gpd.GeoDataFrame(
+        {c: pd.Series(dtype=object) for c in cols}, geometry=gpd.GeoSeries([], crs=WGS84)
+    )
+
+
+def _chinese_or_same(path: Path, class_col: str, layer: str | int | None) -> dict[str, str] | None:
+    """A mapping that turns Chinese class names into OSM classes and keeps other values.
+
+    ``None`` when the column holds no Chinese class name (nothing to map).
+    """
+    try:
+        values = pyogrio.read_dataframe(
+            path, layer=layer, columns=[class_col], read_geometry=False
+        )[class_col]
+    except Exception:  # the main read reports unreadable layers
+        return None
+    uniq = [v for v in values.dropna().unique().tolist() if isinstance(v, str)]
+    if not any(v in CHINESE_CLASSES for v in uniq):
+        return None
+    log.info("%s: Chinese road classes mapped to OSM highway values", path.name)
+    return {v: CHINESE_CLASSES.get(v, v) for v in uniq}
 
 
 # ---------------------------------------------------------------------------------------

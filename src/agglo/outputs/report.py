@@ -70,6 +70,11 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("core", "primacy", "zipf", "rank_size", "city_system", "structure", "gravity", "polari"),
     ),
     ("metro", "Metropolitan areas 都市圈", ("metro", "isochron", "catchment", "travel", "commute")),
+    (
+        "disparity",
+        "Disparity, convergence and coordination 差异、收敛与协调",
+        ("disparity", "convergence", "coordination"),
+    ),
     ("measures", "Spatial measures 空间指标", ("pm25", "road", "hsr", "rail", "station")),
     ("other", "Other tables 其他表格", ()),
 )
@@ -81,6 +86,7 @@ _NAV = {
     "autocorr": "Autocorrelation",
     "coreperiphery": "Core-periphery",
     "metro": "Metro areas",
+    "disparity": "Disparity",
     "measures": "Measures",
     "other": "Other tables",
     "layers": "Layers",

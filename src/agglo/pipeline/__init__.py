@@ -1,108 +1,219 @@
-"""``agglo run``: compose the stages on the bundled or configured data.
+"""``agglo run``: the stages as a table (name, function, needs, options), composed in order.
 
-Each stage is a module of this package with ``run(ctx: RunContext) -> None``; it calls the
-library functions of its stage and records what it produced on the context (panel columns,
-layers, tables, figures). The stages hold no method logic. Layers and tables are written once,
-atomically, by :mod:`agglo.pipeline.write`.
+Every stage's options are built from its config section before the first stage runs, so a
+bad option anywhere fails the run at once. Each stage gets the results of the stages it
+needs and returns a :class:`~agglo.pipeline.core.StageOutput`; the outputs are collected in
+:class:`~agglo.pipeline.core.RunOutputs`, from which the maps, the files and the report are
+written (:mod:`agglo.pipeline.maps`, :mod:`agglo.pipeline.write`, :mod:`agglo.pipeline.report`).
+
+``agglo <stage>`` runs the same table up to that stage (:func:`run_stages`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
-import pandas as pd
-
 from agglo.config import RunConfig
-from agglo.errors import AggloInputError, OutputExistsError
+from agglo.errors import AggloInputError, OutputExistsError, ValidationError
+from agglo.measures.hsr import HSROptions
+from agglo.measures.pm25 import PM25Options
+from agglo.measures.roads import RoadsOptions
+from agglo.pipeline import stages as s
+from agglo.pipeline.core import RunOutputs, Stage, StageOutput
+from agglo.pipeline.index import stage_options as index_options
 
-__all__ = ["STAGES", "RunContext", "run"]
+__all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
 log = logging.getLogger(__name__)
 
-#: stage modules in data-flow order (DESIGN.md architecture)
-STAGES: tuple[str, ...] = (
-    "foundation",
-    "pm25",
-    "roads",
-    "hsr",
-    "index",
-    "autocorr",
-    "coreperiphery",
-    "metro",
-    "maps",
-    "write",
-    "report",
+
+def _autocorr_options(section: Mapping[str, Any]) -> Any:
+    from agglo.pipeline.autocorr import stage_options
+
+    return stage_options(dict(section))
+
+
+def _coreperiphery_options(section: Mapping[str, Any]) -> Any:
+    from agglo.pipeline.coreperiphery import stage_options
+
+    return stage_options(dict(section))
+
+
+def _metro_options(section: Mapping[str, Any]) -> Any:
+    from agglo.pipeline.metro import metro_options
+
+    return metro_options(dict(section))
+
+
+def _disparity_options(
+    coordination: Mapping[str, Any],
+    disparity: Mapping[str, Any],
+    convergence: Mapping[str, Any],
+    autocorr: Mapping[str, Any],
+) -> Any:
+    from agglo.pipeline.disparity import disparity_options
+
+    return disparity_options(coordination, disparity, convergence, autocorr)
+
+
+def _plot_options(section: Mapping[str, Any]) -> Any:
+    from agglo.pipeline.maps import plot_options
+
+    return plot_options(dict(section))
+
+
+def _report_options(section: Mapping[str, Any]) -> Any:
+    from agglo.pipeline.report import report_options
+
+    return report_options(dict(section))
+
+
+def _disparity_stage(*args: Any, **kwargs: Any) -> Any:
+    from agglo.pipeline.disparity import disparity_stage
+
+    return disparity_stage(*args, **kwargs)
+
+
+#: the stages in data-flow order (DESIGN.md architecture)
+STAGES: tuple[Stage, ...] = (
+    Stage("inputs", s.load_inputs),
+    Stage("pm25", s.pm25_stage, ("inputs",), PM25Options.from_dict),
+    Stage("roads", s.roads_stage, ("inputs",), RoadsOptions.from_dict),
+    Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
+    Stage("panel", s.panel_stage, ("inputs", "pm25?", "roads?", "hsr?")),
+    Stage("index", s.index_stage, ("inputs", "panel"), index_options),
+    Stage("autocorr", s.autocorr_stage, ("inputs", "index"), _autocorr_options),
+    Stage(
+        "coreperiphery",
+        s.coreperiphery_stage,
+        ("inputs", "panel"),
+        _coreperiphery_options,
+        progress=True,
+        skip_on_input_error=True,
+    ),
+    Stage("metro", s.metro_stage, ("inputs", "panel?"), _metro_options, progress=True),
+    Stage(
+        "disparity",
+        _disparity_stage,
+        ("inputs", "panel", "index?"),
+        _disparity_options,
+        section=("coordination", "disparity", "convergence", "autocorr"),
+    ),
+)
+#: steps after the stages, on the collected outputs: (name, config section, options parser)
+OUTPUT_STEPS = (
+    ("maps", "plot", _plot_options),
+    ("write", None, None),
+    ("report", "report", _report_options),
 )
 
 
-@dataclass
-class RunContext:
-    """State shared by the stages of one run.
+def stage_options(config: RunConfig) -> dict[str, Any]:
+    """Every stage's options from its config section, all problems raised together."""
+    problems: list[str] = []
+    options: dict[str, Any] = {}
+    parsers = [(st.name, st.config_section, st.options) for st in STAGES] + list(OUTPUT_STEPS)
+    for name, section, parse in parsers:
+        if parse is None or section is None:
+            continue
+        names = (section,) if isinstance(section, str) else section
+        try:
+            options[name] = parse(*(config.section(n) for n in names))
+        except ValidationError as exc:
+            problems += exc.problems
+        except AggloInputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValidationError(problems, source="run configuration")
+    return options
 
-    Attributes
-    ----------
-    panel
-        Tidy ``adcode, year, indicator, value`` table; spatial stages replace their indicator.
-    employment
-        Sector employment (``adcode, year, sector, employment``) if the panel came with it.
-    provenance
-        Variable or input name -> where it came from and whether it is real or synthetic.
-    synthetic
-        Names of synthetic inputs that went into this run (non-empty -> every output says so).
-    layers, tables
-        Outputs to write: layer name -> GeoDataFrame, table name -> DataFrame.
-    layer_metadata, styles
-        Per layer: metadata dict and QGIS style (QML) written with it.
-    figures
-        Paths of maps and charts written by the ``maps`` stage.
-    results
-        Stage name -> its library result object (e.g. ``IndexResult``), for later stages.
+
+def _closure(targets: Iterable[str], given: Iterable[str] = ()) -> list[str]:
+    """The stages needed for ``targets`` (with every optional need), in table order.
+
+    The needs of ``given`` stages (supplied by the caller) are not followed.
     """
+    by_name = {st.name: st for st in STAGES}
+    unknown = [t for t in targets if t not in by_name]
+    if unknown:
+        raise AggloInputError(f"unknown stage(s) {unknown}; valid: {', '.join(by_name)}.")
+    wanted: set[str] = set()
+    todo = list(targets)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            if name not in given:
+                todo += [n.rstrip("?") for n in by_name[name].needs]
+    return [st.name for st in STAGES if st.name in wanted]
 
-    config: RunConfig
-    out_dir: Path
-    force: bool = False
-    cities: gpd.GeoDataFrame | None = None
-    counties: gpd.GeoDataFrame | None = None
-    membership: pd.DataFrame | None = None
-    institutions: pd.DataFrame | None = None
-    panel: pd.DataFrame | None = None
-    employment: pd.DataFrame | None = None
-    years: list[int] = field(default_factory=list)
-    provenance: dict[str, str] = field(default_factory=dict)
-    synthetic: set[str] = field(default_factory=set)
-    layers: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    layer_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
-    styles: dict[str, str] = field(default_factory=dict)
-    figures: list[Path] = field(default_factory=list)
-    results: dict[str, Any] = field(default_factory=dict)
-    summary: list[str] = field(default_factory=list)
 
-    @property
-    def data_status(self) -> str:
-        """``"synthetic"`` if any synthetic input was used, else ``"real"``."""
-        return "synthetic" if self.synthetic else "real"
+def run_stages(
+    config: RunConfig,
+    targets: Iterable[str] | None = None,
+    *,
+    out_dir: str | Path = "outputs",
+    force: bool = False,
+    given: Mapping[str, StageOutput] | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    strict: Iterable[str] = (),
+) -> RunOutputs:
+    """Run the stages ``targets`` need (default: all) and collect their outputs.
 
-    def label(self, text: str) -> str:
-        """Prefix ``text`` with a SYNTHETIC marker when the run used synthetic data."""
-        return f"[SYNTHETIC] {text}" if self.synthetic else text
-
-    def replace_indicator(self, values: pd.DataFrame, indicator: str, source: str) -> None:
-        """Put a computed indicator (``adcode, year, value``) into the panel, replacing rows."""
-        new = values.loc[:, ["adcode", "year", "value"]].assign(indicator=indicator)
-        keep = self.panel[self.panel["indicator"] != indicator] if self.panel is not None else None
-        self.panel = pd.concat(
-            [keep, new[["adcode", "year", "indicator", "value"]]], ignore_index=True
-        )
-        self.provenance[indicator] = source
+    Parameters
+    ----------
+    config
+        Paths and options of the run.
+    targets
+        Stage names (see :data:`STAGES`); the stages they need run first.
+    given
+        Stage outputs supplied by the caller instead of running those stages (e.g. city scores
+        read from a file for ``index``).
+    options
+        Already validated options per stage (default: built from ``config``).
+    progress
+        Show progress bars in the stages that have them.
+    strict
+        Stages whose input errors are raised even where a full run skips them.
+    """
+    opts = dict(options) if options is not None else stage_options(config)
+    outputs = RunOutputs(config=config, out_dir=Path(out_dir), force=force)
+    done: dict[str, StageOutput | None] = dict(given or {})
+    by_name = {st.name: st for st in STAGES}
+    for name in _closure(targets or by_name, done):
+        st = by_name[name]
+        if name in done:
+            if done[name] is not None:
+                outputs.add(name, done[name])
+            continue
+        missing = [n for n in st.needs if not n.endswith("?") and done.get(n) is None]
+        if missing:
+            log.info("stage %s skipped: no %s", name, ", ".join(missing))
+            done[name] = None
+            continue
+        kwargs = {n.rstrip("?"): getattr(done.get(n.rstrip("?")), "result", None) for n in st.needs}
+        if st.progress:
+            kwargs["progress"] = progress
+        start = time.perf_counter()
+        log.info("stage %s ...", name)
+        try:
+            done[name] = out = st.function(config, opts.get(name), **kwargs)
+        except AggloInputError as exc:
+            if not st.skip_on_input_error or name in strict:
+                raise
+            log.warning("stage %s skipped: %s", name, exc)
+            done[name] = out = None
+        log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
+        if out is not None:
+            outputs.add(name, out)
+            if name == "inputs":
+                outputs.cities, outputs.counties = out.result.cities, out.result.counties
+    return outputs
 
 
 def run(
@@ -111,8 +222,8 @@ def run(
     *,
     force: bool = False,
     stages: tuple[str, ...] | None = None,
-) -> RunContext:
-    """Run the whole job and return its context (layers, tables, results, figures).
+) -> RunOutputs:
+    """Run the whole job and return its outputs (layers, tables, results, figures).
 
     Parameters
     ----------
@@ -123,78 +234,29 @@ def run(
     force
         Replace existing outputs.
     stages
-        Subset of :data:`STAGES` to run (``foundation`` is always run first).
+        Subset of the stage and output-step names to run (with the stages they need).
     """
+    from agglo.pipeline import maps, report, write
+
     config = config or RunConfig()
     out = Path(out_dir)
+    options = stage_options(config)  # the whole config is checked before any work
     if out.exists() and any(out.iterdir()) and not force:
         raise OutputExistsError(
             f"output folder {out} is not empty; pass --force to replace its files "
             "or choose another --out."
         )
-    ctx = RunContext(config=config, out_dir=out, force=force)
-    selected = stages or STAGES
-    if "foundation" not in selected:
-        selected = ("foundation", *selected)
-    for name in STAGES:
-        if name not in selected:
+    steps = [n for n, _, _ in OUTPUT_STEPS]
+    targets = [t for t in (stages or [st.name for st in STAGES]) if t not in steps]
+    outputs = run_stages(config, targets, out_dir=out, force=force, options=options)
+    for name, module in (("maps", maps), ("write", write), ("report", report)):
+        if stages is not None and name not in stages:
             continue
-        if name == "write" and ctx.synthetic:
-            ctx.summary.append(
+        if name == "write" and outputs.synthetic:
+            outputs.summary.append(
                 "[SYNTHETIC] marks results computed from synthetic inputs: "
-                f"{', '.join(sorted(ctx.synthetic))}. They illustrate the method; they are not "
-                "findings about the agglomerations."
+                f"{', '.join(sorted(outputs.synthetic))}. They illustrate the method; they are "
+                "not findings about the agglomerations."
             )
-        start = time.perf_counter()
-        module = importlib.import_module(f"agglo.pipeline.{name}")
-        log.info("stage %s ...", name)
-        module.run(ctx)
-        log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
-    return ctx
-
-
-#: the bundled synthetic road network (roads and metro stages)
-DEMO_ROADS = ("roads", "demo_roads_synthetic.gpkg")
-
-
-def check_options(stage: str, options: dict[str, Any], valid: Iterable[str]) -> None:
-    """Refuse unknown keys in a stage's config section, naming the valid ones."""
-    valid = list(valid)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise AggloInputError(f"[{stage}] option(s) {unknown} unknown; valid options: {valid}.")
-
-
-def is_synthetic_file(path: Path) -> bool:
-    """True if a file's name or its GeoPackage layer metadata says it is synthetic."""
-    if "synthetic" in path.name.lower():
-        return True
-    if path.suffix.lower() != ".gpkg":
-        return False
-    import pyogrio
-
-    try:
-        meta = pyogrio.read_info(path).get("layer_metadata") or {}
-    except Exception:  # unreadable metadata: the reader reports real problems later
-        return False
-    return str(meta.get("data_status", "")).lower() == "synthetic"
-
-
-def road_network(ctx: RunContext, stage: str) -> tuple[Path, bool] | None:
-    """The road file for a stage: ``[inputs] roads`` or the bundled synthetic network.
-
-    Returns ``(path, synthetic)``, or ``None`` (logged) when nothing is configured and the
-    bundled file is absent; a configured file that does not exist is an input error.
-    """
-    from agglo.reference.paths import data_path
-
-    if ctx.config.roads is not None:
-        path = Path(ctx.config.roads)
-        if not path.exists():
-            raise AggloInputError(f"[inputs] roads = {path} does not exist.")
-    else:
-        path = data_path(*DEMO_ROADS)
-        if not path.exists():
-            log.info("no road network configured and %s is absent; stage %s skipped", path, stage)
-            return None
-    return path, is_synthetic_file(path)
+        module.run(outputs)
+    return outputs

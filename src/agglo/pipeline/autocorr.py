@@ -35,7 +35,7 @@ from agglo.analysis.autocorr import (
 )
 from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
-from agglo.pipeline import RunContext
+from agglo.options import RUN_SEED
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def analyse(
     scores: pd.DataFrame,
     *,
     options: dict[str, Any] | None = None,
-    seed: int | None = 20101115,
+    seed: int | None = RUN_SEED,
 ) -> dict[str, Any]:
     """Global and local autocorrelation of member cities' scores, per year.
 
@@ -265,63 +265,3 @@ def _transitions(data, members, column, kind, wkw, islands, cache):
     except AggloInputError as exc:
         log.warning("autocorr: LISA transitions skipped: %s", exc)
         return None
-
-
-def run(ctx: RunContext) -> None:
-    """Global and local autocorrelation of ``city_scores``; tables, ``lisa`` layer, summary."""
-    if "index" not in ctx.results or ctx.cities is None:
-        log.info("stage autocorr skipped: no integration-index results in this run")
-        return
-    scores = getattr(ctx.results["index"], "city_scores", None)
-    if scores is None or scores.empty:
-        log.info("stage autocorr skipped: the index produced no city scores")
-        return
-    opts = stage_options(ctx.config.section("autocorr"))
-    res = analyse(ctx.cities, scores, options=opts, seed=ctx.config.seed)
-    ctx.results["autocorr"] = res
-    glob, lisa = res["global"], res["lisa"]
-    ctx.tables["autocorr_global"] = glob
-    ctx.tables["lisa"] = lisa
-    ctx.tables["autocorr_islands"] = res["islands"]
-    tr = res["transitions"]
-    if tr is not None:
-        long = tr.counts.stack().rename("count").reset_index()
-        long["probability"] = tr.probabilities.stack().to_numpy()
-        ctx.tables["lisa_transitions"] = long
-        if not tr.spatial_markov.empty:
-            ctx.tables["spatial_markov"] = tr.spatial_markov
-    desc = (
-        f"{opts['weights']} weights (row-standardised), {opts['permutations']} permutations, "
-        f"seed {ctx.config.seed}, significance {opts['correction']} at alpha {opts['alpha']}"
-    )
-    if not lisa.empty:
-        ctx.layers["lisa"] = res["lisa_layer"]
-        ctx.layer_metadata["lisa"] = {
-            "description": f"local Moran (LISA) clusters and Getis-Ord G* of {opts['column']} "
-            "per member city and year (long format)",
-            "method": desc,
-            "cluster": "HH/LL/LH/HL if significant, 'ns' otherwise, 'island' if no neighbour",
-        }
-        latest = lisa[lisa["year"] == lisa["year"].max()].set_index("adcode")
-        layer = ctx.layers.get("cities", ctx.cities)
-        ctx.layers["cities"] = layer.assign(
-            lisa_cluster=layer["adcode"].map(latest["cluster"]),
-            lisa_p=layer["adcode"].map(latest["lisa_p"]).astype(float),
-        )
-    for row in glob[glob["scope"] == "all"].itertuples(index=False):
-        n_sig = 0 if lisa.empty else int(lisa.loc[lisa["year"] == row.year, "significant"].sum())
-        ctx.summary.append(
-            ctx.label(
-                f"Autocorrelation {row.year}: Moran's I of {opts['column']} over {row.n} member "
-                f"cities = {row.moran_i:.3f} (E[I] = {row.moran_ei:.3f}, pseudo p = "
-                f"{row.moran_p:.3f}); {n_sig} significant LISA cities"
-            )
-        )
-    if res["islands"].empty:
-        ctx.summary.append(f"Autocorrelation: no islands under {opts['weights']} weights")
-    else:
-        isl = res["islands"].drop_duplicates(["island", "neighbor"])
-        joined = ", ".join(
-            f"{r.island_name} ({r.island}) -> {r.neighbor_name}" for r in isl.itertuples()
-        )
-        ctx.summary.append(f"Autocorrelation islands ({opts['islands']}): {joined}")

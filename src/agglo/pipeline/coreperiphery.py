@@ -43,7 +43,7 @@ from agglo.analysis.coreperiphery import (
 )
 from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
-from agglo.pipeline import RunContext
+from agglo.options import RUN_SEED
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def analyse(
     years: list[int] | None = None,
     agglomerations: list[str] | None = None,
     options: dict[str, Any] | None = None,
-    seed: int = 20101115,
+    seed: int = RUN_SEED,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Core-periphery analysis of every agglomeration and year.
@@ -322,53 +322,3 @@ def _layer(members: gpd.GeoDataFrame, long: pd.DataFrame, struct: pd.DataFrame) 
     latest = struct[struct["year"] == struct["year"].max()].set_index("agglomeration_id")
     out["structure_type"] = out["agglomeration_id"].map(latest["structure_type"])
     return out.reset_index(drop=True)
-
-
-def run(ctx: RunContext) -> None:
-    """Core-periphery analysis of the run's panel; skipped (logged) when inputs are missing."""
-    if ctx.panel is None or ctx.cities is None:
-        log.info("stage coreperiphery skipped: no panel or cities")
-        return
-    opts = stage_options(ctx.config.section("coreperiphery"))
-    try:
-        res = analyse(
-            ctx.cities,
-            ctx.panel,
-            counties=ctx.counties,
-            years=ctx.years or None,
-            options=opts,
-            seed=ctx.config.seed,
-        )
-    except AggloInputError as exc:
-        log.warning("stage coreperiphery skipped: %s", exc)
-        return
-    ctx.results["coreperiphery"] = res
-    ctx.tables["coreness"] = res["coreness"]
-    ctx.tables["coreness_fit"] = res["fit"]
-    ctx.tables["city_system"] = res["city_system"]
-    ctx.tables["structure_type"] = res["structure_type"]
-    ctx.tables["core_periphery_gaps"] = res["gaps"]
-    ctx.layers["core_periphery"] = res["layer"]
-    ctx.layer_metadata["core_periphery"] = {
-        "description": (
-            "member cities: Borgatti-Everett coreness (continuous, max 1) and discrete core "
-            "flag per year on the gravity network sqrt(P G)_i sqrt(P G)_j / d_ij^beta; "
-            "structure_type of the agglomeration in the latest year"
-        ),
-        "units": {"coreness_<year>": "0-1 (continuous coreness)", "core_<year>": "bool"},
-        "options": {k: v for k, v in opts.items()},
-        "seed": ctx.config.seed,
-    }
-    fit = res["fit"]
-    latest = int(fit["year"].max())
-    struct = res["structure_type"].set_index(["agglomeration_id", "year"])
-    for row in fit[
-        (fit["year"] == latest) & (fit["method"] == fit["method"].iloc[-1])
-    ].itertuples():
-        kind = struct.loc[(row.agglomeration_id, latest), "structure_type"]
-        ctx.summary.append(
-            ctx.label(
-                f"Core-periphery {row.agglomeration_id} {latest}: core {row.core_cities} "
-                f"({row.method} fit {row.fit:.2f}, p {row.p_value:.3f}); structure {kind}"
-            )
-        )

@@ -29,7 +29,7 @@ import pandas as pd
 
 from agglo.errors import AggloInputError
 from agglo.outputs import plot, styles
-from agglo.pipeline import RunContext
+from agglo.pipeline.core import RunOutputs
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _members(cities: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return cities[cities["agglomeration_id"].notna()]
 
 
-def _aliases(ctx: RunContext, layer: str, columns) -> dict[str, str]:
+def _aliases(ctx: RunOutputs, layer: str, columns) -> dict[str, str]:
     units = ctx.layer_metadata.get(layer, {}).get("units", {})
     if not isinstance(units, dict):
         return {}
@@ -100,7 +100,7 @@ def _aliases(ctx: RunContext, layer: str, columns) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- figures
-def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable, str, bool]]:
+def _figures(ctx: RunOutputs, opts: dict[str, Any]) -> list[tuple[str, Callable, str, bool]]:
     """(file stem, figure maker, caption, made from the run's data) per figure the context allows.
 
     The last item is False for figures of real reference data only (the membership map), whose
@@ -292,10 +292,37 @@ def _figures(ctx: RunContext, opts: dict[str, Any]) -> list[tuple[str, Callable,
                 True,
             )
         )
+    out += _kde_figures(ctx, syn)
     return out
 
 
-def _lisa_layer(ctx: RunContext, cities) -> tuple[gpd.GeoDataFrame, str, int | None] | None:
+def _kde_figures(ctx: RunOutputs, syn) -> list[tuple[str, Callable, str, bool]]:
+    """One kernel-density chart per agglomeration from the ``disparity`` stage."""
+    res = ctx.results.get("disparity")
+    if not res:
+        return []
+    from agglo.outputs.charts_disparity import kernel_density_chart
+
+    opts = res["disparity"].options
+    var, rule = opts.variables[0], opts.kde_bandwidth
+    values = res["values"][res["values"]["variable"] == var]
+    out = []
+    for aid in sorted(values["agglomeration_id"].unique()):
+        cap = f"Kernel density of the city {var} score by year ({rule} bandwidth rule)."
+        out.append(
+            (
+                f"kde_{var}_{aid}",
+                lambda aid=aid, cap=cap: kernel_density_chart(
+                    values, aid, bandwidth=rule, label=var, caption=cap, synthetic=syn
+                ),
+                cap,
+                True,
+            )
+        )
+    return out
+
+
+def _lisa_layer(ctx: RunOutputs, cities) -> tuple[gpd.GeoDataFrame, str, int | None] | None:
     if cities is not None and "lisa_cluster" in cities and cities["lisa_cluster"].notna().any():
         return cities[cities["lisa_cluster"].notna()], "lisa_cluster", None
     lisa = ctx.layers.get("lisa")
@@ -324,7 +351,7 @@ def _counties_around(counties, metro: gpd.GeoDataFrame):
 
 
 # --------------------------------------------------------------------------- styles
-def layer_styles(ctx: RunContext, opts: dict[str, Any] | None = None) -> dict[str, str]:
+def layer_styles(ctx: RunOutputs, opts: dict[str, Any] | None = None) -> dict[str, str]:
     """QML style for each layer on the context (same classes and colours as the maps)."""
     opts = opts or plot_options({})
     out: dict[str, str] = {}
@@ -339,7 +366,7 @@ def layer_styles(ctx: RunContext, opts: dict[str, Any] | None = None) -> dict[st
     return out
 
 
-def _layer_style(ctx: RunContext, name: str, gdf, opts) -> str | None:
+def _layer_style(ctx: RunOutputs, name: str, gdf, opts) -> str | None:
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.isna().all():
         return None
     geom = _geometry_kind(gdf)
@@ -417,7 +444,7 @@ def _geometry_kind(gdf: gpd.GeoDataFrame) -> str:
 
 
 # --------------------------------------------------------------------------- stage
-def run(ctx: RunContext) -> None:
+def run(ctx: RunOutputs) -> None:
     """Draw every figure the context allows and set a QGIS style per layer."""
     opts = plot_options(ctx.config.section("plot"))
     ctx.styles.update(layer_styles(ctx, opts))

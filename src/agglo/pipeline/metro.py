@@ -17,12 +17,16 @@ Outputs: layers ``metro_areas`` (one catchment per core) and ``isochrones`` (ban
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from agglo.pipeline import RunContext, check_options, road_network
+from agglo.config import unknown_option_problems
+from agglo.errors import AggloInputError
+from agglo.pipeline.core import StageOutput
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,9 @@ OPTIONS: dict[str, Any] = {
     "bands": [15, 30, 45, 60],
     "cell_m": 500.0,
     "classes": None,
+    "class_col": "highway",
+    "speed_col": None,
+    "speeds": None,
     "max_access_km": 10.0,
 }
 #: seed 003 check: Chengdu's one-hour area should reach these cities' seats
@@ -44,41 +51,57 @@ CHENGDU_CHECK = (
 )
 
 
-def _population(ctx: RunContext) -> pd.Series | None:
+def metro_options(section: dict[str, Any]) -> dict[str, Any]:
+    """Defaults updated with the ``[metro]`` section; unknown keys are an error.
+
+    Examples
+    --------
+    >>> metro_options({"minutes": 45})["minutes"], metro_options({})["method"]
+    (45, 'network')
+    """
+    problems = unknown_option_problems(section, OPTIONS)
+    if problems:
+        raise AggloInputError("[metro] " + "; ".join(problems))
+    return {**OPTIONS, **section}
+
+
+def latest_population(panel: pd.DataFrame | None) -> pd.Series | None:
     """Latest resident population per city from the panel (10k persons), if present."""
-    p = ctx.panel
-    if p is None or "population" not in set(p["indicator"]):
+    if panel is None or "population" not in set(panel["indicator"]):
         return None
-    pop = p[(p["indicator"] == "population") & p["value"].notna()]
+    pop = panel[(panel["indicator"] == "population") & panel["value"].notna()]
     if pop.empty:
         return None
     latest = pop[pop["year"] == pop["year"].max()]
     return latest.groupby(latest["adcode"].astype(str))["value"].first()
 
 
-def run(ctx: RunContext) -> None:
-    """Compute metro areas for the configured (or default) core cities."""
+def metro_run(
+    cities: gpd.GeoDataFrame,
+    counties: gpd.GeoDataFrame,
+    panel: pd.DataFrame | None,
+    roads: list[str],
+    synthetic: bool,
+    options: dict[str, Any],
+    progress: bool = False,
+) -> StageOutput:
+    """Metro areas of the configured (or default) core cities on the road sources ``roads``."""
     from agglo.analysis.metro import DEFAULT_SPEEDS_KMH, metro_areas, road_graph
     from agglo.measures.roads import read_roads
 
-    opts = ctx.config.section("metro")
-    check_options("metro", opts, OPTIONS)
-    o = {**OPTIONS, **opts}
-    found = road_network(ctx, "metro")
-    if found is None:
-        return
-    path, synthetic = found
-    if synthetic:
-        ctx.synthetic.add(path.name)
-    cities, counties = ctx.cities, ctx.counties
-    if cities is None or counties is None:
-        log.info("stage metro needs cities and counties; skipped")
-        return
-    pop = _population(ctx)
+    o = metro_options(options)
+    pop = latest_population(panel)
     if pop is not None:
         cities = cities.assign(population=cities["adcode"].astype(str).map(pop).to_numpy())
     bbox = tuple(float(v) for v in cities.to_crs(4326).total_bounds)
-    lines = read_roads(path, bbox=bbox, classes=o["classes"] or tuple(DEFAULT_SPEEDS_KMH))
+    lines = read_roads(
+        roads,
+        bbox=bbox,
+        classes=o["classes"] or tuple(DEFAULT_SPEEDS_KMH),
+        class_col=o["class_col"],
+        speed_col=o["speed_col"],
+        speeds=o["speeds"],
+    )
     graph = road_graph(lines)
     log.info("metro: road graph %s", graph.report)
     res = metro_areas(
@@ -93,38 +116,22 @@ def run(ctx: RunContext) -> None:
         population="population" if pop is not None else None,
         max_access_km=float(o["max_access_km"]),
         cell_m=float(o["cell_m"]),
-        progress=False,
+        progress=progress,
     )
-    ctx.results["metro"] = res
     agg = dict(zip(cities["adcode"].astype(str), cities["agglomeration_id"], strict=True))
     areas = res.areas.assign(agglomeration_id=res.areas["core_adcode"].map(agg))
     iso = res.isochrones.assign(agglomeration_id=res.isochrones["core_adcode"].map(agg))
-    ctx.layers["metro_areas"] = areas
-    ctx.layers["isochrones"] = iso
     status = "SYNTHETIC" if synthetic else "real"
     method_note = (
         f"{o['method']} travel time, {o['minutes']} min, off-network access "
-        f"{o['access_speed_kmh']} km/h; roads {path.name} ({status}); agglo.metro_areas"
+        f"{o['access_speed_kmh']} km/h; roads {', '.join(Path(r).name for r in roads)} "
+        f"({status}); agglo.metro_areas"
     )
-    ctx.layer_metadata["metro_areas"] = {
-        "description": "one-hour commute catchments (都市圈) of core cities",
-        "method": method_note,
-        "road_graph": {k: v for k, v in graph.report.items() if k != "dropped_classes"},
-    }
-    ctx.layer_metadata["isochrones"] = {
-        "description": "isochrone bands (minutes from the core city seat)",
-        "method": method_note,
-    }
-    ctx.tables["metro_members"] = res.members
-    ctx.tables["metro_cities"] = res.cities
-    ctx.provenance["metro"] = method_note
-    for row in areas.itertuples(index=False):
-        ctx.summary.append(
-            ctx.label(
-                f"Metro area of {row.core_name}: {row.area_km2:,.0f} km² within "
-                f"{row.minutes:g} min, {row.n_member_counties} county seats reached"
-            )
-        )
+    summary = [
+        f"Metro area of {row.core_name}: {row.area_km2:,.0f} km² within "
+        f"{row.minutes:g} min, {row.n_member_counties} county seats reached"
+        for row in areas.itertuples(index=False)
+    ]
     core, targets = CHENGDU_CHECK
     if core in set(areas["core_adcode"]):
         c = res.cities[res.cities["core_adcode"] == core].set_index("adcode")
@@ -133,9 +140,25 @@ def run(ctx: RunContext) -> None:
             t = c["seat_minutes"].get(ad, np.nan) if ad in c.index else np.nan
             parts.append(f"{label} " + (f"{t:.0f} min" if np.isfinite(t) else "not reached"))
         ok = all(ad in c.index and np.isfinite(c.loc[ad, "seat_minutes"]) for ad in targets)
-        ctx.summary.append(
-            ctx.label(
-                f"Seed-003 check: Chengdu's {o['minutes']:g}-min area "
-                f"{'reaches' if ok else 'does NOT reach all of'} the seats of " + ", ".join(parts)
-            )
+        summary.append(
+            f"Seed-003 check: Chengdu's {o['minutes']:g}-min area "
+            f"{'reaches' if ok else 'does NOT reach all of'} the seats of " + ", ".join(parts)
         )
+    return StageOutput(
+        result=res,
+        tables={"metro_members": res.members, "metro_cities": res.cities},
+        layers={"metro_areas": areas, "isochrones": iso},
+        layer_metadata={
+            "metro_areas": {
+                "description": "one-hour commute catchments (都市圈) of core cities",
+                "method": method_note,
+                "road_graph": {k: v for k, v in graph.report.items() if k != "dropped_classes"},
+            },
+            "isochrones": {
+                "description": "isochrone bands (minutes from the core city seat)",
+                "method": method_note,
+            },
+        },
+        provenance={"metro": method_note},
+        summary=summary,
+    )

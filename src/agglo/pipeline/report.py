@@ -15,7 +15,7 @@ import pandas as pd
 
 from agglo.errors import AggloInputError
 from agglo.outputs.report import write_report
-from agglo.pipeline import RunContext
+from agglo.pipeline.core import RunOutputs
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def report_options(section: dict[str, Any]) -> dict[str, Any]:
     return {**OPTIONS, **section}
 
 
-def highlights(ctx: RunContext) -> dict[str, pd.DataFrame]:
+def highlights(ctx: RunOutputs) -> dict[str, pd.DataFrame]:
     """Small summary tables shown first in their report sections."""
     out: dict[str, pd.DataFrame] = {}
     res = ctx.results.get("index")
@@ -67,7 +67,7 @@ def highlights(ctx: RunContext) -> dict[str, pd.DataFrame]:
     return out
 
 
-def run(ctx: RunContext) -> None:
+def run(ctx: RunOutputs) -> None:
     """Write ``report.html`` from everything on the context."""
     opts = report_options(ctx.config.section("report"))
     captions = ctx.results.get("maps", {}).get("captions", {})

@@ -12,7 +12,7 @@ import logging
 
 from agglo._version import __version__
 from agglo.outputs.writers import export, export_layers, write_csv
-from agglo.pipeline import RunContext
+from agglo.pipeline.core import RunOutputs
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 SHAPEFILE_LAYERS = ("cities", "agglomerations", "core_periphery", "metro_areas", "isochrones")
 
 
-def run(ctx: RunContext) -> None:
+def run(ctx: RunOutputs) -> None:
     """Write layers to one GeoPackage (+ shapefiles) and tables to CSV."""
     out = ctx.out_dir
     out.mkdir(parents=True, exist_ok=True)

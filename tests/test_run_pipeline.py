@@ -1,0 +1,113 @@
+"""``agglo run`` and ``agglo <stage>``: the same stage functions, options and tables."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pytest
+
+from agglo.cli import main
+from agglo.config import RunConfig, load_config
+from agglo.errors import AggloInputError
+from agglo.pipeline import STAGES, StageOutput, run, run_stages, stage_options
+
+#: a small but complete run of the bundled data (few permutations, one metro core)
+CONFIG = """
+[inputs]
+years = [2015, 2020]
+[autocorr]
+permutations = 99
+[coreperiphery]
+n_perm = 4
+restarts = 1
+beta = 1.5
+[metro]
+cores = ["成都"]
+bands = [30, 60]
+"""
+
+#: stage command -> tables it writes (also written by `agglo run`)
+COMMANDS = {
+    "index": ["index_composite", "index_dimensions", "city_scores", "city_gaps"],
+    "autocorr": ["autocorr_global", "lisa", "autocorr_islands"],
+    "coreperiphery": ["coreness", "coreness_fit", "city_system", "core_periphery_gaps"],
+    "metro": ["metro_members", "metro_cities"],
+}
+
+
+@pytest.fixture(scope="module")
+def toml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "run.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_tables(toml, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    run(load_config(toml), out, stages=(*COMMANDS, "write"))
+    return out / "tables"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_stage_command_writes_the_tables_of_agglo_run(command, toml, run_tables, tmp_path):
+    out = tmp_path / command
+    assert main([command, "--config", str(toml), "--out", str(out)]) == 0
+    for table in COMMANDS[command]:
+        expected = pd.read_csv(run_tables / f"{table}.csv", dtype={"adcode": str})
+        got = pd.read_csv(out / f"{table}.csv", dtype={"adcode": str})
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"{command}:{table}")
+
+
+def test_options_of_every_section_are_checked_before_any_stage(tmp_path, caplog):
+    cfg = RunConfig(
+        sections={"metro": {"minuts": 30}, "autocorr": {"weights": "hexagon"}, "pm25": {"w": 1}}
+    )
+    with caplog.at_level(logging.INFO, logger="agglo"), pytest.raises(AggloInputError) as err:
+        run(cfg, tmp_path / "o")
+    text = str(err.value)
+    # every bad section in one error, and no stage started
+    assert "pm25.w is not an option" in text
+    assert "weights must be one of queen" in text
+    assert "'minuts' is not an option" in text
+    assert not any("stage inputs" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_stage_section_is_a_config_section():
+    from agglo.config import SECTIONS
+
+    sections = set()
+    for st in STAGES:
+        if st.options is not None:
+            names = st.config_section
+            sections |= {names} if isinstance(names, str) else set(names)
+    assert sections <= set(SECTIONS)
+    assert set(stage_options(RunConfig())) >= {"pm25", "roads", "hsr", "index", "metro"}
+
+
+def test_needs_are_earlier_stages():
+    seen: set[str] = set()
+    for st in STAGES:
+        assert {n.rstrip("?") for n in st.needs} <= seen, st.name
+        seen.add(st.name)
+
+
+def test_given_results_replace_stages_and_their_needs(cities):
+    """A stage supplied by the caller is not run, nor is anything only it needs."""
+    from types import SimpleNamespace
+
+    given = {
+        "inputs": StageOutput(result=SimpleNamespace(cities=cities, counties=None)),
+        "index": StageOutput(result=SimpleNamespace(city_scores=pd.DataFrame())),
+    }
+    outputs = run_stages(RunConfig(), ["autocorr"], given=given)
+    assert "panel" not in outputs.results and "pm25" not in outputs.results
+    assert "autocorr" not in outputs.results  # empty scores: skipped (logged)
+
+
+def test_unknown_stage_is_refused():
+    with pytest.raises(AggloInputError, match=r"unknown stage\(s\) \['indx'\]"):
+        run_stages(RunConfig(), ["indx"])
