@@ -241,9 +241,7 @@ def test_area_mean_matches_exactextract_spherical(demo_tif, some_cities, monkeyp
         return np.abs(np.diff(np.sin(np.radians(edges)))) * math.radians(dlon) * 6371.0**2
 
     monkeypatch.setattr(m, "cell_area_km2", sphere)
-    m._CACHE.clear()
     sph = zonal_pm25(demo_tif, some_cities, scheduler="synchronous")["pm25_mean"].to_numpy()
-    m._CACHE.clear()
     np.testing.assert_allclose(sph, ref, rtol=1e-9)
 
 
@@ -511,11 +509,49 @@ def test_threads_and_synchronous_identical(some_cities):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_coverage_is_computed_once_and_reused(some_cities):
+def test_coverage_cache_on_disk_is_reused_and_keyed(some_cities, tmp_path, monkeypatch):
+    import agglo.measures.pm25 as m
+
     grid = Grid(west=97, north=35.5, dx=0.1, dy=0.1, nx=265, ny=145)
-    p1 = coverage_plan(some_cities.geometry, grid)
-    p2 = coverage_plan(some_cities.geometry.copy(), grid)
-    assert p1 is p2
+    cache = m.CoverageCache(tmp_path / "cov")
+    p1 = coverage_plan(some_cities.geometry, grid, cache=cache)
+    assert len(list(cache.folder.glob("*.npz"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("coverage recomputed although cached")
+
+    monkeypatch.setattr(m, "_build_plan", boom)
+    # a new cache object on the same folder (as in a second process) reads the same plan
+    p2 = coverage_plan(some_cities.geometry.copy(), grid, cache=m.CoverageCache(cache.folder))
+    assert p2.window == p1.window and p2.mode == p1.mode
+    np.testing.assert_array_equal(p2.cells, p1.cells)
+    for a, b in ((p1.weights, p2.weights), (p1.base, p2.base)):
+        assert (a != b).nnz == 0 and a.shape == b.shape
+    # another grid, weights mode or a moved vertex is another entry
+    monkeypatch.undo()
+    coverage_plan(some_cities.geometry, grid, weights="coverage", cache=cache)
+    moved = some_cities.geometry.translate(xoff=1e-9)
+    coverage_plan(moved, grid, cache=cache)
+    assert len(list(cache.folder.glob("*.npz"))) == 3
+    # results through zonal_pm25 are the same with and without the cache
+    a = zonal_pm25(DEMO, some_cities, scheduler="synchronous", coverage_cache=cache)
+    b = zonal_pm25(DEMO, some_cities, scheduler="synchronous", coverage_cache=cache)
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, zonal_pm25(DEMO, some_cities, scheduler="synchronous"))
+
+
+def test_corrupt_coverage_cache_entry_warns_and_is_replaced(some_cities, tmp_path):
+    import agglo.measures.pm25 as m
+
+    grid = Grid(west=97, north=35.5, dx=0.1, dy=0.1, nx=265, ny=145)
+    cache = m.CoverageCache(tmp_path)
+    p1 = coverage_plan(some_cities.geometry, grid, cache=cache)
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(b"not a zip")
+    with pytest.warns(PM25Warning, match="unreadable"):
+        p2 = coverage_plan(some_cities.geometry, grid, cache=cache)
+    np.testing.assert_array_equal(p2.cells, p1.cells)
+    assert coverage_plan(some_cities.geometry, grid, cache=cache).cells.size == p1.cells.size
 
 
 # -- validation -------------------------------------------------------------------------------
