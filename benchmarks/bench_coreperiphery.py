@@ -83,7 +83,7 @@ def scipy_perm_test(a: np.ndarray, seed: int, n_perm: int, restarts: int) -> tup
         b = np.zeros_like(a)
         b[pairs[:, 0], pairs[:, 1]] = prng.permutation(vals)
         nulls.append(best(b + b.T, prng))
-    return r, float(np.mean(nulls))
+    return r, float(np.mean(nulls)) if nulls else float("nan")
 
 
 def peak_mb() -> float:
