@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -28,8 +30,18 @@ def test_kernels_write_to_the_cache_and_reload(monkeypatch, tmp_path):
     from numba.core.registry import CPUDispatcher
 
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    # as a fresh process sees them: not compiled, no cache (restored afterwards)
+    py_func = crand.vec_permutations.py_func
+    monkeypatch.setattr(crand, "vec_permutations", njit(fastmath=True)(py_func))
     kernels = [v for v in vars(crand).values() if isinstance(v, CPUDispatcher)]
-    for k in kernels:  # as a fresh process sees them: no cache yet (restored afterwards)
+    every = {
+        id(v): v
+        for name, mod in list(sys.modules.items())
+        if mod is not None and name.split(".")[0] == "esda"
+        for v in vars(mod).values()
+        if isinstance(v, CPUDispatcher)
+    }
+    for k in every.values():  # every esda kernel gets its own cache back after the test
         monkeypatch.setattr(k, "_cache", NullCache())
     assert compile_cache.enable_esda_compile_cache() >= len(kernels)
     assert all(isinstance(k._cache, FunctionCache) for k in kernels)
@@ -37,7 +49,7 @@ def test_kernels_write_to_the_cache_and_reload(monkeypatch, tmp_path):
     got = crand.vec_permutations(3, 10, 4, 1)
     # numba caches in a per-module subfolder of the cache dir: an index and a data file
     assert list(tmp_path.rglob("crand.vec_permutations-*.nbi"))
-    fresh = njit(fastmath=True)(crand.vec_permutations.py_func)
+    fresh = njit(fastmath=True)(py_func)
     fresh.enable_caching()
     np.testing.assert_array_equal(fresh(3, 10, 4, 1), got)
     assert sum(fresh.stats.cache_hits.values()) == 1, "a new dispatcher should load from disk"
