@@ -101,8 +101,17 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     ...
     agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean 'weights'?)
     """
+    from agglo._validate import option_type_problems
+
     problems = unknown_option_problems(section, OPTIONS)
+    problems += option_type_problems("autocorr", section, OPTIONS)
     opts = {**OPTIONS, **section}
+    if isinstance(opts["k"], int) and opts["k"] < 1:
+        problems.append(f"k must be at least 1 (neighbours per unit); got {opts['k']}")
+    if isinstance(opts["permutations"], int) and opts["permutations"] < 0:
+        problems.append(f"permutations must be 0 or more; got {opts['permutations']}")
+    if isinstance(opts["alpha"], float | int) and not 0 < opts["alpha"] < 1:
+        problems.append(f"alpha must be between 0 and 1; got {opts['alpha']}")
     for key, allowed in (
         ("weights", WEIGHT_KINDS),
         ("correction", CORRECTIONS),
@@ -163,6 +172,7 @@ def analyse(
         scopes[str(agg)] = sub
     cache: dict[frozenset[str], Any] = {}
     island_rows: list[pd.DataFrame] = []
+    component_rows: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     lisa_frames: list[pd.DataFrame] = []
     for year in sorted(data["year"].unique()):
@@ -183,6 +193,7 @@ def analyse(
             try:
                 if key not in cache:
                     cache[key] = spatial_weights(units, kind, islands=opts["islands"], **wkw)
+                    component_rows.append(_components(cache[key], units, scope, year))
                     isl = island_links(units, kind, **wkw)
                     if not isl.empty:
                         island_rows.append(isl.assign(scope=scope, year=year))
@@ -237,8 +248,32 @@ def analyse(
         "lisa": lisa,
         "lisa_layer": layer,
         "islands": islands,
+        "components": pd.DataFrame(
+            component_rows, columns=["scope", "year", "n_units", "n_components", "smaller"]
+        ),
         "transitions": transitions,
         "options": opts,
+    }
+
+
+def _components(w: Any, units: pd.DataFrame, scope: str, year: Any) -> dict[str, Any]:
+    """Connected components of the weights (after island handling), smaller ones named."""
+    n = int(w.n_components)
+    smaller = ""
+    if n > 1:
+        labels = w.component_labels
+        names = units.set_index("adcode")["name_zh"]
+        sizes = labels.value_counts()
+        smaller = "; ".join(
+            ", ".join(str(names.get(a, a)) for a in labels.index[labels == c])
+            for c in sizes.index[1:]
+        )
+    return {
+        "scope": scope,
+        "year": year,
+        "n_units": len(units),
+        "n_components": n,
+        "smaller": smaller,
     }
 
 

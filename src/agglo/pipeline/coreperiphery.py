@@ -91,7 +91,10 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     ...
     agglo.errors.AggloInputError: [coreperiphery] 'n_perms' is not an option (did you mean 'n_perm'?)
     """
+    from agglo._validate import option_type_problems
+
     problems = unknown_option_problems(section, OPTIONS)
+    problems += option_type_problems("coreperiphery", section, OPTIONS)
     opts = {**OPTIONS, **section}
     methods = [opts["methods"]] if isinstance(opts["methods"], str) else list(opts["methods"])
     bad = [m for m in methods if m not in METHODS]

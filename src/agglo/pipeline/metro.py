@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from agglo.config import unknown_option_problems
-from agglo.errors import AggloInputError
+from agglo.errors import ValidationError
 from agglo.pipeline.core import StageOutput
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,15 @@ def metro_options(section: dict[str, Any]) -> dict[str, Any]:
     >>> metro_options({"minutes": 45})["minutes"], metro_options({})["method"]
     (45, 'network')
     """
+    from agglo._validate import metro_option_problems, option_type_problems
+
     problems = unknown_option_problems(section, OPTIONS)
+    problems += option_type_problems("metro", section, OPTIONS)
+    if not problems:
+        keys = ("minutes", "bands", "access_speed_kmh", "cell_m", "method")
+        problems = metro_option_problems(**{k: section[k] for k in keys if k in section})
     if problems:
-        raise AggloInputError("[metro] " + "; ".join(problems))
+        raise ValidationError(problems, source="[metro] options")
     return {**OPTIONS, **section}
 
 

@@ -383,8 +383,21 @@ def autocorr_stage(
             f"cities = {row.moran_i:.3f} (E[I] = {row.moran_ei:.3f}, pseudo p = "
             f"{row.moran_p:.3f}); {n_sig} significant LISA cities"
         )
+    comps = res["components"]
+    split = comps[comps["n_components"] > 1].drop_duplicates("scope")
+    if len(split):
+        out.tables["autocorr_components"] = comps
+        out.notes.append(
+            f"Autocorrelation weights ({o['weights']}) are not connected: "
+            + "; ".join(
+                f"{r.scope}: {r.n_components} components (smaller: {r.smaller})"
+                for r in split.itertuples()
+            )
+        )
     if islands.empty:
-        out.notes.append(f"Autocorrelation: no islands under {o['weights']} weights")
+        out.notes.append(
+            f"Autocorrelation: no islands (every city has a neighbour) under {o['weights']} weights"
+        )
     else:
         isl = islands.drop_duplicates(["island", "neighbor"])
         joined = ", ".join(
