@@ -102,7 +102,7 @@ def test_stage_rejects_unknown_option(tmp_path):
     from agglo.errors import AggloInputError
 
     cfg = RunConfig(sections={"coreperiphery": {"bta": 2}})
-    with pytest.raises(AggloInputError, match="coreperiphery.bta is not an option"):
+    with pytest.raises(AggloInputError, match=r"coreperiphery\.bta is not an option"):
         run(cfg, tmp_path / "out", stages=("coreperiphery",))
 
 
