@@ -103,11 +103,25 @@ def load_config(path: str | Path | None) -> RunConfig:
     if not path.is_file():
         raise AggloInputError(f"config file {path} does not exist.")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM (Windows Notepad) is fine
+    except UnicodeDecodeError as exc:
+        raise AggloInputError(
+            f"{path}: not UTF-8 text (GBK/GB18030?); save it as UTF-8 and run again."
+        ) from exc
+    except OSError as exc:
+        raise AggloInputError(f"cannot read config file {path}: {exc.strerror}.") from exc
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise AggloInputError(f"{path}: not valid TOML ({exc}).") from exc
     problems = []
     inputs = raw.pop("inputs", {})
+    if not isinstance(inputs, dict):
+        raise AggloInputError(
+            f'{path}: inputs must be a table ([inputs] with keys such as panel = "file.xlsx"); '
+            f"got {inputs!r}."
+        )
+    problems += _input_type_problems(inputs)
     valid = sorted(_INPUT_KEYS)
     problems += [
         f"inputs.{key} is not an option{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
@@ -118,6 +132,11 @@ def load_config(path: str | Path | None) -> RunConfig:
         f"section [{key}] is unknown{did_you_mean(key, SECTIONS)}; valid: {', '.join(SECTIONS)}"
         for key in raw
         if key not in SECTIONS
+    ]
+    problems += [
+        f"[{key}] must be a table of options ([{key}] then key = value lines); got {value!r}"
+        for key, value in raw.items()
+        if key in SECTIONS and not isinstance(value, dict)
     ]
     if problems:
         raise ValidationError(problems, source=str(path))
@@ -130,6 +149,25 @@ def load_config(path: str | Path | None) -> RunConfig:
             value = p if p.is_absolute() else (path.parent / p)
         setattr(cfg, key, value)
     return cfg
+
+
+def _input_type_problems(inputs: dict[str, Any]) -> list[str]:
+    """Types of the ``[inputs]`` values: paths are strings, years integers, seed an integer."""
+    problems = []
+    for key, value in inputs.items():
+        if key in {"boundaries", "panel", "rasters", "roads", "stations"}:
+            if value is not None and not isinstance(value, str):
+                problems.append(f"inputs.{key} must be a path in quotes; got {value!r}")
+        elif key == "years":
+            if not isinstance(value, list) or not all(
+                isinstance(y, int) and not isinstance(y, bool) for y in value
+            ):
+                problems.append(
+                    f"inputs.years must be a list of years, e.g. [2010, 2020]; got {value!r}"
+                )
+        elif key == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
+            problems.append(f"inputs.seed must be an integer; got {value!r}")
+    return problems
 
 
 def unknown_option_problems(given: Iterable[str], valid: Iterable[str]) -> list[str]:

@@ -448,6 +448,14 @@ def spatial_weights(
 # ----------------------------------------------------------------------------- alignment
 
 
+def _esda_transformation(graph, transformation: str):
+    """``graph`` under ``transformation`` (esda's convention: the W's own is not used)."""
+    tr = _choice(transformation, _TRANSFORMS, "transformation").upper()
+    if tr != "O":
+        graph = graph.transform(tr)
+    return graph, graph.transformation
+
+
 def _as_graph(w):
     from libpysal.graph import Graph
     from libpysal.weights import W
@@ -559,6 +567,7 @@ def global_autocorrelation(
     permutations: int = 999,
     seed: int | None = 20101115,
     id_col: str | None = "adcode",
+    transformation: str = "r",
 ) -> pd.Series:
     """Global Moran's I and Geary's C of ``column`` (esda), with permutation inference.
 
@@ -569,14 +578,20 @@ def global_autocorrelation(
     column
         Numeric column to test.
     w
-        Weights from :func:`spatial_weights` (a libpysal ``Graph`` or ``W``); used with its
-        own transformation.
+        Weights from :func:`spatial_weights` or the user's (a libpysal ``Graph`` or ``W``).
+        Its own transformation is not used: ``transformation`` decides, with esda's default,
+        so agglo and ``esda.Moran(y, w)`` agree on the same ``W`` (a binary ``W`` is
+        row-standardised, as esda does).
     permutations
         Random permutations for the pseudo p-values (0: analytic p-values only).
     seed
         Seed of the permutations (``None``: not reproducible).
     id_col
         Column with the ids.
+    transformation
+        libpysal transformation applied before the statistics (esda's convention):
+        ``"r"`` row-standardised (default, as in ``esda.Moran``), ``"b"`` binary, ``"d"``,
+        ``"v"``, ``"o"`` (the weights as given).
 
     Returns
     -------
@@ -600,7 +615,7 @@ def global_autocorrelation(
 
     permutations = _check_perms(permutations)
     graph, y, _ = _align(data, column, w, id_col)
-    tr = graph.transformation
+    graph, tr = _esda_transformation(graph, transformation)
     with _seeded(seed):
         mi = esda.Moran(y, graph, transformation=tr, permutations=permutations)
         # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
@@ -636,12 +651,13 @@ def local_autocorrelation(
     alpha: float = 0.05,
     correction: str = "fdr",
     id_col: str | None = "adcode",
+    transformation: str = "r",
 ) -> pd.DataFrame:
     """Local Moran (LISA) with quadrant labels and Getis-Ord G* of ``column`` (esda).
 
     Parameters
     ----------
-    data, column, w, permutations, seed, id_col
+    data, column, w, permutations, seed, id_col, transformation
         As in :func:`global_autocorrelation`; ``permutations`` must be > 0.
     alpha
         Significance level.
@@ -680,6 +696,7 @@ def local_autocorrelation(
     if not 0 < alpha < 1:
         raise AggloInputError(f"alpha must be between 0 and 1; got {alpha}.")
     graph, y, positions = _align(data, column, w, id_col)
+    graph, _ = _esda_transformation(graph, transformation)
     structure = graph.transform("B")
     # G (a ratio to the sum of y) needs positive values; its z-score and permutation p are
     # invariant to adding a constant, so shift non-positive data (lag scores are centred)

@@ -43,17 +43,29 @@ def register(app: typer.Typer) -> None:
 
         cfg = config_with(config, given, panel=panel, seed=seed)
         outputs = run_stage(
-            cfg, "autocorr", out, force=force, gpkg="lisa.gpkg", given=_given_scores(scores)
+            cfg,
+            "autocorr",
+            out,
+            force=force,
+            gpkg="lisa.gpkg",
+            given=_given_scores(scores, cfg.section("autocorr").get("column")),
         )
         for line in outputs.stages["autocorr"].summary:
             typer.echo(outputs.label(line))
         glob = outputs.tables["autocorr_global"]
+        if glob.empty or glob["moran_i"].isna().all():
+            from agglo.errors import AggloInputError
+
+            raise AggloInputError(
+                "no year has enough member cities with a score to test (see [autocorr] "
+                "min_units): check the scores' adcodes (6 digits, e.g. 510100), years and values."
+            )
         cols = ["scope", "year", "n", "moran_i", "moran_p", "geary_c", "geary_p"]
         typer.echo(glob[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         typer.echo(f"wrote autocorrelation tables and lisa.gpkg to {out}")
 
 
-def _given_scores(scores: Path | None):
+def _given_scores(scores: Path | None, column: str | None = None):
     """The ``index`` stage replaced by a CSV of city scores (``adcode, year, <column>``)."""
     if scores is None:
         return None
@@ -70,6 +82,22 @@ def _given_scores(scores: Path | None):
     missing = {"adcode", "year"} - set(table.columns)
     if missing:
         raise AggloInputError(f"--scores {scores.name} lacks columns {sorted(missing)}.")
+    column = column or "lag_score"
+    if column not in table.columns:
+        raise AggloInputError(
+            f"--scores {scores.name} has no column {column!r} (columns: {list(table.columns)}); "
+            "pass --column."
+        )
+    values = pd.to_numeric(table[column], errors="coerce")
+    junk = values.isna() & table[column].notna()
+    if junk.any() or values.notna().sum() == 0:
+        lines = (junk[junk].index + 2).tolist()[:10]  # +2: the header line, 1-based
+        raise AggloInputError(
+            f"--scores {scores.name}: {int(junk.sum())} value(s) of {column!r} are not numbers "
+            f"(lines {lines}); give numeric scores."
+            if junk.any()
+            else f"--scores {scores.name}: column {column!r} has no values."
+        )
     status = table.get("data_status", pd.Series(dtype=str)).astype(str)
     synthetic = "synthetic" in scores.name.lower() or status.str.contains("synthetic").any()
     return {

@@ -429,6 +429,8 @@ def discover_layers(
         Missing/unreadable files, no year in a name, a requested year absent, a raster without
         CRS when ``crs`` is not given.
     """
+    if crs is not None:
+        _check_user_crs(crs, what)
     layers: list[Layer] = []
     other_years = set()
     if _is_xarray(source):
@@ -492,6 +494,18 @@ def discover_layers(
     if not by_year:
         raise AggloInputError(f"{what}: found no yearly layers in {_describe(source)}.")
     return [by_year[y] for y in sorted(by_year)]
+
+
+def _check_user_crs(crs: Any, what: str) -> None:
+    from pyproj.exceptions import CRSError as ProjCRSError
+
+    try:
+        CRS.from_user_input(crs)
+    except ProjCRSError as exc:
+        raise CRSError(
+            f"{what}: {crs!r} is not a CRS pyproj knows ({exc}); give e.g. EPSG:4326 "
+            "(--raster-crs EPSG:4326)."
+        ) from exc
 
 
 def _describe(source: Any) -> str:

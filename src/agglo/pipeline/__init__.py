@@ -215,25 +215,45 @@ def run(
     config
         Paths and options; defaults use the bundled (partly synthetic) demo data.
     out_dir
-        Output folder. If it already holds agglo outputs, ``force`` is required.
+        Output folder. If it already holds agglo outputs, ``force`` is required. A run that
+        writes is staged in a sibling folder and swapped in whole at the end, with a
+        ``run.json`` manifest (see :func:`agglo.outputs.writers.run_folder`); an interrupted
+        run leaves the previous output as it was.
     force
-        Replace existing outputs.
+        Replace an existing run folder (as a whole).
     stages
         Subset of the stage and output-step names to run (with the stages they need).
     """
-    from agglo.pipeline import maps, report, write
+    from agglo._validate import check_run_config
+    from agglo.outputs.provenance import portable
+    from agglo.outputs.writers import run_folder
 
     config = config or RunConfig()
     out = Path(out_dir)
-    options = stage_options(config)  # the whole config is checked before any work
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputExistsError(
-            f"output folder {out} is not empty; pass --force to replace its files "
-            "or choose another --out."
-        )
+    options = check_run_config(config)  # the whole config is checked before any work
     steps = [n for n, _, _ in OUTPUT_STEPS]
     targets = [t for t in (stages or [st.name for st in STAGES]) if t not in steps]
-    outputs = run_stages(config, targets, out_dir=out, force=force, options=options)
+    if stages is not None and not set(stages) & set(steps):  # nothing is written
+        if out.exists() and any(out.iterdir()) and not force:
+            raise OutputExistsError(
+                f"output folder {out} is not empty; pass --force to replace its files "
+                "or choose another --out."
+            )
+        return run_stages(config, targets, out_dir=out, force=force, options=options)
+    recorded = {k: portable(v) if isinstance(v, str) else v for k, v in config.to_dict().items()}
+    # the run folder is written beside `out` and swapped in whole, manifest (run.json) last
+    with run_folder(out, force=force, config=recorded) as staging:
+        outputs = run_stages(config, targets, out_dir=staging, force=force, options=options)
+        _write_outputs(outputs, stages)
+    outputs.out_dir = out
+    outputs.summary = [line.replace(str(staging), str(out)) for line in outputs.summary]
+    outputs.figures = [out / Path(f).relative_to(staging) for f in outputs.figures]
+    return outputs
+
+
+def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
+    from agglo.pipeline import maps, report, write
+
     for name, module in (("maps", maps), ("write", write), ("report", report)):
         if stages is not None and name not in stages:
             continue
@@ -244,4 +264,3 @@ def run(
                 "not findings about the agglomerations."
             )
         module.run(outputs)
-    return outputs

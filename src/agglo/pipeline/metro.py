@@ -71,6 +71,13 @@ class MetroOptions(Options):
         10.0, help="Longest off-network access to the road graph.", unit="km", minimum=0
     )
 
+    def extra_problems(self) -> list[str]:
+        from agglo._validate import metro_option_problems
+
+        given = None if self.bands == MetroOptions.bands else self.bands  # defaults are cut
+        found = metro_option_problems(minutes=self.minutes, bands=given)
+        return [p for p in found if p.startswith("metro.bands")]
+
 
 #: seed 003 check: Chengdu's one-hour area should reach these cities' seats
 CHENGDU_CHECK = (
