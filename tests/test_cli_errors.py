@@ -96,6 +96,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     f["scores_junk"].write_text("adcode,year,lag_score\n510100,2020,high\n510600,2020,0.1\n")
     f["scores_noid"] = d / "scores_noid.csv"
     f["scores_noid"].write_text("city,year,lag_score\n成都,2020,0.1\n")
+    f["scores_unknown"] = d / "scores_unknown.csv"
+    f["scores_unknown"].write_text("adcode,year,lag_score\n999901,2020,0.1\n999902,2020,0.2\n")
     f["scores_col"] = d / "scores_col.csv"
     f["scores_col"].write_text("adcode,year,score\n510100,2020,0.1\n")
     return f
@@ -277,6 +279,8 @@ CASES = [
      r"1 value\(s\) of 'lag_score' are not numbers \(lines \[2\]\)"),
     ("autocorr", "scores-no-adcode", autocorr("--scores", "scores_noid"),
      r"lacks columns \['adcode'\]"),
+    ("autocorr", "scores-unknown-adcodes", autocorr("--scores", "scores_unknown"),
+     r"no year has enough member cities with a score.*adcodes \(6 digits"),
     ("autocorr", "scores-no-column", autocorr("--scores", "scores_col"),
      r"has no column 'lag_score'.*--column"),
     # other commands

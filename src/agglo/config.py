@@ -55,6 +55,10 @@ class RunConfig:
     """Everything ``agglo run`` needs; ``None`` paths mean "use the bundled data"."""
 
     boundaries: Path | None = None
+    #: boundary region: "yangtze" (default), "china" or a list of two-digit province codes
+    region: str | list[str] | None = None
+    #: membership table (CSV with the bundled table's columns); default: the bundled five
+    membership: Path | None = None
     panel: Path | None = None
     rasters: Path | None = None
     roads: Path | list[str] | None = None
@@ -73,13 +77,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable form (recorded in every output's metadata)."""
         d = asdict(self)
-        for k in ("boundaries", "panel", "rasters", "roads", "stations"):
+        for k in ("boundaries", "membership", "panel", "rasters", "roads", "stations"):
             v = d[k]
             d[k] = None if v is None else [str(x) for x in v] if isinstance(v, list) else str(v)
         return d
 
 
 _INPUT_KEYS = {f.name for f in fields(RunConfig)} - {"sections"}
+_PATH_KEYS = {"boundaries", "membership", "panel", "rasters", "roads", "stations"}
 
 
 def load_config(path: str | Path | None) -> RunConfig:
@@ -144,7 +149,7 @@ def load_config(path: str | Path | None) -> RunConfig:
     for key, value in inputs.items():
         if key == "roads" and isinstance(value, list):  # several FILE[=CLASS] sources
             value = [str(path.parent / v) if not Path(v).is_absolute() else v for v in value]
-        elif key in {"boundaries", "panel", "rasters", "roads", "stations"} and value is not None:
+        elif key in _PATH_KEYS and value is not None:
             p = Path(value)
             value = p if p.is_absolute() else (path.parent / p)
         setattr(cfg, key, value)

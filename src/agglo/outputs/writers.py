@@ -291,20 +291,28 @@ def export_layers(
 def shapefile_field_names(columns: list[str]) -> dict[str, str]:
     """Map full column names to unique dBASE names of at most 10 bytes (UTF-8).
 
+    A year suffix (``_2010``) is kept and the stem shortened, so yearly columns stay told apart
+    (``coreness_2010`` -> ``coren_2010``, not ``coreness_2`` / ``coreness_1``).
+
     Examples
     --------
     >>> shapefile_field_names(["density_km_per_km2", "density_km_per_100km2", "adcode", "城市群名称"])
     {'density_km_per_km2': 'density_km', 'density_km_per_100km2': 'density__1', 'adcode': 'adcode', '城市群名称': '城市群'}
+    >>> shapefile_field_names(["core_2010", "coreness_2010", "coreness_2015", "coreness_rank_2015"])
+    {'core_2010': 'core_2010', 'coreness_2010': 'coren_2010', 'coreness_2015': 'coren_2015', 'coreness_rank_2015': 'core1_2015'}
     """
     out: dict[str, str] = {}
     used: set[str] = set()
     for col in columns:
-        base = _truncate_bytes(col, 10)
-        short, n = base, 0
+        year = re.fullmatch(r"(.+?)(_(?:19|20)\d\d)", col)
+        stem, tail = (year.group(1), year.group(2)) if year else (col, "")
+        if len(col.encode("utf-8")) <= 10:
+            stem, tail = col, ""
+        short, n = _truncate_bytes(stem, 10 - len(tail)) + tail, 0
         while short.lower() in used:
             n += 1
-            suffix = f"_{n}"
-            short = _truncate_bytes(col, 10 - len(suffix)) + suffix
+            mark = str(n) if tail else f"_{n}"
+            short = _truncate_bytes(stem, 10 - len(tail) - len(mark)) + mark + tail
         used.add(short.lower())
         out[col] = short
     return out

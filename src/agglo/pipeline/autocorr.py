@@ -170,6 +170,7 @@ def analyse(
         scopes[str(agg)] = sub
     cache: dict[frozenset[str], Any] = {}
     island_rows: list[pd.DataFrame] = []
+    component_rows: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     lisa_frames: list[pd.DataFrame] = []
     for year in sorted(data["year"].unique()):
@@ -190,6 +191,7 @@ def analyse(
             try:
                 if key not in cache:
                     cache[key] = spatial_weights(units, kind, islands=opts["islands"], **wkw)
+                    component_rows.append(_components(cache[key], units, scope, year))
                     isl = island_links(units, kind, **wkw)
                     if not isl.empty:
                         island_rows.append(isl.assign(scope=scope, year=year))
@@ -244,8 +246,32 @@ def analyse(
         "lisa": lisa,
         "lisa_layer": layer,
         "islands": islands,
+        "components": pd.DataFrame(
+            component_rows, columns=["scope", "year", "n_units", "n_components", "smaller"]
+        ),
         "transitions": transitions,
         "options": opts,
+    }
+
+
+def _components(w: Any, units: pd.DataFrame, scope: str, year: Any) -> dict[str, Any]:
+    """Connected components of the weights (after island handling), smaller ones named."""
+    n = int(w.n_components)
+    smaller = ""
+    if n > 1:
+        labels = w.component_labels
+        names = units.set_index("adcode")["name_zh"]
+        sizes = labels.value_counts()
+        smaller = "; ".join(
+            ", ".join(str(names.get(a, a)) for a in labels.index[labels == c])
+            for c in sizes.index[1:]
+        )
+    return {
+        "scope": scope,
+        "year": year,
+        "n_units": len(units),
+        "n_components": n,
+        "smaller": smaller,
     }
 
 
