@@ -36,6 +36,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from agglo.analysis.compile_cache import enable_esda_compile_cache
 from agglo.errors import AggloInputError, require
 from agglo.measures.geodesy import ensure_wgs84
 
@@ -613,6 +614,7 @@ def global_autocorrelation(
     """
     import esda
 
+    enable_esda_compile_cache()
     permutations = _check_perms(permutations)
     graph, y, _ = _align(data, column, w, id_col)
     graph, tr = _esda_transformation(graph, transformation)
@@ -689,6 +691,7 @@ def local_autocorrelation(
     import esda
     from scipy.stats import false_discovery_control
 
+    enable_esda_compile_cache()
     permutations = _check_perms(permutations)
     if permutations < 1:
         raise AggloInputError("local_autocorrelation needs permutations >= 1 (e.g. 999).")
