@@ -179,20 +179,20 @@ CASES = [
     ("config", "metro-bands-over", run_cfg("bands", "[metro]\nbands = [15, 90]"),
      r"metro.bands 90 exceed the commute limit minutes = 60"),
     ("config", "metro-negative", run_cfg("neg", "[metro]\nminutes = -5"),
-     r"metro.minutes must be a positive number; got -5"),
+     r"metro.minutes must be > 0; got -5"),
     ("config", "metro-method", run_cfg("walk", '[metro]\nmethod = "walk"'),
      r"metro.method must be one of network, friction; got 'walk'"),
     ("config", "autocorr-weights", run_cfg("hex", '[autocorr]\nweights = "hex"'),
      r"weights must be one of queen, rook.*got 'hex'"),
-    ("config", "autocorr-k0", run_cfg("k0", "[autocorr]\nk = 0"), r"k must be at least 1"),
+    ("config", "autocorr-k0", run_cfg("k0", "[autocorr]\nk = 0"), r"autocorr.k must be >= 1; got 0"),
     ("config", "autocorr-k-text", run_cfg("kt", '[autocorr]\nk = "six"'),
-     r"autocorr.k must be a number; got 'six'"),
+     r"autocorr.k must be an integer; got 'six'"),
     ("config", "autocorr-perms", run_cfg("perm", "[autocorr]\npermutations = -1"),
-     r"permutations must be 0 or more"),
+     r"autocorr.permutations must be >= 0; got -1"),
     ("config", "autocorr-alpha", run_cfg("alpha", "[autocorr]\nalpha = 2"),
-     r"alpha must be between 0 and 1"),
+     r"autocorr.alpha must be <= 1; got 2"),
     ("config", "autocorr-typo", run_cfg("weight", '[autocorr]\nweight = "queen"'),
-     r"'weight' is not an option \(did you mean 'weights'\?\)"),
+     r"autocorr.weight is not an option \(did you mean 'weights'\?\)"),
     ("config", "pm25-weights", run_cfg("vol", '[pm25]\nweights = "volume"'),
      r"pm25.weights must be one of area, coverage, centroid"),
     ("config", "roads-classes", run_cfg("cls", '[roads]\nclasses = "motorways"'),
@@ -200,7 +200,7 @@ CASES = [
     ("config", "coreperiphery-beta", run_cfg("beta", '[coreperiphery]\nbeta = "two"'),
      r"coreperiphery.beta must be a number; got 'two'"),
     ("config", "several-problems", run_cfg("many", "[metro]\nminutes = -1\nmethod = 'x'"),
-     r"metro.minutes must be a positive number; got -1; and 1 more; --verbose lists them$"),
+     r"metro.minutes must be > 0; got -1; and 1 more; --verbose lists them$"),
     # output paths
     ("output", "run-out-is-file", lambda f: ["run", "--out", str(f["file"])],
      r"--out .*a_file.txt is a file, not a folder"),
@@ -264,15 +264,15 @@ CASES = [
     # metro options
     ("metro", "bands-over-minutes", metro("--bands", "15,90", "--minutes", "60"),
      r"metro.bands 90 exceed the commute limit minutes = 60"),
-    ("metro", "minutes-zero", metro("--minutes", "0"), r"metro.minutes must be a positive number"),
+    ("metro", "minutes-zero", metro("--minutes", "0"), r"metro.minutes must be > 0"),
     ("metro", "method-choice", metro("--method", "walk"), r"metro.method must be one of network"),
-    ("metro", "bands-junk", metro("--bands", "a,b"), r"--bands must be numbers separated by commas"),
+    ("metro", "bands-junk", metro("--bands", "a,b"), r"--bands must be comma-separated float values"),
     ("metro", "speeds-junk", metro("--speeds", "fast"), r"--speeds must be class=km/h pairs"),
     ("metro", "speeds-range", metro("--speeds", "motorway=500"), r"km/h must be in \(0, 200\]"),
     ("metro", "roads-missing", metro("--roads", "nope.osm.pbf"),
      r"inputs.roads = nope.osm.pbf does not exist"),
     # autocorrelation options and scores
-    ("autocorr", "k-zero", autocorr("--k", "0"), r"k must be at least 1"),
+    ("autocorr", "k-zero", autocorr("--k", "0"), r"autocorr.k must be >= 1"),
     ("autocorr", "weights-choice", autocorr("--weights", "hex"), r"weights must be one of queen"),
     ("autocorr", "scores-missing", autocorr("--scores", "nope.csv"), r"--scores nope.csv does not exist"),
     ("autocorr", "scores-junk-values", autocorr("--scores", "scores_junk"),
@@ -333,4 +333,4 @@ def test_verbose_lists_every_problem(files, capsys):
     cfg = toml(files, "many_v", "[metro]\nminutes = -1\nmethod = 'x'")
     assert main(["--verbose", "run", "--config", cfg, "--out", str(files["dir"] / "o")]) == 2
     err = capsys.readouterr().err
-    assert "metro.minutes must be a positive number" in err and "metro.method must be" in err
+    assert "metro.minutes must be > 0" in err and "metro.method must be" in err

@@ -6,30 +6,17 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli._flags import option_flags
+from agglo.pipeline.autocorr import AutocorrOptions
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``autocorr`` command to ``app``."""
 
     @app.command("autocorr")
+    @option_flags(AutocorrOptions)
     def autocorr_cmd(
-        weights: str | None = typer.Option(
-            None, "--weights", "-w", help="queen (default), rook, knn, distance or kernel."
-        ),
-        column: str | None = typer.Option(
-            None, "--column", help="City score to analyse (default lag_score)."
-        ),
         seed: int | None = typer.Option(None, "--seed", help="Seed of the permutation tests."),
-        permutations: int | None = typer.Option(
-            None, "--permutations", help="Permutations (default 999)."
-        ),
-        islands: str | None = typer.Option(
-            None, "--islands", help="Units without neighbours: nearest (default), keep, error."
-        ),
-        k: int | None = typer.Option(None, "--k", help="Neighbours for knn/kernel weights."),
-        alpha: float | None = typer.Option(None, "--alpha", help="LISA significance level."),
-        correction: str | None = typer.Option(
-            None, "--correction", help="LISA multiple testing: fdr (default) or none."
-        ),
         scores: Path | None = typer.Option(
             None,
             "--scores",
@@ -43,6 +30,8 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(Path("outputs/autocorr"), "--out", "-o", help="Output folder."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
+        *,
+        given: dict,
     ) -> None:
         """Moran's I / Geary's C per year (all members and each agglomeration), LISA clusters.
 
@@ -52,16 +41,6 @@ def register(app: typer.Typer) -> None:
         """
         from agglo.cli._stage import config_with, run_stage
 
-        flags = {
-            "weights": weights,
-            "column": column,
-            "permutations": permutations,
-            "islands": islands,
-            "k": k,
-            "alpha": alpha,
-            "correction": correction,
-        }
-        given = {"autocorr": {key: v for key, v in flags.items() if v is not None}}
         cfg = config_with(config, given, panel=panel, seed=seed)
         outputs = run_stage(
             cfg,
@@ -69,7 +48,7 @@ def register(app: typer.Typer) -> None:
             out,
             force=force,
             gpkg="lisa.gpkg",
-            given=_given_scores(scores, column or cfg.section("autocorr").get("column")),
+            given=_given_scores(scores, cfg.section("autocorr").get("column")),
         )
         for line in outputs.stages["autocorr"].summary:
             typer.echo(outputs.label(line))

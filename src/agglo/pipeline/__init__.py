@@ -23,30 +23,15 @@ from agglo.measures.hsr import HSROptions
 from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
 from agglo.pipeline import stages as s
+from agglo.pipeline.autocorr import AutocorrOptions
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
+from agglo.pipeline.coreperiphery import CorePeripheryOptions
 from agglo.pipeline.index import stage_options as index_options
+from agglo.pipeline.metro import MetroOptions
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
 log = logging.getLogger(__name__)
-
-
-def _autocorr_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.autocorr import stage_options
-
-    return stage_options(dict(section))
-
-
-def _coreperiphery_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.coreperiphery import stage_options
-
-    return stage_options(dict(section))
-
-
-def _metro_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.metro import metro_options
-
-    return metro_options(dict(section))
 
 
 def _disparity_options(
@@ -86,16 +71,16 @@ STAGES: tuple[Stage, ...] = (
     Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
     Stage("panel", s.panel_stage, ("inputs", "pm25?", "roads?", "hsr?")),
     Stage("index", s.index_stage, ("inputs", "panel"), index_options),
-    Stage("autocorr", s.autocorr_stage, ("inputs", "index"), _autocorr_options),
+    Stage("autocorr", s.autocorr_stage, ("inputs", "index"), AutocorrOptions.from_dict),
     Stage(
         "coreperiphery",
         s.coreperiphery_stage,
         ("inputs", "panel"),
-        _coreperiphery_options,
+        CorePeripheryOptions.from_dict,
         progress=True,
         skip_on_input_error=True,
     ),
-    Stage("metro", s.metro_stage, ("inputs", "panel?"), _metro_options, progress=True),
+    Stage("metro", s.metro_stage, ("inputs", "panel?"), MetroOptions.from_dict, progress=True),
     Stage(
         "disparity",
         _disparity_stage,

@@ -2,7 +2,7 @@
 
 Reads ``ctx.results["index"].city_scores`` (``adcode, agglomeration_id, year, lag_score, ...``)
 and the member cities of ``ctx.cities``; options come from the ``[autocorr]`` section (see
-:data:`OPTIONS`). Per year it computes global Moran's I / Geary's C for all members of the
+:class:`AutocorrOptions`). Per year it computes global Moran's I / Geary's C for all members of the
 five agglomerations together (scope ``all``) and for each agglomeration with at least
 ``min_units`` cities, and LISA + G* over all members. Records:
 
@@ -18,6 +18,8 @@ five agglomerations together (scope ``all``) and for each agglomeration with at 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -33,26 +35,39 @@ from agglo.analysis.autocorr import (
     local_autocorrelation,
     spatial_weights,
 )
-from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
-from agglo.options import RUN_SEED
+from agglo.options import RUN_SEED, Options, option
 
 log = logging.getLogger(__name__)
 
-#: options of the ``[autocorr]`` section and their defaults
-OPTIONS: dict[str, Any] = {
-    "weights": "queen",
-    "column": "lag_score",
-    "permutations": 999,
-    "alpha": 0.05,
-    "correction": "fdr",
-    "islands": "nearest",
-    "k": 4,
-    "threshold": None,
-    "tolerance_m": 0.0,
-    "min_units": 4,
-    "transitions": True,
-}
+
+@dataclass(frozen=True)
+class AutocorrOptions(Options):
+    """Options of the ``autocorr`` stage (``[autocorr]`` section, ``agglo autocorr`` flags)."""
+
+    section = "autocorr"
+    weights: str = option("queen", help="Spatial weights.", choices=WEIGHT_KINDS)
+    column: str = option("lag_score", help="City score to analyse.")
+    permutations: int = option(999, help="Permutations of the tests.", minimum=0)
+    alpha: float = option(
+        0.05, help="LISA significance level.", minimum=0, exclusive_minimum=True, maximum=1
+    )
+    correction: str = option("fdr", help="LISA multiple testing.", choices=CORRECTIONS)
+    islands: str = option("nearest", help="Units without neighbours.", choices=ISLAND_POLICIES)
+    k: int = option(4, help="Neighbours of knn/kernel weights.", minimum=1)
+    threshold: float | None = option(
+        None,
+        help="Distance band of distance weights (default: the smallest connecting one).",
+        unit="km",
+    )
+    tolerance_m: float = option(
+        0.0, help="Snapping tolerance of contiguity weights.", unit="m", minimum=0
+    )
+    min_units: int = option(
+        4, help="Smallest number of cities of a scope (agglomeration) analysed.", minimum=3
+    )
+    transitions: bool = option(True, help="Also LISA transitions (needs >= 2 years).")
+
 
 GLOBAL_COLUMNS = [
     "scope",
@@ -89,8 +104,8 @@ LISA_COLUMNS = [
 ]
 
 
-def stage_options(section: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``[autocorr]`` section and fill in defaults.
+def stage_options(section: Mapping[str, Any] | AutocorrOptions) -> dict[str, Any]:
+    """The ``[autocorr]`` options as a dict (validated by :class:`AutocorrOptions`).
 
     Examples
     --------
@@ -99,36 +114,19 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     >>> stage_options({"weight": "knn"})
     Traceback (most recent call last):
     ...
-    agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean 'weights'?)
+    agglo.errors.ValidationError: [autocorr] options: 1 problem(s)
+      - autocorr.weight is not an option (did you mean 'weights'?); valid: weights, column, permutations, alpha, correction, islands, k, threshold, tolerance_m, min_units, transitions
     """
-    from agglo._validate import option_type_problems
-
-    problems = unknown_option_problems(section, OPTIONS)
-    problems += option_type_problems("autocorr", section, OPTIONS)
-    opts = {**OPTIONS, **section}
-    if isinstance(opts["k"], int) and opts["k"] < 1:
-        problems.append(f"k must be at least 1 (neighbours per unit); got {opts['k']}")
-    if isinstance(opts["permutations"], int) and opts["permutations"] < 0:
-        problems.append(f"permutations must be 0 or more; got {opts['permutations']}")
-    if isinstance(opts["alpha"], float | int) and not 0 < opts["alpha"] < 1:
-        problems.append(f"alpha must be between 0 and 1; got {opts['alpha']}")
-    for key, allowed in (
-        ("weights", WEIGHT_KINDS),
-        ("correction", CORRECTIONS),
-        ("islands", ISLAND_POLICIES),
-    ):
-        if opts[key] not in allowed:
-            problems.append(f"{key} must be one of {', '.join(allowed)}; got {opts[key]!r}")
-    if problems:
-        raise AggloInputError("[autocorr] " + "; ".join(problems))
-    return opts
+    if isinstance(section, AutocorrOptions):
+        return section.to_dict()
+    return AutocorrOptions.from_dict(section).to_dict()
 
 
 def analyse(
     cities: gpd.GeoDataFrame,
     scores: pd.DataFrame,
     *,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | AutocorrOptions | None = None,
     seed: int | None = RUN_SEED,
 ) -> dict[str, Any]:
     """Global and local autocorrelation of member cities' scores, per year.
@@ -140,7 +138,7 @@ def analyse(
     scores
         ``adcode, year, <column>`` (``agglomeration_id`` is taken from ``cities``).
     options
-        ``[autocorr]`` options (see :data:`OPTIONS`).
+        ``[autocorr]`` options (:class:`AutocorrOptions` or its fields as a mapping).
     seed
         Seed of every permutation test.
 
