@@ -115,7 +115,9 @@ def test_stage_tables_layers_and_summary(cities):
     lines = [s for s in ctx.summary if "Moran's I" in s]
     assert len(lines) == 2 and all(s.startswith("[SYNTHETIC") for s in lines)
     assert f"{allm.loc[2010, 'moran_i']:.3f}" in lines[0]
-    assert any("no islands under queen weights" in s for s in ctx.summary)
+    assert any(
+        "no islands (every city has a neighbour) under queen weights" in s for s in ctx.summary
+    )
 
 
 def test_stage_skips_degenerate_and_small_scopes(cities, caplog):

@@ -331,3 +331,61 @@ def test_membership_needs_its_columns(tmp_path):
     p = _write(tmp_path, "group,city\na,北京\n")
     with pytest.raises(AggloInputError, match="needs the columns agglomeration_id"):
         load_membership(p)
+
+
+# ---------------------------------------------------------------------------------------
+# `agglo run` on a national membership
+# ---------------------------------------------------------------------------------------
+
+
+def _synthetic_jjj_panel(path, membership) -> None:
+    """A SYNTHETIC panel for the 京津冀 members (seeded random values, not statistics)."""
+    import numpy as np
+
+    from agglo.reference.registry import VARIABLES
+
+    rng = np.random.default_rng(16)
+    rows = []
+    for code, name in zip(membership["adcode"], membership["name_zh"], strict=True):
+        for year in (2015, 2020):
+            rec = {"adcode": code, "city": name, "year": year}
+            for v in VARIABLES:
+                rec[v] = float(rng.uniform(5, 95))
+            rec["hsr"] = int(rng.integers(0, 2))
+            rec["income_ratio"] = float(rng.uniform(1.5, 3.0))
+            rec["data_status"] = "synthetic"
+            rows.append(rec)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+@pytest.mark.slow
+def test_agglo_run_with_the_jjj_membership_on_national_boundaries(tmp_path):
+    from agglo.config import load_config
+    from agglo.pipeline import run
+
+    groups = tmp_path / "groups.csv"
+    groups.write_bytes(data_path("reference", "membership_jjj.csv").read_bytes())
+    members = load_membership(groups)
+    _synthetic_jjj_panel(tmp_path / "jjj_panel_synthetic.csv", members)
+    (tmp_path / "rasters").mkdir()  # no PM2.5 rasters: the panel's pm25 is kept
+    (tmp_path / "run.toml").write_text(
+        '[inputs]\nmembership = "groups.csv"\nregion = "china"\n'
+        'panel = "jjj_panel_synthetic.csv"\nrasters = "rasters"\n'
+        "[autocorr]\npermutations = 99\n[coreperiphery]\nn_perm = 4\nrestarts = 1\n"
+        '[panel]\nplausibility = "off"\n',  # toy magnitudes (gdp_per_capita ~ 37)
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    stages = ("index", "autocorr", "coreperiphery", "disparity", "write", "report")
+    run(load_config(tmp_path / "run.toml"), out, stages=stages)
+    tables = {p.stem for p in (out / "tables").glob("*.csv")}
+    assert {"index_composite", "index_dimensions", "city_scores", "autocorr_global",
+            "coreness", "city_system"} <= tables  # fmt: skip
+    comp = pd.read_csv(out / "tables" / "index_composite.csv")
+    assert set(comp["agglomeration_id"]) == {"jjj"}
+    gpkg = out / "agglo.gpkg"
+    layers = {name for name, _ in pyogrio.list_layers(gpkg)}
+    assert {"cities", "agglomerations"} <= layers
+    cities = pyogrio.read_dataframe(gpkg, layer="cities")
+    assert (cities["agglomeration_id"] == "jjj").sum() == 13
+    assert len(cities) == 370

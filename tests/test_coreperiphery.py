@@ -476,3 +476,90 @@ def test_coreness_invariant_to_order_and_scale(method):
     assert out.attrs["fit"] == pytest.approx(base.attrs["fit"], abs=1e-8)
     pd.testing.assert_series_equal(out["core"].loc[a.index], base["core"])
     np.testing.assert_allclose(out["coreness"].loc[a.index], base["coreness"], atol=1e-4)
+
+
+def _gravity_like(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = rng.lognormal(0, 1, n)
+    xy = rng.uniform(0, 5, (n, 2))
+    d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
+    np.fill_diagonal(d, 1.0)
+    a = np.outer(m, m) / d**2
+    np.fill_diagonal(a, 0.0)
+    return a
+
+
+def test_batched_newton_hessian_matches_finite_differences():
+    from agglo.analysis.coreperiphery import _squared_batch, _squared_objective
+
+    a = _gravity_like(7, 3)
+    iu = np.triu_indices(7, 1)
+    ac = a[iu] - a[iu].mean()
+    na = float(np.sqrt(ac @ ac))
+    acm = np.zeros((7, 7))
+    acm[iu] = ac
+    acm = acm + acm.T
+    x = np.random.default_rng(0).uniform(0.2, 1.0, 7)
+    f, g, h = _squared_batch(x[None], acm[None], np.array([na]), True)
+    f0, g0 = _squared_objective(x, ac, na, iu)  # the pair-vector form
+    assert f[0] == pytest.approx(f0, abs=1e-14)
+    np.testing.assert_allclose(g[0], g0, atol=1e-13)
+    eps = 1e-6
+    fd = np.array(
+        [
+            (
+                _squared_objective(x + eps * e, ac, na, iu)[1]
+                - _squared_objective(x - eps * e, ac, na, iu)[1]
+            )
+            / (2 * eps)
+            for e in np.eye(7)
+        ]
+    )
+    np.testing.assert_allclose(h[0], fd, atol=1e-7 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("n", [6, 12, 20])
+def test_batched_newton_reaches_scipy_bfgs_optima(n):
+    """Every start: the batched Newton optimum equals scipy's BFGS one (same objective)."""
+    from scipy import optimize
+
+    from agglo.analysis.coreperiphery import (
+        _continuous_objective,
+        _newton_batch,
+        _squared_objective,
+    )
+
+    a = _gravity_like(n, n)
+    iu = np.triu_indices(n, 1)
+    ac = a[iu] - a[iu].mean()
+    na = float(np.sqrt(ac @ ac))
+    acm = np.zeros((n, n))
+    acm[iu] = ac
+    acm = acm + acm.T
+    starts = np.random.default_rng(1).uniform(0.05, 1.0, (6, n))
+    starts /= np.sqrt((starts**2).sum(axis=1, keepdims=True))
+    x, _ = _newton_batch(np.sqrt(starts), np.repeat(acm[None], 6, 0), np.full(6, na))
+    for k in range(6):
+        res = optimize.minimize(
+            _squared_objective,
+            np.sqrt(starts[k]),
+            args=(ac, na, iu),
+            jac=True,
+            method="BFGS",
+            options={"gtol": 1e-7, "maxiter": 2000},
+        )
+        r_bfgs = -_continuous_objective(res.x**2, ac, na, iu)[0]
+        r_newton = -_continuous_objective(x[k] ** 2, ac, na, iu)[0]
+        assert r_newton == pytest.approx(r_bfgs, abs=1e-9)
+        assert r_newton >= r_bfgs - 1e-12  # Newton converges at least as tightly
+
+
+def test_periphery_sums_match_the_direct_quadratic_form():
+    from agglo.analysis.coreperiphery import _periphery_sums
+
+    a = _gravity_like(9, 4)
+    masks = np.arange(1 << 9)
+    y = ((masks[:, None] & (1 << np.arange(9))) == 0).astype(float)
+    np.testing.assert_allclose(
+        _periphery_sums(a), 0.5 * np.einsum("ij,jk,ik->i", y, a, y), rtol=1e-13
+    )

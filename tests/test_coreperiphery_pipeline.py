@@ -103,7 +103,7 @@ def test_stage_rejects_unknown_option(tmp_path):
     from agglo.errors import AggloInputError
 
     cfg = RunConfig(sections={"coreperiphery": {"bta": 2}})
-    with pytest.raises(AggloInputError, match="'bta' is not an option"):
+    with pytest.raises(AggloInputError, match=r"coreperiphery\.bta is not an option"):
         run(cfg, tmp_path / "out", stages=("coreperiphery",))
 
 
@@ -126,7 +126,7 @@ def test_cli_coreperiphery(tmp_path, capsys):
     ("args", "message"),
     [
         (["-a", "xx"], "unknown agglomeration(s) ['xx']"),
-        (["-m", "fuzzy"], "methods must be a list from"),
+        (["--methods", "fuzzy"], "methods must be a list from"),
         (["-y", "1999"], "year(s) [1999] not in the panel"),
         (["--transform", "sqrt"], "transform must be one of"),
     ],
@@ -149,7 +149,7 @@ def test_cli_user_seat_table(tmp_path, capsys):
         "522600,107.98,26.58",
     ]
     seats.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    args = ["coreperiphery", "-a", "qz", "-y", "2020", "--n-perm", "0", "--seats", str(seats)]
+    args = ["coreperiphery", "-a", "qz", "-y", "2020", "--n-perm", "0", "--seats-file", str(seats)]
     # 522700 (Qiannan) has no seat in the table: it follows the seat rule, with a warning
     with pytest.warns(AggloDataWarning, match=r"covers 5 of 6 units.*\(522700\)"):
         assert main([*args, "-o", str(tmp_path / "a")]) == 0

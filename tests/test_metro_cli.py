@@ -47,7 +47,7 @@ def test_stage_on_bundled_synthetic_network(cities, counties):
 
 def test_stage_rejects_unknown_option_and_missing_roads(tmp_path, cities, counties):
     with pytest.raises(
-        AggloInputError, match=r"'minuts' is not an option \(did you mean 'minutes'"
+        AggloInputError, match=r"metro.minuts is not an option \(did you mean 'minutes'"
     ):
         run_metro(cities, counties, RunConfig(sections={"metro": {"minuts": 30}}))
     with pytest.raises(AggloInputError, match="does not exist"):
@@ -80,4 +80,4 @@ def test_cli_metro(tmp_path, capsys):
     assert main(["metro", "--cores", "Atlantis", "--out", str(tmp_path / "x")]) == 2
     assert "unknown core city" in capsys.readouterr().err
     assert main(["metro", "--bands", "a,b", "--out", str(tmp_path / "y")]) == 2
-    assert "--bands must be numbers" in capsys.readouterr().err
+    assert "--bands must be comma-separated float values" in capsys.readouterr().err

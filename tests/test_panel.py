@@ -356,17 +356,37 @@ def test_unknown_and_ambiguous_cities(tmp_path):
     assert "row 2, column 'city': unknown city '成督'; did you mean: 510100 成都市" in probs[0]
     assert "row 3, column 'city': city '巢湖' cannot be mapped to one current unit" in probs[1]
     assert "340100 合肥市, 340200 芜湖市, 340500 马鞍山市" in probs[1]
-    assert "unknown city '北京'" in probs[2]
-    with pytest.warns(AggloDataWarning, match=r"q\.csv: dropped rows of 1 .*北京"):
-        res = read_panel(write_csv(tmp_path / "q.csv", [rows[0], rows[3], ["成都", "2010", "5"]]),
-                         on_unknown_city="drop")  # fmt: skip
+    # a real unit outside the Yangtze city table: named as such (crosswalk alias table)
+    assert "1 prefecture-level unit(s) outside the city table" in probs[2]
+    assert "110100 北京市" in probs[2]
+    with pytest.warns(AggloDataWarning) as rec:
+        res = read_panel(write_csv(tmp_path / "q.csv", [*rows, ["成都", "2010", "5"]]),
+                         on_unknown_city="drop", cities=None)  # fmt: skip
     assert res.panel["adcode"].tolist() == ["510100"]
-    assert any("dropped rows of 1 unknown" in w and "北京" in w for w in res.report.warnings)
-    # ambiguous always raises, even with on_unknown_city="drop"
-    with pytest.raises(ValidationError, match="cannot be mapped to one current unit"):
-        read_panel(write_csv(tmp_path / "r.csv", rows[:1] + rows[2:3]), on_unknown_city="drop")
+    texts = [str(w.message) for w in rec]
+    assert any("dropped rows of 1 unknown cit(y/ies)" in t and "'成督' (row 2)" in t for t in texts)
+    # the abolished unit (巢湖 2011) is dropped in drop mode, naming its successors
+    assert any("abolished unit" in t and "巢湖" in t and "340200 芜湖市" in t for t in texts)
+    assert any("dropped 1 prefecture-level unit(s) outside" in t and "北京市" in t for t in texts)
     with pytest.raises(AggloInputError, match=r"on_unknown_city must be one of .*; got 'skip'"):
         read_panel(tmp_path / "p.csv", on_unknown_city="skip")
+
+
+def test_national_codes_municipalities_and_abolished(tmp_path):
+    rows = [["adcode", "year", "gdp"], ["310000", "2010", "1"], ["110000", "2010", "2"],
+            ["341400", "2010", "3"], ["371200", "2018", "4"], ["230900", "2010", "5"],
+            ["500000", "2010", "6"], ["500100", "2011", "7"]]  # fmt: skip
+    with pytest.warns(AggloDataWarning) as rec:
+        res = read_panel(write_csv(tmp_path / "n.csv", rows), on_unknown_city="drop")
+    # Shanghai coded at province level is Shanghai (310100), never dropped; Chongqing both ways
+    assert res.panel[["adcode", "value"]].values.tolist() == [
+        ["310100", 1.0], ["500000", 6.0], ["500000", 7.0]]  # fmt: skip
+    texts = "\n".join(str(w.message) for w in rec)
+    assert "adcode 341400 cannot be mapped" in texts and "巢湖市, abolished in 2011" in texts
+    assert "371200 莱芜市) was abolished after 2018" in texts
+    assert "dropped 2 prefecture-level unit(s) outside the city table" in texts
+    assert "110100 北京市" in texts and "230900 七台河市" in texts
+    assert any("310000 read as the municipality 310100" in a for a in res.report.actions)
 
 
 def test_same_name_in_two_provinces_is_ambiguous(tmp_path):
@@ -500,7 +520,7 @@ def test_negative_where_impossible(tmp_path):
     ):
         _one(tmp_path, [*HEAD, "pm25"], ["510100", "2010", "-5"])
     with pytest.raises(ValidationError, match=r"column 'income_ratio': value must be positive"):
-        _one(tmp_path, [*HEAD, "income_ratio"], ["510100", "2010", "0"])
+        _one(tmp_path, [*HEAD, "income_ratio"], ["510100", "2010", "-1"])
 
 
 def test_binary_not_zero_one(tmp_path):
@@ -617,14 +637,14 @@ def wide_panels(draw):
 @given(df=wide_panels())
 def test_wide_long_wide_round_trip(tmp_path_factory, df):
     d = tmp_path_factory.mktemp("rt")
-    res = read_panel(df.to_csv(d / "w.csv", index=False) or d / "w.csv")
+    res = read_panel(df.to_csv(d / "w.csv", index=False) or d / "w.csv", plausibility="off")
     back = panel_to_wide(res.panel)
     expected = df.sort_values(["adcode", "year"]).reset_index(drop=True)
     expected = expected[["adcode", "year", *[v for v in VARIABLES if v in df.columns]]]
     pd.testing.assert_frame_equal(back, expected, check_dtype=False)
     # the long form of the same data reads to the same tidy panel
     long = res.panel.rename(columns={"indicator": "indicator"})
-    res2 = read_panel(long.to_csv(d / "l.csv", index=False) or d / "l.csv")
+    res2 = read_panel(long.to_csv(d / "l.csv", index=False) or d / "l.csv", plausibility="off")
     pd.testing.assert_frame_equal(res2.panel, res.panel)
 
 
@@ -714,8 +734,8 @@ def test_years_across_layout(tmp_path):
     rows[2][2] = "abc"
     with pytest.raises(ValidationError, match=r"row 3, column '2015年': non-numeric value 'abc'"):
         read_panel(write_csv(tmp_path / "q.csv", rows), indicator="gdp_per_capita")  # no warning
-    with pytest.raises(AggloInputError, match=r"indicator='gdp_pc' is not in the registry"):
-        read_panel(tmp_path / "q.csv", indicator="gdp_pc")
+    with pytest.raises(AggloInputError, match=r"indicator='gdp_pcx' is not in the registry"):
+        read_panel(tmp_path / "q.csv", indicator="gdp_pcx")
     with pytest.raises(AggloInputError, match="expects a table with years across"):
         read_panel(write_csv(tmp_path / "r.csv", [["adcode", "year", "gdp"]]), indicator="gdp")
 

@@ -241,9 +241,7 @@ def test_area_mean_matches_exactextract_spherical(demo_tif, some_cities, monkeyp
         return np.abs(np.diff(np.sin(np.radians(edges)))) * math.radians(dlon) * 6371.0**2
 
     monkeypatch.setattr(m, "cell_area_km2", sphere)
-    m._CACHE.clear()
     sph = zonal_pm25(demo_tif, some_cities, scheduler="synchronous")["pm25_mean"].to_numpy()
-    m._CACHE.clear()
     np.testing.assert_allclose(sph, ref, rtol=1e-9)
 
 
@@ -511,11 +509,49 @@ def test_threads_and_synchronous_identical(some_cities):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_coverage_is_computed_once_and_reused(some_cities):
+def test_coverage_cache_on_disk_is_reused_and_keyed(some_cities, tmp_path, monkeypatch):
+    import agglo.measures.pm25 as m
+
     grid = Grid(west=97, north=35.5, dx=0.1, dy=0.1, nx=265, ny=145)
-    p1 = coverage_plan(some_cities.geometry, grid)
-    p2 = coverage_plan(some_cities.geometry.copy(), grid)
-    assert p1 is p2
+    cache = m.CoverageCache(tmp_path / "cov")
+    p1 = coverage_plan(some_cities.geometry, grid, cache=cache)
+    assert len(list(cache.folder.glob("*.npz"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("coverage recomputed although cached")
+
+    monkeypatch.setattr(m, "_build_plan", boom)
+    # a new cache object on the same folder (as in a second process) reads the same plan
+    p2 = coverage_plan(some_cities.geometry.copy(), grid, cache=m.CoverageCache(cache.folder))
+    assert p2.window == p1.window and p2.mode == p1.mode
+    np.testing.assert_array_equal(p2.cells, p1.cells)
+    for a, b in ((p1.weights, p2.weights), (p1.base, p2.base)):
+        assert (a != b).nnz == 0 and a.shape == b.shape
+    # another grid, weights mode or a moved vertex is another entry
+    monkeypatch.undo()
+    coverage_plan(some_cities.geometry, grid, weights="coverage", cache=cache)
+    moved = some_cities.geometry.translate(xoff=1e-9)
+    coverage_plan(moved, grid, cache=cache)
+    assert len(list(cache.folder.glob("*.npz"))) == 3
+    # results through zonal_pm25 are the same with and without the cache
+    a = zonal_pm25(DEMO, some_cities, scheduler="synchronous", coverage_cache=cache)
+    b = zonal_pm25(DEMO, some_cities, scheduler="synchronous", coverage_cache=cache)
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, zonal_pm25(DEMO, some_cities, scheduler="synchronous"))
+
+
+def test_corrupt_coverage_cache_entry_warns_and_is_replaced(some_cities, tmp_path):
+    import agglo.measures.pm25 as m
+
+    grid = Grid(west=97, north=35.5, dx=0.1, dy=0.1, nx=265, ny=145)
+    cache = m.CoverageCache(tmp_path)
+    p1 = coverage_plan(some_cities.geometry, grid, cache=cache)
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(b"not a zip")
+    with pytest.warns(PM25Warning, match="unreadable"):
+        p2 = coverage_plan(some_cities.geometry, grid, cache=cache)
+    np.testing.assert_array_equal(p2.cells, p1.cells)
+    assert coverage_plan(some_cities.geometry, grid, cache=cache).cells.size == p1.cells.size
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -545,3 +581,44 @@ def test_input_is_not_modified(band_grid):
     zonal_pm25(path, g)
     pd.testing.assert_frame_equal(g, before)
     assert g.crs == before.crs
+
+
+@pytest.mark.parametrize("layout", ["nodata", "mask_band", "int16_scaled"])
+def test_geotiff_cell_gather_equals_the_masked_block_read(tmp_path, layout):
+    """read_cells (raw native-dtype gather) == rasterio's masked read of the block (read)."""
+    from agglo.io.rasters import discover_layers
+
+    rng = np.random.default_rng(0)
+    v = rng.uniform(5, 80, (6, 8))
+    path = tmp_path / "pm.2019.tif"
+    profile = dict(
+        driver="GTiff",
+        width=8,
+        height=6,
+        count=1,
+        crs="EPSG:4326",
+        transform=from_origin(100, 30, 0.5, 0.5),
+    )
+    if layout == "int16_scaled":
+        profile.update(dtype="int16", nodata=-1)
+        raw = np.rint(v * 10).astype("int16")
+        raw[0, 0] = -1
+    else:
+        profile.update(dtype="float32", nodata=-999.0 if layout == "nodata" else None)
+        raw = v.astype("float32")
+        raw[1, 2] = -999.0
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(raw, 1)
+        if layout == "int16_scaled":
+            ds.scales, ds.offsets = (0.1,), (0.5,)
+        if layout == "mask_band":
+            m = np.full((6, 8), 255, dtype="uint8")
+            m[4, 5] = 0
+            ds.write_mask(m)
+    (layer,) = discover_layers(path)
+    rows, cols = np.array([0, 1, 4, 5, 3]), np.array([0, 2, 5, 7, 1])
+    block = layer.read(layer.grid.window((100, 27, 104, 30), margin=0))
+    got = layer.read_cells(rows, cols)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(block[rows, cols]))
+    np.testing.assert_allclose(got, block[rows, cols], rtol=1e-12)
+    assert np.isnan(got).sum() == 1

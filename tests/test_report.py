@@ -78,8 +78,43 @@ def test_long_tables_are_cut_with_a_note(tmp_path):
     text = write_report(
         tmp_path / "r.html", tables={"city_scores": df}, max_rows=7, embed_font=False
     ).read_text(encoding="utf-8")
-    assert "First 7 of 100 rows." in text
-    assert "000006" in text and "000007" not in text
+    assert "First 7 of 100 rows; the CSV holds all." in text
+    # the shown rows are the first 7; the whole table is embedded as a CSV download
+    shown = text.split("<table", 1)[1].split("</table>", 1)[0]
+    assert "000006" in shown and "000007" not in shown
+    # collapsed: a long table is in a closed <details> block
+    assert '<details class="table"><summary><b id="t-city_scores">' in text
+    import base64
+    import io
+    import re
+
+    data = re.search(
+        r'download="city_scores.csv" href="data:text/csv;charset=utf-8;base64,([^"]+)"', text
+    )
+    back = pd.read_csv(io.BytesIO(base64.b64decode(data.group(1))), dtype={"adcode": str})
+    pd.testing.assert_frame_equal(back, df)
+
+
+def test_key_results_come_first_and_numbers_are_formatted(tmp_path):
+    key = {
+        "Integration ranking 2020": pd.DataFrame(
+            {"agglomeration": ["长三角城市群 Yangtze River Delta"], "score": ["15.61"]}
+        )
+    }
+    big = pd.DataFrame({"gdp": [32940.4, 1.5e6], "share": [0.004215, 0.5]})
+    text = write_report(
+        tmp_path / "r.html",
+        key_results=key,
+        tables={"index_indicators": big},
+        summary=["a log line"],
+        embed_font=False,
+    ).read_text(encoding="utf-8")
+    main = text.split("<main>", 1)[1]
+    assert main.index("Key results 主要结果") < main.index("Integration index")
+    assert main.index("Integration ranking 2020") < main.index("a log line")
+    assert "<details><summary>Run log" in main  # the log is collapsed under the results
+    assert "32,940" in text and "1,500,000" in text and "0.0042" in text
+    assert "e+0" not in main.split("<footer>")[0]
 
 
 def test_section_of():
@@ -232,3 +267,52 @@ def test_browser_check_detects_a_broken_page(tmp_path):
     dom = _browse(exe, bad.as_uri(), tmp_path, "--dump-dom")
     assert 'data-broken-images="1"' in dom.stdout
     assert any(":CONSOLE" in line and "boom" in line for line in dom.stderr.splitlines())
+
+
+def test_key_results_by_hand():
+    from types import SimpleNamespace
+
+    from agglo.pipeline.report import key_results
+
+    comp = pd.DataFrame(
+        {
+            "agglomeration_id": ["yrd", "cy", "yrd", "cy"],
+            "year": [2010, 2010, 2020, 2020],
+            "score": [10.0, 12.0, 15.0, 11.0],
+            "rank": [2, 1, 1, 2],
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "adcode": ["1", "2", "3", "4"],
+            "agglomeration_id": ["cy", "cy", "cy", "yrd"],
+            "year": [2020] * 4,
+            "lag_score": [-0.3, 0.1, -0.1, 0.2],
+        }
+    )
+    coreness = pd.DataFrame(
+        {
+            "agglomeration_id": ["cy"] * 2,
+            "year": [2020] * 2,
+            "name_zh": ["成都市", "成都市"],  # one row per method
+            "core": [True, True],
+        }
+    )
+    structure = pd.DataFrame(
+        {"agglomeration_id": ["cy"], "year": [2020], "structure_type": ["gradient"]}
+    )
+    cities = pd.DataFrame({"adcode": ["1", "2", "3", "4"], "name_zh": ["甲", "乙", "丙", "丁"]})
+    ctx = SimpleNamespace(
+        results={"index": SimpleNamespace(composite=comp, city_scores=scores)},
+        tables={"coreness": coreness, "structure_type": structure},
+        layers={"cities": cities},
+        cities=cities,
+    )
+    key = key_results(ctx, lagging=2)
+    rank = next(v for k, v in key.items() if k.startswith("Integration ranking 2020"))
+    assert list(rank["rank 2020"]) == [1, 2] and rank.iloc[0, 0].startswith("长三角城市群")
+    assert list(rank["change since 2010"]) == ["+5.00", "-1.00"]
+    lag = next(v for k, v in key.items() if k.startswith("Most lagging"))
+    assert list(lag["city 城市"][:2]) == ["甲 (1)", "丙 (3)"]  # cy's two lowest, lowest first
+    cores = next(v for k, v in key.items() if k.startswith("Cores"))
+    assert cores["core cities 核心城市"].tolist() == ["成都市"]

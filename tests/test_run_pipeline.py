@@ -71,7 +71,7 @@ def test_options_of_every_section_are_checked_before_any_stage(tmp_path, caplog)
     # every bad section in one error, and no stage started
     assert "pm25.w is not an option" in text
     assert "weights must be one of queen" in text
-    assert "'minuts' is not an option" in text
+    assert "metro.minuts is not an option" in text
     assert not any("stage inputs" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "o").exists()
 

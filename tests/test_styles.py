@@ -277,7 +277,13 @@ def test_styles_and_metadata_written_by_the_pipeline(tmp_path):
     for layer, (renderer, attr) in expected.items():
         fields = pyogrio.read_info(gpkg, layer=layer)["fields"].tolist()
         info = styles.validate_qml(table.loc[layer, "styleQML"], fields=fields)
-        assert (info.renderer, info.attribute) == (renderer, attr)
+        assert info.renderer == renderer
+        if attr:
+            assert info.fields_used[0] == attr
+    # non-member cities (no lag score) get a neutral class instead of not being drawn
+    cities_qml = table.loc["cities", "styleQML"]
+    assert 'attr="coalesce(&quot;lag_score&quot;' in cities_qml
+    assert 'label="not a member 非成员"' in cities_qml
     metro = styles.validate_qml(table.loc["metro_areas", "styleQML"])
     assert 0.3 < metro.fill_alpha < 0.6
     # field metadata (units as aliases) and layer metadata (status, version, config)
@@ -290,6 +296,67 @@ def test_styles_and_metadata_written_by_the_pipeline(tmp_path):
         qml = (ctx.out_dir / "shp" / f"{layer}.qml").read_text(encoding="utf-8")
         fields = pyogrio.read_info(ctx.out_dir / "shp" / f"{layer}.shp")["fields"].tolist()
         styles.validate_qml(qml, fields=fields)
+
+
+def test_style_and_png_share_one_classification(tmp_path):
+    """The coreness and lag-score styles hold exactly the classes of their PNG legends."""
+    import re
+
+    from test_plot import toy_context
+
+    from agglo.pipeline import maps
+
+    ctx = toy_context(tmp_path)
+    opts = maps.plot_options({})
+    qml = maps.layer_styles(ctx, opts)
+    figures = {stem: make for stem, make, _cap, _run in maps._figures(ctx, opts)}
+    for layer, stem in (("core_periphery", "coreness"), ("cities", "lag_score")):
+        fig = figures[stem]()
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        drawn = [re.sub(r"\s+\(\d+\)$", "", t) for t in legend if re.search(r"\d", t)]
+        ranges = re.findall(r'<range [^>]*label="([^"]*)"', qml[layer])
+        ranges = [r for r in ranges if r != "not a member 非成员"]
+        assert ranges == drawn[: len(ranges)] and len(ranges) >= 2, (layer, ranges, drawn)
+
+
+def test_zero_inflated_and_tied_values_give_no_degenerate_class():
+    # 17 zeros and 20 positive values (coreness-like): quantiles repeat the bound 0
+    values = [0.0] * 17 + [i / 20 for i in range(1, 21)]
+    lower, upper = styles.classify(values, scheme="quantiles", k=5)
+    labels = styles.class_labels(lower, upper)
+    assert labels[0] == "0.00" and len(set(labels)) == len(labels)
+    # every class holds at least one value (value <= upper, above the previous upper)
+    y = np.asarray(values)
+    counts = [
+        np.sum((y <= u) & ((y > lo) if i else (y >= lo)))
+        for i, (lo, u) in enumerate(zip(lower, upper, strict=True))
+    ]
+    assert min(counts) >= 1 and sum(counts) == y.size
+    # one low outlier does not get a class of its own ("1.4 – 1.4")
+    lower, upper = styles.classify([1.4, *np.linspace(3, 9, 30)], scheme="fisher_jenks", k=5)
+    assert lower[0] == 1.4 and upper[0] > 1.4
+
+
+def test_diverging_classes_are_centred_on_zero():
+    values = np.linspace(-0.3, 0.9, 25)
+    lower, upper = styles.classify(values, scheme="equal_interval", k=4, centre=0.0)
+    assert 0.0 in upper  # no class straddles 0
+    colours = styles.class_colours(lower, upper, "RdBu", centre=0.0)
+    import matplotlib
+
+    below = [c for c, u in zip(colours, upper, strict=True) if u <= 0]
+    above = [c for c, lo in zip(colours, lower, strict=True) if lo >= 0]
+    assert below and above and len(below) + len(above) == len(colours)
+    # RdBu: reds below the centre, blues above it, the strongest colour at the far end
+    assert all(c[0] > c[2] for c in below) and all(c[2] > c[0] for c in above)
+    # -0.3 is a third of the distance of +0.9 from 0: its class is lighter than the top one
+    cm = matplotlib.colormaps["RdBu"]
+    assert colours[0] == cm(0.5 - 0.5 * (0.15 / 0.9)) and colours[-1][2] > colours[0][0] - 0.5
+
+
+def test_legend_numbers_follow_their_magnitude():
+    assert styles.class_labels([20512.3], [141000.5], unit="yuan") == ["20,512 – 141,000 yuan"]
+    assert "e+" not in "".join(styles.class_labels([3.294e4, 5e4], [5e4, 9e4]))
 
 
 # --------------------------------------------------------------------------- QGIS itself

@@ -275,3 +275,32 @@ def test_one_rule_decides_what_is_synthetic(tmp_path):
         ds.title = "SYNTHETIC demo PM2.5"
     assert [is_synthetic_file(p) for p in (real, tagged, nc)] == [False, True, True]
     assert is_synthetic_file(tmp_path / "x_synthetic.csv")
+
+
+# -- weights given by the user (issue item 9) -------------------------------------------------------
+def test_a_user_binary_w_gives_the_same_moran_as_esda():
+    import esda
+    import libpysal
+
+    from agglo.analysis.autocorr import global_autocorrelation, local_autocorrelation
+
+    cells = [shapely.box(i, j, i + 1, j + 1) for j in range(5) for i in range(6)]
+    y = np.random.default_rng(3).normal(size=30)
+    g = gpd.GeoDataFrame({"adcode": [f"{i:02d}" for i in range(30)], "y": y}, geometry=cells)
+
+    def binary_w():
+        w = libpysal.weights.Queen.from_dataframe(g, ids=g["adcode"].tolist(), use_index=False)
+        w.transform = "b"
+        return w
+
+    ours = global_autocorrelation(g, "y", binary_w(), permutations=0)
+    ref = esda.Moran(y, binary_w(), permutations=0)  # esda row-standardises by default
+    assert ours["moran_i"] == pytest.approx(ref.I, abs=1e-12)
+    assert ours["geary_c"] == pytest.approx(esda.Geary(y, binary_w(), permutations=0).C)
+    binary = global_autocorrelation(g, "y", binary_w(), permutations=0, transformation="b")
+    ref_b = esda.Moran(y, binary_w(), transformation="b", permutations=0)
+    assert binary["moran_i"] == pytest.approx(ref_b.I, abs=1e-12)
+    assert binary["moran_i"] != pytest.approx(ours["moran_i"])  # the convention matters
+    lisa = local_autocorrelation(g, "y", binary_w(), permutations=9, seed=1)
+    ref_l = esda.Moran_Local(y, binary_w(), permutations=9, seed=1)
+    np.testing.assert_allclose(lisa["lisa_i"], ref_l.Is, atol=1e-12)

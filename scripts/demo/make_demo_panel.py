@@ -1,4 +1,4 @@
-"""Generate the bundled SYNTHETIC demo panel (seeded, deterministic).
+"""Generate the bundled demo panel: SYNTHETIC except real census and railway values.
 
     python scripts/demo/make_demo_panel.py [--seed 20101520] [--out-dir data/panel] [--date YYYY-MM-DD]
 
@@ -6,10 +6,16 @@ writes ``demo_panel_synthetic.csv`` (wide: ``adcode, city, year``, the 19 indica
 ``population``, ``gdp``, ``data_status``), ``demo_employment_synthetic.csv`` (long: ``adcode,
 city, year, sector, employment, data_status``) and ``demo_panel_synthetic.json`` (metadata).
 
-**Every number is invented.** No real statistic was typed in or looked up; the only real inputs
-are the membership of the 84 agglomeration units (``data/reference/agglomerations.csv``) and
-the geodesic land areas of the bundled boundaries (used to scale population). The data exist so
-that the pipeline runs end to end with non-degenerate results; they must not be cited.
+**Most numbers are invented.** No statistic was typed in; the real values come from the
+derived table ``data/census/census_real.csv`` (``scripts/build_census.py``): ``population`` and
+``urbanization_rate`` of 2010 and 2020 (census), ``hsr`` of every year (RailwayVIS lines).
+2015 values of the two census variables are *interpolated* between the censuses (population
+geometrically, the rate linearly), labelled ``interpolated:census-2010-2020``. Everything else
+is synthetic (``gdp`` too: synthetic GDP per capita × real population). Each value's origin is
+in ``demo_panel_provenance.csv`` (``adcode, year, variable, provenance``: ``real:census-2010``,
+``real:census-2020``, ``real:railways``, ``interpolated:census-2010-2020``, ``synthetic``).
+The synthetic values exist so that the pipeline runs end to end with non-degenerate results;
+they must not be cited.
 
 Generator assumptions (also in ``data/panel/README.md`` and the JSON metadata):
 
@@ -74,6 +80,10 @@ AGG = {
     "dz": (0.38, 0.20, 32.0, 0.12),
 }
 ROOT = Path(__file__).resolve().parents[2]
+CENSUS_TABLE = ROOT / "data" / "census" / "census_real.csv"
+#: variables taken from the real table where it has a value
+REAL_VARIABLES = ("population", "urbanization_rate", "hsr")
+INTERPOLATED = "interpolated:census-2010-2020"
 
 
 #: province-level municipalities: modelled as the largest units of their agglomerations
@@ -186,6 +196,39 @@ def make_demo(seed: int = DEFAULT_SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
     return wide[["adcode", "city", "year", *VARIABLES, "data_status"]], emp
 
 
+def apply_real_values(wide: pd.DataFrame, real: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Replace synthetic values by real ones where the real table has them.
+
+    Returns the panel and its provenance (``adcode, year, variable, provenance``). Census
+    variables of a year between two censuses are interpolated (population geometrically, rates
+    linearly) when both censuses have the unit; otherwise the synthetic value stays.
+    """
+    wide = wide.copy()
+    prov = wide[["adcode", "year"]].copy()
+    for v in VARIABLES:
+        prov[v] = "synthetic"
+    key = real.set_index(["adcode", "year", "variable"])
+    for v in REAL_VARIABLES:
+        got = key.xs(v, level="variable") if v in set(real["variable"]) else None
+        if got is None:
+            continue
+        for i, (code, year) in enumerate(zip(wide["adcode"], wide["year"], strict=True)):
+            if (code, year) in got.index:
+                wide.loc[wide.index[i], v] = got.loc[(code, year), "value"]
+                prov.loc[prov.index[i], v] = got.loc[(code, year), "provenance"]
+            elif v != "hsr" and (code, 2010) in got.index and (code, 2020) in got.index:
+                a, b = got.loc[(code, 2010), "value"], got.loc[(code, 2020), "value"]
+                w = (year - 2010) / 10
+                value = a * (b / a) ** w if v == "population" else a + (b - a) * w
+                wide.loc[wide.index[i], v] = round(float(value), 4)
+                prov.loc[prov.index[i], v] = INTERPOLATED
+    wide["hsr"] = wide["hsr"].astype(int)
+    # GDP stays synthetic: synthetic GDP per capita x the (now partly real) population
+    wide["gdp"] = (wide["gdp_per_capita"] * wide["population"] / 1e4).round(2)
+    long = prov.melt(["adcode", "year"], var_name="variable", value_name="provenance")
+    return wide, long.sort_values(["adcode", "year", "variable"]).reset_index(drop=True)
+
+
 def krugman(emp: pd.DataFrame, agglomeration: pd.Series) -> dict[tuple[str, int], float]:
     """``SP_i = Σ_j |s_ij − s̄_ij|`` against all other cities of the same agglomeration."""
     e = emp.assign(agg=emp["adcode"].map(agglomeration))
@@ -204,10 +247,20 @@ ASSUMPTIONS = [
 ]
 
 
-def metadata(seed: int, date: str) -> dict:
+def metadata(seed: int, date: str, provenance: pd.DataFrame | None = None) -> dict:
+    by_var = (
+        provenance.groupby("variable")["provenance"].agg(lambda s: sorted(set(s))).to_dict()
+        if provenance is not None
+        else {}
+    )
+    real = sorted(v for v, labels in by_var.items() if labels != ["synthetic"])
     return {
         "data_status": "synthetic",
-        "title": "agglo demo panel (SYNTHETIC: invented numbers, not statistics)",
+        "title": "agglo demo panel (SYNTHETIC except the real census/railway values listed)",
+        "real_variables": real,
+        "synthetic_variables": sorted(v for v in by_var if v not in real),
+        "provenance_by_variable": by_var,
+        "provenance": "demo_panel_provenance.csv (one label per value)",
         "generator": "scripts/demo/make_demo_panel.py",
         "seed": seed,
         "generated": date,
@@ -218,7 +271,9 @@ def metadata(seed: int, date: str) -> dict:
         "employment": "demo_employment_synthetic.csv",
         "employment_units": "10k persons",
         "sectors": list(SECTORS),
-        "real_inputs": "membership list and geodesic land areas of the bundled boundaries only",
+        "real_inputs": "membership list and geodesic land areas of the bundled boundaries; "
+        "census population and urbanisation 2010/2020 and HSR flags from "
+        "data/census/census_real.csv (2015 census values interpolated)",
         "assumptions": " ".join(a for a in ASSUMPTIONS if a and not a.startswith("(")),
     }
 
@@ -230,10 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--date", default=dt.date.today().isoformat(), help="date in the metadata")
     args = ap.parse_args(argv)
     wide, emp = make_demo(args.seed)
+    wide, provenance = apply_real_values(wide, pd.read_csv(CENSUS_TABLE, dtype={"adcode": str}))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     wide.to_csv(args.out_dir / "demo_panel_synthetic.csv", index=False, lineterminator="\n")
+    provenance.to_csv(args.out_dir / "demo_panel_provenance.csv", index=False, lineterminator="\n")
     emp.to_csv(args.out_dir / "demo_employment_synthetic.csv", index=False, lineterminator="\n")
-    meta = metadata(args.seed, args.date)
+    meta = metadata(args.seed, args.date, provenance)
     (args.out_dir / "demo_panel_synthetic.json").write_text(
         json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )

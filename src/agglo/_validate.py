@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -24,7 +25,16 @@ from pyproj import CRS, Transformer
 
 from agglo.errors import AggloDataWarning, AggloInputError, CRSError, ValidationError
 
-__all__ = ["check_crs", "check_overlap", "clean_geometries", "guess_crs", "layer_bounds"]
+__all__ = [
+    "check_crs",
+    "check_overlap",
+    "check_run_config",
+    "clean_geometries",
+    "guess_crs",
+    "layer_bounds",
+    "metro_option_problems",
+    "option_type_problems",
+]
 
 #: margin (degrees) around a CRS's area of use within which data is still accepted; in
 #: longitude the margin is at least the area's own width
@@ -343,3 +353,131 @@ def _crs_name(crs: CRS) -> str:
 
 def _num(v: float) -> str:
     return f"{v:.6g}"
+
+
+# -- the whole run configuration, before the first stage -----------------------------------------
+def check_run_config(config: Any) -> dict[str, Any]:
+    """Validate the whole run configuration at once, before any stage runs.
+
+    The ``[inputs]`` paths must exist, and every stage's options are built from its section
+    (:func:`agglo.pipeline.stage_options`); all problems are raised together.
+
+    Returns
+    -------
+    dict
+        The options of every stage, by stage name.
+
+    Raises
+    ------
+    ValidationError
+        One entry per problem, e.g. ``metro.minutes must be a number; got 'sixty'``.
+
+    Examples
+    --------
+    >>> from agglo.config import RunConfig
+    >>> check_run_config(RunConfig(sections={"metro": {"minutes": "sixty"}}))
+    Traceback (most recent call last):
+    ...
+    agglo.errors.ValidationError: run configuration: 1 problem(s)
+      - metro.minutes must be a number; got 'sixty'
+    """
+    from agglo.measures.roads import parse_road_source
+    from agglo.pipeline import stage_options
+
+    problems = []
+    for key in ("boundaries", "panel", "rasters", "roads", "stations"):
+        value = getattr(config, key, None)
+        values = value if isinstance(value, list | tuple) else [] if value is None else [value]
+        for v in values:
+            path = parse_road_source(v)[0] if key == "roads" else Path(str(v))
+            if not path.exists():
+                problems.append(f"inputs.{key} = {v} does not exist")
+    options: dict[str, Any] = {}
+    try:
+        options = stage_options(config)
+    except ValidationError as exc:
+        problems += exc.problems
+    if problems:
+        raise ValidationError(problems, source="run configuration")
+    return options
+
+
+def option_type_problems(name: str, section: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Values of a config ``section`` whose type differs from its default's (numbers, text ...).
+
+    Examples
+    --------
+    >>> option_type_problems("metro", {"minutes": "sixty"}, {"minutes": 60})
+    ["metro.minutes must be a number; got 'sixty'"]
+    """
+    problems = []
+    for key, value in section.items():
+        if key not in defaults or defaults[key] is None or value is None:
+            continue
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            kind = "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        elif isinstance(default, list | tuple):
+            ok, kind = isinstance(value, list | tuple), "a list"
+            if ok and default and all(isinstance(d, int | float) for d in default):
+                ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+                kind = "a list of numbers"
+        else:
+            continue
+        if not ok:
+            problems.append(f"{name}.{key} must be {kind}; got {value!r}")
+    return problems
+
+
+def metro_option_problems(
+    *,
+    minutes: Any = 60,
+    bands: Any = None,
+    access_speed_kmh: Any = 15.0,
+    cell_m: Any = 500.0,
+    method: Any = "network",
+) -> list[str]:
+    """Consistency of the metro-area options (bands within the commute limit, positive sizes).
+
+    ``bands=None`` means "not given" (the default bands are cut at ``minutes``).
+
+    Examples
+    --------
+    >>> metro_option_problems(minutes=60, bands=[15, 90])
+    ['metro.bands 90 exceed the commute limit minutes = 60: give bands up to it (e.g. 15,30,45,60) or raise minutes']
+    """
+    problems = []
+
+    def positive(name: str, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            problems.append(f"metro.{name} must be a positive number; got {value!r}")
+            return False
+        return True
+
+    ok = positive("minutes", minutes)
+    positive("access_speed_kmh", access_speed_kmh)
+    positive("cell_m", cell_m)
+    if method not in ("network", "friction"):
+        problems.append(f"metro.method must be one of network, friction; got {method!r}")
+    if bands is None:  # not given: the defaults are cut at minutes
+        return problems
+    values = list(bands) if isinstance(bands, list | tuple) else None
+    if not values or not all(
+        isinstance(b, int | float) and not isinstance(b, bool) and b > 0 for b in values
+    ):
+        problems.append(
+            f"metro.bands must be positive minutes, e.g. [15, 30, 45, 60]; got {bands!r}"
+        )
+    elif ok:
+        over = [b for b in values if b > minutes]
+        if over:
+            problems.append(
+                f"metro.bands {', '.join(f'{b:g}' for b in over)} exceed the commute limit "
+                f"minutes = {minutes:g}: give bands up to it (e.g. 15,30,45,60) or raise minutes"
+            )
+    return problems

@@ -10,6 +10,9 @@ A TOML file mirrors :class:`RunConfig`::
     years = [2010, 2015, 2020]
     agglomerations = ["cy", "qz"]  # core-periphery only these (default: all five)
 
+    [panel]          # options of agglo.PanelOptions (columns, on_unknown_city, years, sheet, ...)
+    on_unknown_city = "drop"
+
     [index]          # options of agglo.IndexConfig
     ddof = 0
 
@@ -35,6 +38,7 @@ from agglo.options import RUN_SEED, did_you_mean
 __all__ = ["SECTIONS", "RunConfig", "load_config", "unknown_option_problems"]
 
 SECTIONS = (
+    "panel",
     "index",
     "pm25",
     "roads",
@@ -55,6 +59,10 @@ class RunConfig:
     """Everything ``agglo run`` needs; ``None`` paths mean "use the bundled data"."""
 
     boundaries: Path | None = None
+    #: boundary region: "yangtze" (default), "china" or a list of two-digit province codes
+    region: str | list[str] | None = None
+    #: membership table (CSV with the bundled table's columns); default: the bundled five
+    membership: Path | None = None
     panel: Path | None = None
     rasters: Path | None = None
     roads: Path | list[str] | None = None
@@ -73,13 +81,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable form (recorded in every output's metadata)."""
         d = asdict(self)
-        for k in ("boundaries", "panel", "rasters", "roads", "stations"):
+        for k in ("boundaries", "membership", "panel", "rasters", "roads", "stations"):
             v = d[k]
             d[k] = None if v is None else [str(x) for x in v] if isinstance(v, list) else str(v)
         return d
 
 
 _INPUT_KEYS = {f.name for f in fields(RunConfig)} - {"sections"}
+_PATH_KEYS = {"boundaries", "membership", "panel", "rasters", "roads", "stations"}
 
 
 def load_config(path: str | Path | None) -> RunConfig:
@@ -103,11 +112,25 @@ def load_config(path: str | Path | None) -> RunConfig:
     if not path.is_file():
         raise AggloInputError(f"config file {path} does not exist.")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM (Windows Notepad) is fine
+    except UnicodeDecodeError as exc:
+        raise AggloInputError(
+            f"{path}: not UTF-8 text (GBK/GB18030?); save it as UTF-8 and run again."
+        ) from exc
+    except OSError as exc:
+        raise AggloInputError(f"cannot read config file {path}: {exc.strerror}.") from exc
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise AggloInputError(f"{path}: not valid TOML ({exc}).") from exc
     problems = []
     inputs = raw.pop("inputs", {})
+    if not isinstance(inputs, dict):
+        raise AggloInputError(
+            f'{path}: inputs must be a table ([inputs] with keys such as panel = "file.xlsx"); '
+            f"got {inputs!r}."
+        )
+    problems += _input_type_problems(inputs)
     valid = sorted(_INPUT_KEYS)
     problems += [
         f"inputs.{key} is not an option{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
@@ -119,17 +142,41 @@ def load_config(path: str | Path | None) -> RunConfig:
         for key in raw
         if key not in SECTIONS
     ]
+    problems += [
+        f"[{key}] must be a table of options ([{key}] then key = value lines); got {value!r}"
+        for key, value in raw.items()
+        if key in SECTIONS and not isinstance(value, dict)
+    ]
     if problems:
         raise ValidationError(problems, source=str(path))
     cfg = RunConfig(sections={k: dict(v) for k, v in raw.items()})
     for key, value in inputs.items():
         if key == "roads" and isinstance(value, list):  # several FILE[=CLASS] sources
             value = [str(path.parent / v) if not Path(v).is_absolute() else v for v in value]
-        elif key in {"boundaries", "panel", "rasters", "roads", "stations"} and value is not None:
+        elif key in _PATH_KEYS and value is not None:
             p = Path(value)
             value = p if p.is_absolute() else (path.parent / p)
         setattr(cfg, key, value)
     return cfg
+
+
+def _input_type_problems(inputs: dict[str, Any]) -> list[str]:
+    """Types of the ``[inputs]`` values: paths are strings, years integers, seed an integer."""
+    problems = []
+    for key, value in inputs.items():
+        if key in {"boundaries", "panel", "rasters", "roads", "stations"}:
+            if value is not None and not isinstance(value, str):
+                problems.append(f"inputs.{key} must be a path in quotes; got {value!r}")
+        elif key == "years":
+            if not isinstance(value, list) or not all(
+                isinstance(y, int) and not isinstance(y, bool) for y in value
+            ):
+                problems.append(
+                    f"inputs.years must be a list of years, e.g. [2010, 2020]; got {value!r}"
+                )
+        elif key == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
+            problems.append(f"inputs.seed must be an integer; got {value!r}")
+    return problems
 
 
 def unknown_option_problems(given: Iterable[str], valid: Iterable[str]) -> list[str]:

@@ -36,6 +36,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from agglo.analysis.compile_cache import enable_esda_compile_cache
 from agglo.errors import AggloInputError, require
 from agglo.measures.geodesy import ensure_wgs84
 from agglo.options import RUN_SEED, Options, option
@@ -454,6 +455,14 @@ def spatial_weights(
 # ----------------------------------------------------------------------------- alignment
 
 
+def _esda_transformation(graph, transformation: str):
+    """``graph`` under ``transformation`` (esda's convention: the W's own is not used)."""
+    tr = _choice(transformation, _TRANSFORMS, "transformation").upper()
+    if tr != "O":
+        graph = graph.transform(tr)
+    return graph, graph.transformation
+
+
 def _as_graph(w):
     from libpysal.graph import Graph
     from libpysal.weights import W
@@ -565,6 +574,7 @@ def global_autocorrelation(
     permutations: int = 999,
     seed: int | None = 20101115,
     id_col: str | None = "adcode",
+    transformation: str = "r",
 ) -> pd.Series:
     """Global Moran's I and Geary's C of ``column`` (esda), with permutation inference.
 
@@ -575,14 +585,20 @@ def global_autocorrelation(
     column
         Numeric column to test.
     w
-        Weights from :func:`spatial_weights` (a libpysal ``Graph`` or ``W``); used with its
-        own transformation.
+        Weights from :func:`spatial_weights` or the user's (a libpysal ``Graph`` or ``W``).
+        Its own transformation is not used: ``transformation`` decides, with esda's default,
+        so agglo and ``esda.Moran(y, w)`` agree on the same ``W`` (a binary ``W`` is
+        row-standardised, as esda does).
     permutations
         Random permutations for the pseudo p-values (0: analytic p-values only).
     seed
         Seed of the permutations (``None``: not reproducible).
     id_col
         Column with the ids.
+    transformation
+        libpysal transformation applied before the statistics (esda's convention):
+        ``"r"`` row-standardised (default, as in ``esda.Moran``), ``"b"`` binary, ``"d"``,
+        ``"v"``, ``"o"`` (the weights as given).
 
     Returns
     -------
@@ -604,9 +620,10 @@ def global_autocorrelation(
     """
     import esda
 
+    enable_esda_compile_cache()
     permutations = _check_perms(permutations)
     graph, y, _ = _align(data, column, w, id_col)
-    tr = graph.transformation
+    graph, tr = _esda_transformation(graph, transformation)
     with _seeded(seed):
         mi = esda.Moran(y, graph, transformation=tr, permutations=permutations)
         # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
@@ -642,12 +659,13 @@ def local_autocorrelation(
     alpha: float = 0.05,
     correction: str = "fdr",
     id_col: str | None = "adcode",
+    transformation: str = "r",
 ) -> pd.DataFrame:
     """Local Moran (LISA) with quadrant labels and Getis-Ord G* of ``column`` (esda).
 
     Parameters
     ----------
-    data, column, w, permutations, seed, id_col
+    data, column, w, permutations, seed, id_col, transformation
         As in :func:`global_autocorrelation`; ``permutations`` must be > 0.
     alpha
         Significance level.
@@ -679,6 +697,7 @@ def local_autocorrelation(
     import esda
     from scipy.stats import false_discovery_control
 
+    enable_esda_compile_cache()
     permutations = _check_perms(permutations)
     if permutations < 1:
         raise AggloInputError("local_autocorrelation needs permutations >= 1 (e.g. 999).")
@@ -686,6 +705,7 @@ def local_autocorrelation(
     if not 0 < alpha < 1:
         raise AggloInputError(f"alpha must be between 0 and 1; got {alpha}.")
     graph, y, positions = _align(data, column, w, id_col)
+    graph, _ = _esda_transformation(graph, transformation)
     structure = graph.transform("B")
     # G (a ratio to the sum of y) needs positive values; its z-score and permutation p are
     # invariant to adding a constant, so shift non-positive data (lag scores are centred)
@@ -902,7 +922,11 @@ class AutocorrOptions(Options):
         minimum=0,
     )
     alpha: float = option(
-        0.05, help="Significance level of the LISA clusters.", minimum=0, maximum=1
+        0.05,
+        help="Significance level of the LISA clusters.",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=1,
     )
     correction: str = option(
         "fdr", help="Multiple-testing correction of LISA p-values.", choices=CORRECTIONS
@@ -927,7 +951,7 @@ class AutocorrOptions(Options):
     min_units: int = option(
         4,
         help="Scopes (all members, each agglomeration) with fewer cities are skipped.",
-        minimum=2,
+        minimum=3,
     )
     transitions: bool = option(True, help="LISA transitions between years (>= 2 years).")
     min_transition_units: int = option(
@@ -989,6 +1013,9 @@ class AutocorrResult:
         ``lisa`` with the member polygons.
     islands
         Islands of the weights and what they were joined to, per scope and year.
+    components
+        ``scope, year, n_units, n_components, smaller``: connected components of each scope's
+        weights (after island handling), the smaller components named.
     transitions
         LISA transitions (balanced panel), or ``None``.
     skipped
@@ -1001,6 +1028,7 @@ class AutocorrResult:
     lisa: pd.DataFrame
     lisa_layer: gpd.GeoDataFrame
     islands: pd.DataFrame
+    components: pd.DataFrame
     transitions: LisaTransitions | None
     skipped: pd.DataFrame
     options: AutocorrOptions
@@ -1089,6 +1117,7 @@ def autocorrelation(
         scopes[str(agg)] = sub
     cache: dict[frozenset[str], Any] = {}
     island_rows: list[pd.DataFrame] = []
+    component_rows: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     lisa_frames: list[pd.DataFrame] = []
     skipped: list[dict[str, Any]] = []
@@ -1112,6 +1141,7 @@ def autocorrelation(
             try:
                 if key not in cache:
                     cache[key] = spatial_weights(units, kind, islands=opts.islands, **wkw)
+                    component_rows.append(_components(cache[key], units, scope, year))
                     isl = island_links(units, kind, **wkw)
                     if not isl.empty:
                         island_rows.append(isl.assign(scope=scope, year=year))
@@ -1163,11 +1193,35 @@ def autocorrelation(
         lisa=lisa,
         lisa_layer=layer,
         islands=islands,
+        components=pd.DataFrame(
+            component_rows, columns=["scope", "year", "n_units", "n_components", "smaller"]
+        ),
         transitions=transitions,
         skipped=pd.DataFrame(skipped, columns=["scope", "year", "reason"]),
         options=opts,
         seed=seed,
     )
+
+
+def _components(w: Any, units: pd.DataFrame, scope: str, year: Any) -> dict[str, Any]:
+    """Connected components of the weights (after island handling), smaller ones named."""
+    n = int(w.n_components)
+    smaller = ""
+    if n > 1:
+        labels = w.component_labels
+        names = units.set_index("adcode")["name_zh"]
+        sizes = labels.value_counts()
+        smaller = "; ".join(
+            ", ".join(str(names.get(a, a)) for a in labels.index[labels == c])
+            for c in sizes.index[1:]
+        )
+    return {
+        "scope": scope,
+        "year": year,
+        "n_units": len(units),
+        "n_components": n,
+        "smaller": smaller,
+    }
 
 
 def _lisa_table(frames: list[pd.DataFrame], members: pd.DataFrame, column: str) -> pd.DataFrame:

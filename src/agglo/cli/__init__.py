@@ -82,23 +82,48 @@ for _name in COMMAND_MODULES:
 
 
 def one_line(exc: AggloInputError) -> str:
-    """The first problem of an input error, on one line (``--verbose`` shows them all)."""
+    """The first problem of an input error on one line, then how many more there are."""
     problems = getattr(exc, "problems", None)
     if problems:
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        return f"{getattr(exc, 'source', 'input')}: {problems[0]}{more}"
-    return str(exc).splitlines()[0]
+        more = len(problems) - 1
+        tail = f"; and {more} more; --verbose lists them" if more else ""
+        return f"{getattr(exc, 'source', 'input')}: {problems[0]}{tail}"
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    return lines[0] + ("; --verbose shows the details" if len(lines) > 1 else "")
+
+
+def _as_input_error(exc: BaseException) -> AggloInputError | None:
+    """Errors from libraries or the file system that are the user's to fix, as input errors."""
+    from pyproj.exceptions import CRSError as ProjCRSError
+
+    if isinstance(exc, ProjCRSError):
+        return AggloInputError(f"not a valid CRS ({exc}); give e.g. EPSG:4326 or EPSG:4490.")
+    if isinstance(exc, PermissionError | IsADirectoryError | NotADirectoryError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return AggloInputError(
+            f"cannot use{where}: {exc.strerror or exc}; check the path and its permissions, "
+            "or choose another --out."
+        )
+    if isinstance(exc, UnicodeDecodeError):
+        return AggloInputError(
+            f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8."
+        )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agglo`` console script; returns the exit code."""
     verbose = any(a in ("-v", "--verbose") for a in (argv or sys.argv[1:]))
     try:
-        app(args=argv, standalone_mode=False)
+        try:
+            app(args=argv, standalone_mode=False)
+        except (OSError, ValueError, RuntimeError) as exc:  # user errors raised by libraries
+            converted = None if isinstance(exc, AggloInputError) else _as_input_error(exc)
+            if converted is None:
+                raise
+            raise converted from exc
     except AggloInputError as exc:
         typer.echo(f"error: {exc if verbose else one_line(exc)}", err=True)
-        if not verbose and "\n" in str(exc):
-            typer.echo("(run with --verbose for every problem)", err=True)
         return 2
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))

@@ -48,10 +48,11 @@ def run_stage(
     Nothing is written when any output (``<table>.csv``, ``gpkg``, the ``extra`` files the
     command adds) exists and ``force`` is not given.
     """
+    from agglo._validate import check_run_config
     from agglo.outputs.writers import check_writable, export_layers, write_csv
-    from agglo.pipeline import run_stages, stage_options
+    from agglo.pipeline import run_stages
 
-    options = stage_options(cfg)  # every option checked before any work
+    options = check_run_config(cfg)  # every option and input path checked before any work
     if out.exists() and not force:
         check_writable(out / gpkg, force=force)  # refuse early when the main file exists
     outputs = run_stages(

@@ -6,30 +6,17 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli._flags import option_flags
+from agglo.pipeline.autocorr import AutocorrOptions
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``autocorr`` command to ``app``."""
 
     @app.command("autocorr")
+    @option_flags(AutocorrOptions)
     def autocorr_cmd(
-        weights: str | None = typer.Option(
-            None, "--weights", "-w", help="queen (default), rook, knn, distance or kernel."
-        ),
-        column: str | None = typer.Option(
-            None, "--column", help="City score to analyse (default lag_score)."
-        ),
         seed: int | None = typer.Option(None, "--seed", help="Seed of the permutation tests."),
-        permutations: int | None = typer.Option(
-            None, "--permutations", help="Permutations (default 999)."
-        ),
-        islands: str | None = typer.Option(
-            None, "--islands", help="Units without neighbours: nearest (default), keep, error."
-        ),
-        k: int | None = typer.Option(None, "--k", help="Neighbours for knn/kernel weights."),
-        alpha: float | None = typer.Option(None, "--alpha", help="LISA significance level."),
-        correction: str | None = typer.Option(
-            None, "--correction", help="LISA multiple testing: fdr (default) or none."
-        ),
         scores: Path | None = typer.Option(
             None,
             "--scores",
@@ -43,6 +30,8 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(Path("outputs/autocorr"), "--out", "-o", help="Output folder."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
+        *,
+        given: dict,
     ) -> None:
         """Moran's I / Geary's C per year (all members and each agglomeration), LISA clusters.
 
@@ -52,29 +41,31 @@ def register(app: typer.Typer) -> None:
         """
         from agglo.cli._stage import config_with, run_stage
 
-        flags = {
-            "weights": weights,
-            "column": column,
-            "permutations": permutations,
-            "islands": islands,
-            "k": k,
-            "alpha": alpha,
-            "correction": correction,
-        }
-        given = {"autocorr": {key: v for key, v in flags.items() if v is not None}}
         cfg = config_with(config, given, panel=panel, seed=seed)
         outputs = run_stage(
-            cfg, "autocorr", out, force=force, gpkg="lisa.gpkg", given=_given_scores(scores)
+            cfg,
+            "autocorr",
+            out,
+            force=force,
+            gpkg="lisa.gpkg",
+            given=_given_scores(scores, cfg.section("autocorr").get("column")),
         )
         for line in outputs.stages["autocorr"].summary:
             typer.echo(outputs.label(line))
         glob = outputs.tables["autocorr_global"]
+        if glob.empty or glob["moran_i"].isna().all():
+            from agglo.errors import AggloInputError
+
+            raise AggloInputError(
+                "no year has enough member cities with a score to test (see [autocorr] "
+                "min_units): check the scores' adcodes (6 digits, e.g. 510100), years and values."
+            )
         cols = ["scope", "year", "n", "moran_i", "moran_p", "geary_c", "geary_p"]
         typer.echo(glob[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         typer.echo(f"wrote autocorrelation tables and lisa.gpkg to {out}")
 
 
-def _given_scores(scores: Path | None):
+def _given_scores(scores: Path | None, column: str | None = None):
     """The ``index`` stage replaced by a CSV of city scores (``adcode, year, <column>``)."""
     if scores is None:
         return None
@@ -91,6 +82,22 @@ def _given_scores(scores: Path | None):
     missing = {"adcode", "year"} - set(table.columns)
     if missing:
         raise AggloInputError(f"--scores {scores.name} lacks columns {sorted(missing)}.")
+    column = column or "lag_score"
+    if column not in table.columns:
+        raise AggloInputError(
+            f"--scores {scores.name} has no column {column!r} (columns: {list(table.columns)}); "
+            "pass --column."
+        )
+    values = pd.to_numeric(table[column], errors="coerce")
+    junk = values.isna() & table[column].notna()
+    if junk.any() or values.notna().sum() == 0:
+        lines = (junk[junk].index + 2).tolist()[:10]  # +2: the header line, 1-based
+        raise AggloInputError(
+            f"--scores {scores.name}: {int(junk.sum())} value(s) of {column!r} are not numbers "
+            f"(lines {lines}); give numeric scores."
+            if junk.any()
+            else f"--scores {scores.name}: column {column!r} has no values."
+        )
     status = table.get("data_status", pd.Series(dtype=str)).astype(str)
     synthetic = "synthetic" in scores.name.lower() or status.str.contains("synthetic").any()
     return {

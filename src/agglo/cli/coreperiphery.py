@@ -6,11 +6,15 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli._flags import option_flags
+from agglo.pipeline.coreperiphery import CorePeripheryOptions
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``coreperiphery`` command to ``app``."""
 
     @app.command("coreperiphery")
+    @option_flags(CorePeripheryOptions)
     def coreperiphery_cmd(
         panel: Path | None = typer.Option(
             None, "--panel", "-p", help="Yearbook panel with population and gdp (default: demo)."
@@ -21,22 +25,7 @@ def register(app: typer.Typer) -> None:
         year: list[int] | None = typer.Option(
             None, "--year", "-y", help="Year(s) to analyse (repeat; default every panel year)."
         ),
-        method: list[str] | None = typer.Option(
-            None, "--method", "-m", help="continuous and/or discrete (repeat; default both)."
-        ),
-        beta: float | None = typer.Option(None, "--beta", help="Distance decay (default 2)."),
-        n_perm: int | None = typer.Option(
-            None, "--n-perm", help="Permutations of the significance test (default 49)."
-        ),
-        transform: str | None = typer.Option(
-            None, "--transform", help="Weights before fitting: none (default) or log."
-        ),
         seed: int | None = typer.Option(None, "--seed", help="Seed of starts and permutations."),
-        seats: Path | None = typer.Option(
-            None,
-            "--seats",
-            help="CSV of city seats: adcode, lon, lat (they win; other cities follow agglo.reference.seats).",
-        ),
         config: Path | None = typer.Option(
             None, "--config", "-c", help="TOML run configuration ([coreperiphery] section)."
         ),
@@ -45,6 +34,8 @@ def register(app: typer.Typer) -> None:
         ),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
         progress: bool = typer.Option(False, "--progress", help="Show progress bars."),
+        *,
+        given: dict,
     ) -> None:
         """Coreness and core sets per agglomeration and year, city-size system, structure type.
 
@@ -54,14 +45,6 @@ def register(app: typer.Typer) -> None:
         """
         from agglo.cli._stage import config_with, run_stage
 
-        flags = {
-            "beta": beta,
-            "n_perm": n_perm,
-            "transform": transform,
-            "methods": method or None,
-            "seats_file": str(seats) if seats else None,
-        }
-        given = {"coreperiphery": {k: v for k, v in flags.items() if v is not None}}
         cfg = config_with(
             config,
             given,

@@ -44,9 +44,12 @@ import pandas as pd
 
 from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
 from agglo.options import Options, option
-from agglo.reference.names import CityMatch, CityMatcher
+from agglo.reference.names import CityMatch, CityMatcher, load_city_aliases
 from agglo.reference.paths import data_path
-from agglo.reference.registry import VARIABLES
+from agglo.reference.registry import EXTRA_VARIABLES, UNIT_RANGES, VARIABLES
+
+#: every variable the reader recognises: the index's and auxiliary ones, then yearbook extras
+READABLE = {**VARIABLES, **EXTRA_VARIABLES}
 
 __all__ = [
     "DEMO_EMPLOYMENT",
@@ -54,6 +57,7 @@ __all__ = [
     "PanelOptions",
     "PanelResult",
     "ValidationReport",
+    "header_parts",
     "panel_options",
     "panel_to_wide",
     "read_employment",
@@ -213,7 +217,7 @@ class PanelOptions(Options):
         choices=("warn", "error", "off"),
     )
     jump_factor: float = option(
-        3.0,
+        4.0,
         help="A city's value changing by more than this factor (up or down) between two "
         "observed years is flagged.",
         minimum=1.0,
@@ -234,6 +238,8 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     synthetic: bool = False
+    layout: Any = None
+    flags: list[dict] = field(default_factory=list)
     _emit: list[str] = field(default_factory=list, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
@@ -248,8 +254,12 @@ class ValidationReport:
         """
         rows = [{"kind": "warning", "message": w} for w in self.warnings]
         rows += [{"kind": "action", "message": a} for a in self.actions]
-        return pd.DataFrame(rows, columns=["kind", "message"]).assign(
-            source=self.source, data_status="synthetic" if self.synthetic else "real"
+        rows += [{**f, "kind": f"flag:{f['check']}"} for f in self.flags]
+        cols = ["kind", "message", *FLAG_COLUMNS]
+        return (
+            pd.DataFrame(rows, columns=cols)
+            .drop(columns="check")
+            .assign(source=self.source, data_status="synthetic" if self.synthetic else "real")
         )
 
     def data_warning(self, message: str) -> None:
@@ -284,6 +294,10 @@ class PanelResult:
         Sector employment ``adcode, year, sector, employment`` (10k persons) or None.
     metadata
         The metadata sidecar's content (empty if none).
+    extras
+        Recognised yearbook variables the index does not use
+        (:data:`agglo.reference.registry.EXTRA_VARIABLES`, e.g. urban and rural incomes), in
+        the same tidy form, checked like the panel; None if there are none.
     """
 
     panel: pd.DataFrame
@@ -291,6 +305,7 @@ class PanelResult:
     synthetic: bool = False
     employment: pd.DataFrame | None = None
     metadata: dict = field(default_factory=dict)
+    extras: pd.DataFrame | None = None
 
     def to_wide(self) -> pd.DataFrame:
         """The panel as one row per city-year, one column per indicator."""
@@ -328,7 +343,7 @@ def _strip_trailing_brackets(s: str) -> str:
 
 def _registry_keys() -> dict[str, set[str]]:
     keys: dict[str, set[str]] = {}
-    for v in VARIABLES.values():
+    for v in READABLE.values():
         for label in (v.id, v.name_zh, v.name_en, *v.aliases):
             keys.setdefault(_norm(label), set()).add(v.id)
     return keys
@@ -357,14 +372,94 @@ def registry_column(label: str) -> str | None:
     return None
 
 
+#: unit words glued to the end of Chinese yearbook headers (longest first)
+_UNIT_TAILS = sorted(
+    ["元", "万元", "亿元", "元/人", "万人", "人", "张", "个", "吨", "万吨", "万册", "册", "%", "‰",
+     "公里", "千米", "平方公里", "万平方米", "件", "项", "床", "人/万人", "张/万人", "微克/立方米",
+     "ug/m3", "µg/m³", "μg/m3", "亿美元", "万美元", "美元"],
+    key=len,
+    reverse=True,
+)  # fmt: skip
+_AREAS = {"全市": "whole_city", "市辖区": "urban_districts", "地级市": "whole_city"}
+
+
+def header_parts(label: object) -> tuple[str, str | None, str | None]:
+    """Split a yearbook header into (core label, area, unit).
+
+    Drops source notes after a line break, a trailing unit (in any brackets or glued on)
+    and the 全市/市辖区 qualifier (returned as ``whole_city``/``urban_districts``).
+
+    Examples
+    --------
+    >>> header_parts("人均地区生产总值全市元")
+    ('人均地区生产总值', 'whole_city', '元')
+    >>> header_parts("生活垃圾无害化处理率(%)")
+    ('生活垃圾无害化处理率', None, '%')
+    >>> header_parts("户籍人口万人"), header_parts("医院床位数 | 市辖区")
+    (('户籍人口', None, '万人'), ('医院床位数', 'urban_districts', None))
+    """
+    text = unicodedata.normalize("NFKC", str(label)).strip()
+    text = re.split(r"[\r\n]+", text)[0].strip()  # source notes after a line break
+    area = unit = None
+    parts = [p.strip() for p in text.split("|")]
+    kept = []
+    for p in parts:
+        if p in _AREAS:
+            area = _AREAS[p]
+        else:
+            kept.append(p)
+    text = "".join(kept)
+    for _ in range(3):
+        m = re.search(r"[(\[{【]([^()\[\]{}【】]*)[)\]}】]\s*$", text)
+        if m and len(text) - len(m.group(0)) >= 2:
+            inner = m.group(1).strip()
+            if inner in _AREAS:
+                area = _AREAS[inner]
+            else:
+                unit = unit or inner.removeprefix("单位:").removeprefix("单位").strip() or None
+            text = text[: m.start()].rstrip()
+            continue
+        for q, a in _AREAS.items():
+            if text.endswith(q) and len(text) > len(q) + 1:
+                area, text = a, text[: -len(q)]
+                break
+            if text.startswith(q) and len(text) > len(q) + 1:
+                area, text = a, text[len(q) :]
+                break
+        else:
+            for u in _UNIT_TAILS:
+                if text.endswith(u) and len(text) - len(u) >= 3 and not unit:
+                    unit, text = u, text[: -len(u)]
+                    break
+            else:
+                break
+    return text.strip(), area, unit
+
+
 def _label_keys(label: str) -> list[str]:
-    """Normalised forms of a label: as is, then without a ``/unit`` or ``单位:unit`` tail."""
+    """Normalised forms of a label: as is, without a ``/unit`` or ``单位:unit`` tail, then its
+    core without area qualifier and unit (see :func:`header_parts`)."""
     keys = [_norm(label)]
     text = unicodedata.normalize("NFKC", str(label))
     for sep in ("/", "单位:", "单位", ","):
         if sep in text:
             keys.append(_norm(text.rsplit(sep, 1)[0]))
+    core = header_parts(label)[0]
+    keys.append(_norm(core))
+    if "|" in text:  # a two-row header: each part alone
+        keys += [_norm(header_parts(p)[0]) for p in text.split("|")]
     return keys
+
+
+def _why(label: str) -> str:
+    """How a header matched a variable, for the report and ``agglo panel inspect``."""
+    core, area, unit = header_parts(label)
+    bits = [f"core {core!r}"]
+    if area:
+        bits.append(f"area {area}")
+    if unit:
+        bits.append(f"unit {unit!r}")
+    return ", ".join(bits)
 
 
 def _closest_ids(label: str, n: int = 3) -> list[str]:
@@ -375,8 +470,8 @@ def _closest_ids(label: str, n: int = 3) -> list[str]:
             if i not in out:
                 out.append(i)
     if not out:  # fall back to ids by a looser cutoff
-        out = difflib.get_close_matches(_norm(label), list(VARIABLES), n=n, cutoff=0.0)
-    return [f"{i} ({VARIABLES[i].name_zh})" for i in out[:n]]
+        out = difflib.get_close_matches(_norm(label), list(READABLE), n=n, cutoff=0.0)
+    return [f"{i} ({READABLE[i].name_zh})" for i in out[:n]]
 
 
 def _sector_id(label: object) -> str:
@@ -389,10 +484,32 @@ def _sector_id(label: object) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def _read_raw(
-    path: Path, *, sheet: str | int | None, encoding: str | None, skiprows: int
+_TABLE_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm"}
+
+
+@dataclass
+class _Layout:
+    """Where the header is: ``skiprows`` title lines, then ``header`` header rows."""
+
+    skiprows: int
+    header: int
+    detected: bool
+    titles: list[str] = field(default_factory=list)
+
+
+def _read_grid(
+    path: Path, *, sheet: str | int | None, encoding: str | None
 ) -> tuple[pd.DataFrame, str]:
+    """The file as a grid of strings/objects without a header (row i = file line i + 1)."""
     suffix = path.suffix.lower()
+    if suffix == ".xls":
+        raise AggloInputError(
+            f"{path}: old .xls workbooks are not supported; save it as .xlsx or .csv"
+        )
+    if suffix not in _TABLE_SUFFIXES:
+        raise AggloInputError(
+            f"{path}: not a table (expected .csv, .tsv, .txt or .xlsx; got {suffix or 'no suffix'})"
+        )
     if suffix in {".xlsx", ".xlsm"}:
         try:
             if isinstance(sheet, str) and sheet.isdigit():
@@ -402,16 +519,14 @@ def _read_raw(
                 path,
                 sheet_name=0 if sheet is None else sheet,
                 dtype=object,
-                skiprows=skiprows,
+                header=None,
                 engine="openpyxl",
             )
         except ValueError as exc:  # unknown sheet
             raise AggloInputError(f"{path}: cannot read sheet {sheet!r}: {exc}") from exc
+        except Exception as exc:  # a corrupt or non-xlsx file with an xlsx name
+            raise AggloInputError(f"{path}: cannot read as an .xlsx workbook: {exc}") from exc
         return df, f"xlsx sheet {sheet if sheet is not None else 0}"
-    if suffix == ".xls":
-        raise AggloInputError(
-            f"{path}: old .xls workbooks are not supported; save it as .xlsx or .csv"
-        )
     raw = path.read_bytes()
     tried = [encoding] if encoding else ["utf-8-sig", "gb18030"]
     text = None
@@ -428,18 +543,86 @@ def _read_raw(
             "or pass encoding=..."
         )
     lines = text.splitlines()
-    first = lines[skiprows] if len(lines) > skiprows else ""
-    sep = max([",", "\t", ";"], key=first.count) if first else ","
-    df = pd.read_csv(
-        io.StringIO(text),
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        skip_blank_lines=False,
-        skiprows=skiprows,
-        quoting=csv.QUOTE_MINIMAL,
-    )
-    return df, f"csv {used}"
+    sample = [ln for ln in lines[:20] if ln.strip()]
+    seps = [",", "\t", ";"]
+    sep = max(seps, key=lambda c: max((ln.count(c) for ln in sample), default=0))
+    rows = list(csv.reader(io.StringIO(text), delimiter=sep))
+    width = max((len(r) for r in rows), default=0)
+    grid = pd.DataFrame([r + [""] * (width - len(r)) for r in rows], dtype=object)
+    return grid, f"csv {used}"
+
+
+def _cell_text(x: object) -> str:
+    return "" if _is_missing(x) else unicodedata.normalize("NFKC", str(x)).strip()
+
+
+def _header_score(row: list[str]) -> tuple[int, int]:
+    """(roles found, labels that name a variable) in one candidate header row."""
+    roles = {_ROLE_OF.get(_norm(c)) for c in row if c} - {None}
+    named = sum(1 for c in row if c and (_norm(c) in _ROLE_OF or registry_column(c)))
+    return len(roles & {"year", "city", "adcode", "indicator"}), named
+
+
+def _detect_layout(grid: pd.DataFrame, skiprows: int | None, header: int | None) -> _Layout:
+    """Find the header row (title lines above it are skipped) and a second header row."""
+    texts = [[_cell_text(x) for x in grid.iloc[i].tolist()] for i in range(min(len(grid), 30))]
+    if skiprows is None:
+        best = None
+        for i, row in enumerate(texts):
+            roles, named = _header_score(row)
+            if roles >= 2 or (roles >= 1 and named >= 2):
+                best = i
+                break
+        if best is None:  # no recognisable header: the first line with 2+ cells
+            best = next((i for i, r in enumerate(texts) if sum(map(bool, r)) >= 2), 0)
+        start, detected = best, True
+    else:
+        start, detected = skiprows, False
+    titles = [" ".join(c for c in r if c) for r in texts[:start] if any(r)]
+    if header is None:
+        header = 1
+        nxt = texts[start + 1] if start + 1 < len(texts) else []
+        if (
+            nxt
+            and any(nxt)
+            and not any(_to_year(c) for c in nxt if c)
+            and not any(_to_float(c) is not None for c in nxt if c)
+        ):
+            header = 2  # a second header row (merged cells above, 全市/市辖区 or units below)
+    return _Layout(start, header, detected, titles)
+
+
+def _apply_layout(grid: pd.DataFrame, layout: _Layout) -> pd.DataFrame:
+    """Header rows -> column labels (``top | bottom`` for two rows); data rows keep their line."""
+    top = [_cell_text(x) for x in grid.iloc[layout.skiprows].tolist()] if len(grid) else []
+    labels = top
+    if layout.header >= 2:
+        parts = [top]
+        for k in range(1, layout.header):
+            parts.append([_cell_text(x) for x in grid.iloc[layout.skiprows + k].tolist()])
+        filled, last = [], ""
+        for i, t in enumerate(top):  # merged cells: the label spans the empty cells after it
+            last = t or (last if any(p[i] for p in parts[1:]) else "")
+            filled.append(last)
+        labels = [
+            " | ".join(x for x in [filled[i], *(p[i] for p in parts[1:])] if x)
+            for i in range(len(top))
+        ]
+    seen: dict[str, int] = {}
+    cols = []
+    for i, lab in enumerate(labels):
+        lab = lab or f"Unnamed: {i}"
+        if lab in seen:
+            seen[lab] += 1
+            lab = f"{lab}.{seen[lab]}"
+        else:
+            seen[lab] = 0
+        cols.append(lab)
+    first = layout.skiprows + layout.header
+    data = grid.iloc[first:].copy()
+    data.columns = cols
+    data.index = pd.RangeIndex(len(data))
+    return data.assign(__line__=np.arange(first + 1, first + 1 + len(data)))
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -592,26 +775,40 @@ def read_panel(
     years = opts.years
     on_unknown_city = opts.on_unknown_city
     encoding = opts.encoding
-    skiprows = opts.skiprows or 0
     indicator = opts.indicator
     path = Path(path)
     if not path.is_file():
         raise AggloInputError(f"panel file {path} not found")
     allowed_years = None if years is None else sorted({int(y) for y in years})
     meta = _read_sidecar(path)
-    raw, how_read = _read_raw(path, sheet=sheet, encoding=encoding, skiprows=skiprows)
+    grid, how_read = _read_grid(path, sheet=sheet, encoding=encoding)
+    if grid.empty or not grid.map(lambda x: not _is_missing(x)).to_numpy().any():
+        raise AggloInputError(f"{path}: the file is empty (no cells with values)")
+    layout = _detect_layout(grid, opts.skiprows, opts.header)
+    raw = _apply_layout(grid, layout)
     report = ValidationReport(str(path))
     report.actions.append(f"read {path.name} ({how_read}): {len(raw)} data rows")
+    report.layout = layout
+    if layout.titles:
+        report.actions.append(
+            f"skipped {len(layout.titles)} line(s) above the header"
+            + (" (detected)" if layout.detected else "")
+            + ": "
+            + "; ".join(repr(t[:60]) for t in layout.titles)
+        )
+    if layout.header > 1:
+        report.actions.append(
+            f"read {layout.header} header rows (lines {layout.skiprows + 1}-"
+            f"{layout.skiprows + layout.header}), labels joined with ' | '"
+        )
     if meta:
         report.actions.append(f"read metadata {path.with_suffix('.json').name}")
     problems = _Problems(path.name)
-    first_line = skiprows + 2  # header is line skiprows + 1
-    raw = raw.assign(__line__=raw.index.to_numpy() + first_line)
     if indicator is not None:
         raw = _years_across(raw, indicator, path)
         report.actions.append(f"read years across the columns as indicator {indicator!r}")
 
-    plan = _plan_columns(raw, columns or {}, ignore_unknown, report, problems)
+    plan = _plan_columns(raw, columns or {}, ignore_unknown, report, problems, opts.area)
     if plan.year is None:
         raise AggloInputError(
             f"{path}: no year column; expected one of {list(_ROLE_NAMES['year'])} "
@@ -641,7 +838,7 @@ def read_panel(
     # long cells: line, column, city key, year raw, target kind/id, value raw
     cells = _cells(raw, plan, lines, problems)
     left = {"columns": len(cells)}
-    matcher = CityMatcher(cities) if cities is not None else _default_matcher()
+    matcher = CityMatcher(cities, load_city_aliases()) if cities is not None else _default_matcher()
     cells = _resolve_cities(cells, raw, plan, lines, matcher, on_unknown_city, report, problems)
     left["cities"] = len(cells)
     cells = _resolve_years(cells, allowed_years, str(plan.year), problems, report)
@@ -653,6 +850,20 @@ def read_panel(
     _refuse_empty(path, left, opts, plan)
 
     panel_cells = cells[cells["target"] == "indicator"]
+    if opts.plausibility != "off":
+        _plausibility(panel_cells, opts, matcher, report)
+        if opts.plausibility == "error" and report.flags:
+            raise ValidationError([f["message"] for f in report.flags], source=str(path))
+    extra_ids = set(EXTRA_VARIABLES)
+    extras = _tidy(
+        panel_cells[panel_cells["key"].isin(extra_ids)], "indicator", "value", PANEL_COLUMNS
+    )
+    panel_cells = panel_cells[~panel_cells["key"].isin(extra_ids)]
+    if len(extras):
+        report.actions.append(
+            f"kept {extras['indicator'].nunique()} yearbook variable(s) the index does not use "
+            f"in .extras: {', '.join(sorted(extras['indicator'].unique()))}"
+        )
     panel = _tidy(panel_cells, "indicator", "value", PANEL_COLUMNS)
     emp_cells = cells[cells["target"] == "employment"]
     emp = _tidy(emp_cells, "sector", "employment", EMPLOYMENT_COLUMNS) if len(emp_cells) else None
@@ -670,7 +881,7 @@ def read_panel(
 
     _summarise(panel, emp, allowed_years, cities is None, report)
     report.emit()
-    return PanelResult(panel, report, synthetic, emp, meta)
+    return PanelResult(panel, report, synthetic, emp, meta, extras if len(extras) else None)
 
 
 def _refuse_empty(path: Path, left: dict[str, int], opts: PanelOptions, plan: _Plan) -> None:
@@ -801,7 +1012,7 @@ def read_employment(path: str | Path, **kwargs: object) -> pd.DataFrame:
 def _default_matcher() -> CityMatcher:
     from agglo.reference.boundaries import load_cities
 
-    return CityMatcher(pd.DataFrame(load_cities().drop(columns="geometry")))
+    return CityMatcher(pd.DataFrame(load_cities().drop(columns="geometry")), load_city_aliases())
 
 
 @dataclass
@@ -850,6 +1061,7 @@ def _plan_columns(
     ignore_unknown: bool,
     report: ValidationReport,
     problems: _Problems,
+    prefer_area: str = "whole_city",
 ) -> _Plan:
     plan = _Plan()
     user_norm = {_norm(k): v for k, v in user.items()}
@@ -910,13 +1122,27 @@ def _plan_columns(
             else:
                 setattr(plan, name, col)
         elif what == "var":
-            if name in seen_var:
+            area = header_parts(label)[1]
+            if name in seen_var and area and area != header_parts(seen_var[name])[1]:
+                prev = seen_var[name]
+                keep, drop = (label, prev) if area == prefer_area else (prev, label)
+                plan.indicators.pop(prev, None)
+                plan.indicators[keep] = name
+                seen_var[name] = keep
+                plan.dropped.append(drop)
+                report.actions.append(
+                    f"{name}: used column {keep!r} and dropped {drop!r} (area={prefer_area!r}: "
+                    "全市 whole city is preferred over 市辖区 urban districts by default)"
+                )
+            elif name in seen_var:
                 problems.add(
                     1, label, f"column maps to {name!r}, as column {seen_var[name]!r} does"
                 )
             else:
                 seen_var[name] = label
                 plan.indicators[col] = name
+                if _norm(label) not in _KEYS:
+                    report.actions.append(f"column {label!r} read as {name} ({_why(label)})")
         else:
             plan.sectors[col] = name
     if unused:
@@ -1051,12 +1277,15 @@ def _resolve_cities(
         keys.setdefault((c or "", n or ""), []).append(idx)
     adcode_of_row: dict[object, str] = {}
     dropped: list[str] = []
+    abolished: list[str] = []
+    outside: list[str] = []
+    outside_lines: list[int] = []
     for (c, n), idxs in keys.items():
         row_lines = sorted({int(line_of[i]) for i in idxs})
         max_year = max((y for i in idxs if (y := year_of[i]) is not None), default=None)
         col = str(plan.adcode) if c else str(plan.city)
         if c:
-            m: CityMatch = matcher.match_adcode(c)
+            m: CityMatch = matcher.match_adcode(c, year=max_year)
         elif n:
             m = matcher.match_name(n, year=max_year)
         else:
@@ -1064,8 +1293,13 @@ def _resolve_cities(
                 problems.add(ln, col if plan.city is None else str(plan.city), "empty city")
             continue
         if m.adcode is None:
-            if m.unknown and on_unknown_city == "drop":
-                dropped.append(f"{c or n} ({_rows_text(row_lines)})")
+            if m.outside:
+                outside.append(f"{c or n}" if not m.error else _outside_label(c or n, m))
+                outside_lines.append(row_lines[0])
+                continue
+            if (m.unknown or m.abolished) and on_unknown_city == "drop":
+                what = abolished if m.abolished else dropped
+                what.append(f"{m.error if m.abolished else repr(c or n)} ({_rows_text(row_lines)})")
                 continue
             hint = (
                 ""
@@ -1092,11 +1326,145 @@ def _resolve_cities(
     if dropped:
         report.data_warning(
             f"dropped rows of {len(dropped)} unknown cit(y/ies) (on_unknown_city='drop'): "
-            + "; ".join(dropped[:10])
-            + (" ..." if len(dropped) > 10 else "")
+            + "; ".join(dropped)
         )
+    for text in abolished:
+        report.data_warning(f"dropped rows of an abolished unit (on_unknown_city='drop'): {text}")
+    if outside:
+        listing = ", ".join(outside)
+        if on_unknown_city == "drop":
+            report.data_warning(
+                f"dropped {len(outside)} prefecture-level unit(s) outside the city table "
+                f"(on_unknown_city='drop'): {listing}"
+            )
+        else:
+            problems.add(
+                min(outside_lines),
+                str(plan.adcode if plan.adcode is not None else plan.city),
+                f"{len(outside)} prefecture-level unit(s) outside the city table (a national "
+                f"table?): {listing}. Pass on_unknown_city='drop' to drop them, or cities=... "
+                "to match against another table",
+            )
     cells = cells.assign(adcode=cells["row"].map(adcode_of_row))
     return cells[cells["adcode"].notna()]
+
+
+FLAG_COLUMNS = ["check", "row", "column", "adcode", "year", "indicator", "value", "factor"]
+_ABSURD = 1e12
+#: columns with fewer values are only checked for absurd magnitudes (too few to judge a scale)
+_MIN_CHECKED = 5
+
+
+def _plausibility(
+    cells: pd.DataFrame, opts: PanelOptions, matcher: CityMatcher, report: ValidationReport
+) -> None:
+    """Flag implausible values (see :class:`PanelOptions`.plausibility); one warning per check
+    and column naming the cities, every flag in ``report.flags``."""
+    if cells.empty:
+        return
+    found: list[dict] = []
+
+    def flag(check: str, r: Any, what: str, factor: float | None = None) -> None:
+        city = matcher.label(r.adcode)
+        found.append(
+            {
+                "check": check,
+                "row": int(r.line),
+                "column": r.column,
+                "adcode": r.adcode,
+                "year": int(r.year),
+                "indicator": r.key,
+                "value": float(r.value),
+                "factor": factor,
+                "message": f"row {int(r.line)}, column {r.column!r}, {city} {int(r.year)}: "
+                f"{r.value:g} {what}",
+            }
+        )
+
+    for (col, key), g in cells.groupby(["column", "key"], sort=False):
+        var = READABLE[key]
+        lo, hi = UNIT_RANGES.get(var.unit, (-np.inf, np.inf))
+        v = g["value"].astype(float)
+        absurd = v.abs() > _ABSURD
+        for r in g[absurd].itertuples():
+            flag("absurd", r, f"is an absurd magnitude for {key} ({var.unit})")
+        g, v = g[~absurd], v[~absurd]
+        if len(g) < _MIN_CHECKED:
+            continue
+        med = float(v[v != 0].median()) if (v != 0).any() else 0.0
+        column_factor = None
+        fraction = var.kind == "rate" and 0 < med <= 1  # 0.77 for 77 %, 0.0087 for 87 %
+        if med > 0 and (fraction or not lo <= med <= hi):
+            column_factor = _power_of_ten(np.sqrt(max(lo, 1e-9) * hi) / med)
+            if fraction:
+                column_factor = 100.0 if med > 0.02 else 10_000.0
+            r0 = g.iloc[0]
+            found.append(
+                {
+                    "check": "column_scale",
+                    "row": int(g["line"].min()),
+                    "column": col,
+                    "adcode": None,
+                    "year": None,
+                    "indicator": key,
+                    "value": med,
+                    "factor": column_factor,
+                    "message": f"column {col!r} ({key}): median {med:g} is outside the plausible "
+                    f"range {lo:g}-{hi:g} {var.unit}; a scale error? multiply by "
+                    f"{column_factor:g} (e.g. row {int(r0.line)})",
+                }
+            )
+            continue  # the whole column is off: per-city range checks would repeat it
+        for r in g[(v < lo) | (v > hi)].itertuples():
+            what = "is zero" if r.value == 0 and lo > 0 else "is outside the plausible range"
+            flag("range", r, f"{what} ({lo:g}-{hi:g} {var.unit}) of {key}")
+        # one city on another scale than the rest of its column-year (南京 0.77 among 77s)
+        for _, gy in g.groupby("year"):
+            m = gy["value"][gy["value"] > 0].median()
+            if not m or len(gy) < 5:
+                continue
+            ratio = gy["value"] / m
+            odd = (gy["value"] > 0) & ((ratio < 1 / 30) | (ratio > 30))
+            for r, q in zip(gy[odd].itertuples(), ratio[odd], strict=True):
+                flag("city_scale", r, f"is {q:.3g}× the median {m:g} of {key} that year; "
+                     f"a scale error? multiply by {_power_of_ten(1 / q):g}", _power_of_ten(1 / q))  # fmt: skip
+        if not lo > 0:  # shares near zero (FDI / GDP) jump by large factors legitimately
+            continue
+        # jumps of one city between observed years (levels: incomes, wages, populations)
+        srt = g.sort_values(["adcode", "year"])
+        prev = srt.groupby("adcode")["value"].shift()
+        prev_year = srt.groupby("adcode")["year"].shift()
+        ok = (prev > 0) & (srt["value"] > 0)
+        q = srt["value"] / prev
+        jump = ok & ((q > opts.jump_factor) | (q < 1 / opts.jump_factor))
+        for r, p, py in zip(srt[jump].itertuples(), prev[jump], prev_year[jump], strict=True):
+            flag("jump", r, f"after {p:g} in {int(py)} (×{r.value / p:.3g}; more than "
+                 f"×{opts.jump_factor:g} or under ÷{opts.jump_factor:g})")  # fmt: skip
+    report.flags.extend(found)
+    by: dict[tuple[str, str], list[dict]] = {}
+    for f in found:
+        by.setdefault((f["check"], f["column"]), []).append(f)
+    for (check, col), fs in by.items():
+        shown = "; ".join(f["message"] for f in fs[:5])
+        more = f" ... and {len(fs) - 5} more (panel_validation.csv)" if len(fs) > 5 else ""
+        report.data_warning(
+            f"plausibility {check}, column {col!r}: {len(fs)} flag(s): {shown}{more}"
+        )
+
+
+def _power_of_ten(x: float) -> float:
+    """The power of ten nearest to ``x`` (for suggested scale factors)."""
+    return float(10 ** round(np.log10(x))) if x > 0 and np.isfinite(x) else float("nan")
+
+
+def _outside_label(given: str, m: CityMatch) -> str:
+    """``230900 七台河市`` (or ``那曲地区 (540600 那曲市)`` for a former name) for the one-line
+    list of units outside the table."""
+    found = re.search(r"is (\d{6}|-) (\S+) \(", m.error)
+    if not found:
+        return given
+    code, name = found.groups()
+    return f"{code} {name}" if given in (name, code) else f"{given} ({code} {name})"
 
 
 def _resolve_years(
@@ -1173,12 +1541,14 @@ def _resolve_values(
     cells = cells.assign(value=values)
     cells = cells[values.notna()]
     ind = cells["target"] == "indicator"
-    kinds = cells["key"].map({k: v.kind for k, v in VARIABLES.items()}).where(ind, "nonneg")
+    kinds = cells["key"].map({k: v.kind for k, v in READABLE.items()}).where(ind, "nonneg")
     v = cells["value"]
     checks = [
         ((kinds == "rate") & ((v < 0) | (v > 100)), "rate outside [0, 100]"),
         ((kinds == "nonneg") & (v < 0), "negative value where values cannot be negative"),
-        ((kinds == "positive") & (v <= 0), "value must be positive (> 0)"),
+        # zero where a value must be positive is a plausibility flag ("is zero"), so a real
+        # yearbook with zero-filled gaps can still be read and explained
+        ((kinds == "positive") & (v < 0), "value must be positive (> 0)"),
         ((kinds == "binary") & ~v.isin([0.0, 1.0]), "binary indicator must be 0 or 1"),
     ]
     for mask, what in checks:
@@ -1189,7 +1559,7 @@ def _resolve_values(
             cells.loc[mask, "value"],
             strict=True,
         ):
-            unit = VARIABLES[key].unit if key in VARIABLES else "10k persons"
+            unit = READABLE[key].unit if key in READABLE else "10k persons"
             problems.add(int(line), col, f"{what}: {val:g} ({key}, {unit})")
     return cells
 

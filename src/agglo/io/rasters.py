@@ -243,21 +243,24 @@ class Layer:
     def read_cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Values (float64, NaN = missing) at grid cells ``rows``/``cols`` (north-up, inside).
 
-        Reads the bounding block once; NetCDF blocks are read raw (no masked array, no float64
-        copy of the block) and only the gathered cells are decoded (fill values, valid range,
-        scale/offset), which keeps memory at one raw block per year.
+        Reads the bounding block once; NetCDF and GeoTIFF blocks are read raw at the file's
+        dtype (no masked array, no float64 copy of the block) and only the gathered cells are
+        decoded (fill/nodata values, valid range, scale/offset), which keeps memory at one raw
+        block per year.
         """
         if rows.size == 0:
             return np.zeros(0)
         r0, r1 = int(rows.min()), int(rows.max()) + 1
         c0, c1 = int(cols.min()), int(cols.max()) + 1
-        if self.kind != "netcdf":
+        if self.kind == "xarray":
             block = self._read_block(slice(r0, r1), slice(c0, c1))
             return block[rows - r0, cols - c0]
         srows = self._stored_rows(slice(r0, r1))
         ri = (self.grid.ny - 1 - rows) - srows.start if self.flip_rows else rows - r0
         ci = cols - c0
         try:
+            if self.kind == "geotiff":
+                return self._read_geotiff_cells(srows, slice(c0, c1), ri, ci)
             return self._read_netcdf_cells(srows, slice(c0, c1), ri, ci)
         except AggloInputError:
             raise
@@ -281,6 +284,35 @@ class Layer:
         vals = raw.ravel()[flat]
         del raw
         return _cf_decode(vals, attrs)
+
+    def _read_geotiff_cells(
+        self, srows: slice, cols: slice, ri: np.ndarray, ci: np.ndarray
+    ) -> np.ndarray:
+        """GeoTIFF cells read raw at the file's dtype; only the gathered ones are decoded."""
+        import rasterio
+        from rasterio.enums import MaskFlags
+        from rasterio.windows import Window as RWindow
+
+        band = (self.index or 0) + 1
+        with rasterio.open(self.path) as ds:
+            win = RWindow(cols.start, srows.start, cols.stop - cols.start, srows.stop - srows.start)
+            raw = ds.read(band, window=win)
+            vals = raw[ri, ci]
+            del raw
+            bad = np.zeros(vals.shape, dtype=bool)
+            flags = ds.mask_flag_enums[band - 1]
+            if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:  # a mask band
+                bad |= ds.read_masks(band, window=win)[ri, ci] == 0
+            nodata = ds.nodatavals[band - 1]
+            scale = ds.scales[band - 1] if ds.scales else 1.0
+            offset = ds.offsets[band - 1] if ds.offsets else 0.0
+        if nodata is not None and not np.isnan(nodata):
+            bad |= vals == np.asarray(nodata).astype(vals.dtype)
+        out = vals.astype(np.float64)
+        if scale not in (None, 1.0) or offset not in (None, 0.0):
+            out = out * (scale or 1.0) + (offset or 0.0)
+        out[bad | ~np.isfinite(out)] = np.nan
+        return out
 
     # -- backends ----------------------------------------------------------------------------
     def _stored_rows(self, rows: slice) -> slice:
@@ -429,6 +461,8 @@ def discover_layers(
         Missing/unreadable files, no year in a name, a requested year absent, a raster without
         CRS when ``crs`` is not given.
     """
+    if crs is not None:
+        _check_user_crs(crs, what)
     layers: list[Layer] = []
     other_years = set()
     if _is_xarray(source):
@@ -492,6 +526,18 @@ def discover_layers(
     if not by_year:
         raise AggloInputError(f"{what}: found no yearly layers in {_describe(source)}.")
     return [by_year[y] for y in sorted(by_year)]
+
+
+def _check_user_crs(crs: Any, what: str) -> None:
+    from pyproj.exceptions import CRSError as ProjCRSError
+
+    try:
+        CRS.from_user_input(crs)
+    except ProjCRSError as exc:
+        raise CRSError(
+            f"{what}: {crs!r} is not a CRS pyproj knows ({exc}); give e.g. EPSG:4326 "
+            "(--raster-crs EPSG:4326)."
+        ) from exc
 
 
 def _describe(source: Any) -> str:

@@ -30,8 +30,9 @@ import hashlib
 import importlib.util
 import logging
 import math
+import os
 import warnings
-from collections import OrderedDict
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from agglo.options import Options, choice_problem, option
 __all__ = [
     "OUTPUT_COLUMNS",
     "WEIGHTS",
+    "CoverageCache",
     "PM25Options",
     "PM25Warning",
     "cell_area_km2",
@@ -101,9 +103,6 @@ _F = 1 / 298.257223563
 _E2 = _F * (2 - _F)
 _E = math.sqrt(_E2)
 _B2 = _A * _A * (1 - _E2)
-
-_CACHE: OrderedDict[tuple, CoveragePlan] = OrderedDict()
-_CACHE_SIZE = 4
 
 
 class PM25Warning(UserWarning):
@@ -183,10 +182,106 @@ class CoveragePlan:
         return self.cells // ncol, self.cells % ncol
 
 
+class CoverageCache:
+    """On-disk store of coverage plans, keyed by the polygons, the grid and the weights mode.
+
+    The caller creates and owns it (there is no hidden module-level cache): pass the same
+    object, or one on the same folder, to :func:`coverage_plan` / :func:`zonal_pm25` and a
+    second run on the same polygons and grid reads the sparse weights from disk instead of
+    computing coverage again. The key is a SHA-1 of the polygons' WKB (in order), the grid's
+    identity (:meth:`Grid.key`: origin, cell size, shape, CRS) and the weights mode, so any
+    change to a vertex, the order, the grid or the mode is a different entry. Entries are
+    ``.npz`` files written atomically; delete the folder to clear it.
+
+    Parameters
+    ----------
+    folder
+        Directory of the entries (created when needed).
+
+    Examples
+    --------
+    >>> import tempfile, geopandas as gpd, shapely
+    >>> cache = CoverageCache(tempfile.mkdtemp())
+    >>> g = Grid(west=100, north=30, dx=1, dy=1, nx=4, ny=3)
+    >>> polys = gpd.GeoSeries([shapely.box(100.5, 28, 101, 30)], crs=4326)
+    >>> a = coverage_plan(polys, g, weights="coverage", cache=cache)
+    >>> b = coverage_plan(polys, g, weights="coverage", cache=cache)  # read from disk
+    >>> b.base.toarray().round(2).tolist(), len(list(cache.folder.glob("*.npz")))
+    ([[0.5, 0.5]], 1)
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(geoms: np.ndarray, grid: Grid, weights: str) -> str:
+        digest = hashlib.sha1()
+        for g in geoms:
+            digest.update(b"\x00" if g is None else shapely.to_wkb(g))
+        digest.update(repr((grid.key(), weights)).encode())
+        return digest.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"coverage-{key}.npz"
+
+    def load(self, key: str, grid: Grid) -> CoveragePlan | None:
+        """The stored plan of ``key`` on ``grid``, or None when absent or unreadable."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as z:
+                n, k = (int(v) for v in z["shape"])
+                base = sp.csr_matrix((z["base"], z["indices"], z["indptr"]), shape=(n, k))
+                weights = sp.csr_matrix((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
+                r0, r1, c0, c1 = (int(v) for v in z["window"])
+                plan = CoveragePlan(
+                    window=Window(grid, r0, r1, c0, c1),
+                    cells=z["cells"],
+                    weights=weights,
+                    base=base,
+                    mode=str(z["mode"]),
+                )
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            warnings.warn(
+                f"coverage cache entry {path} is unreadable ({exc}); computing coverage again "
+                "and replacing it.",
+                PM25Warning,
+                stacklevel=3,
+            )
+            return None
+        log.info("coverage plan read from the cache %s", path)
+        return plan
+
+    def save(self, key: str, plan: CoveragePlan) -> None:
+        """Store ``plan`` under ``key`` (atomically: a temporary file renamed into place)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(key)
+        tmp = path.with_suffix(".tmp.npz")
+        w = plan.window
+        np.savez(
+            tmp,
+            shape=np.array(plan.base.shape),
+            indices=plan.base.indices,
+            indptr=plan.base.indptr,
+            base=plan.base.data,
+            weights=plan.weights.data,
+            cells=plan.cells,
+            window=np.array([w.r0, w.r1, w.c0, w.c1]),
+            mode=np.array(plan.mode),
+        )
+        os.replace(tmp, path)
+
+
 def coverage_plan(
-    polygons: gpd.GeoSeries, grid: Grid, *, weights: str = "area", progress: bool = False
+    polygons: gpd.GeoSeries,
+    grid: Grid,
+    *,
+    weights: str = "area",
+    progress: bool = False,
+    cache: CoverageCache | None = None,
 ) -> CoveragePlan:
-    """Coverage of every polygon on ``grid`` as a sparse weights matrix (cached).
+    """Coverage of every polygon on ``grid`` as a sparse weights matrix.
 
     Parameters
     ----------
@@ -198,6 +293,9 @@ def coverage_plan(
         One of :data:`WEIGHTS`.
     progress
         Show exactextract's progress bar.
+    cache
+        A :class:`CoverageCache`: the plan is read from it when stored, else computed and
+        stored. None (default): always computed.
 
     Returns
     -------
@@ -215,18 +313,12 @@ def coverage_plan(
     if problem := choice_problem("weights", weights, WEIGHTS):
         raise AggloInputError(problem)
     geoms = np.asarray(polygons.values, dtype=object)
-    digest = hashlib.sha1()
-    for g in geoms:
-        digest.update(b"\x00" if g is None else shapely.to_wkb(g))
-    key = (digest.hexdigest(), grid.key(), weights)
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        log.debug("coverage plan reused from cache")
-        return _CACHE[key]
+    key = CoverageCache.key(geoms, grid, weights) if cache is not None else ""
+    if cache is not None and (plan := cache.load(key, grid)) is not None:
+        return plan
     plan = _build_plan(geoms, grid, weights=weights, progress=progress)
-    _CACHE[key] = plan
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    if cache is not None:
+        cache.save(key, plan)
     return plan
 
 
@@ -461,6 +553,7 @@ def zonal_pm25(
     scheduler: Any = None,
     years_per_task: int = 2,
     progress: bool = False,
+    coverage_cache: CoverageCache | None = None,
 ) -> pd.DataFrame:
     """Mean annual PM2.5 of every polygon and year from ACAG-style rasters.
 
@@ -494,6 +587,9 @@ def zonal_pm25(
         Years per Dask task.
     progress
         Show a progress bar while computing coverage fractions.
+    coverage_cache
+        A :class:`CoverageCache` the caller owns: coverage is read from it on a second run
+        with the same polygons and grid (and stored on the first). None: always computed.
 
     Returns
     -------
@@ -558,7 +654,7 @@ def zonal_pm25(
         check_overlap(
             geoms, (grid.west, grid.south, grid.east, grid.north), ids, what=group[0].name
         )
-        plan = coverage_plan(geoms, grid, weights=weights, progress=progress)
+        plan = coverage_plan(geoms, grid, weights=weights, progress=progress, cache=coverage_cache)
         pop = _population_for(pop_layers, group, plan) if pop_layers else {}
         results = _run(group, plan, pop, sched, years_per_task)
         for layer, r in zip(group, results, strict=True):

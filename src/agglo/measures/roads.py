@@ -44,6 +44,7 @@ import pyogrio
 import shapely
 from pyproj import Geod
 
+from agglo._validate import check_crs
 from agglo.errors import AggloDataWarning, AggloInputError, ValidationError, require
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
 from agglo.options import Options, option
@@ -474,6 +475,10 @@ def _read_ogr(
             )
         quoted = ", ".join("'" + str(v).replace("'", "''") + "'" for v in source_values)
         where = f'"{class_col}" IN ({quoted})'
+    bounds = info.get("total_bounds")
+    if info.get("crs") and bounds is not None and all(np.isfinite(bounds)):
+        # before the bbox read: a wrong CRS label would make the box miss every line
+        check_crs(tuple(bounds), info["crs"], what=f"road layer {path.name}")
     read_box = None
     if box is not None:
         read_box = box

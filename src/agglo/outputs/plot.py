@@ -36,7 +36,7 @@ from pyproj import CRS
 
 from agglo.errors import AggloInputError, CRSError
 from agglo.outputs.fonts import font_family
-from agglo.outputs.styles import LISA_COLOURS, LISA_LABELS, class_labels, classify
+from agglo.outputs.styles import LISA_COLOURS, LISA_LABELS, class_colours, class_labels, classify
 from agglo.outputs.writers import atomic_path
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "coreness_map",
     "lisa_map",
     "map_crs",
+    "qualitative_colours",
     "radar_chart",
     "save_figure",
     "score_bars",
@@ -247,14 +248,35 @@ def _draw_outlines(ax, outlines, crs, label: str) -> list:
     return [Line2D([], [], color="#222222", linewidth=1.2, label=label)]
 
 
-def _draw_labels(ax, data: gpd.GeoDataFrame, labels: str | None, size: float = 6) -> None:
+def _draw_labels(ax, data: gpd.GeoDataFrame, labels: str | None, size: float = 6) -> int:
+    """Labels with a white halo; a label that would overlap one already placed is left out.
+
+    Larger polygons are labelled first, so where two labels collide (潜江/仙桃) the bigger
+    unit keeps its name. Returns the number of labels left out.
+    """
     if not labels:
-        return
+        return 0
+    import matplotlib.patheffects as pe
+
     _check_column(data, labels)
+    ax.autoscale_view()
     pts = data.geometry.representative_point()
-    for p, text in zip(pts, data[labels], strict=True):
+    order = np.argsort(-data.geometry.area.to_numpy(), kind="stable")
+    scale = ax.figure.dpi / 72.0
+    placed: list[tuple[float, float, float, float]] = []
+    skipped = 0
+    for i in order:
+        p, text = pts.iloc[i], data[labels].iloc[i]
         if text is None or (isinstance(text, float) and np.isnan(text)) or p.is_empty:
             continue
+        x, y = ax.transData.transform((p.x, p.y))
+        w = len(str(text)) * size * scale * (1.0 if str(text).isascii() else 1.05) / 2 + 1
+        h = size * scale * 0.65
+        box = (x - w, y - h, x + w, y + h)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+            skipped += 1
+            continue
+        placed.append(box)
         ax.text(
             p.x,
             p.y,
@@ -265,7 +287,29 @@ def _draw_labels(ax, data: gpd.GeoDataFrame, labels: str | None, size: float = 6
             zorder=6,
             color="#111111",
             gid="label",
+            path_effects=[pe.withStroke(linewidth=2.2, foreground="white")],
         )
+    return skipped
+
+
+def qualitative_colours(n: int) -> list[str]:
+    """``n`` distinct colours for categories (tab10 up to 10, tab20 up to 20, then hues).
+
+    Examples
+    --------
+    >>> len(set(qualitative_colours(12)))
+    12
+    """
+    import matplotlib
+    from matplotlib.colors import to_hex
+
+    if n <= 10:
+        return [to_hex(c) for c in matplotlib.colormaps["tab10"].colors[:n]]
+    if n <= 20:
+        cm = matplotlib.colormaps["tab20"].colors
+        # dark shades first, then their light partners
+        return [to_hex(c) for c in [*cm[0::2], *cm[1::2]][:n]]
+    return [to_hex(matplotlib.colormaps["hsv"](i / n)) for i in range(n)]
 
 
 def _class_index(values: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -334,6 +378,7 @@ def choropleth(
     scheme: str = "fisher_jenks",
     k: int = 5,
     bins: Sequence[float] | None = None,
+    centre: float | None = None,
     cmap: str = "YlGnBu",
     unit: str = "",
     title: str | None = None,
@@ -359,6 +404,9 @@ def choropleth(
     scheme, k, bins
         Classification (see :func:`agglo.outputs.styles.classify`): ``"fisher_jenks"`` (default),
         ``"quantiles"``, ``"equal_interval"``, ...; ``k`` classes.
+    centre
+        For a diverging ``cmap``: a class bound at this value and colours centred on it
+        (:func:`agglo.outputs.styles.class_colours`), e.g. 0 for lag scores.
     cmap
         Matplotlib colormap.
     unit
@@ -391,10 +439,8 @@ def choropleth(
     """
     _check_column(gdf, column)
     values = pd.to_numeric(gdf[column], errors="coerce").to_numpy(dtype=float)
-    lower, upper = classify(values, scheme=scheme, k=k, bins=bins)
-    from agglo.outputs.styles import _ramp
-
-    colours = _ramp(cmap, len(upper))
+    lower, upper = classify(values, scheme=scheme, k=k, bins=bins, centre=centre)
+    colours = class_colours(lower, upper, cmap, centre=centre)
     crs = map_crs(gdf)
     data = gdf.to_crs(crs)
     with _style():
@@ -574,7 +620,7 @@ def catchment_map(
             (c for c in ("name_zh", "core_name_zh", "core_name", "metro_id") if c in metro_areas),
             None,
         )
-    palette = [*AGGLOMERATION_COLOURS.values(), "#e6ab02", "#a6761d", "#666666"]
+    palette = qualitative_colours(len(metro_areas))
     with _style():
         fig, ax = _new_axes(ax, figsize, base.to_crs(crs))
         handles = []
@@ -592,15 +638,10 @@ def catchment_map(
                 Patch(facecolor=colour, alpha=opacity, edgecolor=colour, label=str(name))
             )
         if isochrones is not None and len(isochrones):
-            from matplotlib.lines import Line2D
-
-            isochrones.to_crs(crs).boundary.plot(
-                ax=ax, color="#333333", linewidth=0.35, linestyle="--"
-            )
+            # bands as light fills: their many vertices drawn as edges made a black scribble
+            isochrones.to_crs(crs).plot(ax=ax, color="#2171b5", alpha=0.10, edgecolor="none")
             handles.append(
-                Line2D(
-                    [], [], color="#333333", linewidth=0.6, linestyle="--", label="isochrone 等时圈"
-                )
+                Patch(facecolor="#2171b5", alpha=0.10, edgecolor="none", label="isochrone 等时圈")
             )
         _draw_labels(ax, data, label_column, size=8)
         ax.legend(handles=handles, loc="lower right", fontsize=7)
@@ -618,6 +659,7 @@ def small_multiples(
     key: str = "adcode",
     scheme: str = "fisher_jenks",
     k: int = 5,
+    centre: float | None = None,
     cmap: str = "YlGnBu",
     unit: str = "",
     legend_title: str | None = None,
@@ -638,6 +680,8 @@ def small_multiples(
         Polygons with the join ``key`` column.
     values
         Long table with ``key``, ``by`` and ``value`` columns.
+    centre
+        Centre of a diverging ``cmap`` (as in :func:`choropleth`).
     colours, category_labels
         For a categorical ``value`` (e.g. LISA clusters): value -> colour and legend label;
         ``scheme``, ``k`` and ``cmap`` are then ignored. Units absent from a panel are white.
@@ -664,10 +708,8 @@ def small_multiples(
         ramp = list(colours.values())
     else:
         all_values = pd.to_numeric(values[value], errors="coerce").to_numpy(dtype=float)
-        lower, upper = classify(all_values, scheme=scheme, k=k)
-        from agglo.outputs.styles import _ramp
-
-        ramp = _ramp(cmap, len(upper))
+        lower, upper = classify(all_values, scheme=scheme, k=k, centre=centre)
+        ramp = class_colours(lower, upper, cmap, centre=centre)
     crs = map_crs(gdf)
     base = gdf.to_crs(crs)
     n = len(panels)

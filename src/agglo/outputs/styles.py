@@ -17,7 +17,9 @@ QGIS layer show the same classes.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,6 +92,7 @@ def classify(
     scheme: str = "fisher_jenks",
     k: int = 5,
     bins: Sequence[float] | None = None,
+    centre: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class bounds of ``values`` (NaN ignored) with a mapclassify scheme.
 
@@ -103,6 +106,9 @@ def classify(
         Number of classes (reduced to the number of distinct values when fewer).
     bins
         Upper bounds for ``scheme="user_defined"``.
+    centre
+        For diverging data (e.g. lag scores around 0): a class bound is put at ``centre`` when
+        it lies inside the data range, so no class straddles it (see :func:`class_colours`).
 
     Returns
     -------
@@ -136,7 +142,9 @@ def classify(
         if not isinstance(k, int | np.integer) or k < 1:
             raise AggloInputError(f"k must be a positive integer; got {k!r}.")
         k_eff = min(int(k), n_unique)
-        cls = {
+        # mapclassify warns when ties leave fewer classes than asked; _data_bounds handles it
+        # and the map caption states the number of classes drawn
+        makers = {
             "fisher_jenks": lambda: mapclassify.FisherJenks(y, k=k_eff),
             "quantiles": lambda: mapclassify.Quantiles(y, k=k_eff),
             "equal_interval": lambda: mapclassify.EqualInterval(y, k=k_eff),
@@ -145,15 +153,83 @@ def classify(
             "headtail_breaks": lambda: mapclassify.HeadTailBreaks(y),
             "std_mean": lambda: mapclassify.StdMean(y),
             "box_plot": lambda: mapclassify.BoxPlot(y),
-        }[scheme]()
-        upper = np.unique(np.asarray(cls.bins, dtype=float))
+        }
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Not enough unique values", UserWarning)
+            cls = makers[scheme]()
+        upper = _data_bounds(y, np.asarray(cls.bins, dtype=float), k_eff)
     upper = upper[upper >= y.min()] if (upper >= y.min()).any() else upper[-1:]
+    if centre is not None and y.min() < centre < y.max() and centre not in upper:
+        upper = np.sort(np.append(upper, float(centre)))
     lower = np.concatenate([[min(y.min(), upper[0])], upper[:-1]])
     return lower, upper
 
 
+def class_colours(
+    lower: Sequence[float],
+    upper: Sequence[float],
+    cmap: str,
+    *,
+    centre: float | None = None,
+) -> list[tuple[float, ...]]:
+    """One colour per class, shared by the QGIS style and the PNG map.
+
+    Without ``centre`` the colormap is sampled evenly. With ``centre`` (a diverging map) each
+    class takes the colour of its midpoint's distance from the centre, scaled by the largest
+    distance on either side, so classes below the centre use one half of the colormap, classes
+    above it the other half, and equal distances get equally strong colours.
+
+    Examples
+    --------
+    >>> c = class_colours([-2, -1, 0], [-1, 0, 4], "RdBu", centre=0)
+    >>> import matplotlib; cm = matplotlib.colormaps["RdBu"]
+    >>> c[1] == cm(0.5 - 0.5 * 0.5 / 4), c[2] == cm(0.5 + 0.5 * 2 / 4)
+    (True, True)
+    """
+    if centre is None:
+        return _ramp(cmap, len(upper))
+    _ramp(cmap, 1)  # checks the name
+    import matplotlib
+
+    cm = matplotlib.colormaps[cmap]
+    lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+    extent = float(np.max(np.abs(np.concatenate([lo, hi]) - centre))) or 1.0
+    mid = (lo + hi) / 2 - centre
+    return [cm(float(np.clip(0.5 + 0.5 * m / extent, 0.0, 1.0))) for m in mid]
+
+
+def _data_bounds(y: np.ndarray, bins: np.ndarray, k: int) -> np.ndarray:
+    """mapclassify's upper bounds without empty classes, repeated ties or a lone-minimum class.
+
+    Tied bounds (quantiles of zero-inflated data) collapse into one and a bound whose class
+    holds no value is dropped, so every class holds at least one value. A first class holding
+    only the minimum (``lower == upper``) is kept when the minimum is a tie mass (at least half
+    a class of the values, e.g. the zeros of coreness) and otherwise merged into the next class,
+    so no degenerate "1.4 – 1.4" class is left for one outlier.
+    """
+    upper = np.unique(bins)
+    if upper[-1] < y.max():
+        upper = np.append(upper, y.max())
+    counts = np.bincount(
+        np.clip(np.searchsorted(upper, y, side="left"), 0, upper.size - 1), minlength=upper.size
+    )
+    keep = counts > 0
+    keep[-1] = True  # the last bound is the maximum; an empty last class merges downwards
+    if counts[-1] == 0 and upper.size > 1:
+        keep[np.flatnonzero(counts[:-1])[-1:]] = False
+    upper = upper[keep]
+    n_min = int(np.sum(y == y.min()))
+    if upper.size > 1 and upper[0] <= y.min() and n_min < max(2, y.size / (2 * k)):
+        upper = upper[1:]
+    return upper
+
+
 def class_labels(lower: Sequence[float], upper: Sequence[float], *, unit: str = "") -> list[str]:
     """Legend labels ``"a – b unit"`` with enough decimals to tell the bounds apart.
+
+    Decimals follow the magnitude of the range (none from 100 up, with thousands separators);
+    a class holding a single value (``lower == upper``, e.g. the zeros of zero-inflated data)
+    is labelled with that value alone.
 
     Examples
     --------
@@ -161,16 +237,22 @@ def class_labels(lower: Sequence[float], upper: Sequence[float], *, unit: str = 
     ['0.00 – 0.25 km/km²', '0.25 – 1.00 km/km²']
     >>> class_labels([0.0, 0.0004, 0.003], [0.0004, 0.003, 1.0])
     ['0.0000 – 0.0004', '0.0004 – 0.0030', '0.0030 – 1.0000']
+    >>> class_labels([0.0, 0.0], [0.0, 0.8])
+    ['0.00', '0.00 – 0.80']
+    >>> class_labels([20512.3, 32940.0], [32940.0, 141000.5], unit="yuan")
+    ['20,512 – 32,940 yuan', '32,940 – 141,000 yuan']
     """
     bounds = np.concatenate([np.asarray(lower, float), np.asarray(upper, float)])
     span = float(np.nanmax(bounds) - np.nanmin(bounds)) if bounds.size else 0.0
     decimals = 0 if span >= 100 else 1 if span >= 10 else 2 if span >= 0.5 else 3
     distinct = len(np.unique(np.round(bounds[np.isfinite(bounds)], 12)))
-    while decimals < 8 and len({f"{b:.{decimals}f}" for b in bounds}) < distinct:
+    while decimals < 8 and len({f"{b:,.{decimals}f}" for b in bounds}) < distinct:
         decimals += 1  # enough decimals to tell every bound apart (e.g. coreness 0.0004)
     suffix = f" {unit}" if unit else ""
     return [
-        f"{lo:.{decimals}f} – {hi:.{decimals}f}{suffix}"
+        f"{hi:,.{decimals}f}{suffix}"
+        if lo == hi
+        else f"{lo:,.{decimals}f} – {hi:,.{decimals}f}{suffix}"
         for lo, hi in zip(lower, upper, strict=True)
     ]
 
@@ -323,6 +405,8 @@ def graduated_qml(
     aliases: Mapping[str, str] | None = None,
     geometry: str = "polygon",
     method: str = "",
+    centre: float | None = None,
+    missing: tuple[str, str] | None = None,
 ) -> str:
     """A QGIS graduated (choropleth) style on ``column`` with the given class bounds.
 
@@ -344,6 +428,12 @@ def graduated_qml(
         ``"polygon"``, ``"line"`` or ``"point"``.
     method
         Name of the classification (recorded in the style).
+    centre
+        Centre of a diverging colormap (see :func:`class_colours`).
+    missing
+        ``(label, colour)`` for features whose value is NULL (e.g. non-member cities), which a
+        graduated renderer would otherwise not draw at all: the style classifies
+        ``coalesce("column", s)`` with ``s`` below every class and draws ``s`` in this colour.
 
     Returns
     -------
@@ -362,10 +452,17 @@ def graduated_qml(
     _check_geometry(geometry)
     if len(lower) != len(upper) or not len(upper):
         raise AggloInputError("graduated_qml: lower and upper must be non-empty and equally long.")
-    colours = _ramp(cmap, len(upper))
+    colours = class_colours(lower, upper, cmap, centre=centre)
     texts = class_labels(lower, upper, unit=unit)
     root = _root(labels=labels, aliases=aliases, geometry=geometry)
-    rend = _renderer("graduatedSymbol", attr=column, graduatedMethod="GraduatedColor")
+    attr = column
+    if missing is not None:
+        span = float(max(upper) - min(lower)) or 1.0
+        sentinel = float(np.floor(min(lower) - span - 1))
+        attr = f'coalesce("{column}", {sentinel!r})'
+        lower, upper = [sentinel, *lower], [sentinel, *upper]
+        colours, texts = [missing[1], *colours], [missing[0], *texts]
+    rend = _renderer("graduatedSymbol", attr=attr, graduatedMethod="GraduatedColor")
     ranges = ET.SubElement(rend, "ranges")
     symbols = ET.SubElement(rend, "symbols")
     for i, (lo, hi) in enumerate(zip(lower, upper, strict=True)):
@@ -564,7 +661,8 @@ def validate_qml(qml: str, *, fields: Iterable[str] | None = None) -> QmlInfo:
         problems.append(f"{n} classes but {n_symbols} symbols")
     if kind != "singleSymbol" and not attr:
         problems.append(f"{kind} renderer without attr")
-    used = [attr] if attr else []
+    # an expression (e.g. coalesce("lag_score", -9)) uses the fields it quotes
+    used = (re.findall(r'"([^"]+)"', attr) if '"' in attr else [attr]) if attr else []
     used += [
         e.get("fieldName", "") for e in root.iter("text-style") if e.get("isExpression") != "1"
     ]

@@ -12,9 +12,12 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -30,10 +33,14 @@ from agglo.errors import AggloInputError, OutputExistsError
 from agglo.outputs.provenance import library_versions, portable
 
 __all__ = [
+    "MANIFEST",
     "atomic_path",
     "check_writable",
+    "clean_stale_temps",
     "export",
     "export_layers",
+    "read_manifest",
+    "run_folder",
     "shapefile_field_names",
     "write_csv",
 ]
@@ -41,16 +48,96 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DRIVERS = {".gpkg": "GPKG", ".shp": "ESRI Shapefile"}
-_SHP_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qml", ".fields.csv")
+_SHP_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qml", ".fields.csv", ".metadata.json")
+#: the manifest of a run folder, written last: files, checksums, config, versions, times, status
+MANIFEST = "run.json"
+# temporary siblings: ".<name>.agglo-<kind>-<pid>-<random>"; kinds: tmp (being written),
+# oldshp (a shapefile set moved aside while its replacement moves in), oldrun (a run folder)
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.agglo-(?P<kind>tmp|oldshp|oldrun)-(?P<pid>\d+)-")
+_DONE = ".done"
+_MOVED = ".moved"
+
+
+def _temp_prefix(name: str, kind: str = "tmp") -> str:
+    return f".{name}.agglo-{kind}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but not ours (PermissionError), or not checkable
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | Path) -> list[str]:
+    """Remove what interrupted agglo writes left in ``folder``, restoring replaced outputs.
+
+    Temporary files and folders of processes that are gone are deleted. A shapefile set or run
+    folder that was moved aside while its replacement moved in is put back when the
+    replacement did not finish (so the previous complete output is what remains), and deleted
+    when it did. Called by every writer before it writes into ``folder``.
+
+    Returns
+    -------
+    list of str
+        What was done, one line per item (also logged).
+    """
+    folder = Path(folder)
+    done: list[str] = []
+    if not folder.is_dir():
+        return done
+    for entry in sorted(folder.iterdir()):
+        m = _TEMP_RE.match(entry.name)
+        if m is None or _alive(int(m["pid"])):
+            continue
+        kind, name = m["kind"], m["name"]
+        finished = (entry / _DONE).exists()
+        if kind == "oldshp" and not finished:
+            if (entry / _MOVED).exists():  # new files may have moved in: they are incomplete
+                for sidecar in _SHP_SIDECARS:
+                    (folder / f"{name}{sidecar}").unlink(missing_ok=True)
+            for f in entry.iterdir():
+                if f.name not in (_DONE, _MOVED):
+                    os.replace(f, folder / f.name)
+            done.append(f"restored the previous {name}.shp (its replacement was interrupted)")
+        elif kind == "oldrun" and not (folder / name).exists():
+            os.replace(entry, folder / name)
+            done.append(f"restored the previous run folder {name} (the swap was interrupted)")
+            continue
+        else:
+            done.append(f"removed the stale temporary {entry.name}")
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    for line in done:
+        log.warning("%s: %s", folder, line)
+    return done
 
 
 def check_writable(path: str | Path, *, force: bool) -> Path:
     """Raise :class:`~agglo.errors.OutputExistsError` if ``path`` exists and ``force`` is false."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a folder; give a file name for this output.")
     if path.exists() and not force:
         raise OutputExistsError(
             f"{path} already exists; pass force=True (CLI: --force) to replace it, "
             "or choose another output path."
+        )
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise AggloInputError(f"cannot write {path}: {probe} is a file, not a folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AggloInputError(
+            f"cannot write into {probe} (permission denied); choose another path."
         )
     return path
 
@@ -73,7 +160,10 @@ def atomic_path(path: str | Path, *, force: bool = False) -> Iterator[Path]:
     """
     path = check_writable(path, force=force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    clean_stale_temps(path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=_temp_prefix(path.name), suffix=path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # let the writer create it (GDAL refuses some existing empty files)
@@ -201,20 +291,28 @@ def export_layers(
 def shapefile_field_names(columns: list[str]) -> dict[str, str]:
     """Map full column names to unique dBASE names of at most 10 bytes (UTF-8).
 
+    A year suffix (``_2010``) is kept and the stem shortened, so yearly columns stay told apart
+    (``coreness_2010`` -> ``coren_2010``, not ``coreness_2`` / ``coreness_1``).
+
     Examples
     --------
     >>> shapefile_field_names(["density_km_per_km2", "density_km_per_100km2", "adcode", "城市群名称"])
     {'density_km_per_km2': 'density_km', 'density_km_per_100km2': 'density__1', 'adcode': 'adcode', '城市群名称': '城市群'}
+    >>> shapefile_field_names(["core_2010", "coreness_2010", "coreness_2015", "coreness_rank_2015"])
+    {'core_2010': 'core_2010', 'coreness_2010': 'coren_2010', 'coreness_2015': 'coren_2015', 'coreness_rank_2015': 'core1_2015'}
     """
     out: dict[str, str] = {}
     used: set[str] = set()
     for col in columns:
-        base = _truncate_bytes(col, 10)
-        short, n = base, 0
+        year = re.fullmatch(r"(.+?)(_(?:19|20)\d\d)", col)
+        stem, tail = (year.group(1), year.group(2)) if year else (col, "")
+        if len(col.encode("utf-8")) <= 10:
+            stem, tail = col, ""
+        short, n = _truncate_bytes(stem, 10 - len(tail)) + tail, 0
         while short.lower() in used:
             n += 1
-            suffix = f"_{n}"
-            short = _truncate_bytes(col, 10 - len(suffix)) + suffix
+            mark = str(n) if tail else f"_{n}"
+            short = _truncate_bytes(stem, 10 - len(tail) - len(mark)) + mark + tail
         used.add(short.lower())
         out[col] = short
     return out
@@ -255,7 +353,8 @@ def _export_shapefile(
         )
     data = data.rename(columns=mapping)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
+    clean_stale_temps(path.parent)
+    tmpdir = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.stem), dir=path.parent))
     try:
         tmp = tmpdir / path.name
         pyogrio.write_dataframe(data, tmp, driver="ESRI Shapefile", encoding="UTF-8")
@@ -274,12 +373,178 @@ def _export_shapefile(
         )
         if style_qml:
             tmp.with_suffix(".qml").write_text(_rename_qml_fields(style_qml, mapping), "utf-8")
-        for f in tmpdir.iterdir():
-            os.replace(f, path.parent / f.name)
+        _swap_shapefile_set(tmpdir, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     log.info("wrote %s", path)
     return path
+
+
+def _swap_shapefile_set(new: Path, path: Path) -> None:
+    """Replace the sidecars of ``path`` by the files in ``new`` as a unit.
+
+    The old set is moved aside first; if the process dies before the new set is complete,
+    :func:`clean_stale_temps` puts the old set back, so a reader never meets a new ``.dbf``
+    beside an old ``.shx``.
+    """
+    old = [
+        path.with_name(path.stem + s)
+        for s in _SHP_SIDECARS
+        if path.with_name(path.stem + s).exists()
+    ]
+    backup = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.stem, "oldshp"), dir=path.parent))
+    try:
+        for f in old:
+            os.replace(f, backup / f.name)
+        (backup / _MOVED).touch()
+        for f in sorted(new.iterdir()):
+            os.replace(f, path.parent / f.name)
+        (backup / _DONE).touch()
+    except BaseException:  # put the old set back before reporting the error
+        if (backup / _MOVED).exists():
+            for sidecar in _SHP_SIDECARS:
+                path.with_name(path.stem + sidecar).unlink(missing_ok=True)
+        for f in backup.iterdir():
+            if f.name not in (_DONE, _MOVED):
+                os.replace(f, path.parent / f.name)
+        raise
+    finally:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+# -- run folders -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def run_folder(
+    out: str | Path, *, force: bool = False, config: Mapping[str, Any] | None = None
+) -> Iterator[Path]:
+    """Write a whole run folder as a unit: yield a sibling folder, then swap it into ``out``.
+
+    The staging folder starts with a ``run.json`` whose status is ``"running"``; on success the
+    manifest is rewritten last (every file with its size and SHA-256, the config, library
+    versions, start and end time, status ``"complete"``) and the folders are swapped with two
+    renames. On an error the staging folder is removed and ``out`` is untouched; after a kill,
+    the next run removes the leftovers (:func:`clean_stale_temps`).
+
+    Parameters
+    ----------
+    out
+        The run folder. If it exists it must be an agglo run folder (``run.json`` or
+        ``agglo.gpkg`` inside) or empty; replacing a non-empty one needs ``force``.
+    force
+        Replace an existing run folder (as a whole).
+    config
+        JSON-serialisable configuration recorded in the manifest.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` is a file, is not empty without ``force``, or holds files agglo did not write.
+    AggloInputError
+        The parent folder is not writable.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
+    >>> with run_folder(out) as tmp:
+    ...     _ = (tmp / "a.csv").write_text("x")
+    >>> m = read_manifest(out)
+    >>> m["status"], [f["path"] for f in m["files"]]
+    ('complete', ['a.csv'])
+    """
+    out = Path(out)
+    check_run_folder(out, force=force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out.parent)
+    staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(out.name), dir=out.parent))
+    manifest: dict[str, Any] = {
+        "status": "running",
+        "start": _now(),
+        "end": None,
+        "agglo_version": __version__,
+        "versions": library_versions(),
+        "config": dict(config or {}),
+        "files": [],
+    }
+    try:
+        _write_json(staging / MANIFEST, manifest)
+        yield staging
+        manifest.update(status="complete", end=_now(), files=_checksums(staging))
+        _write_json(staging / MANIFEST, manifest)
+        _swap_folder(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("wrote run folder %s (%d files)", out, len(manifest["files"]))
+
+
+def check_run_folder(out: str | Path, *, force: bool) -> Path:
+    """Raise unless ``out`` can receive (or be replaced by) a run folder; see :func:`run_folder`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} is a file, not a folder; choose a folder name.")
+    entries = (
+        sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+    )
+    if entries and not force:
+        raise OutputExistsError(
+            f"output folder {out} is not empty; pass --force to replace it or choose another --out."
+        )
+    if entries and MANIFEST not in entries and "agglo.gpkg" not in entries:
+        raise OutputExistsError(
+            f"output folder {out} holds files agglo did not write ({', '.join(entries[:5])}); "
+            "--force replaces the whole folder, so choose an empty or new --out."
+        )
+    probe = out.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise AggloInputError(f"cannot write {out}: {probe} is a file, not a folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AggloInputError(
+            f"cannot write into {probe} (permission denied); choose another --out."
+        )
+    return out
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """The ``run.json`` manifest of a run folder (``{}`` if there is none)."""
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _swap_folder(staging: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out.name, "oldrun"), dir=out.parent))
+    old.rmdir()
+    os.replace(out, old)
+    os.replace(staging, out)  # a kill between the two renames: clean_stale_temps restores old
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _checksums(folder: Path) -> list[dict[str, Any]]:
+    files = []
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest = hashlib.sha256()
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        rel = f.relative_to(folder).as_posix()
+        files.append({"path": rel, "bytes": f.stat().st_size, "sha256": digest.hexdigest()})
+    return files
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _rename_qml_fields(qml: str, mapping: Mapping[str, str]) -> str:

@@ -23,30 +23,15 @@ from agglo.measures.hsr import HSROptions
 from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
 from agglo.pipeline import stages as s
+from agglo.pipeline.autocorr import AutocorrOptions
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
+from agglo.pipeline.coreperiphery import CorePeripheryOptions
 from agglo.pipeline.index import stage_options as index_options
+from agglo.pipeline.metro import MetroOptions
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
 log = logging.getLogger(__name__)
-
-
-def _autocorr_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.autocorr import stage_options
-
-    return stage_options(dict(section))
-
-
-def _coreperiphery_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.coreperiphery import stage_options
-
-    return stage_options(dict(section))
-
-
-def _metro_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.metro import metro_options
-
-    return metro_options(dict(section))
 
 
 def _disparity_options(
@@ -86,16 +71,16 @@ STAGES: tuple[Stage, ...] = (
     Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
     Stage("panel", s.panel_stage, ("inputs", "pm25?", "roads?", "hsr?")),
     Stage("index", s.index_stage, ("inputs", "panel"), index_options),
-    Stage("autocorr", s.autocorr_stage, ("inputs", "index"), _autocorr_options),
+    Stage("autocorr", s.autocorr_stage, ("inputs", "index"), AutocorrOptions.from_dict),
     Stage(
         "coreperiphery",
         s.coreperiphery_stage,
         ("inputs", "panel"),
-        _coreperiphery_options,
+        CorePeripheryOptions.from_dict,
         progress=True,
         skip_on_input_error=True,
     ),
-    Stage("metro", s.metro_stage, ("inputs", "panel?"), _metro_options, progress=True),
+    Stage("metro", s.metro_stage, ("inputs", "panel?"), MetroOptions.from_dict, progress=True),
     Stage(
         "disparity",
         _disparity_stage,
@@ -230,25 +215,45 @@ def run(
     config
         Paths and options; defaults use the bundled (partly synthetic) demo data.
     out_dir
-        Output folder. If it already holds agglo outputs, ``force`` is required.
+        Output folder. If it already holds agglo outputs, ``force`` is required. A run that
+        writes is staged in a sibling folder and swapped in whole at the end, with a
+        ``run.json`` manifest (see :func:`agglo.outputs.writers.run_folder`); an interrupted
+        run leaves the previous output as it was.
     force
-        Replace existing outputs.
+        Replace an existing run folder (as a whole).
     stages
         Subset of the stage and output-step names to run (with the stages they need).
     """
-    from agglo.pipeline import maps, report, write
+    from agglo._validate import check_run_config
+    from agglo.outputs.provenance import portable
+    from agglo.outputs.writers import run_folder
 
     config = config or RunConfig()
     out = Path(out_dir)
-    options = stage_options(config)  # the whole config is checked before any work
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputExistsError(
-            f"output folder {out} is not empty; pass --force to replace its files "
-            "or choose another --out."
-        )
+    options = check_run_config(config)  # the whole config is checked before any work
     steps = [n for n, _, _ in OUTPUT_STEPS]
     targets = [t for t in (stages or [st.name for st in STAGES]) if t not in steps]
-    outputs = run_stages(config, targets, out_dir=out, force=force, options=options)
+    if stages is not None and not set(stages) & set(steps):  # nothing is written
+        if out.exists() and any(out.iterdir()) and not force:
+            raise OutputExistsError(
+                f"output folder {out} is not empty; pass --force to replace its files "
+                "or choose another --out."
+            )
+        return run_stages(config, targets, out_dir=out, force=force, options=options)
+    recorded = {k: portable(v) if isinstance(v, str) else v for k, v in config.to_dict().items()}
+    # the run folder is written beside `out` and swapped in whole, manifest (run.json) last
+    with run_folder(out, force=force, config=recorded) as staging:
+        outputs = run_stages(config, targets, out_dir=staging, force=force, options=options)
+        _write_outputs(outputs, stages)
+    outputs.out_dir = out
+    outputs.summary = [line.replace(str(staging), str(out)) for line in outputs.summary]
+    outputs.figures = [out / Path(f).relative_to(staging) for f in outputs.figures]
+    return outputs
+
+
+def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
+    from agglo.pipeline import maps, report, write
+
     for name, module in (("maps", maps), ("write", write), ("report", report)):
         if stages is not None and name not in stages:
             continue
@@ -259,4 +264,3 @@ def run(
                 "not findings about the agglomerations."
             )
         module.run(outputs)
-    return outputs

@@ -2,7 +2,8 @@
 
 Reads ``ctx.results["index"].city_scores`` (``adcode, agglomeration_id, year, lag_score, ...``)
 and the member cities of ``ctx.cities``; options come from the ``[autocorr]`` section (see
-:data:`OPTIONS`). Per year it computes global Moran's I / Geary's C for all members of the
+:class:`~agglo.analysis.autocorr.AutocorrOptions`; the method is
+:func:`agglo.analysis.autocorr.autocorrelation`). Per year it computes global Moran's I / Geary's C for all members of the
 five agglomerations together (scope ``all``) and for each agglomeration with at least
 ``min_units`` cities, and LISA + G* over all members. Records:
 
@@ -18,42 +19,22 @@ five agglomerations together (scope ``all``) and for each agglomeration with at 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 
-from agglo.analysis.autocorr import (
-    CORRECTIONS,
-    ISLAND_POLICIES,
-    WEIGHT_KINDS,
-    AutocorrOptions,
-    autocorrelation,
-)
-from agglo.config import unknown_option_problems
-from agglo.errors import AggloInputError
+from agglo.analysis.autocorr import AutocorrOptions, autocorrelation
 from agglo.options import RUN_SEED
+
+__all__ = ["AutocorrOptions", "analyse", "stage_options"]
 
 log = logging.getLogger(__name__)
 
-#: options of the ``[autocorr]`` section and their defaults
-OPTIONS: dict[str, Any] = {
-    "weights": "queen",
-    "column": "lag_score",
-    "permutations": 999,
-    "alpha": 0.05,
-    "correction": "fdr",
-    "islands": "nearest",
-    "k": 4,
-    "threshold": None,
-    "tolerance_m": 0.0,
-    "min_units": 4,
-    "transitions": True,
-}
 
-
-def stage_options(section: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``[autocorr]`` section and fill in defaults.
+def stage_options(section: Mapping[str, Any] | AutocorrOptions) -> dict[str, Any]:
+    """The ``[autocorr]`` options as a dict (validated by :class:`AutocorrOptions`).
 
     Examples
     --------
@@ -62,27 +43,19 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     >>> stage_options({"weight": "knn"})
     Traceback (most recent call last):
     ...
-    agglo.errors.AggloInputError: [autocorr] 'weight' is not an option (did you mean 'weights'?)
+    agglo.errors.ValidationError: [autocorr] options: 1 problem(s)
+      - autocorr.weight is not an option (did you mean 'weights'?); valid: weights, column, permutations, lisa_min_permutations, alpha, correction, islands, k, threshold, tolerance_m, min_units, transitions, min_transition_units
     """
-    problems = unknown_option_problems(section, OPTIONS)
-    opts = {**OPTIONS, **section}
-    for key, allowed in (
-        ("weights", WEIGHT_KINDS),
-        ("correction", CORRECTIONS),
-        ("islands", ISLAND_POLICIES),
-    ):
-        if opts[key] not in allowed:
-            problems.append(f"{key} must be one of {', '.join(allowed)}; got {opts[key]!r}")
-    if problems:
-        raise AggloInputError("[autocorr] " + "; ".join(problems))
-    return opts
+    if isinstance(section, AutocorrOptions):
+        return section.to_dict()
+    return AutocorrOptions.from_dict(section).to_dict()
 
 
 def analyse(
     cities: gpd.GeoDataFrame,
     scores: pd.DataFrame,
     *,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | AutocorrOptions | None = None,
     seed: int | None = RUN_SEED,
 ) -> dict[str, Any]:
     """Global and local autocorrelation of member cities' scores, per year.
@@ -94,7 +67,7 @@ def analyse(
     scores
         ``adcode, year, <column>`` (``agglomeration_id`` is taken from ``cities``).
     options
-        ``[autocorr]`` options (see :data:`OPTIONS`).
+        ``[autocorr]`` options (:class:`AutocorrOptions` or its fields as a mapping).
     seed
         Seed of every permutation test.
 
@@ -102,8 +75,8 @@ def analyse(
     -------
     dict
         ``global`` (DataFrame), ``lisa`` (DataFrame), ``lisa_layer`` (GeoDataFrame),
-        ``islands`` (DataFrame), ``transitions`` (:class:`~agglo.analysis.autocorr.LisaTransitions` or
-        None), ``options``.
+        ``islands``, ``components`` (DataFrames), ``transitions`` (:class:`~agglo.analysis.autocorr.LisaTransitions` or
+        None), ``options`` and ``result`` (the :class:`~agglo.analysis.autocorr.AutocorrResult`).
     """
     opts = stage_options(options or {})
     res = autocorrelation(scores, cities, AutocorrOptions.from_dict(opts), seed=seed)
@@ -112,6 +85,7 @@ def analyse(
         "lisa": res.lisa,
         "lisa_layer": res.lisa_layer,
         "islands": res.islands,
+        "components": res.components,
         "transitions": res.transitions,
         "options": opts,
         "result": res,

@@ -19,12 +19,14 @@ Records:
 - ``ctx.results["coreperiphery"]``: a dict with those tables and the options;
 - one summary line per agglomeration for the latest year (core set, fit, p, structure type).
 
-Options (``[coreperiphery]`` section): see :data:`OPTIONS`.
+Options (``[coreperiphery]`` section): see :class:`CorePeripheryOptions`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -39,34 +41,66 @@ from agglo.analysis.coreperiphery import (
     gravity_interactions,
     structure_type,
 )
-from agglo.config import unknown_option_problems
 from agglo.errors import AggloInputError
-from agglo.options import RUN_SEED
+from agglo.options import RUN_SEED, Options, option
 from agglo.reference.seats import city_seats, read_seats
 
 log = logging.getLogger(__name__)
 
-#: options of the ``[coreperiphery]`` section and their defaults
-OPTIONS: dict[str, Any] = {
-    "mass": ["population", "gdp"],
-    "beta": 2.0,
-    "size": "population",
-    "methods": ["continuous", "discrete"],
-    "n_perm": 49,
-    "restarts": 2,
-    "exhaustive_max": 16,
-    "transform": "none",
-    "seats_file": None,
-    "gap_cores": "first",
-    "gap_tol": 0.0,
-    "single_primacy": 2.5,
-    "single_max_cores": 1,
-    "dumbbell_primacy": 2.0,
-    "dumbbell_gap": 2.0,
-    "zipf_range": [0.8, 1.25],
-    "min_r2": 0.9,
-}
 GAP_CORES = ("first", "latest", "each")
+
+
+@dataclass(frozen=True)
+class CorePeripheryOptions(Options):
+    """Options of the ``coreperiphery`` stage (``[coreperiphery]``, ``agglo coreperiphery``)."""
+
+    section = "coreperiphery"
+    mass: str | tuple[str, ...] = option(
+        ("population", "gdp"), help="Panel indicator(s) whose geometric mean is the mass."
+    )
+    beta: float = option(2.0, help="Distance decay exponent of the gravity model.", minimum=0)
+    size: str = option("population", help="Panel indicator of city size (city system).")
+    methods: str | tuple[str, ...] = option(
+        ("continuous", "discrete"), help="Coreness methods: continuous and/or discrete."
+    )
+    n_perm: int = option(49, help="Permutations of the significance test.", minimum=0)
+    restarts: int = option(2, help="Random restarts of the continuous fit.", minimum=1)
+    exhaustive_max: int = option(
+        16, help="Largest group whose discrete core is searched exhaustively.", minimum=1
+    )
+    transform: str = option("none", help="Weights before fitting.", choices=TRANSFORMS)
+    seats_file: str | None = option(
+        None,
+        help="CSV of city seats: adcode, lon, lat (WGS84; they win over agglo.reference.seats).",
+    )
+    gap_cores: str = option(
+        "first",
+        help="Core set of the gaps: the first year's, the latest or each year's.",
+        choices=GAP_CORES,
+    )
+    gap_tol: float = option(0.0, help="Tolerance of the core-periphery gaps.", minimum=0)
+    single_primacy: float = option(2.5, help="Single core when P1/P2 is at least this.")
+    single_max_cores: int = option(1, help="Most core cities of a single-core system.", minimum=1)
+    dumbbell_primacy: float = option(2.0, help="Dumbbell (哑铃型) when P1/P2 is below this ...")
+    dumbbell_gap: float = option(2.0, help="... and P2/P3 is at least this.")
+    zipf_range: tuple[float, ...] = option(
+        (0.8, 1.25), help="Gradient (梯度型) when the Zipf exponent lies in low,high ..."
+    )
+    min_r2: float = option(
+        0.9, help="... and the rank-size fit has at least this R².", minimum=0, maximum=1
+    )
+
+    def extra_problems(self) -> list[str]:
+        methods = [self.methods] if isinstance(self.methods, str) else list(self.methods)
+        if not methods or any(m not in METHODS for m in methods):
+            return [
+                f"coreperiphery.methods must be a list from {list(METHODS)}; got {self.methods!r}"
+            ]
+        if len(self.zipf_range) != 2:
+            return [f"coreperiphery.zipf_range must be two numbers; got {self.zipf_range!r}"]
+        return []
+
+
 _STRUCTURE_KEYS = (
     "single_primacy",
     "single_max_cores",
@@ -77,8 +111,8 @@ _STRUCTURE_KEYS = (
 )
 
 
-def stage_options(section: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``[coreperiphery]`` section and fill in defaults.
+def stage_options(section: Mapping[str, Any] | CorePeripheryOptions) -> dict[str, Any]:
+    """The ``[coreperiphery]`` options as a dict (validated by :class:`CorePeripheryOptions`).
 
     Examples
     --------
@@ -87,25 +121,13 @@ def stage_options(section: dict[str, Any]) -> dict[str, Any]:
     >>> stage_options({"n_perms": 9})
     Traceback (most recent call last):
     ...
-    agglo.errors.AggloInputError: [coreperiphery] 'n_perms' is not an option (did you mean 'n_perm'?)
+    agglo.errors.ValidationError: [coreperiphery] options: 1 problem(s)
+      - coreperiphery.n_perms is not an option (did you mean 'n_perm'?); valid: mass, beta, size, methods, n_perm, restarts, exhaustive_max, transform, seats_file, gap_cores, gap_tol, single_primacy, single_max_cores, dumbbell_primacy, dumbbell_gap, zipf_range, min_r2
     """
-    problems = unknown_option_problems(section, OPTIONS)
-    opts = {**OPTIONS, **section}
-    methods = [opts["methods"]] if isinstance(opts["methods"], str) else list(opts["methods"])
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        problems.append(f"methods must be a list from {list(METHODS)}; got {opts['methods']!r}")
-    opts["methods"] = methods
-    for key, allowed in (
-        ("transform", TRANSFORMS),
-        ("gap_cores", GAP_CORES),
-    ):
-        if opts[key] not in allowed:
-            problems.append(f"{key} must be one of {list(allowed)}; got {opts[key]!r}")
-    if not isinstance(opts["n_perm"], int) or opts["n_perm"] < 0:
-        problems.append(f"n_perm must be an integer >= 0; got {opts['n_perm']!r}")
-    if problems:
-        raise AggloInputError("[coreperiphery] " + "; ".join(problems))
+    if not isinstance(section, CorePeripheryOptions):
+        section = CorePeripheryOptions.from_dict(section)
+    opts = section.to_dict()
+    opts["methods"] = [opts["methods"]] if isinstance(opts["methods"], str) else opts["methods"]
     return opts
 
 
@@ -116,7 +138,7 @@ def analyse(
     counties: gpd.GeoDataFrame | None = None,
     years: list[int] | None = None,
     agglomerations: list[str] | None = None,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | CorePeripheryOptions | None = None,
     seed: int = RUN_SEED,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -133,7 +155,7 @@ def analyse(
     years, agglomerations
         Subsets (default: every year of the panel, every agglomeration).
     options
-        ``[coreperiphery]`` options (see :data:`OPTIONS`).
+        ``[coreperiphery]`` options (:class:`CorePeripheryOptions` or a mapping).
     seed
         Seed of every random start and permutation.
     progress

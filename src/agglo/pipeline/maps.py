@@ -44,6 +44,10 @@ OPTIONS: dict[str, Any] = {
 }
 
 
+#: neutral fill of the cities outside the agglomerations (QGIS style; "no lag score")
+NON_MEMBER_COLOUR = "#d9d9d9"
+
+
 def plot_options(section: dict[str, Any]) -> dict[str, Any]:
     """Defaults updated with the ``[plot]`` section; unknown keys are an error.
 
@@ -148,6 +152,7 @@ def _figures(ctx: RunOutputs, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     _members(cities),
                     "lag_score",
                     cmap=opts["diverging_cmap"],
+                    centre=0.0,
                     outlines=aggl,
                     labels="name_zh" if "name_zh" in cities else None,
                     title="City lag score 城市滞后得分",
@@ -171,6 +176,7 @@ def _figures(ctx: RunOutputs, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     scores,
                     value="lag_score",
                     cmap=opts["diverging_cmap"],
+                    centre=0.0,
                     outlines=aggl,
                     legend_title="lag score (unitless)",
                     title="City lag score by year 城市滞后得分",
@@ -268,7 +274,7 @@ def _figures(ctx: RunOutputs, opts: dict[str, Any]) -> list[tuple[str, Callable,
                     cp,
                     cp_col,
                     core_column=core,
-                    k=min(int(opts["k"]), 5),
+                    **cls,  # the classes of the layer's QGIS style
                     title=f"Coreness 核心度 {cp_year}",
                     caption=cap,
                     synthetic=syn,
@@ -375,12 +381,14 @@ def _layer_style(ctx: RunOutputs, name: str, gdf, opts) -> str | None:
     cls = {"scheme": opts["scheme"], "k": opts["k"]}
     if name == "cities":
         if _has_values(gdf, "lag_score"):
-            lower, upper = styles.classify(_members(gdf)["lag_score"], **cls)
+            lower, upper = styles.classify(_members(gdf)["lag_score"], centre=0.0, **cls)
             return styles.graduated_qml(
                 "lag_score",
                 lower,
                 upper,
                 cmap=opts["diverging_cmap"],
+                centre=0.0,
+                missing=("not a member 非成员", NON_MEMBER_COLOUR),
                 labels=label,
                 aliases=aliases,
                 geometry=geom,

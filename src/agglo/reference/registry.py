@@ -7,7 +7,8 @@ Ids are the public names used in panels, the API and outputs (DESIGN.md "Indicat
 - ``"rate"``: a percentage, must lie in [0, 100];
 - ``"nonneg"``: a non-negative quantity;
 - ``"binary"``: 0 or 1;
-- ``"positive"``: strictly positive (ratios such as the urban/rural income ratio).
+- ``"positive"``: strictly positive (ratios such as the urban/rural income ratio);
+- ``"any"``: any finite number (growth rates).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import pandas as pd
 __all__ = [
     "AUXILIARY",
     "DIMENSIONS",
+    "EXTRA_VARIABLES",
     "INDICATORS",
+    "UNIT_RANGES",
     "VARIABLES",
     "Indicator",
     "indicator_table",
 ]
 
-Kind = Literal["rate", "nonneg", "binary", "positive"]
+Kind = Literal["rate", "nonneg", "binary", "positive", "any"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,13 @@ _INDICATOR_LIST: list[Indicator] = [
         -1,
         "positive",
         "development",
-        ("城乡收入比", "城乡居民收入比"),
+        (
+            "城乡收入比",
+            "城乡居民收入比",
+            "城乡居民人均可支配收入比",
+            "urban_rural_income_ratio",
+            "income ratio",
+        ),
     ),
     _I(
         "gdp_per_capita",
@@ -76,7 +85,14 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "nonneg",
         "development",
-        ("人均地区生产总值", "人均生产总值"),
+        (
+            "人均地区生产总值",
+            "人均生产总值",
+            "gdp_pc",
+            "per capita gdp",
+            "gdp per capita (yuan)",
+            "pgdp",
+        ),
     ),
     _I(
         "urbanization_rate",
@@ -86,7 +102,7 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "rate",
         "development",
-        ("城镇化率", "urbanisation_rate"),
+        ("城镇化率", "urbanisation_rate", "urbanization rate", "urban_rate", "城镇人口比重"),
     ),
     _I(
         "avg_wage",
@@ -96,7 +112,14 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "nonneg",
         "development",
-        ("职工平均工资", "在岗职工平均工资(元)"),
+        (
+            "职工平均工资",
+            "在岗职工平均工资(元)",
+            "average wage",
+            "avg wage",
+            "mean_wage",
+            "职工平均工资(元)",
+        ),
     ),
     _I(
         "st_spending_share",
@@ -116,7 +139,7 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "nonneg",
         "innovation",
-        ("每万人专利授权量",),
+        ("每万人专利授权量", "patents per 10k", "patents_per_10000"),
     ),
     _I(
         "krugman_index",
@@ -156,7 +179,7 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "nonneg",
         "infrastructure",
-        ("公路密度", "路网密度"),
+        ("公路密度", "路网密度", "road density"),
     ),
     _I(
         "hsr",
@@ -176,7 +199,7 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "rate",
         "infrastructure",
-        ("城市燃气普及率",),
+        ("城市燃气普及率", "gas coverage", "gas_penetration_rate"),
     ),
     _I(
         "pm25",
@@ -186,7 +209,7 @@ _INDICATOR_LIST: list[Indicator] = [
         -1,
         "nonneg",
         "ecology",
-        ("PM2.5", "PM2.5年均浓度", "细颗粒物(PM2.5)年均浓度"),
+        ("PM2.5", "PM2.5年均浓度", "细颗粒物(PM2.5)年均浓度", "pm2_5", "pm25 annual mean"),
     ),
     _I(
         "solid_waste_utilization",
@@ -196,7 +219,12 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "rate",
         "ecology",
-        ("工业固体废物综合利用率", "固废综合利用率"),
+        (
+            "工业固体废物综合利用率",
+            "固废综合利用率",
+            "一般工业固体废物综合利用率",
+            "solid waste utilization rate",
+        ),
     ),
     _I(
         "garbage_treatment_rate",
@@ -206,7 +234,12 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "rate",
         "ecology",
-        ("垃圾无害化处理率",),
+        (
+            "垃圾无害化处理率",
+            "生活垃圾无害化处理率",
+            "garbage treatment rate",
+            "harmless treatment rate of household garbage",
+        ),
     ),
     _I(
         "education_spending_per_capita",
@@ -226,7 +259,12 @@ _INDICATOR_LIST: list[Indicator] = [
         1,
         "nonneg",
         "public_services",
-        ("每万人医疗卫生机构床位数", "万人床位数"),
+        (
+            "每万人医疗卫生机构床位数",
+            "万人床位数",
+            "beds per 10k",
+            "hospital beds per 10,000 people",
+        ),
     ),
     _I(
         "health_technicians_per_10k",
@@ -259,7 +297,7 @@ _AUX_LIST: list[Indicator] = [
         0,
         "nonneg",
         None,
-        ("年末常住人口", "常住人口(万人)"),
+        ("年末常住人口", "常住人口(万人)", "resident population (10k)", "pop_resident"),
     ),
     _I(
         "gdp",
@@ -269,7 +307,70 @@ _AUX_LIST: list[Indicator] = [
         0,
         "nonneg",
         None,
-        ("GDP", "生产总值", "地区生产总值(亿元)"),
+        ("GDP", "生产总值", "地区生产总值(亿元)", "gross regional product"),
+    ),
+]
+
+_EXTRA_LIST: list[Indicator] = [
+    _I(
+        "urban_disposable_income",
+        "城镇居民人均可支配收入",
+        "per capita disposable income of urban residents",
+        "yuan/person",
+        0,
+        "nonneg",
+        None,
+        ("城镇居民可支配收入", "urban disposable income"),
+    ),
+    _I(
+        "rural_disposable_income",
+        "农村居民人均可支配收入",
+        "per capita disposable income of rural residents",
+        "yuan/person",
+        0,
+        "positive",
+        None,
+        ("农村居民可支配收入", "农村居民人均纯收入", "rural disposable income"),
+    ),
+    _I(
+        "registered_population",
+        "户籍人口",
+        "registered (hukou) population",
+        "10k persons",
+        0,
+        "nonneg",
+        None,
+        ("年末户籍人口", "户籍总人口", "registered population"),
+    ),
+    _I(
+        "gdp_growth",
+        "地区生产总值增长率",
+        "GDP growth rate",
+        "% per year",
+        0,
+        "any",
+        None,
+        ("GDP增长率", "gdp growth"),
+    ),
+    _I(
+        "hospital_beds",
+        "医院床位数",
+        "hospital beds",
+        "beds",
+        0,
+        "nonneg",
+        None,
+        ("医院、卫生院床位数", "hospital beds (count)"),
+    ),
+    _I(
+        "sewage_treatment_rate",
+        "污水处理厂集中处理率",
+        "sewage treatment rate (treatment plants)",
+        "%",
+        0,
+        "rate",
+        None,
+        ("污水集中处理率", "城市污水处理率"),
     ),
 ]
 
@@ -279,6 +380,27 @@ INDICATORS: dict[str, Indicator] = {i.id: i for i in _INDICATOR_LIST}
 AUXILIARY: dict[str, Indicator] = {i.id: i for i in _AUX_LIST}
 #: every variable a panel may hold
 VARIABLES: dict[str, Indicator] = {**INDICATORS, **AUXILIARY}
+#: yearbook variables the panel reader recognises, checks and keeps apart (``PanelResult.extras``)
+#: because the index does not use them (urban and rural incomes behind the income ratio, ...)
+EXTRA_VARIABLES: dict[str, Indicator] = {i.id: i for i in _EXTRA_LIST}
+#: plausible magnitude of each unit (lowest, highest) for the panel's plausibility checks;
+#: a value outside is flagged, a whole column outside suggests a scale error
+UNIT_RANGES: dict[str, tuple[float, float]] = {
+    "ratio": (1.0, 10.0),
+    "yuan/person": (100.0, 1_000_000.0),
+    "%": (0.0, 100.0),
+    "yuan/year": (5_000.0, 1_000_000.0),
+    "patents/10k persons": (0.0, 1_000.0),
+    "index (0-2)": (0.0, 2.0),
+    "km/100 km²": (1.0, 1_000.0),
+    "0/1": (0.0, 1.0),
+    "µg/m³": (1.0, 300.0),
+    "beds/10k persons": (5.0, 300.0),
+    "persons/10k persons": (5.0, 400.0),
+    "10k persons": (20.0, 5_000.0),
+    "100 million yuan": (10.0, 100_000.0),
+    "beds": (100.0, 500_000.0),
+}
 
 
 def indicator_table() -> pd.DataFrame:
