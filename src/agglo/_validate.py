@@ -33,7 +33,6 @@ __all__ = [
     "guess_crs",
     "layer_bounds",
     "metro_option_problems",
-    "option_type_problems",
 ]
 
 #: margin (degrees) around a CRS's area of use within which data is still accepted; in
@@ -400,38 +399,6 @@ def check_run_config(config: Any) -> dict[str, Any]:
     if problems:
         raise ValidationError(problems, source="run configuration")
     return options
-
-
-def option_type_problems(name: str, section: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
-    """Values of a config ``section`` whose type differs from its default's (numbers, text ...).
-
-    Examples
-    --------
-    >>> option_type_problems("metro", {"minutes": "sixty"}, {"minutes": 60})
-    ["metro.minutes must be a number; got 'sixty'"]
-    """
-    problems = []
-    for key, value in section.items():
-        if key not in defaults or defaults[key] is None or value is None:
-            continue
-        default = defaults[key]
-        if isinstance(default, bool):
-            ok, kind = isinstance(value, bool), "true or false"
-        elif isinstance(default, int | float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            kind = "a number"
-        elif isinstance(default, str):
-            ok, kind = isinstance(value, str), "a string"
-        elif isinstance(default, list | tuple):
-            ok, kind = isinstance(value, list | tuple), "a list"
-            if ok and default and all(isinstance(d, int | float) for d in default):
-                ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-                kind = "a list of numbers"
-        else:
-            continue
-        if not ok:
-            problems.append(f"{name}.{key} must be {kind}; got {value!r}")
-    return problems
 
 
 def metro_option_problems(

@@ -27,7 +27,6 @@ Each stage reads its own section (``index``, ``pm25``, ``roads``, ``hsr``, ``aut
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 from agglo.errors import AggloInputError, ValidationError
 from agglo.options import RUN_SEED, did_you_mean
 
-__all__ = ["SECTIONS", "RunConfig", "load_config", "unknown_option_problems"]
+__all__ = ["SECTIONS", "RunConfig", "load_config"]
 
 SECTIONS = (
     "panel",
@@ -177,19 +176,3 @@ def _input_type_problems(inputs: dict[str, Any]) -> list[str]:
         elif key == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
             problems.append(f"inputs.seed must be an integer; got {value!r}")
     return problems
-
-
-def unknown_option_problems(given: Iterable[str], valid: Iterable[str]) -> list[str]:
-    """One message per key of ``given`` that is not in ``valid`` (with the closest valid name).
-
-    Kept for the stages whose options are not yet an :class:`agglo.options.Options` class.
-
-    Examples
-    --------
-    >>> unknown_option_problems(["weight", "k"], ["weights", "k"])
-    ["'weight' is not an option (did you mean 'weights'?)"]
-    """
-    valid = list(valid)
-    return [
-        f"{key!r} is not an option{did_you_mean(key, valid)}" for key in given if key not in valid
-    ]
