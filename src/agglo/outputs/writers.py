@@ -130,15 +130,7 @@ def check_writable(path: str | Path, *, force: bool) -> Path:
             f"{path} already exists; pass force=True (CLI: --force) to replace it, "
             "or choose another output path."
         )
-    probe = path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise AggloInputError(f"cannot write {path}: {probe} is a file, not a folder.")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise AggloInputError(
-            f"cannot write into {probe} (permission denied); choose another path."
-        )
+    _check_parent_writable(path, fix="choose another path")
     return path
 
 
@@ -494,15 +486,7 @@ def check_run_folder(out: str | Path, *, force: bool) -> Path:
             f"output folder {out} holds files agglo did not write ({', '.join(entries[:5])}); "
             "--force replaces the whole folder, so choose an empty or new --out."
         )
-    probe = out.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise AggloInputError(f"cannot write {out}: {probe} is a file, not a folder.")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise AggloInputError(
-            f"cannot write into {probe} (permission denied); choose another --out."
-        )
+    _check_parent_writable(out, fix="choose another --out")
     return out
 
 
@@ -584,3 +568,14 @@ def _metadata_strings(meta: Mapping[str, Any]) -> dict[str, str]:
         text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
         out[str(k)] = portable(text)
     return out
+
+
+def _check_parent_writable(path: Path, *, fix: str) -> None:
+    """Refuse ``path`` when its nearest existing ancestor is a file or not writable."""
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise AggloInputError(f"cannot write {path}: {probe} is a file, not a folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AggloInputError(f"cannot write into {probe} (permission denied); {fix}.")
