@@ -11,6 +11,7 @@ import geopandas as gpd
 import pandas as pd
 
 from agglo.config import RunConfig
+from agglo.results import StageResult
 
 __all__ = ["Indicator", "RunOutputs", "Stage", "StageOutput"]
 
@@ -80,6 +81,28 @@ class StageOutput:
     notes: list[str] = field(default_factory=list)
     synthetic: set[str] = field(default_factory=set)
     provenance: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        result: StageResult,
+        *,
+        synthetic: set[str] | None = None,
+        provenance: dict[str, str] | None = None,
+    ) -> StageOutput:
+        """The output of a stage whose library result is a :class:`~agglo.results.StageResult`."""
+        return cls(
+            result=result,
+            tables=dict(result.tables()),
+            layers=dict(result.layers()),
+            layer_metadata=dict(result.layer_metadata()),
+            city_columns=dict(result.city_columns()),
+            city_units=dict(result.city_units()),
+            summary=list(result.summary_lines()),
+            notes=list(result.notes()),
+            synthetic=set(synthetic or ()),
+            provenance=dict(provenance or {}),
+        )
 
 
 @dataclass
