@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agglo.analysis.index import IndexOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError, ValidationError
 from agglo.measures.hsr import HSROptions
@@ -26,7 +27,6 @@ from agglo.pipeline import stages as s
 from agglo.pipeline.autocorr import AutocorrOptions
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
 from agglo.pipeline.coreperiphery import CorePeripheryOptions
-from agglo.pipeline.index import stage_options as index_options
 from agglo.pipeline.metro import MetroOptions
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
@@ -70,7 +70,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("roads", s.roads_stage, ("inputs",), RoadsOptions.from_dict),
     Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
     Stage("panel", s.panel_stage, ("inputs", "pm25?", "roads?", "hsr?")),
-    Stage("index", s.index_stage, ("inputs", "panel"), index_options),
+    Stage("index", s.index_stage, ("inputs", "panel"), IndexOptions.from_dict),
     Stage("autocorr", s.autocorr_stage, ("inputs", "index"), AutocorrOptions.from_dict),
     Stage(
         "coreperiphery",

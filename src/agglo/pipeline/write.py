@@ -79,8 +79,8 @@ def run(ctx: RunOutputs) -> None:
                 style_qml=layer_styles.get(name),
             )
     for name, table in ctx.tables.items():
-        write_csv(
-            table.assign(data_status=ctx.data_status),
+        write_csv(  # a table's own data_status (e.g. per indicator) is kept
+            table if "data_status" in table else table.assign(data_status=ctx.data_status),
             out / "tables" / f"{name}.csv",
             force=ctx.force,
         )
