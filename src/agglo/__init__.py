@@ -24,6 +24,7 @@ _LAZY: dict[str, str] = {
     "AggloDataWarning": "agglo.errors",
     "AggloInputError": "agglo.errors",
     "load_cities": "agglo.reference.boundaries",
+    "with_indicators": "agglo.io.indicators",
     "load_counties": "agglo.reference.boundaries",
     "load_membership": "agglo.reference.boundaries",
     "load_institutions": "agglo.reference.boundaries",
