@@ -9,7 +9,14 @@ import typer
 from agglo.cli._flags import option_flags
 from agglo.io.panel import PanelOptions
 
-panel_app = typer.Typer(help="Yearbook panels: see how a table would be read.")
+panel_app = typer.Typer(
+    help="Yearbook panels: see how a table would be read.", no_args_is_help=True
+)
+
+
+@panel_app.callback()
+def _panel_group() -> None:
+    """Yearbook panels: see how a table would be read (a group, so `agglo panel inspect`)."""
 
 
 def register(app: typer.Typer) -> None:
