@@ -486,12 +486,15 @@ def metro_stage(
     progress: bool = False,
 ) -> StageOutput | None:
     """One-hour commute catchments of the core cities on ``[inputs] roads`` (or the demo)."""
-    from agglo.pipeline.metro import metro_run
+    from agglo.analysis.metro import metropolitan_areas
 
     found = road_network(config, "metro")
     if found is None:
         return None
     sources, name, synthetic = found
-    out = metro_run(inputs.cities, inputs.counties, panel, sources, synthetic, options, progress)
-    out.synthetic = {name} if synthetic else set()
-    return out
+    res = metropolitan_areas(
+        inputs.cities, inputs.counties, sources, options, panel=panel, progress=progress
+    )
+    return StageOutput.of(
+        res, synthetic={name} if synthetic else set(), provenance={"metro": res.method_note}
+    )
