@@ -692,8 +692,8 @@ def city_hsr(
     >>> st = pd.DataFrame({"station": ["甲东"], "lon": [0.5], "lat": [0.5],
     ...                    "opened": ["2012-07-01"]})
     >>> res = city_hsr(st, cities, years=[2010, 2015])
-    >>> res.values["value"].tolist()
-    [0, 0, 1, 0]
+    >>> res.values.sort_values(["adcode", "year"])["value"].tolist()  # A 2010, A 2015, B ...
+    [0, 1, 0, 0]
     """
     options = options or HSROptions()
     years = [int(y) for y in years]

@@ -788,8 +788,8 @@ def raster_years(source: str | Path | Any, *, variable: str | None = None) -> li
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> da = xr.DataArray(np.zeros((2, 1, 1)), dims=("year", "lat", "lon"),
-    ...                   coords={"year": [2015, 2020], "lat": [30.5], "lon": [110.5]})
+    >>> da = xr.DataArray(np.zeros((2, 2, 2)), dims=("year", "lat", "lon"),
+    ...                   coords={"year": [2015, 2020], "lat": [30.5, 29.5], "lon": [110.5, 111.5]})
     >>> raster_years(da)
     [2015, 2020]
     """
