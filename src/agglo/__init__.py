@@ -73,6 +73,8 @@ _LAZY: dict[str, str] = {
     "travel_times": "agglo.analysis.metro",
     "commute_catchment": "agglo.analysis.metro",
     "metro_areas": "agglo.analysis.metro",
+    "metropolitan_areas": "agglo.analysis.metro",
+    "MetroOptions": "agglo.analysis.metro",
     # disparity, convergence and coordination (issue 15)
     "dagum_gini": "agglo.analysis.disparity",
     "theil": "agglo.analysis.disparity",
