@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "county_seats": "agglo.reference.seats",
     "read_seats": "agglo.reference.seats",
     "read_panel": "agglo.io.panel",
+    "with_indicators": "agglo.io.indicators",
+    "data_path": "agglo.reference.paths",
     "PanelResult": "agglo.io.panel",
     "INDICATORS": "agglo.reference.registry",
     "DIMENSIONS": "agglo.reference.registry",
@@ -74,6 +76,8 @@ _LAZY: dict[str, str] = {
     "travel_times": "agglo.analysis.metro",
     "commute_catchment": "agglo.analysis.metro",
     "metro_areas": "agglo.analysis.metro",
+    "metropolitan_areas": "agglo.analysis.metro",
+    "MetroOptions": "agglo.analysis.metro",
     # disparity, convergence and coordination (issue 15)
     "dagum_gini": "agglo.analysis.disparity",
     "theil": "agglo.analysis.disparity",
@@ -94,11 +98,12 @@ _LAZY: dict[str, str] = {
     "CoordinationOptions": "agglo.analysis.coordination",
     # outputs (issue 9)
     "plot": "agglo.outputs.plot",
+    "styles": "agglo.outputs.styles",
     "write_report": "agglo.outputs.report",
 }
 
 #: public names that are modules themselves (``agglo.plot.choropleth``)
-_MODULES = {"plot"}
+_MODULES = {"plot", "styles"}
 
 __all__ = ["__version__", *_LAZY]
 
