@@ -477,3 +477,22 @@ def test_interior_cells_fast_path_agrees_with_contains_properly():
             assert not shapely.intersects(polys[k], geoms[mine]).any()
     in_overlap = shapely.intersects(overlap, geoms)
     assert (owner[in_overlap] != 1).all()
+
+
+def test_city_road_density_result_repeats_the_snapshot_per_year():
+    from agglo.measures.roads import RoadsOptions, city_road_density
+
+    polys = squares(TWO_N_S).assign(name_zh=["南", "北"], agglomeration_id=["x", None])
+    road = lines([shapely.LineString([(110.5, 20.25), (110.5, 21.75)])])
+    road.attrs = {"source": "demo_synthetic.gpkg", "synthetic": True}
+    res = city_road_density(road, polys, RoadsOptions(classes="all"), years=[2010, 2020])
+    table = res.tables()["road_density"]
+    assert list(table.columns[:3]) == ["adcode", "name_zh", "agglomeration_id"]
+    assert set(table["data_status"]) == {"synthetic"} and set(table["source"]) == {
+        "demo_synthetic.gpkg"
+    }
+    v = res.values
+    assert len(v) == 4 and sorted(v["year"].unique()) == [2010, 2020]
+    dens = road_density(road, polys, classes="all")["density_km_per_100km2"].to_numpy()
+    np.testing.assert_array_equal(v[v["year"] == 2020]["value"], dens)
+    assert "SYNTHETIC" in res.summary_lines()[0] and "SYNTHETIC" in res.source
