@@ -363,52 +363,19 @@ def coreperiphery_stage(
     config: RunConfig, options: Any, inputs: Inputs, panel: pd.DataFrame, progress: bool = False
 ) -> StageOutput | None:
     """Coreness, city system, structure type and core-periphery gaps per agglomeration-year."""
-    from agglo.pipeline.coreperiphery import analyse
+    from agglo.analysis.coreperiphery import core_periphery
 
-    res = analyse(
+    result = core_periphery(
         inputs.cities,
         panel,
+        options,
         counties=inputs.counties,
         years=inputs.years or None,
         agglomerations=config.agglomerations,
-        options=options,
         seed=config.seed,
         progress=progress,
     )
-    fit, struct = res["fit"], res["structure_type"].set_index(["agglomeration_id", "year"])
-    latest = int(fit["year"].max())
-    lines = [
-        f"Core-periphery {row.agglomeration_id} {latest}: core {row.core_cities} "
-        f"({row.method} fit {row.fit:.2f}, p {row.p_value:.3f}); structure "
-        f"{struct.loc[(row.agglomeration_id, latest), 'structure_type']}"
-        for row in fit[
-            (fit["year"] == latest) & (fit["method"] == fit["method"].iloc[-1])
-        ].itertuples()
-    ]
-    return StageOutput(
-        result=res,
-        tables={
-            "coreness": res["coreness"],
-            "coreness_fit": fit,
-            "city_system": res["city_system"],
-            "structure_type": res["structure_type"],
-            "core_periphery_gaps": res["gaps"],
-        },
-        layers={"core_periphery": res["layer"]},
-        layer_metadata={
-            "core_periphery": {
-                "description": (
-                    "member cities: Borgatti-Everett coreness (continuous, max 1) and discrete "
-                    "core flag per year on the gravity network sqrt(P G)_i sqrt(P G)_j / "
-                    "d_ij^beta; structure_type of the agglomeration in the latest year"
-                ),
-                "units": {"coreness_<year>": "0-1 (continuous coreness)", "core_<year>": "bool"},
-                "options": dict(res["options"]),
-                "seed": config.seed,
-            }
-        },
-        summary=lines,
-    )
+    return StageOutput.of(result)
 
 
 def metro_stage(
@@ -419,12 +386,15 @@ def metro_stage(
     progress: bool = False,
 ) -> StageOutput | None:
     """One-hour commute catchments of the core cities on ``[inputs] roads`` (or the demo)."""
-    from agglo.pipeline.metro import metro_run
+    from agglo.analysis.metro import metropolitan_areas
 
     found = road_network(config, "metro")
     if found is None:
         return None
     sources, name, synthetic = found
-    out = metro_run(inputs.cities, inputs.counties, panel, sources, synthetic, options, progress)
-    out.synthetic = {name} if synthetic else set()
-    return out
+    res = metropolitan_areas(
+        inputs.cities, inputs.counties, sources, options, panel=panel, progress=progress
+    )
+    return StageOutput.of(
+        res, synthetic={name} if synthetic else set(), provenance={"metro": res.method_note}
+    )
