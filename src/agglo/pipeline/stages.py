@@ -162,10 +162,16 @@ def pm25_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput |
     ):
         log.info("stage pm25: no PM2.5 rasters at %s; skipped (panel pm25 kept as given)", source)
         return None
-    if not set(inputs.years) & set(raster_years(source, variable=options.variable)):
+    available = set(raster_years(source, variable=options.variable))
+    years = [y for y in inputs.years if y in available]
+    if missing := sorted(set(inputs.years) - available):
+        log.warning(
+            "stage pm25: no raster for year(s) %s in %s; pm25 kept as given", missing, source
+        )
+    if not years:
         log.info("stage pm25: rasters cover none of the run years %s; skipped", inputs.years)
         return None
-    result = city_pm25(source, inputs.cities, options, years=inputs.years)
+    result = city_pm25(source, inputs.cities, options, years=years)
     return StageOutput.of(
         result,
         synthetic=set(result.files) if result.synthetic else set(),
