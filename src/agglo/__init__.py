@@ -63,6 +63,9 @@ _LAZY: dict[str, str] = {
     "local_autocorrelation": "agglo.analysis.autocorr",
     "lisa_transitions": "agglo.analysis.autocorr",
     # core-periphery (issue 7)
+    "core_periphery": "agglo.analysis.coreperiphery",
+    "CorePeripheryOptions": "agglo.analysis.coreperiphery",
+    "CorePeripheryResult": "agglo.analysis.coreperiphery",
     "gravity_interactions": "agglo.analysis.coreperiphery",
     "coreness": "agglo.analysis.coreperiphery",
     "city_system": "agglo.analysis.coreperiphery",

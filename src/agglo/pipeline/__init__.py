@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agglo.analysis.coreperiphery import CorePeripheryOptions
 from agglo.analysis.metro.options import MetroOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError, ValidationError
@@ -27,7 +28,6 @@ from agglo.measures.roads import RoadsOptions
 from agglo.pipeline import stages as s
 from agglo.pipeline.autocorr import AutocorrOptions
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
-from agglo.pipeline.coreperiphery import CorePeripheryOptions
 from agglo.pipeline.index import stage_options as index_options
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
