@@ -92,6 +92,10 @@ _LAZY: dict[str, str] = {
     # outputs (issue 9)
     "plot": "agglo.outputs.plot",
     "write_report": "agglo.outputs.report",
+    "build_report": "agglo.outputs.report",
+    "report_from_outputs": "agglo.outputs.report",
+    "ReportOptions": "agglo.outputs.report",
+    "install_cjk_font": "agglo.outputs.fonts",
 }
 
 #: public names that are modules themselves (``agglo.plot.choropleth``)

@@ -4,7 +4,8 @@ Every stage's options are built from its config section before the first stage r
 bad option anywhere fails the run at once. Each stage gets the results of the stages it
 needs and returns a :class:`~agglo.pipeline.core.StageOutput`; the outputs are collected in
 :class:`~agglo.pipeline.core.RunOutputs`, from which the maps, the files and the report are
-written (:mod:`agglo.pipeline.maps`, :mod:`agglo.pipeline.write`, :mod:`agglo.pipeline.report`).
+written (:mod:`agglo.pipeline.maps`, :mod:`agglo.pipeline.write`,
+:func:`agglo.outputs.report.build_report`).
 
 ``agglo <stage>`` runs the same table up to that stage (:func:`run_stages`).
 """
@@ -22,6 +23,7 @@ from agglo.errors import AggloInputError, OutputExistsError, ValidationError
 from agglo.measures.hsr import HSROptions
 from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
+from agglo.outputs.report import ReportOptions
 from agglo.pipeline import stages as s
 from agglo.pipeline.autocorr import AutocorrOptions
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
@@ -49,12 +51,6 @@ def _plot_options(section: Mapping[str, Any]) -> Any:
     from agglo.pipeline.maps import plot_options
 
     return plot_options(dict(section))
-
-
-def _report_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.report import report_options
-
-    return report_options(dict(section))
 
 
 def _disparity_stage(*args: Any, **kwargs: Any) -> Any:
@@ -93,7 +89,7 @@ STAGES: tuple[Stage, ...] = (
 OUTPUT_STEPS = (
     ("maps", "plot", _plot_options),
     ("write", None, None),
-    ("report", "report", _report_options),
+    ("report", "report", ReportOptions.from_dict),
 )
 
 
@@ -252,9 +248,9 @@ def run(
 
 
 def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
-    from agglo.pipeline import maps, report, write
+    from agglo.pipeline import maps, write
 
-    for name, module in (("maps", maps), ("write", write), ("report", report)):
+    for name, module in (("maps", maps), ("write", write), ("report", None)):
         if stages is not None and name not in stages:
             continue
         if name == "write" and outputs.synthetic:
@@ -263,4 +259,29 @@ def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
                 f"{', '.join(sorted(outputs.synthetic))}. They illustrate the method; they are "
                 "not findings about the agglomerations."
             )
-        module.run(outputs)
+        if module is None:
+            _write_report(outputs)
+        else:
+            module.run(outputs)
+
+
+def _write_report(outputs: RunOutputs) -> None:
+    """The ``report`` step: :func:`agglo.outputs.report.build_report` on the run's outputs."""
+    from agglo.outputs.report import build_report, bundled_census, describe_layers
+
+    result = build_report(
+        outputs.out_dir / "report.html",
+        outputs.tables,
+        ReportOptions.from_dict(outputs.config.section("report")),
+        cities=outputs.layers.get("cities", outputs.cities),
+        census=bundled_census(),
+        figures=[f for f in outputs.figures if f.is_file()],
+        captions=outputs.results.get("maps", {}).get("captions", {}),
+        config=outputs.config.to_dict(),
+        provenance=outputs.provenance,
+        synthetic=outputs.synthetic,
+        summary=[*outputs.summary],
+        layers=describe_layers(outputs.layers),
+        force=outputs.force,
+    )
+    outputs.summary += [outputs.label(s) for s in result.summary_lines()]
