@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "county_seats": "agglo.reference.seats",
     "read_seats": "agglo.reference.seats",
     "read_panel": "agglo.io.panel",
+    "with_indicators": "agglo.io.indicators",
+    "data_path": "agglo.reference.paths",
     "PanelResult": "agglo.io.panel",
     "INDICATORS": "agglo.reference.registry",
     "DIMENSIONS": "agglo.reference.registry",
@@ -91,6 +93,7 @@ _LAZY: dict[str, str] = {
     "CoordinationOptions": "agglo.analysis.coordination",
     # outputs (issue 9)
     "plot": "agglo.outputs.plot",
+    "styles": "agglo.outputs.styles",
     "write_report": "agglo.outputs.report",
     "build_report": "agglo.outputs.report",
     "report_from_outputs": "agglo.outputs.report",
@@ -99,7 +102,7 @@ _LAZY: dict[str, str] = {
 }
 
 #: public names that are modules themselves (``agglo.plot.choropleth``)
-_MODULES = {"plot"}
+_MODULES = {"plot", "styles"}
 
 __all__ = ["__version__", *_LAZY]
 
