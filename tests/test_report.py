@@ -141,15 +141,15 @@ def run_outputs(tmp_path_factory):
     """maps -> write -> report stages on the toy context (as `agglo run` composes them)."""
     from test_plot import toy_context
 
-    from agglo.pipeline import _write_report, maps, write
+    from agglo.pipeline import draw_maps, write_outputs, write_run_report
 
     ctx = toy_context(tmp_path_factory.mktemp("run"))
     index = ctx.results["index"]
     ctx.tables.update(city_scores=index.city_scores, index_dimensions=index.dimensions)
     ctx.summary.append("Loaded 6 cities (toy)")
-    maps.run(ctx)
-    write.run(ctx)
-    _write_report(ctx)
+    draw_maps(ctx)
+    write_outputs(ctx)
+    write_run_report(ctx)
     return ctx
 
 
