@@ -17,13 +17,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agglo.analysis.autocorr import AutocorrOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError, ValidationError
 from agglo.measures.hsr import HSROptions
 from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
 from agglo.pipeline import stages as s
-from agglo.pipeline.autocorr import AutocorrOptions
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
 from agglo.pipeline.coreperiphery import CorePeripheryOptions
 from agglo.pipeline.index import stage_options as index_options
