@@ -79,15 +79,15 @@ def test_sequence_flags_are_comma_separated():
 
 def test_zero_is_not_dropped(tmp_path, monkeypatch):
     """``--beta 0`` reaches the stage as 0 (it used to become the default 2)."""
-    import agglo.pipeline.coreperiphery as cp
+    import agglo.analysis.coreperiphery as cp
 
     seen = {}
 
-    def fake_analyse(*args, options=None, **kwargs):
+    def fake_core_periphery(cities, panel, options=None, **kwargs):
         seen["beta"] = options.beta
         raise typer.Exit(0)
 
-    monkeypatch.setattr(cp, "analyse", fake_analyse)
+    monkeypatch.setattr(cp, "core_periphery", fake_core_periphery)
     assert main(["coreperiphery", "--beta", "0", "-o", str(tmp_path / "o")]) == 0
     assert seen["beta"] == 0
 
@@ -101,3 +101,31 @@ def test_verbosity_sets_the_log_level(flags, level, capsys):
     logger = logging.getLogger("agglo")
     assert logger.getEffectiveLevel() == level
     assert [h.level for h in logger.handlers if type(h).__name__ == "RichHandler"] == [level]
+
+
+def test_each_log_message_is_shown_once(capsys):
+    """A note logged twice in one run (e.g. by two stages reading one raster) prints once."""
+    assert main(["data", "info"]) == 0
+    capsys.readouterr()
+    logger = logging.getLogger("agglo.test")
+    for _ in range(3):
+        logger.info("grid of raster.nc taken as EPSG:4326")
+    logger.warning("grid of raster.nc taken as EPSG:4326")  # another level is another message
+    err = capsys.readouterr().err
+    assert err.count("grid of raster.nc taken as EPSG:4326") == 2
+
+
+@pytest.mark.parametrize(("flags", "wanted"), [([], True), (["-q"], False)])
+def test_progress_bars_follow_quiet(flags, wanted, monkeypatch, tmp_path):
+    """``agglo run`` asks the pipeline for progress bars unless ``--quiet``."""
+    import agglo.pipeline
+
+    seen = {}
+
+    def fake_run(config, out, *, force=False, progress=False):
+        seen["progress"] = progress
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(agglo.pipeline, "run", fake_run)
+    assert main([*flags, "run", "--out", str(tmp_path / "o")]) == 0
+    assert seen["progress"] is wanted

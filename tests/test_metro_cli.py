@@ -81,3 +81,49 @@ def test_cli_metro(tmp_path, capsys):
     assert "unknown core city" in capsys.readouterr().err
     assert main(["metro", "--bands", "a,b", "--out", str(tmp_path / "y")]) == 2
     assert "--bands must be comma-separated float values" in capsys.readouterr().err
+
+
+def test_library_call_is_the_stage(cities, counties):
+    """metropolitan_areas gives the stage's tables; the panel's latest population year is used."""
+    import inspect
+
+    import pandas as pd
+
+    from agglo.analysis.metro import (
+        MetroOptions,
+        commute_catchment,
+        metro_areas,
+        metropolitan_areas,
+        travel_times,
+    )
+
+    for fn in (metro_areas, commute_catchment, travel_times):
+        params = inspect.signature(fn).parameters
+        for name in ("minutes", "access_speed_kmh", "max_access_km", "cell_m", "bands"):
+            if name in params:
+                assert params[name].default == getattr(MetroOptions, name), (fn, name)
+    sections = {"metro": {"cores": ["贵阳"], "bands": [30]}}
+    ctx = run_metro(cities, counties, RunConfig(sections=sections))
+    roads = str(data_path("roads", "demo_roads_synthetic.gpkg"))
+    opts = MetroOptions.from_dict(sections["metro"])
+    panel = pd.DataFrame(
+        {
+            "adcode": ["520100", "520100", "520300"],
+            "year": [2020, 2015, 2020],
+            "indicator": "population",
+            "value": [600.0, 1.0, 700.0],
+        }
+    )
+    res = metropolitan_areas(cities, counties, [roads], opts, panel=panel)
+    res_plain = metropolitan_areas(cities, counties, [roads], opts)
+    for name, table in res_plain.tables().items():
+        pd.testing.assert_frame_equal(table, ctx.tables[name], check_exact=True)
+    assert res.summary_lines() == [s.removeprefix("[SYNTHETIC] ") for s in ctx.summary]
+    assert (
+        res.layer_metadata()["metro_areas"]["method"] == ctx.layer_metadata["metro_areas"]["method"]
+    )
+    # population shares use 2020 (the latest year), not 2015
+    guiyang = res.cities.set_index("adcode").loc["520100"]
+    assert guiyang["population_inside"] == pytest.approx(600.0 * guiyang["area_share"])
+    with pytest.raises(AggloInputError, match="options must be MetroOptions"):
+        metropolitan_areas(cities, counties, [roads], {"minutes": 30})

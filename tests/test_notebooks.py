@@ -21,11 +21,25 @@ def test_notebooks_are_committed_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, path.name
 
 
+def test_notebooks_use_the_public_api_and_keep_warnings_on():
+    """Notebooks teach what users can call: ``agglo.<name>`` only, and no silenced warnings."""
+    import nbformat
+
+    for path in NOTEBOOKS:
+        code = "\n".join(
+            c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+        )
+        assert "from agglo." not in code and "import agglo." not in code, path.name
+        assert "simplefilter" not in code and "filterwarnings" not in code, path.name
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path):
+def test_notebook_runs(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    monkeypatch.setenv("AGGLO_EXAMPLE_DATA", str(shared))  # the real workbook, when present
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

@@ -15,6 +15,7 @@ from pyproj import Geod
 from scipy.integrate import quad
 
 from agglo.errors import AggloInputError, CRSError, ValidationError
+from agglo.measures import roads as roads_mod
 from agglo.measures.roads import DEFAULT_CLASSES, read_roads, road_density
 
 # WGS84 ellipsoid, written out so the expected values do not come from pyproj
@@ -112,6 +113,46 @@ def test_cross_check_with_geopandas_clip_and_pyproj(cities):
     np.testing.assert_allclose(ours.loc[ref.index, "length_km"], ref, rtol=1e-9)
 
 
+def test_clip_equals_shapely_intersection_on_edge_cases():
+    """Lines along edges, through vertices, in holes, across multipolygons and many vertices."""
+    ring = shapely.Point(111, 31).buffer(0.5, quad_segs=64)  # 256 vertices
+    holed = shapely.Polygon(
+        shapely.box(110, 30, 111, 31).exterior.coords,
+        [shapely.box(110.4, 30.4, 110.6, 30.6).exterior.coords],
+    )
+    multi = shapely.MultiPolygon(
+        [shapely.box(112, 30, 112.5, 30.5), shapely.box(113, 30, 113.5, 30.5)]
+    )
+    polys = gpd.GeoDataFrame(
+        {"adcode": ["ring", "holed", "multi"]}, geometry=[ring, holed, multi], crs=4326
+    )
+    rng = np.random.default_rng(11)
+    start = rng.uniform((109.8, 29.8), (113.7, 31.7), (400, 2))
+    mids = start + rng.normal(0, 0.15, (400, 2))
+    end = mids + rng.normal(0, 0.15, (400, 2))
+    geoms = list(shapely.linestrings(np.stack([start, mids, end], axis=1)))
+    geoms += [
+        shapely.LineString([(110, 29.9), (110, 31.2)]),  # along the west edge of holed
+        shapely.LineString([(110.2, 30), (110.9, 30)]),  # along the south edge
+        shapely.LineString([(110.4, 30.3), (110.4, 30.7)]),  # along the hole's west edge
+        shapely.LineString([(109.9, 29.9), (111.2, 31.2)]),  # through two corners
+        shapely.LineString([(110.45, 30.45), (110.55, 30.55)]),  # wholly in the hole
+        shapely.LineString([(111.9, 30.25), (113.6, 30.25)]),  # across both parts of multi
+        shapely.MultiLineString([[(112.4, 30.1), (112.6, 30.1)], [(113.4, 30.4), (113.6, 30.6)]]),
+        shapely.LineString([(110.5, 30.5), (112.5, 30.5), (113.0, 30.5)]),  # vertex on corner
+    ]
+    road = lines(geoms)
+    ours = road_density(road, polys, classes="all").set_index("adcode")
+    geod = Geod(ellps="WGS84")
+    for poly in polys.itertuples():
+        pieces = shapely.intersection(np.asarray(geoms, dtype=object), poly.geometry)
+        ref = sum(geod.geometry_length(g) for g in pieces) / 1000
+        assert ref > 0
+        assert ours.loc[poly.adcode, "length_km"] == pytest.approx(ref, rel=1e-9, abs=1e-9)
+        touching = int(shapely.intersects(np.asarray(geoms, dtype=object), poly.geometry).sum())
+        assert ours.loc[poly.adcode, "n_roads"] == touching
+
+
 def test_fast_path_skips_intersection_for_lines_wholly_inside(monkeypatch):
     polys = squares(TWO_N_S)
     inside = [
@@ -121,16 +162,16 @@ def test_fast_path_skips_intersection_for_lines_wholly_inside(monkeypatch):
         shapely.LineString([(110.3 + i / 100, 20.9), (110.3 + i / 100, 21.1)]) for i in range(7)
     ]
     seen: list[int] = []
-    real = shapely.intersection
+    real = roads_mod._clipped_km
 
-    def spy(a, b, **kw):
-        seen.append(int(np.size(a)))
-        return real(a, b, **kw)
+    def spy(clip_lines, poly_of, polys):
+        seen.append(len(clip_lines))
+        return real(clip_lines, poly_of, polys)
 
-    monkeypatch.setattr(shapely, "intersection", spy)
+    monkeypatch.setattr(roads_mod, "_clipped_km", spy)
     out = road_density(lines(inside + crossing), polys).set_index("adcode")
-    # only the 7 crossing lines are intersected, once with each of the two squares
-    assert sum(seen) == 14
+    # only the 7 crossing lines are clipped, once with each of the two squares
+    assert seen == [14]
     assert out.loc["S", "n_roads"] == 57 and out.loc["N", "n_roads"] == 7
     # each crossing line gives 0.1° of meridian on each side
     assert out.loc["N", "length_km"] == pytest.approx(7 * meridian_arc_km(21.0, 21.1), rel=1e-6)

@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "county_seats": "agglo.reference.seats",
     "read_seats": "agglo.reference.seats",
     "read_panel": "agglo.io.panel",
+    "with_indicators": "agglo.io.indicators",
+    "data_path": "agglo.reference.paths",
     "PanelResult": "agglo.io.panel",
     "INDICATORS": "agglo.reference.registry",
     "DIMENSIONS": "agglo.reference.registry",
@@ -61,6 +63,9 @@ _LAZY: dict[str, str] = {
     "local_autocorrelation": "agglo.analysis.autocorr",
     "lisa_transitions": "agglo.analysis.autocorr",
     # core-periphery (issue 7)
+    "core_periphery": "agglo.analysis.coreperiphery",
+    "CorePeripheryOptions": "agglo.analysis.coreperiphery",
+    "CorePeripheryResult": "agglo.analysis.coreperiphery",
     "gravity_interactions": "agglo.analysis.coreperiphery",
     "coreness": "agglo.analysis.coreperiphery",
     "city_system": "agglo.analysis.coreperiphery",
@@ -71,6 +76,8 @@ _LAZY: dict[str, str] = {
     "travel_times": "agglo.analysis.metro",
     "commute_catchment": "agglo.analysis.metro",
     "metro_areas": "agglo.analysis.metro",
+    "metropolitan_areas": "agglo.analysis.metro",
+    "MetroOptions": "agglo.analysis.metro",
     # disparity, convergence and coordination (issue 15)
     "dagum_gini": "agglo.analysis.disparity",
     "theil": "agglo.analysis.disparity",
@@ -91,11 +98,12 @@ _LAZY: dict[str, str] = {
     "CoordinationOptions": "agglo.analysis.coordination",
     # outputs (issue 9)
     "plot": "agglo.outputs.plot",
+    "styles": "agglo.outputs.styles",
     "write_report": "agglo.outputs.report",
 }
 
 #: public names that are modules themselves (``agglo.plot.choropleth``)
-_MODULES = {"plot"}
+_MODULES = {"plot", "styles"}
 
 __all__ = ["__version__", *_LAZY]
 

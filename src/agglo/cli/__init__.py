@@ -59,6 +59,26 @@ def _root(
     configure_logging(level)
 
 
+class _OncePerRun(logging.Filter):
+    """Pass each distinct message once: stages that re-read an input do not repeat its notes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def progress_wanted() -> bool:
+    """Progress bars unless ``--quiet`` (the CLI's log level is above INFO)."""
+    return logging.getLogger("agglo").getEffectiveLevel() <= logging.INFO
+
+
 def configure_logging(level: int) -> None:
     """Send agglo's log records to stderr through rich (the CLI's choice, not the library's)."""
     from rich.logging import RichHandler
@@ -73,6 +93,7 @@ def configure_logging(level: int) -> None:
         console=Console(stderr=True), show_path=False, show_time=False, markup=False
     )
     handler.setLevel(level)
+    handler.addFilter(_OncePerRun())
     root.addHandler(handler)
     root.setLevel(level)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
+from agglo.analysis.metro.options import MetroOptions
 from agglo.cli._flags import option_flags
 from agglo.cli.roads import ROADS_HELP, parse_speeds
-from agglo.pipeline.metro import MetroOptions
 
 
 def register(app: typer.Typer) -> None:

@@ -15,9 +15,10 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
     ) -> None:
         """Run every stage on the bundled data (or the inputs named in --config)."""
+        from agglo.cli import progress_wanted
         from agglo.config import load_config
         from agglo.pipeline import run
 
-        ctx = run(load_config(config), out, force=force)
+        ctx = run(load_config(config), out, force=force, progress=progress_wanted())
         for line in ctx.summary:
             typer.echo(line)

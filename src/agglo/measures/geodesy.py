@@ -6,6 +6,8 @@ functions) or in an equal-area / equidistant projection chosen explicitly by the
 
 from __future__ import annotations
 
+import itertools
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -111,12 +113,22 @@ def geodesic_area_km2(geoms: gpd.GeoSeries | gpd.GeoDataFrame) -> pd.Series:
     # pyproj sums signed ring areas (counter-clockwise positive): orient every part first, or
     # the parts of a MultiPolygon with mixed orientation cancel out
     oriented = shapely.orient_polygons(gs.to_numpy(), exterior_cw=False)
-    areas = np.array(
-        [
-            _GEOD.geometry_area_perimeter(g)[0] if g is not None and not g.is_empty else 0.0
-            for g in oriented
-        ]
-    )
+    areal = np.isin(shapely.get_type_id(oriented), (3, 6))
+    areas = np.zeros(len(oriented))
+    if areal.any():
+        # ring by ring on coordinate arrays, summed in pyproj's order (exterior, holes, parts)
+        parts, part_geom = shapely.get_parts(oriented[areal], return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        xy, vring = shapely.get_coordinates(rings, return_index=True)
+        bounds = np.searchsorted(vring, np.arange(len(rings) + 1))
+        ring_area = np.array(
+            [
+                _GEOD.polygon_area_perimeter(xy[a:b, 0], xy[a:b, 1])[0]
+                for a, b in itertools.pairwise(bounds)
+            ]
+        )
+        part_area = np.bincount(ring_part, weights=ring_area, minlength=len(parts))
+        areas[areal] = np.bincount(part_geom, weights=part_area, minlength=int(areal.sum()))
     return pd.Series(areas / 1e6, index=gs.index, name="area_km2")
 
 

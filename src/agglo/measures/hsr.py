@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
@@ -37,10 +38,13 @@ import shapely
 from agglo.errors import AggloInputError, ValidationError
 from agglo.measures.geodesy import WGS84, ensure_wgs84
 from agglo.options import Options, choice_problem, option
+from agglo.results import StageResult
 
 __all__ = [
     "HSR_RULES",
     "HSROptions",
+    "HSRResult",
+    "city_hsr",
     "hsr_access",
     "match_city_names",
     "parse_opening_date",
@@ -335,24 +339,32 @@ def read_stations(
     :func:`read_railways` (``kwargs`` are passed on); any other CSV is read as a stations table
     (UTF-8 or GB18030); other files (GeoPackage, GeoJSON, shapefile) with pyogrio.
 
+    ``attrs`` name the file (``source``) and say whether it is synthetic (``synthetic``).
+
     Examples
     --------
     >>> stations = read_stations("hsr_stations.csv")  # doctest: +SKIP
     """
+    from agglo.reference.provenance import is_synthetic_file
+
     path = Path(path)
     if not path.is_file():
         raise AggloInputError(f"stations file {path} does not exist.")
     if path.suffix.lower() in (".csv", ".txt", ".tsv"):
         head, _ = _read_csv_any(path, encoding)
         if _find(head.columns, _LINE_COLUMNS["stations"]) is not None:
-            return read_railways(path, encoding=encoding, **kwargs)  # type: ignore[arg-type]
-        return head
-    import pyogrio
+            table = read_railways(path, encoding=encoding, **kwargs)  # type: ignore[arg-type]
+        else:
+            table = head
+    else:
+        import pyogrio
 
-    try:
-        return pyogrio.read_dataframe(path)
-    except Exception as exc:
-        raise AggloInputError(f"cannot read stations from {path}: {exc}") from exc
+        try:
+            table = pyogrio.read_dataframe(path)
+        except Exception as exc:
+            raise AggloInputError(f"cannot read stations from {path}: {exc}") from exc
+    table.attrs.update({"source": path.name, "synthetic": is_synthetic_file(path)})
+    return table
 
 
 # ---------------------------------------------------------------------------------------
@@ -570,6 +582,138 @@ def hsr_access(
         len(unmatched),
     )
     return grid
+
+
+@dataclass(frozen=True)
+class HSRResult(StageResult):
+    """HSR flag per city and year (result of :func:`city_hsr`; the ``hsr`` stage).
+
+    Attributes
+    ----------
+    access
+        :func:`hsr_access`'s table (``attrs["unmatched"]``: names outside the cities).
+    names
+        City names by ``id_col`` (``name_zh``), for the output table.
+    stations
+        File name of the stations / rail-line input.
+    synthetic
+        Whether that input is synthetic.
+    min_speed_kmh
+        The speed threshold used.
+    id_col
+        Identifier column of the cities.
+    """
+
+    access: pd.DataFrame
+    names: pd.Series
+    stations: str
+    synthetic: bool
+    min_speed_kmh: float
+    id_col: str = "adcode"
+    #: the panel indicator this stage computes
+    name: ClassVar[str] = "hsr"
+
+    @property
+    def values(self) -> pd.DataFrame:
+        """The panel indicator: ``adcode, year, value`` (0/1)."""
+        cols = {self.id_col: "adcode", "hsr": "value"}
+        return self.access.rename(columns=cols)[["adcode", "year", "value"]]
+
+    @property
+    def source(self) -> str:
+        """Where the indicator comes from (panel provenance)."""
+        return (
+            f"agglo.hsr_access on {self.stations} ({'SYNTHETIC' if self.synthetic else 'real'}); "
+            f"hsr = 1 from the year the city's first station (>= {self.min_speed_kmh:g} km/h) "
+            "opened"
+        )
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        out = self.access.copy()
+        out.insert(1, "name_zh", out[self.id_col].map(self.names))
+        return {"hsr": out}
+
+    def summary_lines(self) -> list[str]:
+        years = sorted(self.access["year"].unique())
+        last = self.access[self.access["year"] == max(years)] if years else self.access
+        return [
+            f"HSR ({self.stations}): {int(last['hsr'].sum())} of {last[self.id_col].nunique()} "
+            f"cities have a station by {max(years) if years else '-'}"
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "stations": self.stations,
+            "min_speed_kmh": self.min_speed_kmh,
+            "unmatched": list(self.access.attrs.get("unmatched", [])),
+        }
+
+
+def city_hsr(
+    stations: pd.DataFrame | gpd.GeoDataFrame,
+    cities: gpd.GeoDataFrame,
+    options: HSROptions | None = None,
+    *,
+    years: Iterable[int],
+    counties: pd.DataFrame | None = None,
+    id_col: str = "adcode",
+    source: str | None = None,
+    synthetic: bool | None = None,
+) -> HSRResult:
+    """HSR flag of every city and year (the ``hsr`` stage; see :func:`hsr_access`).
+
+    Parameters
+    ----------
+    stations
+        Stations or rail lines, e.g. from :func:`read_stations` (whose ``attrs`` name the file
+        and say whether it is synthetic).
+    cities
+        Cities with ``id_col`` and ``name_zh``.
+    options
+        :class:`HSROptions` (``min_speed_kmh``).
+    years
+        Years of the panel.
+    counties
+        County table for matching station names (``name_zh``, ``city_adcode``).
+    id_col
+        Identifier column of ``cities``.
+    source, synthetic
+        Name and status of the input (default: from ``stations.attrs``).
+
+    Returns
+    -------
+    HSRResult
+
+    Examples
+    --------
+    >>> import geopandas as gpd, pandas as pd, shapely
+    >>> cities = gpd.GeoDataFrame({"adcode": ["A", "B"], "name_zh": ["甲市", "乙市"]},
+    ...     geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)], crs=4326)
+    >>> st = pd.DataFrame({"station": ["甲东"], "lon": [0.5], "lat": [0.5],
+    ...                    "opened": ["2012-07-01"]})
+    >>> res = city_hsr(st, cities, years=[2010, 2015])
+    >>> res.values.sort_values(["adcode", "year"])["value"].tolist()  # A 2010, A 2015, B ...
+    [0, 1, 0, 0]
+    """
+    options = options or HSROptions()
+    years = [int(y) for y in years]
+    access = hsr_access(
+        stations,
+        cities,
+        years,
+        id_col=id_col,
+        counties=counties,
+        min_speed_kmh=options.min_speed_kmh,
+    )
+    names = cities.set_index(id_col)["name_zh"] if "name_zh" in cities.columns else pd.Series()
+    return HSRResult(
+        access=access,
+        names=names,
+        stations=source or stations.attrs.get("source", "stations"),
+        synthetic=bool(stations.attrs.get("synthetic", False)) if synthetic is None else synthetic,
+        min_speed_kmh=float(options.min_speed_kmh),
+        id_col=id_col,
+    )
 
 
 def _hsr_rows(df: pd.DataFrame, min_speed_kmh: float) -> pd.DataFrame:

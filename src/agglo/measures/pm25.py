@@ -36,7 +36,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
@@ -49,15 +49,19 @@ from agglo._validate import check_crs, check_overlap, clean_geometries
 from agglo.errors import AggloDataWarning, AggloInputError, CRSError, require
 from agglo.io.rasters import Grid, Layer, Window, discover_layers, screen_pm25_values
 from agglo.options import Options, choice_problem, option
+from agglo.results import StageResult
 
 __all__ = [
     "OUTPUT_COLUMNS",
     "WEIGHTS",
     "CoverageCache",
     "PM25Options",
+    "PM25Result",
     "PM25Warning",
     "cell_area_km2",
+    "city_pm25",
     "coverage_plan",
+    "raster_years",
     "zonal_pm25",
 ]
 
@@ -94,6 +98,11 @@ class PM25Options(Options):
     )
     scheduler: str | None = option(
         None, help="dask.distributed scheduler address (default: local threads)."
+    )
+    coverage_cache: str | None = option(
+        None,
+        help="Folder of an on-disk coverage cache (reused when polygons and grid are the "
+        "same); default off.",
     )
 
 
@@ -544,7 +553,7 @@ def zonal_pm25(
     source: str | Path | Any,
     polygons: gpd.GeoDataFrame,
     *,
-    id_col: str = "adcode",
+    id_col: str | None = "adcode",
     years: Sequence[int] | None = None,
     weights: str = "area",
     population: str | Path | Any | None = None,
@@ -553,7 +562,7 @@ def zonal_pm25(
     scheduler: Any = None,
     years_per_task: int = 2,
     progress: bool = False,
-    coverage_cache: CoverageCache | None = None,
+    coverage_cache: CoverageCache | str | Path | None = None,
 ) -> pd.DataFrame:
     """Mean annual PM2.5 of every polygon and year from ACAG-style rasters.
 
@@ -565,7 +574,9 @@ def zonal_pm25(
     polygons
         Polygons with a CRS (reprojected to the raster's CRS when they differ).
     id_col
-        Column identifying the polygons (unique), copied to the output.
+        Column identifying the polygons (unique), copied to the output. ``None``: the
+        polygons' own index identifies them, and the output is indexed by it (one row per
+        polygon and year, index name kept).
     years
         Years to compute (default: every year found).
     weights
@@ -588,8 +599,9 @@ def zonal_pm25(
     progress
         Show a progress bar while computing coverage fractions.
     coverage_cache
-        A :class:`CoverageCache` the caller owns: coverage is read from it on a second run
-        with the same polygons and grid (and stored on the first). None: always computed.
+        A :class:`CoverageCache` the caller owns, or its folder: coverage is read from it on
+        a second run with the same polygons and grid (and stored on the first). None:
+        always computed.
 
     Returns
     -------
@@ -628,6 +640,8 @@ def zonal_pm25(
     if not isinstance(years_per_task, int) or years_per_task < 1:
         raise AggloInputError(f"years_per_task must be a positive integer, got {years_per_task!r}")
     ids = _check_polygons(polygons, id_col)
+    if coverage_cache is not None and not isinstance(coverage_cache, CoverageCache):
+        coverage_cache = CoverageCache(coverage_cache)
     check_crs(polygons, what="polygons")
     polygons = clean_geometries(polygons, what="polygons", id_col=id_col)
     year_list = None if years is None else sorted({int(y) for y in years})
@@ -665,8 +679,9 @@ def zonal_pm25(
         frames.extend(
             _frame(ids, id_col, layer.year, r) for layer, r in zip(group, results, strict=True)
         )
-    out = pd.concat(frames, ignore_index=True).sort_values(["year"], kind="stable")
-    out = out.reset_index(drop=True)
+    out = pd.concat(frames).sort_values(["year"], kind="stable")
+    if id_col is not None:
+        out = out.reset_index(drop=True)
     if out["pm25_mean"].isna().all():
         raise AggloInputError(
             "no polygon has a valid PM2.5 cell in any year: every covered cell is missing or "
@@ -691,7 +706,175 @@ def zonal_pm25(
     return out
 
 
-def _frame(ids: pd.Series, id_col: str, year: int, r: dict[str, np.ndarray]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class PM25Result(StageResult):
+    """City mean PM2.5 per year (result of :func:`city_pm25`; the ``pm25`` stage).
+
+    Attributes
+    ----------
+    means
+        :func:`zonal_pm25`'s table (``attrs``: source files, weights, CRS, synthetic).
+    source_path
+        The raster file or folder read.
+    missing_years
+        Requested years without a raster (their panel values are kept as given).
+    id_col
+        Identifier column of the cities.
+    """
+
+    means: pd.DataFrame
+    source_path: str
+    missing_years: tuple[int, ...] = ()
+    id_col: str = "adcode"
+    #: the panel indicator this stage computes
+    name: ClassVar[str] = "pm25"
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether any raster read is synthetic."""
+        return bool(self.means.attrs.get("synthetic"))
+
+    @property
+    def files(self) -> list[str]:
+        """The raster files read (``file#variable`` reduced to the file)."""
+        return [s.split("#")[0] for s in self.means.attrs.get("source", "").split(", ") if s]
+
+    @property
+    def values(self) -> pd.DataFrame:
+        """The panel indicator: ``adcode, year, value`` (µg/m³)."""
+        cols = {self.id_col: "adcode", "pm25_mean": "value"}
+        return self.means.rename(columns=cols)[["adcode", "year", "value"]]
+
+    @property
+    def source(self) -> str:
+        """Where the indicator comes from (panel provenance)."""
+        status = "synthetic" if self.synthetic else "real"
+        return f"zonal_pm25({self.source_path}, weights={self.means.attrs['weights']}) [{status}]"
+
+    def provenance(self) -> dict[str, str]:
+        """The rasters read, their status and CRS handling."""
+        status = "synthetic" if self.synthetic else "real"
+        crs = self.means.attrs.get("crs", "")
+        return {"pm25_rasters": f"{', '.join(self.files)} ({status}; {crs})"}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        status = "synthetic" if self.synthetic else "real"
+        return {"pm25": self.means.assign(data_status=status)}
+
+    def summary_lines(self) -> list[str]:
+        df = self.means
+        low = int((df["valid_fraction"] < 0.5).sum())
+        return [
+            f"PM2.5: {df[self.id_col].nunique()} cities x {df['year'].nunique()} years from "
+            f"{len(self.files)} raster file(s) ({df.attrs['weights']}-weighted); mean "
+            f"{df['pm25_mean'].mean():.1f} µg/m³; {low} city-years with < 50 % valid cells"
+        ]
+
+    def notes(self) -> list[str]:
+        if not self.missing_years:
+            return []
+        return [
+            f"PM2.5: no raster for year(s) {list(self.missing_years)} in {self.source_path}; "
+            "the panel's pm25 kept as given for them"
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        return {k: v for k, v in self.means.attrs.items() if k != "synthetic"}
+
+
+def raster_years(source: str | Path | Any, *, variable: str | None = None) -> list[int]:
+    """The years of the PM2.5 rasters in ``source`` (a file, a folder or a DataArray).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.zeros((2, 2, 2)), dims=("year", "lat", "lon"),
+    ...                   coords={"year": [2015, 2020], "lat": [30.5, 29.5], "lon": [110.5, 111.5]})
+    >>> raster_years(da)
+    [2015, 2020]
+    """
+    return sorted({layer.year for layer in discover_layers(source, variable=variable)})
+
+
+def city_pm25(
+    source: str | Path | Any,
+    cities: gpd.GeoDataFrame,
+    options: PM25Options | None = None,
+    *,
+    years: Sequence[int] | None = None,
+    id_col: str = "adcode",
+    progress: bool = False,
+) -> PM25Result:
+    """Mean annual PM2.5 of every city for the years the rasters cover (the ``pm25`` stage).
+
+    Parameters
+    ----------
+    source
+        Rasters as in :func:`zonal_pm25`.
+    cities
+        City polygons with a unique ``id_col``.
+    options
+        :class:`PM25Options` (weights, population raster, NetCDF variable, raster CRS, Dask
+        scheduler, coverage cache folder).
+    years
+        Years wanted (default: every year of the rasters). Years without a raster are left
+        out with an :class:`~agglo.errors.AggloDataWarning` and listed in the result.
+    id_col
+        Identifier column of ``cities``.
+    progress
+        Progress bar while computing coverage.
+
+    Returns
+    -------
+    PM25Result
+
+    Raises
+    ------
+    AggloInputError
+        The rasters cover none of ``years`` (and everything :func:`zonal_pm25` raises).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, geopandas as gpd, shapely
+    >>> da = xr.DataArray(np.full((1, 2, 2), 30.0), dims=("year", "lat", "lon"),
+    ...                   coords={"year": [2020], "lat": [30.5, 29.5], "lon": [110.5, 111.5]})
+    >>> cities = gpd.GeoDataFrame({"adcode": ["A"]}, geometry=[shapely.box(110, 29, 112, 31)],
+    ...                           crs=4326)
+    >>> res = city_pm25(da, cities, PM25Options(scheduler="synchronous"), years=[2020])
+    >>> res.values.to_dict("records")
+    [{'adcode': 'A', 'year': 2020, 'value': 30.0}]
+    """
+    options = options or PM25Options()
+    wanted = None
+    missing: tuple[int, ...] = ()
+    if years is not None:
+        available = set(raster_years(source, variable=options.variable))
+        wanted = [int(y) for y in years if int(y) in available]
+        missing = tuple(sorted({int(y) for y in years} - available))
+        if not wanted:
+            raise AggloInputError(
+                f"the PM2.5 rasters in {source} cover none of the years {sorted(years)} "
+                f"(they have {sorted(available)})."
+            )
+        if missing:
+            warnings.warn(
+                f"no PM2.5 raster for year(s) {list(missing)} in {source}; those years are "
+                "not computed",
+                AggloDataWarning,
+                stacklevel=2,
+            )
+    means = zonal_pm25(
+        source, cities, id_col=id_col, years=wanted, progress=progress, **options.to_dict()
+    )
+    return PM25Result(
+        means=means,
+        source_path=str(source) if isinstance(source, str | Path) else type(source).__name__,
+        missing_years=missing,
+        id_col=id_col,
+    )
+
+
+def _frame(ids: pd.Series, id_col: str | None, year: int, r: dict[str, np.ndarray]) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(r["den"] > 0, r["num"] / r["den"], np.nan)
         frac = np.clip(np.where(r["total"] > 0, r["den"] / r["total"], 0.0), 0.0, 1.0)
@@ -700,29 +883,34 @@ def _frame(ids: pd.Series, id_col: str, year: int, r: dict[str, np.ndarray]) -> 
             if "pnum" in r
             else np.full(len(ids), np.nan)
         )
+    columns = {} if id_col is None else {id_col: ids.to_numpy()}
+    index = pd.Index(ids, name=ids.name) if id_col is None else None
     return pd.DataFrame(
         {
-            id_col: ids.to_numpy(),
+            **columns,
             "year": np.full(len(ids), year, dtype=np.int64),
             "pm25_mean": mean,
             "pm25_popw": popw,
             "valid_fraction": frac,
             "n_cells": np.rint(r["n"]).astype(np.int64),
-        }
+        },
+        index=index,
     )
 
 
-def _warn_missing(out: pd.DataFrame, id_col: str) -> None:
+def _warn_missing(out: pd.DataFrame, id_col: str | None) -> None:
     miss = out[out["pm25_mean"].isna()]
     if miss.empty:
         return
+    labels = miss.index.to_series() if id_col is None else miss[id_col]
+    miss = miss.assign(_label=labels.to_numpy())
     parts = []
     for year, g in miss.groupby("year"):
-        shown = [str(v) for v in g[id_col].tolist()[:20]]
+        shown = [str(v) for v in g["_label"].tolist()[:20]]
         more = len(g) - len(shown)
         parts.append(f"{year}: {', '.join(shown)}" + (f" (+{more} more)" if more else ""))
     warnings.warn(
-        f"{miss[id_col].nunique()} polygon(s) have no valid PM2.5 cells (mean set to NaN; outside "
+        f"{miss['_label'].nunique()} polygon(s) have no valid PM2.5 cells (mean set to NaN; outside "
         f"the raster or only fill values) — {'; '.join(parts)}",
         PM25Warning,
         stacklevel=3,
@@ -788,21 +976,27 @@ def _check_scheduler(scheduler: Any) -> Any:
     raise AggloInputError(f"scheduler: unsupported value {scheduler!r}")
 
 
-def _check_polygons(polygons: Any, id_col: str) -> pd.Series:
+def _check_polygons(polygons: Any, id_col: str | None) -> pd.Series:
     if not isinstance(polygons, gpd.GeoDataFrame):
         raise AggloInputError(f"polygons must be a GeoDataFrame, got {type(polygons).__name__}")
     if polygons.crs is None:
         raise CRSError(
             "polygons have no CRS. Set it first, e.g. polygons.set_crs('EPSG:4326') for lon/lat."
         )
-    if id_col not in polygons.columns:
+    if id_col is None:
+        ids = polygons.index.to_series()
+        what = "the polygons' index"
+    elif id_col not in polygons.columns:
         raise AggloInputError(
-            f"id column {id_col!r} not in the polygons; columns: {', '.join(map(str, polygons.columns))}"
+            f"id column {id_col!r} not in the polygons; columns: "
+            f"{', '.join(map(str, polygons.columns))} (or id_col=None to key by the index)"
         )
-    ids = polygons[id_col]
+    else:
+        ids = polygons[id_col]
+        what = f"id column {id_col!r}"
     dup = ids[ids.duplicated()].unique().tolist()
     if dup:
-        raise AggloInputError(f"id column {id_col!r} has duplicated values: {dup[:10]}")
+        raise AggloInputError(f"{what} has duplicated values: {dup[:10]}")
     bad = ~polygons.geometry.isna() & ~polygons.geometry.geom_type.isin(["Polygon", "MultiPolygon"])
     if bad.any():
         raise AggloInputError(
@@ -813,17 +1007,15 @@ def _check_polygons(polygons: Any, id_col: str) -> pd.Series:
 
 
 def _polygons_on_grid(polygons: gpd.GeoDataFrame, grid: Grid) -> gpd.GeoSeries:
-    """Polygons in the grid's CRS, valid, with longitudes on the grid's convention."""
+    """Polygons in the grid's CRS with longitudes on the grid's convention."""
     crs = CRS.from_user_input(grid.crs)
     geoms = polygons.geometry
     if not CRS.from_user_input(polygons.crs).equals(crs):
         log.info("reprojecting polygons from %s to the raster CRS %s", polygons.crs.name, crs.name)
         geoms = geoms.to_crs(crs)
+    # validity: zonal_pm25 repaired the polygons once (clean_geometries); a reprojection
+    # keeps them valid for exactextract's coverage (which needs no topology)
     arr = np.asarray(geoms.values, dtype=object).copy()
-    invalid = ~shapely.is_missing(arr) & ~shapely.is_valid(arr)
-    if invalid.any():
-        log.info("repairing %d invalid polygon(s) with shapely.make_valid", int(invalid.sum()))
-        arr[invalid] = shapely.make_valid(arr[invalid])
     if crs.is_geographic:
         arr = _align_longitudes(arr, grid)
     return gpd.GeoSeries(arr, index=polygons.index, crs=crs)

@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
@@ -48,6 +49,7 @@ from agglo._validate import check_crs
 from agglo.errors import AggloDataWarning, AggloInputError, ValidationError, require
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2, geodesic_length_km
 from agglo.options import Options, option
+from agglo.results import StageResult
 
 __all__ = [
     "CHINESE_CLASSES",
@@ -55,7 +57,9 @@ __all__ = [
     "DEFAULT_CLASSES",
     "MAJOR_CLASSES",
     "ROAD_COLUMNS",
+    "RoadDensityResult",
     "RoadsOptions",
+    "city_road_density",
     "parse_road_source",
     "read_roads",
     "resolve_classes",
@@ -64,6 +68,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _GEOD = Geod(ellps="WGS84")
+#: boundary edges per linestring in the STRtree of :func:`_clipped_km`
+_RUN = 16
 
 #: OSM ``highway`` values counted as 公路 by default (see the module docstring)
 DEFAULT_CLASSES: tuple[str, ...] = (
@@ -307,7 +313,14 @@ def read_roads(
         if not sources:
             raise AggloInputError("no road file given.")
         frames = [read_roads(p, road_class=road_class, **kw) for p in sources]
-        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if len(frames) == 1:
+            return frames[0]
+        out = pd.concat(frames, ignore_index=True)
+        out.attrs = {
+            "source": ", ".join(f.attrs["source"] for f in frames),
+            "synthetic": any(f.attrs["synthetic"] for f in frames),
+        }
+        return out
     path, file_class = parse_road_source(path)
     road_class = file_class or road_class
     if not path.exists():
@@ -328,6 +341,9 @@ def read_roads(
         gdf["maxspeed"] = gdf["maxspeed"].where(gdf["maxspeed"].notna(), by_class)
         gdf["maxspeed"] = gdf["maxspeed"].astype(object).where(gdf["maxspeed"].notna(), None)
     log.info("read %d road lines from %s", len(gdf), path.name)
+    from agglo.reference.provenance import is_synthetic_file
+
+    gdf.attrs = {"source": path.name, "synthetic": is_synthetic_file(path)}
     return gdf
 
 
@@ -658,6 +674,149 @@ def road_density(
     return out
 
 
+@dataclass(frozen=True)
+class RoadDensityResult(StageResult):
+    """Road density per city (result of :func:`city_road_density`; the ``roads`` stage).
+
+    Attributes
+    ----------
+    density
+        :func:`road_density`'s table with ``name_zh`` and ``agglomeration_id`` of the cities
+        (when they have them), ``data_status`` and ``source`` (the network's file names).
+    years
+        Years the one network snapshot stands for (the panel's years).
+    network
+        File name(s) of the road network.
+    synthetic
+        Whether the network is synthetic.
+    n_lines
+        Road lines read (before the class filter).
+    id_col
+        Identifier column of the cities.
+    """
+
+    density: pd.DataFrame
+    years: tuple[int, ...]
+    network: str
+    synthetic: bool
+    n_lines: int
+    id_col: str = "adcode"
+    #: the panel indicator this stage computes
+    name: ClassVar[str] = "road_density"
+
+    @property
+    def values(self) -> pd.DataFrame:
+        """The panel indicator: ``adcode, year, value`` (km/100 km²), the snapshot every year."""
+        ids = self.density[self.id_col].to_numpy()
+        density = self.density["density_km_per_100km2"].to_numpy()
+        frames = [
+            pd.DataFrame({"adcode": ids, "year": year, "value": density}) for year in self.years
+        ]
+        if not frames:
+            return pd.DataFrame(columns=["adcode", "year", "value"])
+        return pd.concat(frames, ignore_index=True)
+
+    @property
+    def source(self) -> str:
+        """Where the indicator comes from (panel provenance)."""
+        status = "SYNTHETIC" if self.synthetic else "real"
+        return (
+            f"agglo.road_density on {self.network} ({status}); classes "
+            f"{self.density.attrs.get('classes')}; geodesic km per 100 km² (WGS84); one network "
+            f"snapshot applied to every year {list(self.years)}"
+        )
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"road_density": self.density}
+
+    def summary_lines(self) -> list[str]:
+        status = "SYNTHETIC" if self.synthetic else "real"
+        d = self.density
+        members = d[d["agglomeration_id"].notna()] if "agglomeration_id" in d.columns else d
+        return [
+            f"Road density ({self.network}, {status}): {self.n_lines:,} lines, "
+            f"{d['length_km'].sum():,.0f} km; member cities' median "
+            f"{members['density_km_per_100km2'].median():.1f} km/100 km²"
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "classes": self.density.attrs.get("classes"),
+            "method": self.density.attrs.get("method"),
+            "network": self.network,
+            "years": list(self.years),
+        }
+
+
+def city_road_density(
+    lines: gpd.GeoDataFrame,
+    cities: gpd.GeoDataFrame,
+    options: RoadsOptions | None = None,
+    *,
+    years: Iterable[int] = (),
+    id_col: str = "adcode",
+    network: str | None = None,
+    synthetic: bool | None = None,
+    progress: bool = False,
+) -> RoadDensityResult:
+    """Road density of every city from one road network (the ``roads`` stage).
+
+    Parameters
+    ----------
+    lines
+        Road lines, e.g. from :func:`read_roads` (whose ``attrs`` name the files and say
+        whether they are synthetic).
+    cities
+        City polygons with a unique ``id_col`` (``name_zh`` and ``agglomeration_id`` are copied
+        to the table when present).
+    options
+        :class:`RoadsOptions` (its ``classes`` select the roads).
+    years
+        Years the network snapshot stands for (the panel indicator repeats it each year).
+    id_col
+        Identifier column of ``cities``.
+    network, synthetic
+        Name and status of the network (default: from ``lines.attrs``, else ``"roads"`` and
+        real).
+    progress
+        Progress bar over the cities.
+
+    Returns
+    -------
+    RoadDensityResult
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> cities = gpd.GeoDataFrame({"adcode": ["A"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
+    >>> road = gpd.GeoDataFrame({"highway": ["primary"]},
+    ...     geometry=[shapely.LineString([(0.5, 0.5), (1.5, 0.5)])], crs=4326)
+    >>> res = city_road_density(road, cities, years=[2020])
+    >>> round(float(res.values["value"].iloc[0]), 3), res.tables()["road_density"]["data_status"][0]
+    (0.452, 'real')
+    """
+    options = options or RoadsOptions()
+    network = network or lines.attrs.get("source") or "roads"
+    synthetic = bool(lines.attrs.get("synthetic", False)) if synthetic is None else synthetic
+    density = road_density(lines, cities, id_col=id_col, classes=options.classes, progress=progress)
+    table = density.reset_index(drop=True)
+    for pos, col in enumerate(("name_zh", "agglomeration_id"), start=1):
+        if col in cities.columns:
+            table.insert(pos, col, cities[col].to_numpy())
+    table["data_status"] = "synthetic" if synthetic else "real"
+    table["source"] = network
+    table.attrs = dict(density.attrs)
+    log.info("road density from %s: one snapshot for years %s", network, list(years))
+    return RoadDensityResult(
+        density=table,
+        years=tuple(int(y) for y in years),
+        network=network,
+        synthetic=synthetic,
+        n_lines=len(lines),
+        id_col=id_col,
+    )
+
+
 def _prepare_roads(
     roads: gpd.GeoDataFrame | gpd.GeoSeries, wanted: tuple[str, ...] | None, class_col: str
 ) -> tuple[np.ndarray, dict[str, int]]:
@@ -769,13 +928,20 @@ def _prepare_polygons(
 def _length_by_polygon(
     lines: np.ndarray, polys: np.ndarray, *, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Geodesic km of ``lines`` inside each polygon and the number of lines touching it."""
+    """Geodesic km of ``lines`` inside each polygon and the number of lines touching it.
+
+    Lines wholly inside a polygon (prepared ``contains_properly``) count with their full
+    length. The lines crossing a boundary are clipped all at once by :func:`_clipped_km`
+    instead of one GEOS overlay per line (whose cost grows with the polygon's vertices).
+    """
     full = _geodesic_km(lines)
     tree = shapely.STRtree(lines)
     polys = polys.copy()
     shapely.prepare(polys)
     total = np.zeros(len(polys))
     count = np.zeros(len(polys), dtype=np.int64)
+    edge_poly: list[np.ndarray] = []
+    edge_line: list[np.ndarray] = []
     it: Iterable[int] = range(len(polys))
     if progress:
         from tqdm.auto import tqdm
@@ -785,17 +951,109 @@ def _length_by_polygon(
         poly = polys[j]
         if poly is None or shapely.is_empty(poly):
             continue
-        cand = tree.query(poly)  # envelope candidates (tree indices)
+        cand = tree.query(poly)  # envelope candidates
         if not len(cand):
             continue
-        cand_geoms = lines[cand]
-        inside = shapely.contains_properly(poly, cand_geoms)  # fast path: no intersection
+        inside = shapely.contains_properly(poly, lines[cand])  # fast path: no intersection
         rest = cand[~inside]
-        hit = rest[shapely.intersects(poly, lines[rest])]
-        pieces = shapely.intersection(lines[hit], poly) if len(hit) else np.empty(0, object)
-        total[j] = full[cand[inside]].sum() + _geodesic_km(pieces).sum()
-        count[j] = int(inside.sum()) + len(hit)
+        touch = rest[shapely.intersects(poly, lines[rest])]
+        total[j] = full[cand[inside]].sum()
+        count[j] = int(inside.sum()) + len(touch)
+        edge_line.append(touch)
+        edge_poly.append(np.full(len(touch), j, dtype=np.int64))
+    if edge_line:
+        pair_poly, pair_line = np.concatenate(edge_poly), np.concatenate(edge_line)
+        km = _clipped_km(lines[pair_line], pair_poly, polys)
+        total += np.bincount(pair_poly, weights=km, minlength=len(polys))
     return total, count
+
+
+def _clipped_km(lines: np.ndarray, poly_of: np.ndarray, polys: np.ndarray) -> np.ndarray:
+    """Geodesic km of ``lines[k]`` inside ``polys[poly_of[k]]``, for every pair ``k`` at once.
+
+    Equal to measuring ``shapely.intersection(line, polygon)`` on its vertices: each line is
+    split into its segments, every segment is cut where it meets an edge of its polygon's
+    boundary (crossing parameters found with an STRtree of boundary edges and computed in
+    closed form, planar in lon/lat as GEOS does), and the pieces whose midpoint lies in the
+    closed polygon (``intersects_xy``: a piece along the boundary counts, as in an overlay)
+    are measured on the ellipsoid. ``polys`` must be prepared.
+    """
+    out = np.zeros(len(lines))
+    if not len(lines):
+        return out
+    # the segments of every line, with the pair they belong to
+    parts, part_pair = shapely.get_parts(lines, return_index=True)
+    xy, vpart = shapely.get_coordinates(parts, return_index=True)
+    same = vpart[1:] == vpart[:-1]
+    a, b = xy[:-1][same], xy[1:][same]
+    seg_pair = part_pair[vpart[:-1][same]]
+    seg_poly = poly_of[seg_pair]
+    # the boundary edges of the polygons concerned, in runs of _RUN consecutive edges
+    used = np.unique(poly_of)
+    parts, part_poly = shapely.get_parts(polys[used], return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    exy, ering = shapely.get_coordinates(rings, return_index=True)
+    esame = ering[1:] == ering[:-1]
+    e0, e1 = exy[:-1][esame], exy[1:][esame]
+    edge_ring = ering[:-1][esame]
+    edge_poly = used[part_poly[ring_part[edge_ring]]]
+    # run id: a new run every _RUN edges of a ring (edges of a ring are consecutive)
+    first = np.r_[True, edge_ring[1:] != edge_ring[:-1]]
+    start_of_ring = np.maximum.accumulate(np.where(first, np.arange(len(e0)), 0))
+    new_run = first | ((np.arange(len(e0)) - start_of_ring) % _RUN == 0)
+    run_of = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_len = np.diff(np.r_[run_start, len(e0)])
+    # a run as one linestring: the start of each edge, plus the end of its last edge
+    last = np.r_[run_of[1:] != run_of[:-1], True]
+    pts = np.concatenate([e0, e1[last]])
+    key = np.concatenate([np.arange(len(e0)) * 2, np.flatnonzero(last) * 2 + 1])
+    order = np.argsort(key, kind="stable")
+    runs = shapely.linestrings(pts[order], indices=np.r_[run_of, run_of[last]][order])
+    # segment-run pairs that meet (same polygon), expanded to their edges
+    segs = shapely.linestrings(np.stack([a, b], axis=1))
+    si, ri = shapely.STRtree(runs).query(segs, predicate="intersects")
+    mine = edge_poly[run_start[ri]] == seg_poly[si]
+    si, ri = si[mine], ri[mine]
+    reps = run_len[ri]
+    si = np.repeat(si, reps)
+    ei = np.repeat(run_start[ri], reps) + (
+        np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    )
+    r = b[si] - a[si]
+    s = e1[ei] - e0[ei]
+    qp = e0[ei] - a[si]
+    den = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
+    cross = den != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_cross = (qp[:, 0] * s[:, 1] - qp[:, 1] * s[:, 0]) / den
+        u_cross = (qp[:, 0] * r[:, 1] - qp[:, 1] * r[:, 0]) / den
+        # collinear overlap: the edge's end points, projected on the segment
+        rr = (r * r).sum(axis=1)
+        t_q0 = (qp * r).sum(axis=1) / rr
+        t_q1 = ((qp + s) * r).sum(axis=1) / rr
+    # cuts where an edge meets the segment, and at the ends of (nearly) parallel edges; a
+    # spurious cut is harmless (every piece is tested), a missing one is not
+    tol = 1e-9
+    cross &= (t_cross >= -tol) & (t_cross <= 1 + tol) & (u_cross >= -tol) & (u_cross <= 1 + tol)
+    col = np.abs(den) <= tol * np.sqrt(rr * (s * s).sum(axis=1))
+    n = len(a)
+    cut_seg = np.concatenate([np.arange(n), np.arange(n), si[cross], si[col], si[col]])
+    cut_t = np.concatenate([np.zeros(n), np.ones(n), t_cross[cross], t_q0[col], t_q1[col]])
+    cut_t = np.clip(np.nan_to_num(cut_t, nan=0.0), 0.0, 1.0)
+    order = np.lexsort((cut_t, cut_seg))
+    cut_seg, cut_t = cut_seg[order], cut_t[order]
+    piece = (cut_seg[1:] == cut_seg[:-1]) & (cut_t[1:] > cut_t[:-1])
+    k = cut_seg[:-1][piece]
+    t0, t1 = cut_t[:-1][piece], cut_t[1:][piece]
+    d = b[k] - a[k]
+    mid = a[k] + d * ((t0 + t1) / 2)[:, None]
+    keep = shapely.intersects_xy(polys[seg_poly[k]], mid[:, 0], mid[:, 1])
+    k, t0, t1, d = k[keep], t0[keep], t1[keep], d[keep]
+    p0 = np.where((t0 == 0)[:, None], a[k], a[k] + d * t0[:, None])
+    p1 = np.where((t1 == 1)[:, None], b[k], a[k] + d * t1[:, None])
+    _, _, dist = _GEOD.inv(p0[:, 0], p0[:, 1], p1[:, 0], p1[:, 1])
+    return np.bincount(seg_pair[k], weights=dist, minlength=len(lines)) / 1000.0
 
 
 def _geodesic_km(geoms: np.ndarray) -> np.ndarray:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from agglo.analysis.autocorr import AutocorrOptions
+from agglo.analysis.coreperiphery import CorePeripheryOptions
+from agglo.analysis.metro.options import MetroOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError, ValidationError
 from agglo.measures.hsr import HSROptions
@@ -25,9 +27,7 @@ from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
 from agglo.pipeline import stages as s
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
-from agglo.pipeline.coreperiphery import CorePeripheryOptions
 from agglo.pipeline.index import stage_options as index_options
-from agglo.pipeline.metro import MetroOptions
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
@@ -170,7 +170,8 @@ def run_stages(
     outputs = RunOutputs(config=config, out_dir=Path(out_dir), force=force)
     done: dict[str, StageOutput | None] = dict(given or {})
     by_name = {st.name: st for st in STAGES}
-    for name in _closure(targets or by_name, done):
+    order = _closure(targets or by_name, done)
+    for step, name in enumerate(order, 1):
         st = by_name[name]
         if name in done:
             if done[name] is not None:
@@ -185,7 +186,7 @@ def run_stages(
         if st.progress:
             kwargs["progress"] = progress
         start = time.perf_counter()
-        log.info("stage %s ...", name)
+        log.info("[%d/%d] stage %s ...", step, len(order), name)
         try:
             done[name] = out = st.function(config, opts.get(name), **kwargs)
         except AggloInputError as exc:
@@ -193,7 +194,9 @@ def run_stages(
                 raise
             log.warning("stage %s skipped: %s", name, exc)
             done[name] = out = None
-        log.info("stage %s done in %.1f s", name, time.perf_counter() - start)
+        log.info(
+            "[%d/%d] stage %s done in %.1f s", step, len(order), name, time.perf_counter() - start
+        )
         if out is not None:
             outputs.add(name, out)
             if name == "inputs":
@@ -207,6 +210,7 @@ def run(
     *,
     force: bool = False,
     stages: tuple[str, ...] | None = None,
+    progress: bool = False,
 ) -> RunOutputs:
     """Run the whole job and return its outputs (layers, tables, results, figures).
 
@@ -223,6 +227,8 @@ def run(
         Replace an existing run folder (as a whole).
     stages
         Subset of the stage and output-step names to run (with the stages they need).
+    progress
+        Show progress bars inside the long stages (the stage counter is logged at INFO).
     """
     from agglo._validate import check_run_config
     from agglo.outputs.provenance import portable
@@ -239,11 +245,15 @@ def run(
                 f"output folder {out} is not empty; pass --force to replace its files "
                 "or choose another --out."
             )
-        return run_stages(config, targets, out_dir=out, force=force, options=options)
+        return run_stages(
+            config, targets, out_dir=out, force=force, options=options, progress=progress
+        )
     recorded = {k: portable(v) if isinstance(v, str) else v for k, v in config.to_dict().items()}
     # the run folder is written beside `out` and swapped in whole, manifest (run.json) last
     with run_folder(out, force=force, config=recorded) as staging:
-        outputs = run_stages(config, targets, out_dir=staging, force=force, options=options)
+        outputs = run_stages(
+            config, targets, out_dir=staging, force=force, options=options, progress=progress
+        )
         _write_outputs(outputs, stages)
     outputs.out_dir = out
     outputs.summary = [line.replace(str(staging), str(out)) for line in outputs.summary]

@@ -150,9 +150,9 @@ def road_network(config: RunConfig, stage: str) -> tuple[list[str], str, bool] |
 
 
 def pm25_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
-    """City mean PM2.5 for the run's years (:func:`agglo.measures.pm25.zonal_pm25`)."""
-    from agglo.io.rasters import NETCDF_SUFFIXES, TIFF_SUFFIXES, discover_layers
-    from agglo.measures.pm25 import zonal_pm25
+    """City mean PM2.5 for the run's years (:func:`agglo.measures.pm25.city_pm25`)."""
+    from agglo.io.rasters import NETCDF_SUFFIXES, TIFF_SUFFIXES
+    from agglo.measures.pm25 import city_pm25, raster_years
     from agglo.reference.paths import data_path
 
     source = Path(config.rasters) if config.rasters is not None else data_path("rasters")
@@ -162,83 +162,34 @@ def pm25_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput |
     ):
         log.info("stage pm25: no PM2.5 rasters at %s; skipped (panel pm25 kept as given)", source)
         return None
-    available = {layer.year for layer in discover_layers(source, variable=options.variable)}
-    years = [y for y in inputs.years if y in available]
-    missing = sorted(set(inputs.years) - available)
-    if missing:
-        log.warning(
-            "stage pm25: no raster for year(s) %s in %s; pm25 kept as given", missing, source
-        )
-    if not years:
+    if not set(inputs.years) & set(raster_years(source, variable=options.variable)):
         log.info("stage pm25: rasters cover none of the run years %s; skipped", inputs.years)
         return None
-    df = zonal_pm25(source, inputs.cities, id_col="adcode", years=years, **options.to_dict())
-    synthetic = bool(df.attrs.get("synthetic"))
-    files = [s.split("#")[0] for s in df.attrs.get("source", "").split(", ") if s]
-    status = "synthetic" if synthetic else "real"
-    src = f"zonal_pm25({source}, weights={df.attrs['weights']}) [{status}]"
-    low = df[df["valid_fraction"] < 0.5]
-    return StageOutput(
-        result=Indicator("pm25", df.rename(columns={"pm25_mean": "value"}), src, df),
-        tables={"pm25": df.assign(data_status=status)},
-        synthetic=set(files) if synthetic else set(),
-        provenance={"pm25_rasters": f"{', '.join(files)} ({status}; {df.attrs.get('crs', '')})"},
-        summary=[
-            f"PM2.5: {df['adcode'].nunique()} cities x {df['year'].nunique()} years from "
-            f"{len(files)} raster file(s) ({df.attrs['weights']}-weighted); mean "
-            f"{df['pm25_mean'].mean():.1f} µg/m³; {len(low)} city-years with < 50 % valid cells"
-        ],
+    result = city_pm25(source, inputs.cities, options, years=inputs.years)
+    return StageOutput.of(
+        result,
+        synthetic=set(result.files) if result.synthetic else set(),
+        provenance=result.provenance(),
     )
 
 
 def roads_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
-    """Road density per city, one network snapshot for every year (``road_density``)."""
-    from agglo.measures.roads import read_roads, road_density
+    """Road density per city, one network snapshot for every year (``city_road_density``)."""
+    from agglo.measures.roads import city_road_density, read_roads
 
     found = road_network(config, "roads")
     if found is None:
         return None
     sources, name, synthetic = found
-    cities = inputs.cities
-    bbox = tuple(float(v) for v in cities.to_crs(4326).total_bounds)
+    bbox = tuple(float(v) for v in inputs.cities.to_crs(4326).total_bounds)
     lines = read_roads(sources, bbox=bbox, **options.to_dict())
-    result = road_density(lines, cities, id_col="adcode", classes=options.classes)
-    status = "SYNTHETIC" if synthetic else "real"
-    source = (
-        f"agglo.road_density on {name} ({status}); classes "
-        f"{result.attrs['classes']}; geodesic km per 100 km² (WGS84); one network snapshot "
-        f"applied to every year {inputs.years}"
-    )
-    log.info("road density from %s (%s): one snapshot for years %s", name, status, inputs.years)
-    density = result["density_km_per_100km2"].to_numpy()
-    values = pd.DataFrame(columns=["adcode", "year", "value"])
-    if inputs.years:
-        values = pd.concat(
-            [result[["adcode"]].assign(year=y, value=density) for y in inputs.years],
-            ignore_index=True,
-        )
-    table = result.reset_index(drop=True)
-    table.insert(1, "name_zh", cities["name_zh"].to_numpy())
-    table.insert(2, "agglomeration_id", cities["agglomeration_id"].to_numpy())
-    table["data_status"] = "synthetic" if synthetic else "real"
-    table["source"] = name
-    members = table[table["agglomeration_id"].notna()]
-    return StageOutput(
-        result=Indicator("road_density", values, source, result),
-        tables={"road_density": table},
-        synthetic={name} if synthetic else set(),
-        summary=[
-            f"Road density ({name}, {status}): {len(lines):,} lines, "
-            f"{result['length_km'].sum():,.0f} km; member cities' median "
-            f"{members['density_km_per_100km2'].median():.1f} km/100 km²"
-        ],
-    )
+    result = city_road_density(lines, inputs.cities, options, years=inputs.years)
+    return StageOutput.of(result, synthetic={name} if synthetic else set())
 
 
 def hsr_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | None:
-    """HSR flag per city and year from ``[inputs] stations`` (``hsr_access``)."""
-    from agglo.measures.hsr import hsr_access, read_stations
-    from agglo.reference.provenance import is_synthetic_file
+    """HSR flag per city and year from ``[inputs] stations`` (``city_hsr``)."""
+    from agglo.measures.hsr import city_hsr, read_stations
 
     if config.stations is None:
         log.info("no stations input configured: the panel's hsr values are kept; stage hsr skipped")
@@ -247,32 +198,8 @@ def hsr_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput | 
     if not path.exists():
         raise AggloInputError(f"[inputs] stations = {path} does not exist.")
     table = read_stations(path, **options.to_dict())
-    result = hsr_access(
-        table,
-        inputs.cities,
-        inputs.years,
-        counties=inputs.counties,
-        min_speed_kmh=options.min_speed_kmh,
-    )
-    synthetic = is_synthetic_file(path)
-    source = (
-        f"agglo.hsr_access on {path.name} ({'SYNTHETIC' if synthetic else 'real'}); "
-        f"hsr = 1 from the year the city's first station (>= {options.min_speed_kmh:g} km/h) "
-        "opened"
-    )
-    out = result.copy()
-    out.insert(1, "name_zh", out["adcode"].map(inputs.cities.set_index("adcode")["name_zh"]))
-    years = inputs.years
-    last = result[result["year"] == max(years)] if years else result
-    return StageOutput(
-        result=Indicator("hsr", result.rename(columns={"hsr": "value"}), source, result),
-        tables={"hsr": out},
-        synthetic={path.name} if synthetic else set(),
-        summary=[
-            f"HSR ({path.name}): {int(last['hsr'].sum())} of {last['adcode'].nunique()} cities "
-            f"have a station by {max(years) if years else '-'}"
-        ],
-    )
+    result = city_hsr(table, inputs.cities, options, years=inputs.years, counties=inputs.counties)
+    return StageOutput.of(result, synthetic={path.name} if result.synthetic else set())
 
 
 def panel_stage(
@@ -375,52 +302,19 @@ def coreperiphery_stage(
     config: RunConfig, options: Any, inputs: Inputs, panel: pd.DataFrame, progress: bool = False
 ) -> StageOutput | None:
     """Coreness, city system, structure type and core-periphery gaps per agglomeration-year."""
-    from agglo.pipeline.coreperiphery import analyse
+    from agglo.analysis.coreperiphery import core_periphery
 
-    res = analyse(
+    result = core_periphery(
         inputs.cities,
         panel,
+        options,
         counties=inputs.counties,
         years=inputs.years or None,
         agglomerations=config.agglomerations,
-        options=options,
         seed=config.seed,
         progress=progress,
     )
-    fit, struct = res["fit"], res["structure_type"].set_index(["agglomeration_id", "year"])
-    latest = int(fit["year"].max())
-    lines = [
-        f"Core-periphery {row.agglomeration_id} {latest}: core {row.core_cities} "
-        f"({row.method} fit {row.fit:.2f}, p {row.p_value:.3f}); structure "
-        f"{struct.loc[(row.agglomeration_id, latest), 'structure_type']}"
-        for row in fit[
-            (fit["year"] == latest) & (fit["method"] == fit["method"].iloc[-1])
-        ].itertuples()
-    ]
-    return StageOutput(
-        result=res,
-        tables={
-            "coreness": res["coreness"],
-            "coreness_fit": fit,
-            "city_system": res["city_system"],
-            "structure_type": res["structure_type"],
-            "core_periphery_gaps": res["gaps"],
-        },
-        layers={"core_periphery": res["layer"]},
-        layer_metadata={
-            "core_periphery": {
-                "description": (
-                    "member cities: Borgatti-Everett coreness (continuous, max 1) and discrete "
-                    "core flag per year on the gravity network sqrt(P G)_i sqrt(P G)_j / "
-                    "d_ij^beta; structure_type of the agglomeration in the latest year"
-                ),
-                "units": {"coreness_<year>": "0-1 (continuous coreness)", "core_<year>": "bool"},
-                "options": dict(res["options"]),
-                "seed": config.seed,
-            }
-        },
-        summary=lines,
-    )
+    return StageOutput.of(result)
 
 
 def metro_stage(
@@ -431,12 +325,15 @@ def metro_stage(
     progress: bool = False,
 ) -> StageOutput | None:
     """One-hour commute catchments of the core cities on ``[inputs] roads`` (or the demo)."""
-    from agglo.pipeline.metro import metro_run
+    from agglo.analysis.metro import metropolitan_areas
 
     found = road_network(config, "metro")
     if found is None:
         return None
     sources, name, synthetic = found
-    out = metro_run(inputs.cities, inputs.counties, panel, sources, synthetic, options, progress)
-    out.synthetic = {name} if synthetic else set()
-    return out
+    res = metropolitan_areas(
+        inputs.cities, inputs.counties, sources, options, panel=panel, progress=progress
+    )
+    return StageOutput.of(
+        res, synthetic={name} if synthetic else set(), provenance={"metro": res.method_note}
+    )

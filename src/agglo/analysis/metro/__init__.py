@@ -41,21 +41,33 @@ Examples
 11.09
 """
 
-from agglo.analysis.metro.areas import DEFAULT_CORES, MetroResult, metro_areas, resolve_cores
+from agglo.analysis.metro.areas import (
+    CHENGDU_CHECK,
+    DEFAULT_CORES,
+    MetroResult,
+    metro_areas,
+    resolve_cores,
+)
 from agglo.analysis.metro.catchment import METHODS, Catchment, commute_catchment
 from agglo.analysis.metro.graph import DEFAULT_SPEEDS_KMH, RoadGraph, parse_maxspeed, road_graph
+from agglo.analysis.metro.metropolitan import latest_population, metropolitan_areas
+from agglo.analysis.metro.options import MetroOptions
 from agglo.analysis.metro.routing import DEFAULT_ACCESS_SPEED_KMH, travel_times
 
 __all__ = [
+    "CHENGDU_CHECK",
     "DEFAULT_ACCESS_SPEED_KMH",
     "DEFAULT_CORES",
     "DEFAULT_SPEEDS_KMH",
     "METHODS",
     "Catchment",
+    "MetroOptions",
     "MetroResult",
     "RoadGraph",
     "commute_catchment",
+    "latest_population",
     "metro_areas",
+    "metropolitan_areas",
     "parse_maxspeed",
     "resolve_cores",
     "road_graph",

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -23,10 +24,12 @@ from agglo.analysis.metro.catchment import (
 )
 from agglo.analysis.metro.friction import _friction_group
 from agglo.analysis.metro.graph import _GEOD, RoadGraph
-from agglo.analysis.metro.routing import DEFAULT_ACCESS_SPEED_KMH, _check_minutes, _check_speed
+from agglo.analysis.metro.options import MetroOptions
+from agglo.analysis.metro.routing import _check_minutes, _check_speed
 from agglo.errors import AggloInputError
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_area_km2
 from agglo.reference import seats as seat_rule
+from agglo.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +83,24 @@ def resolve_cores(cities: pd.DataFrame, cores: Iterable[str] | None) -> list[str
     return list(dict.fromkeys(out))
 
 
+#: seed 003 check: Chengdu's one-hour area should reach these cities' seats
+CHENGDU_CHECK = (
+    "510100",
+    {"510600": "Deyang 德阳", "511400": "Meishan 眉山", "512000": "Ziyang 资阳"},
+)
+
+
 @dataclass
-class MetroResult:
-    """Result of :func:`metro_areas`.
+class MetroResult(StageResult):
+    """Result of :func:`metro_areas` and :func:`~agglo.analysis.metro.metropolitan_areas`.
 
     Attributes
     ----------
     areas
         One row per core (EPSG:4326): ``core_adcode``, ``core_name``, ``minutes``,
         ``access_speed_kmh``, ``method``, ``area_km2``, ``n_member_counties``,
-        ``population_inside`` (when population is given), geometry (the catchment).
+        ``population_inside`` (when population is given), geometry (the catchment), and
+        ``agglomeration_id`` when the cities have one.
     members
         Counties with their seat reachable within the limit or any area inside, per core:
         ``core_adcode``, ``core_name``, ``adcode``, ``name_zh``, ``city_adcode``,
@@ -100,9 +111,15 @@ class MetroResult:
         The same per city: ``adcode``, ``name_zh``, ``seat_minutes``, ``area_share``, ...
     isochrones
         Bands (e.g. 0-15, 15-30, ... minutes) per core: ``core_adcode``, ``band_min``,
-        ``band_max``, ``area_km2``, geometry.
+        ``band_max``, ``area_km2``, geometry (and ``agglomeration_id``).
     nodes
         Travel time to every reached node, per core (``group`` = core adcode).
+    method_note
+        How the areas were made (method, limit, access speed, roads and their status).
+    road_report
+        :attr:`RoadGraph.report` of the graph routed on.
+    options
+        The options used (``None`` when :func:`metro_areas` was called directly).
     """
 
     areas: gpd.GeoDataFrame
@@ -110,6 +127,60 @@ class MetroResult:
     cities: pd.DataFrame
     isochrones: gpd.GeoDataFrame
     nodes: gpd.GeoDataFrame
+    method_note: str = ""
+    road_report: dict[str, Any] = field(default_factory=dict)
+    options: Any = None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``metro_members`` and ``metro_cities``."""
+        return {"metro_members": self.members, "metro_cities": self.cities}
+
+    def layers(self) -> dict[str, gpd.GeoDataFrame]:
+        """``metro_areas`` (one catchment per core) and ``isochrones`` (bands)."""
+        return {"metro_areas": self.areas, "isochrones": self.isochrones}
+
+    def metadata(self) -> dict[str, Any]:
+        """Options and method."""
+        opts = self.options.to_dict() if hasattr(self.options, "to_dict") else {}
+        return {"options": opts, "method": self.method_note}
+
+    def layer_metadata(self) -> dict[str, dict[str, Any]]:
+        """Descriptions and method of the two layers (and the road graph's build facts)."""
+        graph = {k: v for k, v in self.road_report.items() if k != "dropped_classes"}
+        return {
+            "metro_areas": {
+                "description": "one-hour commute catchments (都市圈) of core cities",
+                "method": self.method_note,
+                "road_graph": graph,
+            },
+            "isochrones": {
+                "description": "isochrone bands (minutes from the core city seat)",
+                "method": self.method_note,
+            },
+        }
+
+    def summary_lines(self) -> list[str]:
+        """One line per core and the seed-003 check (Chengdu reaches Deyang, Meishan, Ziyang)."""
+        lines = [
+            f"Metro area of {row.core_name}: {row.area_km2:,.0f} km² within "
+            f"{row.minutes:g} min, {row.n_member_counties} county seats reached"
+            for row in self.areas.itertuples(index=False)
+        ]
+        core, targets = CHENGDU_CHECK
+        if core not in set(self.areas["core_adcode"]):
+            return lines
+        limit = float(self.areas.loc[self.areas["core_adcode"] == core, "minutes"].iloc[0])
+        c = self.cities[self.cities["core_adcode"] == core].set_index("adcode")["seat_minutes"]
+        parts = []
+        for ad, label in targets.items():
+            t = float(c.get(ad, np.nan))
+            parts.append(f"{label} " + (f"{t:.0f} min" if np.isfinite(t) else "not reached"))
+        ok = all(np.isfinite(float(c.get(ad, np.nan))) for ad in targets)
+        lines.append(
+            f"Seed-003 check: Chengdu's {limit:g}-min area "
+            f"{'reaches' if ok else 'does NOT reach all of'} the seats of " + ", ".join(parts)
+        )
+        return lines
 
 
 def _seat_minutes(
@@ -159,15 +230,15 @@ def metro_areas(
     graph: RoadGraph,
     cores: Iterable[str] | None = None,
     *,
-    minutes: float = 60,
-    access_speed_kmh: float = DEFAULT_ACCESS_SPEED_KMH,
+    minutes: float = MetroOptions.minutes,
+    access_speed_kmh: float = MetroOptions.access_speed_kmh,
     method: str = "network",
-    bands: Sequence[float] = (15, 30, 45, 60),
+    bands: Sequence[float] = MetroOptions.bands,
     population: str | None = "population",
     city_seats: gpd.GeoDataFrame | None = None,
     county_seats: gpd.GeoDataFrame | None = None,
-    max_access_km: float = 10.0,
-    cell_m: float = 500.0,
+    max_access_km: float = MetroOptions.max_access_km,
+    cell_m: float = MetroOptions.cell_m,
     progress: bool = False,
 ) -> MetroResult:
     """Metropolitan areas: one-hour commute catchments of core cities and their members.
@@ -336,6 +407,10 @@ def metro_areas(
         crs=WGS84,
     )
     iso.insert(4, "area_km2", geodesic_area_km2(iso).to_numpy() if len(iso) else [])
+    if "agglomeration_id" in cities.columns:
+        agg = dict(zip(cities["adcode"].astype(str), cities["agglomeration_id"], strict=True))
+        areas = areas.assign(agglomeration_id=areas["core_adcode"].map(agg))
+        iso = iso.assign(agglomeration_id=iso["core_adcode"].map(agg))
     return MetroResult(
         areas=areas,
         members=pd.concat(member_frames, ignore_index=True),

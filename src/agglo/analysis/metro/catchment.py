@@ -16,8 +16,8 @@ from pyproj import Transformer
 
 from agglo.analysis.metro.friction import _friction_group
 from agglo.analysis.metro.graph import RoadGraph, _aeqd
+from agglo.analysis.metro.options import MetroOptions
 from agglo.analysis.metro.routing import (
-    DEFAULT_ACCESS_SPEED_KMH,
     _check_minutes,
     _check_speed,
     _multi_dijkstra,
@@ -26,6 +26,7 @@ from agglo.analysis.metro.routing import (
 )
 from agglo.errors import AggloInputError
 from agglo.measures.geodesy import WGS84, geodesic_area_km2
+from agglo.options import choice_problem
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ METHODS = ("network", "friction")
 
 
 def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise AggloInputError(f"method must be one of {METHODS}, got {method!r}.")
+    problem = choice_problem("method", method, METHODS)
+    if problem:
+        raise AggloInputError(problem)
     return method
 
 
@@ -169,13 +171,13 @@ def commute_catchment(
     graph: RoadGraph,
     sources: Any,
     *,
-    minutes: float = 60,
-    access_speed_kmh: float = DEFAULT_ACCESS_SPEED_KMH,
+    minutes: float = MetroOptions.minutes,
+    access_speed_kmh: float = MetroOptions.access_speed_kmh,
     groups: Sequence[Any] | None = None,
     method: str = "network",
-    max_access_km: float = 10.0,
+    max_access_km: float = MetroOptions.max_access_km,
     background_kmh: float | None = None,
-    cell_m: float = 500.0,
+    cell_m: float = MetroOptions.cell_m,
     quad_segs: int = 8,
     progress: bool = False,
 ) -> Catchment:

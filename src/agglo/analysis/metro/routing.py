@@ -18,13 +18,14 @@ import shapely
 from scipy.sparse.csgraph import dijkstra
 
 from agglo.analysis.metro.graph import RoadGraph
+from agglo.analysis.metro.options import MetroOptions
 from agglo.errors import AggloInputError
 from agglo.measures.geodesy import WGS84, ensure_wgs84
 
 log = logging.getLogger(__name__)
 
 #: off-network access speed, km/h (unmapped local roads / e-bike)
-DEFAULT_ACCESS_SPEED_KMH = 15.0
+DEFAULT_ACCESS_SPEED_KMH = MetroOptions.access_speed_kmh
 
 
 def _source_points(sources: Any) -> tuple[np.ndarray, np.ndarray, pd.Index]:
@@ -156,9 +157,9 @@ def travel_times(
     graph: RoadGraph,
     sources: Any,
     *,
-    minutes: float = 60,
-    access_speed_kmh: float = DEFAULT_ACCESS_SPEED_KMH,
-    max_access_km: float = 10.0,
+    minutes: float = MetroOptions.minutes,
+    access_speed_kmh: float = MetroOptions.access_speed_kmh,
+    max_access_km: float = MetroOptions.max_access_km,
 ) -> gpd.GeoDataFrame:
     """Travel time from the nearest source to every graph node reached within ``minutes``.
 

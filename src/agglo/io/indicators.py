@@ -1,0 +1,117 @@
+"""Put measured indicators (PM2.5, road density, HSR, ...) into a long panel.
+
+The measures return one table per indicator (``zonal_pm25`` → ``pm25_mean``, ``road_density``
+→ ``density_km_per_100km2``, ``hsr_access`` → ``hsr``); :func:`with_indicators` turns them into
+panel rows (``adcode, year, indicator, value``) and replaces what the panel held for those
+indicators, so a notebook does what ``agglo run`` does without hand-written concatenation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from agglo.errors import AggloInputError
+
+__all__ = ["MEASURE_VALUE_COLUMNS", "with_indicators"]
+
+log = logging.getLogger(__name__)
+
+#: the value column of each measure's own table, tried in this order
+MEASURE_VALUE_COLUMNS = ("value", "pm25_mean", "density_km_per_100km2", "hsr")
+
+
+def _values(name: str, table: pd.DataFrame, years: Iterable[int] | None) -> pd.DataFrame:
+    """``adcode, year, value`` rows of one measured indicator."""
+    table = pd.DataFrame(table)
+    if "adcode" not in table.columns and table.index.name == "adcode":
+        table = table.reset_index()
+    column = next((c for c in MEASURE_VALUE_COLUMNS if c in table.columns), None)
+    if "adcode" not in table.columns or column is None:
+        raise AggloInputError(
+            f"indicator {name!r}: the table needs an 'adcode' column and a value column (one of "
+            f"{', '.join(MEASURE_VALUE_COLUMNS)}); it has {list(table.columns)}."
+        )
+    if "year" not in table.columns:
+        if years is None:
+            raise AggloInputError(
+                f"indicator {name!r} has no 'year' column (one snapshot, e.g. a road network); "
+                "pass years=[...] to apply it to those years."
+            )
+        years = [int(y) for y in years]
+        table = pd.concat([table.assign(year=y) for y in years], ignore_index=True)
+        log.info("indicator %s: one snapshot applied to years %s", name, years)
+    rows = table[["adcode", "year", column]].rename(columns={column: "value"})
+    duplicated = rows.duplicated(["adcode", "year"], keep=False)
+    if duplicated.any():
+        dup = rows.loc[duplicated, ["adcode", "year"]].drop_duplicates().head(5)
+        raise AggloInputError(
+            f"indicator {name!r} has several values for the same city and year, e.g. "
+            f"{dup.to_dict('records')}; aggregate them first."
+        )
+    return rows.astype({"adcode": "int64", "year": "int64", "value": "float64"})
+
+
+def with_indicators(
+    panel: pd.DataFrame,
+    measured: Mapping[str, pd.DataFrame],
+    *,
+    years: Iterable[int] | None = None,
+    source: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The panel with each measured indicator's rows replaced by the measured values.
+
+    Parameters
+    ----------
+    panel
+        Long panel with columns ``adcode, year, indicator, value`` (e.g. ``read_panel(...).panel``);
+        not modified.
+    measured
+        Indicator name (registry key, e.g. ``"pm25"``, ``"road_density"``, ``"hsr"``) -> the
+        measure's table: ``adcode``, optionally ``year``, and a value column (``value``,
+        ``pm25_mean`` in µg/m³, ``density_km_per_100km2`` in km per 100 km², or ``hsr`` 0/1).
+    years
+        Years to which a table without a ``year`` column applies (one snapshot).
+    source
+        Indicator -> provenance label for the new rows, written to the panel's ``provenance``
+        column when it has one (default ``"measured:<indicator>"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new panel; ``attrs["replaced"]`` maps each indicator to the number of panel rows
+        its measured values replaced.
+
+    Examples
+    --------
+    >>> panel = pd.DataFrame({"adcode": [320100, 320100], "year": [2020, 2020],
+    ...                       "indicator": ["pm25", "gdp_per_capita"], "value": [40.0, 1.7e5]})
+    >>> pm = pd.DataFrame({"adcode": [320100], "year": [2020], "pm25_mean": [31.5]})
+    >>> roads = pd.DataFrame({"adcode": [320100], "density_km_per_100km2": [180.0]})
+    >>> out = with_indicators(panel, {"pm25": pm, "road_density": roads}, years=[2020])
+    >>> out.sort_values("indicator")[["indicator", "value"]].to_numpy().tolist()
+    [['gdp_per_capita', 170000.0], ['pm25', 31.5], ['road_density', 180.0]]
+    >>> out.attrs["replaced"]
+    {'pm25': 1, 'road_density': 0}
+    """
+    missing = {"adcode", "year", "indicator", "value"} - set(panel.columns)
+    if missing:
+        raise AggloInputError(
+            f"the panel lacks column(s) {sorted(missing)}; give the long panel of read_panel."
+        )
+    out, replaced = panel, {}
+    for name, table in measured.items():
+        rows = _values(name, table, years).assign(indicator=name)
+        if "provenance" in panel.columns:
+            rows["provenance"] = (source or {}).get(name, f"measured:{name}")
+        old = out["indicator"] == name
+        replaced[name] = int(old.sum())
+        out = pd.concat([out[~old], rows], ignore_index=True)
+        log.info(
+            "indicator %s: %d measured values replace %d panel rows", name, len(rows), old.sum()
+        )
+    out = out[list(panel.columns) + [c for c in out.columns if c not in panel.columns]]
+    out.attrs = {**panel.attrs, "replaced": replaced}
+    return out

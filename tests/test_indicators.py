@@ -1,0 +1,73 @@
+"""with_indicators: measured tables into a long panel, as agglo run's panel stage does."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import agglo
+from agglo.errors import AggloInputError
+from agglo.io.indicators import with_indicators
+
+
+@pytest.fixture
+def panel():
+    return pd.DataFrame(
+        {
+            "adcode": [320100, 320200, 320100, 320200],
+            "year": [2020, 2020, 2020, 2020],
+            "indicator": ["pm25", "pm25", "gdp_per_capita", "gdp_per_capita"],
+            "value": [40.0, 42.0, 1.7e5, 1.6e5],
+        }
+    )
+
+
+def test_measured_values_replace_the_panel_rows(panel):
+    before = panel.copy()
+    pm = pd.DataFrame({"adcode": [320100, 320200], "year": [2020] * 2, "pm25_mean": [31.5, 33.0]})
+    out = with_indicators(panel, {"pm25": pm})
+    pd.testing.assert_frame_equal(panel, before)  # the input is not modified
+    got = out.set_index(["indicator", "adcode"])["value"]
+    assert got["pm25", 320100] == 31.5 and got["pm25", 320200] == 33.0
+    assert got["gdp_per_capita", 320200] == 1.6e5
+    assert len(out) == 4 and out.attrs["replaced"] == {"pm25": 2}
+    assert agglo.with_indicators is with_indicators
+
+
+def test_a_snapshot_applies_to_the_given_years(panel):
+    roads = pd.DataFrame({"adcode": [320100, 320200], "density_km_per_100km2": [180.0, 90.0]})
+    out = with_indicators(panel, {"road_density": roads}, years=[2010, 2020])
+    rd = out[out["indicator"] == "road_density"]
+    assert sorted(rd["year"]) == [2010, 2010, 2020, 2020]
+    assert rd.groupby("adcode")["value"].unique().map(list).to_dict() == {
+        320100: [180.0],
+        320200: [90.0],
+    }
+    with pytest.raises(AggloInputError, match="pass years="):
+        with_indicators(panel, {"road_density": roads})
+
+
+def test_provenance_column_is_filled(panel):
+    panel = panel.assign(provenance="synthetic")
+    hsr = pd.DataFrame({"adcode": [320100], "year": [2020], "hsr": [1]})
+    out = with_indicators(panel, {"hsr": hsr}, source={"hsr": "real:railways"})
+    assert out.loc[out["indicator"] == "hsr", "provenance"].tolist() == ["real:railways"]
+    assert set(out.loc[out["indicator"] != "hsr", "provenance"]) == {"synthetic"}
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        (pd.DataFrame({"city": [1], "year": [2020], "value": [1.0]}), "needs an 'adcode'"),
+        (pd.DataFrame({"adcode": [1], "year": [2020], "mean": [1.0]}), "value column"),
+        (pd.DataFrame({"adcode": [1, 1], "year": [2020] * 2, "value": [1.0, 2.0]}), "several"),
+    ],
+)
+def test_bad_measured_tables_are_refused(panel, table, match):
+    with pytest.raises(AggloInputError, match=match):
+        with_indicators(panel, {"pm25": table})
+
+
+def test_a_wide_table_is_refused():
+    with pytest.raises(AggloInputError, match="lacks column"):
+        with_indicators(pd.DataFrame({"adcode": [1], "gdp": [2.0]}), {})
