@@ -657,3 +657,69 @@ def test_discrete_nulls_equal_fitting_each_permutation():
             else:
                 ref.append(_fit(b, "discrete", prng, 2, exhaustive_max)[0])
         np.testing.assert_allclose(nulls, ref, atol=1e-13)
+
+
+def test_star_ridge_supremum_matches_a_direct_maximisation():
+    """The closed-form star fit equals maximising corr(A, star(w)) over w >= 0 directly, and
+    the continuous fit tends to it as c concentrates on the centre."""
+    from scipy import optimize
+
+    from agglo.analysis.coreperiphery import _star_fit
+
+    n = 9
+    a = _gravity_like(n, 11)
+    iu = np.triu_indices(n, 1)
+    ac = np.zeros((n, n))
+    ac[iu] = a[iu] - a[iu].mean()
+    ac = ac + ac.T
+    na = float(np.sqrt((ac[iu] ** 2).sum()))
+    for k in (0, 4):
+
+        def neg_corr(w, k=k):
+            c = np.zeros(n)
+            c[np.arange(n) != k] = w
+            star = np.zeros((n, n))
+            star[k], star[:, k] = c, c
+            return -_pair_corr(a, star)
+
+        best = min(
+            optimize.minimize(neg_corr, w0, method="L-BFGS-B", bounds=[(0, None)] * (n - 1)).fun
+            for w0 in np.random.default_rng(k).uniform(0.1, 1, (5, n - 1))
+        )
+        r_star = _star_fit(ac, na, k)
+        assert r_star == pytest.approx(-best, abs=1e-6)
+        assert r_star >= -best - 1e-9  # the closed form is the exact optimum
+        # c = e_k + eps w*: the fit tends to r_star as eps -> 0 (from below where the ridge
+        # attracts a descent, from above where it does not)
+        res = optimize.minimize(
+            neg_corr, np.ones(n - 1), method="L-BFGS-B", bounds=[(0, None)] * (n - 1)
+        )
+        w = np.zeros(n)
+        w[np.arange(n) != k] = res.x / res.x.max()
+        gaps = []
+        for eps in (1e-2, 1e-4, 1e-6):
+            c = eps * w
+            c[k] = 1.0
+            gaps.append(r_star - _pair_corr(a, np.outer(c, c)))
+        assert abs(gaps[2]) <= abs(gaps[1]) + 1e-12 <= abs(gaps[0]) + 2e-12 and abs(gaps[2]) < 1e-5
+
+
+@pytest.mark.parametrize("n", [6, 16, 31])
+def test_null_fits_with_star_limit_equal_full_newton(n):
+    """Stopping Newton on a star ridge and scoring its supremum gives the fits Newton reaches
+    by running on (to its ~1e-9 rounding of that supremum)."""
+    from agglo.analysis.coreperiphery import _continuous_starts, _fit_continuous
+
+    rng = np.random.default_rng(n)
+    a = _gravity_like(n, 2 * n)
+    iu = np.triu_indices(n, 1)
+    mats, starts = [], []
+    for _ in range(12):
+        b = np.zeros((n, n))
+        b[iu] = rng.permutation(a[iu])
+        mats.append(b + b.T)
+        starts.append(_continuous_starts(mats[-1], rng, 2))
+    fast = np.array([r for r, _ in _fit_continuous(mats, starts, star_limit=True)])
+    full = np.array([r for r, _ in _fit_continuous(mats, starts)])
+    np.testing.assert_allclose(fast, full, atol=5e-8)
+    assert (fast >= full - 1e-12).all()  # the supremum is never below Newton's stop

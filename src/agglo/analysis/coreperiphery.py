@@ -351,10 +351,45 @@ def _squared_batch(
 _MAX_STEP = 0.25
 #: relative spread of c below which a Newton run stops (see _newton_batch)
 _MIN_SPREAD = 1e-6
+#: second-largest c below this share of the largest: the run is on a star ridge (_star_fit)
+_STAR_RATIO = 1e-3
+
+
+def _second_share(c: np.ndarray) -> np.ndarray:
+    """Second-largest value of each row of ``c`` over its largest."""
+    top = np.partition(c, -2, axis=1)[:, -2:]
+    return top[:, 0] / np.maximum(top[:, 1], 1e-300)
+
+
+def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
+    """Supremum of the continuous fit on the star ridge of city ``k``, in closed form.
+
+    With ``c_k = 1`` and ``c_j = eps * w_j`` elsewhere, ``c_i c_j`` tends (after scaling by
+    ``1 / eps``) to the star pattern ``w_j`` on the pairs ``(k, j)`` and 0 on the others, so
+    the fit tends to ``corr(A, star(w))`` without reaching it (a pattern of zeros has no
+    correlation). Over pairs, with ``u_j = A_kj - mean(A)``,
+    ``corr = u.w / (|A - mean(A)| sqrt(w.Q.w))``, ``Q = I - 11^T / m`` (``m`` pairs), which
+    is largest over ``w >= 0`` at the solution of the convex problem ``min w.Q.w - 2 u.w``
+    (non-negative least squares after a Cholesky factor of ``Q``). ``ac``: ``(n, n)`` pair
+    weights minus their mean, zero diagonal; ``na``: their norm over pairs.
+    """
+    n = ac.shape[0]
+    u = np.delete(ac[k], k)
+    q = np.eye(n - 1) - 1.0 / (n * (n - 1) / 2)
+    low = np.linalg.cholesky(q)
+    w, _ = optimize.nnls(low.T, np.linalg.solve(low, u))
+    den = float(np.sqrt(w @ q @ w))
+    return float(u @ w) / (na * den) if den > 0 else -np.inf
 
 
 def _newton_batch(
-    x: np.ndarray, ac: np.ndarray, na: np.ndarray, *, gtol: float = 1e-10, maxiter: int = 200
+    x: np.ndarray,
+    ac: np.ndarray,
+    na: np.ndarray,
+    *,
+    gtol: float = 1e-10,
+    maxiter: int = 200,
+    star_ratio: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise :func:`_squared_batch` from every row of ``x`` at once (Newton, line search).
 
@@ -372,6 +407,7 @@ def _newton_batch(
     f, g, h = _squared_batch(x, ac, na, True)
     act = np.flatnonzero(np.abs(g).max(axis=1) >= gtol)
     flat_end = np.zeros(x.shape[0], dtype=bool)
+    share = np.full(x.shape[0], np.inf)
     for _ in range(maxiter):
         if not act.size:
             break
@@ -406,6 +442,10 @@ def _newton_batch(
         flat = cn.max(axis=1) - cn.min(axis=1) < _MIN_SPREAD * cn.max(axis=1)
         flat_end[act] = flat
         done = ~moved | flat | (np.abs(gn).max(axis=1) < gtol)
+        if star_ratio is not None:  # on a star ridge and still shrinking onto it: stop
+            second = _second_share(cn)
+            done |= (second < star_ratio) & (second < share[act])
+            share[act] = second
         act = act[~done]
     return x, ~flat_end
 
@@ -458,8 +498,17 @@ def _fit_continuous_bfgs(a: np.ndarray, starts: list) -> tuple[float, np.ndarray
     return best_r, best_c / best_c.max()
 
 
-def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[tuple]:
-    """Best continuous fit ``(r, c)`` of each matrix from its starts (all solved together)."""
+def _fit_continuous(
+    mats: Sequence[np.ndarray], starts: Sequence[list], *, star_limit: bool = False
+) -> list[tuple]:
+    """Best continuous fit ``(r, c)`` of each matrix from its starts (all solved together).
+
+    ``star_limit``: a Newton run that concentrates on one city (second-largest ``c`` below
+    :data:`_STAR_RATIO` of the largest, and shrinking) is stopped and scored by the
+    supremum of its star ridge (:func:`_star_fit`), which Newton only approaches ever more
+    slowly; ``c`` of such a run is where it stopped (used for the permutation nulls, where
+    only the fit counts).
+    """
     n = mats[0].shape[0]
     iu = np.triu_indices(n, 1)
     acs, nas = [], []
@@ -469,11 +518,17 @@ def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[
         nas.append(float(np.sqrt(ac @ ac)))
     owner = np.repeat(np.arange(len(mats)), [len(s) for s in starts])
     c0 = np.array([c for s in starts for c in s]).reshape(len(owner), n)
+    star_r: dict[int, float] = {}
     if n <= _NEWTON_MAX_N:
         acm = np.zeros((len(mats), n, n))
         acm[:, iu[0], iu[1]] = acs
         acm[:, iu[1], iu[0]] = acs
-        x, ok = _newton_batch(np.sqrt(c0), acm[owner], np.asarray(nas)[owner])
+        x, ok = _newton_batch(
+            np.sqrt(c0),
+            acm[owner],
+            np.asarray(nas)[owner],
+            star_ratio=_STAR_RATIO if star_limit else None,
+        )
         for k in np.flatnonzero(~ok):  # rare: degenerate runs, solved one by one as before
             res = optimize.minimize(
                 _squared_objective,
@@ -486,6 +541,11 @@ def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[
             x[k] = res.x
         log.debug("coreness: %d of %d Newton runs refitted by BFGS", int((~ok).sum()), ok.size)
         cs = x * x
+        if star_limit:
+            stars = np.flatnonzero(ok & (_second_share(cs) < _STAR_RATIO))
+            star_r = {
+                k: _star_fit(acm[owner[k]], nas[owner[k]], int(np.argmax(cs[k]))) for k in stars
+            }
     else:  # bounded L-BFGS-B scales to large n (c = 0 is an active bound, not a limit)
         cs = np.empty_like(c0)
         for k, o in enumerate(owner):
@@ -504,7 +564,7 @@ def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[
         c = cs[k]
         if c.max() <= 0:
             continue
-        r = -_continuous_objective(c, acs[o], nas[o], iu)[0]
+        r = star_r[k] if k in star_r else -_continuous_objective(c, acs[o], nas[o], iu)[0]
         if r > best[o][0] + 1e-12:
             best[o] = (r, c)
     return [(r, c / c.max()) for r, c in best]
@@ -752,7 +812,7 @@ def _null_fits(
         elif local:
             starts.append(_local_starts(mats[k], prng, 5 * restarts))
     if method == "continuous":
-        return np.array([r for r, _ in _fit_continuous(list(mats), starts)])
+        return np.array([r for r, _ in _fit_continuous(list(mats), starts, star_limit=True)])
     if local:
         return _discrete_local_batch(mats, np.stack(starts))[0]
     return _discrete_exhaustive_batch(mats)[0]

@@ -716,15 +716,12 @@ class PM25Result(StageResult):
         :func:`zonal_pm25`'s table (``attrs``: source files, weights, CRS, synthetic).
     source_path
         The raster file or folder read.
-    missing_years
-        Requested years without a raster (their panel values are kept as given).
     id_col
         Identifier column of the cities.
     """
 
     means: pd.DataFrame
     source_path: str
-    missing_years: tuple[int, ...] = ()
     id_col: str = "adcode"
     #: the panel indicator this stage computes
     name: ClassVar[str] = "pm25"
@@ -770,14 +767,6 @@ class PM25Result(StageResult):
             f"{df['pm25_mean'].mean():.1f} µg/m³; {low} city-years with < 50 % valid cells"
         ]
 
-    def notes(self) -> list[str]:
-        if not self.missing_years:
-            return []
-        return [
-            f"PM2.5: no raster for year(s) {list(self.missing_years)} in {self.source_path}; "
-            "the panel's pm25 kept as given for them"
-        ]
-
     def metadata(self) -> dict[str, Any]:
         return {k: v for k, v in self.means.attrs.items() if k != "synthetic"}
 
@@ -817,8 +806,8 @@ def city_pm25(
         :class:`PM25Options` (weights, population raster, NetCDF variable, raster CRS, Dask
         scheduler, coverage cache folder).
     years
-        Years wanted (default: every year of the rasters). Years without a raster are left
-        out with an :class:`~agglo.errors.AggloDataWarning` and listed in the result.
+        Years wanted (default: every year of the rasters); each must have a raster (see
+        :func:`raster_years`).
     id_col
         Identifier column of ``cities``.
     progress
@@ -831,7 +820,7 @@ def city_pm25(
     Raises
     ------
     AggloInputError
-        The rasters cover none of ``years`` (and everything :func:`zonal_pm25` raises).
+        A year without a raster, and everything else :func:`zonal_pm25` raises.
 
     Examples
     --------
@@ -845,31 +834,12 @@ def city_pm25(
     [{'adcode': 'A', 'year': 2020, 'value': 30.0}]
     """
     options = options or PM25Options()
-    wanted = None
-    missing: tuple[int, ...] = ()
-    if years is not None:
-        available = set(raster_years(source, variable=options.variable))
-        wanted = [int(y) for y in years if int(y) in available]
-        missing = tuple(sorted({int(y) for y in years} - available))
-        if not wanted:
-            raise AggloInputError(
-                f"the PM2.5 rasters in {source} cover none of the years {sorted(years)} "
-                f"(they have {sorted(available)})."
-            )
-        if missing:
-            warnings.warn(
-                f"no PM2.5 raster for year(s) {list(missing)} in {source}; those years are "
-                "not computed",
-                AggloDataWarning,
-                stacklevel=2,
-            )
     means = zonal_pm25(
-        source, cities, id_col=id_col, years=wanted, progress=progress, **options.to_dict()
+        source, cities, id_col=id_col, years=years, progress=progress, **options.to_dict()
     )
     return PM25Result(
         means=means,
         source_path=str(source) if isinstance(source, str | Path) else type(source).__name__,
-        missing_years=missing,
         id_col=id_col,
     )
 

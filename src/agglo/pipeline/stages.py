@@ -162,10 +162,16 @@ def pm25_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput |
     ):
         log.info("stage pm25: no PM2.5 rasters at %s; skipped (panel pm25 kept as given)", source)
         return None
-    if not set(inputs.years) & set(raster_years(source, variable=options.variable)):
+    available = set(raster_years(source, variable=options.variable))
+    years = [y for y in inputs.years if y in available]
+    if missing := sorted(set(inputs.years) - available):
+        log.warning(
+            "stage pm25: no raster for year(s) %s in %s; pm25 kept as given", missing, source
+        )
+    if not years:
         log.info("stage pm25: rasters cover none of the run years %s; skipped", inputs.years)
         return None
-    result = city_pm25(source, inputs.cities, options, years=inputs.years)
+    result = city_pm25(source, inputs.cities, options, years=years)
     return StageOutput.of(
         result,
         synthetic=set(result.files) if result.synthetic else set(),
@@ -336,4 +342,25 @@ def metro_stage(
     )
     return StageOutput.of(
         res, synthetic={name} if synthetic else set(), provenance={"metro": res.method_note}
+    )
+
+
+def disparity_stage(
+    config: RunConfig, options: tuple, inputs: Inputs, panel: pd.DataFrame, index: Any = None
+) -> StageOutput:
+    """Coordination, disparity and convergence of the member cities (``disparity`` stage)."""
+    from agglo.analysis.regional import regional_disparity
+
+    coordination, disparity, convergence, weights = options
+    return StageOutput.of(
+        regional_disparity(
+            panel,
+            inputs.membership,
+            cities=inputs.cities,
+            city_scores=getattr(index, "city_scores", None),
+            coordination_options=coordination,
+            disparity_options=disparity,
+            convergence_options=convergence,
+            weights=weights,
+        )
     )
