@@ -606,3 +606,89 @@ def test_core_reaches_satellites_by_road_not_by_radius():
     assert ref[(0.4, 0.4)] + 0.4 * lon_km / 15 * 60 > 60  # 西北: drive + walk is over the hour
     members = res.members.set_index("adcode")["member"]
     assert members[members].index.tolist() == ["100101", "100301", "100201"]  # by minutes
+
+
+# ---------------------------------------------------------------- fast paths (issue 14)
+
+
+def test_snapping_equals_the_two_column_unique_reference():
+    """Hashed int64 cell keys, each distinct vertex projected once == np.unique(axis=0) on the
+    projected (x, y) cells of every vertex (the former build)."""
+    from agglo.analysis.metro.graph import _aeqd, _snap_nodes
+
+    rng = np.random.default_rng(7)
+    base = rng.uniform([103.0, 30.0], [103.05, 30.05], size=(400, 2))
+    near = base[rng.integers(0, 400, 300)] + rng.normal(0, 2e-6, size=(300, 2))  # ~0.2 m off
+    xy = np.concatenate([base, near, base[rng.integers(0, 400, 500)]])  # exact repeats too
+    xy = xy[rng.permutation(len(xy))]
+    lon, lat = xy[:, 0], xy[:, 1]
+    node_of, first = _snap_nodes(lon, lat, 1.0)
+    c = _aeqd(float((lon.min() + lon.max()) / 2), float((lat.min() + lat.max()) / 2))
+    x, y = Transformer.from_crs(4326, c, always_xy=True).transform(lon, lat)
+    keys = np.column_stack([np.round(x), np.round(y)]).astype(np.int64)
+    _, ref_first, ref_node = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    assert np.array_equal(node_of, ref_node.ravel())
+    assert np.array_equal(first, ref_first)
+    assert len(first) < 700  # near-duplicates merged
+
+
+def test_fastest_parallel_edge_equals_lexsort_reference():
+    from agglo.analysis.metro.graph import _fastest_per_pair
+
+    rng = np.random.default_rng(3)
+    u, v = rng.integers(0, 30, 2000), rng.integers(0, 30, 2000)
+    w = rng.integers(1, 5, 2000).astype(float)  # many ties
+    got = _fastest_per_pair(u * 30 + v, w)
+    order = np.lexsort((w, v, u))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (u[order][1:] != u[order][:-1]) | (v[order][1:] != v[order][:-1])
+    assert np.array_equal(got, order[first])
+    assert np.array_equal(_fastest_per_pair(np.arange(5), np.ones(5)), np.arange(5))
+
+
+def test_multipart_lines_equal_their_parts():
+    a = [(104.0, 30.0), (104.01, 30.0)]
+    b = [(104.01, 30.0), (104.01, 30.01)]
+    multi = gpd.GeoDataFrame(
+        {"highway": ["primary"]}, geometry=[shapely.MultiLineString([a, b])], crs=4326
+    )
+    single = lines([(a, "primary", None, "no"), (b, "primary", None, "no")])
+    gm, gs = road_graph(multi), road_graph(single)
+    assert (gm.csr != gs.csr).nnz == 0 and gm.n_edges == 4
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_one_source_equals_networkx_on_and_off_a_node(seed):
+    """The direct search from a source's own node and the virtual-node search (off-node)."""
+    roads, pts = random_network(seed)
+    g = road_graph(roads)
+    G = nx_reference(roads)
+    ref = nx.single_source_dijkstra_path_length(G, tuple(pts[3]), cutoff=20)
+    tt = travel_times(g, [tuple(pts[3])], minutes=20)
+    got = {(g.lon[i], g.lat[i]): tt.minutes[i] for i in tt.reached() if tt.source[i] == 0}
+    assert set(got) == set(ref) and len(ref) > 10
+    assert max(abs(got[k] - ref[k]) for k in ref) < 1e-9
+    off = (pts[3][0], pts[3][1] + 0.001)  # 111 m north: 0.44 min at 15 km/h
+    access = GEOD.inv(off[0], off[1], pts[3][0], pts[3][1])[2] * 0.06 / 15
+    tt_off = travel_times(g, [off], minutes=20)
+    ref_off = {k: m + access for k, m in ref.items() if m + access <= 20}
+    got_off = {(g.lon[i], g.lat[i]): tt_off.minutes[i] for i in tt_off.reached()}
+    assert set(got_off) == set(ref_off)
+    assert max(abs(got_off[k] - ref_off[k]) for k in ref_off) < 1e-9
+
+
+def test_nearest_source_equals_networkx_per_source_minimum():
+    roads, pts = random_network(2)
+    g = road_graph(roads)
+    G = nx_reference(roads)
+    srcs = [tuple(pts[0]), tuple(pts[5]), tuple(pts[9])]
+    per = [nx.single_source_dijkstra_path_length(G, s, cutoff=20) for s in srcs]
+    tt = travel_times(g, srcs, minutes=20)
+    checked = 0
+    for i in tt.reached():
+        t = sorted((p.get((g.lon[i], g.lat[i]), np.inf), k) for k, p in enumerate(per))
+        if t[1][0] - t[0][0] > 1e-9:  # a unique nearest source
+            assert tt.source[i] == t[0][1]
+            checked += 1
+    assert checked > 20
+    assert (tt.source[~np.isfinite(tt.minutes)] == -1).all()
