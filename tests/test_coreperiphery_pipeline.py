@@ -159,3 +159,81 @@ def test_cli_user_seat_table(tmp_path, capsys):
     assert len(fit) == 2
     assert main([*args[:-1], str(tmp_path / "nope.csv"), "-o", str(tmp_path / "c")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _small_panel(cities, years=(2010, 2020)):
+    members = cities[cities["agglomeration_id"].isin(["qz", "dz"])]
+    rng = np.random.default_rng(0)
+    rows = []
+    for y in years:
+        for code in members["adcode"]:
+            rows += [
+                (code, y, "population", float(rng.uniform(100, 900))),
+                (code, y, "gdp", float(rng.uniform(500, 9000))),
+            ]
+    return members, pd.DataFrame(rows, columns=["adcode", "year", "indicator", "value"])
+
+
+def test_library_function_drops_and_skips_visibly(cities):
+    import agglo
+    from agglo.analysis.coreperiphery import CorePeripheryOptions, core_periphery
+
+    assert agglo.core_periphery is core_periphery
+    members, panel = _small_panel(cities)
+    qz = members[members["agglomeration_id"] == "qz"]
+    dz = members[members["agglomeration_id"] == "dz"]
+    gone = qz["adcode"].iloc[0]
+    # one qz city without GDP in 2020; only two dz cities with a population in 2010
+    drop = (panel["adcode"] == gone) & (panel["year"] == 2020) & (panel["indicator"] == "gdp")
+    drop |= (
+        panel["adcode"].isin(dz["adcode"].iloc[2:])
+        & (panel["year"] == 2010)
+        & (panel["indicator"] == "population")
+    )
+    name = qz["name_zh"].iloc[0]
+    with pytest.warns(AggloDataWarning) as record:
+        res = core_periphery(
+            cities, panel[~drop], CorePeripheryOptions(n_perm=0), agglomerations=["qz", "dz"]
+        )
+    messages = [str(w.message) for w in record]
+    assert any(f"qz 2020: no gdp/population for {name} ({gone})" in m for m in messages)
+    assert any("dz 2010 skipped: 2 cities" in m for m in messages)
+    ex = res.excluded
+    assert len(ex) == 1 + 3 + 1  # the qz city, the three dz cities and the dz year
+    skipped = ex[ex["adcode"].isna()]
+    assert skipped[["agglomeration_id", "year"]].values.tolist() == [["dz", 2010]]
+    assert gone in set(ex["adcode"])
+    assert "coreperiphery_excluded" in res.tables()
+    fit = res.fit.set_index(["agglomeration_id", "year", "method"])
+    assert fit.loc[("qz", 2020, "discrete"), "n_cities"] == len(qz) - 1
+    assert ("dz", 2010, "discrete") not in fit.index
+    assert any("skipped (fewer than 3 cities): dz 2010" in n for n in res.notes())
+    # the stage output is the result's own tables, layers and lines
+    from agglo.pipeline.core import StageOutput
+
+    out = StageOutput.of(res)
+    assert set(out.tables) == set(res.tables()) and out.summary == res.summary_lines()
+    assert out.layer_metadata["core_periphery"]["options"]["methods"] == [
+        "continuous",
+        "discrete",
+    ]
+
+
+def test_library_function_uses_given_seats_and_one_core_set(cities):
+    from agglo.analysis.coreperiphery import CorePeripheryOptions, core_periphery
+
+    members, panel = _small_panel(cities)
+    qz = members[members["agglomeration_id"] == "qz"]
+    pts = qz.geometry.representative_point()
+    seats = pd.DataFrame({"adcode": qz["adcode"], "lon": pts.x, "lat": pts.y})
+    res = core_periphery(
+        cities, panel, CorePeripheryOptions(n_perm=0), seats=seats, agglomerations=["qz"]
+    )
+    assert set(res.seats["seat_source"]) == {"given"}
+    assert set(res.fit["agglomeration_id"]) == {"qz"}
+    assert set(res.gaps["core_set"]) == {"first"}
+    first = res.coreness[(res.coreness["year"] == 2010) & (res.coreness["method"] == "discrete")]
+    gap = res.gaps[(res.gaps["indicator"] == "population") & (res.gaps["year"] == 2020)]
+    assert int(gap["n_core"].iloc[0]) == int(first["core"].sum())
+    with pytest.raises(Exception, match="CorePeripheryOptions"):
+        core_periphery(cities, panel, {"n_perm": 0})

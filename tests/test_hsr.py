@@ -283,3 +283,31 @@ def test_pipeline_stage_without_stations_keeps_panel(tmp_path):
     after = ctx2.panel[ctx2.panel["indicator"] == "hsr"].reset_index(drop=True)
     pd.testing.assert_frame_equal(before, after)
     assert "hsr" not in ctx2.tables
+
+
+def test_city_hsr_result_tables_values_and_summary(tmp_path):
+    from agglo.measures.hsr import HSROptions, city_hsr, read_stations
+
+    path = tmp_path / "stations_synthetic.csv"
+    pd.DataFrame(
+        {
+            "station": ["甲东", "乙南"],
+            "lon": [0.5, 1.5],
+            "lat": [0.5, 0.5],
+            "opened": ["2012", "2021"],
+        }
+    ).to_csv(path, index=False)
+    table = read_stations(path)
+    assert table.attrs == {"source": "stations_synthetic.csv", "synthetic": True}
+    res = city_hsr(table, CITIES, HSROptions(), years=YEARS)
+    ref = hsr_access(table, CITIES, YEARS)
+    assert res.values["value"].tolist() == ref["hsr"].tolist()
+    out = res.tables()["hsr"]
+    assert out.columns[1] == "name_zh"
+    assert (
+        out["name_zh"].tolist() == ref["adcode"].map(CITIES.set_index("adcode")["name_zh"]).tolist()
+    )
+    assert res.synthetic and "SYNTHETIC" in res.source
+    assert res.summary_lines() == [
+        f"HSR (stations_synthetic.csv): 1 of 3 cities have a station by {max(YEARS)}"
+    ]

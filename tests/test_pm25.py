@@ -490,9 +490,10 @@ def test_population_weighted_mean_coarser_population_grid(tmp_path):
 # -- scale-out --------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_local_cluster_gives_identical_results(some_cities):
-    from distributed import Client, LocalCluster
+    distributed = pytest.importorskip("distributed")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
-    ref = zonal_pm25(DEMO, some_cities, scheduler="threads", years_per_task=1)
+    ref = zonal_pm25(DEMO, some_cities, scheduler="synchronous")
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
         Client(cluster) as client,
@@ -622,3 +623,36 @@ def test_geotiff_cell_gather_equals_the_masked_block_read(tmp_path, layout):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(block[rows, cols]))
     np.testing.assert_allclose(got, block[rows, cols], rtol=1e-12)
     assert np.isnan(got).sum() == 1
+
+
+def test_id_col_none_keys_the_result_by_the_callers_index(some_cities):
+    keyed = some_cities.set_index("adcode", drop=False).rename_axis("code")
+    keyed.index = "c" + keyed.index
+    by_index = zonal_pm25(DEMO, keyed, id_col=None, scheduler="synchronous")
+    by_col = zonal_pm25(DEMO, some_cities, scheduler="synchronous")
+    assert by_index.index.name == "code" and "adcode" not in by_index.columns
+    assert len(by_index) == len(by_col)
+    np.testing.assert_array_equal(by_index.index, "c" + by_col["adcode"].to_numpy())
+    np.testing.assert_array_equal(by_index["pm25_mean"], by_col["pm25_mean"])
+    dup = keyed.copy()
+    dup.index = ["same"] * len(dup)
+    with pytest.raises(AggloInputError, match=r"index.*duplicated"):
+        zonal_pm25(DEMO, dup, id_col=None)
+
+
+def test_city_pm25_result_and_coverage_cache_option(some_cities, tmp_path):
+    from agglo.measures.pm25 import PM25Options, city_pm25
+
+    opts = PM25Options(scheduler="synchronous", coverage_cache=str(tmp_path / "cov"))
+    res = city_pm25(DEMO, some_cities, opts, years=[2010, 2020])
+    assert len(list((tmp_path / "cov").glob("coverage-*.npz"))) == 1
+    again = city_pm25(DEMO, some_cities, opts, years=[2010, 2020])
+    pd.testing.assert_frame_equal(res.means, again.means)
+    ref = zonal_pm25(DEMO, some_cities, years=[2010, 2020], scheduler="synchronous")
+    np.testing.assert_array_equal(res.values["value"], ref["pm25_mean"])
+    assert list(res.values.columns) == ["adcode", "year", "value"]
+    table = res.tables()["pm25"]
+    assert set(table["data_status"]) == {"synthetic"} and res.synthetic
+    assert f"{some_cities['adcode'].nunique()} cities x 2 years" in res.summary_lines()[0]
+    with pytest.raises(AggloInputError, match="no data for year"):
+        city_pm25(DEMO, some_cities, opts, years=[1990])

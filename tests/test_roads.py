@@ -113,8 +113,13 @@ def test_cross_check_with_geopandas_clip_and_pyproj(cities):
     np.testing.assert_allclose(ours.loc[ref.index, "length_km"], ref, rtol=1e-9)
 
 
-def test_clip_equals_shapely_intersection_on_edge_cases():
-    """Lines along edges, through vertices, in holes, across multipolygons and many vertices."""
+@pytest.mark.parametrize("grid", [False, True])
+def test_clip_equals_shapely_intersection_on_edge_cases(grid, monkeypatch):
+    """Lines along edges, through vertices, in holes, across multipolygons and many vertices.
+
+    With ``grid`` the interior-cell fast path is used too (normally from 1,000 lines on).
+    """
+    monkeypatch.setattr(roads_mod, "_MIN_LINES_GRID", 0 if grid else 10**9)
     ring = shapely.Point(111, 31).buffer(0.5, quad_segs=64)  # 256 vertices
     holed = shapely.Polygon(
         shapely.box(110, 30, 111, 31).exterior.coords,
@@ -451,3 +456,43 @@ def test_internal_length_matches_geodesy_for_every_geometry_type():
     ref = geodesic_length_km(gpd.GeoSeries(geoms, crs=4326)).to_numpy()
     np.testing.assert_allclose(_geodesic_km(geoms), ref, rtol=1e-12)
     assert ref[1] == pytest.approx(meridian_arc_km(0, 1) + meridian_arc_km(1, 2), rel=1e-6)
+
+
+def test_interior_cells_fast_path_agrees_with_contains_properly():
+    """Lines the grid assigns to a polygon are inside it properly and touch no other polygon."""
+    polys = squares({"W": (110, 30, 110.5, 30.5), "E": (110.5, 30, 111, 30.5)}).geometry.to_numpy()
+    overlap = shapely.box(110.6, 30.1, 110.8, 30.3)  # overlaps E: its lines are not fast
+    polys = np.append(polys, overlap)
+    rng = np.random.default_rng(3)
+    start = rng.uniform((109.95, 29.95), (111.05, 30.55), (5000, 2))
+    end = start + rng.normal(0, 0.01, (5000, 2))
+    geoms = shapely.linestrings(np.stack([start, end], axis=1))
+    shapely.prepare(polys)
+    owner = roads_mod._interior_owner(geoms, polys)
+    assert (owner >= 0).sum() > 2000  # the fast path does most of the work
+    for j in range(len(polys)):
+        mine = owner == j
+        assert shapely.contains_properly(polys[j], geoms[mine]).all()
+        for k in set(range(len(polys))) - {j}:
+            assert not shapely.intersects(polys[k], geoms[mine]).any()
+    in_overlap = shapely.intersects(overlap, geoms)
+    assert (owner[in_overlap] != 1).all()
+
+
+def test_city_road_density_result_repeats_the_snapshot_per_year():
+    from agglo.measures.roads import RoadsOptions, city_road_density
+
+    polys = squares(TWO_N_S).assign(name_zh=["南", "北"], agglomeration_id=["x", None])
+    road = lines([shapely.LineString([(110.5, 20.25), (110.5, 21.75)])])
+    road.attrs = {"source": "demo_synthetic.gpkg", "synthetic": True}
+    res = city_road_density(road, polys, RoadsOptions(classes="all"), years=[2010, 2020])
+    table = res.tables()["road_density"]
+    assert list(table.columns[:3]) == ["adcode", "name_zh", "agglomeration_id"]
+    assert set(table["data_status"]) == {"synthetic"} and set(table["source"]) == {
+        "demo_synthetic.gpkg"
+    }
+    v = res.values
+    assert len(v) == 4 and sorted(v["year"].unique()) == [2010, 2020]
+    dens = road_density(road, polys, classes="all")["density_km_per_100km2"].to_numpy()
+    np.testing.assert_array_equal(v[v["year"] == 2020]["value"], dens)
+    assert "SYNTHETIC" in res.summary_lines()[0] and "SYNTHETIC" in res.source

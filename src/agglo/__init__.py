@@ -63,6 +63,9 @@ _LAZY: dict[str, str] = {
     "local_autocorrelation": "agglo.analysis.autocorr",
     "lisa_transitions": "agglo.analysis.autocorr",
     # core-periphery (issue 7)
+    "core_periphery": "agglo.analysis.coreperiphery",
+    "CorePeripheryOptions": "agglo.analysis.coreperiphery",
+    "CorePeripheryResult": "agglo.analysis.coreperiphery",
     "gravity_interactions": "agglo.analysis.coreperiphery",
     "coreness": "agglo.analysis.coreperiphery",
     "city_system": "agglo.analysis.coreperiphery",
@@ -93,8 +96,13 @@ _LAZY: dict[str, str] = {
     "city_scores": "agglo.analysis.coordination",
     "coordination": "agglo.analysis.coordination",
     "CoordinationOptions": "agglo.analysis.coordination",
+    "regional_disparity": "agglo.analysis.regional",
+    "RegionalDisparityResult": "agglo.analysis.regional",
     # outputs (issue 9)
     "plot": "agglo.outputs.plot",
+    "PlotOptions": "agglo.outputs.maps",
+    "draw_maps": "agglo.outputs.maps",
+    "write_run": "agglo.outputs.writers",
     "styles": "agglo.outputs.styles",
     "write_report": "agglo.outputs.report",
 }

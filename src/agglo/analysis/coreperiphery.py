@@ -12,7 +12,10 @@ systems: gradient (梯度型), dumbbell (哑铃型) and scattered (散点型). T
 - :func:`city_system`: primacy, four-city index, Zipf rank-size exponent, Herfindahl index;
 - :func:`core_periphery_gaps`: core/periphery ratios per indicator and year, and whether they
   polarise or diffuse;
-- :func:`structure_type`: single core / dumbbell / gradient / scattered by documented rules.
+- :func:`structure_type`: single core / dumbbell / gradient / scattered by documented rules;
+- :func:`core_periphery`: the stage (``agglo run``, ``agglo coreperiphery``): all of the above
+  for every agglomeration and year, with :class:`CorePeripheryOptions`, returning a
+  :class:`CorePeripheryResult`.
 
 Borgatti-Everett (2000) patterns used here, on the off-diagonal pairs ``i < j``:
 
@@ -31,7 +34,9 @@ Networks* 21, 375-395.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -40,14 +45,22 @@ import pandas as pd
 from pyproj import Geod
 from scipy import optimize
 
-from agglo.errors import AggloInputError, ValidationError
+from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
 from agglo.measures.geodesy import ensure_wgs84
-from agglo.reference.seats import city_seats
+from agglo.options import RUN_SEED, Options, choice_problem, option
+from agglo.reference.seats import city_seats, read_seats
+from agglo.results import StageResult
 
 __all__ = [
+    "DEFAULT_N_PERM",
+    "GAP_CORES",
     "METHODS",
     "STRUCTURE_TYPES",
+    "TRANSFORMS",
+    "CorePeripheryOptions",
+    "CorePeripheryResult",
     "city_system",
+    "core_periphery",
     "core_periphery_gaps",
     "coreness",
     "gravity_interactions",
@@ -61,14 +74,13 @@ log = logging.getLogger(__name__)
 METHODS = ("continuous", "discrete")
 #: transformations of the interaction weights before fitting
 TRANSFORMS = ("none", "log")
+#: permutations of the significance test (:func:`coreness`, ``[coreperiphery] n_perm``)
+DEFAULT_N_PERM = 49
+#: core set of the core-periphery gaps (``[coreperiphery] gap_cores``)
+GAP_CORES = ("first", "latest", "each")
 #: labels returned by :func:`structure_type`
 STRUCTURE_TYPES = ("single core", "dumbbell", "gradient", "scattered")
 _GEOD = Geod(ellps="WGS84")
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise AggloInputError(f"{name} must be one of {list(allowed)}, got {value!r}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +223,9 @@ def gravity_interactions(
         dist = d.loc[ids, ids].to_numpy(float)
         dist_label = "user matrix"
     else:
-        _check_choice("distance", distance, ("geodesic",))
+        problem = choice_problem("distance", distance, ("geodesic",))
+        if problem:
+            raise AggloInputError(problem)
         if seats is None:
             seats = city_seats(cities, counties, id_col=id_col)
         seats = seats.assign(**{id_col: seats[id_col].astype(str)})
@@ -337,10 +351,45 @@ def _squared_batch(
 _MAX_STEP = 0.25
 #: relative spread of c below which a Newton run stops (see _newton_batch)
 _MIN_SPREAD = 1e-6
+#: second-largest c below this share of the largest: the run is on a star ridge (_star_fit)
+_STAR_RATIO = 1e-3
+
+
+def _second_share(c: np.ndarray) -> np.ndarray:
+    """Second-largest value of each row of ``c`` over its largest."""
+    top = np.partition(c, -2, axis=1)[:, -2:]
+    return top[:, 0] / np.maximum(top[:, 1], 1e-300)
+
+
+def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
+    """Supremum of the continuous fit on the star ridge of city ``k``, in closed form.
+
+    With ``c_k = 1`` and ``c_j = eps * w_j`` elsewhere, ``c_i c_j`` tends (after scaling by
+    ``1 / eps``) to the star pattern ``w_j`` on the pairs ``(k, j)`` and 0 on the others, so
+    the fit tends to ``corr(A, star(w))`` without reaching it (a pattern of zeros has no
+    correlation). Over pairs, with ``u_j = A_kj - mean(A)``,
+    ``corr = u.w / (|A - mean(A)| sqrt(w.Q.w))``, ``Q = I - 11^T / m`` (``m`` pairs), which
+    is largest over ``w >= 0`` at the solution of the convex problem ``min w.Q.w - 2 u.w``
+    (non-negative least squares after a Cholesky factor of ``Q``). ``ac``: ``(n, n)`` pair
+    weights minus their mean, zero diagonal; ``na``: their norm over pairs.
+    """
+    n = ac.shape[0]
+    u = np.delete(ac[k], k)
+    q = np.eye(n - 1) - 1.0 / (n * (n - 1) / 2)
+    low = np.linalg.cholesky(q)
+    w, _ = optimize.nnls(low.T, np.linalg.solve(low, u))
+    den = float(np.sqrt(w @ q @ w))
+    return float(u @ w) / (na * den) if den > 0 else -np.inf
 
 
 def _newton_batch(
-    x: np.ndarray, ac: np.ndarray, na: np.ndarray, *, gtol: float = 1e-10, maxiter: int = 200
+    x: np.ndarray,
+    ac: np.ndarray,
+    na: np.ndarray,
+    *,
+    gtol: float = 1e-10,
+    maxiter: int = 200,
+    star_ratio: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise :func:`_squared_batch` from every row of ``x`` at once (Newton, line search).
 
@@ -358,6 +407,7 @@ def _newton_batch(
     f, g, h = _squared_batch(x, ac, na, True)
     act = np.flatnonzero(np.abs(g).max(axis=1) >= gtol)
     flat_end = np.zeros(x.shape[0], dtype=bool)
+    share = np.full(x.shape[0], np.inf)
     for _ in range(maxiter):
         if not act.size:
             break
@@ -392,6 +442,10 @@ def _newton_batch(
         flat = cn.max(axis=1) - cn.min(axis=1) < _MIN_SPREAD * cn.max(axis=1)
         flat_end[act] = flat
         done = ~moved | flat | (np.abs(gn).max(axis=1) < gtol)
+        if star_ratio is not None:  # on a star ridge and still shrinking onto it: stop
+            second = _second_share(cn)
+            done |= (second < star_ratio) & (second < share[act])
+            share[act] = second
         act = act[~done]
     return x, ~flat_end
 
@@ -444,8 +498,17 @@ def _fit_continuous_bfgs(a: np.ndarray, starts: list) -> tuple[float, np.ndarray
     return best_r, best_c / best_c.max()
 
 
-def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[tuple]:
-    """Best continuous fit ``(r, c)`` of each matrix from its starts (all solved together)."""
+def _fit_continuous(
+    mats: Sequence[np.ndarray], starts: Sequence[list], *, star_limit: bool = False
+) -> list[tuple]:
+    """Best continuous fit ``(r, c)`` of each matrix from its starts (all solved together).
+
+    ``star_limit``: a Newton run that concentrates on one city (second-largest ``c`` below
+    :data:`_STAR_RATIO` of the largest, and shrinking) is stopped and scored by the
+    supremum of its star ridge (:func:`_star_fit`), which Newton only approaches ever more
+    slowly; ``c`` of such a run is where it stopped (used for the permutation nulls, where
+    only the fit counts).
+    """
     n = mats[0].shape[0]
     iu = np.triu_indices(n, 1)
     acs, nas = [], []
@@ -455,11 +518,17 @@ def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[
         nas.append(float(np.sqrt(ac @ ac)))
     owner = np.repeat(np.arange(len(mats)), [len(s) for s in starts])
     c0 = np.array([c for s in starts for c in s]).reshape(len(owner), n)
+    star_r: dict[int, float] = {}
     if n <= _NEWTON_MAX_N:
         acm = np.zeros((len(mats), n, n))
         acm[:, iu[0], iu[1]] = acs
         acm[:, iu[1], iu[0]] = acs
-        x, ok = _newton_batch(np.sqrt(c0), acm[owner], np.asarray(nas)[owner])
+        x, ok = _newton_batch(
+            np.sqrt(c0),
+            acm[owner],
+            np.asarray(nas)[owner],
+            star_ratio=_STAR_RATIO if star_limit else None,
+        )
         for k in np.flatnonzero(~ok):  # rare: degenerate runs, solved one by one as before
             res = optimize.minimize(
                 _squared_objective,
@@ -472,6 +541,11 @@ def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[
             x[k] = res.x
         log.debug("coreness: %d of %d Newton runs refitted by BFGS", int((~ok).sum()), ok.size)
         cs = x * x
+        if star_limit:
+            stars = np.flatnonzero(ok & (_second_share(cs) < _STAR_RATIO))
+            star_r = {
+                k: _star_fit(acm[owner[k]], nas[owner[k]], int(np.argmax(cs[k]))) for k in stars
+            }
     else:  # bounded L-BFGS-B scales to large n (c = 0 is an active bound, not a limit)
         cs = np.empty_like(c0)
         for k, o in enumerate(owner):
@@ -490,7 +564,7 @@ def _fit_continuous(mats: Sequence[np.ndarray], starts: Sequence[list]) -> list[
         c = cs[k]
         if c.max() <= 0:
             continue
-        r = -_continuous_objective(c, acs[o], nas[o], iu)[0]
+        r = star_r[k] if k in star_r else -_continuous_objective(c, acs[o], nas[o], iu)[0]
         if r > best[o][0] + 1e-12:
             best[o] = (r, c)
     return [(r, c / c.max()) for r, c in best]
@@ -537,61 +611,134 @@ def _periphery_sums(a: np.ndarray) -> np.ndarray:
     return (sh[:, None] + sl[None, :] + cross).ravel()  # index = high << lo_n | low
 
 
-def _fit_discrete_exhaustive(a: np.ndarray) -> tuple[float, np.ndarray]:
-    n = a.shape[0]
-    vals, _ = _pair_values(a)
-    total = float(vals.sum())
-    ss = float(((vals - vals.mean()) ** 2).sum())
-    s_all = _periphery_sums(a)
+def _pair_stats(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and centred sum of squares of the pair weights of a stack ``(P, n, n)``."""
+    iu = np.triu_indices(mats.shape[1], 1)
+    vals = mats[:, iu[0], iu[1]]
+    total = vals.sum(axis=1)
+    ss = ((vals - vals.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    return total, ss
+
+
+#: masks per chunk of the exhaustive search (ties are resolved chunk by chunk, see below)
+_MASK_CHUNK = 1 << 14
+#: most (problem x mask) periphery sums held at once by the exhaustive search
+_MASK_BUDGET = 1 << 22
+
+
+def _discrete_exhaustive_batch(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exhaustive discrete fit of each network of a stack ``(P, n, n)``: ``r`` (P,), core (P, n).
+
+    Every core mask ``1 .. 2^n - 1`` is scored from its periphery sum (:func:`_periphery_sums`);
+    the mask sizes are shared by all networks, so a stack of permutations costs one matrix
+    product each. Within a chunk of :data:`_MASK_CHUNK` masks the best fit wins, ties (within
+    1e-12) going to the smallest core, then the first mask; a later chunk replaces it only if
+    better by 1e-12, or as good with a smaller core.
+    """
+    n_mats, n = mats.shape[:2]
+    total, ss = _pair_stats(mats)
     bits = 1 << np.arange(n)
-    best = (-np.inf, None, n)
-    chunk = 1 << 14
-    for start in range(1, 1 << n, chunk):
-        masks = np.arange(start, min(start + chunk, 1 << n))
-        core = (masks[:, None] & bits) > 0
-        n_p = n - core.sum(axis=1).astype(float)
-        r = _discrete_r(s_all[masks], n_p, n, total, ss)
-        k = _best_of(r, n - n_p)
-        size = int(n - n_p[k])
-        if r[k] > best[0] + 1e-12 or (abs(r[k] - best[0]) <= 1e-12 and size < best[2]):
-            best = (float(r[k]), core[k].copy(), size)
-    return best[0], best[1]
+    sizes = np.zeros(1 << n, dtype=np.int64)
+    for b in bits:
+        sizes += (np.arange(1 << n) & b) > 0
+    n_p = (n - sizes).astype(float)
+    best_r = np.full(n_mats, -np.inf)
+    best_mask = np.zeros(n_mats, dtype=np.int64)
+    best_size = np.full(n_mats, n)
+    group = max(1, _MASK_BUDGET >> n)
+    for g0 in range(0, n_mats, group):
+        sl = slice(g0, min(g0 + group, n_mats))
+        s_all = np.stack([_periphery_sums(a) for a in mats[sl]])
+        rows = np.arange(s_all.shape[0])
+        tot, sq = total[sl, None], ss[sl, None]
+        br, bm, bs = best_r[sl], best_mask[sl], best_size[sl]
+        for start in range(1, 1 << n, _MASK_CHUNK):
+            stop = min(start + _MASK_CHUNK, 1 << n)
+            r = _discrete_r(s_all[:, start:stop], n_p[None, start:stop], n, tot, sq)
+            size = sizes[start:stop]
+            cand = r >= r.max(axis=1, keepdims=True) - 1e-12
+            sz = np.where(cand, size[None, :], n + 1)
+            k = np.argmax(sz == sz.min(axis=1, keepdims=True), axis=1)
+            rk, sk = r[rows, k], size[k]
+            better = (rk > br + 1e-12) | ((np.abs(rk - br) <= 1e-12) & (sk < bs))
+            br[better], bm[better], bs[better] = rk[better], start + k[better], sk[better]
+        best_r[sl], best_mask[sl], best_size[sl] = br, bm, bs
+    return best_r, (best_mask[:, None] & bits) > 0
+
+
+def _fit_discrete_exhaustive(a: np.ndarray) -> tuple[float, np.ndarray]:
+    """Exhaustive discrete fit of one network: ``(r, core)``."""
+    r, core = _discrete_exhaustive_batch(a[None])
+    return float(r[0]), core[0]
+
+
+def _local_starts(a: np.ndarray, rng: np.random.Generator, restarts: int) -> np.ndarray:
+    """Starts of the local search ``(S, n)``: the top-k cities by strength for k = 1 .. n-2,
+    then ``restarts`` seeded random sets (an empty one gets one seeded random city)."""
+    n = a.shape[0]
+    order = np.argsort(-a.sum(axis=1), kind="stable")
+    starts = [np.isin(np.arange(n), order[:k]) for k in range(1, max(2, n - 1))]
+    starts += [rng.random(n) < rng.uniform(0.1, 0.6) for _ in range(restarts)]
+    out = np.array(starts, dtype=bool)
+    for core in out:
+        if not core.any():
+            core[rng.integers(n)] = True
+    return out
+
+
+def _discrete_local_batch(mats: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best-improvement single-node flips from every start of every network, all at once.
+
+    ``mats``: (P, n, n); ``starts``: (P, S, n) core masks. Each step flips, in every run that
+    can still improve, the city whose flip raises the fit most (the first such city on ties);
+    a run stops when no flip raises it by more than 1e-12. Per network, the best run wins
+    (taken in start order: better by 1e-12, or as good with a smaller core). Returns the fits
+    (P,) and cores (P, n).
+    """
+    n_mats, n_starts, n = starts.shape
+    total, ss = _pair_stats(mats)
+    tot, sq = total[:, None], ss[:, None]
+    core = starts.copy()
+    active = np.ones((n_mats, n_starts), dtype=bool)
+    final = np.full((n_mats, n_starts), -np.inf)
+    while active.any():
+        y = (~core).astype(float)
+        rowp = np.matmul(y, mats)  # A is symmetric: row i of A @ y
+        s_pp = 0.5 * np.einsum("psi,psi->ps", y, rowp)
+        n_p = y.sum(axis=2)
+        cur = _discrete_r(s_pp, n_p, n, tot, sq)
+        # flipping i: periphery -> core removes its periphery ties, core -> periphery adds
+        s_new = np.where(core, s_pp[..., None] + rowp, s_pp[..., None] - rowp)
+        np_new = np.where(core, n_p[..., None] + 1, n_p[..., None] - 1)
+        r = _discrete_r(s_new, np_new, n, tot[..., None], sq[..., None])
+        i = np.argmax(r, axis=2)
+        up = active & (np.take_along_axis(r, i[..., None], axis=2)[..., 0] > cur + 1e-12)
+        stop = active & ~up
+        final[stop] = cur[stop]
+        p, s = np.nonzero(up)
+        core[p, s, i[p, s]] = ~core[p, s, i[p, s]]
+        active = up
+    best_r = np.full(n_mats, -np.inf)
+    best_core = np.zeros((n_mats, n), dtype=bool)
+    sizes = core.sum(axis=2)
+    for p in range(n_mats):
+        br, bk = -np.inf, -1
+        for s in range(n_starts):
+            cur = final[p, s]
+            if cur > br + 1e-12 or (
+                bk >= 0 and abs(cur - br) <= 1e-12 and sizes[p, s] < sizes[p, bk]
+            ):
+                br, bk = cur, s
+        best_r[p], best_core[p] = br, core[p, bk]
+    return best_r, best_core
 
 
 def _fit_discrete_local(
-    a: np.ndarray, rng: np.random.Generator, restarts: int, seeds: Iterable[np.ndarray] = ()
+    a: np.ndarray, rng: np.random.Generator, restarts: int
 ) -> tuple[float, np.ndarray]:
-    """Best-improvement single-node flips from several starts (seeded)."""
-    n = a.shape[0]
-    vals, _ = _pair_values(a)
-    total = float(vals.sum())
-    ss = float(((vals - vals.mean()) ** 2).sum())
-    order = np.argsort(-a.sum(axis=1), kind="stable")
-    starts = [np.isin(np.arange(n), order[:k]) for k in range(1, max(2, n - 1))]
-    starts += list(seeds)
-    starts += [rng.random(n) < rng.uniform(0.1, 0.6) for _ in range(restarts)]
-    best_r, best_core = -np.inf, None
-    for core in starts:
-        core = core.copy()
-        if core.sum() == 0:
-            core[rng.integers(n)] = True
-        while True:
-            y = (~core).astype(float)
-            rowp = a @ y
-            s_pp = 0.5 * float(y @ rowp)
-            n_p = float(y.sum())
-            cur = _discrete_r(np.array([s_pp]), np.array([n_p]), n, total, ss)[0]
-            # flipping i: periphery -> core removes its periphery ties, core -> periphery adds
-            s_new = np.where(core, s_pp + rowp, s_pp - rowp)
-            np_new = np.where(core, n_p + 1, n_p - 1)
-            r = _discrete_r(s_new, np_new, n, total, ss)
-            i = int(np.argmax(r))
-            if r[i] <= cur + 1e-12:
-                break
-            core[i] = ~core[i]
-        if cur > best_r + 1e-12 or (abs(cur - best_r) <= 1e-12 and core.sum() < best_core.sum()):
-            best_r, best_core = float(cur), core.copy()
-    return best_r, best_core
+    """Local search of one network from :func:`_local_starts` (seeded): ``(r, core)``."""
+    r, core = _discrete_local_batch(a[None], _local_starts(a, rng, restarts)[None])
+    return float(r[0]), core[0]
 
 
 def _core_from_continuous(a: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -642,39 +789,41 @@ def _null_fits(
     exhaustive_max: int,
     progress: bool,
 ) -> np.ndarray:
-    """Fits of ``n_perm`` seeded permutations of the pair weights (continuous ones batched).
+    """Fits of ``n_perm`` seeded permutations of the pair weights, solved in one batch.
 
     The generator is drawn in the same order as fitting one permutation after the other
     (permutation, then that fit's random starts), so the nulls do not depend on batching.
     """
     vals, pairs = _pair_values(a)
+    n = a.shape[0]
     it = range(n_perm)
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc=f"coreness nulls ({method})")
-    batched = method == "continuous"
-    mats, starts, nulls = [], [], np.full(n_perm, np.nan)
+    local = method == "discrete" and n > exhaustive_max
+    mats = np.zeros((n_perm, n, n))
+    starts = []
     for k in it:
-        b = np.zeros_like(a)
-        b[pairs[:, 0], pairs[:, 1]] = prng.permutation(vals)
-        b = b + b.T
-        if batched:
-            mats.append(b)
-            starts.append(_continuous_starts(b, prng, restarts))
-        else:
-            nulls[k] = _fit(b, method, prng, restarts, exhaustive_max)[0]
-    if batched and mats:
-        nulls[:] = [r for r, _ in _fit_continuous(mats, starts)]
-    return nulls
+        mats[k, pairs[:, 0], pairs[:, 1]] = prng.permutation(vals)
+        mats[k] += mats[k].T
+        if method == "continuous":
+            starts.append(_continuous_starts(mats[k], prng, restarts))
+        elif local:
+            starts.append(_local_starts(mats[k], prng, 5 * restarts))
+    if method == "continuous":
+        return np.array([r for r, _ in _fit_continuous(list(mats), starts, star_limit=True)])
+    if local:
+        return _discrete_local_batch(mats, np.stack(starts))[0]
+    return _discrete_exhaustive_batch(mats)[0]
 
 
 def coreness(
     interactions: pd.DataFrame,
     *,
     method: str = "continuous",
-    seed: int = 0,
-    n_perm: int = 199,
+    seed: int = RUN_SEED,
+    n_perm: int = DEFAULT_N_PERM,
     restarts: int = 2,
     exhaustive_max: int = 16,
     transform: str = "none",
@@ -741,8 +890,16 @@ def coreness(
     >>> out.index[out.core].tolist(), float(out.attrs["fit"])
     (['a', 'b'], 1.0)
     """
-    _check_choice("method", method, METHODS)
-    _check_choice("transform", transform, TRANSFORMS)
+    problems = [
+        p
+        for p in (
+            choice_problem("method", method, METHODS),
+            choice_problem("transform", transform, TRANSFORMS),
+        )
+        if p
+    ]
+    if problems:
+        raise ValidationError(problems, "coreness")
     a = _validate_matrix(interactions)
     if transform == "log":
         pos = a[a > 0]
@@ -1133,3 +1290,427 @@ def structure_type(
             kind, why = "scattered", "no other rule applies"
         rows.append({"structure_type": kind, "n_core": n_core, "rule": f"{why} ({vals})"})
     return pd.DataFrame(rows, index=system.index)
+
+
+# --------------------------------------------------------------------------------------------
+# the stage: every agglomeration and year
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorePeripheryOptions(Options):
+    """Options of :func:`core_periphery` (``[coreperiphery]``, ``agglo coreperiphery``)."""
+
+    section = "coreperiphery"
+    mass: str | tuple[str, ...] = option(
+        ("population", "gdp"), help="Panel indicator(s) whose geometric mean is the mass."
+    )
+    beta: float = option(2.0, help="Distance decay exponent of the gravity model.", minimum=0)
+    size: str = option("population", help="Panel indicator of city size (city system).")
+    methods: str | tuple[str, ...] = option(
+        ("continuous", "discrete"), help="Coreness methods: continuous and/or discrete."
+    )
+    n_perm: int = option(DEFAULT_N_PERM, help="Permutations of the significance test.", minimum=0)
+    restarts: int = option(2, help="Random restarts of the continuous fit.", minimum=1)
+    exhaustive_max: int = option(
+        16, help="Largest group whose discrete core is searched exhaustively.", minimum=1
+    )
+    transform: str = option("none", help="Weights before fitting.", choices=TRANSFORMS)
+    seats_file: str | None = option(
+        None,
+        help="CSV of city seats: adcode, lon, lat (WGS84; they win over agglo.reference.seats).",
+    )
+    gap_cores: str = option(
+        "first",
+        help="Core set of the gaps: the first year's, the latest or each year's.",
+        choices=GAP_CORES,
+    )
+    gap_tol: float = option(0.0, help="Tolerance of the core-periphery gaps.", minimum=0)
+    single_primacy: float = option(2.5, help="Single core when P1/P2 is at least this.")
+    single_max_cores: int = option(1, help="Most core cities of a single-core system.", minimum=1)
+    dumbbell_primacy: float = option(2.0, help="Dumbbell (哑铃型) when P1/P2 is below this ...")
+    dumbbell_gap: float = option(2.0, help="... and P2/P3 is at least this.")
+    zipf_range: tuple[float, ...] = option(
+        (0.8, 1.25), help="Gradient (梯度型) when the Zipf exponent lies in low,high ..."
+    )
+    min_r2: float = option(
+        0.9, help="... and the rank-size fit has at least this R².", minimum=0, maximum=1
+    )
+
+    def extra_problems(self) -> list[str]:
+        if not self.method_list or any(m not in METHODS for m in self.method_list):
+            return [
+                f"coreperiphery.methods must be a list from {list(METHODS)}; got {self.methods!r}"
+            ]
+        if len(self.zipf_range) != 2:
+            return [f"coreperiphery.zipf_range must be two numbers; got {self.zipf_range!r}"]
+        return []
+
+    @property
+    def method_list(self) -> list[str]:
+        """``methods`` as a list."""
+        return [self.methods] if isinstance(self.methods, str) else list(self.methods)
+
+    @property
+    def mass_list(self) -> list[str]:
+        """``mass`` as a list."""
+        return [self.mass] if isinstance(self.mass, str) else list(self.mass)
+
+    def structure_rules(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`structure_type`."""
+        return {
+            "single_primacy": self.single_primacy,
+            "single_max_cores": self.single_max_cores,
+            "dumbbell_primacy": self.dumbbell_primacy,
+            "dumbbell_gap": self.dumbbell_gap,
+            "zipf_range": tuple(self.zipf_range),
+            "min_r2": self.min_r2,
+        }
+
+    def recorded(self) -> dict[str, Any]:
+        """The options as recorded with the outputs (``methods`` always a list)."""
+        out = self.to_dict()
+        out["methods"] = self.method_list
+        return out
+
+
+#: columns of :attr:`CorePeripheryResult.excluded`
+EXCLUDED_COLUMNS = ("agglomeration_id", "year", "adcode", "name_zh", "reason")
+
+
+@dataclass(frozen=True)
+class CorePeripheryResult(StageResult):
+    """Result of :func:`core_periphery`.
+
+    Attributes
+    ----------
+    coreness
+        Long: ``agglomeration_id, year, adcode, name_zh, method, coreness, core``.
+    fit
+        Per agglomeration, year and method: ``n_cities, n_core, core_cities, fit, p_value,
+        n_perm, null_mean, null_q95``.
+    city_system
+        :func:`city_system` per agglomeration and year.
+    structure
+        :func:`structure_type` per agglomeration and year (``structure_type, n_core, rule``).
+    gaps
+        :func:`core_periphery_gaps` with one core set (``options.gap_cores``) per agglomeration.
+    layer
+        Member city polygons with ``coreness_<year>``, ``core_<year>`` and the latest
+        ``structure_type``.
+    excluded
+        Cities left out of an agglomeration-year (no mass or size) and agglomeration-years
+        skipped (fewer than 3 cities; ``adcode`` empty): ``agglomeration_id, year, adcode,
+        name_zh, reason``.
+    seats
+        The seat of every member city (:func:`agglo.reference.seats.city_seats`).
+    options, seed
+        What was run.
+    """
+
+    coreness: pd.DataFrame
+    fit: pd.DataFrame
+    city_system: pd.DataFrame
+    structure: pd.DataFrame
+    gaps: pd.DataFrame
+    layer: gpd.GeoDataFrame
+    excluded: pd.DataFrame
+    seats: gpd.GeoDataFrame
+    options: CorePeripheryOptions
+    seed: int
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        out = {
+            "coreness": self.coreness,
+            "coreness_fit": self.fit,
+            "city_system": self.city_system,
+            "structure_type": self.structure,
+            "core_periphery_gaps": self.gaps,
+        }
+        if len(self.excluded):
+            out["coreperiphery_excluded"] = self.excluded
+        return out
+
+    def layers(self) -> dict[str, gpd.GeoDataFrame]:
+        return {"core_periphery": self.layer}
+
+    def metadata(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "options": o.recorded(),
+            "seed": self.seed,
+            "method": f"Borgatti-Everett coreness ({', '.join(o.method_list)}) on the gravity "
+            f"network (beta {o.beta}), {o.n_perm} permutations, seed {self.seed}",
+        }
+
+    def layer_metadata(self) -> dict[str, dict[str, Any]]:
+        return {
+            "core_periphery": {
+                "description": (
+                    "member cities: Borgatti-Everett coreness (continuous, max 1) and discrete "
+                    "core flag per year on the gravity network sqrt(P G)_i sqrt(P G)_j / "
+                    "d_ij^beta; structure_type of the agglomeration in the latest year"
+                ),
+                "units": {"coreness_<year>": "0-1 (continuous coreness)", "core_<year>": "bool"},
+                "options": self.options.recorded(),
+                "seed": self.seed,
+            }
+        }
+
+    def summary_lines(self) -> list[str]:
+        """Per agglomeration, the latest year: core set, fit, p and structure type."""
+        fit = self.fit
+        struct = self.structure.set_index(["agglomeration_id", "year"])
+        latest = int(fit["year"].max())
+        last_method = fit["method"].iloc[-1]
+        rows = fit[(fit["year"] == latest) & (fit["method"] == last_method)]
+        return [
+            f"Core-periphery {row.agglomeration_id} {latest}: core {row.core_cities} "
+            f"({row.method} fit {row.fit:.2f}, p {row.p_value:.3f}); structure "
+            f"{struct.loc[(row.agglomeration_id, latest), 'structure_type']}"
+            for row in rows.itertuples()
+        ]
+
+    def notes(self) -> list[str]:
+        if not len(self.excluded):
+            return []
+        skipped = self.excluded[self.excluded["adcode"].isna()]
+        dropped = self.excluded[self.excluded["adcode"].notna()]
+        out = []
+        if len(dropped):
+            out.append(
+                f"Core-periphery: {len(dropped)} city-year(s) left out for missing "
+                f"{'/'.join(sorted({*self.options.mass_list, self.options.size}))} "
+                "(table coreperiphery_excluded)"
+            )
+        if len(skipped):
+            out.append(
+                "Core-periphery skipped (fewer than 3 cities): "
+                + ", ".join(f"{r.agglomeration_id} {r.year}" for r in skipped.itertuples())
+            )
+        return out
+
+
+def core_periphery(
+    cities: gpd.GeoDataFrame,
+    panel: pd.DataFrame,
+    options: CorePeripheryOptions | None = None,
+    *,
+    counties: gpd.GeoDataFrame | None = None,
+    seats: pd.DataFrame | None = None,
+    years: Sequence[int] | None = None,
+    agglomerations: Sequence[str] | None = None,
+    seed: int = RUN_SEED,
+    progress: bool = False,
+) -> CorePeripheryResult:
+    """Core-periphery structure of every agglomeration and year.
+
+    Per agglomeration (member cities of ``cities``) and year of ``panel``: the gravity network
+    from the mass indicators (:func:`gravity_interactions`, geodesic km between the seats of
+    :func:`agglo.reference.seats.city_seats`), Borgatti-Everett coreness with each method and a
+    permutation test (:func:`coreness`), the city-size system (:func:`city_system`) and its
+    shape (:func:`structure_type`, with the discrete core set when computed). Cities without a
+    mass or size value in a year are left out of that year (an
+    :class:`~agglo.errors.AggloDataWarning` names them); an agglomeration-year with fewer than
+    3 cities is skipped (warned as well); both are listed in ``excluded``. The core/periphery
+    gaps of every panel indicator (:func:`core_periphery_gaps`) use one core set per
+    agglomeration for all years (``gap_cores = "first"``: the first year's, by default), so a
+    change between years is a change of the cities, not of the grouping.
+
+    Parameters
+    ----------
+    cities
+        City polygons with ``adcode``, ``name_zh``, ``agglomeration_id`` (members: not null).
+    panel
+        Tidy ``adcode, year, indicator, value`` with the mass and size indicators.
+    options
+        :class:`CorePeripheryOptions` (default: its defaults).
+    counties
+        Counties for the seat rule (urban districts); ``None``: the city polygons' points.
+    seats
+        Given seats (``adcode, lon, lat`` or points); they win over the rule. Default: those
+        of ``options.seats_file``, if set.
+    years, agglomerations
+        Subsets (default: every year of the panel, every agglomeration).
+    seed
+        Seed of every random start and permutation.
+    progress
+        Progress bars over permutations.
+
+    Returns
+    -------
+    CorePeripheryResult
+
+    Examples
+    --------
+    >>> import agglo
+    >>> opts = agglo.CorePeripheryOptions(n_perm=99)
+    >>> res = agglo.core_periphery(cities, panel, opts, counties=counties)  # doctest: +SKIP
+    >>> res.tables()["coreness_fit"]  # doctest: +SKIP
+    """
+    opts = options if options is not None else CorePeripheryOptions()
+    if not isinstance(opts, CorePeripheryOptions):
+        raise AggloInputError(
+            f"options must be CorePeripheryOptions, got {type(opts).__name__} "
+            "(use CorePeripheryOptions.from_dict for a mapping)."
+        )
+    mass, size = opts.mass_list, opts.size
+    needed = sorted({*mass, size})
+    absent = [v for v in needed if v not in set(panel["indicator"])]
+    if absent:
+        raise AggloInputError(
+            f"[coreperiphery] the panel lacks indicator(s) {absent} needed for the gravity "
+            "masses and city sizes."
+        )
+    members = cities[cities["agglomeration_id"].notna()]
+    members = members[["adcode", "name_zh", "agglomeration_id", "geometry"]]
+    if agglomerations is not None:
+        unknown = sorted(set(agglomerations) - set(members["agglomeration_id"]))
+        if unknown:
+            raise AggloInputError(
+                f"unknown agglomeration(s) {unknown}; "
+                f"valid: {sorted(members['agglomeration_id'].unique())}."
+            )
+        members = members[members["agglomeration_id"].isin(agglomerations)]
+    all_years = sorted(int(y) for y in panel["year"].unique())
+    years = all_years if years is None else sorted(int(y) for y in years)
+    missing_years = sorted(set(years) - set(all_years))
+    if missing_years:
+        raise AggloInputError(f"year(s) {missing_years} not in the panel (it has {all_years}).")
+    if seats is None and opts.seats_file:
+        seats = read_seats(opts.seats_file)
+    seat_points = city_seats(members, counties, seats=seats)
+    wide = (
+        panel[panel["indicator"].isin(needed) & panel["adcode"].isin(members["adcode"])]
+        .pivot_table(index=["adcode", "year"], columns="indicator", values="value", aggfunc="first")
+        .reset_index()
+    )
+    long_rows, fit_rows, systems, structures, excluded = [], [], [], [], []
+    for agg, group in members.groupby("agglomeration_id", sort=True):
+        for year in years:
+            data = group.merge(wide[wide["year"] == year], on="adcode", how="left")
+            ok = data[needed].notna().all(axis=1) & (data[size] > 0)
+            if not ok.all():
+                left = data.loc[~ok]
+                warnings.warn(
+                    f"core-periphery {agg} {year}: no {'/'.join(needed)} for "
+                    + ", ".join(f"{r.name_zh} ({r.adcode})" for r in left.itertuples())
+                    + "; left out of that year",
+                    AggloDataWarning,
+                    stacklevel=2,
+                )
+                excluded += [
+                    (agg, year, r.adcode, r.name_zh, f"no {'/'.join(needed)}")
+                    for r in left.itertuples()
+                ]
+            data = data[ok]
+            if len(data) < 3:
+                warnings.warn(
+                    f"core-periphery {agg} {year} skipped: {len(data)} cities with "
+                    f"{'/'.join(needed)}, at least 3 needed",
+                    AggloDataWarning,
+                    stacklevel=2,
+                )
+                excluded.append((agg, year, None, None, f"{len(data)} cities, at least 3 needed"))
+                continue
+            t = gravity_interactions(data, mass=mass, beta=float(opts.beta), seats=seat_points)
+            names = data.set_index("adcode")["name_zh"]
+            discrete = None
+            for method in opts.method_list:
+                res = coreness(
+                    t,
+                    method=method,
+                    seed=seed,
+                    n_perm=opts.n_perm,
+                    restarts=opts.restarts,
+                    exhaustive_max=opts.exhaustive_max,
+                    transform=opts.transform,
+                    progress=progress,
+                )
+                if method == "discrete":
+                    discrete = res
+                fit_rows.append(
+                    {
+                        "agglomeration_id": agg,
+                        "year": year,
+                        "method": method,
+                        "n_cities": len(res),
+                        "n_core": int(res["core"].sum()),
+                        "core_cities": "、".join(names[res.index[res["core"]]]),
+                        **{
+                            k: res.attrs[k]
+                            for k in ("fit", "p_value", "n_perm", "null_mean", "null_q95")
+                        },
+                    }
+                )
+                frame = res.reset_index()
+                long_rows.append(
+                    frame.assign(
+                        agglomeration_id=agg,
+                        year=year,
+                        method=method,
+                        name_zh=frame["adcode"].map(names).to_numpy(),
+                    )
+                )
+            system = city_system(data, size, name_col="name_zh").assign(
+                agglomeration_id=agg, year=year
+            )
+            systems.append(system)
+            cores = None if discrete is None else discrete.reset_index()
+            structures.append(
+                structure_type(system, cores, **opts.structure_rules()).assign(
+                    agglomeration_id=agg, year=year
+                )
+            )
+    if not long_rows:
+        raise AggloInputError(
+            "[coreperiphery] no agglomeration and year had 3 or more cities with "
+            f"{'/'.join(needed)}."
+        )
+    long = pd.concat(long_rows, ignore_index=True)[
+        ["agglomeration_id", "year", "adcode", "name_zh", "method", "coreness", "core"]
+    ]
+    system_df = pd.concat(systems).reset_index(drop=True)
+    system_df = system_df[["agglomeration_id", "year", *system_df.columns[:-2]]]
+    struct_df = pd.concat(structures).reset_index(drop=True)
+    struct_df = struct_df[["agglomeration_id", "year", "structure_type", "n_core", "rule"]]
+    return CorePeripheryResult(
+        coreness=long,
+        fit=pd.DataFrame(fit_rows),
+        city_system=system_df,
+        structure=struct_df,
+        gaps=_stage_gaps(panel, long, members, opts),
+        layer=_stage_layer(members, long, struct_df),
+        excluded=pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)),
+        seats=seat_points,
+        options=opts,
+        seed=int(seed),
+    )
+
+
+def _stage_gaps(
+    panel: pd.DataFrame, long: pd.DataFrame, members: pd.DataFrame, opts: CorePeripheryOptions
+) -> pd.DataFrame:
+    """Gaps with the discrete core sets (else the continuous ones) of ``opts.gap_cores``."""
+    method = "discrete" if "discrete" in set(long["method"]) else "continuous"
+    sets = long[long["method"] == method][["agglomeration_id", "year", "adcode", "core"]]
+    if opts.gap_cores != "each":
+        pick = "min" if opts.gap_cores == "first" else "max"
+        ref = sets.groupby("agglomeration_id")["year"].transform(pick)
+        sets = sets[sets["year"] == ref].drop(columns="year")
+    data = panel[panel["adcode"].isin(members["adcode"])]
+    gaps = core_periphery_gaps(data, sets, tol=float(opts.gap_tol))
+    return gaps.assign(core_method=method, core_set=opts.gap_cores)
+
+
+def _stage_layer(
+    members: gpd.GeoDataFrame, long: pd.DataFrame, struct: pd.DataFrame
+) -> gpd.GeoDataFrame:
+    out = members.copy()
+    for method, col in (("continuous", "coreness"), ("discrete", "core")):
+        sub = long[long["method"] == method]
+        for year, g in sub.groupby("year", sort=True):
+            out[f"{col}_{year}"] = out["adcode"].map(g.set_index("adcode")[col])
+    latest = struct[struct["year"] == struct["year"].max()].set_index("agglomeration_id")
+    out["structure_type"] = out["agglomeration_id"].map(latest["structure_type"])
+    return out.reset_index(drop=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from agglo.analysis.coreperiphery import CorePeripheryOptions
 from agglo.cli._flags import option_flags
-from agglo.pipeline.coreperiphery import CorePeripheryOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +57,8 @@ def register(app: typer.Typer) -> None:
             cfg, "coreperiphery", out, force=force, gpkg="core_periphery.gpkg", progress=progress
         )
         res = outputs.results["coreperiphery"]
-        struct = res["structure_type"].set_index(["agglomeration_id", "year"])
-        for row in res["fit"].itertuples():
+        struct = res.structure.set_index(["agglomeration_id", "year"])
+        for row in res.fit.itertuples():
             kind = struct.loc[(row.agglomeration_id, row.year), "structure_type"]
             typer.echo(
                 outputs.label(

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         """HSR flag (0/1) per city and year, and each city's first opening year."""
         from agglo.config import load_config
         from agglo.errors import AggloInputError
-        from agglo.measures.hsr import hsr_access, read_stations
+        from agglo.measures.hsr import city_hsr, read_stations
         from agglo.outputs.writers import check_writable, write_csv
         from agglo.reference.boundaries import load_cities, load_counties
 
@@ -46,15 +46,12 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise AggloInputError(f"--years must be comma-separated years; got {years!r}.") from exc
         table = read_stations(stations, **opts.to_dict())
-        cities = load_cities()
-        result = hsr_access(
-            table, cities, year_list, counties=load_counties(), min_speed_kmh=opts.min_speed_kmh
-        )
-        result.insert(1, "name_zh", result["adcode"].map(cities.set_index("adcode")["name_zh"]))
-        write_csv(result, out, force=force)
-        last = result[result["year"] == max(year_list)]
+        result = city_hsr(table, load_cities(), opts, years=year_list, counties=load_counties())
+        write_csv(result.tables()["hsr"], out, force=force)
+        access = result.access
+        last = access[access["year"] == max(year_list)]
         typer.echo(
             f"{int(last['hsr'].sum())} of {len(last)} cities have HSR by {max(year_list)}; "
-            f"{len(result.attrs.get('unmatched', []))} station/city name(s) outside the cities; "
+            f"{len(access.attrs.get('unmatched', []))} station/city name(s) outside the cities; "
             f"wrote {out}"
         )

@@ -81,17 +81,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mean annual PM2.5 (µg/m³) per polygon and year, weighted by exact cell coverage."""
         from agglo.config import load_config
-        from agglo.measures.pm25 import zonal_pm25
+        from agglo.measures.pm25 import city_pm25
         from agglo.outputs.writers import check_writable, write_csv
 
         opts = stage_options(PM25Options, load_config(config).section("pm25"), given)
         check_writable(out, force=force)
         polys = _load_polygons(polygons, polygons_layer)
-        df = zonal_pm25(rasters, polys, id_col=id_col, years=_parse_years(years), **opts.to_dict())
-        if df.attrs.get("synthetic"):
-            df = df.assign(data_status="synthetic")
-        write_csv(df, out, force=force)
-        label = "[SYNTHETIC] " if df.attrs.get("synthetic") else ""
+        result = city_pm25(rasters, polys, opts, years=_parse_years(years), id_col=id_col)
+        df = result.means
+        write_csv(result.tables()["pm25"], out, force=force)
+        label = "[SYNTHETIC] " if result.synthetic else ""
         typer.echo(
             f"{label}wrote {out}: {df[id_col].nunique()} polygons x {df['year'].nunique()} years "
             f"({df.attrs['weights']}-weighted; {df.attrs['crs']}); mean "

@@ -105,10 +105,9 @@ def register(app: typer.Typer) -> None:
         from agglo.config import load_config
         from agglo.errors import AggloInputError
         from agglo.measures.geodesy import ensure_wgs84
-        from agglo.measures.roads import parse_road_source, read_roads, road_density
+        from agglo.measures.roads import city_road_density, read_roads
         from agglo.outputs.writers import check_writable, write_csv
         from agglo.reference.boundaries import load_cities
-        from agglo.reference.provenance import is_synthetic_file
 
         given = {"roads": dict(given["roads"])}
         if mapping_file is not None:
@@ -131,14 +130,11 @@ def register(app: typer.Typer) -> None:
                 raise AggloInputError(f"cannot read polygons from {polygons}: {exc}") from exc
         box = _parse_bbox(bbox) or tuple(ensure_wgs84(polys, what="polygons").total_bounds)
         lines = read_roads(roads, bbox=box, **opts.to_dict())
-        result = road_density(lines, polys, id_col=id_col, classes=opts.classes)
-        if "name_zh" in polys.columns:
-            result.insert(1, "name_zh", polys["name_zh"].to_numpy())
-        synthetic = any(is_synthetic_file(parse_road_source(r)[0]) for r in roads)
-        result["data_status"] = "synthetic" if synthetic else "real"
-        write_csv(result, out, force=force)
+        result = city_road_density(lines, polys, opts, id_col=id_col)
+        table = result.tables()["road_density"]
+        write_csv(table, out, force=force)
         typer.echo(
-            f"{'[SYNTHETIC] ' if synthetic else ''}{len(lines):,} road lines, {result['length_km'].sum():,.1f} km in "
-            f"{len(result)} polygons; median density "
-            f"{result['density_km_per_100km2'].median():.2f} km/100 km²; wrote {out}"
+            f"{'[SYNTHETIC] ' if result.synthetic else ''}{len(lines):,} road lines, "
+            f"{table['length_km'].sum():,.1f} km in {len(table)} polygons; median density "
+            f"{table['density_km_per_100km2'].median():.2f} km/100 km²; wrote {out}"
         )

@@ -32,6 +32,7 @@ yearbook's; the integration index uses dispersion across cities (cv), which is l
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -930,16 +931,24 @@ def _length_by_polygon(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Geodesic km of ``lines`` inside each polygon and the number of lines touching it.
 
-    Lines wholly inside a polygon (prepared ``contains_properly``) count with their full
-    length. The lines crossing a boundary are clipped all at once by :func:`_clipped_km`
-    instead of one GEOS overlay per line (whose cost grows with the polygon's vertices).
+    Three tiers: lines whose bounding box lies in cells of a coarse grid that are wholly inside
+    one polygon (:func:`_interior_cells`) count with their full length without any geometry
+    predicate; the remaining lines wholly inside a polygon (prepared ``contains_properly``)
+    too; the lines crossing a boundary are clipped all at once by :func:`_clipped_km` instead
+    of one GEOS overlay per line (whose cost grows with the polygon's vertices).
     """
     full = _geodesic_km(lines)
-    tree = shapely.STRtree(lines)
     polys = polys.copy()
     shapely.prepare(polys)
     total = np.zeros(len(polys))
     count = np.zeros(len(polys), dtype=np.int64)
+    owner = _interior_owner(lines, polys)
+    fast = owner >= 0
+    total += np.bincount(owner[fast], weights=full[fast], minlength=len(polys))
+    count += np.bincount(owner[fast], minlength=len(polys))
+    rest_idx = np.flatnonzero(~fast)
+    rest_lines = lines[rest_idx]
+    tree = shapely.STRtree(rest_lines)
     edge_poly: list[np.ndarray] = []
     edge_line: list[np.ndarray] = []
     it: Iterable[int] = range(len(polys))
@@ -954,18 +963,109 @@ def _length_by_polygon(
         cand = tree.query(poly)  # envelope candidates
         if not len(cand):
             continue
-        inside = shapely.contains_properly(poly, lines[cand])  # fast path: no intersection
+        inside = shapely.contains_properly(poly, rest_lines[cand])  # no intersection needed
         rest = cand[~inside]
-        touch = rest[shapely.intersects(poly, lines[rest])]
-        total[j] = full[cand[inside]].sum()
-        count[j] = int(inside.sum()) + len(touch)
-        edge_line.append(touch)
+        touch = rest[shapely.intersects(poly, rest_lines[rest])]
+        total[j] += full[rest_idx[cand[inside]]].sum()
+        count[j] += int(inside.sum()) + len(touch)
+        edge_line.append(rest_idx[touch])
         edge_poly.append(np.full(len(touch), j, dtype=np.int64))
     if edge_line:
         pair_poly, pair_line = np.concatenate(edge_poly), np.concatenate(edge_line)
         km = _clipped_km(lines[pair_line], pair_poly, polys)
         total += np.bincount(pair_poly, weights=km, minlength=len(polys))
     return total, count
+
+
+#: most grid cells of :func:`_interior_owner`, and fewest lines for which it is used
+_MAX_CELLS = 4_000_000
+_MIN_LINES_GRID = 1000
+
+
+def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
+    """For each line, the polygon whose interior surely contains it, else -1.
+
+    A coarse lon/lat grid (cells about 4x the median line extent) is laid over the polygons;
+    every cell touched by a boundary edge (closed cell, edges cut to half a cell) is marked.
+    The unmarked cells form connected regions that no boundary crosses, so each lies in the
+    interior of the same polygons throughout: one point-in-polygon test per region decides,
+    and regions inside exactly one polygon own their cells. A line whose bounding box covers
+    only cells owned by polygon j lies in the interior of j and of no other polygon
+    (``contains_properly`` holds; no other polygon touches it).
+    """
+    from scipy import ndimage
+
+    owner = np.full(len(lines), -1, dtype=np.int64)
+    present = ~(shapely.is_missing(polys) | shapely.is_empty(polys))
+    if len(lines) < _MIN_LINES_GRID or not present.any():
+        return owner
+    lb = shapely.bounds(lines)
+    ext = np.maximum(lb[:, 2] - lb[:, 0], lb[:, 3] - lb[:, 1])
+    x0, y0, x1, y1 = shapely.total_bounds(polys[present])
+    h = max(4 * float(np.median(ext)), math.sqrt((x1 - x0) * (y1 - y0) / _MAX_CELLS), 1e-6)
+    nx, ny = int((x1 - x0) / h) + 1, int((y1 - y0) / h) + 1
+    # boundary edges, cut into pieces of at most h/2, marked with their (widened) boxes
+    rings = shapely.get_rings(shapely.get_parts(polys[present]))
+    xy, ring = shapely.get_coordinates(rings, return_index=True)
+    same = ring[1:] == ring[:-1]
+    e0, e1 = xy[:-1][same], xy[1:][same]
+    n_piece = np.maximum(1, np.ceil(np.abs(e1 - e0).max(axis=1) / (h / 2))).astype(np.int64)
+    k = np.repeat(np.arange(len(e0)), n_piece)
+    step = np.arange(len(k)) - np.repeat(np.cumsum(n_piece) - n_piece, n_piece)
+    f0 = (step / n_piece[k])[:, None]
+    f1 = ((step + 1) / n_piece[k])[:, None]
+    p0 = e0[k] + (e1[k] - e0[k]) * f0
+    p1 = e0[k] + (e1[k] - e0[k]) * f1
+    eps = 1e-9 * max(1.0, abs(x0), abs(x1), abs(y0), abs(y1))
+    lo = np.minimum(p0, p1) - eps
+    hi = np.maximum(p0, p1) + eps
+    c0 = np.clip(np.floor((lo[:, 0] - x0) / h).astype(np.int64), 0, nx - 1)
+    c1 = np.clip(np.floor((hi[:, 0] - x0) / h).astype(np.int64), 0, nx - 1)
+    r0 = np.clip(np.floor((lo[:, 1] - y0) / h).astype(np.int64), 0, ny - 1)
+    r1 = np.clip(np.floor((hi[:, 1] - y0) / h).astype(np.int64), 0, ny - 1)
+    marked = np.zeros((ny, nx), dtype=bool)
+    for rr in (r0, r1):
+        for cc in (c0, c1):
+            marked[rr, cc] = True
+    spans = (c1 - c0 > 1) | (r1 - r0 > 1)  # only with rounding at a cell's edge
+    for i in np.flatnonzero(spans):
+        marked[r0[i] : r1[i] + 1, c0[i] : c1[i] + 1] = True
+    regions, n_regions = ndimage.label(~marked)
+    if n_regions == 0:
+        return owner
+    # one cell centre per region: which polygons contain it
+    flat = regions.ravel()
+    first = np.zeros(n_regions + 1, dtype=np.int64)
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], np.arange(1, n_regions + 1))
+    first[1:] = order[starts]
+    cy = y0 + (first[1:] // nx + 0.5) * h
+    cx = x0 + (first[1:] % nx + 0.5) * h
+    pts = shapely.points(cx, cy)
+    idx = np.flatnonzero(present)
+    pi, pj = shapely.STRtree(polys[idx]).query(pts, predicate="intersects")
+    n_in = np.bincount(pi, minlength=n_regions)
+    region_owner = np.full(n_regions + 1, -1, dtype=np.int64)
+    one = n_in[pi] == 1
+    region_owner[pi[one] + 1] = idx[pj[one]]
+    cell_owner = region_owner[regions]  # -1 on marked cells (label 0) and shared regions
+    # lines whose box stays within 2 x 2 cells: check the corner cells
+    lc0 = np.floor((lb[:, 0] - x0) / h).astype(np.int64)
+    lc1 = np.floor((lb[:, 2] - x0) / h).astype(np.int64)
+    lr0 = np.floor((lb[:, 1] - y0) / h).astype(np.int64)
+    lr1 = np.floor((lb[:, 3] - y0) / h).astype(np.int64)
+    ok = (lc0 >= 0) & (lr0 >= 0) & (lc1 < nx) & (lr1 < ny) & (lc1 - lc0 <= 1) & (lr1 - lr0 <= 1)
+    ok &= np.isfinite(lb).all(axis=1)
+    i = np.flatnonzero(ok)
+    o = cell_owner[lr0[i], lc0[i]]
+    good = (
+        (o >= 0)
+        & (cell_owner[lr0[i], lc1[i]] == o)
+        & (cell_owner[lr1[i], lc0[i]] == o)
+        & (cell_owner[lr1[i], lc1[i]] == o)
+    )
+    owner[i[good]] = o[good]
+    return owner
 
 
 def _clipped_km(lines: np.ndarray, poly_of: np.ndarray, polys: np.ndarray) -> np.ndarray:

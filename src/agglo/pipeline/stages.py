@@ -162,10 +162,16 @@ def pm25_stage(config: RunConfig, options: Any, inputs: Inputs) -> StageOutput |
     ):
         log.info("stage pm25: no PM2.5 rasters at %s; skipped (panel pm25 kept as given)", source)
         return None
-    if not set(inputs.years) & set(raster_years(source, variable=options.variable)):
+    available = set(raster_years(source, variable=options.variable))
+    years = [y for y in inputs.years if y in available]
+    if missing := sorted(set(inputs.years) - available):
+        log.warning(
+            "stage pm25: no raster for year(s) %s in %s; pm25 kept as given", missing, source
+        )
+    if not years:
         log.info("stage pm25: rasters cover none of the run years %s; skipped", inputs.years)
         return None
-    result = city_pm25(source, inputs.cities, options, years=inputs.years)
+    result = city_pm25(source, inputs.cities, options, years=years)
     return StageOutput.of(
         result,
         synthetic=set(result.files) if result.synthetic else set(),
@@ -357,52 +363,19 @@ def coreperiphery_stage(
     config: RunConfig, options: Any, inputs: Inputs, panel: pd.DataFrame, progress: bool = False
 ) -> StageOutput | None:
     """Coreness, city system, structure type and core-periphery gaps per agglomeration-year."""
-    from agglo.pipeline.coreperiphery import analyse
+    from agglo.analysis.coreperiphery import core_periphery
 
-    res = analyse(
+    result = core_periphery(
         inputs.cities,
         panel,
+        options,
         counties=inputs.counties,
         years=inputs.years or None,
         agglomerations=config.agglomerations,
-        options=options,
         seed=config.seed,
         progress=progress,
     )
-    fit, struct = res["fit"], res["structure_type"].set_index(["agglomeration_id", "year"])
-    latest = int(fit["year"].max())
-    lines = [
-        f"Core-periphery {row.agglomeration_id} {latest}: core {row.core_cities} "
-        f"({row.method} fit {row.fit:.2f}, p {row.p_value:.3f}); structure "
-        f"{struct.loc[(row.agglomeration_id, latest), 'structure_type']}"
-        for row in fit[
-            (fit["year"] == latest) & (fit["method"] == fit["method"].iloc[-1])
-        ].itertuples()
-    ]
-    return StageOutput(
-        result=res,
-        tables={
-            "coreness": res["coreness"],
-            "coreness_fit": fit,
-            "city_system": res["city_system"],
-            "structure_type": res["structure_type"],
-            "core_periphery_gaps": res["gaps"],
-        },
-        layers={"core_periphery": res["layer"]},
-        layer_metadata={
-            "core_periphery": {
-                "description": (
-                    "member cities: Borgatti-Everett coreness (continuous, max 1) and discrete "
-                    "core flag per year on the gravity network sqrt(P G)_i sqrt(P G)_j / "
-                    "d_ij^beta; structure_type of the agglomeration in the latest year"
-                ),
-                "units": {"coreness_<year>": "0-1 (continuous coreness)", "core_<year>": "bool"},
-                "options": dict(res["options"]),
-                "seed": config.seed,
-            }
-        },
-        summary=lines,
-    )
+    return StageOutput.of(result)
 
 
 def metro_stage(
@@ -424,4 +397,25 @@ def metro_stage(
     )
     return StageOutput.of(
         res, synthetic={name} if synthetic else set(), provenance={"metro": res.method_note}
+    )
+
+
+def disparity_stage(
+    config: RunConfig, options: tuple, inputs: Inputs, panel: pd.DataFrame, index: Any = None
+) -> StageOutput:
+    """Coordination, disparity and convergence of the member cities (``disparity`` stage)."""
+    from agglo.analysis.regional import regional_disparity
+
+    coordination, disparity, convergence, weights = options
+    return StageOutput.of(
+        regional_disparity(
+            panel,
+            inputs.membership,
+            cities=inputs.cities,
+            city_scores=getattr(index, "city_scores", None),
+            coordination_options=coordination,
+            disparity_options=disparity,
+            convergence_options=convergence,
+            weights=weights,
+        )
     )
