@@ -106,6 +106,10 @@ _LAZY: dict[str, str] = {
     "write_run": "agglo.outputs.writers",
     "styles": "agglo.outputs.styles",
     "write_report": "agglo.outputs.report",
+    "build_report": "agglo.outputs.report",
+    "report_from_outputs": "agglo.outputs.report",
+    "ReportOptions": "agglo.outputs.report",
+    "install_cjk_font": "agglo.outputs.fonts",
 }
 
 #: public names that are modules themselves (``agglo.plot.choropleth``)
