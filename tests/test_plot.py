@@ -423,7 +423,7 @@ def test_save_figure_writes_png_and_svg_atomically(tmp_path):
 
 # --------------------------------------------------------------------------- maps stage
 def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
-    from agglo.pipeline import draw_maps
+    from agglo.outputs.run import draw_maps
 
     ctx = toy_context(tmp_path)
     draw_maps(ctx)
@@ -457,7 +457,7 @@ def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
 
 
 def test_maps_stage_skips_missing_parts(tmp_path):
-    from agglo.pipeline import draw_maps
+    from agglo.outputs.run import draw_maps
 
     ctx = toy_context(tmp_path, full=False, synthetic=False)
     draw_maps(ctx)
@@ -468,7 +468,7 @@ def test_maps_stage_skips_missing_parts(tmp_path):
 def test_maps_stage_rejects_unknown_options(tmp_path):
     from agglo.errors import ValidationError
     from agglo.outputs.maps import PlotOptions
-    from agglo.pipeline import draw_maps
+    from agglo.outputs.run import draw_maps
 
     ctx = toy_context(tmp_path, full=False)
     ctx.config.sections["plot"] = {"shceme": "quantiles"}
@@ -481,7 +481,7 @@ def test_maps_stage_rejects_unknown_options(tmp_path):
 
 
 def test_maps_stage_lisa_from_long_layer(tmp_path):
-    from agglo.pipeline import draw_maps
+    from agglo.outputs.run import draw_maps
 
     ctx = toy_context(tmp_path, full=False)
     lisa = pd.DataFrame(

@@ -141,7 +141,7 @@ def run_outputs(tmp_path_factory):
     """maps -> write -> report stages on the toy context (as `agglo run` composes them)."""
     from test_plot import toy_context
 
-    from agglo.pipeline import draw_maps, write_outputs, write_run_report
+    from agglo.outputs.run import draw_maps, write_outputs, write_run_report
 
     ctx = toy_context(tmp_path_factory.mktemp("run"))
     index = ctx.results["index"]

@@ -261,7 +261,7 @@ def test_styles_and_metadata_written_by_the_pipeline(tmp_path):
     from test_plot import toy_context
 
     from agglo.outputs.maps import layer_styles
-    from agglo.pipeline import write_outputs
+    from agglo.outputs.run import write_outputs
 
     ctx = toy_context(tmp_path)
     ctx.styles.update(
@@ -517,7 +517,7 @@ def toy_run_gpkg(tmp_path_factory):
     from test_plot import toy_context
 
     from agglo.outputs.maps import layer_styles
-    from agglo.pipeline import write_outputs
+    from agglo.outputs.run import write_outputs
 
     ctx = toy_context(tmp_path_factory.mktemp("qgis_run"))
     members = ctx.layers["cities"].dropna(subset=["agglomeration_id"])

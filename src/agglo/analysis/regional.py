@@ -16,7 +16,8 @@ Options: ``[coordination]`` (:class:`~agglo.analysis.coordination.CoordinationOp
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
@@ -28,7 +29,7 @@ from agglo.analysis.disparity import DisparityOptions, DisparityResult, disparit
 from agglo.errors import MissingDependencyError
 from agglo.results import StageResult
 
-__all__ = ["RegionalDisparityResult", "city_values", "regional_disparity"]
+__all__ = ["RegionalDisparityResult", "RegionalOptions", "city_values", "regional_disparity"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,38 @@ COORDINATION_TABLES = {
     "topsis_scores": "coordination_topsis",
     "topsis_rank_correlation": "coordination_topsis_rank_correlation",
 }
+
+
+@dataclass(frozen=True)
+class RegionalOptions:
+    """The options of the ``disparity`` stage: its three analyses and the spatial weights kind.
+
+    Each part is defined once in its own section's dataclass; ``weights`` is ``[autocorr]
+    weights`` (the spatial β models use the run's weights).
+    """
+
+    coordination: CoordinationOptions = field(default_factory=CoordinationOptions)
+    disparity: DisparityOptions = field(default_factory=DisparityOptions)
+    convergence: ConvergenceOptions = field(default_factory=ConvergenceOptions)
+    weights: str = "queen"
+
+    @classmethod
+    def from_sections(
+        cls,
+        coordination: Mapping[str, Any],
+        disparity: Mapping[str, Any],
+        convergence: Mapping[str, Any],
+        autocorr: Mapping[str, Any],
+    ) -> RegionalOptions:
+        """From the ``[coordination]``, ``[disparity]``, ``[convergence]``, ``[autocorr]`` sections."""
+        from agglo.analysis.autocorr import AutocorrOptions
+
+        return cls(
+            CoordinationOptions.from_dict(coordination),
+            DisparityOptions.from_dict(disparity),
+            ConvergenceOptions.from_dict(convergence),
+            str(autocorr.get("weights", AutocorrOptions().weights)),
+        )
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from agglo.errors import AggloInputError
+from agglo.results import StageResult
 
-__all__ = ["MEASURE_VALUE_COLUMNS", "with_indicators"]
+__all__ = ["MEASURE_VALUE_COLUMNS", "AnalysisPanel", "analysis_panel", "with_indicators"]
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +118,63 @@ def with_indicators(
     out = out[list(panel.columns) + [c for c in out.columns if c not in panel.columns]]
     out.attrs = {**panel.attrs, "replaced": replaced}
     return out
+
+
+@dataclass(frozen=True)
+class AnalysisPanel(StageResult):
+    """The panel the analyses use: the read panel with the measured indicators put in.
+
+    Every value keeps its ``provenance`` label; ``indicator_provenance`` says per indicator
+    which values are real, interpolated or synthetic, and :attr:`synthetic_inputs` names the
+    panel file only for the indicators that stay synthetic.
+    """
+
+    panel: pd.DataFrame
+    panel_name: str
+    measured: dict[str, str]  # indicator -> source text of the measure
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"indicator_provenance": self.indicator_provenance}
+
+    @property
+    def indicator_provenance(self) -> pd.DataFrame:
+        """Per indicator: counts of real, interpolated and synthetic values and their sources."""
+        from agglo.io.panel import indicator_provenance
+
+        return indicator_provenance(self.panel)
+
+    @property
+    def synthetic_inputs(self) -> set[str]:
+        """The panel file, naming its synthetic indicators (empty when none stays synthetic)."""
+        t = self.indicator_provenance
+        left = t[(t["n_synthetic"] > 0) & ~t["indicator"].isin(list(self.measured))]
+        if left.empty:
+            return set()
+        return {f"{self.panel_name} (synthetic indicators: {', '.join(left['indicator'])})"}
+
+    def notes(self) -> list[str]:
+        t = self.indicator_provenance
+        synthetic = t["data_status"] == "synthetic"
+        named = "; ".join(
+            f"{r.indicator} {r.data_status} ({r.sources})" for r in t[~synthetic].itertuples()
+        )
+        return [
+            f"Panel provenance: {named or 'no real values'}; "
+            f"{int(synthetic.sum())} of {len(t)} variables wholly synthetic"
+        ]
+
+
+def analysis_panel(panel: pd.DataFrame, panel_name: str, measures: Iterable[Any]) -> AnalysisPanel:
+    """The read panel with each measure's values (``.name``, ``.values``, ``.source``) put in.
+
+    A measure whose source says ``synthetic`` labels its values ``synthetic``; otherwise
+    ``real:agglo <name> stage`` (computed by agglo from real inputs).
+    """
+    measures = [m for m in measures if m is not None]
+    tables = {m.name: m.values for m in measures}
+    labels = {
+        m.name: "synthetic" if "synthetic" in m.source.lower() else f"real:agglo {m.name} stage"
+        for m in measures
+    }
+    merged = with_indicators(panel, tables, source=labels) if tables else panel
+    return AnalysisPanel(merged, panel_name, {m.name: m.source for m in measures})

@@ -1,13 +1,10 @@
 """``agglo run``: the stages as a table (name, function, needs, options), composed in order.
 
-Every stage's options are built from its config section before the first stage runs, so a
-bad option anywhere fails the run at once. Each stage gets the results of the stages it
-needs and returns a :class:`~agglo.pipeline.core.StageOutput`; the outputs are collected in
-:class:`~agglo.pipeline.core.RunOutputs`, from which the maps, the files and the report are
-written (:func:`agglo.outputs.maps.draw_maps`, :func:`agglo.outputs.writers.write_run`,
-:func:`agglo.outputs.report.build_report`).
-
-``agglo <stage>`` runs the same table up to that stage (:func:`run_stages`).
+Every stage's options are built from its config section before the first stage runs, so a bad
+option anywhere fails the run at once. Each stage gets the results of the stages it needs and
+returns a :class:`~agglo.pipeline.core.StageOutput`; they are collected in
+:class:`~agglo.outputs.run.RunOutputs` and written by :mod:`agglo.outputs.run` (maps, files,
+report). ``agglo <stage>`` runs the same table up to that stage (:func:`run_stages`).
 """
 
 from __future__ import annotations
@@ -22,49 +19,26 @@ from agglo.analysis.autocorr import AutocorrOptions
 from agglo.analysis.coreperiphery import CorePeripheryOptions
 from agglo.analysis.index import IndexOptions
 from agglo.analysis.metro.options import MetroOptions
+from agglo.analysis.regional import RegionalOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError, ValidationError
 from agglo.measures.hsr import HSROptions
 from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
+from agglo.outputs.maps import PlotOptions
 from agglo.outputs.report import ReportOptions
+from agglo.outputs.run import RunOutputs, write_run_folder
 from agglo.pipeline import stages as s
-from agglo.pipeline.core import RunOutputs, Stage, StageOutput
+from agglo.pipeline.core import Stage, StageOutput
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
 log = logging.getLogger(__name__)
 
 
-def _disparity_options(
-    coordination: Mapping[str, Any],
-    disparity: Mapping[str, Any],
-    convergence: Mapping[str, Any],
-    autocorr: Mapping[str, Any],
-) -> tuple[Any, Any, Any, str]:
-    """The options of the three analyses and the spatial weights kind (``[autocorr] weights``)."""
-    from agglo.analysis.autocorr import AutocorrOptions
-    from agglo.analysis.convergence import ConvergenceOptions
-    from agglo.analysis.coordination import CoordinationOptions
-    from agglo.analysis.disparity import DisparityOptions
-
-    return (
-        CoordinationOptions.from_dict(coordination),
-        DisparityOptions.from_dict(disparity),
-        ConvergenceOptions.from_dict(convergence),
-        str(autocorr.get("weights", AutocorrOptions().weights)),
-    )
-
-
-def _plot_options(section: Mapping[str, Any]) -> Any:
-    from agglo.outputs.maps import PlotOptions
-
-    return PlotOptions.from_dict(section)
-
-
 #: the stages in data-flow order (DESIGN.md architecture)
 STAGES: tuple[Stage, ...] = (
-    Stage("inputs", s.load_inputs),
+    Stage("inputs", s.inputs_stage),
     Stage("pm25", s.pm25_stage, ("inputs",), PM25Options.from_dict),
     Stage("roads", s.roads_stage, ("inputs",), RoadsOptions.from_dict),
     Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
@@ -84,13 +58,13 @@ STAGES: tuple[Stage, ...] = (
         "disparity",
         s.disparity_stage,
         ("inputs", "panel", "index?"),
-        _disparity_options,
+        RegionalOptions.from_sections,
         section=("coordination", "disparity", "convergence", "autocorr"),
     ),
 )
 #: steps after the stages, on the collected outputs: (name, config section, options parser)
 OUTPUT_STEPS = (
-    ("maps", "plot", _plot_options),
+    ("maps", "plot", PlotOptions.from_dict),
     ("write", None, None),
     ("report", "report", ReportOptions.from_dict),
 )
@@ -230,113 +204,24 @@ def run(
         Show progress bars inside the long stages (the stage counter is logged at INFO).
     """
     from agglo._validate import check_run_config
-    from agglo.outputs.provenance import portable
-    from agglo.outputs.writers import run_folder
 
     config = config or RunConfig()
     out = Path(out_dir)
     options = check_run_config(config)  # the whole config is checked before any work
     steps = [n for n, _, _ in OUTPUT_STEPS]
     targets = [t for t in (stages or [st.name for st in STAGES]) if t not in steps]
+    kwargs = {"force": force, "options": options, "progress": progress}
     if stages is not None and not set(stages) & set(steps):  # nothing is written
         if out.exists() and any(out.iterdir()) and not force:
             raise OutputExistsError(
                 f"output folder {out} is not empty; pass --force to replace its files "
                 "or choose another --out."
             )
-        return run_stages(
-            config, targets, out_dir=out, force=force, options=options, progress=progress
-        )
-    recorded = {k: portable(v) if isinstance(v, str) else v for k, v in config.to_dict().items()}
-    # the run folder is written beside `out` and swapped in whole, manifest (run.json) last
-    with run_folder(out, force=force, config=recorded) as staging:
-        outputs = run_stages(
-            config, targets, out_dir=staging, force=force, options=options, progress=progress
-        )
-        _write_outputs(outputs, stages)
-    outputs.out_dir = out
-    outputs.summary = [line.replace(str(staging), str(out)) for line in outputs.summary]
-    outputs.figures = [out / Path(f).relative_to(staging) for f in outputs.figures]
-    return outputs
-
-
-def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
-    steps = {"maps": draw_maps, "write": write_outputs, "report": write_run_report}
-    for name, step in steps.items():
-        if stages is not None and name not in stages:
-            continue
-        if name == "write" and outputs.synthetic:
-            outputs.summary.append(
-                "[SYNTHETIC] marks results computed from synthetic inputs: "
-                f"{', '.join(sorted(outputs.synthetic))}. They illustrate the method; they are "
-                "not findings about the agglomerations."
-            )
-        step(outputs)
-
-
-def draw_maps(outputs: RunOutputs, options: Any = None) -> None:
-    """The ``maps`` step: figures into ``out_dir/maps`` and a QGIS style per layer."""
-    from agglo.outputs.maps import draw_maps as draw
-
-    result = draw(
-        outputs.layers,
-        outputs.out_dir / "maps",
-        counties=outputs.layers.get("counties", outputs.counties),
-        index=outputs.results.get("index"),
-        regional=outputs.results.get("disparity"),
-        units={k: m.get("units", {}) for k, m in outputs.layer_metadata.items()},
-        synthetic=outputs.synthetic,
-        options=options or _plot_options(outputs.config.section("plot")),
-        force=outputs.force,
+        return run_stages(config, targets, out_dir=out, **kwargs)
+    return write_run_folder(
+        lambda staging: run_stages(config, targets, out_dir=staging, **kwargs),
+        out,
+        config=config,
+        force=force,
+        steps=stages,
     )
-    outputs.styles.update(result.styles)
-    outputs.figures.extend(result.figures)
-    outputs.results["maps"] = {
-        "captions": result.captions,
-        "failed": result.failed,
-        "options": result.options,
-    }
-    outputs.summary += [outputs.label(line) for line in result.summary_lines()]
-
-
-def write_outputs(outputs: RunOutputs) -> None:
-    """The ``write`` step: every layer and table of the run, atomically."""
-    from agglo.outputs.writers import write_run
-
-    files = write_run(
-        outputs.out_dir,
-        outputs.layers,
-        outputs.tables,
-        data_status=outputs.data_status,
-        metadata={
-            "synthetic_inputs": sorted(outputs.synthetic),
-            "config": outputs.config.to_dict(),
-            "provenance": outputs.provenance,
-        },
-        layer_metadata=outputs.layer_metadata,
-        styles=outputs.styles,
-        force=outputs.force,
-    )
-    outputs.summary += [outputs.label(line) for line in files.summary_lines()]
-
-
-def write_run_report(outputs: RunOutputs) -> None:
-    """The ``report`` step: :func:`agglo.outputs.report.build_report` on the run's outputs."""
-    from agglo.outputs.report import build_report, bundled_census, describe_layers
-
-    result = build_report(
-        outputs.out_dir / "report.html",
-        outputs.tables,
-        ReportOptions.from_dict(outputs.config.section("report")),
-        cities=outputs.layers.get("cities", outputs.cities),
-        census=bundled_census(),
-        figures=[f for f in outputs.figures if f.is_file()],
-        captions=outputs.results.get("maps", {}).get("captions", {}),
-        config=outputs.config.to_dict(),
-        provenance=outputs.provenance,
-        synthetic=outputs.synthetic,
-        summary=[*outputs.summary],
-        layers=describe_layers(outputs.layers),
-        force=outputs.force,
-    )
-    outputs.summary += [outputs.label(line) for line in result.summary_lines()]

@@ -1,29 +1,17 @@
-"""Types of a run: a stage, what it produced, and the outputs collected for writing."""
+"""Types of the pipeline table: a stage, and what one stage produced."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 
-from agglo.config import RunConfig
 from agglo.results import StageResult
 
-__all__ = ["Indicator", "RunOutputs", "Stage", "StageOutput"]
-
-
-@dataclass(frozen=True)
-class Indicator:
-    """A panel indicator computed by a measure stage (result of ``pm25``, ``roads``, ``hsr``)."""
-
-    name: str
-    values: pd.DataFrame  # adcode, year, value
-    source: str  # provenance text
-    data: pd.DataFrame  # the measure's own table
+__all__ = ["Stage", "StageOutput"]
 
 
 @dataclass(frozen=True)
@@ -103,64 +91,3 @@ class StageOutput:
             synthetic=set(synthetic or ()),
             provenance=dict(provenance or {}),
         )
-
-
-@dataclass
-class RunOutputs:
-    """Everything a run writes, collected from the stage outputs (read by maps, write, report).
-
-    Analysis stages never read this: they get the results they need from the pipeline table.
-    """
-
-    config: RunConfig
-    out_dir: Path
-    force: bool = False
-    cities: gpd.GeoDataFrame | None = None
-    counties: gpd.GeoDataFrame | None = None
-    results: dict[str, Any] = field(default_factory=dict)
-    stages: dict[str, StageOutput] = field(default_factory=dict)
-    layers: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    layer_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
-    styles: dict[str, str] = field(default_factory=dict)
-    figures: list[Path] = field(default_factory=list)
-    summary: list[str] = field(default_factory=list)
-    synthetic: set[str] = field(default_factory=set)
-    provenance: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def panel(self) -> pd.DataFrame | None:
-        """The analysis panel (with computed indicators), else the panel as read."""
-        return self.results.get("panel", getattr(self.results.get("inputs"), "panel", None))
-
-    @property
-    def years(self) -> list[int]:
-        """The years of the run."""
-        return list(getattr(self.results.get("inputs"), "years", []))
-
-    @property
-    def data_status(self) -> str:
-        """``"synthetic"`` if any synthetic input was used, else ``"real"``."""
-        return "synthetic" if self.synthetic else "real"
-
-    def label(self, text: str) -> str:
-        """Prefix ``text`` with a SYNTHETIC marker when the run used synthetic data."""
-        return f"[SYNTHETIC] {text}" if self.synthetic else text
-
-    def add(self, name: str, out: StageOutput) -> None:
-        """Collect one stage's output (the cities layer gains its ``city_columns``)."""
-        self.results[name] = out.result
-        self.stages[name] = out
-        self.synthetic |= out.synthetic
-        self.provenance.update(out.provenance)
-        self.tables.update(out.tables)
-        self.layers.update(out.layers)
-        for key, meta in out.layer_metadata.items():
-            self.layer_metadata[key] = {**self.layer_metadata.get(key, {}), **meta}
-        if out.city_columns and "cities" in self.layers:
-            cities = self.layers["cities"]
-            cols = {k: cities["adcode"].map(v) for k, v in out.city_columns.items()}
-            self.layers["cities"] = cities.assign(**cols)
-            md = self.layer_metadata.setdefault("cities", {})
-            md["units"] = {**md.get("units", {}), **out.city_units}
-        self.summary += [self.label(s) for s in out.summary] + out.notes
