@@ -71,3 +71,13 @@ def test_bad_measured_tables_are_refused(panel, table, match):
 def test_a_wide_table_is_refused():
     with pytest.raises(AggloInputError, match="lacks column"):
         with_indicators(pd.DataFrame({"adcode": [1], "gdp": [2.0]}), {})
+
+
+def test_measured_codes_take_the_panel_code_type(panel):
+    """read_panel keeps adcodes as text; measured integer codes must join them, not add rows."""
+    text = panel.assign(adcode=panel["adcode"].astype(str))
+    pm = pd.DataFrame({"adcode": [320100, 320200], "year": [2020] * 2, "pm25_mean": [31.5, 33.0]})
+    out = with_indicators(text, {"pm25": pm})
+    assert out["adcode"].map(type).eq(str).all()
+    assert sorted(out.loc[out["indicator"] == "pm25", "adcode"]) == ["320100", "320200"]
+    assert out.groupby("adcode").size().to_dict() == {"320100": 2, "320200": 2}

@@ -54,7 +54,7 @@ def _values(name: str, table: pd.DataFrame, years: Iterable[int] | None) -> pd.D
             f"indicator {name!r} has several values for the same city and year, e.g. "
             f"{dup.to_dict('records')}; aggregate them first."
         )
-    return rows.astype({"adcode": "int64", "year": "int64", "value": "float64"})
+    return rows.astype({"year": "int64", "value": "float64"})
 
 
 def with_indicators(
@@ -107,6 +107,8 @@ def with_indicators(
     out, replaced = panel, {}
     for name, table in measured.items():
         rows = _values(name, table, years).assign(indicator=name)
+        # the panel's own code type (read_panel keeps adcodes as text)
+        rows["adcode"] = rows["adcode"].astype(panel["adcode"].dtype)
         if "provenance" in panel.columns:
             rows["provenance"] = (source or {}).get(name, f"measured:{name}")
         old = out["indicator"] == name
