@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from agglo.config import RunConfig
@@ -76,3 +77,31 @@ def test_unknown_option_refused(cities):
     cfg = RunConfig(sections={"disparity": {"variable": "x"}})
     with pytest.raises(ValidationError, match="did you mean 'variables'"):
         run_stages(cfg, ["disparity"], given=given)
+
+
+def test_library_function_gives_the_stage_tables(stage_ctx, cities):
+    """``regional_disparity`` (what a notebook calls) writes exactly what the stage writes."""
+    from test_index_pipeline import random_panel
+
+    from agglo.analysis.disparity import DisparityOptions
+    from agglo.analysis.regional import regional_disparity
+
+    m = load_membership()
+    index = stage_ctx.results["index"]
+    res = regional_disparity(
+        random_panel(m),
+        m,
+        cities=cities,
+        city_scores=index.city_scores,
+        disparity_options=DisparityOptions(variables=("composite", "gdp_per_capita")),
+    )
+    tables = res.tables()
+    stage = {k: v for k, v in stage_ctx.tables.items() if k in tables}
+    assert set(stage) == set(tables) and len(tables) == 17
+    for name, table in tables.items():
+        pd.testing.assert_frame_equal(table, stage[name], check_exact=True, obj=name)
+    assert res.kde_variable == "composite"
+    assert set(res.kde_bandwidths["variable"]) == {"composite"}
+    assert res.summary_lines() == [
+        s.removeprefix("[SYNTHETIC] ") for s in stage_ctx.summary if "Dagum" in s or "β-" in s
+    ]

@@ -344,8 +344,54 @@ def test_radar_chart_plots_the_scores():
     assert len(lines) == 2
     radii = lines[0].get_ydata()
     np.testing.assert_allclose(radii, [0, 20, 40, 60, 80, 0])  # closed polygon
-    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    labels = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "dimension_label"]
     assert labels[0] == "区域发展\nregional development"
+
+
+def _ring_geometry(ax):
+    """Centre and outer-ring radius of a polar axes in pixels (from its transforms)."""
+    centre = ax.transData.transform((0.0, 0.0))
+    edge = ax.transData.transform((0.3, ax.get_ylim()[1]))
+    return centre, float(np.hypot(*(edge - centre)))
+
+
+def _nearest_distance(box, centre) -> float:
+    """Distance from ``centre`` to the nearest point of an axis-aligned box."""
+    dx = max(box.x0 - centre[0], 0.0, centre[0] - box.x1)
+    dy = max(box.y0 - centre[1], 0.0, centre[1] - box.y1)
+    return float(np.hypot(dx, dy))
+
+
+@pytest.mark.parametrize("n_dims", [5, 12])
+def test_radar_labels_sit_outside_the_ring_without_collisions(n_dims):
+    names = (
+        ["development", "innovation", "infrastructure", "ecology", "public_services"]
+        if n_dims == 5
+        else [f"a fairly long dimension name {i}" for i in range(n_dims)]
+    )
+    d = pd.DataFrame(
+        [(g, 2020, n, 10.0 + 7 * i) for g in ("cy", "qz") for i, n in enumerate(names)],
+        columns=["agglomeration_id", "year", "dimension", "score_0_100"],
+    )
+    fig = plot.radar_chart(d, title="a title that is long enough to reach over the chart")
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_gid() == "dimension_label"]
+    assert len(labels) == n_dims
+    centre, ring = _ring_geometry(ax)
+    boxes = [t.get_window_extent() for t in labels]
+    # every label box lies wholly outside the outer ring (not only its anchor)
+    assert min(_nearest_distance(b, centre) for b in boxes) > ring
+    assert all(t.get_position()[1] > ax.get_ylim()[1] for t in labels)
+    # no two labels overlap, and none overlaps the legend or the title
+    pairs = [(i, j) for i in range(n_dims) for j in range(i + 1, n_dims)]
+    assert not [p for p in pairs if boxes[p[0]].overlaps(boxes[p[1]])]
+    legend = fig.legends[0].get_window_extent()
+    title = fig._suptitle.get_window_extent()
+    assert not any(b.overlaps(legend) or b.overlaps(title) for b in boxes)
+    # the first dimension is at the top, the next clockwise (to its right)
+    first, second = (b.x0 + b.width / 2 for b in boxes[:2])
+    assert abs(first - centre[0]) < 2 and second > centre[0]
 
 
 def test_score_bars_heights_are_the_scores():
@@ -377,10 +423,10 @@ def test_save_figure_writes_png_and_svg_atomically(tmp_path):
 
 # --------------------------------------------------------------------------- maps stage
 def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
-    from agglo.pipeline import maps
+    from agglo.pipeline import draw_maps
 
     ctx = toy_context(tmp_path)
-    maps.run(ctx)
+    draw_maps(ctx)
     stems = sorted({p.stem for p in ctx.figures})
     assert stems == sorted(
         [
@@ -411,25 +457,31 @@ def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
 
 
 def test_maps_stage_skips_missing_parts(tmp_path):
-    from agglo.pipeline import maps
+    from agglo.pipeline import draw_maps
 
     ctx = toy_context(tmp_path, full=False, synthetic=False)
-    maps.run(ctx)
+    draw_maps(ctx)
     assert sorted(p.name for p in ctx.figures) == ["membership.png", "membership.svg"]
     assert set(ctx.styles) == {"cities"}
 
 
 def test_maps_stage_rejects_unknown_options(tmp_path):
-    from agglo.pipeline import maps
+    from agglo.errors import ValidationError
+    from agglo.outputs.maps import PlotOptions
+    from agglo.pipeline import draw_maps
 
     ctx = toy_context(tmp_path, full=False)
     ctx.config.sections["plot"] = {"shceme": "quantiles"}
-    with pytest.raises(AggloInputError, match=r"unknown option\(s\) \['shceme'\]"):
-        maps.run(ctx)
+    with pytest.raises(ValidationError, match=r"plot.shceme is not an option \(did you mean"):
+        draw_maps(ctx)
+    with pytest.raises(ValidationError, match=r"plot.formats must be one of png, svg; got 'pdf'"):
+        PlotOptions(formats=("png", "pdf"))
+    with pytest.raises(ValidationError, match=r"plot.cmap must be a matplotlib colormap.*'Blues'"):
+        PlotOptions(cmap="Bluess")
 
 
 def test_maps_stage_lisa_from_long_layer(tmp_path):
-    from agglo.pipeline import maps
+    from agglo.pipeline import draw_maps
 
     ctx = toy_context(tmp_path, full=False)
     lisa = pd.DataFrame(
@@ -442,7 +494,7 @@ def test_maps_stage_lisa_from_long_layer(tmp_path):
     ctx.layers["lisa"] = gpd.GeoDataFrame(
         lisa.merge(toy_cities()[["adcode", "geometry"]]), crs=4326
     )
-    maps.run(ctx)
+    draw_maps(ctx)
     assert {"lisa_clusters", "lisa_clusters_by_year"} <= {p.stem for p in ctx.figures}
     assert (
         "(2020)" in ctx.results["maps"]["captions"][str(ctx.out_dir / "maps" / "lisa_clusters.png")]
@@ -471,6 +523,148 @@ def test_labels_have_halos_and_overlaps_are_dropped():
     assert all(t.get_path_effects() for t in texts)  # a white halo under every label
 
 
-def test_qualitative_palette_has_a_colour_per_category():
-    for n in (5, 11, 12, 20, 25):
-        assert len(set(plot.qualitative_colours(n))) == n
+def _cielab(colours) -> np.ndarray:
+    """CIELAB of sRGB colours by Little CMS (Pillow's ImageCms), independent of agglo's own."""
+    from PIL import Image, ImageCms
+
+    rgb = np.array([[round(255 * v) for v in to_rgba(c)[:3]] for c in colours], np.uint8)
+    to_lab = ImageCms.buildTransform(
+        ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"
+    )
+    lab = np.asarray(ImageCms.applyTransform(Image.fromarray(rgb[None]), to_lab), float)[0]
+    return np.column_stack([lab[:, 0] * 100 / 255, lab[:, 1] - 128, lab[:, 2] - 128])
+
+
+@pytest.mark.parametrize("n", [5, 11, 12, 20, 25, 40])
+def test_qualitative_palette_has_a_distinct_colour_per_category(n):
+    colours = plot.qualitative_colours(n)
+    assert len(colours) == n and len(set(colours)) == n
+    lab = _cielab(colours)
+    gaps = np.linalg.norm(lab[:, None] - lab[None], axis=2)[np.triu_indices(n, 1)]
+    # ΔE76 > 10: told apart at a glance (tab20's closest pair, a dark/light partner, is ~17)
+    assert gaps.min() > 10, gaps.min()
+
+
+def test_metro_map_and_kde_chart_size_their_palettes_to_the_categories():
+    from agglo.outputs.charts_disparity import kernel_density_chart
+
+    metro = gpd.GeoDataFrame(
+        {"name_zh": [f"都市圈{i}" for i in range(12)]},
+        geometry=[shapely.Point(100 + 2 * i, 30).buffer(0.5) for i in range(12)],
+        crs=4326,
+    )
+    fig = plot.catchment_map(metro)
+    fills = {to_rgba(c.get_facecolor()[0])[:3] for c in fig.axes[0].collections}
+    assert len(fills) == 12
+    years = list(range(2000, 2012))
+    v = pd.DataFrame(
+        [("cy", y, float(x + i)) for i, y in enumerate(years) for x in range(4)],
+        columns=["agglomeration_id", "year", "value"],
+    )
+    lines = kernel_density_chart(v, "cy").axes[0].lines
+    assert len({tuple(to_rgba(line.get_color())) for line in lines}) == 12
+
+
+def test_agglomerations_beyond_the_five_get_their_own_colours():
+    colours = plot.agglomeration_colours(["jjj", "prd", "cy", None])
+    assert {k: colours[k] for k in plot.AGGLOMERATION_COLOURS} == plot.AGGLOMERATION_COLOURS
+    assert list(colours)[-2:] == ["jjj", "prd"] and len(set(colours.values())) == 7
+    lab = _cielab(list(colours.values()))
+    assert np.linalg.norm(lab[5:, None] - lab[None, :5], axis=2).min() > 15  # not like the five
+    g = toy_cities().assign(agglomeration_id=["cy", "cy", "jjj", "jjj", "prd", None])
+    fig = plot.category_map(g, "agglomeration_id", colours)
+    texts = _legend_texts(fig)
+    assert "jjj  (2)" in texts and "prd  (1)" in texts  # drawn, not lumped with the rest
+
+
+# --------------------------------------------------------------------------- non-members
+def _others(ax):
+    return [c for c in ax.collections if c.get_gid() == "others"]
+
+
+def test_non_member_cities_drawn_grey_and_labelled_in_the_png_maps(tmp_path):
+    from agglo.outputs.maps import figure_specs
+
+    ctx = toy_context(tmp_path)
+    ctx.layers["lisa"] = gpd.GeoDataFrame(
+        pd.DataFrame({"adcode": ["510000", "510001"] * 2, "year": [2010, 2010, 2020, 2020]})
+        .assign(cluster=["HH", "ns", "LL", "HL"])
+        .merge(toy_cities()[["adcode", "geometry"]]),
+        crs=4326,
+    )
+    specs = {f.stem: f for f in figure_specs(ctx.layers, index=ctx.results["index"])}
+    grey = to_rgba(plot.NON_MEMBER_COLOUR)
+    stems = [
+        "membership",
+        "lag_score",
+        "lag_score_by_year",
+        "lisa_clusters",
+        "lisa_clusters_by_year",
+        "coreness",
+    ]
+    for stem in stems:
+        fig = specs[stem].draw()
+        maps = [a for a in fig.axes if a.collections]
+        for ax in maps:
+            (patches,) = _others(ax)  # one collection of the one non-member city, 乐山市
+            assert len(patches.get_paths()) == 1, stem
+            assert tuple(patches.get_facecolor()[0]) == grey, stem
+        legend = fig.legends[0] if fig.legends else maps[0].get_legend()
+        entries = dict(
+            zip([t.get_text() for t in legend.get_texts()], legend.legend_handles, strict=True)
+        )
+        label = next(t for t in entries if t.startswith("not a member 非成员"))
+        assert tuple(entries[label].get_facecolor()) == grey, stem
+    # the QGIS style of the cities layer uses the same colour and label
+    from agglo.outputs.maps import layer_styles
+
+    qml = layer_styles(ctx.layers)["cities"]
+    assert 'label="not a member 非成员"' in qml
+    r, g, b = (round(255 * v) for v in grey[:3])
+    assert f'value="{r},{g},{b},255"' in qml
+
+
+def test_choropleth_extent_includes_the_context_units():
+    g = toy_cities().assign(v=np.arange(6.0))
+    members, rest = g.iloc[:3], g.iloc[3:]
+    fig = plot.choropleth(members, "v", k=2, others=rest, others_label="context")
+    ax = fig.axes[0]
+    (patches,) = _others(ax)
+    assert len(patches.get_paths()) == 3
+    # the map CRS is fitted to both: members and context units are inside the axes limits
+    crs = plot.map_crs(g)
+    minx, miny, maxx, maxy = g.to_crs(crs).total_bounds
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x0 <= minx and maxx <= x1 and y0 <= miny and maxy <= y1
+    assert _legend_texts(fig)[-1] == "context  (3)"
+
+
+# --------------------------------------------------------------------------- diverging classes
+def test_lag_score_classes_are_centred_on_zero(tmp_path):
+    import matplotlib
+
+    from agglo.outputs.maps import PlotOptions, figure_specs, graduated_classes
+
+    ctx = toy_context(tmp_path)
+    c = ctx.layers["cities"]
+    c = c.assign(
+        lag_score=c["lag_score"].where(
+            c["agglomeration_id"].isna(), [-0.5, -0.1, 0.05, 0.3, 0.9, np.nan]
+        )
+    )
+    ctx.layers["cities"] = c
+    opts = PlotOptions(scheme="equal_interval", k=2)  # equal interval alone breaks at 0.2
+    cls = graduated_classes(ctx.layers, opts)["cities"]
+    assert 0.0 in cls.upper and cls.centre == 0.0
+    lower, upper = np.asarray(cls.lower), np.asarray(cls.upper)
+    assert ((upper <= 0) | (lower >= 0)).all()  # no class straddles 0
+    fig = {f.stem: f for f in figure_specs(ctx.layers, options=opts)}["lag_score"].draw()
+    handles = fig.axes[0].get_legend().legend_handles[: len(upper)]
+    cm = matplotlib.colormaps["RdYlBu"]
+    extent = max(abs(lower.min()), abs(upper.max()))
+    for lo, hi, h in zip(lower, upper, handles, strict=True):
+        # colour = colormap at the class midpoint's distance from 0 (worked out here)
+        expected = cm(0.5 + 0.5 * ((lo + hi) / 2) / extent)
+        np.testing.assert_allclose(h.get_facecolor(), expected, atol=1e-9)
+    (r0, _, b0, _), (r1, _, b1, _) = handles[0].get_facecolor(), handles[-1].get_facecolor()
+    assert r0 > b0 and b1 > r1  # the most lagging class red, the most leading blue

@@ -141,12 +141,12 @@ def run_outputs(tmp_path_factory):
     """maps -> write -> report stages on the toy context (as `agglo run` composes them)."""
     from test_plot import toy_context
 
-    from agglo.pipeline import maps, report, write
+    from agglo.pipeline import draw_maps, report, write_outputs
 
     ctx = toy_context(tmp_path_factory.mktemp("run"))
     ctx.summary.append("Loaded 6 cities (toy)")
-    maps.run(ctx)
-    write.run(ctx)
+    draw_maps(ctx)
+    write_outputs(ctx)
     report.run(ctx)
     return ctx
 

@@ -260,11 +260,14 @@ def test_styles_and_metadata_written_by_the_pipeline(tmp_path):
     """maps stage sets the styles, write stage stores them; everything parses back."""
     from test_plot import toy_context
 
-    from agglo.pipeline import maps, write
+    from agglo.outputs.maps import layer_styles
+    from agglo.pipeline import write_outputs
 
     ctx = toy_context(tmp_path)
-    ctx.styles.update(maps.layer_styles(ctx))
-    write.run(ctx)
+    ctx.styles.update(
+        layer_styles(ctx.layers, units={"cities": {"lag_score": "unitless, (x-μ)/μ"}})
+    )
+    write_outputs(ctx)
     gpkg = ctx.out_dir / "agglo.gpkg"
     table = styles.read_layer_styles(gpkg).set_index("f_table_name")
     expected = {
@@ -304,12 +307,12 @@ def test_style_and_png_share_one_classification(tmp_path):
 
     from test_plot import toy_context
 
-    from agglo.pipeline import maps
+    from agglo.outputs.maps import figure_specs, layer_styles
 
     ctx = toy_context(tmp_path)
-    opts = maps.plot_options({})
-    qml = maps.layer_styles(ctx, opts)
-    figures = {stem: make for stem, make, _cap, _run in maps._figures(ctx, opts)}
+    qml = layer_styles(ctx.layers)
+    index = ctx.results["index"]
+    figures = {f.stem: f.draw for f in figure_specs(ctx.layers, index=index)}
     for layer, stem in (("core_periphery", "coreness"), ("cities", "lag_score")):
         fig = figures[stem]()
         legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]

@@ -96,8 +96,13 @@ _LAZY: dict[str, str] = {
     "city_scores": "agglo.analysis.coordination",
     "coordination": "agglo.analysis.coordination",
     "CoordinationOptions": "agglo.analysis.coordination",
+    "regional_disparity": "agglo.analysis.regional",
+    "RegionalDisparityResult": "agglo.analysis.regional",
     # outputs (issue 9)
     "plot": "agglo.outputs.plot",
+    "PlotOptions": "agglo.outputs.maps",
+    "draw_maps": "agglo.outputs.maps",
+    "write_run": "agglo.outputs.writers",
     "styles": "agglo.outputs.styles",
     "write_report": "agglo.outputs.report",
 }

@@ -55,11 +55,12 @@ __all__ = [
     "dagum_gini",
     "disparity",
     "gini",
+    "kde_bandwidths",
     "theil",
 ]
 
 
-#: bandwidth rules of the kernel densities (:mod:`agglo.outputs.charts_disparity`)
+#: bandwidth rules of the kernel densities (:func:`kde_bandwidths`)
 BANDWIDTH_RULES = ("scott", "silverman")
 
 
@@ -448,6 +449,74 @@ class DisparityResult:
     def metadata(self) -> dict[str, Any]:
         """Options and notes."""
         return {"options": self.options.to_dict(), "notes": list(self.notes)}
+
+
+def _check_kde(values: pd.DataFrame, bandwidth: str) -> None:
+    need = ["agglomeration_id", "year", "value"]
+    missing = [c for c in need if c not in values.columns]
+    if missing:
+        raise AggloInputError(f"kernel densities: values lack column(s) {missing}; need {need}.")
+    if bandwidth not in BANDWIDTH_RULES:
+        raise AggloInputError(
+            f"bandwidth must be one of {', '.join(BANDWIDTH_RULES)}; got {bandwidth!r}."
+        )
+
+
+def _kde(v: np.ndarray, bandwidth: str):
+    from scipy.stats import gaussian_kde
+
+    if v.size < 3 or not np.ptp(v) > 0:
+        return None
+    return gaussian_kde(v, bw_method=bandwidth)
+
+
+def kde_bandwidths(values: pd.DataFrame, bandwidth: str = "scott") -> pd.DataFrame:
+    """The bandwidth of the kernel density of every agglomeration-year.
+
+    A Gaussian kernel density (:class:`scipy.stats.gaussian_kde`) of the city values of one
+    agglomeration and year, bandwidth by a named rule: ``scott`` ``h = n^(−1/5) · s`` or
+    ``silverman`` ``h = (3n/4)^(−1/5) · s`` (s the sample standard deviation, ddof = 1). The
+    densities are drawn by :func:`agglo.outputs.charts_disparity.kernel_density_chart`.
+
+    Parameters
+    ----------
+    values
+        ``agglomeration_id, year, value`` (one variable).
+    bandwidth
+        ``"scott"`` or ``"silverman"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``agglomeration_id, year, n_cities, rule, factor, bandwidth`` (bandwidth in the
+        value's unit; NaN where fewer than 3 cities or all values equal: no density drawn).
+
+    Examples
+    --------
+    >>> v = pd.DataFrame({"agglomeration_id": "cy", "year": 2020, "value": [1.0, 2.0, 3.0, 4.0]})
+    >>> round(float(kde_bandwidths(v).loc[0, "bandwidth"]), 6)  # 4^(-1/5) * 1.290994
+    0.978391
+    """
+    _check_kde(values, bandwidth)
+    rows = []
+    for (aid, year), g in values.dropna(subset=["value"]).groupby(
+        ["agglomeration_id", "year"], sort=True
+    ):
+        v = g["value"].to_numpy(float)
+        k = _kde(v, bandwidth)
+        rows.append(
+            {
+                "agglomeration_id": aid,
+                "year": year,
+                "n_cities": v.size,
+                "rule": bandwidth,
+                "factor": float(k.factor) if k is not None else np.nan,
+                "bandwidth": float(np.sqrt(k.covariance[0, 0])) if k is not None else np.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["agglomeration_id", "year", "n_cities", "rule", "factor", "bandwidth"]
+    )
 
 
 def _check_table(values: pd.DataFrame, need: Sequence[str]) -> pd.DataFrame:

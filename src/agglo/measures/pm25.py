@@ -26,6 +26,7 @@ The weights are coverage fraction x persons of the cell.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -189,6 +190,18 @@ class CoveragePlan:
         """Window row and column of each used cell."""
         ncol = self.window.shape[1]
         return self.cells // ncol, self.cells % ncol
+
+    @functools.cached_property
+    def binary(self) -> sp.csr_matrix:
+        """1 where a polygon has weight on a cell (counts cells with data)."""
+        b = self.weights.copy()
+        b.data = (b.data > 0).astype(np.float64)
+        return b
+
+    @functools.cached_property
+    def total(self) -> np.ndarray:
+        """Each polygon's total weight."""
+        return np.asarray(self.weights.sum(axis=1)).ravel()
 
 
 class CoverageCache:
@@ -431,7 +444,7 @@ def _build_plan(geoms: np.ndarray, grid: Grid, *, weights: str, progress: bool) 
         used[ci] = True
         cells = np.flatnonzero(used)
         del used
-        col_of = np.zeros(nrow * ncol if cells.size else 0, dtype=np.int64)
+        col_of = np.zeros(nrow * ncol if cells.size else 0, dtype=np.int32)
         col_of[cells] = np.arange(cells.size)
         col = col_of[ci]
         del col_of
@@ -523,9 +536,7 @@ def _reduce_years(
 ) -> list[dict[str, np.ndarray]]:
     """Weighted sums for each layer: one sparse mat-vec per year (a Dask task runs a chunk)."""
     rows, cols = plan.rows_cols()
-    binary = plan.weights.copy()
-    binary.data = (binary.data > 0).astype(np.float64)
-    total = np.asarray(plan.weights.sum(axis=1)).ravel()
+    binary, total = plan.binary, plan.total
     out = []
     gathers: dict[tuple, _Gather] = {}
     for layer in layers:
@@ -591,7 +602,9 @@ def zonal_pm25(
     raster_crs
         CRS of a raster whose file has none. NetCDF lat/lon grids are taken as EPSG:4326.
     scheduler
-        ``None`` (local Dask threads if ``agglo[dask]`` is installed, else ``"synchronous"``),
+        ``None``: local Dask threads when there are more than 2 cores and ``agglo[dask]`` is
+        installed, else ``"synchronous"`` (years in turn; on 2 cores threads only add
+        overhead and memory),
         ``"threads"``, ``"synchronous"``, a ``dask.distributed`` scheduler address
         (``"tcp://host:8786"``) or a ``distributed.Client`` (these need ``agglo[dask]``).
     years_per_task
@@ -930,8 +943,12 @@ def _client(sched: Any) -> tuple[Any, bool]:
 
 def _check_scheduler(scheduler: Any) -> Any:
     if scheduler is None:
-        # Dask is an extra (agglo[dask]); without it the default runs the years in turn
-        return "threads" if importlib.util.find_spec("dask") is not None else "synchronous"
+        # Threads pay only with spare cores: NetCDF reads hold a lock and each year's
+        # mat-vec is short, so on <= 2 cores (measured: 2x kernel time, +1 GB with Dask
+        # threads) the years run in turn. Dask is an extra (agglo[dask]).
+        many_cores = (os.cpu_count() or 1) > 2
+        have_dask = importlib.util.find_spec("dask") is not None
+        return "threads" if many_cores and have_dask else "synchronous"
     if isinstance(scheduler, str):
         if scheduler in ("threads", "synchronous"):
             return scheduler

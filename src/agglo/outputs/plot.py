@@ -24,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import matplotlib
@@ -42,6 +43,9 @@ from agglo.outputs.writers import atomic_path
 __all__ = [
     "AGGLOMERATION_COLOURS",
     "AGGLOMERATION_NAMES",
+    "NON_MEMBER_COLOUR",
+    "NON_MEMBER_LABEL",
+    "agglomeration_colours",
     "catchment_map",
     "category_map",
     "choropleth",
@@ -74,6 +78,10 @@ AGGLOMERATION_COLOURS: dict[str, str] = {
     "dz": "#66a61e",
 }
 _MISSING = "#ffffff"
+#: neutral fill of the cities outside the agglomerations (PNG maps and the QGIS style)
+NON_MEMBER_COLOUR = "#d9d9d9"
+#: legend label of those cities
+NON_MEMBER_LABEL = "not a member 非成员"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -228,6 +236,30 @@ def _check_column(gdf: pd.DataFrame, column: str) -> None:
         )
 
 
+def _extent(gdf: gpd.GeoDataFrame, others: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame:
+    """The layer, or the layer and ``others`` together (for the map CRS and figure size)."""
+    if others is None or not len(others):
+        return gdf
+    if gdf.crs is None:
+        raise CRSError("the layer has no CRS; set it (e.g. gdf.set_crs(4326)) before mapping.")
+    geoms = [gdf.geometry.to_crs(4326), others.geometry.to_crs(4326)]
+    return gpd.GeoDataFrame(geometry=pd.concat(geoms, ignore_index=True), crs=4326)
+
+
+def _draw_others(ax, others: gpd.GeoDataFrame | None, crs, label: str) -> list:
+    """Context units (non-member cities) in the neutral grey, under everything else."""
+    if others is None or not len(others):
+        return []
+    from matplotlib.patches import Patch
+
+    others.to_crs(crs).plot(
+        ax=ax, color=NON_MEMBER_COLOUR, edgecolor="white", linewidth=0.3, gid="others"
+    )
+    return [
+        Patch(facecolor=NON_MEMBER_COLOUR, edgecolor="#aaaaaa", label=f"{label}  ({len(others)})")
+    ]
+
+
 def _finish_map(ax, *, title: str | None, scale_bar: bool, north_arrow: bool) -> None:
     ax.set_aspect("equal")
     ax.set_axis_off()
@@ -293,23 +325,84 @@ def _draw_labels(ax, data: gpd.GeoDataFrame, labels: str | None, size: float = 6
 
 
 def qualitative_colours(n: int) -> list[str]:
-    """``n`` distinct colours for categories (tab10 up to 10, tab20 up to 20, then hues).
+    """``n`` distinct colours for categories (metro cores, years, agglomerations).
+
+    tab10 up to 10 categories, tab20 up to 20 (dark shades first, then their light partners);
+    beyond 20, tab20 followed by the colours of an HSV grid farthest (CIELAB ΔE, greedy
+    max-min) from every colour already chosen, so no two colours are closer than tab20's
+    closest pair.
 
     Examples
     --------
-    >>> len(set(qualitative_colours(12)))
-    12
+    >>> len(set(qualitative_colours(12))), len(set(qualitative_colours(40)))
+    (12, 40)
     """
-    import matplotlib
     from matplotlib.colors import to_hex
 
     if n <= 10:
         return [to_hex(c) for c in matplotlib.colormaps["tab10"].colors[:n]]
-    if n <= 20:
-        cm = matplotlib.colormaps["tab20"].colors
-        # dark shades first, then their light partners
-        return [to_hex(c) for c in [*cm[0::2], *cm[1::2]][:n]]
-    return [to_hex(matplotlib.colormaps["hsv"](i / n)) for i in range(n)]
+    cm = matplotlib.colormaps["tab20"].colors
+    out = [to_hex(c) for c in [*cm[0::2], *cm[1::2]][:n]]
+    if n > 20:
+        import colorsys
+
+        grid = [
+            to_hex(colorsys.hsv_to_rgb(h / 36, sat, val))
+            for h in range(36)
+            for sat in (0.45, 0.75, 1.0)
+            for val in (0.45, 0.7, 0.95)
+        ]
+        lab, chosen = _lab(grid), _lab(out)
+        nearest = np.min(np.linalg.norm(lab[:, None] - chosen[None], axis=2), axis=1)
+        while len(out) < n:
+            i = int(np.argmax(nearest))
+            out.append(grid[i])
+            nearest = np.minimum(nearest, np.linalg.norm(lab - lab[i], axis=1))
+    return out
+
+
+def _lab(colours: Sequence[str]) -> np.ndarray:
+    """CIELAB (D65) of sRGB colours, one row per colour."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array([to_rgb(c) for c in colours])
+    lin = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = lin @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack(
+        [116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1
+    )
+
+
+def agglomeration_colours(ids: Iterable[Any] = ()) -> dict[str, str]:
+    """Colour of each agglomeration: the five of the Yangtze belt fixed, any other id added.
+
+    Ids beyond the five (a national membership table) get colours of
+    :func:`qualitative_colours` that are not close (ΔE < 20) to the fixed five, in sorted order.
+
+    Examples
+    --------
+    >>> list(agglomeration_colours(["cy", "yrd"])) == list(AGGLOMERATION_COLOURS)
+    True
+    >>> c = agglomeration_colours(["jjj", "prd", "cy"])
+    >>> len(set(c.values())), list(c)[-2:]
+    (7, ['jjj', 'prd'])
+    """
+    out = dict(AGGLOMERATION_COLOURS)
+    extra = sorted({str(i) for i in ids if not pd.isna(i)} - set(out))
+    if extra:
+        fixed = _lab(list(out.values()))
+        m = len(extra)
+        while True:
+            pool = qualitative_colours(m + len(out))
+            far = np.min(np.linalg.norm(_lab(pool)[:, None] - fixed[None], axis=2), axis=1) >= 20
+            pool = [c for c, ok in zip(pool, far, strict=True) if ok]
+            if len(pool) >= len(extra):
+                break
+            m += 5
+        out.update(zip(extra, pool, strict=False))
+    return out
 
 
 def _class_index(values: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -378,6 +471,7 @@ def choropleth(
     scheme: str = "fisher_jenks",
     k: int = 5,
     bins: Sequence[float] | None = None,
+    classes: tuple[Sequence[float], Sequence[float]] | None = None,
     centre: float | None = None,
     cmap: str = "YlGnBu",
     unit: str = "",
@@ -385,6 +479,8 @@ def choropleth(
     legend_title: str | None = None,
     outlines: gpd.GeoDataFrame | None = None,
     outline_label: str = "agglomeration 城市群",
+    others: gpd.GeoDataFrame | None = None,
+    others_label: str = NON_MEMBER_LABEL,
     labels: str | None = None,
     caption: str | None = None,
     synthetic: bool | str | Collection[str] = False,
@@ -404,6 +500,9 @@ def choropleth(
     scheme, k, bins
         Classification (see :func:`agglo.outputs.styles.classify`): ``"fisher_jenks"`` (default),
         ``"quantiles"``, ``"equal_interval"``, ...; ``k`` classes.
+    classes
+        ``(lower, upper)`` class bounds already computed (e.g. shared with the layer's QGIS
+        style, :func:`agglo.outputs.maps.graduated_classes`); ``scheme`` then only names them.
     centre
         For a diverging ``cmap``: a class bound at this value and colours centred on it
         (:func:`agglo.outputs.styles.class_colours`), e.g. 0 for lag scores.
@@ -415,6 +514,9 @@ def choropleth(
         Map title; legend title (default: the column name).
     outlines
         Polygons drawn as bold outlines on top (e.g. agglomerations).
+    others, others_label
+        Context polygons drawn underneath in a neutral grey (:data:`NON_MEMBER_COLOUR`) with
+        one legend entry, e.g. the cities outside the agglomerations.
     labels
         Column with feature labels (e.g. ``"name_zh"``).
     caption
@@ -439,13 +541,17 @@ def choropleth(
     """
     _check_column(gdf, column)
     values = pd.to_numeric(gdf[column], errors="coerce").to_numpy(dtype=float)
-    lower, upper = classify(values, scheme=scheme, k=k, bins=bins, centre=centre)
+    if classes is None:
+        lower, upper = classify(values, scheme=scheme, k=k, bins=bins, centre=centre)
+    else:
+        lower, upper = (np.asarray(b, dtype=float) for b in classes)
     colours = class_colours(lower, upper, cmap, centre=centre)
-    crs = map_crs(gdf)
+    crs = map_crs(_extent(gdf, others))
     data = gdf.to_crs(crs)
     with _style():
-        fig, ax = _new_axes(ax, figsize, data)
-        handles = _draw_classes(ax, data, values, lower, upper, colours, unit)
+        fig, ax = _new_axes(ax, figsize, _extent(data, others).to_crs(crs))
+        neutral = _draw_others(ax, others, crs, others_label)
+        handles = _draw_classes(ax, data, values, lower, upper, colours, unit) + neutral
         handles += _draw_outlines(ax, outlines, crs, outline_label)
         _draw_labels(ax, data, labels)
         ax.legend(
@@ -472,6 +578,8 @@ def category_map(
     legend_title: str | None = None,
     outlines: gpd.GeoDataFrame | None = None,
     outline_label: str = "agglomeration 城市群",
+    others: gpd.GeoDataFrame | None = None,
+    others_label: str = NON_MEMBER_LABEL,
     labels: str | None = None,
     caption: str | None = None,
     synthetic: bool | str | Collection[str] = False,
@@ -482,7 +590,8 @@ def category_map(
     """Map of a categorical column with fixed colours (value -> colour).
 
     Values not in ``colours`` (and missing values) are drawn white and counted as
-    ``other_label``.
+    ``other_label``; ``others`` are context polygons in the neutral grey (as in
+    :func:`choropleth`).
 
     Examples
     --------
@@ -495,13 +604,14 @@ def category_map(
     """
     _check_column(gdf, column)
     category_labels = category_labels or {}
-    crs = map_crs(gdf)
+    crs = map_crs(_extent(gdf, others))
     data = gdf.to_crs(crs)
     cats = data[column].astype(object).where(data[column].notna(), None)
     with _style():
-        fig, ax = _new_axes(ax, figsize, data)
+        fig, ax = _new_axes(ax, figsize, _extent(data, others).to_crs(crs))
+        neutral = _draw_others(ax, others, crs, others_label)
         handles = _draw_categories(ax, data, cats, colours, category_labels, other_label)
-        handles += _draw_outlines(ax, outlines, crs, outline_label)
+        handles += neutral + _draw_outlines(ax, outlines, crs, outline_label)
         _draw_labels(ax, data, labels)
         ax.legend(
             handles=handles,
@@ -664,6 +774,8 @@ def small_multiples(
     unit: str = "",
     legend_title: str | None = None,
     outlines: gpd.GeoDataFrame | None = None,
+    others: gpd.GeoDataFrame | None = None,
+    others_label: str = NON_MEMBER_LABEL,
     title: str | None = None,
     caption: str | None = None,
     synthetic: bool | str | Collection[str] = False,
@@ -685,6 +797,8 @@ def small_multiples(
     colours, category_labels
         For a categorical ``value`` (e.g. LISA clusters): value -> colour and legend label;
         ``scheme``, ``k`` and ``cmap`` are then ignored. Units absent from a panel are white.
+    others, others_label
+        Context polygons in the neutral grey in every panel (as in :func:`choropleth`).
 
     Examples
     --------
@@ -710,19 +824,23 @@ def small_multiples(
         all_values = pd.to_numeric(values[value], errors="coerce").to_numpy(dtype=float)
         lower, upper = classify(all_values, scheme=scheme, k=k, centre=centre)
         ramp = class_colours(lower, upper, cmap, centre=centre)
-    crs = map_crs(gdf)
+    crs = map_crs(_extent(gdf, others))
     base = gdf.to_crs(crs)
     n = len(panels)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     with _style():
         fig = Figure(
-            figsize=(panel_size * ncols, _map_figsize(base, panel_size)[1] * nrows + 0.4),
+            figsize=(
+                panel_size * ncols,
+                _map_figsize(_extent(base, others).to_crs(crs), panel_size)[1] * nrows + 0.4,
+            ),
             layout="constrained",
         )
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for i, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
             sub = values[values[by] == panel].drop_duplicates(key).set_index(key)[value]
+            _draw_others(ax, others, crs, others_label)
             if categorical:
                 cats = base[key].map(sub).astype(object)
                 cats = cats.where(cats.notna(), None)
@@ -745,6 +863,10 @@ def small_multiples(
             Patch(facecolor=c, edgecolor="#888888", label=t)
             for c, t in zip(ramp, texts, strict=True)
         ]
+        if others is not None and len(others):
+            legend_handles += [
+                Patch(facecolor=NON_MEMBER_COLOUR, edgecolor="#aaaaaa", label=others_label)
+            ]
         fig.legend(
             handles=legend_handles,
             title=legend_title or value,
@@ -780,6 +902,10 @@ def radar_chart(
     figsize: tuple[float, float] = (7.5, 6.5),
 ) -> Figure:
     """Radar chart of the five dimension scores of each agglomeration in one year.
+
+    The first dimension is at the top, the others clockwise. Dimension names sit outside the
+    outer ring, aligned away from the centre, and are pushed further out until no two overlap;
+    the legend is outside the chart (right), the title above it.
 
     Parameters
     ----------
@@ -821,15 +947,19 @@ def radar_chart(
         + [a for a in wide.index if a not in AGGLOMERATION_NAMES]
     )
     angles = np.linspace(0, 2 * np.pi, len(dims), endpoint=False)
+    colours = agglomeration_colours(wide.index)
     with _style():
-        if ax is None:
+        own = ax is None
+        if own:
             fig = Figure(figsize=figsize, layout="constrained")
             ax = fig.add_subplot(projection="polar")
         else:
             fig = ax.figure
+        ax.set_theta_offset(np.pi / 2)
+        ax.set_theta_direction(-1)
         for aid, row in wide.iterrows():
             vals = row.to_numpy(dtype=float)
-            colour = AGGLOMERATION_COLOURS.get(str(aid))
+            colour = colours[str(aid)]
             ax.plot(
                 np.append(angles, angles[0]),
                 np.append(vals, vals[0]),
@@ -839,17 +969,62 @@ def radar_chart(
             )
             ax.fill(angles, vals, color=colour, alpha=0.12)
         ax.set_xticks(angles)
-        ax.set_xticklabels(
-            [f"{DIMENSIONS[d][0]}\n{DIMENSIONS[d][1]}" if d in DIMENSIONS else d for d in dims],
-            fontsize=8,
-        )
+        ax.set_xticklabels([])  # the spokes stay; the names are placed outside the ring below
         ax.tick_params(axis="y", labelsize=7)
         if value.endswith("0_100"):
             ax.set_ylim(0, 100)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.05, 1.0), fontsize=8)
-        ax.set_title(title or f"Dimension scores 维度得分, {year} ({value})", fontsize=11)
+        names = [f"{DIMENSIONS[d][0]}\n{DIMENSIONS[d][1]}" if d in DIMENSIONS else d for d in dims]
+        heading = title or f"Dimension scores 维度得分, {year} ({value})"
+        if own:
+            fig.legend(loc="outside right upper", fontsize=8)
+            fig.suptitle(heading, fontsize=11)
+        else:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.05, 1.0), fontsize=8)
+            ax.set_title(heading, fontsize=11)
+        _ring_labels(ax, angles, names, fontsize=8)
         _add_caption(fig, caption, synthetic)
     return fig
+
+
+def _ring_labels(ax, angles: np.ndarray, names: Sequence[str], *, fontsize: float) -> None:
+    """Names at ``angles`` outside a polar axes' outer ring, moved outwards until none overlap.
+
+    Each name is anchored on its spoke just outside the ring and aligned away from the centre
+    (left on the right half, right on the left half, bottom at the top, top at the bottom), so
+    its whole box lies outside the ring. Overlapping names are pushed out step by step.
+    """
+    rmax = ax.get_ylim()[1]
+    offset, direction = ax.get_theta_offset(), ax.get_theta_direction()
+    texts = []
+    for theta, name in zip(angles, names, strict=True):
+        phi = offset + direction * theta  # angle on screen, counter-clockwise from east
+        cos, sin = np.cos(phi), np.sin(phi)
+        texts.append(
+            ax.text(
+                theta,
+                rmax * 1.08,
+                name,
+                fontsize=fontsize,
+                ha="left" if cos > 0.2 else "right" if cos < -0.2 else "center",
+                va="bottom" if sin > 0.2 else "top" if sin < -0.2 else "center",
+                clip_on=False,
+                gid="dimension_label",
+            )
+        )
+    for _ in range(12):
+        ax.figure.draw_without_rendering()
+        boxes = [t.get_window_extent() for t in texts]
+        crowded = {
+            j
+            for i in range(len(texts))
+            for j in range(i + 1, len(texts))
+            if boxes[i].overlaps(boxes[j])
+        }
+        if not crowded:
+            return
+        for j in crowded:
+            theta, r = texts[j].get_position()
+            texts[j].set_position((theta, r + rmax * 0.06))
 
 
 def score_bars(

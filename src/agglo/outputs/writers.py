@@ -20,7 +20,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ __all__ = [
     "read_manifest",
     "run_folder",
     "shapefile_field_names",
+    "split_years",
     "write_csv",
+    "write_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -405,6 +408,137 @@ def _swap_shapefile_set(new: Path, path: Path) -> None:
 
 
 # -- run folders -------------------------------------------------------------------------------
+#: layers that also get a shapefile copy (counties are large; GeoPackage only)
+SHAPEFILE_LAYERS = ("cities", "agglomerations", "core_periphery", "metro_areas", "isochrones")
+#: long layers (one row per city and year) written as one layer per year, ``lisa_2020`` ..., so
+#: the years do not stack on top of each other in QGIS; the CSV table keeps every year
+PER_YEAR_LAYERS = ("lisa",)
+
+
+def split_years(
+    layers: Mapping[str, gpd.GeoDataFrame],
+    metadata: Mapping[str, Any],
+    styles: Mapping[str, str],
+    names: Iterable[str] = PER_YEAR_LAYERS,
+) -> tuple[dict, dict, dict]:
+    """Layers, metadata and styles with each multi-year layer of ``names`` split by ``year``.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> g = gpd.GeoDataFrame({"year": [2010, 2020]}, geometry=[shapely.Point(0, 0)] * 2)
+    >>> lay, meta, sty = split_years({"lisa": g}, {"lisa": {}}, {"lisa": "<qgis/>"})
+    >>> sorted(lay), meta["lisa_2020"]["year"], sty["lisa_2010"]
+    (['lisa_2010', 'lisa_2020'], 2020, '<qgis/>')
+    """
+    layers, metadata, styles = dict(layers), dict(metadata), dict(styles)
+    for name in names:
+        gdf = layers.get(name)
+        if gdf is None or "year" not in gdf or gdf["year"].nunique() < 2:
+            continue
+        del layers[name]
+        meta, style = metadata.pop(name, {}), styles.pop(name, None)
+        for year, part in gdf.groupby("year", sort=True):
+            key = f"{name}_{int(year)}"
+            layers[key] = part.reset_index(drop=True)
+            metadata[key] = {**meta, "year": int(year)}
+            if style is not None:
+                styles[key] = style
+    return layers, metadata, styles
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """What :func:`write_run` wrote."""
+
+    geopackage: Path | None
+    layers: tuple[str, ...]
+    shapefiles: tuple[Path, ...]
+    tables: tuple[Path, ...]
+
+    def summary_lines(self) -> list[str]:
+        """One line: layers and tables written."""
+        return [
+            f"Wrote {len(self.layers)} layer(s) to {self.geopackage} and "
+            f"{len(self.tables)} table(s)"
+        ]
+
+
+def write_run(
+    out_dir: str | Path,
+    layers: Mapping[str, gpd.GeoDataFrame],
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    data_status: str = "real",
+    metadata: Mapping[str, Any] | None = None,
+    layer_metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    styles: Mapping[str, str] | None = None,
+    shapefile_layers: Iterable[str] = SHAPEFILE_LAYERS,
+    per_year_layers: Iterable[str] = PER_YEAR_LAYERS,
+    force: bool = False,
+) -> RunFiles:
+    """Write a run's layers and tables: ``agglo.gpkg``, ``shp/<layer>.shp``, ``tables/<name>.csv``.
+
+    Every layer and table gets a ``data_status`` column (``real`` or ``synthetic``); every
+    layer's metadata holds ``data_status``, the agglo version, ``metadata`` and its own
+    ``layer_metadata``; the GeoPackage stores the QGIS ``styles`` (``layer_styles`` table) and
+    each shapefile gets its ``.qml``. Layers of ``per_year_layers`` are written one per year
+    (:func:`split_years`); the layers of ``shapefile_layers`` also as shapefiles.
+
+    Parameters
+    ----------
+    out_dir
+        Run folder (created if absent).
+    layers, tables
+        Name -> GeoDataFrame / DataFrame.
+    data_status
+        ``"real"`` or ``"synthetic"`` (any synthetic input makes the run synthetic).
+    metadata
+        Stored with every layer (config, provenance, synthetic inputs).
+    layer_metadata, styles
+        Per layer: metadata (description, units) and QML style.
+    force
+        Replace existing files.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, shapely
+    >>> g = gpd.GeoDataFrame({"adcode": ["1"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=4326)
+    >>> files = write_run(pathlib.Path(tempfile.mkdtemp()), {"cities": g}, {"t": pd.DataFrame({"x": [1]})})
+    >>> files.layers, [p.name for p in files.shapefiles], [p.name for p in files.tables]
+    (('cities',), ['cities.shp'], ['t.csv'])
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    common = {"data_status": data_status, "agglo_version": __version__, **(metadata or {})}
+    layer_metadata = layer_metadata or {}
+    named = {name: gdf.assign(data_status=data_status) for name, gdf in layers.items()}
+    meta = {name: {**common, **layer_metadata.get(name, {})} for name in named}
+    named, meta, qml = split_years(named, meta, styles or {}, tuple(per_year_layers))
+    gpkg = None
+    if named:
+        gpkg = out / "agglo.gpkg"
+        export_layers(named, gpkg, force=force, metadata=meta, styles=qml)
+    shapefiles = tuple(
+        export(
+            named[name],
+            out / "shp" / f"{name}.shp",
+            force=force,
+            metadata=meta[name],
+            style_qml=qml.get(name),
+        )
+        for name in shapefile_layers
+        if name in named
+    )
+    written = tuple(
+        write_csv(
+            table.assign(data_status=data_status), out / "tables" / f"{name}.csv", force=force
+        )
+        for name, table in tables.items()
+    )
+    return RunFiles(gpkg, tuple(named), shapefiles, written)
+
+
 @contextlib.contextmanager
 def run_folder(
     out: str | Path, *, force: bool = False, config: Mapping[str, Any] | None = None

@@ -4,7 +4,8 @@ Every stage's options are built from its config section before the first stage r
 bad option anywhere fails the run at once. Each stage gets the results of the stages it
 needs and returns a :class:`~agglo.pipeline.core.StageOutput`; the outputs are collected in
 :class:`~agglo.pipeline.core.RunOutputs`, from which the maps, the files and the report are
-written (:mod:`agglo.pipeline.maps`, :mod:`agglo.pipeline.write`, :mod:`agglo.pipeline.report`).
+written (:func:`agglo.outputs.maps.draw_maps`, :func:`agglo.outputs.writers.write_run`,
+:mod:`agglo.pipeline.report`).
 
 ``agglo <stage>`` runs the same table up to that stage (:func:`run_stages`).
 """
@@ -39,28 +40,31 @@ def _disparity_options(
     disparity: Mapping[str, Any],
     convergence: Mapping[str, Any],
     autocorr: Mapping[str, Any],
-) -> Any:
-    from agglo.pipeline.disparity import disparity_options
+) -> tuple[Any, Any, Any, str]:
+    """The options of the three analyses and the spatial weights kind (``[autocorr] weights``)."""
+    from agglo.analysis.autocorr import AutocorrOptions
+    from agglo.analysis.convergence import ConvergenceOptions
+    from agglo.analysis.coordination import CoordinationOptions
+    from agglo.analysis.disparity import DisparityOptions
 
-    return disparity_options(coordination, disparity, convergence, autocorr)
+    return (
+        CoordinationOptions.from_dict(coordination),
+        DisparityOptions.from_dict(disparity),
+        ConvergenceOptions.from_dict(convergence),
+        str(autocorr.get("weights", AutocorrOptions().weights)),
+    )
 
 
 def _plot_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.maps import plot_options
+    from agglo.outputs.maps import PlotOptions
 
-    return plot_options(dict(section))
+    return PlotOptions.from_dict(section)
 
 
 def _report_options(section: Mapping[str, Any]) -> Any:
     from agglo.pipeline.report import report_options
 
     return report_options(dict(section))
-
-
-def _disparity_stage(*args: Any, **kwargs: Any) -> Any:
-    from agglo.pipeline.disparity import disparity_stage
-
-    return disparity_stage(*args, **kwargs)
 
 
 #: the stages in data-flow order (DESIGN.md architecture)
@@ -83,7 +87,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("metro", s.metro_stage, ("inputs", "panel?"), MetroOptions.from_dict, progress=True),
     Stage(
         "disparity",
-        _disparity_stage,
+        s.disparity_stage,
         ("inputs", "panel", "index?"),
         _disparity_options,
         section=("coordination", "disparity", "convergence", "autocorr"),
@@ -262,9 +266,10 @@ def run(
 
 
 def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
-    from agglo.pipeline import maps, report, write
+    from agglo.pipeline import report
 
-    for name, module in (("maps", maps), ("write", write), ("report", report)):
+    steps = {"maps": draw_maps, "write": write_outputs, "report": report.run}
+    for name, step in steps.items():
         if stages is not None and name not in stages:
             continue
         if name == "write" and outputs.synthetic:
@@ -273,4 +278,50 @@ def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
                 f"{', '.join(sorted(outputs.synthetic))}. They illustrate the method; they are "
                 "not findings about the agglomerations."
             )
-        module.run(outputs)
+        step(outputs)
+
+
+def draw_maps(outputs: RunOutputs, options: Any = None) -> None:
+    """The ``maps`` step: figures into ``out_dir/maps`` and a QGIS style per layer."""
+    from agglo.outputs.maps import draw_maps as draw
+
+    result = draw(
+        outputs.layers,
+        outputs.out_dir / "maps",
+        counties=outputs.layers.get("counties", outputs.counties),
+        index=outputs.results.get("index"),
+        regional=outputs.results.get("disparity"),
+        units={k: m.get("units", {}) for k, m in outputs.layer_metadata.items()},
+        synthetic=outputs.synthetic,
+        options=options or _plot_options(outputs.config.section("plot")),
+        force=outputs.force,
+    )
+    outputs.styles.update(result.styles)
+    outputs.figures.extend(result.figures)
+    outputs.results["maps"] = {
+        "captions": result.captions,
+        "failed": result.failed,
+        "options": result.options,
+    }
+    outputs.summary += [outputs.label(line) for line in result.summary_lines()]
+
+
+def write_outputs(outputs: RunOutputs) -> None:
+    """The ``write`` step: every layer and table of the run, atomically."""
+    from agglo.outputs.writers import write_run
+
+    files = write_run(
+        outputs.out_dir,
+        outputs.layers,
+        outputs.tables,
+        data_status=outputs.data_status,
+        metadata={
+            "synthetic_inputs": sorted(outputs.synthetic),
+            "config": outputs.config.to_dict(),
+            "provenance": outputs.provenance,
+        },
+        layer_metadata=outputs.layer_metadata,
+        styles=outputs.styles,
+        force=outputs.force,
+    )
+    outputs.summary += [outputs.label(line) for line in files.summary_lines()]

@@ -398,3 +398,24 @@ def metro_stage(
     return StageOutput.of(
         res, synthetic={name} if synthetic else set(), provenance={"metro": res.method_note}
     )
+
+
+def disparity_stage(
+    config: RunConfig, options: tuple, inputs: Inputs, panel: pd.DataFrame, index: Any = None
+) -> StageOutput:
+    """Coordination, disparity and convergence of the member cities (``disparity`` stage)."""
+    from agglo.analysis.regional import regional_disparity
+
+    coordination, disparity, convergence, weights = options
+    return StageOutput.of(
+        regional_disparity(
+            panel,
+            inputs.membership,
+            cities=inputs.cities,
+            city_scores=getattr(index, "city_scores", None),
+            coordination_options=coordination,
+            disparity_options=disparity,
+            convergence_options=convergence,
+            weights=weights,
+        )
+    )
