@@ -295,68 +295,13 @@ def autocorr_stage(
     config: RunConfig, options: Any, inputs: Inputs, index: Any
 ) -> StageOutput | None:
     """Moran's I / Geary's C per year and scope, LISA + G*, transitions of the city scores."""
-    from agglo.pipeline.autocorr import analyse
+    from agglo.analysis.autocorr import autocorrelation
 
     scores = getattr(index, "city_scores", None)
     if scores is None or scores.empty:
         log.info("stage autocorr skipped: the index produced no city scores")
         return None
-    res = analyse(inputs.cities, scores, options=options, seed=config.seed)
-    glob, lisa, islands, tr = res["global"], res["lisa"], res["islands"], res["transitions"]
-    out = StageOutput(
-        result=res, tables={"autocorr_global": glob, "lisa": lisa, "autocorr_islands": islands}
-    )
-    if tr is not None:
-        long = tr.counts.stack().rename("count").reset_index()
-        long["probability"] = tr.probabilities.stack().to_numpy()
-        out.tables["lisa_transitions"] = long
-        if not tr.spatial_markov.empty:
-            out.tables["spatial_markov"] = tr.spatial_markov
-    o = res["options"]
-    if not lisa.empty:
-        out.layers["lisa"] = res["lisa_layer"]
-        out.layer_metadata["lisa"] = {
-            "description": f"local Moran (LISA) clusters and Getis-Ord G* of {o['column']} "
-            "per member city and year (long format)",
-            "method": f"{o['weights']} weights (row-standardised), {o['permutations']} "
-            f"permutations, seed {config.seed}, significance {o['correction']} at alpha "
-            f"{o['alpha']}",
-            "cluster": "HH/LL/LH/HL if significant, 'ns' otherwise, 'island' if no neighbour",
-        }
-        latest = lisa[lisa["year"] == lisa["year"].max()].set_index("adcode")
-        out.city_columns = {
-            "lisa_cluster": latest["cluster"],
-            "lisa_p": latest["lisa_p"].astype(float),
-        }
-    for row in glob[glob["scope"] == "all"].itertuples(index=False):
-        n_sig = 0 if lisa.empty else int(lisa.loc[lisa["year"] == row.year, "significant"].sum())
-        out.summary.append(
-            f"Autocorrelation {row.year}: Moran's I of {o['column']} over {row.n} member "
-            f"cities = {row.moran_i:.3f} (E[I] = {row.moran_ei:.3f}, pseudo p = "
-            f"{row.moran_p:.3f}); {n_sig} significant LISA cities"
-        )
-    comps = res["components"]
-    split = comps[comps["n_components"] > 1].drop_duplicates("scope")
-    if len(split):
-        out.tables["autocorr_components"] = comps
-        out.notes.append(
-            f"Autocorrelation weights ({o['weights']}) are not connected: "
-            + "; ".join(
-                f"{r.scope}: {r.n_components} components (smaller: {r.smaller})"
-                for r in split.itertuples()
-            )
-        )
-    if islands.empty:
-        out.notes.append(
-            f"Autocorrelation: no islands (every city has a neighbour) under {o['weights']} weights"
-        )
-    else:
-        isl = islands.drop_duplicates(["island", "neighbor"])
-        joined = ", ".join(
-            f"{r.island_name} ({r.island}) -> {r.neighbor_name}" for r in isl.itertuples()
-        )
-        out.notes.append(f"Autocorrelation islands ({o['islands']}): {joined}")
-    return out
+    return StageOutput.of(autocorrelation(scores, inputs.cities, options, seed=config.seed))
 
 
 def coreperiphery_stage(
