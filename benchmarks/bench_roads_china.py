@@ -34,9 +34,18 @@ import shapely
 import agglo
 from agglo.measures.roads import iter_osm_roads
 
+#: the last two are not 公路 and are dropped while reading
 CLASSES = np.array(
-    ["motorway", "trunk", "primary", "secondary", "tertiary", "unclassified"]
-    + ["residential", "service"]  # not 公路: dropped while reading
+    [
+        "motorway",
+        "trunk",
+        "primary",
+        "secondary",
+        "tertiary",
+        "unclassified",
+        "residential",
+        "service",
+    ]
 )
 CLASS_P = np.array([0.03, 0.05, 0.1, 0.12, 0.2, 0.3, 0.15, 0.05])
 
