@@ -1,19 +1,27 @@
-"""Benchmark: one-hour travel times from 20 sources on a >= 1M-node road graph.
+"""Benchmark: road graph build and travel times, agglo against its peers, in one run.
 
-agglo (scipy.sparse.csgraph Dijkstra, all sources in one call with the 60-minute cut-off)
-versus networkx ``multi_source_dijkstra_path_length(cutoff=60)`` and igraph (a virtual
-super-source joined to the 20 sources by zero-weight edges; igraph's ``distances`` has no
-cut-off, so it explores the whole graph) on the same graph, in one run. The results are
-cross-checked (max absolute difference in minutes). Graph building is timed separately and
-not part of the comparison.
+1. **Graph build** from ``--lines`` (default 2.5 M) two-vertex road lines (a ~200 m street grid
+   cut at every crossing, as OSM ways are cut at junctions): :func:`agglo.road_graph` against
+   networkx building a ``DiGraph`` from the same edges (node pairs already known, so networkx
+   does less than agglo: no snapping, no geodesic lengths). Each build runs in its own
+   process; peak memory is that process's peak RSS minus its RSS with the lines loaded.
+2. **Travel times** on an ``--n`` x ``--n`` grid graph (default 1,000: 1 M nodes) from 1 and
+   from ``--sources`` (20) sources with the 60-minute cut-off: :func:`agglo.travel_times`
+   (snapping included) against ``scipy.sparse.csgraph.dijkstra(min_only=True, limit=60)`` on
+   the same CSR from the snapped nodes, timed ABAB interleaved (medians of ``--repeat``) in
+   CPU seconds (robust on a loaded machine); networkx ``multi_source_dijkstra_path_length`` on
+   the ``--nx-n`` grid (default 300). Results are cross-checked (equal reached sets, max
+   difference in minutes).
 
-Usage: ``python benchmarks/bench_metro.py [--quick] [--n 1000] [--sources 20]``.
+Usage: ``python benchmarks/bench_metro.py [--quick]``; prints one ``BENCH`` line per peer.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import resource
+import statistics
 import time
 
 import geopandas as gpd
@@ -22,7 +30,7 @@ import shapely
 
 
 def grid_roads(n: int, *, lon0: float = 103.0, lat0: float = 30.0) -> gpd.GeoDataFrame:
-    """n x n grid of roads (~200 m spacing): every 50th line motorway, every 10th primary."""
+    """n x n grid of long roads (~200 m spacing): every 50th line motorway, every 10th primary."""
     dlon, dlat = 0.002, 0.0018
     lons = lon0 + dlon * np.arange(n)
     lats = lat0 + dlat * np.arange(n)
@@ -35,100 +43,170 @@ def grid_roads(n: int, *, lon0: float = 103.0, lat0: float = 30.0) -> gpd.GeoDat
     return gpd.GeoDataFrame({"highway": hw}, geometry=geoms, crs=4326)
 
 
+def segment_roads(n_lines: int, *, lon0: float = 100.0, lat0: float = 25.0) -> gpd.GeoDataFrame:
+    """About ``n_lines`` two-vertex lines: a grid cut at every crossing, ~40 % one-way."""
+    m = int(np.ceil(np.sqrt(n_lines / 2))) + 1
+    dlon, dlat = 0.002, 0.0018
+    i, j = np.meshgrid(np.arange(m), np.arange(m - 1), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    # horizontal segments (j, i) -> (j + 1, i) and vertical ones (i, j) -> (i, j + 1)
+    x0 = np.concatenate([lon0 + dlon * j, lon0 + dlon * i])
+    y0 = np.concatenate([lat0 + dlat * i, lat0 + dlat * j])
+    x1 = np.concatenate([lon0 + dlon * (j + 1), lon0 + dlon * i])
+    y1 = np.concatenate([lat0 + dlat * i, lat0 + dlat * (j + 1)])
+    k = min(n_lines, len(x0))
+    coords = np.stack([np.column_stack([x0, y0])[:k], np.column_stack([x1, y1])[:k]], axis=1)
+    row = np.concatenate([i, i])[:k]
+    cls = np.where(row % 50 == 0, "motorway", np.where(row % 10 == 0, "primary", "residential"))
+    oneway = np.where(np.arange(k) % 5 < 2, "yes", "no")
+    return gpd.GeoDataFrame(
+        {"highway": cls, "oneway": oneway}, geometry=shapely.linestrings(coords), crs=4326
+    )
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _build(job: tuple[str, int], queue: mp.Queue) -> None:
+    method, n_lines = job
+    roads = segment_roads(n_lines)
+    base = rss_mb()
+    t0 = time.process_time()
+    if method == "agglo":
+        from agglo.analysis.metro import road_graph
+
+        g = road_graph(roads)
+        size = (g.n_nodes, g.n_edges)
+    else:
+        import networkx as nx
+
+        xy = shapely.get_coordinates(roads.geometry.to_numpy()).reshape(-1, 2, 2)
+        _, node = np.unique(xy.reshape(-1, 2), axis=0, return_inverse=True)
+        t0 = time.process_time()  # networkx gets the node ids for free
+        node = node.reshape(-1, 2)
+        two_way = roads["oneway"].to_numpy() != "yes"
+        G = nx.DiGraph()
+        G.add_edges_from(node.tolist())
+        G.add_edges_from(node[two_way][:, ::-1].tolist())
+        size = (G.number_of_nodes(), G.number_of_edges())
+    cpu = time.process_time() - t0
+    queue.put((cpu, peak_mb() - base, size))
+
+
+def build_in_process(method: str, n_lines: int) -> tuple[float, float, tuple[int, int]]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_build, args=((method, n_lines), queue))
+    p.start()
+    out = queue.get()
+    p.join()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="300 x 300 grid (< 1 min)")
-    ap.add_argument("--n", type=int, default=1000, help="grid side (n*n nodes)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (< 1 min)")
+    ap.add_argument("--lines", type=int, default=2_500_000)
+    ap.add_argument("--n", type=int, default=1000, help="travel-time grid side (n*n nodes)")
+    ap.add_argument("--nx-n", type=int, default=300, help="grid side of the networkx check")
     ap.add_argument("--sources", type=int, default=20)
     ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--no-igraph", action="store_true")
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    n = 300 if args.quick else args.n
+    if args.quick:
+        args.lines, args.n, args.nx_n, args.repeat = 200_000, 300, 100, 3
 
-    from agglo.analysis.metro import commute_catchment, road_graph, travel_times
+    from scipy.sparse.csgraph import dijkstra
 
-    t0 = time.perf_counter()
-    roads = grid_roads(n)
-    g = road_graph(roads)
-    t_build = time.perf_counter() - t0
-    print(f"graph: {g.n_nodes:,} nodes, {g.n_edges:,} directed edges, built in {t_build:.1f} s")
+    from agglo.analysis.metro import road_graph, travel_times
+
+    bench: list[str] = []
+    # ---------------------------------------------------------------- graph build
+    cpu_a, mem_a, size_a = build_in_process("agglo", args.lines)
+    print(
+        f"graph build, {args.lines:,} lines -> {size_a[0]:,} nodes, {size_a[1]:,} edges: "
+        f"agglo {cpu_a:.2f} CPU s, peak +{mem_a:.0f} MB beyond the lines"
+    )
+    cpu_n, mem_n, size_n = build_in_process("networkx", args.lines)
+    print(f"  networkx Graph from known node pairs: {cpu_n:.2f} CPU s, peak +{mem_n:.0f} MB")
+    assert size_n == size_a, (size_n, size_a)
+    bench.append(
+        f"BENCH metro_graph_build_{args.lines}lines agglo_s={cpu_a:.3f} networkx_s={cpu_n:.3f} "
+        f"speedup_vs_networkx={cpu_n / cpu_a:.1f}"
+    )
+
+    # ---------------------------------------------------------------- travel times
+    g = road_graph(grid_roads(args.n))
+    print(f"travel-time graph: {g.n_nodes:,} nodes, {g.n_edges:,} directed edges")
     rng = np.random.default_rng(20)
-    src_nodes = rng.choice(g.n_nodes, args.sources, replace=False)
-    sources = list(zip(g.lon[src_nodes], g.lat[src_nodes], strict=True))
-
-    t0 = time.perf_counter()
-    tt = travel_times(g, sources, minutes=args.minutes)
-    t_agglo = time.perf_counter() - t0
+    for n_src in (1, args.sources):
+        src_nodes = rng.choice(g.n_nodes, n_src, replace=False)
+        sources = list(zip(g.lon[src_nodes], g.lat[src_nodes], strict=True))
+        travel_times(g, sources, minutes=args.minutes)  # warm up (spatial index, caches)
+        t_a, t_s = [], []
+        for _ in range(args.repeat):
+            t0 = time.process_time()
+            tt = travel_times(g, sources, minutes=args.minutes)
+            t_a.append(time.process_time() - t0)
+            t0 = time.process_time()
+            ref = dijkstra(g.csr, indices=src_nodes, min_only=True, limit=args.minutes)
+            t_s.append(time.process_time() - t0)
+        a, s = statistics.median(t_a), statistics.median(t_s)
+        reached = np.isfinite(ref)
+        same = np.array_equal(np.isfinite(tt.minutes), reached)
+        diff = float(np.max(np.abs(tt.minutes[reached] - ref[reached])))
+        print(
+            f"travel times, {n_src} source(s): agglo {a:.3f} CPU s, scipy dijkstra {s:.3f} "
+            f"CPU s (medians of {args.repeat}, ABAB); {int(reached.sum()):,} nodes reached; "
+            f"same reached set {same}; max |diff| {diff:.1e} min"
+        )
+        bench.append(
+            f"BENCH metro_travel_times_{g.n_nodes}nodes_{n_src}src agglo_s={a:.4f} "
+            f"scipy_s={s:.4f} speedup_vs_scipy={s / a:.2f}"
+        )
+    t0 = time.process_time()
+    frame = tt.frame()
     print(
-        f"agglo travel_times: {t_agglo:.2f} s, {len(tt):,} nodes reached; peak {peak_mb():.0f} MB"
+        f"  geometry on demand (tt.frame(), {len(frame):,} points): {time.process_time() - t0:.3f} s"
     )
-    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
-
-    snapped = _snap(g, sources, 15.0, 10.0)
-    t0 = time.perf_counter()
-    _multi_dijkstra(g, [np.arange(len(sources))], snapped, args.minutes)
-    t_engine = time.perf_counter() - t0
-    print(f"  of which the compiled multi-source Dijkstra (+ nearest source): {t_engine:.2f} s")
-    t0 = time.perf_counter()
-    cat = commute_catchment(g, sources, minutes=args.minutes)
-    t_poly = time.perf_counter() - t0
-    print(
-        f"agglo commute_catchment (times + polygon): {t_poly:.2f} s, "
-        f"{float(cat.polygons['area_km2'].iloc[0]):,.0f} km2"
-    )
-    agglo_t = dict(zip(tt["node"].to_numpy(), tt["minutes"].to_numpy(), strict=True))
+    del g, tt, frame
 
     import networkx as nx
 
+    g = road_graph(grid_roads(args.nx_n))
+    src_nodes = rng.choice(g.n_nodes, args.sources, replace=False)
+    sources = list(zip(g.lon[src_nodes], g.lat[src_nodes], strict=True))
     u, v, w = g.edges()
     G = nx.DiGraph()
     G.add_weighted_edges_from(zip(u.tolist(), v.tolist(), w.tolist(), strict=True))
-    t0 = time.perf_counter()
-    ref = nx.multi_source_dijkstra_path_length(
-        G, set(src_nodes.tolist()), cutoff=args.minutes, weight="weight"
+    t_a, t_n = [], []
+    for _ in range(max(1, args.repeat // 2)):
+        t0 = time.process_time()
+        tt = travel_times(g, sources, minutes=args.minutes)
+        t_a.append(time.process_time() - t0)
+        t0 = time.process_time()
+        ref = nx.multi_source_dijkstra_path_length(G, set(src_nodes.tolist()), cutoff=args.minutes)
+        t_n.append(time.process_time() - t0)
+    a, s = statistics.median(t_a), statistics.median(t_n)
+    got = dict(zip(tt.reached().tolist(), tt.minutes[tt.reached()].tolist(), strict=True))
+    diff = max(abs(got[k] - ref[k]) for k in ref)
+    print(
+        f"travel times, {g.n_nodes:,} nodes, {args.sources} sources: agglo {a:.3f} CPU s, "
+        f"networkx {s:.3f} CPU s; same reached set {set(got) == set(ref)}; max |diff| {diff:.1e}"
     )
-    t_nx = time.perf_counter() - t0
-    del G
-    diff = max(abs(agglo_t[k] - ref[k]) for k in ref)
-    same = set(ref) == set(agglo_t)
-    print(f"networkx: {t_nx:.2f} s; same reached set: {same}; max |diff| = {diff:.2e} min")
-    print(f"  engine only: speedup vs networkx {t_nx / t_engine:.1f}")
-    print(f"peak memory after networkx: {peak_mb():.0f} MB (ru_maxrss)")
-
-    t_ig = None
-    if not args.no_igraph:
-        try:
-            import igraph as ig
-        except ImportError:
-            print("igraph not installed: skipped")
-        else:
-            s = g.n_nodes
-            eu = np.concatenate([u, np.full(len(src_nodes), s)])
-            ev = np.concatenate([v, src_nodes])
-            ew = np.concatenate([w, np.zeros(len(src_nodes))])
-            H = ig.Graph(n=s + 1, edges=np.column_stack([eu, ev]).tolist(), directed=True)
-            t0 = time.perf_counter()
-            d = np.asarray(H.distances(source=[s], weights=ew.tolist(), mode="out")[0][:s])
-            t_ig = time.perf_counter() - t0
-            within = np.flatnonzero(d <= args.minutes)
-            ig_diff = float(np.max(np.abs(d[within] - np.array([agglo_t[k] for k in within]))))
-            print(
-                f"igraph (no cut-off, whole graph): {t_ig:.2f} s; same reached set: "
-                f"{set(within.tolist()) == set(agglo_t)}; max |diff| = {ig_diff:.2e} min"
-            )
-
-    line = (
-        f"BENCH metro_travel_times_{g.n_nodes}nodes_{args.sources}src agglo_s={t_agglo:.3f} "
-        f"networkx_s={t_nx:.3f} speedup_vs_networkx={t_nx / t_agglo:.1f}"
+    bench.append(
+        f"BENCH metro_travel_times_{g.n_nodes}nodes_{args.sources}src agglo_s={a:.4f} "
+        f"networkx_s={s:.4f} speedup_vs_networkx={s / a:.1f}"
     )
-    if t_ig is not None:
-        line += f" igraph_s={t_ig:.3f} speedup_vs_igraph={t_ig / t_agglo:.1f}"
-    print(f"peak memory: {peak_mb():.0f} MB (ru_maxrss)")
-    print(line)
+    print(f"peak memory of this process: {peak_mb():.0f} MB (ru_maxrss)")
+    for line in bench:
+        print(line)
 
 
 if __name__ == "__main__":

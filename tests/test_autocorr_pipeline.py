@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agglo.analysis.autocorr import AutocorrOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError
 from agglo.pipeline import StageOutput, run_stages
-from agglo.pipeline import autocorr as stage
 
 YEARS = (2010, 2020)
 
@@ -116,7 +116,8 @@ def test_stage_tables_layers_and_summary(cities):
     assert len(lines) == 2 and all(s.startswith("[SYNTHETIC") for s in lines)
     assert f"{allm.loc[2010, 'moran_i']:.3f}" in lines[0]
     assert any(
-        "no islands (every city has a neighbour) under queen weights" in s for s in ctx.summary
+        "no islands (every city has a neighbour in every scope) under queen" in s
+        for s in ctx.summary
     )
 
 
@@ -141,7 +142,7 @@ def test_stage_options_validated(cities):
     with pytest.raises(AggloInputError, match="weights must be one of queen"):
         context(cities, scores_for(cities), weights="hexagon")
     with pytest.raises(AggloInputError, match=r"did you mean .permutations"):
-        stage.stage_options({"permutation": 9})
+        AutocorrOptions.from_dict({"permutation": 9})
 
 
 def test_cli_autocorr_on_scores_csv(cities, tmp_path, capsys):
@@ -177,3 +178,66 @@ def test_cli_autocorr_on_scores_csv(cities, tmp_path, capsys):
     assert main(["autocorr", "--scores", str(csv), "-o", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
     assert main(["autocorr", "--weights", "hex", "-o", str(tmp_path / "o2")]) == 2
+
+
+def test_cli_writes_the_tables_of_the_pipeline_stage(cities, tmp_path):
+    """``agglo autocorr --scores`` and the stage ``agglo run`` runs give identical tables."""
+    from agglo.cli import main
+    from agglo.pipeline.core import StageOutput
+
+    scores = scores_for(cities)
+    csv = tmp_path / "scores_synthetic.csv"
+    scores.to_csv(csv, index=False)
+    out = tmp_path / "cli"
+    flags = ["--weights", "rook", "--permutations", "49", "--islands", "keep", "--seed", "11"]
+    assert main(["autocorr", "--scores", str(csv), *flags, "-o", str(out)]) == 0
+    cfg = RunConfig(
+        sections={"autocorr": {"weights": "rook", "permutations": 49, "islands": "keep"}},
+        seed=11,
+    )
+    inputs = SimpleNamespace(cities=cities, counties=None)
+    given = {
+        "inputs": StageOutput(result=inputs, layers={"cities": cities}),
+        "index": StageOutput(result=FakeIndex(pd.read_csv(csv, dtype={"adcode": str}))),
+    }
+    run = run_stages(cfg, ["autocorr"], given=given)
+    assert set(run.tables) == {p.stem for p in out.glob("*.csv")}
+    for name, table in run.tables.items():
+        written = pd.read_csv(out / f"{name}.csv", dtype={"adcode": str, "island": str})
+        expected = pd.read_csv(
+            pd.io.common.StringIO(table.to_csv(index=False)), dtype={"adcode": str, "island": str}
+        )
+        pd.testing.assert_frame_equal(written.drop(columns="data_status"), expected)
+
+
+def test_result_carries_everything_the_run_reports(cities):
+    """Tables, layer metadata, city columns, summary and notes come from the result itself."""
+    from agglo.analysis.autocorr import autocorrelation
+    from agglo.results import StageResult
+
+    scores = scores_for(cities)
+    res = autocorrelation(scores, cities, AutocorrOptions(permutations=19), seed=2)
+    assert isinstance(res, StageResult)
+    assert {"autocorr_global", "lisa", "autocorr_islands", "lisa_transitions"} <= set(res.tables())
+    assert res.layer_metadata()["lisa"]["method"].startswith("queen weights")
+    cols = res.city_columns()
+    assert set(cols) == {"lisa_cluster", "lisa_p"} and len(cols["lisa_p"]) == 84
+    assert len(res.summary_lines()) == 2
+    # islands: kept, so the note says so and never claims they were joined
+    isl = cities[cities["agglomeration_id"].notna()].copy()
+    far = isl.index[0]
+    isl.loc[far, "geometry"] = isl.loc[far, "geometry"].buffer(0).envelope.centroid.buffer(0.01)
+    isl.loc[far, "geometry"] = isl.loc[[far], "geometry"].translate(xoff=30).iloc[0]
+    import warnings
+
+    from agglo.analysis.autocorr import IslandWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IslandWarning)
+        kept = autocorrelation(scores, isl, AutocorrOptions(permutations=19, islands="keep"))
+    note = next(n for n in kept.notes() if "islands" in n)
+    assert "kept without neighbours" in note and "->" not in note
+    assert isl.loc[far, "name_zh"] in note
+    joined = autocorrelation(scores, isl, AutocorrOptions(permutations=19))
+    note = next(n for n in joined.notes() if "islands" in n)
+    assert "joined to their nearest city" in note and " -> " in note

@@ -71,7 +71,7 @@ def test_hand_graph_takes_faster_detour():
     )
     g = road_graph(roads)
     assert g.n_nodes == 3
-    tt = travel_times(g, [(0, 0)], minutes=60)
+    tt = travel_times(g, [(0, 0)], minutes=60).frame()
     assert minutes_of(tt, 0, 0.02) == pytest.approx(2 * DEG_LAT_M / 1000, rel=1e-8)
     assert minutes_of(tt, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000, rel=1e-8)
     assert minutes_of(tt, 0, 0) == 0.0
@@ -79,10 +79,10 @@ def test_hand_graph_takes_faster_detour():
 
 def test_class_speed_used_without_maxspeed_and_override():
     roads = lines([([(0, 0), (0, 0.01)], "secondary", None, "no")])
-    t50 = travel_times(road_graph(roads), [(0, 0)])
+    t50 = travel_times(road_graph(roads), [(0, 0)]).frame()
     # 1.10574 km at 50 km/h = 1.32689 min
     assert minutes_of(t50, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000 * 60 / 50, rel=1e-8)
-    t30 = travel_times(road_graph(roads, speeds={"secondary": 30}), [(0, 0)])
+    t30 = travel_times(road_graph(roads, speeds={"secondary": 30}), [(0, 0)]).frame()
     assert minutes_of(t30, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000 * 2, rel=1e-8)
     assert DEFAULT_SPEEDS_KMH["secondary"] == 50  # documented table not changed by override
 
@@ -119,13 +119,13 @@ def test_maxspeed_strings_in_graph():
         ]
     )
     g = road_graph(roads)
-    tt = travel_times(g, [(0, 0), (1, 0), (2, 0)], max_access_km=1)
+    tt = travel_times(g, [(0, 0), (1, 0), (2, 0)], max_access_km=1).frame()
     km = DEG_LAT_M / 1000
     assert minutes_of(tt, 0, 0.01) == pytest.approx(km * 60 / 96.56064, rel=1e-8)
     assert minutes_of(tt, 1, 0.01) == pytest.approx(km * 60 / 50, rel=1e-8)
     assert minutes_of(tt, 2, 0.01) == pytest.approx(km, rel=1e-8)
     # maxspeed=False ignores tags
-    t2 = travel_times(road_graph(roads, maxspeed=False), [(0, 0)], max_access_km=1)
+    t2 = travel_times(road_graph(roads, maxspeed=False), [(0, 0)], max_access_km=1).frame()
     assert minutes_of(t2, 0, 0.01) == pytest.approx(km, rel=1e-8)
 
 
@@ -137,16 +137,16 @@ def test_oneway_respected():
         ]
     )
     g = road_graph(roads)
-    fwd = travel_times(g, [(0, 0)])
+    fwd = travel_times(g, [(0, 0)]).frame()
     assert minutes_of(fwd, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000)
     assert math.isinf(minutes_of(fwd, 0, 0.02))  # against the reverse one-way
-    back = travel_times(g, [(0, 0.01)])
+    back = travel_times(g, [(0, 0.01)]).frame()
     assert math.isinf(minutes_of(back, 0, 0))  # against the one-way
-    top = travel_times(g, [(0, 0.02)])
+    top = travel_times(g, [(0, 0.02)]).frame()
     assert minutes_of(top, 0, 0.01) == pytest.approx(DEG_LAT_M / 1000)  # with the "-1" way
     assert math.isinf(minutes_of(top, 0, 0))  # then against the "yes" way
     # oneway=False: both ways everywhere
-    both = travel_times(road_graph(roads, oneway=False), [(0, 0.01)])
+    both = travel_times(road_graph(roads, oneway=False), [(0, 0.01)]).frame()
     assert minutes_of(both, 0, 0) == pytest.approx(DEG_LAT_M / 1000)
 
 
@@ -164,7 +164,7 @@ def test_disconnected_components_reported(caplog):
     assert sorted(np.bincount(g.component).tolist()) == [2, 3]
     assert np.bincount(g.component)[0] == 3  # 0 = largest
     assert "2 disconnected fragments" in caplog.text
-    tt = travel_times(g, [(0, 0)])
+    tt = travel_times(g, [(0, 0)]).frame()
     assert len(tt) == 3  # other fragment never reached
     with caplog.at_level(logging.WARNING, logger="agglo.analysis.metro"):
         travel_times(g, [(0.5, 0)])
@@ -175,7 +175,7 @@ def test_source_off_network_adds_access_leg():
     roads = lines([([(0, 0), (0, 0.01)], "primary", "60", "no")])
     g = road_graph(roads)
     # source 0.01 deg south of (0,0): 1105.74 m at 15 km/h = 4.42297 min, then 1.10574 min
-    tt = travel_times(g, [(0, -0.01)], access_speed_kmh=15)
+    tt = travel_times(g, [(0, -0.01)], access_speed_kmh=15).frame()
     access = DEG_LAT_M / 1000 / 15 * 60
     assert minutes_of(tt, 0, 0) == pytest.approx(access, rel=1e-6)
     assert minutes_of(tt, 0, 0.01) == pytest.approx(access + DEG_LAT_M / 1000, rel=1e-6)
@@ -186,7 +186,7 @@ def test_source_off_network_adds_access_leg():
 def test_zero_and_bad_limits():
     roads = lines([([(0, 0), (0, 0.01)], "primary", "60", "no")])
     g = road_graph(roads)
-    tt = travel_times(g, [(0, 0)], minutes=0)
+    tt = travel_times(g, [(0, 0)], minutes=0).frame()
     assert tt["minutes"].tolist() == [0.0]  # only the source's own node
     cat = commute_catchment(g, [(0, 0)], minutes=0)
     assert cat.polygons.geometry.iloc[0].is_empty
@@ -283,7 +283,7 @@ def test_random_graphs_equal_networkx(seed):
     G = nx_reference(roads)
     srcs = [tuple(pts[0]), tuple(pts[5]), tuple(pts[9])]
     ref = nx.multi_source_dijkstra_path_length(G, set(srcs), cutoff=20)
-    tt = travel_times(g, srcs, minutes=20)
+    tt = travel_times(g, srcs, minutes=20).frame()
     got = {(x, y): m for x, y, m in zip(tt.geometry.x, tt.geometry.y, tt["minutes"], strict=True)}
     assert set(got) == set(ref)
     diff = max(abs(got[k] - ref[k]) for k in ref)
@@ -296,7 +296,7 @@ def test_nearest_source_label():
     src = gpd.GeoDataFrame(
         {"name": ["a", "b"]}, geometry=[shapely.Point(0, 0), shapely.Point(0, 0.03)], crs=4326
     ).set_index("name")
-    tt = travel_times(road_graph(roads), src)
+    tt = travel_times(road_graph(roads), src).frame()
     by_lat = dict(zip(tt.geometry.y.round(2), tt["source"], strict=True))
     assert by_lat == {0.0: "a", 0.01: "a", 0.02: "b", 0.03: "b"}
 
@@ -532,11 +532,11 @@ def test_osm_extract_oneway_and_maxspeed(tmp_path):
     path.write_text(OSM_XML, encoding="utf-8")
     g = road_graph(path)
     assert g.n_nodes == 3
-    fwd = travel_times(g, [(0, 0)])
+    fwd = travel_times(g, [(0, 0)]).frame()
     # 1.10574 km at 60 km/h, then 1.10574 km at min(50, 60) = 50 km/h
     km = DEG_LAT_M / 1000
     assert minutes_of(fwd, 0, 0.02) == pytest.approx(km + km * 60 / 50, rel=1e-6)
-    back = travel_times(g, [(0, 0.02)])
+    back = travel_times(g, [(0, 0.02)]).frame()
     assert math.isinf(minutes_of(back, 0, 0))  # way 10 is one-way; the footway is not driven
 
 
@@ -606,3 +606,89 @@ def test_core_reaches_satellites_by_road_not_by_radius():
     assert ref[(0.4, 0.4)] + 0.4 * lon_km / 15 * 60 > 60  # 西北: drive + walk is over the hour
     members = res.members.set_index("adcode")["member"]
     assert members[members].index.tolist() == ["100101", "100301", "100201"]  # by minutes
+
+
+# ---------------------------------------------------------------- fast paths (issue 14)
+
+
+def test_snapping_equals_the_two_column_unique_reference():
+    """Hashed int64 cell keys, each distinct vertex projected once == np.unique(axis=0) on the
+    projected (x, y) cells of every vertex (the former build)."""
+    from agglo.analysis.metro.graph import _aeqd, _snap_nodes
+
+    rng = np.random.default_rng(7)
+    base = rng.uniform([103.0, 30.0], [103.05, 30.05], size=(400, 2))
+    near = base[rng.integers(0, 400, 300)] + rng.normal(0, 2e-6, size=(300, 2))  # ~0.2 m off
+    xy = np.concatenate([base, near, base[rng.integers(0, 400, 500)]])  # exact repeats too
+    xy = xy[rng.permutation(len(xy))]
+    lon, lat = xy[:, 0], xy[:, 1]
+    node_of, first = _snap_nodes(lon, lat, 1.0)
+    c = _aeqd(float((lon.min() + lon.max()) / 2), float((lat.min() + lat.max()) / 2))
+    x, y = Transformer.from_crs(4326, c, always_xy=True).transform(lon, lat)
+    keys = np.column_stack([np.round(x), np.round(y)]).astype(np.int64)
+    _, ref_first, ref_node = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    assert np.array_equal(node_of, ref_node.ravel())
+    assert np.array_equal(first, ref_first)
+    assert len(first) < 700  # near-duplicates merged
+
+
+def test_fastest_parallel_edge_equals_lexsort_reference():
+    from agglo.analysis.metro.graph import _fastest_per_pair
+
+    rng = np.random.default_rng(3)
+    u, v = rng.integers(0, 30, 2000), rng.integers(0, 30, 2000)
+    w = rng.integers(1, 5, 2000).astype(float)  # many ties
+    got = _fastest_per_pair(u * 30 + v, w)
+    order = np.lexsort((w, v, u))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (u[order][1:] != u[order][:-1]) | (v[order][1:] != v[order][:-1])
+    assert np.array_equal(got, order[first])
+    assert np.array_equal(_fastest_per_pair(np.arange(5), np.ones(5)), np.arange(5))
+
+
+def test_multipart_lines_equal_their_parts():
+    a = [(104.0, 30.0), (104.01, 30.0)]
+    b = [(104.01, 30.0), (104.01, 30.01)]
+    multi = gpd.GeoDataFrame(
+        {"highway": ["primary"]}, geometry=[shapely.MultiLineString([a, b])], crs=4326
+    )
+    single = lines([(a, "primary", None, "no"), (b, "primary", None, "no")])
+    gm, gs = road_graph(multi), road_graph(single)
+    assert (gm.csr != gs.csr).nnz == 0 and gm.n_edges == 4
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_one_source_equals_networkx_on_and_off_a_node(seed):
+    """The direct search from a source's own node and the virtual-node search (off-node)."""
+    roads, pts = random_network(seed)
+    g = road_graph(roads)
+    G = nx_reference(roads)
+    ref = nx.single_source_dijkstra_path_length(G, tuple(pts[3]), cutoff=20)
+    tt = travel_times(g, [tuple(pts[3])], minutes=20)
+    got = {(g.lon[i], g.lat[i]): tt.minutes[i] for i in tt.reached() if tt.source[i] == 0}
+    assert set(got) == set(ref) and len(ref) > 10
+    assert max(abs(got[k] - ref[k]) for k in ref) < 1e-9
+    off = (pts[3][0], pts[3][1] + 0.001)  # 111 m north: 0.44 min at 15 km/h
+    access = GEOD.inv(off[0], off[1], pts[3][0], pts[3][1])[2] * 0.06 / 15
+    tt_off = travel_times(g, [off], minutes=20)
+    ref_off = {k: m + access for k, m in ref.items() if m + access <= 20}
+    got_off = {(g.lon[i], g.lat[i]): tt_off.minutes[i] for i in tt_off.reached()}
+    assert set(got_off) == set(ref_off)
+    assert max(abs(got_off[k] - ref_off[k]) for k in ref_off) < 1e-9
+
+
+def test_nearest_source_equals_networkx_per_source_minimum():
+    roads, pts = random_network(2)
+    g = road_graph(roads)
+    G = nx_reference(roads)
+    srcs = [tuple(pts[0]), tuple(pts[5]), tuple(pts[9])]
+    per = [nx.single_source_dijkstra_path_length(G, s, cutoff=20) for s in srcs]
+    tt = travel_times(g, srcs, minutes=20)
+    checked = 0
+    for i in tt.reached():
+        t = sorted((p.get((g.lon[i], g.lat[i]), np.inf), k) for k, p in enumerate(per))
+        if t[1][0] - t[0][0] > 1e-9:  # a unique nearest source
+            assert tt.source[i] == t[0][1]
+            checked += 1
+    assert checked > 20
+    assert (tt.source[~np.isfinite(tt.minutes)] == -1).all()

@@ -39,7 +39,8 @@ import pandas as pd
 from agglo.analysis.compile_cache import enable_esda_compile_cache
 from agglo.errors import AggloInputError, require
 from agglo.measures.geodesy import ensure_wgs84
-from agglo.options import RUN_SEED, Options, option
+from agglo.options import RUN_SEED, Options, choice_problem, option
+from agglo.results import StageResult
 
 __all__ = [
     "CORRECTIONS",
@@ -82,10 +83,16 @@ class IslandWarning(UserWarning):
 # ----------------------------------------------------------------------------- validation
 
 
-def _choice(value: Any, allowed: Sequence[str], name: str) -> str:
-    if not isinstance(value, str) or value.lower() not in [a.lower() for a in allowed]:
-        raise AggloInputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
-    return value.lower()
+def _refuse(*problems: str | None) -> None:
+    """Raise one :class:`AggloInputError` for the problems found (``None``: no problem)."""
+    found = [p for p in problems if p]
+    if found:
+        raise AggloInputError("; ".join(found) + ".")
+
+
+def _upper(value: Any) -> Any:
+    """libpysal transformation codes are accepted in either case."""
+    return value.upper() if isinstance(value, str) else value
 
 
 def _ids_of(df: pd.DataFrame, id_col: str | None) -> pd.Series:
@@ -289,8 +296,7 @@ def island_links(
       island island_name neighbor
     0      c           岛        b
     """
-    kind = _choice(kind, WEIGHT_KINDS, "kind")
-    kernel = _choice(kernel, _KERNELS, "kernel")
+    _refuse(choice_problem("kind", kind, WEIGHT_KINDS), choice_problem("kernel", kernel, _KERNELS))
     units = _prepare_units(gdf, id_col)
     base = _base_graph(
         units,
@@ -390,10 +396,43 @@ def spatial_weights(
     >>> w.adjacency.to_dict()
     {('a', 'b'): 1.0, ('b', 'a'): 0.5, ('b', 'c'): 0.5, ('c', 'b'): 1.0}
     """
-    kind = _choice(kind, WEIGHT_KINDS, "kind")
-    islands = _choice(islands, ISLAND_POLICIES, "islands")
-    kernel = _choice(kernel, _KERNELS, "kernel")
-    transform = _choice(transform, _TRANSFORMS, "transform").upper()
+    return _weights_with_islands(
+        gdf,
+        kind,
+        k=k,
+        threshold=threshold,
+        islands=islands,
+        id_col=id_col,
+        island_neighbors=island_neighbors,
+        transform=transform,
+        kernel=kernel,
+        bandwidth=bandwidth,
+        tolerance_m=tolerance_m,
+    )[0]
+
+
+def _weights_with_islands(
+    gdf: gpd.GeoDataFrame,
+    kind: str = "queen",
+    *,
+    k: int = 4,
+    threshold: float | None = None,
+    islands: str = "nearest",
+    id_col: str | None = "adcode",
+    island_neighbors: int = 1,
+    transform: str = "R",
+    kernel: str = "gaussian",
+    bandwidth: float | None = None,
+    tolerance_m: float = 0.0,
+):
+    """:func:`spatial_weights` and the :func:`island_links` table of the same base graph."""
+    transform = _upper(transform)
+    _refuse(
+        choice_problem("kind", kind, WEIGHT_KINDS),
+        choice_problem("islands", islands, ISLAND_POLICIES),
+        choice_problem("kernel", kernel, _KERNELS),
+        choice_problem("transform", transform, _TRANSFORMS),
+    )
     units = _prepare_units(gdf, id_col)
     base = _base_graph(
         units,
@@ -405,8 +444,8 @@ def spatial_weights(
         tolerance_m=tolerance_m,
     )
     graph = base
+    table = _island_table(units, base, island_neighbors)
     if len(base.isolates):
-        table = _island_table(units, base, island_neighbors)
         named = _show(_names(units, list(dict.fromkeys(table["island"]))))
         if islands == "error":
             raise AggloInputError(
@@ -419,7 +458,7 @@ def spatial_weights(
                 f"{len(base.isolates)} island(s) kept without neighbours under {kind} weights: "
                 f"{named}; their spatial lag is 0.",
                 IslandWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         else:
             joins = "; ".join(
@@ -449,7 +488,7 @@ def spatial_weights(
             graph.n_components,
             " | ".join(small),
         )
-    return graph.transform(transform)
+    return graph.transform(transform), table
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -457,7 +496,8 @@ def spatial_weights(
 
 def _esda_transformation(graph, transformation: str):
     """``graph`` under ``transformation`` (esda's convention: the W's own is not used)."""
-    tr = _choice(transformation, _TRANSFORMS, "transformation").upper()
+    tr = _upper(transformation)
+    _refuse(choice_problem("transformation", tr, _TRANSFORMS))
     if tr != "O":
         graph = graph.transform(tr)
     return graph, graph.transformation
@@ -620,26 +660,30 @@ def global_autocorrelation(
     """
     import esda
 
+    from agglo.analysis.crand import permutation_statistics
+
     enable_esda_compile_cache()
     permutations = _check_perms(permutations)
     graph, y, _ = _align(data, column, w, id_col)
     graph, tr = _esda_transformation(graph, transformation)
     with _seeded(seed):
-        mi = esda.Moran(y, graph, transformation=tr, permutations=permutations)
+        mi = esda.Moran(y, graph, transformation=tr, permutations=0)
         # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
         gw = graph.to_W() if len(graph.isolates) else graph
-        gc = esda.Geary(y, gw, transformation=tr, permutations=permutations)
+        gc = esda.Geary(y, gw, transformation=tr, permutations=0)
+        # esda's simulations, drawn in esda's order, computed in one product
+        sims = permutation_statistics(mi, gc, permutations) if permutations else {}
     out = {
         "n": len(y),
         "moran_i": float(mi.I),
         "moran_ei": float(mi.EI),
         "moran_z": float(mi.z_rand),
-        "moran_p": float(mi.p_sim) if permutations else float(mi.p_rand),
+        "moran_p": sims["moran_p_sim"] if permutations else float(mi.p_rand),
         "moran_p_rand": float(mi.p_rand),
-        "moran_z_sim": float(mi.z_sim) if permutations else np.nan,
+        "moran_z_sim": sims["moran_z_sim"] if permutations else np.nan,
         "geary_c": float(gc.C),
         "geary_z": float(gc.z_rand),
-        "geary_p": float(gc.p_sim) if permutations else float(gc.p_rand),
+        "geary_p": sims["geary_p_sim"] if permutations else float(gc.p_rand),
         "permutations": permutations,
         "seed": seed,
     }
@@ -697,11 +741,13 @@ def local_autocorrelation(
     import esda
     from scipy.stats import false_discovery_control
 
+    from agglo.analysis.crand import conditional_p
+
     enable_esda_compile_cache()
     permutations = _check_perms(permutations)
     if permutations < 1:
         raise AggloInputError("local_autocorrelation needs permutations >= 1 (e.g. 999).")
-    correction = _choice(correction, CORRECTIONS, "correction")
+    _refuse(choice_problem("correction", correction, CORRECTIONS))
     if not 0 < alpha < 1:
         raise AggloInputError(f"alpha must be between 0 and 1; got {alpha}.")
     graph, y, positions = _align(data, column, w, id_col)
@@ -711,13 +757,11 @@ def local_autocorrelation(
     # invariant to adding a constant, so shift non-positive data (lag scores are centred)
     y_g = y if y.min() > 0 else y - y.min() + y.std()
     with _seeded(seed):
-        lm = esda.Moran_Local(
-            y, graph, transformation=graph.transformation, permutations=permutations, seed=seed
-        )
-        gs = esda.G_Local(
-            y_g, structure, transform="B", star=True, permutations=permutations, seed=seed, n_jobs=1
-        )
-    p = np.asarray(lm.p_sim, dtype=float)
+        lm = esda.Moran_Local(y, graph, transformation=graph.transformation, permutations=0)
+        gs = esda.G_Local(y_g, structure, transform="B", star=True, permutations=0)
+        # esda's conditional randomisation, compiled once per machine (agglo.analysis.crand)
+        p = conditional_p("moran", lm.z, lm.w, lm.Is, permutations, seed)
+        gstar_p = conditional_p("gstar", gs.y, gs.w, gs.Gs, permutations, seed, scaling=gs.y.sum())
     q = false_discovery_control(p, method="bh")
     sig = (q if correction == "fdr" else p) <= alpha
     quad = pd.Series(np.asarray(lm.q)).map(QUADRANTS).to_numpy(dtype=object)
@@ -736,7 +780,7 @@ def local_autocorrelation(
             "significant": sig,
             "cluster": np.where(sig, quad, "ns"),
             "gstar_z": np.asarray(gs.Zs, dtype=float),
-            "gstar_p": np.asarray(gs.p_sim, dtype=float),
+            "gstar_p": gstar_p,
         }
     )
     cols.loc[isolated, "cluster"] = "island"
@@ -1000,8 +1044,8 @@ _ISLAND_COLUMNS = ["island", "island_name", "neighbor", "neighbor_name", "distan
 
 
 @dataclass
-class AutocorrResult:
-    """Result of :func:`autocorrelation`.
+class AutocorrResult(StageResult):
+    """Result of :func:`autocorrelation` (a :class:`~agglo.results.StageResult`).
 
     Attributes
     ----------
@@ -1012,7 +1056,9 @@ class AutocorrResult:
     lisa_layer
         ``lisa`` with the member polygons.
     islands
-        Islands of the weights and what they were joined to, per scope and year.
+        Islands of the weights (units without a neighbour before island handling) and the
+        nearest unit(s) they are (``islands="nearest"``) or would be joined to, per scope and
+        year.
     components
         ``scope, year, n_units, n_components, smaller``: connected components of each scope's
         weights (after island handling), the smaller components named.
@@ -1035,7 +1081,12 @@ class AutocorrResult:
     seed: int | None
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """Output tables by file name."""
+        """Output tables by file name.
+
+        ``autocorr_global``, ``lisa``, ``autocorr_islands``; ``lisa_transitions`` (long:
+        ``from, to, count, probability``) and ``spatial_markov`` when estimated;
+        ``autocorr_components`` when some scope's weights are not connected.
+        """
         out = {
             "autocorr_global": self.global_table,
             "lisa": self.lisa,
@@ -1048,6 +1099,8 @@ class AutocorrResult:
             out["lisa_transitions"] = long
             if not tr.spatial_markov.empty:
                 out["spatial_markov"] = tr.spatial_markov
+        if (self.components["n_components"] > 1).any():
+            out["autocorr_components"] = self.components
         return out
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
@@ -1063,6 +1116,84 @@ class AutocorrResult:
             "method": f"{o.weights} weights (row-standardised), {o.permutations} permutations, "
             f"seed {self.seed}, significance {o.correction} at alpha {o.alpha}",
         }
+
+    def layer_metadata(self) -> dict[str, dict[str, Any]]:
+        """Description and method of the ``lisa`` layer."""
+        if self.lisa.empty:
+            return {}
+        return {
+            "lisa": {
+                "description": "local Moran (LISA) clusters and Getis-Ord G* of "
+                f"{self.options.column} per member city and year (long format)",
+                "method": self.metadata()["method"],
+                "cluster": "HH/LL/LH/HL if significant, 'ns' otherwise, 'island' if no neighbour",
+            }
+        }
+
+    def city_columns(self) -> dict[str, pd.Series]:
+        """``lisa_cluster`` and ``lisa_p`` of the latest year, by ``adcode``."""
+        if self.lisa.empty:
+            return {}
+        latest = self.lisa[self.lisa["year"] == self.lisa["year"].max()].set_index("adcode")
+        return {"lisa_cluster": latest["cluster"], "lisa_p": latest["lisa_p"].astype(float)}
+
+    def summary_lines(self) -> list[str]:
+        """One line per year: Moran's I of all members, its pseudo p, significant LISA cities."""
+        lisa, column = self.lisa, self.options.column
+        lines = []
+        for row in self.global_table[self.global_table["scope"] == "all"].itertuples(index=False):
+            n_sig = (
+                0 if lisa.empty else int(lisa.loc[lisa["year"] == row.year, "significant"].sum())
+            )
+            lines.append(
+                f"Autocorrelation {row.year}: Moran's I of {column} over {row.n} member "
+                f"cities = {row.moran_i:.3f} (E[I] = {row.moran_ei:.3f}, pseudo p = "
+                f"{row.moran_p:.3f}); {n_sig} significant LISA cities"
+            )
+        return lines
+
+    def notes(self) -> list[str]:
+        """Connected components and islands of the weights, as they were handled."""
+        o, out = self.options, []
+        comps = self.components
+        split = comps[comps["n_components"] > 1]
+        if len(split):
+            parts = []
+            for scope, rows in split.groupby("scope", sort=False):
+                r = rows.iloc[0]
+                years = ", ".join(str(y) for y in rows["year"])
+                parts.append(
+                    f"{scope} ({years}): {r.n_components} components (smaller: {r.smaller})"
+                )
+            out.append(
+                f"Autocorrelation weights ({o.weights}) are not connected; the statistics are "
+                "computed over the whole graph: " + "; ".join(parts)
+            )
+        if self.islands.empty:
+            if len(comps):
+                out.append(
+                    f"Autocorrelation: no islands (every city has a neighbour in every scope) "
+                    f"under {o.weights} weights"
+                )
+            return out
+        what = {
+            "nearest": "joined to their nearest city",
+            "keep": "kept without neighbours (spatial lag 0, cluster 'island')",
+            "error": "refused: the scope-years with islands were skipped",
+        }[o.islands]
+        isl = self.islands.drop_duplicates(["scope", "island", "neighbor"])
+        arrow = " -> " if o.islands == "nearest" else ", nearest: "
+        parts = []
+        for scope, rows in isl.groupby("scope", sort=False):
+            joined = ", ".join(
+                f"{r.island_name} ({r.island}){arrow}{r.neighbor_name}" for r in rows.itertuples()
+            )
+            parts.append(f"{scope}: {joined}")
+        out.append(
+            f"Autocorrelation islands under {o.weights} weights, {what} "
+            f"(islands = {o.islands!r}): " + "; ".join(parts)
+        )
+        return out
 
 
 def autocorrelation(
@@ -1140,9 +1271,10 @@ def autocorrelation(
             key = frozenset(units["adcode"])
             try:
                 if key not in cache:
-                    cache[key] = spatial_weights(units, kind, islands=opts.islands, **wkw)
+                    cache[key], isl = _weights_with_islands(
+                        units, kind, islands=opts.islands, **wkw
+                    )
                     component_rows.append(_components(cache[key], units, scope, year))
-                    isl = island_links(units, kind, **wkw)
                     if not isl.empty:
                         island_rows.append(isl.assign(scope=scope, year=year))
                 w = cache[key]

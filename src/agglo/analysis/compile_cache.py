@@ -8,21 +8,31 @@ turns numba's own on-disk cache on for those dispatchers. The cache lives in
 numba keys each entry by the function's source file and its timestamp, so upgrading esda
 recompiles.
 
-Known limit: esda's ``crand.compute_chunk`` takes the statistic as a numba function argument;
-numba types such an argument by the dispatcher's address, so that one kernel cannot be cached
-and still compiles in every process (about 4 CPU-seconds).
+esda's ``crand.compute_chunk`` takes the statistic as a numba function argument; numba types
+such an argument by the dispatcher's address, so that kernel cannot be cached (trying to makes
+numba fail while saving the index, ``ReferenceError: underlying object has vanished``) and is
+left alone. agglo does not call it: :mod:`agglo.analysis.crand` runs the same loop with the
+statistic fixed, compiled by :func:`cached_njit`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["compile_cache_dir", "enable_esda_compile_cache"]
+__all__ = ["cached_njit", "compile_cache_dir", "enable_esda_compile_cache"]
 
 log = logging.getLogger(__name__)
+
+#: esda kernels numba cannot cache (a function-typed argument)
+_UNCACHEABLE = frozenset({"compute_chunk"})
+#: esda modules already scanned by :func:`enable_esda_compile_cache`
+_SCANNED: set[str] = set()
 
 
 def compile_cache_dir() -> Path:
@@ -72,27 +82,80 @@ def enable_esda_compile_cache() -> int:
         return 0
     if config.DISABLE_JIT:
         return 0
-    folder = compile_cache_dir()
+    modules = {
+        name: module
+        for name, module in list(sys.modules.items())
+        if module is not None and (name == "esda" or name.startswith("esda."))
+    }
+    if set(modules) <= _SCANNED:
+        return 0
+    count = 0
+    with _cache_dir(compile_cache_dir()) as ok:
+        if not ok:
+            return 0
+        for name, module in modules.items():
+            for key, obj in list(vars(module).items()):
+                if (
+                    isinstance(obj, CPUDispatcher)
+                    and key not in _UNCACHEABLE
+                    and not isinstance(obj._cache, FunctionCache)
+                ):
+                    obj.enable_caching()
+                    count += 1
+            _SCANNED.add(name)
+    if count:
+        log.debug("numba compile cache for %d esda kernels in %s", count, compile_cache_dir())
+    return count
+
+
+@contextlib.contextmanager
+def _cache_dir(folder: Path) -> Iterator[bool]:
+    """numba's cache folder set to ``folder`` while caches are made (``False``: not writable).
+
+    numba reads ``NUMBA_CACHE_DIR`` at import, but each cache's locator reads
+    ``config.CACHE_DIR`` when the cache is made: it is set for agglo's kernels only, other
+    numba users keep their setting.
+    """
+    from numba.core import config
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.info("numba compile cache off: cannot create %s (%s)", folder, exc)
-        return 0
-    # numba reads NUMBA_CACHE_DIR at import, but each cache's locator reads config.CACHE_DIR when
-    # the cache is made: set it for these kernels only, other numba users keep their setting
+        yield False
+        return
     previous = config.CACHE_DIR
     config.CACHE_DIR = str(folder)
-    count = 0
     try:
-        for name, module in list(sys.modules.items()):
-            if module is None or not (name == "esda" or name.startswith("esda.")):
-                continue
-            for obj in list(vars(module).values()):
-                if isinstance(obj, CPUDispatcher) and not isinstance(obj._cache, FunctionCache):
-                    obj.enable_caching()
-                    count += 1
+        yield True
     finally:
         config.CACHE_DIR = previous
-    if count:
-        log.debug("numba compile cache for %d esda kernels in %s", count, folder)
-    return count
+
+
+def cached_njit(py_func: Callable[..., Any], *, tag: str, **flags: Any) -> Any:
+    """``numba.njit(**flags)(py_func)`` cached on disk in ``compile_cache_dir() / tag``.
+
+    ``tag`` names what the compiled code depends on besides ``py_func``'s own file (numba
+    checks only that file's time stamp), e.g. ``"esda-2.8.2"`` for a loop inlining esda's
+    kernels: another esda version compiles into another folder.
+
+    Examples
+    --------
+    >>> def twice(x):
+    ...     return 2 * x
+    >>> cached_njit(twice, tag="doc")(21)
+    42
+    """
+    from numba import njit
+    from numba.core import config
+
+    dispatcher = njit(**flags)(py_func)
+    if config.DISABLE_JIT:
+        return dispatcher
+    with _cache_dir(compile_cache_dir() / tag) as ok:
+        if ok:
+            try:
+                dispatcher.enable_caching()
+            except Exception as exc:
+                log.info("numba compile cache off for %s: %s", py_func.__name__, exc)
+    return dispatcher

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from agglo.analysis.autocorr import AutocorrOptions
 from agglo.cli._flags import option_flags
-from agglo.pipeline.autocorr import AutocorrOptions
 
 
 def register(app: typer.Typer) -> None:

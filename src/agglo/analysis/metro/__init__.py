@@ -11,8 +11,10 @@ Model (DESIGN.md "Metropolitan areas"):
 - **Sources** are joined to their nearest graph node (of any component) by an off-network
   *access* leg: geodesic distance at ``access_speed_kmh`` (default 15 km/h: unmapped local roads,
   e-bike). Sources farther than ``max_access_km`` from every node are an error.
-- **Travel times**: one multi-source Dijkstra (``scipy.sparse.csgraph``, compiled) from a virtual
-  super-source joined to every source's node by its access time, with the cut-off as ``limit``.
+- **Travel times**: one multi-source Dijkstra (``scipy.sparse.csgraph``, compiled) per group of
+  sources, from virtual nodes joined to the sources' nodes by their access times (or from the
+  node itself when a source sits on it), with the cut-off as ``limit``; results are arrays over
+  the nodes (:class:`TravelTimes`), geometry on demand.
 - **Catchment**: the set of points reachable in time when one may leave the network anywhere and
   continue off-network at ``access_speed_kmh``: for each reached directed edge u->v, the part of
   the edge reachable from u (fraction ``min(1, (T - t_u) / w)``) swept by a disc whose radius is
@@ -37,7 +39,7 @@ Examples
 ...     geometry=[shapely.LineString([(104.0, 30.0), (104.0, 30.1)])], crs=4326)
 >>> g = road_graph(roads)
 >>> tt = travel_times(g, [(104.0, 30.0)], minutes=60)
->>> round(float(tt["minutes"].max()), 2)  # 11.09 km at 60 km/h
+>>> round(float(tt.minutes.max()), 2)  # 11.09 km at 60 km/h
 11.09
 """
 
@@ -52,7 +54,7 @@ from agglo.analysis.metro.catchment import METHODS, Catchment, commute_catchment
 from agglo.analysis.metro.graph import DEFAULT_SPEEDS_KMH, RoadGraph, parse_maxspeed, road_graph
 from agglo.analysis.metro.metropolitan import latest_population, metropolitan_areas
 from agglo.analysis.metro.options import MetroOptions
-from agglo.analysis.metro.routing import DEFAULT_ACCESS_SPEED_KMH, travel_times
+from agglo.analysis.metro.routing import DEFAULT_ACCESS_SPEED_KMH, TravelTimes, travel_times
 
 __all__ = [
     "CHENGDU_CHECK",
@@ -64,6 +66,7 @@ __all__ = [
     "MetroOptions",
     "MetroResult",
     "RoadGraph",
+    "TravelTimes",
     "commute_catchment",
     "latest_population",
     "metro_areas",

@@ -112,8 +112,9 @@ class MetroResult(StageResult):
     isochrones
         Bands (e.g. 0-15, 15-30, ... minutes) per core: ``core_adcode``, ``band_min``,
         ``band_max``, ``area_km2``, geometry (and ``agglomeration_id``).
-    nodes
-        Travel time to every reached node, per core (``group`` = core adcode).
+    catchment
+        The :class:`~agglo.analysis.metro.Catchment` of the cores (``nodes``: travel time to
+        every reached node, per core, ``group`` = core adcode).
     method_note
         How the areas were made (method, limit, access speed, roads and their status).
     road_report
@@ -126,10 +127,15 @@ class MetroResult(StageResult):
     members: pd.DataFrame
     cities: pd.DataFrame
     isochrones: gpd.GeoDataFrame
-    nodes: gpd.GeoDataFrame
+    catchment: Catchment = field(repr=False)
     method_note: str = ""
     road_report: dict[str, Any] = field(default_factory=dict)
     options: Any = None
+
+    @property
+    def nodes(self) -> gpd.GeoDataFrame:
+        """Travel time to every reached node, per core (built on demand)."""
+        return self.catchment.nodes
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """``metro_members`` and ``metro_cities``."""
@@ -317,9 +323,7 @@ def metro_areas(
     area_rows, member_frames, city_frames, band_rows = [], [], [], []
     for k, core in enumerate(core_ids):
         geom = cat.polygons.geometry.iloc[k]
-        nodes_k = cat.nodes[cat.nodes["group"] == core]
-        dist = np.full(graph.n_nodes, np.inf)
-        dist[nodes_k["node"].to_numpy()] = nodes_k["minutes"].to_numpy()
+        dist = cat.times[k]
         core_pt = src.geometry.iloc[k]
 
         def seat_time(pts: gpd.GeoSeries, dist=dist, core_pt=core_pt) -> np.ndarray:
@@ -416,7 +420,7 @@ def metro_areas(
         members=pd.concat(member_frames, ignore_index=True),
         cities=pd.concat(city_frames, ignore_index=True),
         isochrones=iso,
-        nodes=cat.nodes,
+        catchment=cat,
     )
 
 
@@ -445,9 +449,7 @@ def _band_catchments(
     top = float(cat.polygons["minutes"].iloc[0]) if len(cat.polygons) else 0.0
     access_mpm = access_speed_kmh * 1000 / 60
     for k, core in enumerate(core_ids):
-        nodes = cat.nodes[cat.nodes["group"] == core]
-        dist = np.full(graph.n_nodes, np.inf)
-        dist[nodes["node"].to_numpy()] = nodes["minutes"].to_numpy()
+        dist = cat.times[k]
         pt = src.geometry.iloc[k]
         for b in bands:
             if b == top:

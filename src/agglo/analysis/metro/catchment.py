@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import Transformer
 
 from agglo.analysis.metro.friction import _friction_group
-from agglo.analysis.metro.graph import RoadGraph, _aeqd
+from agglo.analysis.metro.graph import RoadGraph, _aeqd_transformers
 from agglo.analysis.metro.options import MetroOptions
 from agglo.analysis.metro.routing import (
     _check_minutes,
@@ -53,13 +53,38 @@ class Catchment:
     polygons
         One row per group of sources: ``group``, ``minutes``, ``access_speed_kmh``, ``method``,
         ``area_km2`` (geodesic), ``n_nodes`` (reached), geometry (EPSG:4326, may be empty).
-    nodes
-        Travel time to every reached node: ``group``, ``node``, ``minutes``, ``source``,
-        ``component``, Point geometry.
+    times
+        Minutes from each group (rows, in the order of ``polygons``) to every node
+        (``inf``: not reached).
+    nearest
+        Position of the nearest source of each node per group (``-1``: not reached);
+        ``None`` for the friction method.
+    labels, graph
+        Labels of the sources and the graph routed on.
     """
 
     polygons: gpd.GeoDataFrame
-    nodes: gpd.GeoDataFrame
+    times: np.ndarray
+    nearest: np.ndarray | None
+    labels: pd.Index
+    graph: RoadGraph = field(repr=False)
+
+    @cached_property
+    def nodes(self) -> gpd.GeoDataFrame:
+        """Travel time to every reached node (built on demand): ``group``, ``node``,
+        ``minutes``, ``source``, ``component``, Point geometry."""
+        frames = []
+        for k, group in enumerate(self.polygons["group"]):
+            if self.nearest is None:
+                near = np.zeros(self.graph.n_nodes, dtype=np.int64)
+                frame = _nodes_frame(self.graph, self.times[k], near, pd.Index([None]))
+            else:
+                frame = _nodes_frame(self.graph, self.times[k], self.nearest[k], self.labels)
+            frames.append(frame.assign(group=group))
+        nodes = gpd.GeoDataFrame(
+            pd.concat(frames, ignore_index=True), geometry="geometry", crs=WGS84
+        )
+        return nodes[["group", *[c for c in nodes.columns if c != "group"]]]
 
     def __iter__(self):
         return iter((self.polygons, self.nodes))
@@ -113,9 +138,7 @@ def _network_polygon(
     Built in an azimuthal equidistant projection centred on the sources, so disc radii are
     true distances near the centre (scale error < 0.1 % within 300 km).
     """
-    to_m = Transformer.from_crs(
-        WGS84, _aeqd(float(np.mean(src_lon)), float(np.mean(src_lat))), always_xy=True
-    )
+    to_m, inv = _aeqd_transformers(float(np.mean(src_lon)), float(np.mean(src_lat)))
     reached = np.isfinite(dist) & (dist < limit)
     n_arc = 2 * quad_segs + 1
     geoms: list[np.ndarray] = []
@@ -163,7 +186,6 @@ def _network_polygon(
     if len(allg) == 0:
         return shapely.Polygon()
     poly = shapely.union_all(allg)
-    inv = Transformer.from_crs(to_m.target_crs, WGS84, always_xy=True)
     return shapely.transform(poly, lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1])))
 
 
@@ -249,8 +271,11 @@ def commute_catchment(
     members = [np.flatnonzero(labels == g) for g in names]
     if method == "network":
         dist, nearest = _multi_dijkstra(graph, members, snapped, minutes)
+    else:
+        dist = np.full((len(names), graph.n_nodes), np.inf)
+        nearest = np.full((len(names), graph.n_nodes), -1, dtype=np.int64)
     access_mpm = access_speed_kmh * 1000 / 60
-    rows, frames = [], []
+    rows = []
     it: Iterable[int] = range(len(names))
     if progress:
         from tqdm.auto import tqdm
@@ -262,27 +287,20 @@ def commute_catchment(
             geom = _network_polygon(
                 graph, dist[k], minutes, access_mpm, snapped.lon[m], snapped.lat[m], quad_segs
             )
-            node_frame = _nodes_frame(graph, dist[k], nearest[k], snapped.labels)
         else:
-            geom, t = _friction_group(
+            geom, dist[k] = _friction_group(
                 graph, snapped.lon[m], snapped.lat[m], minutes, background, cell_m
             )
-            near = np.zeros(graph.n_nodes, dtype=np.int64)
-            node_frame = _nodes_frame(graph, t, near, pd.Index([snapped.labels[m[0]]]))
-            node_frame["source"] = None
         rows.append(
             {
                 "group": names[k],
                 "minutes": minutes,
                 "access_speed_kmh": access_speed_kmh,
                 "method": method,
-                "n_nodes": len(node_frame),
+                "n_nodes": int(np.isfinite(dist[k]).sum()),
                 "geometry": geom,
             }
         )
-        frames.append(node_frame.assign(group=names[k]))
     polys = gpd.GeoDataFrame(rows, geometry="geometry", crs=WGS84)
     polys.insert(len(polys.columns) - 1, "area_km2", geodesic_area_km2(polys).to_numpy())
-    nodes = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=WGS84)
-    nodes = nodes[["group", *[c for c in nodes.columns if c != "group"]]]
-    return Catchment(polys, nodes)
+    return Catchment(polys, dist, None if method != "network" else nearest, snapped.labels, graph)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -174,6 +175,79 @@ def _aeqd(lon: float, lat: float) -> CRS:
     )
 
 
+def _aeqd_transformers(lon: float, lat: float) -> tuple[Transformer, Transformer]:
+    """WGS84 -> azimuthal equidistant centred on (lon, lat) and back (made once per centre:
+    building a transformer costs more than projecting a catchment's nodes)."""
+    return _transformers_at(f"{lon:.6f}", f"{lat:.6f}")
+
+
+@functools.lru_cache(maxsize=64)
+def _transformers_at(lon: str, lat: str) -> tuple[Transformer, Transformer]:
+    crs = _aeqd(float(lon), float(lat))
+    return (
+        Transformer.from_crs(WGS84, crs, always_xy=True),
+        Transformer.from_crs(crs, WGS84, always_xy=True),
+    )
+
+
+def _take(values: np.ndarray, codes: np.ndarray, missing: Any) -> np.ndarray:
+    """``values[codes]`` with ``missing`` where ``codes == -1`` (``pd.factorize``'s NA)."""
+    filled = np.append(values, np.array([missing], dtype=values.dtype))
+    return filled[codes]
+
+
+def _snap_nodes(lon: np.ndarray, lat: np.ndarray, snap_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Node of every vertex and the first vertex of every node.
+
+    Vertices in the same ``snap_m`` cell of an azimuthal equidistant projection centred on
+    the data are one node; nodes are numbered by cell (x, then y). Each distinct coordinate
+    is projected once (road lines share their end vertices), and cells are found by hashing
+    one int64 key per coordinate, sorting only the cells.
+    """
+    xy_code, xy = pd.factorize(lon + 1j * lat)  # exact duplicates: projected once
+    c_lon = float((lon.min() + lon.max()) / 2)
+    c_lat = float((lat.min() + lat.max()) / 2)
+    x, y = _aeqd_transformers(c_lon, c_lat)[0].transform(xy.real, xy.imag)
+    kx = np.round(np.asarray(x) / snap_m).astype(np.int64)
+    ky = np.round(np.asarray(y) / snap_m).astype(np.int64)
+    del x, y, xy
+    kx -= kx.min()
+    ky -= ky.min()
+    cell_code, cells = pd.factorize(kx * (int(ky.max()) + 1) + ky)  # key ordered as (kx, ky)
+    del kx, ky
+    order = np.argsort(cells, kind="stable")
+    rank = np.empty(len(cells), dtype=np.int64)
+    rank[order] = np.arange(len(cells))
+    node_of = rank[cell_code][xy_code]
+    # factorize numbers values by first appearance: the first occurrence of value c is where
+    # the running maximum of the codes steps up to c
+    first_xy = _first_positions(xy_code)
+    first_cell = first_xy[_first_positions(cell_code)]
+    return node_of, first_cell[order]
+
+
+def _first_positions(code: np.ndarray) -> np.ndarray:
+    """Position of the first occurrence of each code of ``pd.factorize`` (codes 0, 1, ...)."""
+    return np.flatnonzero(np.diff(np.maximum.accumulate(code), prepend=-1) > 0)
+
+
+def _fastest_per_pair(key: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+    """Positions of the edges kept, ordered by ``key`` (= u * n + v): of parallel edges the
+    fastest (the first one given on ties)."""
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    start = np.ones(len(ks), dtype=bool)
+    start[1:] = ks[1:] != ks[:-1]
+    if start.all():
+        return order
+    group = np.cumsum(start) - 1
+    m = minutes[order]
+    best = np.minimum.reduceat(m, np.flatnonzero(start))
+    cand = np.flatnonzero(m == best[group])
+    cand = cand[np.r_[True, group[cand][1:] != group[cand][:-1]]]
+    return order[cand]
+
+
 def _read_lines(path: Path, **kwargs: Any) -> gpd.GeoDataFrame:
     if not path.exists():
         raise AggloInputError(f"road file {path} not found; give an OSM .osm.pbf or a line layer.")
@@ -260,51 +334,59 @@ def road_graph(
     geom = roads.geometry.to_numpy()
     types = shapely.get_type_id(geom)
     keep = np.isin(types, [1, 2, 5]) & ~shapely.is_empty(geom)
-    cls = roads[class_col].astype("string").fillna("")
-    class_speed = cls.map(table).to_numpy(dtype=float)
-    dropped = cls[keep & np.isnan(class_speed)].value_counts()
-    keep &= ~np.isnan(class_speed)
+    # per-line string work on the distinct values only (a country has millions of lines)
+    cls_code, cls_values = pd.factorize(roads[class_col])
+    cls_names = pd.Series(cls_values, dtype=object).astype("string")
+    class_speed = _take(cls_names.map(table).to_numpy(dtype=float), cls_code, table.get(""))
+    no_speed = np.isnan(class_speed)
+    if (keep & no_speed).any():
+        names = _take(cls_names.fillna("").to_numpy(dtype=object), cls_code, "")
+        dropped = pd.Series(names[keep & no_speed], dtype="string").value_counts()
+    else:
+        dropped = pd.Series([], dtype="int64")
+    keep &= ~no_speed
     if not keep.any():
+        found = sorted(_take(cls_names.fillna("").to_numpy(dtype=object), cls_code, "").tolist())
         raise AggloInputError(
-            f"no drivable road lines: classes found {sorted(cls.unique())[:10]}, "
+            f"no drivable road lines: classes found {sorted(set(found))[:10]}, "
             f"speeds known for {sorted(table)}. Pass speeds={{class: km/h}}."
         )
     speed = class_speed.copy()
     n_tag = 0
     if maxspeed and "maxspeed" in roads.columns:
-        ms = roads["maxspeed"]
-        uniq = pd.unique(ms.dropna())
-        parsed = ms.map({u: parse_maxspeed(u) for u in uniq}).to_numpy(dtype=float)
+        ms_code, ms_values = pd.factorize(roads["maxspeed"])
+        parsed = _take(np.array([parse_maxspeed(v) for v in ms_values]), ms_code, math.nan)
         use = keep & np.isfinite(parsed)
         speed[use] = parsed[use]
         n_tag = int(use.sum())
     direction = np.zeros(len(roads), dtype=np.int8)  # 0 both, 1 forward, -1 backward
     if oneway and "oneway" in roads.columns:
-        ow = roads["oneway"].astype("string").str.strip().str.lower()
-        direction[ow.isin(_ONEWAY_FWD).to_numpy(dtype=bool)] = 1
-        direction[ow.isin(_ONEWAY_REV).to_numpy(dtype=bool)] = -1
+        ow_code, ow_values = pd.factorize(roads["oneway"])
+        ow = pd.Series(ow_values, dtype=object).astype("string").str.strip().str.lower()
+        ow_dir = np.where(ow.isin(_ONEWAY_FWD), 1, np.where(ow.isin(_ONEWAY_REV), -1, 0))
+        direction = _take(ow_dir.astype(np.int8), ow_code, 0)
 
     rows = np.flatnonzero(keep)
-    parts, owner = shapely.get_parts(geom[rows], return_index=True)
-    owner = rows[owner]
+    if np.isin(types[rows], [1, 2]).all():  # single-part lines: no get_parts copy
+        parts, owner = geom[rows], rows
+    else:
+        parts, part_of = shapely.get_parts(geom[rows], return_index=True)
+        owner = rows[part_of]
     coords, part_idx = shapely.get_coordinates(parts, return_index=True)
+    del parts
     if len(coords) < 2:
         raise AggloInputError("road layer has no line with two vertices.")
     lon, lat = coords[:, 0], coords[:, 1]
-    c_lon = float((lon.min() + lon.max()) / 2)
-    c_lat = float((lat.min() + lat.max()) / 2)
-    x, y = Transformer.from_crs(WGS84, _aeqd(c_lon, c_lat), always_xy=True).transform(lon, lat)
-    keys = np.column_stack([np.round(x / snap_m), np.round(y / snap_m)]).astype(np.int64)
-    _, first, node_of = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    node_of = node_of.ravel()
+    node_of, first = _snap_nodes(lon, lat, snap_m)
     n = len(first)
-    same = part_idx[1:] == part_idx[:-1]
-    a, b = np.flatnonzero(same), np.flatnonzero(same) + 1
+    a = np.flatnonzero(part_idx[1:] == part_idx[:-1])
+    b = a + 1
     u, v = node_of[a], node_of[b]
     ok = u != v
     a, b, u, v = a[ok], b[ok], u[ok], v[ok]
     _, _, dist = _GEOD.inv(lon[a], lat[a], lon[b], lat[b])
     seg_owner = owner[part_idx[a]]
+    del a, b
     seg_speed = speed[seg_owner]
     seg_dir = direction[seg_owner]
     fwd, bwd = seg_dir >= 0, seg_dir <= 0
@@ -312,13 +394,10 @@ def road_graph(
     ev = np.concatenate([v[fwd], u[bwd]])
     elen = np.concatenate([dist[fwd], dist[bwd]])
     espd = np.concatenate([seg_speed[fwd], seg_speed[bwd]])
+    del u, v, dist, seg_speed, seg_dir, fwd, bwd
     emin = elen * 0.06 / espd
-    # parallel edges: keep the fastest
-    order = np.lexsort((emin, ev, eu))
-    eu, ev, elen, espd, emin = eu[order], ev[order], elen[order], espd[order], emin[order]
-    first_uv = np.ones(len(eu), dtype=bool)
-    first_uv[1:] = (eu[1:] != eu[:-1]) | (ev[1:] != ev[:-1])
-    eu, ev, elen, espd, emin = (arr[first_uv] for arr in (eu, ev, elen, espd, emin))
+    pick = _fastest_per_pair(eu * n + ev, emin)  # parallel edges: keep the fastest
+    eu, ev, elen, espd, emin = (arr[pick] for arr in (eu, ev, elen, espd, emin))
     indptr = np.concatenate([[0], np.cumsum(np.bincount(eu, minlength=n))])
     csr = sp.csr_array((emin, ev.astype(np.int32), indptr), shape=(n, n))
     ncomp, labels = connected_components(csr, directed=True, connection="weak")
@@ -348,8 +427,8 @@ def road_graph(
         log.info("dropped road lines of classes without a speed: %s", report["dropped_classes"])
     return RoadGraph(
         csr=csr,
-        lon=lon[first],
-        lat=lat[first],
+        lon=lon[first].copy(),
+        lat=lat[first].copy(),
         length_m=elen,
         speed_kmh=espd,
         component=comp,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
@@ -108,49 +108,74 @@ def _multi_dijkstra(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Travel times (g x n) from each group of sources and the nearest source per node.
 
-    One call of scipy's compiled Dijkstra: a virtual super-source per group is joined to its
-    sources' nodes by their access times.
+    scipy's compiled Dijkstra, one search per group. A group whose sources sit on one node
+    (no access leg) is searched from that node on the graph itself. Otherwise each source
+    becomes a virtual node joined to its node by its access time, and one ``min_only`` search
+    from the virtual nodes also returns the nearest source of every node.
     """
     n, g = graph.n_nodes, len(groups)
-    csr = graph.csr
-    rows_u, rows_v, rows_w = [], [], []
+    dist = np.empty((g, n))
+    nearest = np.empty((g, n), dtype=np.int64)
     for k, members in enumerate(groups):
-        # several sources on one node: keep the shortest access
-        order = np.lexsort((snapped.access_min[members], snapped.node[members]))
-        m = members[order]
-        first = np.ones(len(m), dtype=bool)
-        first[1:] = snapped.node[m][1:] != snapped.node[m][:-1]
-        m = m[first]
-        rows_u.append(np.full(len(m), n + k))
-        rows_v.append(snapped.node[m])
-        rows_w.append(snapped.access_min[m])
-    counts = np.array([len(r) for r in rows_v])
-    indptr = np.concatenate([csr.indptr, csr.indptr[-1] + np.cumsum(counts)])
-    indices = np.concatenate([csr.indices, *[r.astype(np.int32) for r in rows_v]])
-    data = np.concatenate([csr.data, *rows_w])
-    aug = sp.csr_array((data, indices, indptr), shape=(n + g, n + g))
-    dist, pred = dijkstra(
-        aug, directed=True, indices=np.arange(n, n + g), limit=limit, return_predecessors=True
-    )
-    dist = np.atleast_2d(dist)[:, :n]
-    pred = np.atleast_2d(pred)[:, :n]
-    # nearest source: climb predecessors to the node joined to the super-source (pointer jumping)
-    nearest = np.full((g, n), -1, dtype=np.int64)
-    for k, members in enumerate(groups):
-        p = pred[k].astype(np.int64)
-        reached = np.isfinite(dist[k])
-        parent = np.where(reached & (p >= 0) & (p < n), p, np.arange(n))
-        for _ in range(64):
-            nxt = parent[parent]
-            if np.array_equal(nxt, parent):
-                break
-            parent = nxt
-        src_of_node = np.full(n, -1, dtype=np.int64)
-        # among sources on the same node, the one with the smallest access wins
-        order = members[np.argsort(-snapped.access_min[members], kind="stable")]
-        src_of_node[snapped.node[order]] = order
-        nearest[k] = np.where(reached, src_of_node[parent], -1)
+        nodes = snapped.node[members]
+        access = snapped.access_min[members]
+        if (nodes == nodes[0]).all() and access.min() == 0:
+            best = members[np.argmin(access)]  # the source on the node
+            dist[k] = dijkstra(graph.csr, directed=True, indices=int(nodes[0]), limit=limit)
+            nearest[k] = np.where(np.isfinite(dist[k]), best, -1)
+            continue
+        csr, m = graph.csr, len(members)
+        aug = sp.csr_array(
+            (
+                np.concatenate([csr.data, access]),
+                np.concatenate([csr.indices, nodes.astype(csr.indices.dtype)]),
+                np.concatenate([csr.indptr, csr.indptr[-1] + np.arange(1, m + 1)]),
+            ),
+            shape=(n + m, n + m),
+        )
+        d, _, origin = dijkstra(
+            aug,
+            directed=True,
+            indices=np.arange(n, n + m),
+            limit=limit,
+            min_only=True,
+            return_predecessors=True,
+        )
+        dist[k] = d[:n]
+        nearest[k] = np.where(origin[:n] >= n, members[np.maximum(origin[:n] - n, 0)], -1)
     return dist, nearest
+
+
+@dataclass
+class TravelTimes:
+    """Result of :func:`travel_times`: arrays over the graph's nodes, geometry on demand.
+
+    Attributes
+    ----------
+    minutes
+        Minutes from the nearest source to every node (``inf``: not reached in time).
+    source
+        Position of that source in the sources given (``-1``: not reached).
+    labels
+        Label of each source (the sources' index, or positions for plain points).
+    graph
+        The graph routed on.
+    """
+
+    minutes: np.ndarray
+    source: np.ndarray
+    labels: pd.Index
+    graph: RoadGraph = field(repr=False)
+
+    def reached(self) -> np.ndarray:
+        """Node ids reached within the limit (ascending)."""
+        return np.flatnonzero(np.isfinite(self.minutes))
+
+    def frame(self, geometry: bool = True) -> gpd.GeoDataFrame | pd.DataFrame:
+        """Reached nodes sorted by minutes: ``node``, ``minutes``, ``source`` (its label),
+        ``component`` and, with ``geometry``, Points (EPSG:4326) at the nodes' coordinates."""
+        out = _nodes_frame(self.graph, self.minutes, self.source, self.labels)
+        return out if geometry else pd.DataFrame(out.drop(columns="geometry"))
 
 
 def travel_times(
@@ -160,7 +185,7 @@ def travel_times(
     minutes: float = MetroOptions.minutes,
     access_speed_kmh: float = MetroOptions.access_speed_kmh,
     max_access_km: float = MetroOptions.max_access_km,
-) -> gpd.GeoDataFrame:
+) -> TravelTimes:
     """Travel time from the nearest source to every graph node reached within ``minutes``.
 
     Parameters
@@ -171,7 +196,7 @@ def travel_times(
         Points: a GeoDataFrame/GeoSeries (any CRS), shapely Points or ``(lon, lat)`` pairs.
     minutes
         Cut-off, minutes (>= 0). With 0 only nodes at zero time (a source exactly on a node)
-        are returned.
+        are reached.
     access_speed_kmh
         Speed of the off-network leg from each source to its nearest node, km/h.
     max_access_km
@@ -179,10 +204,9 @@ def travel_times(
 
     Returns
     -------
-    geopandas.GeoDataFrame
-        EPSG:4326 points at the nodes' own coordinates: ``node``, ``minutes`` (from the
-        nearest source, access leg included), ``source`` (label of that source: the sources'
-        index, or position for plain points), ``component``; sorted by ``minutes``.
+    TravelTimes
+        ``minutes`` (access leg included) and ``source`` per node as arrays;
+        ``.frame()`` gives the reached nodes as points (sorted by minutes).
 
     Examples
     --------
@@ -191,14 +215,16 @@ def travel_times(
     >>> roads = gpd.GeoDataFrame({"highway": ["primary"]}, crs=4326,
     ...     geometry=[shapely.LineString([(0, 0), (0.1, 0)])])
     >>> tt = travel_times(road_graph(roads), [(0, 0), (0.1, 0)], minutes=5)
-    >>> tt["source"].tolist(), [round(float(m), 2) for m in tt["minutes"]]
+    >>> tt.source.tolist(), tt.minutes.round(2).tolist()
     ([0, 1], [0.0, 0.0])
+    >>> tt.frame()[["node", "minutes", "source"]].to_dict("list")
+    {'node': [0, 1], 'minutes': [0.0, 0.0], 'source': [0, 1]}
     """
     minutes = _check_minutes(minutes)
     access_speed_kmh = _check_speed(access_speed_kmh)
     snapped = _snap(graph, sources, access_speed_kmh, max_access_km)
     dist, nearest = _multi_dijkstra(graph, [np.arange(len(snapped.node))], snapped, minutes)
-    return _nodes_frame(graph, dist[0], nearest[0], snapped.labels)
+    return TravelTimes(dist[0], nearest[0], snapped.labels, graph)
 
 
 def _nodes_frame(
