@@ -238,8 +238,8 @@ class CoverageCache:
     @staticmethod
     def key(geoms: np.ndarray, grid: Grid, weights: str) -> str:
         digest = hashlib.sha1()
-        for g in geoms:
-            digest.update(b"\x00" if g is None else shapely.to_wkb(g))
+        for w in shapely.to_wkb(geoms):  # one vectorised call; None stays None
+            digest.update(b"\x00" if w is None else w)
         digest.update(repr((grid.key(), weights)).encode())
         return digest.hexdigest()
 
