@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     # integration index (issue 3)
     "integration_index": "agglo.analysis.index",
     "IndexConfig": "agglo.analysis.index",
+    "IndexOptions": "agglo.analysis.index",
     "IndexResult": "agglo.analysis.index",
     "krugman_specialisation": "agglo.measures.krugman",
     "institutions_by_year": "agglo.analysis.institutions",

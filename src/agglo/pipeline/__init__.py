@@ -20,6 +20,7 @@ from typing import Any
 
 from agglo.analysis.autocorr import AutocorrOptions
 from agglo.analysis.coreperiphery import CorePeripheryOptions
+from agglo.analysis.index import IndexOptions
 from agglo.analysis.metro.options import MetroOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError, ValidationError
@@ -29,7 +30,6 @@ from agglo.measures.roads import RoadsOptions
 from agglo.outputs.report import ReportOptions
 from agglo.pipeline import stages as s
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
-from agglo.pipeline.index import stage_options as index_options
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
@@ -69,7 +69,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("roads", s.roads_stage, ("inputs",), RoadsOptions.from_dict),
     Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
     Stage("panel", s.panel_stage, ("inputs", "pm25?", "roads?", "hsr?")),
-    Stage("index", s.index_stage, ("inputs", "panel"), index_options),
+    Stage("index", s.index_stage, ("inputs", "panel"), IndexOptions.from_dict),
     Stage("autocorr", s.autocorr_stage, ("inputs", "index"), AutocorrOptions.from_dict),
     Stage(
         "coreperiphery",
