@@ -14,7 +14,15 @@ networks of the agglomeration sizes against the same fits made one by one with s
 (the same objective and analytic gradient, the same starts and permutations): the
 ``coreperiphery_perm`` line, with the largest difference of fit and null mean.
 
-Usage: ``python benchmarks/bench_coreperiphery.py [--quick] [--repeat 3]``.
+The stage on the bundled data (``agglo run``'s core-periphery stage, 5 agglomerations x 3
+years, both methods, 49 permutations): :func:`agglo.core_periphery` against the same stage
+with every continuous fit (observed and permutation, every start) made one by one with
+scipy's BFGS: the ``coreperiphery_stage`` line, timed A B A B in one process (CPU seconds of
+this process, and wall), with the largest difference of fit and null mean, and whether core
+sets and p-values agree.
+
+Usage: ``python benchmarks/bench_coreperiphery.py [--quick] [--repeat 3] [--stage-repeat 2]``
+(``--stage-only`` runs just the stage rows).
 """
 
 from __future__ import annotations
@@ -86,6 +94,69 @@ def scipy_perm_test(a: np.ndarray, seed: int, n_perm: int, restarts: int) -> tup
     return r, float(np.mean(nulls)) if nulls else float("nan")
 
 
+def _bfgs_one_by_one(mats, starts, *, star_limit: bool = False) -> list:
+    """The peer of :func:`agglo.analysis.coreperiphery._fit_continuous`: scipy BFGS per start."""
+    from agglo.analysis import coreperiphery as cp
+
+    return [cp._fit_continuous_bfgs(a, s) for a, s in zip(mats, starts, strict=True)]
+
+
+def stage_rows(repeat: int) -> None:
+    """Time the core-periphery stage on the bundled data: agglo vs scipy BFGS one by one."""
+    import warnings
+    from unittest import mock
+
+    from agglo.analysis import coreperiphery as cp
+    from agglo.config import RunConfig
+    from agglo.pipeline import run_stages
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = run_stages(RunConfig(), ["panel"], out_dir="/tmp/bench_cp_unused")
+    inputs, panel = out.results["inputs"], out.results["panel"]
+
+    def stage():
+        return cp.core_periphery(inputs.cities, panel, counties=inputs.counties, years=inputs.years)
+
+    def timed(fn):
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = fn()
+        return res, time.process_time() - c0, time.perf_counter() - t0
+
+    def peer():
+        with mock.patch.object(cp, "_fit_continuous", _bfgs_one_by_one):
+            return stage()
+
+    cpu = {"agglo": [], "peer": []}
+    wall = {"agglo": [], "peer": []}
+    results = {}
+    for _ in range(repeat):  # A B A B
+        for name, fn in (("agglo", stage), ("peer", peer)):
+            results[name], c, w = timed(fn)
+            cpu[name].append(c)
+            wall[name].append(w)
+    a, b = results["agglo"].fit, results["peer"].fit
+    same_cores = (a["core_cities"] == b["core_cities"]).all()
+    same_p = (a["p_value"] == b["p_value"]).all()
+    print(
+        f"stage on the bundled data ({len(a)} fits): max |fit diff| "
+        f"{(a['fit'] - b['fit']).abs().max():.1e}, max |null mean diff| "
+        f"{(a['null_mean'] - b['null_mean']).abs().max():.1e}; same core sets {same_cores}, "
+        f"same p-values {same_p}"
+    )
+    med = {k: float(np.median(v)) for k, v in cpu.items()}
+    print(
+        "stage CPU s (A B A B, median): "
+        + ", ".join(f"{k} {v}" for k, v in cpu.items())
+        + f"; wall s: {wall}"
+    )
+    print(f"peak memory: {peak_mb():.0f} MB")
+    print(
+        f"BENCH coreperiphery_stage agglo_s={med['agglo']:.3f} scipy_bfgs_s={med['peer']:.3f} "
+        f"speedup_vs_scipy_bfgs={med['peer'] / med['agglo']:.2f}"
+    )
+
+
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -94,7 +165,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="agglomeration sizes only (< 1 min)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--stage-repeat", type=int, default=2, help="A B rounds of the stage rows")
+    ap.add_argument("--stage-only", action="store_true", help="only the stage on bundled data")
     args = ap.parse_args()
+    if args.stage_only:
+        stage_rows(args.stage_repeat)
+        return
     sizes = [5, 6, 16, 26, 31] if args.quick else [5, 6, 16, 26, 31, 60, 120]
 
     import networkx as nx
@@ -178,6 +254,7 @@ def main() -> None:
         f"BENCH coreperiphery_perm agglo_s={t_new:.3f} scipy_bfgs_s={t_ref:.3f} "
         f"speedup_vs_scipy_bfgs={t_ref / t_new:.2f}"
     )
+    stage_rows(args.stage_repeat)
 
 
 if __name__ == "__main__":

@@ -723,3 +723,21 @@ def test_null_fits_with_star_limit_equal_full_newton(n):
     full = np.array([r for r, _ in _fit_continuous(mats, starts)])
     np.testing.assert_allclose(fast, full, atol=5e-8)
     assert (fast >= full - 1e-12).all()  # the supremum is never below Newton's stop
+
+
+@pytest.mark.parametrize("n", [5, 6, 12, 26])
+def test_observed_continuous_fit_at_least_scipy_bfgs(n):
+    """The observed fit (Newton; BFGS added only on a limit pattern) is never worse than
+    scipy's BFGS from the same starts, and its coreness is BFGS's where both converge."""
+    from agglo.analysis.coreperiphery import _continuous_starts, _fit_continuous_bfgs
+
+    for seed in range(3):
+        a = _gravity_like(n, 100 * n + seed)
+        out = coreness(_frame(a), method="continuous", seed=seed, n_perm=0)
+        fit_seq, _ = np.random.SeedSequence(seed).spawn(2)
+        starts = _continuous_starts(a, np.random.default_rng(fit_seq), 2)
+        r_bfgs, c_bfgs = _fit_continuous_bfgs(a, starts)
+        assert out.attrs["fit"] >= r_bfgs - 1e-12
+        assert out.attrs["fit"] == pytest.approx(r_bfgs, abs=1e-8)
+        if (c_bfgs > 1e-6).sum() >= 3:  # two cities only: one pair, c is not identifiable
+            np.testing.assert_allclose(out["coreness"].to_numpy(), c_bfgs, atol=1e-4)

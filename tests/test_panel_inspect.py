@@ -180,3 +180,19 @@ def test_nonmember_cities_and_unrelated_columns_never_change_the_index(
     path = tmp_path_factory.mktemp("prop") / "more_synthetic.csv"
     table.to_csv(path, index=False)
     pd.testing.assert_frame_equal(_composite(path), reference_composite)
+
+
+def test_filters_that_remove_everything_are_errors_naming_the_filter(tmp_path):
+    # issue 13: ignore_unknown=True, on_unknown_city="drop" returned success with 0 rows
+    rows = [
+        ["城市", "年份", "工业二氧化硫排放量全市吨"],
+        ["成都", "2010", "1"],
+        ["自贡", "2010", "2"],
+    ]
+    path = write_csv(tmp_path / "u.csv", rows)
+    with pytest.raises(AggloInputError, match=r"nothing left to read: no indicator columns left"):
+        read_panel(path, ignore_unknown=True, on_unknown_city="drop")
+    rows = [["城市", "年份", "gdp_per_capita"], ["七台河", "2010", "1"], ["鹤岗", "2010", "2"]]
+    path = write_csv(tmp_path / "c.csv", rows)
+    with pytest.raises(AggloInputError, match=r"on_unknown_city='drop' dropped every row"):
+        read_panel(path, ignore_unknown=True, on_unknown_city="drop")

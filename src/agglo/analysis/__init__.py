@@ -1,1 +1,2 @@
-"""Analysis stages: integration index, autocorrelation, core-periphery, metro areas."""
+"""Analysis stages: integration index, autocorrelation, core-periphery, metro areas, regional
+disparity (``regional``)."""

@@ -294,8 +294,8 @@ def _outer(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _squared_batch(
-    x: np.ndarray, ac: np.ndarray, na: np.ndarray, hessian: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x: np.ndarray, ac: np.ndarray, na: np.ndarray, hessian: bool, *, value_only: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Objective, gradient and Hessian in ``c = x**2`` for a batch of problems (matrix form).
 
     ``f(x) = -corr(A_ij, c_i c_j) + (sum(c) - 1)^2`` over pairs ``i < j``, with ``c = x**2``
@@ -321,13 +321,15 @@ def _squared_batch(
     s2 = np.where(big, s2, 1.0)
     sn = np.sqrt(s2)
     u_a = np.einsum("bij,bj->bi", ac, c)
-    u_p = np.einsum("bij,bj->bi", pm, c)
     r = np.where(big, 0.5 * np.einsum("bi,bi->b", c, u_a) / (na * sn), 0.0)
+    pen = sc - 1.0
+    f = -r + pen * pen
+    if value_only:  # the line search needs f only
+        return f, None, None
+    u_p = np.einsum("bij,bj->bi", pm, c)
     k_a = np.where(big, 1.0 / (na * sn), 0.0)
     k_p = r / s2
     gc = k_a[:, None] * u_a - k_p[:, None] * u_p  # d r / d c
-    pen = sc - 1.0
-    f = -r + pen * pen
     grad = -2.0 * x * gc + 4.0 * pen[:, None] * x
     if not hessian:
         return f, grad, None
@@ -382,6 +384,20 @@ def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
     return float(u @ w) / (na * den) if den > 0 else -np.inf
 
 
+def _newton_directions(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Steps ``-H'^-1 g`` of a batch, ``H'`` the Hessian made safe (see :func:`_newton_batch`).
+
+    A Hessian that is not positive definite is shifted (Levenberg-Marquardt) and its
+    eigenvalues floored at ``|g| / _MAX_STEP``: no step moves more than ``_MAX_STEP`` along an
+    eigenvector, while near the optimum (``|g| -> 0``) the step is Newton's.
+    """
+    gn = np.sqrt(np.einsum("bi,bi->b", g, g))[:, None]
+    w, v = np.linalg.eigh(h)
+    w = np.maximum(w + 2.0 * np.maximum(0.0, -w[:, :1]), gn / _MAX_STEP)
+    w = np.maximum(w, 1e-12 * np.maximum(1.0, np.abs(w).max(axis=1, keepdims=True)))
+    return -np.einsum("bij,bj->bi", v, np.einsum("bji,bj->bi", v, g) / w)
+
+
 def _newton_batch(
     x: np.ndarray,
     ac: np.ndarray,
@@ -412,21 +428,14 @@ def _newton_batch(
         if not act.size:
             break
         xa, fa, ga, aca, naa = x[act], f[act], g[act], ac[act], na[act]
-        w, v = np.linalg.eigh(h[act])
-        # shift a Hessian that is not positive definite (Levenberg-Marquardt) and floor its
-        # eigenvalues at |g| / _MAX_STEP: no step moves more than _MAX_STEP along an
-        # eigenvector, while near the optimum (|g| -> 0) the step is Newton's
-        gn_ = np.sqrt(np.einsum("bi,bi->b", ga, ga))[:, None]
-        w = np.maximum(w + 2.0 * np.maximum(0.0, -w[:, :1]), gn_ / _MAX_STEP)
-        w = np.maximum(w, 1e-12 * np.maximum(1.0, np.abs(w).max(axis=1, keepdims=True)))
-        d = -np.einsum("bij,bj->bi", v, np.einsum("bji,bj->bi", v, ga) / w)
+        d = _newton_directions(h[act], ga)
         slope = np.einsum("bi,bi->b", ga, d)
         t = np.ones(act.size)
         fn = np.empty(act.size)
         todo = np.arange(act.size)
         for _ in range(40):
             fn[todo] = _squared_batch(
-                xa[todo] + t[todo, None] * d[todo], aca[todo], naa[todo], False
+                xa[todo] + t[todo, None] * d[todo], aca[todo], naa[todo], False, value_only=True
             )[0]
             todo = todo[fn[todo] > fa[todo] + 1e-4 * t[todo] * slope[todo]]
             if not todo.size:
@@ -676,10 +685,11 @@ def _local_starts(a: np.ndarray, rng: np.random.Generator, restarts: int) -> np.
     """Starts of the local search ``(S, n)``: the top-k cities by strength for k = 1 .. n-2,
     then ``restarts`` seeded random sets (an empty one gets one seeded random city)."""
     n = a.shape[0]
-    order = np.argsort(-a.sum(axis=1), kind="stable")
-    starts = [np.isin(np.arange(n), order[:k]) for k in range(1, max(2, n - 1))]
-    starts += [rng.random(n) < rng.uniform(0.1, 0.6) for _ in range(restarts)]
-    out = np.array(starts, dtype=bool)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(-a.sum(axis=1), kind="stable")] = np.arange(n)
+    top = rank[None, :] < np.arange(1, max(2, n - 1))[:, None]
+    randoms = [rng.random(n) < rng.uniform(0.1, 0.6) for _ in range(restarts)]
+    out = np.concatenate([top, np.array(randoms, dtype=bool).reshape(-1, n)])
     for core in out:
         if not core.any():
             core[rng.integers(n)] = True
@@ -765,10 +775,11 @@ def _fit(
     if method == "continuous":
         starts = _continuous_starts(a, rng, restarts)
         ((r, c),) = _fit_continuous([a], [starts])
-        if a.shape[0] <= _NEWTON_MAX_N:
-            # the observed fit is also run with scipy's BFGS from the same starts (a few
-            # runs, unlike the nulls): BFGS can reach a limit pattern (c on one city, -> 0
-            # elsewhere) where Newton stops on a flat ridge; the better fit is kept
+        interior = _second_share(c[None])[0] >= _STAR_RATIO and c.min() < (1 - 1e-3) * c.max()
+        if a.shape[0] <= _NEWTON_MAX_N and not interior:
+            # a limit pattern (c on one city, -> 0 elsewhere, or c -> constant): the observed
+            # fit is also run with scipy's BFGS from the same starts, which can go further
+            # along the ridge where Newton stops; the better fit is kept
             r_q, c_q = _fit_continuous_bfgs(a, starts)
             if r <= r_q + 1e-12:
                 r, c = r_q, c_q
@@ -833,7 +844,8 @@ def coreness(
 
     ``continuous``: ``c >= 0`` maximising ``corr(A_ij, c_i c_j)`` over pairs ``i < j``
     (Newton with the analytic Hessian on ``c = x**2`` for up to 40 cities, every start and
-    permutation solved in one batch, the observed fit also by scipy's BFGS keeping the better;
+    permutation solved in one batch; an observed fit on a limit pattern also by scipy's BFGS
+    keeping the better, a permutation run on a star ridge scored by its closed-form supremum;
     bounded L-BFGS-B with an analytic gradient above), started from the leading eigenvector, the square root of strength and
     ``restarts`` seeded random points; the best optimum is kept); ``c`` is scaled to
     ``max = 1``.

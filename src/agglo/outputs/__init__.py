@@ -1,1 +1,2 @@
-"""Outputs: layers and writers, QGIS styles, maps and charts, report, fonts."""
+"""Outputs: layers and writers (``writers.write_run``), QGIS styles, the run's maps
+(``maps.draw_maps``), charts, report, fonts."""

@@ -43,7 +43,6 @@ def _disparity_options(
     autocorr: Mapping[str, Any],
 ) -> tuple[Any, Any, Any, str]:
     """The options of the three analyses and the spatial weights kind (``[autocorr] weights``)."""
-    from agglo.analysis.autocorr import AutocorrOptions
     from agglo.analysis.convergence import ConvergenceOptions
     from agglo.analysis.coordination import CoordinationOptions
     from agglo.analysis.disparity import DisparityOptions

@@ -13,10 +13,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import Transformer
 
 from agglo.analysis.metro.friction import _friction_group
-from agglo.analysis.metro.graph import RoadGraph, _aeqd
+from agglo.analysis.metro.graph import RoadGraph, _aeqd_transformers
 from agglo.analysis.metro.options import MetroOptions
 from agglo.analysis.metro.routing import (
     _check_minutes,
@@ -139,9 +138,7 @@ def _network_polygon(
     Built in an azimuthal equidistant projection centred on the sources, so disc radii are
     true distances near the centre (scale error < 0.1 % within 300 km).
     """
-    to_m = Transformer.from_crs(
-        WGS84, _aeqd(float(np.mean(src_lon)), float(np.mean(src_lat))), always_xy=True
-    )
+    to_m, inv = _aeqd_transformers(float(np.mean(src_lon)), float(np.mean(src_lat)))
     reached = np.isfinite(dist) & (dist < limit)
     n_arc = 2 * quad_segs + 1
     geoms: list[np.ndarray] = []
@@ -189,7 +186,6 @@ def _network_polygon(
     if len(allg) == 0:
         return shapely.Polygon()
     poly = shapely.union_all(allg)
-    inv = Transformer.from_crs(to_m.target_crs, WGS84, always_xy=True)
     return shapely.transform(poly, lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1])))
 
 

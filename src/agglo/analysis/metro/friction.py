@@ -10,12 +10,10 @@ import math
 import numpy as np
 import scipy.sparse as sp
 import shapely
-from pyproj import Transformer
 from scipy.sparse.csgraph import dijkstra
 
-from agglo.analysis.metro.graph import RoadGraph, _aeqd
+from agglo.analysis.metro.graph import RoadGraph, _aeqd_transformers
 from agglo.errors import AggloInputError
-from agglo.measures.geodesy import WGS84
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +30,7 @@ def _friction_group(
     from rasterio import features
     from rasterio.transform import from_origin
 
-    to_m = Transformer.from_crs(
-        WGS84, _aeqd(float(np.mean(src_lon)), float(np.mean(src_lat))), always_xy=True
-    )
+    to_m, inv = _aeqd_transformers(float(np.mean(src_lon)), float(np.mean(src_lat)))
 
     sx, sy = to_m.transform(src_lon, src_lat)
     vmax = max(float(graph.speed_kmh.max(initial=0)), background_kmh)
@@ -108,7 +104,6 @@ def _friction_group(
     ]
     poly = shapely.union_all(np.array(polys, dtype=object)) if polys else shapely.Polygon()
     if not poly.is_empty:
-        inv = Transformer.from_crs(to_m.target_crs, WGS84, always_xy=True)
         poly = shapely.transform(
             poly, lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1]))
         )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -174,6 +175,21 @@ def _aeqd(lon: float, lat: float) -> CRS:
     )
 
 
+def _aeqd_transformers(lon: float, lat: float) -> tuple[Transformer, Transformer]:
+    """WGS84 -> azimuthal equidistant centred on (lon, lat) and back (made once per centre:
+    building a transformer costs more than projecting a catchment's nodes)."""
+    return _transformers_at(f"{lon:.6f}", f"{lat:.6f}")
+
+
+@functools.lru_cache(maxsize=64)
+def _transformers_at(lon: str, lat: str) -> tuple[Transformer, Transformer]:
+    crs = _aeqd(float(lon), float(lat))
+    return (
+        Transformer.from_crs(WGS84, crs, always_xy=True),
+        Transformer.from_crs(crs, WGS84, always_xy=True),
+    )
+
+
 def _take(values: np.ndarray, codes: np.ndarray, missing: Any) -> np.ndarray:
     """``values[codes]`` with ``missing`` where ``codes == -1`` (``pd.factorize``'s NA)."""
     filled = np.append(values, np.array([missing], dtype=values.dtype))
@@ -191,8 +207,7 @@ def _snap_nodes(lon: np.ndarray, lat: np.ndarray, snap_m: float) -> tuple[np.nda
     xy_code, xy = pd.factorize(lon + 1j * lat)  # exact duplicates: projected once
     c_lon = float((lon.min() + lon.max()) / 2)
     c_lat = float((lat.min() + lat.max()) / 2)
-    to_m = Transformer.from_crs(WGS84, _aeqd(c_lon, c_lat), always_xy=True)
-    x, y = to_m.transform(xy.real, xy.imag)
+    x, y = _aeqd_transformers(c_lon, c_lat)[0].transform(xy.real, xy.imag)
     kx = np.round(np.asarray(x) / snap_m).astype(np.int64)
     ky = np.round(np.asarray(y) / snap_m).astype(np.int64)
     del x, y, xy
