@@ -101,7 +101,9 @@ def test_key_results_come_first_and_numbers_are_formatted(tmp_path):
             {"agglomeration": ["长三角城市群 Yangtze River Delta"], "score": ["15.61"]}
         )
     }
-    big = pd.DataFrame({"gdp": [32940.4, 1.5e6], "share": [0.004215, 0.5]})
+    big = pd.DataFrame(
+        {"gdp": [32940.4, 1.5e6], "share": [0.004215, 0.5], "p": [7.61e-09, 0.2]}
+    ).assign(persons=[23019148, 5], year=[2010, 2020])
     text = write_report(
         tmp_path / "r.html",
         key_results=key,
@@ -114,7 +116,8 @@ def test_key_results_come_first_and_numbers_are_formatted(tmp_path):
     assert main.index("Integration ranking 2020") < main.index("a log line")
     assert "<details><summary>Run log" in main  # the log is collapsed under the results
     assert "32,940" in text and "1,500,000" in text and "0.0042" in text
-    assert "e+0" not in main.split("<footer>")[0]
+    assert "e+0" not in main.split("<footer>")[0] and "e-0" not in main.split("<footer>")[0]
+    assert "0.0000000076" in text and "23,019,148" in text and "<td>2010</td>" in text
 
 
 def test_section_of():
@@ -514,3 +517,21 @@ def test_indicator_status_from_per_value_provenance():
     ind = pd.DataFrame({"indicator": ["gdp", "pm25", "gdp"]})
     status = indicator_status({"index_indicators": ind}, synthetic=True)
     assert status["status"].tolist() == ["synthetic", "synthetic"]
+
+
+def test_rebuilt_report_keeps_the_per_indicator_status(tmp_path):
+    """indicator_provenance's own data_status column is read back, not taken for the run's."""
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    pd.DataFrame(
+        {
+            "indicator": ["hsr", "population", "gdp"],
+            "data_status": ["real", "real+interpolated", "synthetic"],
+            "sources": ["real:railways", "real:census-2010; interpolated:census", "synthetic"],
+        }
+    ).to_csv(tables / "indicator_provenance.csv", index=False)
+    html = report_from_outputs(tmp_path, census=None).read_text(encoding="utf-8")
+    key = _summary_section(html)
+    assert "Data status of the indicators" in key
+    rows = re.findall(r"<tr>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>", key)
+    assert rows == [("real", "hsr"), ("real+interpolated", "population"), ("synthetic", "gdp")]

@@ -22,6 +22,7 @@ import base64
 import html
 import json
 import logging
+import math
 import mimetypes
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -205,13 +206,15 @@ def format_number(v: Any) -> str:
     --------
     >>> [format_number(v) for v in (32940.4, 15.61005, 0.0042, -0.1615, 3.0, float("nan"))]
     ['32,940', '15.61', '0.0042', '-0.162', '3', '–']
+    >>> [format_number(v) for v in (7.61e-09, -1.234e-05, 1e-13, 3.294e17)]
+    ['0.0000000076', '-0.000012', '≈ 0', '329,400,000,000,000,000']
     """
     if v is None or (isinstance(v, float) and v != v):
         return "–"
     if isinstance(v, bool) or not isinstance(v, int | float):
         return str(v)
     a = abs(float(v))
-    if float(v).is_integer() and a < 1e15:
+    if float(v).is_integer():
         return f"{int(v):,}"
     if a >= 1000:
         return f"{v:,.0f}"
@@ -219,11 +222,24 @@ def format_number(v: Any) -> str:
         return f"{v:,.2f}"
     if a >= 0.01:
         return f"{v:.3f}"
-    return f"{v:.2g}" if a >= 1e-4 else f"{v:.1e}"
+    if a < 1e-10:
+        return "≈ 0"  # the CSV holds the value
+    decimals = 1 - math.floor(math.log10(a))  # two significant digits, fixed notation
+    return f"{v:.{decimals}f}"
 
 
 def _table_html(df: pd.DataFrame, *, max_rows: int) -> str:
     shown = df.head(max_rows)
+    big = [  # counts get thousands separators (years and codes stay as they are)
+        c
+        for c in shown.columns
+        if pd.api.types.is_integer_dtype(shown[c])
+        and not pd.api.types.is_bool_dtype(shown[c])
+        and len(shown)
+        and shown[c].abs().max() >= 10_000
+    ]
+    if big:
+        shown = shown.assign(**{c: shown[c].map(format_number) for c in big})
     body = shown.to_html(
         index=False,
         classes="data",
@@ -1017,6 +1033,10 @@ def build_report(
     return ReportResult(written, key, indicators)
 
 
+#: tables whose ``data_status`` column is their own (per row), not the run's status
+_OWN_STATUS_TABLES = ("indicator_provenance",)
+
+
 def report_from_outputs(
     out_dir: str | Path,
     options: ReportOptions | None = None,
@@ -1091,7 +1111,10 @@ def report_from_outputs(
         "data_status" in t and (t["data_status"] == "synthetic").any() for t in tables.values()
     ):
         synthetic = ["(recorded in the tables' data_status column)"]
-    tables = {k: v.drop(columns="data_status", errors="ignore") for k, v in tables.items()}
+    tables = {  # the writer's data_status column; indicator_provenance's is its own
+        k: v if k in _OWN_STATUS_TABLES else v.drop(columns="data_status", errors="ignore")
+        for k, v in tables.items()
+    }
     return build_report(
         path or out / "report.html",
         tables,
