@@ -24,7 +24,7 @@ from agglo.analysis.index import (
 )
 from agglo.analysis.institutions import institutions_by_year
 from agglo.analysis.sensitivity import index_sensitivity
-from agglo.errors import AggloInputError, ValidationError
+from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
 from agglo.measures.krugman import krugman_specialisation
 
 CITIES = {
@@ -325,13 +325,18 @@ def test_entropy_weights_closed_form():
 
 def test_config_errors():
     with pytest.raises(
-        AggloInputError, match=r"unknown index option\(s\) 'dof' \(did you mean 'ddof'"
+        AggloInputError, match=r"index.dof is not an option \(did you mean 'ddof'\?\)"
     ):
         IndexConfig.from_dict({"dof": 1})
-    with pytest.raises(AggloInputError, match=r"missing must be one of \['drop', 'interpolate'"):
+    with pytest.raises(
+        AggloInputError,
+        match=r"index.missing must be one of drop, interpolate, group_mean; got 'zero'",
+    ):
         IndexConfig(missing="zero")
-    with pytest.raises(AggloInputError, match="ddof must be 0 or 1"):
+    with pytest.raises(AggloInputError, match=r"index.ddof must be one of 0, 1; got 2"):
         IndexConfig(ddof=2)
+    with pytest.raises(AggloInputError, match=r"index.level_floor must be < 1; got 1.0"):
+        IndexConfig(level_floor=1.0)
     with pytest.raises(AggloInputError, match="dimension_weights must map"):
         IndexConfig(dimension_weights={"economy": 1.0})
     with pytest.raises(AggloInputError, match="unknown indicator id"):
@@ -350,8 +355,17 @@ def _with_missing() -> pd.DataFrame:
 
 
 def test_missing_drop_warns_and_drops_cell():
-    with pytest.warns(IndexWarning, match="fewer than 3 reporting cities"):
+    with pytest.warns(IndexWarning) as caught:
         res = integration_index(_with_missing(), toy_membership(), institutions=NO_INST)
+    messages = [str(w.message) for w in caught]
+    assert any("fewer than 3 reporting cities" in m for m in messages)
+    # the dimension built from fewer indicators than the run uses names what it lacks
+    assert any(
+        "dimension score(s) built from fewer indicators" in m
+        and "A 2010 development lacks gdp_per_capita" in m
+        for m in messages
+    )
+    assert all(issubclass(w.category, AggloDataWarning) for w in caught)
     ind = res.indicators
     assert not (
         (ind["agglomeration_id"] == "A")
@@ -605,5 +619,41 @@ def test_sensitivity_leave_one_out():
     # removing a B city keeps 3 -> rows for B exist
     assert set(loo.loc[loo["left_out"] == "200001", "agglomeration_id"]) == {"A", "B", "C"}
     assert "A" not in set(loo.loc[loo["left_out"] == "100001", "agglomeration_id"])
-    with pytest.raises(AggloInputError, match="unknown scenario"):
+    with pytest.raises(AggloInputError, match="index scenario must be one of weights_entropy"):
         index_sensitivity(toy_panel(), toy_membership(), scenarios=["nope"])
+
+
+def test_index_report_names_the_missing_cities_of_each_cell():
+    # B has 4 members; drop 200002's gdp in 2020: B 2020 gdp keeps 3 reporters (kept)
+    p = toy_panel()
+    p = p[~((p["adcode"] == "200002") & (p["year"] == 2020) & (p["indicator"] == "gdp_per_capita"))]
+    m = toy_membership().assign(name_zh=lambda d: "城" + d["adcode"].str[-1])
+    res = integration_index(p, m, {"sensitivity": False}, institutions=NO_INST)
+    cov = res.coverage
+    assert cov[
+        ["agglomeration_id", "year", "indicator", "n_members", "n_cities"]
+    ].values.tolist() == [["B", 2020, "gdp_per_capita", 4, 3]]
+    assert cov["missing_cities"].tolist() == ["200002 城2"]
+    report = res.tables()["index_report"]
+    row = report[report["agglomeration_id"] == "B"].iloc[0]
+    assert "3 of 4 member cities report; missing 200002 城2" in row["message"]
+    # every cell keeps its counts: n_cities in indicators, n_indicators / n_dimensions above
+    assert cell(res, "indicators", "B", 2020, "n_cities", indicator="gdp_per_capita") == 3
+    assert {"n_indicators"} <= set(res.dimensions) and {"n_dimensions"} <= set(res.composite)
+
+
+def test_composite_from_fewer_dimensions_warns_naming_them():
+    from agglo.reference.registry import INDICATORS
+
+    p = toy_panel()
+    infra = [i for i in INDICATORS if INDICATORS[i].dimension == "infrastructure"]
+    # C 2010 loses every infrastructure indicator -> its composite lacks that dimension
+    p = p[~(p["adcode"].str.startswith("3") & (p["year"] == 2010) & p["indicator"].isin(infra))]
+    with pytest.warns(IndexWarning) as caught:
+        res = integration_index(p, toy_membership(), {"sensitivity": False}, institutions=NO_INST)
+    text = " | ".join(str(w.message) for w in caught)
+    assert "agglomeration-year(s) lack one or more dimensions" in text
+    assert "C 2010 lacks infrastructure" in text
+    assert (
+        cell(res, "composite", "C", 2010, "n_dimensions") == res.composite["n_dimensions"].max() - 1
+    )

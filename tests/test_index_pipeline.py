@@ -12,7 +12,7 @@ import pyogrio
 import pytest
 
 from agglo.config import RunConfig
-from agglo.errors import AggloInputError
+from agglo.errors import AggloDataWarning, AggloInputError
 from agglo.pipeline import StageOutput, run_stages
 from agglo.reference.boundaries import load_institutions, load_membership
 from agglo.reference.registry import INDICATORS
@@ -105,7 +105,9 @@ def test_stage_summary_is_labelled(stage_ctx):
 
 def test_stage_rejects_unknown_options(cities):
     panel = random_panel(load_membership())
-    with pytest.raises(AggloInputError, match=r"'dddof' \(did you mean 'ddof'\?\).*sensitivity"):
+    with pytest.raises(
+        AggloInputError, match=r"dddof is not an option \(did you mean 'ddof'\?\).*sensitivity"
+    ):
         run_index(cities, panel, {"index": {"dddof": 1}})
 
 
@@ -116,11 +118,11 @@ def test_stage_skips_without_panel(cities, caplog):
     assert "stage index skipped: no panel" in caplog.text
 
 
-def test_stage_logs_index_warnings(cities, caplog):
+def test_stage_warns_index_warnings(cities):
     p = random_panel(load_membership())
-    p.loc[p["indicator"] == "hsr", "value"] = 0.0  # constant everywhere -> IndexWarning, logged
-    run_index(cities, p)
-    assert "['hsr'] take one value in every city" in caplog.text
+    p.loc[p["indicator"] == "hsr", "value"] = 0.0  # constant everywhere -> a visible warning
+    with pytest.warns(AggloDataWarning, match=r"\['hsr'\] take one value in every city"):
+        run_index(cities, p)
 
 
 def test_cli_index(tmp_path, capsys):

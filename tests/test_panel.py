@@ -77,8 +77,9 @@ def test_demo_panel_shape_and_synthetic(demo):
     assert demo.synthetic is True
     assert "synthetic" in DEMO_PANEL.name
     frame = demo.report.to_frame()
-    assert set(frame["data_status"]) == {"synthetic"}
-    assert frame["message"].str.contains("SYNTHETIC").any()
+    # per-value provenance (demo_panel_provenance.csv): partly real, never wholly synthetic
+    assert set(frame["data_status"]) == {"partly synthetic"}
+    assert frame["message"].str.contains("PARTLY SYNTHETIC").any()
     assert demo.metadata["data_status"] == "synthetic"
     from agglo.reference.boundaries import load_membership
 

@@ -531,8 +531,10 @@ def _cielab(colours) -> np.ndarray:
     to_lab = ImageCms.buildTransform(
         ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"
     )
-    lab = np.asarray(ImageCms.applyTransform(Image.fromarray(rgb[None]), to_lab), float)[0]
-    return np.column_stack([lab[:, 0] * 100 / 255, lab[:, 1] - 128, lab[:, 2] - 128])
+    raw = np.asarray(ImageCms.applyTransform(Image.fromarray(rgb[None]), to_lab))[0]
+    # Pillow's LAB: L scaled to 0-255, a and b signed bytes
+    ab = raw[:, 1:].astype(np.uint8).view(np.int8).astype(float)
+    return np.column_stack([raw[:, 0].astype(float) * 100 / 255, ab])
 
 
 @pytest.mark.parametrize("n", [5, 11, 12, 20, 25, 40])
@@ -622,6 +624,22 @@ def test_non_member_cities_drawn_grey_and_labelled_in_the_png_maps(tmp_path):
     assert 'label="not a member 非成员"' in qml
     r, g, b = (round(255 * v) for v in grey[:3])
     assert f'value="{r},{g},{b},255"' in qml
+
+
+def test_non_member_grey_is_told_apart_from_every_class_colour():
+    import matplotlib
+
+    from agglo.outputs.styles import class_colours
+
+    lows, highs = [-1, -0.5, -0.01, 0], [-0.5, -0.01, 0, 1]
+    drawn = [*LISA_COLOURS.values(), *plot.AGGLOMERATION_COLOURS.values()]
+    drawn += class_colours(lows, highs, "RdYlBu", centre=0)  # with a class hugging 0
+    for cmap in ("OrRd", "YlGnBu"):  # coreness and score styles, 2 to 7 classes
+        for k in range(2, 8):
+            drawn += class_colours(np.arange(k), np.arange(1, k + 1), cmap)
+    lab = _cielab([plot.NON_MEMBER_COLOUR, *[matplotlib.colors.to_hex(c) for c in drawn]])
+    gaps = np.linalg.norm(lab[1:] - lab[0], axis=1)
+    assert gaps.min() > 8, (gaps.min(), drawn[int(gaps.argmin())])  # e.g. LISA "ns" grey
 
 
 def test_choropleth_extent_includes_the_context_units():

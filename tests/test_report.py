@@ -141,13 +141,15 @@ def run_outputs(tmp_path_factory):
     """maps -> write -> report stages on the toy context (as `agglo run` composes them)."""
     from test_plot import toy_context
 
-    from agglo.pipeline import draw_maps, report, write_outputs
+    from agglo.pipeline import draw_maps, write_outputs, write_run_report
 
     ctx = toy_context(tmp_path_factory.mktemp("run"))
+    index = ctx.results["index"]
+    ctx.tables.update(city_scores=index.city_scores, index_dimensions=index.dimensions)
     ctx.summary.append("Loaded 6 cities (toy)")
     draw_maps(ctx)
     write_outputs(ctx)
-    report.run(ctx)
+    write_run_report(ctx)
     return ctx
 
 
@@ -251,6 +253,109 @@ def test_report_in_headless_chromium(run_outputs, tmp_path):
     assert px.std() > 20 and len(np.unique(px.reshape(-1, 3), axis=0)) > 200
 
 
+_LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  var doc = document.documentElement, summary = document.getElementById("summary");
+  document.body.setAttribute("data-layout", JSON.stringify({
+    scrollWidth: doc.scrollWidth, clientWidth: doc.clientWidth,
+    summaryBottom: summary ? summary.getBoundingClientRect().bottom + window.scrollY : null,
+    pageHeight: doc.scrollHeight}));
+});
+</script>"""
+
+
+def _layout(exe: str, page: Path, tmp: Path) -> dict:
+    """Width and summary position of ``page`` at a 1280 × 800 px window (headless Chromium)."""
+    probe = tmp / f"probe-{page.parent.name}.html"
+    probe.write_text(
+        page.read_text(encoding="utf-8").replace("</body>", _LAYOUT_PROBE + "</body>", 1),
+        encoding="utf-8",
+    )
+    dom = _browse(
+        exe,
+        probe.as_uri(),
+        tmp,
+        "--window-size=1280,800",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'data-layout="([^"]+)"', dom.stdout)
+    assert found, dom.stdout[-2000:]
+    import html as _html
+
+    return json.loads(_html.unescape(found.group(1)))
+
+
+def _wide_report(tmp_path: Path) -> Path:
+    """A report with the summary of a full run's size and one very wide table."""
+    groups = ["yrd", "myr", "cy", "qz", "dz"]
+    comp = pd.DataFrame(
+        [
+            (g, y, 10.0 - i + (y - 2010) / 10, i + 1)
+            for i, g in enumerate(groups)
+            for y in (2010, 2015, 2020)
+        ],
+        columns=["agglomeration_id", "year", "score", "rank"],
+    )
+    scores = pd.DataFrame(
+        [(f"{i:06d}", g, 2020, -0.01 * i) for i, g in enumerate(groups * 26)],
+        columns=["adcode", "agglomeration_id", "year", "lag_score"],
+    )
+    moran = pd.DataFrame(
+        [(s, y, 0.1, 0.01) for s in ["all", *groups] for y in (2010, 2015, 2020)],
+        columns=["scope", "year", "moran_i", "moran_p"],
+    )
+    metro = pd.DataFrame(
+        [(f"c{k}", f"核心{k}", f"城市{k}{j}", f"{k}{j}") for k in range(11) for j in range(8)],
+        columns=["core_adcode", "core_name", "name_zh", "adcode"],
+    )
+    wide = pd.DataFrame({f"indicator_with_a_long_name_{i}": [1234567.891] for i in range(60)})
+    tables = {
+        "index_composite": comp,
+        "city_scores": scores,
+        "autocorr_global": moran,
+        "metro_cities": metro,
+        "structure_type": pd.DataFrame(
+            {"agglomeration_id": groups, "year": 2020, "structure_type": "gradient"}
+        ),
+        "index_indicators": pd.DataFrame({"indicator": [f"ind_{i}" for i in range(21)]}),
+        "index_wide": wide,
+    }
+    from agglo.outputs.report import build_report
+
+    path = tmp_path / "wide" / "report.html"
+    path.parent.mkdir()
+    build_report(path, tables, summary=["a log line"] * 80, synthetic={"demo_panel_synthetic.csv"})
+    return path
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_report_fits_1280_px_and_the_summary_comes_first(run_outputs, tmp_path):
+    """No horizontal page scroll at 1280 px; the key results end within the first 3 screens."""
+    exe = _chromium()
+    for page in (run_outputs.out_dir / "report.html", _wide_report(tmp_path)):
+        got = _layout(exe, page, tmp_path)
+        assert got["scrollWidth"] <= got["clientWidth"] <= 1280, (page, got)
+        assert got["summaryBottom"] is not None and got["summaryBottom"] <= 3 * 800, (page, got)
+        assert got["pageHeight"] > got["summaryBottom"]  # the rest follows the summary
+
+
+def test_layout_check_detects_a_page_wider_than_the_window(tmp_path):
+    """The same probe reports a scroll width beyond 1280 px for a fixed 2000 px element."""
+    exe = _chromium()
+    page = tmp_path / "w" / "report.html"
+    page.parent.mkdir()
+    page.write_text(
+        '<html><body><section id="summary" style="height:3000px">x</section>'
+        '<div style="width:2000px">wide</div></body></html>',
+        encoding="utf-8",
+    )
+    got = _layout(exe, page, tmp_path)
+    assert got["scrollWidth"] > got["clientWidth"] and got["summaryBottom"] > 3 * 800
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 def test_browser_check_detects_a_broken_page(tmp_path):
@@ -270,9 +375,7 @@ def test_browser_check_detects_a_broken_page(tmp_path):
 
 
 def test_key_results_by_hand():
-    from types import SimpleNamespace
-
-    from agglo.pipeline.report import key_results
+    from agglo.outputs.report import key_results
 
     comp = pd.DataFrame(
         {
@@ -302,17 +405,112 @@ def test_key_results_by_hand():
         {"agglomeration_id": ["cy"], "year": [2020], "structure_type": ["gradient"]}
     )
     cities = pd.DataFrame({"adcode": ["1", "2", "3", "4"], "name_zh": ["甲", "乙", "丙", "丁"]})
-    ctx = SimpleNamespace(
-        results={"index": SimpleNamespace(composite=comp, city_scores=scores)},
-        tables={"coreness": coreness, "structure_type": structure},
-        layers={"cities": cities},
-        cities=cities,
-    )
-    key = key_results(ctx, lagging=2)
+    tables = {
+        "index_composite": comp,
+        "city_scores": scores,
+        "coreness": coreness,
+        "structure_type": structure,
+    }
+    key = key_results(tables, cities=cities, lagging=2)
     rank = next(v for k, v in key.items() if k.startswith("Integration ranking 2020"))
-    assert list(rank["rank 2020"]) == [1, 2] and rank.iloc[0, 0].startswith("长三角城市群")
+    assert list(rank["rank 2020"]) == ["1", "2"] and rank.iloc[0, 0].startswith("长三角城市群")
     assert list(rank["change since 2010"]) == ["+5.00", "-1.00"]
     lag = next(v for k, v in key.items() if k.startswith("Most lagging"))
-    assert list(lag["city 城市"][:2]) == ["甲 (1)", "丙 (3)"]  # cy's two lowest, lowest first
+    # cy's two lowest, lowest first, in one cell per agglomeration
+    assert lag.iloc[0].tolist() == ["成渝城市群 Chengdu-Chongqing", "甲 (1) -0.300; 丙 (3) -0.100"]
     cores = next(v for k, v in key.items() if k.startswith("Cores"))
     assert cores["core cities 核心城市"].tolist() == ["成都市"]
+
+
+def _summary_section(html: str) -> str:
+    """The key-results section without the run log (the log is not kept in the folder)."""
+    section = html.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
+    return section.split("<details><summary>Run log", 1)[0]
+
+
+def test_agglo_report_rebuilds_the_same_key_results(run_outputs, tmp_path):
+    """`agglo report` on the output folder shows the summary `agglo run` wrote."""
+    from agglo.cli import main
+
+    ran = (run_outputs.out_dir / "report.html").read_text(encoding="utf-8")
+    out = tmp_path / "copy"
+    shutil.copytree(run_outputs.out_dir, out)
+    assert main(["report", "--out", str(out), "--force"]) == 0
+    rebuilt = (out / "report.html").read_text(encoding="utf-8")
+    key = _summary_section(ran)
+    for title in ("Integration ranking 2020", "Most lagging cities 2020"):
+        assert title in key
+    assert _summary_section(rebuilt) == key
+    assert "Run log" in ran and "Loaded 6 cities (toy)" in ran
+
+
+def test_report_options_are_checked_once():
+    from agglo.errors import ValidationError
+    from agglo.outputs.report import ReportOptions
+
+    assert ReportOptions.from_dict({"max_rows": 10}).max_rows == 10
+    with pytest.raises(ValidationError, match=r"report.max_rows must be >= 1; got 0"):
+        ReportOptions(max_rows=0)
+    with pytest.raises(ValidationError, match=r"report.max_row is not an option \(did you mean"):
+        ReportOptions.from_dict({"max_row": 3})
+
+
+# --------------------------------------------------------------------------- real census finding
+def test_census_population_change_of_chengyu_holds_on_the_source_rows(cities, shared_data):
+    """成都 grew by millions 2010-2020 while 德阳 and 资阳 shrank: checked on the raw census."""
+    from agglo.outputs.report import bundled_census, census_population_change, key_results
+
+    change = census_population_change(bundled_census(), cities).set_index("name_zh")
+    raw = pd.read_csv(shared_data / "census" / "census_city_2010-2020_v1.csv", dtype=str)
+    code = next(c for c in raw.columns if c.lower() == "city_code")
+    raw = raw.set_index(code)
+    for adcode, name in (("510100", "成都市"), ("510600", "德阳市"), ("511400", "眉山市")):
+        row = raw.loc[adcode]
+        p10, p20 = float(row["popu_2010"]), float(row["popu_2020"])
+        got = change.loc[name]
+        assert got["adcode"] == adcode and got["agglomeration_id"] == "cy"
+        assert got["population_2010"] == pytest.approx(p10 / 1e4)
+        assert got["change"] == pytest.approx((p20 - p10) / 1e4)
+        assert got["provenance"] == "real:census-2010, real:census-2020"
+    assert change.loc["成都市", "change"] > 500  # +5.8 million persons (10k units)
+    assert change.loc["德阳市", "change"] < 0 and change.loc["资阳市", "change"] < 0
+    assert abs(change.loc["眉山市", "change_pct"]) < 0.5  # flat: the seed's "shrank" fails
+    # the report's first screen states it, labelled real, with its source
+    key = key_results({}, census_change=change.reset_index())
+    title, table = next((k, v) for k, v in key.items() if k.startswith("Resident population"))
+    assert "REAL census data" in title and "census_city_2010-2020_v1.csv (MIT)" in title
+    cy = table[table["agglomeration 城市群"].str.startswith("成渝")].iloc[0]
+    assert cy["grew most 增长最多"].startswith("成都市 +581.9")
+    assert "资阳市 -28.5" in cy["shrank 减少"] and "德阳市 -16.0" in cy["shrank 减少"]
+    assert "眉山市" not in cy["shrank 减少"]
+
+
+def test_indicator_status_from_per_value_provenance():
+    from agglo.outputs.report import indicator_status, key_results
+
+    prov = pd.DataFrame(
+        {
+            "indicator": ["population", "population", "hsr", "gdp", "gdp"],
+            "data_status": [
+                "real:census-2010",
+                "interpolated",
+                "real:railways",
+                *["synthetic"] * 2,
+            ],
+            "source": ["census", "census", "railways", "generator", "generator"],
+        }
+    )
+    status = indicator_status({"indicator_provenance": prov})
+    assert status["indicator"].tolist() == ["hsr", "population", "gdp"]
+    assert status.set_index("indicator").loc["gdp", "status"] == "synthetic"
+    key = key_results({}, indicators=status)
+    shown = next(v for k, v in key.items() if k.startswith("Data status"))
+    assert shown.values.tolist() == [
+        ["real:railways", "hsr", "railways"],
+        ["real:census-2010, interpolated", "population", "census"],
+        ["synthetic", "gdp", "generator"],
+    ]
+    # no per-value provenance: every indicator of the index takes the run's status
+    ind = pd.DataFrame({"indicator": ["gdp", "pm25", "gdp"]})
+    status = indicator_status({"index_indicators": ind}, synthetic=True)
+    assert status["status"].tolist() == ["synthetic", "synthetic"]

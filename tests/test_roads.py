@@ -356,6 +356,19 @@ def test_read_osm_pbf_written_by_osmium(tmp_path, caplog):
     assert out["length_km"].iloc[0] == pytest.approx(2 * meridian_arc_km(20.25, 20.75), rel=1e-6)
 
 
+def test_iter_osm_roads_streams_the_same_lines_in_chunks(tmp_path):
+    from agglo.measures.roads import iter_osm_roads
+
+    pbf = tmp_path / "mini.osm.pbf"
+    _write_osm(pbf, OSM_WAYS)
+    chunks = list(iter_osm_roads(pbf, classes="all", chunk_size=2))
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    streamed = pd.concat(chunks, ignore_index=True)
+    whole = read_roads(pbf, classes="all")
+    assert streamed["osm_id"].tolist() == whole["osm_id"].tolist()
+    assert shapely.equals(streamed.geometry.to_numpy(), whole.geometry.to_numpy()).all()
+
+
 def test_read_ogr_layer_with_mapping_projected_and_bbox(tmp_path):
     road = gpd.GeoDataFrame(
         {"等级": ["高速公路", "国道", "村道", "城市道路"]},

@@ -459,3 +459,144 @@ def test_qgis_opens_the_geopackage_styled(tmp_path):
             "#{:02x}{:02x}{:02x}".format(*p[:3]) for _, p in im.convert("RGB").getcolors(1 << 20)
         }
     assert set(expected) <= pixels
+
+
+# every layer of a run's GeoPackage, as QGIS opens it: style applied, rendered, labels in CJK
+_QGIS_RUN_PROBE = r"""
+import json, os, sys
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from qgis.core import (QgsApplication, QgsMapRendererSequentialJob, QgsMapSettings,
+                       QgsVectorLayer)
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QFontInfo, QTextLayout
+app = QgsApplication([], False)
+app.initQgis()
+path, folder = sys.argv[1], sys.argv[2]
+out = {}
+for name in sys.argv[3:]:
+    lyr = QgsVectorLayer(f"{path}|layername={name}", name, "ogr")
+    r = lyr.renderer()
+    info = {"valid": lyr.isValid(), "features": lyr.featureCount(), "type": r.type()}
+    if r.type() == "graduatedSymbol":
+        info.update(attr=r.classAttribute(), n=len(r.ranges()))
+    elif r.type() == "categorizedSymbol":
+        info.update(attr=r.classAttribute(), n=len(r.categories()))
+    if lyr.labelsEnabled():
+        settings = lyr.labeling().settings()
+        font = settings.format().font()
+        text = next((str(f[settings.fieldName]) for f in lyr.getFeatures()
+                     if str(f[settings.fieldName] or "").strip()), "成都市")
+        layout = QTextLayout(text, font)
+        layout.beginLayout(); layout.createLine(); layout.endLayout()
+        runs = layout.glyphRuns()
+        info["label"] = {
+            "field": settings.fieldName, "family": font.family(),
+            "resolved": QFontInfo(font).family(), "text": text,
+            "drawn_by": sorted({run.rawFont().familyName() for run in runs}),
+            "missing_glyphs": sum(1 for run in runs for g in run.glyphIndexes() if g == 0),
+        }
+    ms = QgsMapSettings()
+    ms.setLayers([lyr])
+    ms.setExtent(lyr.extent())
+    ms.setOutputSize(QSize(160, 160))
+    ms.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererSequentialJob(ms)
+    job.start()
+    job.waitForFinished()
+    job.renderedImage().save(os.path.join(folder, name + ".png"), "PNG")
+    out[name] = info
+print(json.dumps(out), flush=True)
+os._exit(0)  # QGIS 3.22 may crash while tearing down (exitQgis) after rendering
+"""
+
+
+@pytest.fixture(scope="module")
+def toy_run_gpkg(tmp_path_factory):
+    """The maps and write steps of a run on the toy context (with a 2-year lisa layer)."""
+    import pandas as pd
+    from test_plot import toy_context
+
+    from agglo.outputs.maps import layer_styles
+    from agglo.pipeline import write_outputs
+
+    ctx = toy_context(tmp_path_factory.mktemp("qgis_run"))
+    members = ctx.layers["cities"].dropna(subset=["agglomeration_id"])
+    lisa = members[["adcode", "name_zh", "geometry"]]
+    ctx.layers["lisa"] = gpd.GeoDataFrame(
+        pd.concat(
+            [
+                lisa.assign(year=2010, cluster=["HH", "LL", "ns", "HL", "LH"]),
+                lisa.assign(year=2020, cluster=["ns", "HH", "HH", "LL", "LH"]),
+            ],
+            ignore_index=True,
+        ),
+        crs=4326,
+    )
+    ctx.styles.update(layer_styles(ctx.layers))
+    write_outputs(ctx)
+    return ctx.out_dir / "agglo.gpkg"
+
+
+def _qml_classes(qml: str) -> tuple[str, int | None]:
+    root = _parse(qml)
+    renderer = root.find("renderer-v2")
+    kind = renderer.get("type")
+    tag = {"graduatedSymbol": "ranges/range", "categorizedSymbol": "categories/category"}
+    return kind, len(renderer.findall(tag[kind])) if kind in tag else None
+
+
+def _run_qgis_probe(exe: str, gpkg, layers, home) -> dict:
+    res = subprocess.run(
+        [exe, "-c", _QGIS_RUN_PROBE, str(gpkg), str(home), *layers],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HOME": str(home)},
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_qgis_loads_renders_and_labels_every_layer_of_a_run(toy_run_gpkg, tmp_path):
+    """Every layer of agglo.gpkg opens in QGIS with its stored style, draws, and labels in CJK."""
+    exe = _system_qgis()
+    from PIL import Image
+
+    from agglo.outputs.fonts import CJK_FAMILY, install_cjk_font
+
+    gpkg = toy_run_gpkg
+    layers = [n for n, _ in pyogrio.list_layers(gpkg) if n != "layer_styles"]
+    assert {"cities", "agglomerations", "lisa_2010", "lisa_2020", "metro_areas"} <= set(layers)
+    stored = styles.read_layer_styles(gpkg).set_index("f_table_name")["styleQML"]
+    assert set(layers) - set(stored.index) <= {"counties"}  # every map layer has a style
+    home = tmp_path / "home"
+    install_cjk_font(home / ".local" / "share" / "fonts")  # what a user without CJK fonts does
+    got = _run_qgis_probe(exe, gpkg, layers, home)
+    for name in layers:
+        info = got[name]
+        n = pyogrio.read_info(gpkg, layer=name)["features"]
+        assert info["valid"] and info["features"] == n, (name, info)
+        if name in stored.index:  # the stored default style is the one QGIS applied
+            kind, classes = _qml_classes(stored[name])
+            assert info["type"] == kind, (name, info)
+            if classes is not None:
+                assert info["n"] == classes, (name, info, classes)
+        with Image.open(home / f"{name}.png") as im:
+            px = np.asarray(im.convert("RGB")).reshape(-1, 3)
+        drawn = (px != 255).any(axis=1).mean()
+        assert drawn > 0.05, (name, drawn)  # not blank: the features were drawn
+        label = info.get("label")
+        if label:  # labels resolve to the CJK font: no missing glyph (no boxes)
+            assert label["family"] == CJK_FAMILY and label["resolved"] == CJK_FAMILY, label
+            assert label["missing_glyphs"] == 0 and any(c > "\u2e80" for c in label["text"])
+    assert got["cities"]["label"]["field"] == "name_zh"
+    assert got["cities"]["type"] == "graduatedSymbol"
+    # the check can fail: without the font (and no CJK font on the system) the labels are boxes
+    system_cjk = subprocess.run(
+        ["fc-list", ":lang=zh"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not system_cjk:
+        bare = _run_qgis_probe(exe, gpkg, ["cities"], tmp_path / "bare")
+        assert bare["cities"]["label"]["missing_glyphs"] > 0

@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     # integration index (issue 3)
     "integration_index": "agglo.analysis.index",
     "IndexConfig": "agglo.analysis.index",
+    "IndexOptions": "agglo.analysis.index",
     "IndexResult": "agglo.analysis.index",
     "krugman_specialisation": "agglo.measures.krugman",
     "institutions_by_year": "agglo.analysis.institutions",
@@ -105,6 +106,10 @@ _LAZY: dict[str, str] = {
     "write_run": "agglo.outputs.writers",
     "styles": "agglo.outputs.styles",
     "write_report": "agglo.outputs.report",
+    "build_report": "agglo.outputs.report",
+    "report_from_outputs": "agglo.outputs.report",
+    "ReportOptions": "agglo.outputs.report",
+    "install_cjk_font": "agglo.outputs.fonts",
 }
 
 #: public names that are modules themselves (``agglo.plot.choropleth``)

@@ -13,7 +13,7 @@ A TOML file mirrors :class:`RunConfig`::
     [panel]          # options of agglo.PanelOptions (columns, on_unknown_city, years, sheet, ...)
     on_unknown_city = "drop"
 
-    [index]          # options of agglo.IndexConfig
+    [index]          # options of agglo.IndexOptions (sensitivity included)
     ddof = 0
 
     [autocorr]
@@ -93,7 +93,8 @@ _PATH_KEYS = {"boundaries", "membership", "panel", "rasters", "roads", "stations
 def load_config(path: str | Path | None) -> RunConfig:
     """Read a TOML run configuration; ``None`` gives the defaults.
 
-    Relative paths in ``[inputs]`` are resolved against the TOML file's folder.
+    Relative paths in ``[inputs]`` and ``[panel] columns_file`` are resolved against the TOML
+    file's folder.
 
     Raises
     ------
@@ -149,6 +150,9 @@ def load_config(path: str | Path | None) -> RunConfig:
     if problems:
         raise ValidationError(problems, source=str(path))
     cfg = RunConfig(sections={k: dict(v) for k, v in raw.items()})
+    panel = cfg.sections.get("panel", {})
+    if isinstance(panel.get("columns_file"), str) and not Path(panel["columns_file"]).is_absolute():
+        panel["columns_file"] = str(path.parent / panel["columns_file"])  # beside the TOML
     for key, value in inputs.items():
         if key == "roads" and isinstance(value, list):  # several FILE[=CLASS] sources
             value = [str(path.parent / v) if not Path(v).is_absolute() else v for v in value]

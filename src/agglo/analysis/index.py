@@ -35,13 +35,12 @@ Departures from / additions to DESIGN.md (all options, defaults follow DESIGN.md
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -51,12 +50,16 @@ from agglo.analysis.institutions import (
     INSTITUTION_COLUMNS,
     institutions_by_year,
 )
-from agglo.errors import AggloInputError, ValidationError
+from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
+from agglo.io.panel import joined_status
 from agglo.measures.krugman import krugman_specialisation
+from agglo.options import Options, choice_problem, did_you_mean, option
 from agglo.reference.registry import DIMENSIONS, INDICATORS, VARIABLES
+from agglo.results import StageResult
 
 __all__ = [
     "IndexConfig",
+    "IndexOptions",
     "IndexResult",
     "IndexWarning",
     "agglomeration_layer",
@@ -76,194 +79,183 @@ CONSTANT_RULES = ("keep", "drop")
 PARTIAL_RULES = ("include", "exclude")
 
 
-class IndexWarning(UserWarning):
-    """Something was dropped, imputed or is degenerate in the integration index."""
-
-
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise AggloInputError(f"IndexConfig.{name} must be one of {list(allowed)}; got {value!r}.")
+class IndexWarning(AggloDataWarning):
+    """Something was dropped, imputed, is missing or is degenerate in the integration index."""
 
 
 @dataclass(frozen=True)
-class IndexConfig:
-    """Every choice of the integration index (defaults follow DESIGN.md).
+class IndexOptions(Options):
+    """Every choice of the integration index and its sensitivity (defaults follow DESIGN.md).
 
-    Parameters
-    ----------
-    ddof
-        Delta degrees of freedom of σ: 0 population (default), 1 sample.
-    k_pool
-        Where the cv extremes of ``k`` are pooled: ``"indicator"`` (over all agglomerations
-        and years of the run, per indicator; default), ``"indicator_year"`` (per indicator and
-        year) or ``"all"`` (over every indicator too, the literal reading of "所有采用变异系数值").
-    level_pool
-        Where the level extremes of ``f`` are pooled: ``"indicator"`` or ``"indicator_year"``.
-    level_floor
-        Lower end of the level normalisation (paper: 0.01), in [0, 1).
-    negative_rule
-        Level adjustment of a negative indicator: ``"sqrt"`` (paper: sqrt(f⁺ · f⁻)),
-        ``"reverse"`` (f⁻) or ``"ignore"`` (f⁺, as if positive).
-    dimension_weights
-        ``"equal"`` (paper), ``"entropy"`` (entropy weights of the dimension scores over the
-        run's agglomeration-years) or a mapping dimension -> weight (normalised to sum 1).
-    missing
-        ``"drop"`` (default: a missing city value is left out of its cell), ``"interpolate"``
-        (linear between the panel's years per city; no extrapolation) or ``"group_mean"``
-        (the cell mean of the reporting cities; this shrinks cv and is reported).
-    min_cities
-        Cells with fewer reporting cities are dropped with a warning (default 3).
-    rescale
-        ``score_0_100``: ``"minmax"`` pooled over the run's agglomeration-years (default) or
-        ``"max"`` (score / pooled maximum · 100).
-    constant_indicator
-        An indicator constant over the whole run: ``"keep"`` (k = 100, f⁺ = 1, warned) or
-        ``"drop"``.
-    partial_members
-        Partial member cities (only some counties in the plan): ``"include"`` or ``"exclude"``.
-    indicators
-        Indicator ids to use (default: every registry indicator present in the panel).
-    directions
-        Overrides of the registry direction (+1 / −1) per indicator id.
-    use_R, use_f
-        Switch the size (R) and level (f) adjustments off for sensitivity checks.
-    explain_top
-        Number of indicators listed per agglomeration-year in ``explanations``.
-    institution_weights
-        Level -> weight of plans and mechanisms (national above provincial above municipal).
+    The ``[index]`` section of a run configuration and the flags of ``agglo index`` derive
+    from these fields. :class:`IndexConfig` is the same class under its former name.
 
     Examples
     --------
-    >>> cfg = IndexConfig(ddof=1)
-    >>> cfg.to_dict()["ddof"], IndexConfig.from_dict({"missing": "interpolate"}).missing
+    >>> opts = IndexOptions(ddof=1)
+    >>> opts.to_dict()["ddof"], IndexOptions.from_dict({"missing": "interpolate"}).missing
     (1, 'interpolate')
+    >>> IndexOptions(missing="zero")
+    Traceback (most recent call last):
+    ...
+    agglo.errors.ValidationError: [index] options: 1 problem(s)
+      - index.missing must be one of drop, interpolate, group_mean; got 'zero'
     """
 
-    ddof: int = 0
-    k_pool: str = "indicator"
-    level_pool: str = "indicator"
-    level_floor: float = 0.01
-    negative_rule: str = "sqrt"
-    dimension_weights: str | Mapping[str, float] = "equal"
-    missing: str = "drop"
-    min_cities: int = 3
-    rescale: str = "minmax"
-    constant_indicator: str = "keep"
-    partial_members: str = "include"
-    indicators: tuple[str, ...] | None = None
-    directions: Mapping[str, int] = field(default_factory=dict)
-    use_R: bool = True
-    use_f: bool = True
-    explain_top: int = 3
-    institution_weights: Mapping[str, float] = field(
-        default_factory=lambda: dict(DEFAULT_LEVEL_WEIGHTS)
+    section: ClassVar[str] = "index"
+
+    ddof: int = option(
+        0, help="Delta degrees of freedom of σ: 0 population, 1 sample.", choices=(0, 1)
+    )
+    k_pool: str = option(
+        "indicator",
+        help="Where the cv extremes of k are pooled: per indicator over every agglomeration "
+        "and year, per indicator and year, or over every indicator too ('all', the literal "
+        "reading of 所有采用变异系数值).",
+        choices=K_POOLS,
+    )
+    level_pool: str = option(
+        "indicator", help="Where the level extremes of f are pooled.", choices=LEVEL_POOLS
+    )
+    level_floor: float = option(
+        0.01, help="Lower end of the level normalisation (paper: 0.01), in [0, 1).", minimum=0.0
+    )
+    negative_rule: str = option(
+        "sqrt",
+        help="Level adjustment of a negative indicator: sqrt(f⁺·f⁻) (paper), f⁻ ('reverse') "
+        "or f⁺ ('ignore').",
+        choices=NEGATIVE_RULES,
+    )
+    dimension_weights: str | Mapping[str, float] = option(
+        "equal",
+        help="'equal' (paper), 'entropy' (entropy weights of the dimension scores over the "
+        "run's agglomeration-years) or a table dimension -> weight (normalised); TOML only.",
+        cli=False,
+    )
+    missing: str = option(
+        "drop",
+        help="A missing city value: left out of its cell ('drop'), interpolated linearly "
+        "between the panel's years per city ('interpolate', no extrapolation) or the cell "
+        "mean of the reporting cities ('group_mean', shrinks cv; reported).",
+        choices=MISSING_POLICIES,
+    )
+    min_cities: int = option(
+        3, help="Cells with fewer reporting cities are dropped with a warning.", minimum=1
+    )
+    rescale: str = option(
+        "minmax",
+        help="score_0_100: min-max over the run's agglomeration-years, or score / maximum.",
+        choices=RESCALE_METHODS,
+    )
+    constant_indicator: str = option(
+        "keep",
+        help="An indicator constant over the whole run: kept (k = 100, f⁺ = 1, warned) or dropped.",
+        choices=CONSTANT_RULES,
+    )
+    partial_members: str = option(
+        "include",
+        help="Partial member cities (only some counties in the plan): included or excluded.",
+        choices=PARTIAL_RULES,
+    )
+    indicators: tuple[str, ...] | None = option(
+        None, help="Indicator ids to use; default every registry indicator in the panel."
+    )
+    directions: Mapping[str, int] = option(
+        default_factory=dict, help="Overrides of the registry direction (+1 / -1) per indicator."
+    )
+    use_R: bool = option(True, help="Apply the size adjustment R (off: sensitivity checks).")
+    use_f: bool = option(True, help="Apply the level adjustment f (off: sensitivity checks).")
+    explain_top: int = option(
+        3, help="Indicators listed per agglomeration-year in index_explanations.", minimum=0
+    )
+    institution_weights: Mapping[str, float] = option(
+        default_factory=lambda: dict(DEFAULT_LEVEL_WEIGHTS),
+        help="Level -> weight of plans and mechanisms (national above provincial above municipal).",
+    )
+    sensitivity: bool = option(
+        True,
+        help="Also compute index_sensitivity: rank changes under alternative choices and "
+        "without each member city.",
     )
 
     def __post_init__(self) -> None:
-        if self.ddof not in (0, 1):
-            raise AggloInputError(f"IndexConfig.ddof must be 0 or 1; got {self.ddof!r}.")
-        _choice("k_pool", self.k_pool, K_POOLS)
-        _choice("level_pool", self.level_pool, LEVEL_POOLS)
-        _choice("negative_rule", self.negative_rule, NEGATIVE_RULES)
-        _choice("missing", self.missing, MISSING_POLICIES)
-        _choice("rescale", self.rescale, RESCALE_METHODS)
-        _choice("constant_indicator", self.constant_indicator, CONSTANT_RULES)
-        _choice("partial_members", self.partial_members, PARTIAL_RULES)
-        if not 0 <= float(self.level_floor) < 1:
-            raise AggloInputError(
-                f"IndexConfig.level_floor must lie in [0, 1); got {self.level_floor!r}."
-            )
-        if int(self.min_cities) < 1:
-            raise AggloInputError(f"IndexConfig.min_cities must be >= 1; got {self.min_cities!r}.")
+        if self.indicators is not None and not isinstance(self.indicators, str):
+            object.__setattr__(self, "indicators", tuple(self.indicators))
+        super().__post_init__()
+
+    def extra_problems(self) -> list[str]:
+        out = []
+        if not float(self.level_floor) < 1:
+            out.append(f"index.level_floor must be < 1; got {self.level_floor!r}")
         w = self.dimension_weights
         if isinstance(w, str):
-            _choice("dimension_weights", w, WEIGHT_SCHEMES)
+            out.append(choice_problem("index.dimension_weights", w, WEIGHT_SCHEMES) or "")
         else:
             bad = [d for d in w if d not in DIMENSIONS]
             neg = [d for d, v in w.items() if not (float(v) >= 0)]
             if bad or neg or not sum(float(v) for v in w.values()) > 0:
-                raise AggloInputError(
-                    "IndexConfig.dimension_weights must map dimension ids "
+                out.append(
+                    "index.dimension_weights must map dimension ids "
                     f"{list(DIMENSIONS)} to non-negative weights with a positive sum; "
-                    f"got {dict(w)!r}."
+                    f"got {dict(w)!r}"
                 )
         if self.indicators is not None:
-            object.__setattr__(self, "indicators", tuple(self.indicators))
-            _check_ids(self.indicators, "IndexConfig.indicators")
-        _check_ids(self.directions, "IndexConfig.directions")
+            out.append(_unknown_ids_message(self.indicators, "index.indicators"))
+        out.append(_unknown_ids_message(self.directions, "index.directions"))
         bad_dir = {k: v for k, v in self.directions.items() if v not in (1, -1)}
         if bad_dir:
-            raise AggloInputError(f"IndexConfig.directions values must be 1 or -1; got {bad_dir}.")
-        bad_lv = [k for k in self.institution_weights if k not in DEFAULT_LEVEL_WEIGHTS]
-        if bad_lv:
-            raise AggloInputError(
-                f"IndexConfig.institution_weights keys must be {list(DEFAULT_LEVEL_WEIGHTS)}; "
-                f"got {bad_lv}."
+            out.append(f"index.directions values must be 1 or -1; got {bad_dir}")
+        for level in self.institution_weights:
+            out.append(
+                choice_problem("index.institution_weights key", level, list(DEFAULT_LEVEL_WEIGHTS))
+                or ""
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-serialisable form (recorded with every output)."""
-        d = asdict(self)
-        d["directions"] = dict(self.directions)
-        d["institution_weights"] = dict(self.institution_weights)
-        if not isinstance(self.dimension_weights, str):
-            d["dimension_weights"] = dict(self.dimension_weights)
-        d["indicators"] = None if self.indicators is None else list(self.indicators)
-        return d
-
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any] | None) -> IndexConfig:
-        """Build from a mapping (e.g. the ``[index]`` TOML section); unknown keys are an error.
-
-        Examples
-        --------
-        >>> IndexConfig.from_dict({"ddof": 1}).ddof
-        1
-        """
-        options = dict(options or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = [k for k in options if k not in valid]
-        if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(k, valid, n=1)
-                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise AggloInputError(
-                f"unknown index option(s) {', '.join(hints)}; valid options: {', '.join(valid)}."
-            )
-        return cls(**options)
+        return [p for p in out if p]
 
     def direction(self, indicator: str) -> int:
         """+1 (higher is better) or −1 for ``indicator``, with overrides applied."""
         return int(self.directions.get(indicator, INDICATORS[indicator].direction))
 
 
-def _check_ids(ids: Iterable[str], what: str) -> None:
+#: the former name of :class:`IndexOptions` (``agglo.IndexConfig``)
+IndexConfig = IndexOptions
+
+
+def index_options(options: IndexOptions | Mapping[str, Any] | None = None) -> IndexOptions:
+    """``options`` as :class:`IndexOptions` (a mapping is read like the ``[index]`` section).
+
+    Examples
+    --------
+    >>> index_options({"ddof": 1}).ddof, index_options().ddof
+    (1, 0)
+    """
+    if isinstance(options, IndexOptions):
+        return options
+    return IndexOptions.from_dict(options)
+
+
+def _unknown_ids_message(ids: Iterable[str], what: str) -> str:
+    """The problem of unknown indicator ids in ``ids`` (``""`` when every id is known)."""
     bad = [i for i in ids if i not in INDICATORS]
-    if bad:
-        raise AggloInputError(_unknown_ids_message(bad, what))
-
-
-def _unknown_ids_message(bad: Sequence[str], what: str) -> str:
-    parts = []
-    for b in bad:
-        close = difflib.get_close_matches(str(b), list(VARIABLES), n=1)
-        parts.append(f"{b!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if not bad:
+        return ""
+    parts = [f"{b!r}{did_you_mean(b, VARIABLES)}" for b in bad]
     return (
         f"{what}: unknown indicator id(s) {', '.join(parts)}. Valid index indicators: "
-        f"{', '.join(INDICATORS)} (auxiliary variables: population, gdp)."
+        f"{', '.join(INDICATORS)} (auxiliary variables: population, gdp)"
     )
 
 
 @dataclass
-class IndexResult:
+class IndexResult(StageResult):
     """Tables of one integration-index computation (see :func:`integration_index`).
 
     Attributes
     ----------
     indicators
         ``agglomeration_id, year, indicator, dimension, direction, n_cities, mean, sd, cv, k,
-        R, f_pos, f, K`` (one row per kept cell).
+        R, f_pos, f, K`` (one row per kept cell), and ``provenance`` (the labels of the cell's
+        values, e.g. ``real:census-2010``) when the panel carries them.
     dimensions
         ``agglomeration_id, year, dimension, n_indicators, score, score_0_100``.
     composite
@@ -272,7 +264,8 @@ class IndexResult:
     between_groups
         ``year, dimension, n_agglomerations, mean, cv`` (dimension ``composite`` included).
     city_gaps
-        ``adcode, agglomeration_id, year, indicator, value, gap, lag, dimension, imputed``.
+        ``adcode, agglomeration_id, year, indicator, value, gap, lag, dimension, imputed``
+        (and ``provenance`` per value when the panel carries it).
     city_scores
         ``adcode, agglomeration_id, year, n_indicators, dispersion_gap, lag_score``.
     institutions
@@ -282,7 +275,17 @@ class IndexResult:
     report
         What was done: drops, imputations, degenerate indicators.
     config
-        The :class:`IndexConfig` used.
+        The :class:`IndexOptions` used.
+    weights
+        Dimension -> weight of the composite.
+    coverage
+        One row per cell whose members do not all report: ``agglomeration_id, year,
+        indicator, n_members, n_cities, missing_cities`` (adcode and name, "; "-joined).
+    sensitivity
+        :func:`agglo.analysis.sensitivity.index_sensitivity` (when ``options.sensitivity``;
+        filled by :meth:`sensitivity_table` or :meth:`tables`, which compute it once).
+    agglomerations
+        The ``agglomerations`` layer (when ``cities`` were given).
     """
 
     indicators: pd.DataFrame
@@ -294,12 +297,25 @@ class IndexResult:
     institutions: pd.DataFrame
     explanations: pd.DataFrame
     report: list[str]
-    config: IndexConfig
+    config: IndexOptions
     weights: dict[str, float] = field(default_factory=dict)
+    coverage: pd.DataFrame | None = None
+    sensitivity: pd.DataFrame | None = None
+    agglomerations: Any = None
+    _sensitivity_args: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def sensitivity_table(self) -> pd.DataFrame | None:
+        """``index_sensitivity`` (when ``options.sensitivity``), computed on first use."""
+        if self.sensitivity is None and self._sensitivity_args is not None:
+            from agglo.analysis.sensitivity import index_sensitivity
+
+            self.sensitivity = index_sensitivity(**self._sensitivity_args)
+            self._sensitivity_args = None
+        return self.sensitivity
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Output tables by their file names (as the pipeline and the CLI write them)."""
-        return {
+        out = {
             "index_indicators": self.indicators,
             "index_dimensions": self.dimensions,
             "index_composite": self.composite,
@@ -308,8 +324,109 @@ class IndexResult:
             "city_scores": self.city_scores,
             "institutions": self.institutions,
             "index_explanations": self.explanations,
-            "index_report": pd.DataFrame({"message": self.report}),
+            "index_report": self.report_table(),
         }
+        if self.sensitivity_table() is not None:
+            out["index_sensitivity"] = self.sensitivity
+        return out
+
+    def report_table(self) -> pd.DataFrame:
+        """``index_report``: the report's messages, then one row per cell with missing cities.
+
+        Columns ``message, agglomeration_id, year, indicator, n_members, n_cities,
+        missing_cities`` (the cell columns are empty on message rows).
+        """
+        cols = ["agglomeration_id", "year", "indicator", "n_members", "n_cities", "missing_cities"]
+        notes = pd.DataFrame({"message": self.report}).reindex(columns=["message", *cols])
+        cov = self.coverage
+        if cov is None or cov.empty:
+            return notes
+        cells = cov.assign(
+            message=[
+                f"{r.agglomeration_id} {r.year} {r.indicator}: {r.n_cities} of {r.n_members} "
+                f"member cities report; missing {r.missing_cities}"
+                for r in cov.itertuples()
+            ]
+        )
+        return pd.concat([notes, cells[["message", *cols]]], ignore_index=True)
+
+    def layers(self) -> dict[str, Any]:
+        return {} if self.agglomerations is None else {"agglomerations": self.agglomerations}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"index_config": self.config.to_dict(), "report": list(self.report)}
+
+    def indicator_status(self) -> dict[str, str]:
+        """Indicator -> ``data_status`` of its values in the index (``real``, ``synthetic``,
+        ``real+interpolated``, ...; empty when the panel carries no provenance)."""
+        if "provenance" not in self.city_gaps:
+            return {}
+        return {
+            ind: joined_status(g) for ind, g in self.city_gaps.groupby("indicator")["provenance"]
+        }
+
+    def layer_metadata(self) -> dict[str, dict[str, Any]]:
+        if self.agglomerations is None:
+            return {}
+        meta: dict[str, Any] = {
+            "description": "integration index of the agglomerations (seed 004 method)",
+            "index_config": self.config.to_dict(),
+            "units": {"score_*": "unitless, 0..100·R", "score_0_100_*": "0-100 rescaled"},
+        }
+        status = self.indicator_status()
+        if status:
+            meta["indicator_provenance"] = status
+            meta["real_indicators"] = sorted(i for i, s in status.items() if "synthetic" not in s)
+            meta["synthetic_indicators"] = sorted(i for i, s in status.items() if "synthetic" in s)
+        return {"agglomerations": meta}
+
+    def _latest_scores(self) -> tuple[Any, pd.DataFrame]:
+        scores = self.city_scores
+        latest = max(scores["year"]) if len(scores) else None
+        return latest, scores[scores["year"] == latest].set_index("adcode")
+
+    def city_columns(self) -> dict[str, pd.Series]:
+        latest, cs = self._latest_scores()
+        if latest is None:
+            return {}
+        return {"lag_score": cs["lag_score"], "dispersion_gap": cs["dispersion_gap"]}
+
+    def city_units(self) -> dict[str, str]:
+        latest, _ = self._latest_scores()
+        return {
+            "lag_score": f"mean direction-adjusted gap (x-μ)/μ, {latest}; <0 lagging",
+            "dispersion_gap": f"mean squared gap ((x-μ)/μ)², {latest}",
+        }
+
+    def summary_lines(self) -> list[str]:
+        return ["Integration index, composite score (rank; 1 = most integrated):"]
+
+    def notes(self) -> list[str]:
+        return self.ranking_text()
+
+    def ranking_text(self) -> list[str]:
+        """The composite ranking as aligned text lines (one row per agglomeration)."""
+        from agglo.reference.boundaries import AGGLOMERATIONS
+
+        comp = self.composite
+        years = sorted(comp["year"].unique())
+        lines = [f"{'agglomeration':<28}" + "".join(f"{y:>16}" for y in years)]
+        order = comp[comp["year"] == years[-1]].sort_values("rank")["agglomeration_id"].tolist()
+        order += [g for g in comp["agglomeration_id"].unique() if g not in order]
+        for g in order:
+            zh = AGGLOMERATIONS.get(g, (g, g))[0]
+            cells = []
+            for y in years:
+                r = comp[(comp["agglomeration_id"] == g) & (comp["year"] == y)]
+                cells.append(
+                    f"{r['score'].iloc[0]:>9.2f} (#{int(r['rank'].iloc[0])})"
+                    if len(r)
+                    else f"{'-':>14}"
+                )
+            label = f"{g} {zh}"
+            pad = 28 - sum(2 if ord(ch) > 0x2E80 else 1 for ch in label)
+            lines.append(label + " " * max(pad, 1) + "".join(f"{c:>16}" for c in cells))
+        return lines
 
     def ranking(self) -> pd.DataFrame:
         """Composite ranking, one row per agglomeration and one column pair per year."""
@@ -334,7 +451,10 @@ def _validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
             f"panel lacks column(s) {missing}; expected a tidy table {need} "
             "(read files with agglo.read_panel)."
         )
-    df = panel.loc[:, need].copy()
+    keep = need + (["provenance"] if "provenance" in panel.columns else [])
+    df = panel.loc[:, keep].copy()
+    if "provenance" in df:
+        df["provenance"] = df["provenance"].fillna("unknown").astype(str)
     df["adcode"] = df["adcode"].astype(str).str.strip().str.zfill(6)
     df["indicator"] = df["indicator"].astype(str)
     problems: list[str] = []
@@ -408,7 +528,9 @@ def _prepare_membership(
         )
     if m.empty:
         raise AggloInputError("membership is empty: no city belongs to an agglomeration.")
-    return m[["agglomeration_id", "adcode"]].reset_index(drop=True)
+    return m[["agglomeration_id", "adcode", *(["name_zh"] if "name_zh" in m else [])]].reset_index(
+        drop=True
+    )
 
 
 @dataclass
@@ -417,6 +539,7 @@ class _Prepared:
     n_members: pd.Series
     years: list[int]
     indicators: list[str]
+    members: pd.DataFrame  # agglomeration_id, adcode (, name_zh)
 
 
 def _prepare(
@@ -431,7 +554,10 @@ def _prepare(
     df = df[df["indicator"].isin(list(INDICATORS))]
     if employment is not None and "krugman_index" not in set(df["indicator"]):
         kr = krugman_specialisation(employment, membership=m)
-        df = pd.concat([df, kr[["adcode", "year", "indicator", "value"]]], ignore_index=True)
+        kr = kr[["adcode", "year", "indicator", "value"]]
+        if "provenance" in df:
+            kr = kr.assign(provenance="computed:sector-employment")
+        df = pd.concat([df, kr], ignore_index=True)
         report.append(
             f"krugman_index computed from sector employment for {kr['adcode'].nunique()} cities"
         )
@@ -464,12 +590,14 @@ def _prepare(
     grid = pd.MultiIndex.from_product(
         [m["adcode"], years, use], names=["adcode", "year", "indicator"]
     ).to_frame(index=False)
-    grid = grid.merge(m, on="adcode", how="left")
+    grid = grid.merge(m[["agglomeration_id", "adcode"]], on="adcode", how="left")
     vals = grid.merge(df, on=["adcode", "year", "indicator"], how="left")
     vals["imputed"] = False
     vals = _handle_missing(vals, cfg, report)
+    if "provenance" in vals:
+        vals["provenance"] = vals["provenance"].where(~vals["imputed"], f"imputed:{cfg.missing}")
     n_members = m.groupby("agglomeration_id").size()
-    return _Prepared(vals, n_members, years, use)
+    return _Prepared(vals, n_members, years, use, m)
 
 
 def _warn(msg: str, report: list[str]) -> None:
@@ -693,9 +821,43 @@ def _rescale(s: pd.Series, method: str) -> pd.Series:
     return 100.0 * (s - lo) / (hi - lo)
 
 
+def _note(msg: str, report: list[str], warn: bool) -> None:
+    if warn:
+        _warn(msg, report)
+    else:
+        report.append(msg)
+
+
+def _short_dimensions(cells: pd.DataFrame, report: list[str], warn: bool) -> None:
+    """Warn about dimension scores built from fewer indicators than the run uses (the
+    indicators scored in any agglomeration-year)."""
+    in_use = [i for i in INDICATORS if i in set(cells["indicator"])]
+    expected = {d: [i for i in in_use if INDICATORS[i].dimension == d] for d in DIMENSIONS}
+    short = []
+    for (g, y, d), part in cells.groupby(["agglomeration_id", "year", "dimension"], sort=True):
+        lack = [i for i in expected.get(d, []) if i not in set(part["indicator"])]
+        if lack:
+            short.append(f"{g} {y} {d} lacks {', '.join(lack)}")
+    if short:
+        more = f"; and {len(short) - 10} more (index_report)" if len(short) > 10 else ""
+        _note(
+            f"{len(short)} dimension score(s) built from fewer indicators than the run uses: "
+            + "; ".join(short[:10])
+            + more,
+            report,
+            warn,
+        )
+
+
 def _scores(
-    cells: pd.DataFrame, cfg: IndexConfig, report: list[str], *, warn: bool
+    cells: pd.DataFrame,
+    cfg: IndexConfig,
+    report: list[str],
+    *,
+    warn: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    if warn:  # the sensitivity's scenarios (warn=False) discard their reports
+        _short_dimensions(cells, report, warn)
     dims = (
         cells.groupby(["agglomeration_id", "year", "dimension"])
         .agg(n_indicators=("K", "size"), score=("K", "mean"))
@@ -727,15 +889,18 @@ def _scores(
     comp = (wide.fillna(0.0) * wmat).sum(axis=1) / denom.where(denom > 0)
     partial = present.sum(axis=1) < len(wide.columns)
     if partial.any():
-        ex = ", ".join(f"{a} {y}" for a, y in list(wide.index[partial])[:5])
-        msg = (
-            f"{int(partial.sum())} agglomeration-year(s) lack one or more dimensions "
-            f"(composite renormalised over the dimensions present): {ex}"
+        lacking = present[partial]
+        ex = "; ".join(
+            f"{a} {y} lacks {', '.join(d for d in wide.columns if not row[d])}"
+            for (a, y), row in list(lacking.iterrows())[:10]
         )
-        if warn:
-            _warn(msg, report)
-        else:
-            report.append(msg)
+        _note(
+            f"{int(partial.sum())} agglomeration-year(s) lack one or more dimensions "
+            f"of the {len(wide.columns)} the run uses (composite renormalised over the "
+            f"dimensions present): {ex}",
+            report,
+            warn,
+        )
     composite = pd.DataFrame({"n_dimensions": present.sum(axis=1), "score": comp}).reset_index()
     composite = composite[composite["score"].notna()].reset_index(drop=True)
     composite["score_0_100"] = _rescale(composite["score"], cfg.rescale)
@@ -786,6 +951,7 @@ def _city_gaps(prep: _Prepared, cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
                 "lag",
                 "dimension",
                 "imputed",
+                *(["provenance"] if "provenance" in v else []),
             ]
         ]
         .sort_values(["agglomeration_id", "adcode", "year", "indicator"])
@@ -869,13 +1035,34 @@ def _core(
     return cells, dims, comp, weights
 
 
+def _coverage(prep: _Prepared, cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells whose members do not all report, with the missing cities named."""
+    m = prep.members
+    names = m.set_index("adcode")["name_zh"] if "name_zh" in m else None
+    have = prep.values.groupby(["agglomeration_id", "year", "indicator"])["adcode"].agg(set)
+    members = m.groupby("agglomeration_id")["adcode"].agg(list)
+    rows = []
+    for r in cells[["agglomeration_id", "year", "indicator", "n_cities"]].itertuples(index=False):
+        everyone = members[r.agglomeration_id]
+        got = have.get((r.agglomeration_id, r.year, r.indicator), set())
+        lack = [a for a in everyone if a not in got]
+        if lack:
+            text = "; ".join(f"{a} {names[a]}" if names is not None else a for a in lack)
+            rows.append((*r[:3], len(everyone), int(r.n_cities), text))
+    cols = ["agglomeration_id", "year", "indicator", "n_members", "n_cities", "missing_cities"]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def integration_index(
     panel: pd.DataFrame,
     membership: pd.DataFrame,
+    options: IndexOptions | Mapping[str, Any] | None = None,
     *,
-    config: IndexConfig | Mapping[str, Any] | None = None,
     employment: pd.DataFrame | None = None,
     institutions: pd.DataFrame | None = None,
+    cities: Any = None,
+    progress: bool = False,
+    config: IndexOptions | Mapping[str, Any] | None = None,
 ) -> IndexResult:
     """Integration index of each agglomeration and year (seed 004 section 2.2, DESIGN.md).
 
@@ -885,17 +1072,27 @@ def integration_index(
         Tidy ``adcode, year, indicator, value`` table (indicator ids of
         :data:`agglo.reference.registry.INDICATORS`; auxiliary variables are ignored). Values must be
         non-negative; ``NaN`` means missing.
+        An optional ``provenance`` column (one label per value, e.g. ``real:census-2010``,
+        ``synthetic``; see :func:`agglo.read_panel`) is carried into ``city_gaps`` and
+        ``indicators``.
     membership
         ``agglomeration_id, adcode`` (e.g. :func:`agglo.load_membership`). ``R`` uses these
-        member counts. Panel cities outside it are ignored (logged).
-    config
-        :class:`IndexConfig` or a mapping of its options (defaults follow DESIGN.md).
+        member counts. Panel cities outside it are ignored (logged). With ``name_zh`` the
+        missing cities of each cell are named in ``index_report``.
+    options
+        :class:`IndexOptions` or a mapping of its options (defaults follow DESIGN.md);
+        ``config=`` is the former name of this argument.
     employment
         Optional long sector employment ``adcode, year, sector, employment``; used to compute
         ``krugman_index`` when the panel lacks it.
     institutions
         Plans and mechanisms (e.g. :func:`agglo.load_institutions`); ``None`` leaves the
         ``institutions`` table empty (nothing is read behind the caller's back).
+    cities
+        Boundaries with ``agglomeration_id`` (e.g. :func:`agglo.load_cities`): the result then
+        holds the ``agglomerations`` layer.
+    progress
+        Show a progress bar for the leave-one-city-out sensitivity.
 
     Returns
     -------
@@ -915,7 +1112,9 @@ def integration_index(
     -----
     IndexWarning
         Cells dropped for too few reporting cities, imputed values, constant indicators,
-        agglomeration-years lacking a dimension.
+        dimension scores built from fewer indicators and agglomeration-years built from
+        fewer dimensions than the run uses (naming agglomeration, year and what is missing).
+        :class:`IndexWarning` is an :class:`~agglo.errors.AggloDataWarning`.
 
     Examples
     --------
@@ -925,16 +1124,22 @@ def integration_index(
     ...     "value": [1.0, 2.0, 3.0, 2.0, 2.0, 2.0]})
     >>> members = pd.DataFrame({"agglomeration_id": ["a"] * 3 + ["b"] * 3,
     ...                         "adcode": panel["adcode"]})
-    >>> res = integration_index(panel, members, institutions=pd.DataFrame())
+    >>> res = integration_index(panel, members, {"sensitivity": False},
+    ...                         institutions=pd.DataFrame())
     >>> res.indicators[["agglomeration_id", "cv", "k"]].round(3).values.tolist()
     [['a', 0.408, 0.0], ['b', 0.0, 100.0]]
     >>> res.composite[["agglomeration_id", "rank"]].values.tolist()
     [['b', 1], ['a', 2]]
     """
-    cfg = config if isinstance(config, IndexConfig) else IndexConfig.from_dict(config)
+    cfg = index_options(options if options is not None else config)
     report: list[str] = []
     prep = _prepare(panel, membership, cfg, report, employment)
     cells, dims, comp, weights = _core(prep, cfg, report, warn=True)
+    if "provenance" in prep.values:
+        labels = prep.values.groupby(["agglomeration_id", "year", "indicator"])["provenance"]
+        joined = labels.agg(lambda s: "; ".join(sorted(set(s)))).rename("provenance")
+        cells = cells.join(joined, on=["agglomeration_id", "year", "indicator"])
+    coverage = _coverage(prep, cells)
     between = _between(dims, comp, cfg.ddof)
     gaps, city_scores = _city_gaps(prep, cells)
     if institutions is None:
@@ -954,7 +1159,26 @@ def integration_index(
     tables = (cells, dims, comp, between, gaps, city_scores, inst, expl)
     for t in tables:
         t.attrs["config"] = meta
-    return IndexResult(*tables, report=report, config=cfg, weights=weights)
+    for line in report:
+        log.info("index: %s", line)
+    result = IndexResult(
+        *tables,
+        report=report,
+        config=cfg,
+        weights=weights,
+        coverage=coverage,
+    )
+    if cfg.sensitivity:  # computed when first asked for (tables(), sensitivity_table())
+        result._sensitivity_args = {
+            "panel": panel,
+            "membership": membership,
+            "options": cfg,
+            "employment": employment,
+            "progress": progress,
+        }
+    if cities is not None:
+        result.agglomerations = agglomeration_layer(cities, result)
+    return result
 
 
 # ---------------------------------------------------------------------------------------

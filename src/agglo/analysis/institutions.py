@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from agglo.errors import AggloInputError
+from agglo.errors import AggloInputError, ValidationError
+from agglo.options import choice_problem
 
 __all__ = ["DEFAULT_LEVEL_WEIGHTS", "INSTITUTION_COLUMNS", "institutions_by_year"]
 
@@ -78,11 +79,13 @@ def institutions_by_year(
     miss = [c for c in need if c not in inst.columns]
     if miss:
         raise AggloInputError(f"institutions lack column(s) {miss}; expected {need}.")
-    bad_level = sorted(set(inst["level"]) - set(weights))
-    if bad_level:
-        raise AggloInputError(
-            f"institutions: unknown level(s) {bad_level}; expected one of {list(weights)}."
-        )
+    problems = [
+        p
+        for lv in sorted(set(inst["level"]))
+        if (p := choice_problem("institutions.level", lv, list(weights)))
+    ]
+    if problems:
+        raise ValidationError(problems, source="institutions")
     groups = (
         list(agglomerations)
         if agglomerations is not None

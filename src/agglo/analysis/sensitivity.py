@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from agglo.analysis.index import IndexConfig, IndexWarning, _core, _prepare
-from agglo.errors import AggloInputError
+from agglo.analysis.index import IndexOptions, IndexWarning, _core, _prepare, index_options
+from agglo.errors import AggloInputError, ValidationError
+from agglo.options import choice_problem
 
 __all__ = ["SCENARIOS", "index_sensitivity"]
 
@@ -32,8 +33,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
 def index_sensitivity(
     panel: pd.DataFrame,
     membership: pd.DataFrame,
+    options: IndexOptions | Mapping[str, Any] | None = None,
     *,
-    config: IndexConfig | Mapping[str, Any] | None = None,
+    config: IndexOptions | Mapping[str, Any] | None = None,
     scenarios: Sequence[str] | None = None,
     leave_one_out: bool = True,
     employment: pd.DataFrame | None = None,
@@ -61,11 +63,11 @@ def index_sensitivity(
     >>> t[["agglomeration_id", "rank_change"]].values.tolist()
     [['b', 0], ['a', 0]]
     """
-    cfg = config if isinstance(config, IndexConfig) else IndexConfig.from_dict(config)
+    cfg = index_options(options if options is not None else config)
     names = list(SCENARIOS) if scenarios is None else list(scenarios)
-    bad = [s for s in names if s not in SCENARIOS]
-    if bad:
-        raise AggloInputError(f"unknown scenario(s) {bad}; choose from {list(SCENARIOS)}.")
+    problems = [p for s in names if (p := choice_problem("index scenario", s, list(SCENARIOS)))]
+    if problems:
+        raise ValidationError(problems, source="index_sensitivity")
     report: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IndexWarning)

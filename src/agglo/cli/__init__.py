@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "run",
     "data",
     "index",
+    "panel",
     "pm25",
     "roads",
     "hsr",

@@ -73,7 +73,10 @@ def run_stage(
     status = outputs.data_status
     out.mkdir(parents=True, exist_ok=True)
     for name, table in result.tables.items():
-        write_csv(table.assign(data_status=status), out / f"{name}.csv", force=force)
+        own = "data_status" in table  # a table's own data_status (e.g. per indicator) is kept
+        write_csv(
+            table if own else table.assign(data_status=status), out / f"{name}.csv", force=force
+        )
     if result.layers:
         meta = {"data_status": status, "config": cfg.to_dict(), "provenance": outputs.provenance}
         export_layers(

@@ -7,27 +7,30 @@ from pathlib import Path
 
 import typer
 
+from agglo.analysis.index import IndexOptions
+from agglo.cli._flags import option_flags
+from agglo.io.panel import PanelOptions
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``index`` command to ``app``."""
 
     @app.command("index")
+    @option_flags(IndexOptions, PanelOptions)
     def index_cmd(
         panel: Path | None = typer.Option(
             None, "--panel", "-p", help="Yearbook panel (CSV/XLSX); default: the bundled demo."
         ),
         config: Path | None = typer.Option(
-            None, "--config", "-c", help="TOML run configuration; its [index] section is used."
+            None,
+            "--config",
+            "-c",
+            help="TOML run configuration; its [index] and [panel] sections are used.",
         ),
         out: Path = typer.Option(Path("outputs/index"), "--out", "-o", help="Output folder."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
-        sensitivity: bool | None = typer.Option(
-            None,
-            "--sensitivity/--no-sensitivity",
-            help="Also write index_sensitivity.csv (rank changes). Default: [index] sensitivity "
-            "(true).",
-            show_default=False,
-        ),
+        *,
+        given: dict,
     ) -> None:
         """Integration index (seed 004): indicator, dimension and composite scores, city gaps.
 
@@ -37,7 +40,6 @@ def register(app: typer.Typer) -> None:
         """
         from agglo.cli._stage import config_with, run_stage
 
-        given = {"index": {} if sensitivity is None else {"sensitivity": sensitivity}}
         cfg = config_with(config, given, panel=panel)
         outputs = run_stage(
             cfg, "index", out, force=force, gpkg="agglomerations.gpkg", extra=["index_config.json"]
@@ -45,9 +47,9 @@ def register(app: typer.Typer) -> None:
         result = outputs.results["index"]
         meta = {
             "data_status": outputs.data_status,
+            "synthetic_inputs": sorted(outputs.synthetic),
             "panel": str(cfg.panel or "bundled demo panel"),
-            "index_config": result.config.to_dict(),
-            "report": result.report,
+            **result.metadata(),
         }
         (out / "index_config.json").write_text(
             json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8"

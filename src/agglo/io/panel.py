@@ -54,15 +54,19 @@ READABLE = {**VARIABLES, **EXTRA_VARIABLES}
 __all__ = [
     "DEMO_EMPLOYMENT",
     "DEMO_PANEL",
+    "PanelInspection",
     "PanelOptions",
     "PanelResult",
     "ValidationReport",
     "header_parts",
+    "indicator_provenance",
+    "inspect_panel",
     "panel_options",
     "panel_to_wide",
     "read_employment",
     "read_panel",
     "registry_column",
+    "value_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -216,6 +220,13 @@ class PanelOptions(Options):
         "outliers, jumps, absurd magnitudes): 'warn', 'error' or 'off'.",
         choices=("warn", "error", "off"),
     )
+    outlier_z: float = option(
+        5.0,
+        help="A value whose robust z within its agglomeration-year (0.6745·|x − median| / "
+        "MAD of the logs, MAD at least 0.15) exceeds this is flagged (rates and per-capita "
+        "levels; not sizes such as population); 0 switches the check off.",
+        minimum=0.0,
+    )
     jump_factor: float = option(
         4.0,
         help="A city's value changing by more than this factor (up or down) between two "
@@ -240,6 +251,7 @@ class ValidationReport:
     synthetic: bool = False
     layout: Any = None
     flags: list[dict] = field(default_factory=list)
+    data_status: str | None = None  # real, synthetic or partly synthetic (default from synthetic)
     _emit: list[str] = field(default_factory=list, repr=False)
 
     def to_frame(self) -> pd.DataFrame:
@@ -259,8 +271,13 @@ class ValidationReport:
         return (
             pd.DataFrame(rows, columns=cols)
             .drop(columns="check")
-            .assign(source=self.source, data_status="synthetic" if self.synthetic else "real")
+            .assign(source=self.source, data_status=self.status)
         )
+
+    @property
+    def status(self) -> str:
+        """``real``, ``synthetic`` or ``partly synthetic`` (some values real, some not)."""
+        return self.data_status or ("synthetic" if self.synthetic else "real")
 
     def data_warning(self, message: str) -> None:
         """Record something dropped, repaired or suspicious; :meth:`emit` raises it as a
@@ -288,8 +305,9 @@ class PanelResult:
     report
         The :class:`ValidationReport`.
     synthetic
-        True when the file name contains ``synthetic`` or its ``data_status`` column or
-        metadata sidecar says so.
+        True when any value is synthetic: the file name contains ``synthetic`` or its
+        ``data_status`` column or metadata sidecar says so, and no per-value provenance file
+        says otherwise for every value.
     employment
         Sector employment ``adcode, year, sector, employment`` (10k persons) or None.
     metadata
@@ -306,10 +324,118 @@ class PanelResult:
     employment: pd.DataFrame | None = None
     metadata: dict = field(default_factory=dict)
     extras: pd.DataFrame | None = None
+    provenance: pd.DataFrame | None = None
 
     def to_wide(self) -> pd.DataFrame:
         """The panel as one row per city-year, one column per indicator."""
         return panel_to_wide(self.panel)
+
+    @property
+    def data_status(self) -> str:
+        """``real``, ``synthetic`` or ``partly synthetic``."""
+        return self.report.status
+
+    def labelled(self) -> pd.DataFrame:
+        """:attr:`panel` with a ``provenance`` column (one label per value)."""
+        if self.provenance is None:
+            return self.panel.assign(provenance="synthetic" if self.synthetic else "real")
+        return self.panel.merge(self.provenance, on=["adcode", "year", "indicator"], how="left")
+
+    def indicator_provenance(self) -> pd.DataFrame:
+        """Per indicator: how many values are real, interpolated, synthetic (see
+        :func:`indicator_provenance`)."""
+        return indicator_provenance(self.labelled())
+
+    @property
+    def synthetic_indicators(self) -> list[str]:
+        """Indicators with at least one synthetic value."""
+        t = self.indicator_provenance()
+        return t.loc[t["n_synthetic"] > 0, "indicator"].tolist()
+
+
+#: statuses of a value, in the order a joined ``data_status`` lists them (real+interpolated)
+VALUE_STATUSES = ("real", "interpolated", "imputed", "computed", "synthetic", "unknown")
+
+
+def value_status(label: object) -> str:
+    """The status of one provenance label: the part before ``:`` (``real:census-2010`` -> real).
+
+    Examples
+    --------
+    >>> [value_status(x) for x in ["real:census-2010", "interpolated:census-2010-2020",
+    ...                            "synthetic", None]]
+    ['real', 'interpolated', 'synthetic', 'unknown']
+    """
+    if label is None or (isinstance(label, float) and np.isnan(label)):
+        return "unknown"
+    head = str(label).strip().split(":", 1)[0].lower()
+    return head if head in VALUE_STATUSES else "unknown"
+
+
+def joined_status(labels: Any) -> str:
+    """One ``data_status`` for a set of labels: ``real``, ``synthetic``, ``real+interpolated``...
+
+    Examples
+    --------
+    >>> joined_status(["synthetic", "real:census-2010", "interpolated:census-2010-2020"])
+    'real+interpolated+synthetic'
+    """
+    found = {value_status(x) for x in labels}
+    return "+".join(s for s in VALUE_STATUSES if s in found)
+
+
+def indicator_provenance(panel: pd.DataFrame) -> pd.DataFrame:
+    """Per indicator of a panel with a ``provenance`` column: which values are real.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``indicator, data_status`` (``real``, ``synthetic``, ``real+interpolated+synthetic``
+        ...), ``n_values, n_real, n_interpolated, n_synthetic, n_other, sources`` (the
+        labels, "; "-joined), in registry order.
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"indicator": ["hsr", "hsr", "pm25"], "value": [1.0, 0.0, 40.0],
+    ...                   "provenance": ["real:railways", "real:railways", "synthetic"]})
+    >>> indicator_provenance(p)[["indicator", "data_status", "n_real"]].values.tolist()
+    [['hsr', 'real', 2], ['pm25', 'synthetic', 0]]
+    """
+    rows = []
+    order = {v: i for i, v in enumerate(READABLE)}
+    labelled = panel[panel["value"].notna()] if "value" in panel else panel
+    for ind, labels in labelled.groupby("indicator")["provenance"]:
+        status = labels.map(value_status)
+        counts = status.value_counts()
+        rows.append(
+            {
+                "indicator": ind,
+                "data_status": joined_status(labels),
+                "n_values": len(labels),
+                "n_real": int(counts.get("real", 0)),
+                "n_interpolated": int(counts.get("interpolated", 0)),
+                "n_synthetic": int(counts.get("synthetic", 0)),
+                "n_other": int(
+                    len(labels)
+                    - counts.reindex(["real", "interpolated", "synthetic"]).fillna(0).sum()
+                ),
+                "sources": "; ".join(sorted(set(labels.astype(str)))),
+            }
+        )
+    cols = [
+        "indicator",
+        "data_status",
+        "n_values",
+        "n_real",
+        "n_interpolated",
+        "n_synthetic",
+        "n_other",
+        "sources",
+    ]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values("indicator", key=lambda s: s.map(order).fillna(len(order))).reset_index(
+        drop=True
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -825,7 +951,11 @@ def read_panel(
     synthetic, why = _synthetic_status(path, raw, plan, meta)
     report.synthetic = synthetic
     if synthetic:
-        report.warnings.append(f"SYNTHETIC data ({why}): not real statistics")
+        report.warnings.append(
+            _SYNTHETIC_LINE
+            if meta.get("provenance")
+            else f"SYNTHETIC data ({why}): not real statistics"
+        )
 
     # blank rows
     data_cols = [c for c in raw.columns if c not in plan.dropped and not str(c).startswith("__")]
@@ -851,7 +981,7 @@ def read_panel(
 
     panel_cells = cells[cells["target"] == "indicator"]
     if opts.plausibility != "off":
-        _plausibility(panel_cells, opts, matcher, report)
+        _plausibility(panel_cells, opts, matcher, report, _agglomeration_of(cities))
         if opts.plausibility == "error" and report.flags:
             raise ValidationError([f["message"] for f in report.flags], source=str(path))
     extra_ids = set(EXTRA_VARIABLES)
@@ -879,9 +1009,234 @@ def read_panel(
         emp = extra if emp is None else pd.concat([emp, extra], ignore_index=True)
         report.actions.append(f"read sector employment from {Path(employment).name}")
 
+    provenance = _value_provenance(path, panel, meta, synthetic, report)
+    if provenance is not None:
+        status = {value_status(x) for x in provenance["provenance"]}
+        synthetic = "synthetic" in status
+        report.synthetic = synthetic
+        report.data_status = (
+            "synthetic" if status == {"synthetic"} else "partly synthetic" if synthetic else "real"
+        )
     _summarise(panel, emp, allowed_years, cities is None, report)
     report.emit()
-    return PanelResult(panel, report, synthetic, emp, meta, extras if len(extras) else None)
+    result = PanelResult(
+        panel, report, synthetic, emp, meta, extras if len(extras) else None, provenance
+    )
+    if _SYNTHETIC_LINE in report.warnings:
+        line = f"SYNTHETIC data ({why}): not real statistics"
+        if report.status == "partly synthetic":
+            t = result.indicator_provenance()
+            real = t[t["n_synthetic"] == 0]
+            line = (
+                f"PARTLY SYNTHETIC data: {len(t) - len(real)} of {len(t)} variables have "
+                f"synthetic values ({', '.join(t.loc[t['n_synthetic'] > 0, 'indicator'])}); "
+                "real or derived from real sources: "
+                + ", ".join(f"{r.indicator} ({r.sources})" for r in real.itertuples())
+            )
+        report.warnings[report.warnings.index(_SYNTHETIC_LINE)] = line
+    return result
+
+
+_SYNTHETIC_LINE = "__synthetic__"
+
+
+def _value_provenance(
+    path: Path, panel: pd.DataFrame, meta: dict, synthetic: bool, report: ValidationReport
+) -> pd.DataFrame | None:
+    """One provenance label per panel value, from the file named by the sidecar's
+    ``provenance`` (``adcode, year, variable|indicator, provenance``); ``None`` without one.
+
+    Values the file does not list keep the file-level label (``synthetic`` or ``real``)."""
+    named = str(meta.get("provenance") or "").split(" ")[0]
+    if not named:
+        return None
+    file = path.parent / named
+    if not file.is_file():
+        raise AggloInputError(f"{path.with_suffix('.json').name}: provenance file {file} not found")
+    table = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    table = table.rename(columns={"variable": "indicator"})
+    need = {"adcode", "year", "indicator", "provenance"}
+    if not need <= set(table.columns):
+        raise AggloInputError(
+            f"{file}: a provenance file needs columns adcode, year, variable (or indicator) "
+            f"and provenance; got {list(table.columns)}"
+        )
+    table["adcode"] = table["adcode"].str.strip().str.zfill(6)
+    table["year"] = pd.to_numeric(table["year"], errors="coerce").astype("Int64")
+    keys = ["adcode", "year", "indicator"]
+    out = panel[keys].merge(
+        table[[*keys, "provenance"]].drop_duplicates(keys).astype({"year": "int64"}),
+        on=keys,
+        how="left",
+    )
+    unlisted = out["provenance"].isna() | (out["provenance"] == "")
+    out["provenance"] = out["provenance"].where(~unlisted, "synthetic" if synthetic else "real")
+    report.actions.append(
+        f"read per-value provenance from {file.name}"
+        + (
+            f"; {int(unlisted.sum())} value(s) not listed kept the file's label"
+            if unlisted.any()
+            else ""
+        )
+    )
+    return out
+
+
+@dataclass
+class PanelInspection:
+    """What :func:`inspect_panel` found in a file, without reading a single value.
+
+    Attributes
+    ----------
+    columns
+        One row per column: ``column, target`` (registry id, role, ``""`` = dropped),
+        ``kind`` (role, indicator, extra, sector, dropped, unknown), ``reason``, ``area``
+        (whole_city / urban_districts), ``unit`` (as written in the header), ``registry_unit``
+        and ``closest`` (proposals for unknown columns; never applied).
+    cities
+        One row per distinct city key: ``value, adcode, status`` (matched, outside,
+        abolished, unknown, ...), ``how``, ``message``.
+    layout
+        Header rows, lines skipped above the header (titles), and how the file was read.
+    """
+
+    source: str
+    columns: pd.DataFrame
+    cities: pd.DataFrame
+    layout: dict[str, Any]
+
+    def columns_file(self) -> pd.DataFrame:
+        """The ``columns_file`` a user edits and passes back (``[panel] columns_file``):
+        ``column, target, closest`` (an empty target drops the column)."""
+        return self.columns.loc[:, ["column", "target", "closest"]]
+
+    def lines(self) -> list[str]:
+        """The inspection as text (what ``agglo panel inspect`` prints)."""
+        lay = self.layout
+        out = [
+            f"{Path(self.source).name}: {lay['how']}; {lay['header']} header row(s) at line "
+            f"{lay['skiprows'] + 1}"
+            + (f"; {len(lay['titles'])} title line(s) above" if lay["titles"] else ""),
+            "",
+            "columns:",
+        ]
+        for r in self.columns.itertuples():
+            arrow = r.target if r.target else "(dropped)"
+            unit = f"; unit {r.unit!r}" if r.unit and repr(r.unit) not in r.reason else ""
+            reg = f" (registry: {r.registry_unit})" if r.registry_unit else ""
+            close = f"; closest: {r.closest}" if r.closest else ""
+            out.append(f"  {r.column!r} -> {arrow} [{r.kind}] {r.reason}{unit}{reg}{close}")
+        counts = self.cities["status"].value_counts()
+        out += ["", "cities: " + ", ".join(f"{n} {k}" for k, n in counts.items())]
+        for status in [k for k in counts.index if k != "matched"]:
+            vals = self.cities.loc[self.cities["status"] == status, "value"].astype(str)
+            more = f" ... and {len(vals) - 20} more" if len(vals) > 20 else ""
+            out.append(f"  {status}: {', '.join(vals[:20])}{more}")
+        return out
+
+
+def inspect_panel(
+    path: str | Path,
+    options: PanelOptions | None = None,
+    *,
+    cities: pd.DataFrame | None = None,
+    **overrides: Any,
+) -> PanelInspection:
+    """How :func:`read_panel` would read a file: header -> indicator mapping with the reason
+    for each, detected header rows and titles, units, and city matches. Computes nothing.
+
+    Parameters are those of :func:`read_panel`; unknown columns are listed with the closest
+    registry ids (proposals, never applied), not refused.
+
+    Examples
+    --------
+    >>> ins = inspect_panel(DEMO_PANEL)
+    >>> ins.columns.set_index("column").loc["gdp_per_capita", ["target", "kind"]].tolist()
+    ['gdp_per_capita', 'indicator']
+    >>> ins.cities["status"].value_counts().to_dict()
+    {'matched': 84}
+    """
+    opts = panel_options(options, **overrides)
+    path = Path(path)
+    if not path.is_file():
+        raise AggloInputError(f"panel file {path} not found")
+    grid, how_read = _read_grid(path, sheet=opts.sheet, encoding=opts.encoding)
+    if grid.empty:
+        raise AggloInputError(f"{path}: the file is empty (no cells with values)")
+    layout = _detect_layout(grid, opts.skiprows, opts.header)
+    raw = _apply_layout(grid, layout)
+    if opts.indicator is not None:
+        raw = _years_across(raw, opts.indicator, path)
+    report = ValidationReport(str(path))
+    user = _all_columns(opts)
+    plan = _plan_columns(raw, user, True, report, _Problems(path.name), opts.area)
+    roles = {getattr(plan, r): r for r in (*_ROLES, "data_status") if getattr(plan, r) is not None}
+    rows = []
+    for col in raw.columns:
+        label = str(col)
+        if label.startswith("__"):
+            continue
+        _, area, unit = header_parts(label)
+        target, kind, reason, closest, registry_unit = "", "dropped", "", "", ""
+        if col in roles:
+            target, kind = roles[col], "role"
+        elif col in plan.indicators:
+            target = plan.indicators[col]
+            kind = "extra" if target in EXTRA_VARIABLES else "indicator"
+            registry_unit = READABLE[target].unit
+        elif col in plan.sectors:
+            target, kind = f"employment_{plan.sectors[col]}", "sector"
+        if label in user or _norm(label) in {_norm(k) for k in user}:
+            reason = "columns mapping"
+        elif kind == "role":
+            reason = "role name"
+        elif kind in ("indicator", "extra"):
+            reason = "registry name or alias" if _norm(label) in _KEYS else f"header {_why(label)}"
+        elif kind == "sector":
+            reason = "employment_<sector> column"
+        else:
+            said = [a for a in report.actions + report.warnings if repr(label) in a]
+            if any("unknown column" in a for a in said):
+                kind, reason = "unknown", "matches no registry variable"
+                closest = ", ".join(_closest_ids(label))
+            else:
+                reason = said[0] if said else "dropped"
+        rows.append(
+            {"column": label, "target": target, "kind": kind, "reason": reason, "area": area or "",
+             "unit": unit or "", "registry_unit": registry_unit, "closest": closest}
+        )  # fmt: skip
+    columns = pd.DataFrame(
+        rows,
+        columns=["column", "target", "kind", "reason", "area", "unit", "registry_unit", "closest"],
+    )
+    key = plan.adcode if plan.adcode is not None else plan.city
+    city_table = pd.DataFrame(columns=["value", "year", "adcode", "status", "how", "message"])
+    if key is not None:
+        from agglo.reference.names import match_cities
+
+        data = raw[[key] + ([plan.year] if plan.year is not None else [])].copy()
+        data = data[~data[key].map(_is_missing)]
+        years = data[plan.year].map(_to_year) if plan.year is not None else None
+        first = data.assign(__y=years).drop_duplicates(key)
+        target_cities = cities if cities is not None else _default_matcher_cities()
+        city_table = match_cities(
+            first[key].astype(str).tolist(),
+            first["__y"].tolist() if years is not None else None,
+            cities=target_cities,
+        )
+    return PanelInspection(
+        str(path),
+        columns,
+        city_table,
+        {"how": how_read, "header": layout.header, "skiprows": layout.skiprows,
+         "titles": list(layout.titles), "detected": layout.detected},
+    )  # fmt: skip
+
+
+def _default_matcher_cities() -> pd.DataFrame:
+    from agglo.reference.boundaries import load_cities
+
+    return pd.DataFrame(load_cities().drop(columns="geometry"))
 
 
 def _refuse_empty(path: Path, left: dict[str, int], opts: PanelOptions, plan: _Plan) -> None:
@@ -1006,6 +1361,18 @@ def read_employment(path: str | Path, **kwargs: object) -> pd.DataFrame:
             "'employment' or wide columns named employment_<sector>"
         )
     return res.employment
+
+
+def _agglomeration_of(cities: pd.DataFrame | None) -> dict[str, str]:
+    """adcode -> agglomeration id of the member cities (the bundled membership by default)."""
+    if cities is None:
+        from agglo.reference.boundaries import load_membership
+
+        cities = load_membership()
+    if "agglomeration_id" not in cities:
+        return {}
+    m = cities[cities["agglomeration_id"].notna()]
+    return dict(zip(m["adcode"].astype(str), m["agglomeration_id"].astype(str), strict=True))
 
 
 @functools.lru_cache(maxsize=1)
@@ -1356,12 +1723,18 @@ _MIN_CHECKED = 5
 
 
 def _plausibility(
-    cells: pd.DataFrame, opts: PanelOptions, matcher: CityMatcher, report: ValidationReport
+    cells: pd.DataFrame,
+    opts: PanelOptions,
+    matcher: CityMatcher,
+    report: ValidationReport,
+    groups: Mapping[str, str] | None = None,
 ) -> None:
     """Flag implausible values (see :class:`PanelOptions`.plausibility); one warning per check
-    and column naming the cities, every flag in ``report.flags``."""
+    and column naming the cities, every flag in ``report.flags``. ``groups`` (adcode ->
+    agglomeration id) enables the robust outlier check within an agglomeration-year."""
     if cells.empty:
         return
+    groups = groups or {}
     found: list[dict] = []
 
     def flag(check: str, r: Any, what: str, factor: float | None = None) -> None:
@@ -1428,6 +1801,14 @@ def _plausibility(
             for r, q in zip(gy[odd].itertuples(), ratio[odd], strict=True):
                 flag("city_scale", r, f"is {q:.3g}× the median {m:g} of {key} that year; "
                      f"a scale error? multiply by {_power_of_ten(1 / q):g}", _power_of_ten(1 / q))  # fmt: skip
+        scaled = {(int(f["row"]), f["column"]) for f in found}  # flagged already
+        # intensive levels and rates only: sizes (population, GDP) and shares near zero (FDI /
+        # GDP, patents) differ by large factors between cities legitimately
+        intensive = var.kind == "rate" or (lo > 0 and var.unit not in _EXTENSIVE_UNITS)
+        for r, z, m in _robust_outliers(g, groups, opts.outlier_z if intensive else 0):
+            if (int(r.line), r.column) not in scaled:
+                flag("outlier", r, f"is a robust outlier among the {r.group} cities that year "
+                     f"(median {m:g}, robust z {z:+.1f}; |z| > {opts.outlier_z:g})")  # fmt: skip
         if not lo > 0:  # shares near zero (FDI / GDP) jump by large factors legitimately
             continue
         # jumps of one city between observed years (levels: incomes, wages, populations)
@@ -1450,6 +1831,41 @@ def _plausibility(
         report.data_warning(
             f"plausibility {check}, column {col!r}: {len(fs)} flag(s): {shown}{more}"
         )
+
+
+_EXTENSIVE_UNITS = {"10k persons", "100 million yuan", "beds"}
+
+
+def _robust_outliers(
+    g: pd.DataFrame, groups: Mapping[str, str], threshold: float
+) -> list[tuple[Any, float, float]]:
+    """Values far from their agglomeration-year's median: robust z = 0.6745 (x − median) / MAD
+    on logs of the positive values (the MAD has a floor of 0.15, so with ``threshold`` 5 a value
+    must also be more than ×3 or under ÷3 off the median).
+
+    Returns ``(row, z, median)`` for every ``|z| > threshold`` in groups of at least 5 cities.
+    """
+    if not groups or not threshold:
+        return []
+    d = g.assign(group=g["adcode"].map(groups)).dropna(subset=["group"])
+    out = []
+    for _, gy in d.groupby(["group", "year"]):
+        gy = gy[gy["value"].astype(float) > 0]  # zeros are range flags already
+        if len(gy) < 5:
+            continue
+        t = np.log(gy["value"].astype(float))
+        med = float(t.median())
+        # the floor: tightly clustered cities (MAD ≈ 0) do not make every other value odd
+        mad = max(float((t - med).abs().median()), 0.15)
+        z = 0.6745 * (t - med) / mad
+        centre = float(np.exp(med))
+        out += [
+            (r, float(q), centre)
+            for r, q in zip(
+                gy[z.abs() > threshold].itertuples(), z[z.abs() > threshold], strict=True
+            )
+        ]
+    return out
 
 
 def _power_of_ten(x: float) -> float:

@@ -9,18 +9,34 @@ functions use (the CJK face first, DejaVu Sans as fallback for symbols).
 If the package is missing (a stripped-down install), fonts already on the system that cover
 Chinese (e.g. Debian's ``fonts-noto-cjk``) are used instead; if there are none, a warning says
 how to install one.
+
+QGIS draws the layers' labels with the system's fonts: the QGIS styles name
+:data:`CJK_FAMILY`, and Qt falls back to any installed font that covers Chinese when that family
+is absent (``Microsoft YaHei`` on Windows, ``PingFang SC`` on macOS). On a machine with no
+CJK font at all, :func:`install_cjk_font` copies the bundled font into the user's font folder,
+where QGIS (through fontconfig or the system font manager) finds it at its next start.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import shutil
+import sys
 import warnings
 from pathlib import Path
 
 from matplotlib import font_manager
 
-__all__ = ["CJK_FAMILY", "font_family", "font_has_glyphs", "register_cjk_font"]
+__all__ = [
+    "CJK_FAMILY",
+    "font_family",
+    "font_has_glyphs",
+    "install_cjk_font",
+    "register_cjk_font",
+    "user_font_folder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +134,63 @@ def font_has_glyphs(path: str | Path, text: str, *, face_index: int = 0) -> bool
         font = TTFont(path, lazy=True)
     cmap = font.getBestCmap() or {}
     return all(ord(ch) in cmap for ch in text if not ch.isspace())
+
+
+def user_font_folder() -> Path:
+    """The folder of per-user fonts that QGIS (Qt) reads on this system.
+
+    ``~/.local/share/fonts`` (fontconfig, Linux; ``$XDG_DATA_HOME/fonts`` if set),
+    ``~/Library/Fonts`` (macOS), ``%LOCALAPPDATA%\\Microsoft\\Windows\\Fonts`` (Windows).
+
+    Examples
+    --------
+    >>> user_font_folder().name
+    'fonts'
+    """
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Fonts"
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA", str(Path.home() / "AppData" / "Local"))
+        return Path(base) / "Microsoft" / "Windows" / "Fonts"
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "fonts"
+
+
+def install_cjk_font(folder: str | Path | None = None) -> Path:
+    """Copy the bundled Noto Sans CJK font into ``folder`` (default :func:`user_font_folder`).
+
+    For machines with no font that covers Chinese: after this, QGIS labels of the agglo layers
+    (family :data:`CJK_FAMILY`) draw as characters instead of boxes. An existing copy is kept.
+    On Windows, a font copied into the per-user folder is used only once it is registered
+    (right-click the file, *Install*).
+
+    Returns
+    -------
+    pathlib.Path
+        The font file in ``folder``.
+
+    Raises
+    ------
+    agglo.errors.AggloInputError
+        If the font package ``noto-cjk-sans-otc`` is not installed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> install_cjk_font(tempfile.mkdtemp()).suffix
+    '.ttc'
+    """
+    from agglo.errors import AggloInputError
+
+    source = _package_font()
+    if source is None:
+        raise AggloInputError(
+            "the bundled CJK font is missing; install it with `pip install noto-cjk-sans-otc`."
+        )
+    target = Path(folder) if folder is not None else user_font_folder()
+    target.mkdir(parents=True, exist_ok=True)
+    dest = target / source.name
+    if not dest.is_file() or dest.stat().st_size != source.stat().st_size:
+        shutil.copyfile(source, dest)
+        log.info("installed %s into %s", source.name, target)
+    return dest

@@ -78,8 +78,9 @@ AGGLOMERATION_COLOURS: dict[str, str] = {
     "dz": "#66a61e",
 }
 _MISSING = "#ffffff"
-#: neutral fill of the cities outside the agglomerations (PNG maps and the QGIS style)
-NON_MEMBER_COLOUR = "#d9d9d9"
+#: neutral fill of the cities outside the agglomerations (PNG maps and the QGIS style); lighter
+#: than the LISA "not significant" grey (#d3d3d3) so the two are told apart
+NON_MEMBER_COLOUR = "#f0f0f0"
 #: legend label of those cities
 NON_MEMBER_LABEL = "not a member 非成员"
 

@@ -4,10 +4,16 @@ The file makes no network request: CSS is inline, images are embedded as ``data:
 the only script (inline) marks images that failed to decode (``data-broken-images`` on
 ``<body>``, used by the end-to-end test). It opens from a USB stick or an e-mail attachment.
 
+- :func:`build_report` is the ``report`` step of ``agglo run``: from the run's tables (and the
+  cities' names and the real census table) it builds the summary a reader needs first
+  (:func:`key_results`: ranking, lagging cities, Moran's I, cores, metro areas, the real census
+  population change, which indicators are real) and writes the page; options
+  :class:`ReportOptions` (``[report]`` section);
+- :func:`report_from_outputs` reads an existing output folder (``agglo.gpkg``,
+  ``tables/*.csv``, ``maps/*.png``) and calls :func:`build_report`, as ``agglo report`` does,
+  so the rebuilt page has the same summary;
 - :func:`write_report` takes plain objects (tables, figure paths, captions, config,
-  provenance) and writes the file atomically;
-- :func:`report_from_outputs` rebuilds the report from an existing output folder
-  (``agglo.gpkg``, ``tables/*.csv``, ``maps/*.png``), as ``agglo report`` does.
+  provenance) and writes the file atomically.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import logging
 import mimetypes
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +33,27 @@ import pandas as pd
 
 from agglo._version import __version__
 from agglo.errors import AggloInputError
+from agglo.options import Options, option
 from agglo.outputs.provenance import library_versions, portable
 from agglo.outputs.writers import atomic_path
+from agglo.results import StageResult
 
-__all__ = ["SECTIONS", "format_number", "report_from_outputs", "section_of", "write_report"]
+__all__ = [
+    "SECTIONS",
+    "ReportOptions",
+    "ReportResult",
+    "build_report",
+    "bundled_census",
+    "census_population_change",
+    "describe_layers",
+    "format_number",
+    "highlights",
+    "indicator_status",
+    "key_results",
+    "report_from_outputs",
+    "section_of",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +100,7 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Disparity, convergence and coordination 差异、收敛与协调",
         ("disparity", "convergence", "coordination"),
     ),
+    ("census", "Census population 人口普查 (real data)", ("census",)),
     ("measures", "Spatial measures 空间指标", ("pm25", "road", "hsr", "rail", "station")),
     ("other", "Other tables 其他表格", ()),
 )
@@ -88,6 +113,7 @@ _NAV = {
     "coreperiphery": "Core-periphery",
     "metro": "Metro areas",
     "disparity": "Disparity",
+    "census": "Census",
     "measures": "Measures",
     "other": "Other tables",
     "layers": "Layers",
@@ -113,7 +139,8 @@ section { background: white; border: 1px solid var(--line); border-radius: 6px;
 h2 { color: var(--accent); margin-top: .2rem; }
 h3 { margin-bottom: .3rem; font-size: 1.05rem; }
 .banner { background: #fdecea; border: 2px solid var(--warn); color: var(--warn);
-  padding: .8rem 1.2rem; border-radius: 6px; font-weight: bold; margin: 1rem 0; }
+  padding: .5rem 1rem; border-radius: 6px; font-weight: bold; margin: .6rem 0;
+  font-size: .85rem; }
 .note { color: var(--muted); font-size: .85rem; }
 table.data { border-collapse: collapse; font-size: .82rem; margin: .4rem 0 1rem; }
 table.data th, table.data td { border: 1px solid var(--line); padding: .25rem .5rem;
@@ -123,6 +150,11 @@ details.table { margin: .3rem 0; border-bottom: 1px solid var(--line); padding: 
 details summary { cursor: pointer; }
 table.data td:first-child, table.data th:first-child { text-align: left; }
 .scroll { overflow-x: auto; max-width: 100%; }
+#summary table.data { font-size: .78rem; line-height: 1.3; margin: .2rem 0 .5rem; }
+#summary table.data td { white-space: normal; padding: .12rem .4rem; }
+#summary table.data td, #summary table.data th { text-align: left; }
+#summary h3 { margin: .5rem 0 .1rem; font-size: .95rem; }
+table.layers td:last-child { white-space: normal; text-align: left; }
 nav { display: flex; flex-wrap: wrap; }
 figure { margin: 1rem 0 1.6rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); background: white; }
@@ -386,7 +418,8 @@ def write_report(
             '<p class="note">In <code>agglo.gpkg</code> (QGIS styles in its '
             "<code>layer_styles</code> table) and as shapefiles in <code>shp/</code> (with "
             "<code>.qml</code>, <code>.cpg</code> and a field-name mapping).</p>"
-            f'<table class="data"><tr><th>layer</th><th>content</th></tr>{rows}</table>',
+            '<div class="scroll"><table class="data layers"><tr><th>layer</th><th>content</th>'
+            f"</tr>{rows}</table></div>",
         )
     add(
         "config",
@@ -418,8 +451,9 @@ def write_report(
     if synthetic:
         banner = (
             '<div class="banner" id="synthetic-banner">SYNTHETIC DATA: this report was made from '
-            f"synthetic inputs ({_esc(', '.join(sorted(synthetic)))}); its numbers are not real "
-            "statistics. 本报告使用合成数据，数字并非真实统计。</div>"
+            f"synthetic inputs ({_esc(', '.join(sorted(synthetic)))}); numbers computed from "
+            "them are not real statistics. Tables labelled REAL come from the real sources they "
+            "name. 本报告部分使用合成数据，由其计算的数字并非真实统计；标为“真实数据”的表格来自所注来源。</div>"
         )
     status = "synthetic" if synthetic else "real"
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
@@ -489,37 +523,543 @@ def _font_face(text: str) -> str:
     )
 
 
+# ---------------------------------------------------------------------------------------
+# the report step: options, the summary built from the run's tables, the page
+# ---------------------------------------------------------------------------------------
+
+#: default page title
+DEFAULT_TITLE = "agglo: integration of China's urban agglomerations 城市群一体化"
+
+
+@dataclass(frozen=True)
+class ReportOptions(Options):
+    """Options of the report (``[report]`` section, ``agglo report`` flags).
+
+    Examples
+    --------
+    >>> ReportOptions(max_rows=10).lagging
+    3
+    """
+
+    section = "report"
+    title: str = option(DEFAULT_TITLE, help="Title of the report page.")
+    max_rows: int = option(
+        40, help="Rows shown per table (the CSV files in tables/ hold every row).", minimum=1
+    )
+    lagging: int = option(
+        3, help="Most lagging cities listed per agglomeration in the summary.", minimum=1
+    )
+
+
+def _agglomeration_names(ids: pd.Series) -> pd.Series:
+    from agglo.reference.boundaries import AGGLOMERATIONS
+
+    return ids.map(lambda g: " ".join(AGGLOMERATIONS.get(g, (g, ""))).strip())
+
+
+def _city_names(cities: pd.DataFrame | None) -> pd.Series:
+    """``name_zh`` by ``adcode`` (text), empty when the cities are not known."""
+    if cities is None or "name_zh" not in cities or "adcode" not in cities:
+        return pd.Series(dtype=object)
+    return pd.Series(cities["name_zh"].to_numpy(), index=cities["adcode"].astype(str))
+
+
+def _usable(tables: Mapping[str, pd.DataFrame], name: str, columns: Collection[str]) -> Any:
+    t = tables.get(name)
+    return t if t is not None and len(t) and set(columns) <= set(t.columns) else None
+
+
+def highlights(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Small tables shown first in the index section: scores (rank) by year, dimension scores."""
+    out: dict[str, pd.DataFrame] = {}
+    comp = _usable(tables, "index_composite", ("agglomeration_id", "year", "score", "rank"))
+    if comp is not None:
+        cell = comp.assign(
+            cell=comp["score"].map(lambda v: f"{v:.2f}")
+            + " (#"
+            + comp["rank"].map(lambda r: "–" if pd.isna(r) else str(int(r)))
+            + ")"
+        )
+        wide = cell.pivot(index="agglomeration_id", columns="year", values="cell")
+        wide.columns = [f"score {c} (rank)" for c in wide.columns]
+        out["index:Composite score by year (rank 1 = most integrated)"] = wide.reset_index()
+    dims = _usable(tables, "index_dimensions", ("year", "dimension", "score_0_100"))
+    if dims is not None:
+        latest = dims["year"].max()
+        wide = dims[dims["year"] == latest].pivot_table(
+            index="agglomeration_id", columns="dimension", values="score_0_100"
+        )
+        out[f"index:Dimension scores {latest} (0-100)"] = wide.round(1).reset_index()
+    return out
+
+
+def bundled_census() -> pd.DataFrame:
+    """The bundled real census table ``census/census_real.csv`` (``scripts/build_census.py``).
+
+    Long format: ``adcode, name_zh, year, variable, value, unit, provenance, source``. The
+    pipeline and ``agglo report`` pass it to :func:`build_report`; library functions never
+    read it themselves.
+
+    Examples
+    --------
+    >>> c = bundled_census()
+    >>> c.loc[(c["adcode"] == "510100") & (c["variable"] == "population"), "year"].tolist()
+    [2010, 2020]
+    """
+    from agglo.reference.paths import data_path
+
+    return pd.read_csv(data_path("census", "census_real.csv"), dtype={"adcode": str})
+
+
+def census_population_change(
+    census: pd.DataFrame, cities: pd.DataFrame, *, first: int = 2010, last: int = 2020
+) -> pd.DataFrame:
+    """Real census population of every member city in ``first`` and ``last`` and its change.
+
+    Parameters
+    ----------
+    census
+        Long table (``adcode, year, variable, value, provenance, source``), e.g.
+        :func:`bundled_census`; only rows of ``variable == "population"`` whose provenance
+        starts with ``real:`` are used (10k persons).
+    cities
+        ``adcode``, ``name_zh`` and ``agglomeration_id`` (non-members have none).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``agglomeration_id, adcode, name_zh, population_<first>, population_<last>`` (10k
+        persons), ``change`` (10k persons), ``change_pct`` (%), ``provenance``, ``source``;
+        cities without both census values are left out.
+
+    Examples
+    --------
+    >>> census = pd.DataFrame({"adcode": ["1", "1"], "year": [2010, 2020],
+    ...     "variable": "population", "value": [100.0, 90.0],
+    ...     "provenance": ["real:census-2010", "real:census-2020"], "source": "census.csv"})
+    >>> cities = pd.DataFrame({"adcode": ["1"], "name_zh": ["甲"], "agglomeration_id": ["cy"]})
+    >>> census_population_change(census, cities)[["change", "change_pct"]].values.tolist()
+    [[-10.0, -10.0]]
+    """
+    members = cities[cities["agglomeration_id"].notna()][["agglomeration_id", "adcode", "name_zh"]]
+    members = members.assign(adcode=members["adcode"].astype(str))
+    pop = census[
+        (census["variable"] == "population")
+        & census["provenance"].astype(str).str.startswith("real:")
+        & census["year"].isin([first, last])
+    ].assign(adcode=lambda d: d["adcode"].astype(str))
+    wide = pop.pivot_table(index="adcode", columns="year", values="value", aggfunc="first")
+    cols = [f"population_{first}", f"population_{last}"]
+    if first not in wide or last not in wide:
+        return pd.DataFrame(columns=["agglomeration_id", "adcode", "name_zh", *cols])
+    wide = wide[[first, last]].dropna().set_axis(cols, axis=1)
+    meta = pop.groupby("adcode").agg(
+        provenance=("provenance", lambda v: ", ".join(sorted(set(v)))),
+        source=("source", lambda v: sorted({str(s).split(", ")[0] for s in v})[0]),
+    )
+    out = members.merge(wide, left_on="adcode", right_index=True).merge(
+        meta, left_on="adcode", right_index=True
+    )
+    out["change"] = out[cols[1]] - out[cols[0]]
+    out["change_pct"] = 100 * out["change"] / out[cols[0]]
+    out = out.sort_values(["agglomeration_id", "change"], ascending=[True, False])
+    keep = ["agglomeration_id", "adcode", "name_zh", *cols, "change", "change_pct"]
+    return out[[*keep, "provenance", "source"]].reset_index(drop=True)
+
+
+def _census_summary(change: pd.DataFrame) -> tuple[str, pd.DataFrame] | None:
+    """Key-results table of the real census population change per agglomeration."""
+    if change is None or not len(change):
+        return None
+    first, last = (int(c.rsplit("_", 1)[1]) for c in change.columns[3:5])
+    p0, p1 = f"population_{first}", f"population_{last}"
+    rows = []
+    for g, part in change.groupby("agglomeration_id", sort=True):
+        top = part.loc[part["change"].idxmax()]
+        shrank = part[part["change"] < 0].sort_values("change")
+        named = "、".join(f"{r.name_zh} {r.change:+,.1f}" for r in shrank.head(10).itertuples())
+        more = f" … ({len(shrank)} in all)" if len(shrank) > 10 else ""
+        total0, total1 = part[p0].sum(), part[p1].sum()
+        rows.append(
+            {
+                "agglomeration 城市群": _agglomeration_names(pd.Series([g]))[0],
+                f"population {first}": f"{total0:,.1f}",
+                f"population {last}": f"{total1:,.1f}",
+                "change": f"{total1 - total0:+,.1f} ({100 * (total1 - total0) / total0:+.1f} %)",
+                "grew most 增长最多": f"{top['name_zh']} {top['change']:+,.1f}"
+                f" ({top['change_pct']:+.1f} %)",
+                "shrank 减少": (named + more) if named else "none",
+            }
+        )
+    sources = "; ".join(sorted(set(change["source"])))
+    title = (
+        f"Resident population {first}→{last} (10k persons), REAL census data 真实数据 "
+        f"(source: {sources}; every member city in the table census_population_change)"
+    )
+    return title, pd.DataFrame(rows)
+
+
+def indicator_status(
+    tables: Mapping[str, pd.DataFrame], *, synthetic: bool = True
+) -> pd.DataFrame | None:
+    """Which panel indicators are real, which synthetic (and from where): one row each.
+
+    Read from the run's ``indicator_provenance`` table (``indicator``/``variable``,
+    ``provenance``/``data_status``, ``source``/``sources``) when it exists; otherwise every indicator of
+    ``index_indicators`` gets the status of the whole run (``synthetic``).
+
+    Examples
+    --------
+    >>> prov = pd.DataFrame({"indicator": ["population", "population", "gdp"],
+    ...     "provenance": ["real:census-2010", "interpolated:census-2010-2020", "synthetic"],
+    ...     "source": ["census", "census", "generator"]})
+    >>> indicator_status({"indicator_provenance": prov})[["indicator", "status"]].values.tolist()
+    [['population', 'real:census-2010, interpolated:census-2010-2020'], ['gdp', 'synthetic']]
+    """
+    prov = tables.get("indicator_provenance")
+    if prov is not None and len(prov):
+        name = "indicator" if "indicator" in prov else "variable"
+        status = next((c for c in ("provenance", "data_status") if c in prov), None)
+        if name in prov and status is not None:
+            src_col = next((c for c in ("source", "sources") if c in prov), None)
+            src = prov[src_col] if src_col else pd.Series("", index=prov.index)
+            g = prov.assign(_s=src.fillna("").astype(str)).groupby(name, sort=True)
+            out = g.agg(
+                status=(status, lambda v: ", ".join(dict.fromkeys(map(str, v)))),
+                source=("_s", lambda v: "; ".join(x for x in dict.fromkeys(v) if x)),
+            ).reset_index()
+            out = out.rename(columns={name: "indicator"})
+            real = out["status"].str.contains("real")
+            return out.assign(_r=~real).sort_values(["_r", "indicator"]).drop(columns="_r")
+    ind = tables.get("index_indicators")
+    if ind is None or "indicator" not in ind:
+        return None
+    status = "synthetic" if synthetic else "real"
+    return pd.DataFrame(
+        {
+            "indicator": sorted(ind["indicator"].astype(str).unique()),
+            "status": status,
+            "source": "the run's panel as a whole (no per-value provenance recorded)",
+        }
+    )
+
+
+def key_results(
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    cities: pd.DataFrame | None = None,
+    census_change: pd.DataFrame | None = None,
+    indicators: pd.DataFrame | None = None,
+    lagging: int = 3,
+) -> dict[str, pd.DataFrame]:
+    """The tables a reader needs first, from the run's output tables (title -> table).
+
+    Ranking (``index_composite``), the most lagging cities (``city_scores``), Moran's I
+    (``autocorr_global``), cores and structure (``structure_type``, ``coreness``), metro areas
+    (``metro_cities``, ``metro_members``), weights that are not connected
+    (``autocorr_components``), the real census population change (``census_change``, see
+    :func:`census_population_change`) and which indicators are real (``indicators``, see
+    :func:`indicator_status`). Every value is already formatted (names beside codes, numbers
+    rounded to what they mean); tables whose input is missing are left out. The same tables
+    read back from ``tables/*.csv`` give the same result, so ``agglo report`` shows what
+    ``agglo run`` showed.
+
+    Parameters
+    ----------
+    cities
+        ``adcode`` and ``name_zh`` of the cities (names of the lagging cities).
+    lagging
+        Cities listed per agglomeration (lowest lag score first).
+    """
+    out: dict[str, pd.DataFrame] = {}
+    comp = _usable(tables, "index_composite", ("agglomeration_id", "year", "score", "rank"))
+    if comp is not None:
+        years = sorted(comp["year"].unique())
+        first, last = years[0], years[-1]
+        wide = comp.pivot(index="agglomeration_id", columns="year", values="score")
+        ranks = comp.pivot(index="agglomeration_id", columns="year", values="rank")
+        order = ranks[last].sort_values().index
+
+        def rank(g: str, y: Any) -> str:
+            r = ranks.at[g, y]
+            return "–" if pd.isna(r) else str(int(r))
+
+        t = pd.DataFrame({"agglomeration 城市群": _agglomeration_names(pd.Series(order))})
+        t[f"rank {last}"] = [rank(g, last) for g in order]
+        t[f"score {last}"] = [f"{wide.at[g, last]:.2f}" for g in order]
+        if len(years) > 1:
+            t[f"change since {first}"] = [
+                f"{wide.at[g, last] - wide.at[g, first]:+.2f}" for g in order
+            ]
+            t[f"rank {first}"] = [rank(g, first) for g in order]
+        out[f"Integration ranking {last} (composite score, rank 1 = most integrated)"] = t
+    scores = _usable(tables, "city_scores", ("adcode", "agglomeration_id", "year", "lag_score"))
+    if scores is not None:
+        last = scores["year"].max()
+        names = _city_names(cities)
+        latest = scores[scores["year"] == last].dropna(subset=["lag_score"])
+        worst = latest.sort_values("lag_score").groupby("agglomeration_id", sort=True).head(lagging)
+        worst = worst.sort_values(["agglomeration_id", "lag_score"])
+        cell = [
+            f"{names.get(str(a), a)} ({a}) {v:+.3f}"
+            for a, v in zip(worst["adcode"], worst["lag_score"], strict=True)
+        ]
+        per_group = worst.assign(cell=cell).groupby("agglomeration_id", sort=True)["cell"]
+        lag = per_group.agg("; ".join)
+        out[f"Most lagging cities {last} (lowest lag score first)"] = pd.DataFrame(
+            {
+                "agglomeration 城市群": _agglomeration_names(pd.Series(lag.index)).to_numpy(),
+                "cities (adcode) lag score 最落后城市": lag.to_numpy(),
+            }
+        )
+    glob = _usable(tables, "autocorr_global", ("scope", "year", "moran_i", "moran_p"))
+    if glob is not None:
+        cell = glob.assign(
+            cell=[
+                f"{i:+.3f} (p={p:.3f})"
+                for i, p in zip(glob["moran_i"], glob["moran_p"], strict=True)
+            ]
+        )
+        wide = cell.pivot(index="scope", columns="year", values="cell")
+        wide = wide.reindex(["all", *sorted(i for i in wide.index if i != "all")])
+        wide.index = [
+            "all member cities" if i == "all" else _agglomeration_names(pd.Series([i]))[0]
+            for i in wide.index
+        ]
+        wide.columns = [f"Moran's I {c}" for c in wide.columns]
+        out["Global Moran's I of the lag score per year (pseudo p-value)"] = (
+            wide.rename_axis("scope").reset_index().fillna("–")
+        )
+    structure = _usable(tables, "structure_type", ("agglomeration_id", "year", "structure_type"))
+    coreness = _usable(tables, "coreness", ("agglomeration_id", "year", "core", "name_zh"))
+    if structure is not None:
+        last = structure["year"].max()
+        st = structure[structure["year"] == last].sort_values("agglomeration_id")
+        cores = {}
+        if coreness is not None:
+            c = coreness[(coreness["year"] == last) & coreness["core"].astype(bool)]
+            cores = (  # one name per city (coreness has a row per method)
+                c.groupby("agglomeration_id")["name_zh"]
+                .agg(lambda v: "、".join(dict.fromkeys(v)))
+                .to_dict()
+            )
+        out[f"Cores and city-system structure {last}"] = pd.DataFrame(
+            {
+                "agglomeration 城市群": _agglomeration_names(st["agglomeration_id"]).to_numpy(),
+                "structure 结构": st["structure_type"].to_numpy(),
+                "core cities 核心城市": [cores.get(g, "–") for g in st["agglomeration_id"]],
+            }
+        )
+    metro = _usable(tables, "metro_cities", ("core_adcode", "core_name", "name_zh", "adcode"))
+    if metro is not None:
+        g = metro.groupby(["core_adcode", "core_name"], sort=False)
+        t = g.agg(
+            cities=("name_zh", lambda v: "、".join(v)), n_cities=("adcode", "nunique")
+        ).reset_index()
+        members = _usable(tables, "metro_members", ("member", "core_adcode", "adcode"))
+        if members is not None:
+            n = members[members["member"].astype(bool)].groupby("core_adcode")["adcode"].nunique()
+            t["member counties 成员区县"] = t["core_adcode"].map(n).fillna(0).astype(int)
+        out["One-hour metropolitan areas 都市圈 (core, cities reached, member counties)"] = (
+            t.rename(
+                columns={
+                    "core_name": "core 核心城市",
+                    "cities": "cities 城市",
+                    "n_cities": "n cities",
+                }
+            ).drop(columns="core_adcode")
+        )
+    comps = _usable(tables, "autocorr_components", ("scope", "n_units", "n_components"))
+    if comps is not None:
+        split = comps[comps["n_components"] > 1].drop_duplicates("scope")
+        cols = ["scope", "n_units", "n_components"] + (["smaller"] if "smaller" in split else [])
+        out[
+            "Spatial weights that are not connected (autocorrelation is computed per component)"
+        ] = split[cols].rename(columns={"smaller": "smaller components"})
+    census = _census_summary(census_change) if census_change is not None else None
+    if census is not None:
+        out[census[0]] = census[1]
+    if indicators is not None and len(indicators):
+        groups = indicators.groupby("status", sort=False).agg(
+            indicators=("indicator", ", ".join),
+            source=("source", lambda v: "; ".join(x for x in dict.fromkeys(v) if x)),
+        )
+        out["Data status of the indicators 指标数据状态 (real or synthetic, with source)"] = (
+            groups.reset_index().rename(
+                columns={
+                    "status": "status 状态",
+                    "indicators": "indicators 指标",
+                    "source": "source 来源",
+                }
+            )
+        )
+    return out
+
+
+def _with_city_names(
+    tables: Mapping[str, pd.DataFrame], cities: pd.DataFrame | None
+) -> dict[str, pd.DataFrame]:
+    """Tables keyed by an adcode column get the city's Chinese name beside it."""
+    names = _city_names(cities)
+    if names.empty:
+        return dict(tables)
+    out = {}
+    for name, df in tables.items():
+        if "adcode" in df and "name_zh" not in df:
+            pos = list(df.columns).index("adcode") + 1
+            df = df.copy()
+            df.insert(pos, "name_zh", df["adcode"].astype(str).map(names))
+        out[name] = df
+    return out
+
+
+def describe_layers(layers: Mapping[str, Any]) -> dict[str, str]:
+    """Layer name -> ``"<n> features; fields: a, b"`` (geometry column left out)."""
+    return {
+        name: f"{len(gdf):,} features; fields: "
+        + ", ".join(c for c in gdf.columns if c != gdf.geometry.name)
+        for name, gdf in layers.items()
+    }
+
+
+@dataclass(frozen=True)
+class ReportResult(StageResult):
+    """What :func:`build_report` wrote: the page and the summary tables it put first."""
+
+    path: Path
+    key_results: dict[str, pd.DataFrame] = field(default_factory=dict)
+    indicators: pd.DataFrame | None = None
+
+    def summary_lines(self) -> list[str]:
+        """``Report: <path>``."""
+        return [f"Report: {self.path}"]
+
+
+def build_report(
+    path: str | Path,
+    tables: Mapping[str, pd.DataFrame],
+    options: ReportOptions | None = None,
+    *,
+    cities: pd.DataFrame | None = None,
+    census: pd.DataFrame | None = None,
+    figures: Sequence[str | Path] = (),
+    captions: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    synthetic: Collection[str] = (),
+    summary: Sequence[str] = (),
+    layers: Mapping[str, str] | None = None,
+    embed_font: bool = True,
+    force: bool = False,
+) -> ReportResult:
+    """Build the report of a run from its tables and write it (the ``report`` step).
+
+    Parameters
+    ----------
+    path
+        Output ``.html`` file.
+    tables
+        The run's output tables by name (as written to ``tables/<name>.csv``).
+    options
+        Title, rows per table, lagging cities listed (default :class:`ReportOptions`).
+    cities
+        ``adcode``, ``name_zh`` and ``agglomeration_id`` of the run's cities: names beside
+        codes, and the members whose census population change is shown.
+    census
+        Real census table (:func:`bundled_census`); its 2010→2020 population change of the
+        member cities is shown first, labelled real, and added as table
+        ``census_population_change``.
+    figures, captions, config, provenance, synthetic, summary, layers, embed_font, force
+        As for :func:`write_report`.
+
+    Returns
+    -------
+    ReportResult
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> comp = pd.DataFrame({"agglomeration_id": ["cy", "qz"], "year": 2020,
+    ...                      "score": [1.5, 0.5], "rank": [1, 2]})
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "report.html"
+    >>> res = build_report(out, {"index_composite": comp}, embed_font=False)
+    >>> list(res.key_results)
+    ['Integration ranking 2020 (composite score, rank 1 = most integrated)']
+    """
+    opts = options or ReportOptions()
+    tables = dict(tables)
+    change = None
+    if census is not None and cities is not None and "agglomeration_id" in cities:
+        change = census_population_change(census, cities)
+        if len(change):
+            tables["census_population_change"] = change
+    indicators = indicator_status(tables, synthetic=bool(synthetic))
+    key = key_results(
+        tables, cities=cities, census_change=change, indicators=indicators, lagging=opts.lagging
+    )
+    written = write_report(
+        path,
+        title=opts.title,
+        tables=_with_city_names(tables, cities),
+        key_results=key,
+        highlights=highlights(tables),
+        figures=figures,
+        captions=captions,
+        config=config,
+        provenance=provenance,
+        synthetic=synthetic,
+        summary=summary,
+        layers=layers,
+        max_rows=opts.max_rows,
+        embed_font=embed_font,
+        force=force,
+    )
+    return ReportResult(written, key, indicators)
+
+
 def report_from_outputs(
     out_dir: str | Path,
+    options: ReportOptions | None = None,
     *,
     path: str | Path | None = None,
-    max_rows: int = 40,
+    census: pd.DataFrame | None = None,
     force: bool = False,
 ) -> Path:
     """Rebuild ``report.html`` from an existing output folder of ``agglo run``.
 
-    Reads ``tables/*.csv``, ``maps/*.png`` (or ``.svg``), and the layers' metadata (config,
-    provenance, real/synthetic) from ``agglo.gpkg``.
+    Reads ``tables/*.csv``, ``maps/*.png`` (or ``.svg``), the cities' names and membership and
+    the layers' metadata (config, provenance, real/synthetic) from ``agglo.gpkg``, and calls
+    :func:`build_report`: the summary is the one ``agglo run`` wrote (the run log is not kept
+    in the folder, so it is absent).
 
     Parameters
     ----------
     out_dir
         The folder ``agglo run --out`` wrote.
+    options
+        As for :func:`build_report`.
     path
         Report file (default ``<out_dir>/report.html``).
+    census
+        Real census table (``agglo report`` passes :func:`bundled_census`, as ``agglo run``).
 
     Examples
     --------
-    >>> report_from_outputs("outputs", force=True)  # doctest: +SKIP
+    >>> report_from_outputs("outputs", census=bundled_census(), force=True)  # doctest: +SKIP
     PosixPath('outputs/report.html')
     """
     out = Path(out_dir)
     if not out.is_dir():
         raise AggloInputError(f"{out} is not a folder; run `agglo run --out {out}` first.")
     tables = {
-        p.stem: pd.read_csv(p, dtype={"adcode": str, "city_adcode": str}, encoding="utf-8")
+        p.stem: pd.read_csv(
+            p,
+            dtype={"adcode": str, "city_adcode": str, "core_adcode": str, "county_adcode": str},
+            encoding="utf-8",
+        )
         for p in sorted((out / "tables").glob("*.csv"))
     }
+    tables.pop("census_population_change", None)  # the report's own table, rebuilt below
     figures = sorted((out / "maps").glob("*.png")) or sorted((out / "maps").glob("*.svg"))
     captions = {str(f): c for f in figures if (c := _png_caption(f))}
     gpkg = out / "agglo.gpkg"
@@ -527,6 +1067,7 @@ def report_from_outputs(
     provenance: dict[str, Any] = {}
     synthetic: list[str] = []
     layers: dict[str, str] = {}
+    cities = None
     if gpkg.is_file():
         import pyogrio
 
@@ -539,6 +1080,9 @@ def report_from_outputs(
             config = config or _json(meta.get("config"))
             provenance = provenance or _json(meta.get("provenance"))
             synthetic = synthetic or list(_json(meta.get("synthetic_inputs")) or [])
+            if name == "cities":
+                cols = [c for c in ("adcode", "name_zh", "agglomeration_id") if c in info["fields"]]
+                cities = pyogrio.read_dataframe(gpkg, layer=name, columns=cols, read_geometry=False)
     if not tables and not figures and not layers:
         raise AggloInputError(
             f"{out} holds no agglo outputs (agglo.gpkg, tables/, maps/); run `agglo run` first."
@@ -548,18 +1092,20 @@ def report_from_outputs(
     ):
         synthetic = ["(recorded in the tables' data_status column)"]
     tables = {k: v.drop(columns="data_status", errors="ignore") for k, v in tables.items()}
-    return write_report(
+    return build_report(
         path or out / "report.html",
-        tables=tables,
+        tables,
+        options,
+        cities=cities,
+        census=census,
         figures=figures,
         captions=captions,
         config=config,
         provenance=provenance,
         synthetic=synthetic,
         layers=layers,
-        max_rows=max_rows,
         force=force,
-    )
+    ).path
 
 
 def _png_caption(path: Path) -> str | None:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from agglo._version import __version__
 from agglo.errors import AggloInputError, ValidationError
+from agglo.outputs.fonts import CJK_FAMILY
 
 __all__ = [
     "LISA_COLOURS",
@@ -349,7 +350,7 @@ def _finish(
             "text-style",
             fieldName=labels,
             isExpression="0",
-            fontFamily="Noto Sans CJK SC",
+            fontFamily=CJK_FAMILY,  # Qt falls back to any installed CJK font
             fontSize="8",
             fontSizeUnit="Point",
             textColor="30,30,30,255",

