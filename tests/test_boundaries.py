@@ -400,9 +400,7 @@ def test_agglo_run_with_the_jjj_membership_on_national_boundaries(tmp_path):
     assert any(n.startswith("lisa") for n in layers)
     comp = pd.read_csv(out / "tables" / "index_composite.csv")
     assert set(comp["agglomeration_id"]) == {"jjj"}
-    assert set(pd.read_csv(out / "tables" / "autocorr_global.csv")["data_status"]) == {
-        "synthetic"
-    }
+    assert set(pd.read_csv(out / "tables" / "autocorr_global.csv")["data_status"]) == {"synthetic"}
     cities = pyogrio.read_dataframe(out / "agglo.gpkg", layer="cities")
     assert (cities["agglomeration_id"] == "jjj").sum() == 13
     assert len(cities) == 370

@@ -600,7 +600,9 @@ def _simplify_within(
         )
         km2 = geodesic_area_km2(gpd.GeoSeries(out, crs=counties.crs)).to_numpy()
         off = (np.abs(km2 / source_km2 - 1) > max_error) & rest
-        log.info("area bound %.2f%%: %d more counties kept unsimplified", 100 * max_error, off.sum())
+        log.info(
+            "area bound %.2f%%: %d more counties kept unsimplified", 100 * max_error, off.sum()
+        )
         if not off.any():
             return out, counties.loc[keep, "adcode"].tolist()
         keep |= off
