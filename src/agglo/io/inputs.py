@@ -92,9 +92,9 @@ def read_inputs(config: RunConfig) -> RunInputs:
 
     Examples
     --------
-    >>> inputs = read_inputs(RunConfig(years=[2020]))  # doctest: +SKIP
-    >>> inputs.years
-    [2020]
+    >>> inputs = read_inputs(RunConfig(years=[2020]))
+    >>> inputs.years, len(inputs.cities)
+    ([2020], 130)
     """
     from agglo._validate import check_crs, clean_geometries
     from agglo.io.panel import DEMO_PANEL, PanelOptions, read_panel
