@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(
             None, "--config", "-c", help="TOML run configuration; its [hsr] section is used."
         ),
-        out: Path = typer.Option(Path("hsr.csv"), "--out", "-o", help="Output CSV."),
+        out: Path = typer.Option(Path("outputs/hsr.csv"), "--out", "-o", help="Output CSV."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
         *,
         given: dict,

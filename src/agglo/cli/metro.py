@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(
             None, "--config", "-c", help="TOML run configuration ([metro] section)."
         ),
-        out: Path = typer.Option(Path("metro_out"), "--out", "-o", help="Output folder."),
+        out: Path = typer.Option(Path("outputs/metro"), "--out", "-o", help="Output folder."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
         *,
         given: dict,

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(
             None, "--config", "-c", help="TOML run configuration; its [pm25] section is used."
         ),
-        out: Path = typer.Option(Path("pm25.csv"), "--out", "-o", help="Output CSV."),
+        out: Path = typer.Option(Path("outputs/pm25.csv"), "--out", "-o", help="Output CSV."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
         *,
         given: dict,
