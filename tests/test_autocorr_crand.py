@@ -113,3 +113,24 @@ def test_seed_none_draws_from_the_global_generator():
     np.random.seed(1)  # noqa: NPY002
     b = conditional_p("moran", bare.z, bare.w, bare.Is, 49, None)
     np.testing.assert_array_equal(a, b)
+
+
+def test_without_numba_the_loop_runs_as_python_with_the_same_p(monkeypatch):
+    """The core install has no numba (it comes with the markov extra): same p, plain Python."""
+    import sys
+
+    import agglo.analysis.crand as crand
+    from agglo.analysis.compile_cache import cached_njit
+
+    w = grid(k=5).transform("r")
+    bare = esda.Moran_Local(values(w.n), w, permutations=0)
+    compiled = conditional_p("moran", bare.z, bare.w, bare.Is, 49, 7)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    monkeypatch.setattr(crand, "_COMPILED", {})
+
+    def twice(x):
+        return 2 * x
+
+    assert cached_njit(twice, tag="t") is twice
+    plain = conditional_p("moran", bare.z, bare.w, bare.Is, 49, 7)
+    np.testing.assert_allclose(plain, compiled, rtol=0, atol=1e-12)

@@ -146,8 +146,12 @@ def cached_njit(py_func: Callable[..., Any], *, tag: str, **flags: Any) -> Any:
     >>> cached_njit(twice, tag="doc")(21)
     42
     """
-    from numba import njit
-    from numba.core import config
+    try:
+        from numba import njit
+        from numba.core import config
+    except ImportError:  # numba is optional (esda runs without it): plain Python, same numbers
+        log.info("numba is not installed: %s runs as plain Python (slower)", py_func.__name__)
+        return py_func
 
     dispatcher = njit(**flags)(py_func)
     if config.DISABLE_JIT:
