@@ -96,7 +96,9 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(
             None, "--config", "-c", help="TOML run configuration; its [roads] section is used."
         ),
-        out: Path = typer.Option(Path("outputs/road_density.csv"), "--out", "-o", help="Output CSV."),
+        out: Path = typer.Option(
+            Path("outputs/road_density.csv"), "--out", "-o", help="Output CSV."
+        ),
         force: bool = typer.Option(False, "--force", help="Replace an existing output."),
         *,
         given: dict,
