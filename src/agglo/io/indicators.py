@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -138,7 +139,7 @@ class AnalysisPanel(StageResult):
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"indicator_provenance": self.indicator_provenance}
 
-    @property
+    @cached_property  # read by tables(), notes() and synthetic_inputs: computed once
     def indicator_provenance(self) -> pd.DataFrame:
         """Per indicator: counts of real, interpolated and synthetic values and their sources."""
         from agglo.io.panel import indicator_provenance
