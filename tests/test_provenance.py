@@ -236,13 +236,15 @@ def test_every_table_and_layer_of_the_run_carries_provenance(outputs):
 
 @pytest.mark.slow
 def test_core_periphery_labels_the_census_population_as_real(outputs, census):
-    chengdu = census["510100"]
+    chongqing, chengdu = census["500100"], census["510100"]
     system = outputs["table:city_system"]
     cy = system[system["agglomeration_id"] == "cy"].set_index("year")
-    # the gravity mass / city size is the census resident population (10k persons)
-    assert cy.loc[2020, "p1_name"] == "成都"
-    assert float(cy.loc[2020, "p1"]) == pytest.approx(int(chengdu["popu_2020"]) / 1e4, abs=1e-4)
-    assert float(cy.loc[2010, "p1"]) == pytest.approx(int(chengdu["popu_2010"]) / 1e4, abs=1e-4)
+    # the city sizes (and gravity masses) are the census resident population (10k persons)
+    assert (cy.loc[2020, "p1_name"], str(cy.loc[2020, "p2_id"])) == ("重庆市", "510100")
+    for year in (2010, 2020):
+        p1, p2 = (float(cy.loc[year, c]) for c in ("p1", "p2"))
+        assert p1 == pytest.approx(int(chongqing[f"popu_{year}"]) / 1e4, abs=1e-4)
+        assert p2 == pytest.approx(int(chengdu[f"popu_{year}"]) / 1e4, abs=1e-4)
     assert cy.loc[2020, "provenance"] == "real:census-2020"
     assert cy.loc[2010, "provenance"] == "real:census-2010"
     assert cy.loc[2015, "provenance"] == "interpolated:census-2010-2020"
@@ -269,7 +271,8 @@ def test_disparity_and_coordination_label_each_input(outputs, census):
     # 成渝's composite Gini in 2020: urbanisation real where the census has an urban split
     members = load_membership()
     cy = set(members.loc[members["agglomeration_id"] == "cy", "adcode"])
-    split = {a for a in cy if census.get(a, {}).get("popu_urban_2020")}
+    source_code = {"500000": "500100"}  # 重庆's boundary unit is the census row 500100
+    split = {a for a in cy if census.get(source_code.get(a, a), {}).get("popu_urban_2020")}
     want = "real" if split == cy else "real+synthetic"
     groups = outputs["table:disparity_dagum_groups"]
     row = groups[(groups["agglomeration_id"] == "cy") & (groups["year"] == 2020)].iloc[0]
