@@ -268,14 +268,16 @@ def provenance_by(labels: pd.DataFrame, by: Sequence[str], *, inputs: bool = Tru
     from agglo.io.panel import VALUE_STATUSES, value_status
 
     by = list(by)
-    # plain dicts: a pandas groupby builds one Series per group, 50x slower on these sizes
-    keys = list(
-        zip(*(labels[c].astype(object).where(labels[c].notna(), None) for c in by), strict=True)
-    )
-    provs = ["unknown" if pd.isna(x) else str(x) for x in labels["provenance"]]
+    # the distinct (row, input, label) triples (hashed by pandas), then plain dicts: a pandas
+    # groupby builds one Series per group, 50x slower on these sizes
+    labels = labels[[*by, "input", "provenance"]].drop_duplicates()
+    cols = [labels[c].astype(object).where(labels[c].notna(), None).tolist() for c in by]
+    keys = list(zip(*cols, strict=True))
+    provs = labels["provenance"].astype(object).where(labels["provenance"].notna(), "unknown")
+    provs = [str(x) for x in provs.tolist()]
     seen: dict[tuple, set[str]] = {}
     by_input: dict[tuple, dict[str, set[str]]] = {}
-    names = labels["input"].astype(str) if inputs else [None] * len(keys)
+    names = labels["input"].astype(str).tolist() if inputs else [None] * len(keys)
     for key, name, prov in zip(keys, names, provs, strict=True):
         seen.setdefault(key, set()).add(prov)
         if inputs:
