@@ -1079,6 +1079,7 @@ class AutocorrResult(StageResult):
     skipped: pd.DataFrame
     options: AutocorrOptions
     seed: int | None
+    score_labels: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Output tables by file name.
@@ -1101,11 +1102,13 @@ class AutocorrResult(StageResult):
                 out["spatial_markov"] = tr.spatial_markov
         if (self.components["n_components"] > 1).any():
             out["autocorr_components"] = self.components
-        return out
+        return autocorr_labels(out, self.score_labels)
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
         """Output layers by name (``lisa`` when there are LISA rows)."""
-        return {} if self.lisa.empty else {"lisa": self.lisa_layer}
+        if self.lisa.empty:
+            return {}
+        return {"lisa": autocorr_labels({"lisa": self.lisa_layer}, self.score_labels)["lisa"]}
 
     def metadata(self) -> dict[str, Any]:
         """Options, seed and a one-line method description."""
@@ -1214,7 +1217,9 @@ def autocorrelation(
     Parameters
     ----------
     scores
-        ``adcode, year, <options.column>`` (e.g. ``IndexResult.city_scores``).
+        ``adcode, year, <options.column>`` (e.g. ``IndexResult.city_scores``); with
+        ``provenance`` (and ``provenance_inputs``) per score, every table and the layer say
+        per row which labels its scores carried (see :func:`autocorr_labels`).
     cities
         City polygons with ``adcode``, ``name_zh`` and ``agglomeration_id`` (members: not null).
     options
@@ -1332,6 +1337,7 @@ def autocorrelation(
         skipped=pd.DataFrame(skipped, columns=["scope", "year", "reason"]),
         options=opts,
         seed=seed,
+        score_labels=_score_labels(scores, data, members),
     )
 
 
@@ -1393,3 +1399,77 @@ def _transitions(
     except AggloInputError as exc:
         log.warning("autocorr: LISA transitions skipped: %s", exc)
         return None
+
+
+# --- per-row provenance (issue 17) ---------------------------------------------------------
+
+
+def _score_labels(
+    scores: pd.DataFrame, data: pd.DataFrame, members: pd.DataFrame
+) -> pd.DataFrame | None:
+    """``adcode, year, agglomeration_id, provenance[, provenance_inputs]`` of the scores used."""
+    if "provenance" not in scores:
+        return None
+    cols = ["provenance", *(["provenance_inputs"] if "provenance_inputs" in scores else [])]
+    used = data[["adcode", "year"]].merge(
+        scores[["adcode", "year", *cols]].drop_duplicates(["adcode", "year"]),
+        on=["adcode", "year"],
+        how="left",
+    )
+    used = used.merge(members[["adcode", "agglomeration_id"]], on="adcode")
+    used[cols] = used[cols].fillna("unknown")
+    return used
+
+
+def autocorr_labels(
+    tables: dict[str, pd.DataFrame], labels: pd.DataFrame | None
+) -> dict[str, pd.DataFrame]:
+    """The autocorrelation outputs with per-row ``provenance`` of the scores behind them.
+
+    A global statistic gets the labels of the scores of its scope and year (scope ``all``:
+    every member city that year); a LISA row those of every member city that year (the local
+    statistic is standardised and permuted over all of them); islands and components (the
+    weights of a scope-year's cities) those of that scope-year; transitions and the spatial
+    Markov chain those of every score in the balanced panel. Unchanged when ``labels`` is
+    ``None`` (scores without provenance).
+    """
+    from agglo.io.indicators import combine_provenance
+
+    if labels is None:
+        return tables
+    per_scope = pd.concat(
+        [labels.assign(scope="all"), labels.assign(scope=labels["agglomeration_id"].astype(str))],
+        ignore_index=True,
+    )
+    by_scope = combine_provenance(per_scope, ["scope", "year"])
+    counts = labels.groupby("adcode")["year"].nunique()
+    balanced = labels[labels["adcode"].isin(counts.index[counts == labels["year"].nunique()])]
+    everything = combine_provenance(balanced.assign(_all=0), ["_all"]).drop(columns="_all")
+    out = dict(tables)
+    for name, table in tables.items():
+        if "provenance" in table:
+            continue
+        if name in ("lisa_transitions", "spatial_markov"):
+            out[name] = table.assign(**everything.iloc[0].to_dict())
+            continue
+        t = table.assign(scope="all") if name == "lisa" else table
+        if not t.empty and ("scope" not in t or "year" not in t):
+            continue
+        if t.empty:  # e.g. no islands: the columns all the same
+            merged = t.assign(provenance=pd.Series(dtype=object))
+            if "provenance_inputs" in by_scope:
+                merged["provenance_inputs"] = pd.Series(dtype=object)
+        else:
+            key = by_scope.astype({"year": t["year"].dtype}) if len(by_scope) else by_scope
+            merged = t.merge(key, on=["scope", "year"], how="left")
+            merged.index = t.index
+            new = [c for c in key.columns if c not in ("scope", "year")]
+            merged[new] = merged[new].fillna("unknown")
+        if name == "lisa":
+            merged = merged.drop(columns="scope")
+        if isinstance(table, gpd.GeoDataFrame):
+            geo = table.geometry.name
+            merged = gpd.GeoDataFrame(merged, geometry=geo, crs=table.crs)
+            merged = merged[[*(c for c in merged.columns if c != geo), geo]]
+        out[name] = merged
+    return out

@@ -314,7 +314,12 @@ class IndexResult(StageResult):
         return self.sensitivity
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """Output tables by their file names (as the pipeline and the CLI write them)."""
+        """Output tables by their file names (as the pipeline and the CLI write them).
+
+        When the panel carries provenance, every table has a per-row ``provenance`` (the
+        labels of the member values behind the row, see :func:`index_labels`) and, for rows
+        that combine indicators, ``provenance_inputs``.
+        """
         out = {
             "index_indicators": self.indicators,
             "index_dimensions": self.dimensions,
@@ -328,7 +333,7 @@ class IndexResult(StageResult):
         }
         if self.sensitivity_table() is not None:
             out["index_sensitivity"] = self.sensitivity
-        return out
+        return index_labels(out, self.city_gaps)
 
     def report_table(self) -> pd.DataFrame:
         """``index_report``: the report's messages, then one row per cell with missing cities.
@@ -351,7 +356,13 @@ class IndexResult(StageResult):
         return pd.concat([notes, cells[["message", *cols]]], ignore_index=True)
 
     def layers(self) -> dict[str, Any]:
-        return {} if self.agglomerations is None else {"agglomerations": self.agglomerations}
+        if self.agglomerations is None:
+            return {}
+        return {
+            "agglomerations": index_labels({"agglomerations": self.agglomerations}, self.city_gaps)[
+                "agglomerations"
+            ]
+        }
 
     def metadata(self) -> dict[str, Any]:
         return {"index_config": self.config.to_dict(), "report": list(self.report)}
@@ -389,13 +400,17 @@ class IndexResult(StageResult):
         latest, cs = self._latest_scores()
         if latest is None:
             return {}
-        return {"lag_score": cs["lag_score"], "dispersion_gap": cs["dispersion_gap"]}
+        out = {"lag_score": cs["lag_score"], "dispersion_gap": cs["dispersion_gap"]}
+        if "provenance" in cs:  # the cities layer says what its scores were computed from
+            out["score_provenance"] = cs["provenance"]
+        return out
 
     def city_units(self) -> dict[str, str]:
         latest, _ = self._latest_scores()
         return {
             "lag_score": f"mean direction-adjusted gap (x-μ)/μ, {latest}; <0 lagging",
             "dispersion_gap": f"mean squared gap ((x-μ)/μ)², {latest}",
+            "score_provenance": f"labels of the {latest} values behind lag_score and dispersion_gap",
         }
 
     def summary_lines(self) -> list[str]:
@@ -1142,6 +1157,7 @@ def integration_index(
     coverage = _coverage(prep, cells)
     between = _between(dims, comp, cfg.ddof)
     gaps, city_scores = _city_gaps(prep, cells)
+    city_scores = index_labels({"city_scores": city_scores}, gaps)["city_scores"]
     if institutions is None:
         inst = pd.DataFrame(columns=INSTITUTION_COLUMNS)
         report.append("no institutions table given: plans and mechanisms are not reported")
@@ -1229,3 +1245,108 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
             gdf[f"institutions_{y}"] = gdf["agglomeration_id"].map(iy["score"])
     cols = [c for c in gdf.columns if c != "geometry"] + ["geometry"]
     return gdf[cols]
+
+
+# ---------------------------------------------------------------------------------------
+# per-row provenance of the index tables (issue 17)
+# ---------------------------------------------------------------------------------------
+
+#: the keys of each index output's rows in the labels of ``city_gaps`` (``None``: one row per
+#: run message / scenario, handled below)
+_LABEL_KEYS: dict[str, tuple[list[str], bool]] = {
+    "city_scores": (["adcode", "agglomeration_id", "year"], True),
+    "index_dimensions": (["agglomeration_id", "year", "dimension"], True),
+    "index_composite": (["agglomeration_id", "year"], True),
+    "index_between_groups": (["year", "dimension"], True),
+    "index_explanations": (["agglomeration_id", "year", "indicator"], False),
+    "index_sensitivity": (["agglomeration_id", "year"], True),
+    "institutions": (["agglomeration_id", "year"], False),
+    "agglomerations": (["agglomeration_id"], True),
+}
+
+#: the label of the plans and mechanisms table (``reference/institutions.csv``, real)
+INSTITUTIONS_LABEL = "real:seed-004 plans and mechanisms"
+
+
+def index_labels(tables: dict[str, Any], city_gaps: pd.DataFrame) -> dict[str, Any]:
+    """The index outputs with per-row ``provenance`` (and ``provenance_inputs``).
+
+    A row gets the labels of the panel values it was computed from, taken from ``city_gaps``
+    (one label per member value of each kept cell): a city score its own values that year;
+    a dimension or composite score the values of its agglomeration-year (in that dimension);
+    a between-groups row every agglomeration's values that year (in that dimension); an
+    explanation its cell; a sensitivity row the scenario's agglomeration-year; the
+    ``agglomerations`` layer every year of the agglomeration; an ``index_report`` cell row its
+    cell and a message row every value of the run. The min-max level factor also pools the
+    means of other cells of the same indicator; their labels are not added (the row's own
+    cell decides). ``institutions`` rows are labelled :data:`INSTITUTIONS_LABEL`.
+    Tables are returned unchanged when ``city_gaps`` has no ``provenance`` column.
+
+    Examples
+    --------
+    >>> gaps = pd.DataFrame({"adcode": ["1", "2"], "agglomeration_id": "a", "year": 2020,
+    ...                      "indicator": ["hsr", "gdp"], "dimension": ["infrastructure", "economy"],
+    ...                      "provenance": ["real:railways", "synthetic"]})
+    >>> comp = pd.DataFrame({"agglomeration_id": ["a"], "year": [2020], "score": [1.0]})
+    >>> out = index_labels({"index_composite": comp}, gaps)["index_composite"]
+    >>> out[["provenance", "provenance_inputs"]].values.tolist()
+    [['real:railways; synthetic', 'real: hsr | synthetic: gdp']]
+    """
+    from agglo.io.indicators import with_provenance
+
+    if "provenance" not in city_gaps:
+        return tables
+    labels = city_gaps.rename(columns={"indicator": "input"})
+    labels = labels.assign(indicator=city_gaps["indicator"])
+    out = dict(tables)
+    for name, table in tables.items():
+        if name in ("index_indicators", "city_gaps") or table is None or "provenance" in table:
+            continue
+        if name == "index_report":
+            out[name] = _report_labels(table, labels)
+            continue
+        if name not in _LABEL_KEYS:
+            continue
+        keys, inputs = _LABEL_KEYS[name]
+        if name == "institutions":
+            out[name] = table.assign(provenance=INSTITUTIONS_LABEL)
+            continue
+        lab = labels
+        if name == "index_between_groups":  # the composite row: every dimension
+            lab = pd.concat([labels, labels.assign(dimension="composite")], ignore_index=True)
+        if name == "index_explanations":
+            lab = labels.assign(input=labels["indicator"])
+        labelled = with_provenance(pd.DataFrame(table), lab, keys, inputs=inputs)
+        if hasattr(table, "geometry"):  # the layer stays a GeoDataFrame
+            import geopandas as gpd
+
+            labelled = gpd.GeoDataFrame(labelled, geometry=table.geometry.name, crs=table.crs)
+            cols = [c for c in labelled.columns if c != table.geometry.name]
+            labelled = labelled[[*cols, table.geometry.name]]
+        out[name] = labelled
+    return out
+
+
+def _report_labels(report: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """``index_report``: a cell row its cell's labels, a message row those of the whole run."""
+    from agglo.io.indicators import provenance_by
+
+    run = provenance_by(labels.assign(run=0), ["run"]).iloc[0]
+    cells = provenance_by(labels, ["agglomeration_id", "year", "indicator"], inputs=True)
+    keyed = report["agglomeration_id"].notna()
+    out = report.copy()
+    out["provenance"], out["provenance_inputs"] = run["provenance"], run["provenance_inputs"]
+    if keyed.any():
+        idx = pd.MultiIndex.from_frame(cells[["agglomeration_id", "year", "indicator"]])
+        look = cells.set_index(idx)
+        want = pd.MultiIndex.from_arrays(
+            [
+                report.loc[keyed, "agglomeration_id"],
+                report.loc[keyed, "year"].astype(cells["year"].dtype),
+                report.loc[keyed, "indicator"],
+            ]
+        )
+        got = look.reindex(want)
+        out.loc[keyed, "provenance"] = got["provenance"].fillna("unknown").to_numpy()
+        out.loc[keyed, "provenance_inputs"] = got["provenance_inputs"].fillna("unknown").to_numpy()
+    return out

@@ -23,6 +23,7 @@ __all__ = [
     "MEASURE_VALUE_COLUMNS",
     "AnalysisPanel",
     "analysis_panel",
+    "combine_provenance",
     "describe_provenance",
     "joined_labels",
     "provenance_by",
@@ -332,3 +333,61 @@ def with_provenance(
     merged[cols] = merged[cols].fillna("unknown")
     merged.attrs = dict(table.attrs)
     return merged
+
+
+def combine_provenance(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by``: the union of already-labelled rows' ``provenance`` (and inputs).
+
+    For a row computed from other derived rows (a Moran's I from city scores): ``provenance``
+    joins the distinct labels of the rows, ``provenance_inputs`` (when ``rows`` has it) says
+    per input every status it had in any of them.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"year": [2020, 2020],
+    ...                   "provenance": ["real:census-2020; synthetic", "synthetic"],
+    ...                   "provenance_inputs": ["real: population | synthetic: gdp",
+    ...                                         "synthetic: gdp, population"]})
+    >>> combine_provenance(t, ["year"]).to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
+    [{'year': 2020, 'provenance': 'real:census-2020; synthetic',
+      'provenance_inputs': 'real+synthetic: population | synthetic: gdp'}]
+    """
+    from agglo.io.panel import VALUE_STATUSES
+
+    by = list(by)
+    has_inputs = "provenance_inputs" in rows
+    cols = [*by, "provenance", *(["provenance_inputs"] if has_inputs else [])]
+    rows = rows[cols].drop_duplicates()
+    rank = {st: i for i, st in enumerate(VALUE_STATUSES)}
+    labs: dict[tuple, set[str]] = {}
+    ins: dict[tuple, dict[str, set[str]]] = {}
+    keys = list(zip(*[rows[c].tolist() for c in by], strict=True)) if by else [()] * len(rows)
+    inputs = rows["provenance_inputs"].tolist() if has_inputs else [None] * len(rows)
+    for key, prov, text in zip(keys, rows["provenance"].tolist(), inputs, strict=True):
+        labs.setdefault(key, set()).update(x for x in str(prov).split("; ") if x)
+        if text is None:
+            continue
+        of = ins.setdefault(key, {})
+        for part in str(text).split(" | "):
+            status, _, names = part.partition(": ")
+            for name in names.split(", "):
+                of.setdefault(name, set()).update(status.split("+"))
+
+    def render(of: dict[str, set[str]]) -> str:
+        grouped: dict[str, list[str]] = {}
+        for name, found in of.items():
+            grouped.setdefault("+".join(sorted(found, key=rank.__getitem__)), []).append(name)
+        order = sorted(grouped, key=lambda st: [rank[x] for x in st.split("+")])
+        return " | ".join(f"{st}: {', '.join(sorted(grouped[st]))}" for st in order)
+
+    out = pd.DataFrame(
+        [
+            (*key, "; ".join(sorted(lab)), *([render(ins.get(key, {}))] if has_inputs else []))
+            for key, lab in labs.items()
+        ],
+        columns=cols,
+    )
+    for c in by:
+        if rows[c].notna().all():
+            out[c] = out[c].astype(rows[c].dtype)
+    return out
