@@ -1108,7 +1108,8 @@ def report_from_outputs(
             f"{out} holds no agglo outputs (agglo.gpkg, tables/, maps/); run `agglo run` first."
         )
     if not synthetic and any(
-        "data_status" in t and (t["data_status"] == "synthetic").any() for t in tables.values()
+        "data_status" in t and t["data_status"].isin(["synthetic", "partly synthetic"]).any()
+        for t in tables.values()
     ):
         synthetic = ["(recorded in the tables' data_status column)"]
     tables = {  # the writer's data_status column; indicator_provenance's is its own

@@ -479,7 +479,11 @@ def write_run(
 ) -> RunFiles:
     """Write a run's layers and tables: ``agglo.gpkg``, ``shp/<layer>.shp``, ``tables/<name>.csv``.
 
-    Every layer and table gets a ``data_status`` column (``real`` or ``synthetic``); every
+    Every layer and table gets a ``data_status`` column. A row with a ``provenance`` label
+    gets its own status (:func:`row_data_status`): ``synthetic`` when every value behind it
+    is synthetic, ``partly synthetic`` when some are, otherwise the statuses of its labels
+    (``real``, ``real+interpolated``, ...). Tables and layers without per-row provenance get
+    the run's ``data_status``; a table's own ``data_status`` column is kept. Every
     layer's metadata holds ``data_status``, the agglo version, ``metadata`` and its own
     ``layer_metadata``; the GeoPackage stores the QGIS ``styles`` (``layer_styles`` table) and
     each shapefile gets its ``.qml``. Layers of ``per_year_layers`` are written one per year
@@ -512,7 +516,7 @@ def write_run(
     out.mkdir(parents=True, exist_ok=True)
     common = {"data_status": data_status, "agglo_version": __version__, **(metadata or {})}
     layer_metadata = layer_metadata or {}
-    named = {name: gdf.assign(data_status=data_status) for name, gdf in layers.items()}
+    named = {name: _with_status(gdf, data_status) for name, gdf in layers.items()}
     meta = {name: {**common, **layer_metadata.get(name, {})} for name in named}
     named, meta, qml = split_years(named, meta, styles or {}, tuple(per_year_layers))
     gpkg = None
@@ -532,13 +536,46 @@ def write_run(
     )
     written = tuple(
         write_csv(  # a table's own data_status (e.g. per indicator) is kept
-            table if "data_status" in table else table.assign(data_status=data_status),
+            table if "data_status" in table else _with_status(table, data_status),
             out / "tables" / f"{name}.csv",
             force=force,
         )
         for name, table in tables.items()
     )
     return RunFiles(gpkg, tuple(named), shapefiles, written)
+
+
+def row_data_status(provenance: pd.Series) -> pd.Series:
+    """``data_status`` of each row from its ``provenance`` labels (``"; "``-joined).
+
+    ``synthetic`` (every label synthetic), ``partly synthetic`` (some), else the labels'
+    statuses joined (``real``, ``real+interpolated``, ``computed``, ...; see
+    :func:`agglo.io.panel.joined_status`).
+
+    Examples
+    --------
+    >>> labels = pd.Series(["real:census-2020", "real:census-2020; synthetic", "synthetic",
+    ...                     "interpolated:census-2010-2020; real:railways"])
+    >>> row_data_status(labels).tolist()
+    ['real', 'partly synthetic', 'synthetic', 'real+interpolated']
+    """
+    from agglo.io.panel import joined_status
+
+    def one(text: str) -> str:
+        status = joined_status([x for x in str(text).split("; ") if x])
+        if status == "synthetic":
+            return status
+        return "partly synthetic" if "synthetic" in status.split("+") else status
+
+    by_text = {t: one(t) for t in provenance.astype(str).unique()}
+    return provenance.astype(str).map(by_text)
+
+
+def _with_status(table: pd.DataFrame, run_status: str) -> pd.DataFrame:
+    """``table`` with ``data_status``: per row from ``provenance`` if it has one, else the run's."""
+    if "provenance" in table and len(table):
+        return table.assign(data_status=row_data_status(table["provenance"]).to_numpy())
+    return table.assign(data_status=run_status)
 
 
 @contextlib.contextmanager
