@@ -79,7 +79,7 @@ def test_sequence_flags_are_comma_separated():
 
 def test_zero_is_not_dropped(tmp_path, monkeypatch):
     """``--beta 0`` reaches the stage as 0 (it used to become the default 2)."""
-    import agglo.analysis.coreperiphery as cp
+    import agglo.pipeline.stages as stages
 
     seen = {}
 
@@ -87,7 +87,7 @@ def test_zero_is_not_dropped(tmp_path, monkeypatch):
         seen["beta"] = options.beta
         raise typer.Exit(0)
 
-    monkeypatch.setattr(cp, "core_periphery", fake_core_periphery)
+    monkeypatch.setattr(stages, "core_periphery", fake_core_periphery)
     assert main(["coreperiphery", "--beta", "0", "-o", str(tmp_path / "o")]) == 0
     assert seen["beta"] == 0
 
