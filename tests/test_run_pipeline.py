@@ -78,7 +78,6 @@ def test_options_of_every_section_are_checked_before_any_stage(tmp_path, caplog)
 
 def test_every_stage_section_is_a_config_section():
     from agglo.config import SECTIONS
-
     from agglo.outputs.run import OUTPUT_STEPS
 
     sections = {section for _, section, parse in OUTPUT_STEPS.values() if parse is not None}
