@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from agglo.analysis.metro.catchment import (
     Catchment,
@@ -203,6 +204,14 @@ def _seat_minutes(
     return np.min(t, axis=1)
 
 
+@functools.lru_cache(maxsize=64)
+def _laea_transformer(lat: str, lon: str) -> Transformer:
+    """WGS84 -> Lambert azimuthal equal-area centred on (lon, lat), made once per centre (the
+    counties' and the cities' shares of one area share it)."""
+    laea = CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m +no_defs")
+    return Transformer.from_crs(WGS84, laea, always_xy=True)
+
+
 def _shares(units: gpd.GeoDataFrame, geom: shapely.Geometry, pop_col: str | None) -> pd.DataFrame:
     """Share of each unit's area inside ``geom``: areas in a Lambert azimuthal equal-area
     projection centred on ``geom`` (equal-area, so ratios and km² are exact up to vertex
@@ -213,13 +222,15 @@ def _shares(units: gpd.GeoDataFrame, geom: shapely.Geometry, pop_col: str | None
         hit = units.sindex.query(geom, predicate="intersects")
         if len(hit):
             c = geom.centroid
-            laea = CRS.from_proj4(
-                f"+proj=laea +lat_0={c.y:.6f} +lon_0={c.x:.6f} +datum=WGS84 +units=m +no_defs"
-            )
-            sub = gpd.GeoSeries(units.geometry.to_numpy()[hit], crs=WGS84).to_crs(laea)
-            g = gpd.GeoSeries([geom], crs=WGS84).to_crs(laea).iloc[0]
-            a_unit = sub.area.to_numpy()
-            a_in = shapely.area(shapely.intersection(sub.to_numpy(), g))
+            to_laea = _laea_transformer(f"{c.y:.6f}", f"{c.x:.6f}")
+
+            def project(xy: np.ndarray) -> np.ndarray:
+                return np.column_stack(to_laea.transform(xy[:, 0], xy[:, 1]))
+
+            sub = shapely.transform(units.geometry.to_numpy()[hit], project)
+            g = shapely.transform(geom, project)
+            a_unit = shapely.area(sub)
+            a_in = shapely.area(shapely.intersection(sub, g))
             inter[hit] = a_in / 1e6
             share[hit] = np.where(
                 a_unit > 0, np.minimum(a_in / np.where(a_unit > 0, a_unit, 1), 1), 0
