@@ -13,6 +13,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+import shapely.geometry
 
 from agglo.analysis.metro.friction import _friction_group
 from agglo.analysis.metro.graph import RoadGraph, _aeqd_transformers
@@ -178,6 +179,20 @@ def _certified_cells(
     return np.cumsum(runs, axis=1)[:, :nx] > 0, x0, y0, cell
 
 
+def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shapely.Geometry:
+    """The union of the cells of ``mask`` (corners at ``x0 + i cell, y0 + j cell``)."""
+    import rasterio.features
+    from affine import Affine
+
+    parts = [
+        shapely.geometry.shape(shape)
+        for shape, _ in rasterio.features.shapes(
+            mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
+        )
+    ]
+    return shapely.union_all(parts)
+
+
 def _union_pieces(
     rings: np.ndarray,
     cx: np.ndarray,
@@ -236,15 +251,7 @@ def _union_pieces(
         j1 = np.minimum(np.floor((bounds[:, 3] - y0) / cell).astype(np.int64) + 1, ny)
         i0, j0 = np.maximum(i0, 0), np.maximum(j0, 0)
         keep = (out[j1, i1] - out[j0, i1] - out[j1, i0] + out[j0, i0]) > 0
-        # one box per run of certified cells in a row
-        edge = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-        rows, start = np.nonzero(edge == 1)
-        _, stop = np.nonzero(edge == -1)
-        inner = shapely.union_all(
-            shapely.box(
-                x0 + start * cell, y0 + rows * cell, x0 + stop * cell, y0 + (rows + 1) * cell
-            )
-        )
+        inner = _cells_polygon(mask, x0, y0, cell)
     kd = keep[n_h:]
     pieces = np.concatenate(
         [
