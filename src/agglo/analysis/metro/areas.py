@@ -197,9 +197,11 @@ def _seat_minutes(
     seat_lat: np.ndarray,
     access_mpm: float,
     k: int = 8,
+    near: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Minutes to each seat: best of its ``k`` nearest nodes plus the off-network leg."""
-    idx, d = graph.nearest_nodes(seat_lon, seat_lat, k=k)
+    """Minutes to each seat: best of its ``k`` nearest nodes plus the off-network leg
+    (``near``: ``graph.nearest_nodes(seat_lon, seat_lat, k=k)`` when already known)."""
+    idx, d = graph.nearest_nodes(seat_lon, seat_lat, k=k) if near is None else near
     t = dist[idx] + d / access_mpm
     return np.min(t, axis=1)
 
@@ -332,21 +334,24 @@ def metro_areas(
     kpop = population if population and population in counties.columns else None
     cpop = population if population and population in cities.columns else None
     area_rows, member_frames, city_frames, band_rows = [], [], [], []
+    near_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for k, core in enumerate(core_ids):
         geom = cat.polygons.geometry.iloc[k]
         dist = cat.times[k]
         core_pt = src.geometry.iloc[k]
 
-        def seat_time(pts: gpd.GeoSeries, dist=dist, core_pt=core_pt) -> np.ndarray:
+        def seat_time(pts: gpd.GeoSeries, key: str, dist=dist, core_pt=core_pt) -> np.ndarray:
             lon, lat = pts.x.to_numpy(), pts.y.to_numpy()
-            t = _seat_minutes(graph, dist, lon, lat, access_mpm)
+            if key not in near_of:  # the seats' nearest nodes do not depend on the core
+                near_of[key] = graph.nearest_nodes(lon, lat, k=8)
+            t = _seat_minutes(graph, dist, lon, lat, access_mpm, near=near_of[key])
             _, _, d = _GEOD.inv(
                 np.full(len(lon), core_pt.x), np.full(len(lon), core_pt.y), lon, lat
             )
             t = np.minimum(t, np.asarray(d) / access_mpm)
             return np.where(t <= minutes, t, np.nan)
 
-        kt = pd.Series(seat_time(ks.geometry), index=ks["adcode"].astype(str).to_numpy())
+        kt = pd.Series(seat_time(ks.geometry, "county"), index=ks["adcode"].astype(str).to_numpy())
         ksh = _shares(counties, geom, kpop)
         kdf = pd.DataFrame(
             {
@@ -365,7 +370,7 @@ def metro_areas(
         member_frames.append(
             kdf.sort_values(["seat_minutes", "area_share"], ascending=[True, False])
         )
-        ct = pd.Series(seat_time(cs.geometry), index=cs["adcode"].astype(str).to_numpy())
+        ct = pd.Series(seat_time(cs.geometry, "city"), index=cs["adcode"].astype(str).to_numpy())
         csh = _shares(cities, geom, cpop)
         cdf = pd.DataFrame(
             {

@@ -173,10 +173,11 @@ def _certified_cells(
     j, i_lo, i_hi = j[ok], i_lo[ok], i_hi[ok]
     if len(j) == 0:
         return None
-    runs = np.zeros((ny, nx + 1), dtype=np.int32)
-    np.add.at(runs, (j, i_lo), 1)
-    np.add.at(runs, (j, i_hi), -1)
-    return np.cumsum(runs, axis=1)[:, :nx] > 0, x0, y0, cell
+    size = ny * (nx + 1)
+    runs = np.bincount(j * (nx + 1) + i_lo, minlength=size) - np.bincount(
+        j * (nx + 1) + i_hi, minlength=size
+    )
+    return np.cumsum(runs.reshape(ny, nx + 1), axis=1)[:, :nx] > 0, x0, y0, cell
 
 
 def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shapely.Geometry:
