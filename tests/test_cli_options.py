@@ -79,7 +79,7 @@ def test_sequence_flags_are_comma_separated():
 
 def test_zero_is_not_dropped(tmp_path, monkeypatch):
     """``--beta 0`` reaches the stage as 0 (it used to become the default 2)."""
-    import agglo.analysis.coreperiphery as cp
+    import agglo.pipeline.stages as stages
 
     seen = {}
 
@@ -87,7 +87,7 @@ def test_zero_is_not_dropped(tmp_path, monkeypatch):
         seen["beta"] = options.beta
         raise typer.Exit(0)
 
-    monkeypatch.setattr(cp, "core_periphery", fake_core_periphery)
+    monkeypatch.setattr(stages, "core_periphery", fake_core_periphery)
     assert main(["coreperiphery", "--beta", "0", "-o", str(tmp_path / "o")]) == 0
     assert seen["beta"] == 0
 
@@ -129,3 +129,27 @@ def test_progress_bars_follow_quiet(flags, wanted, monkeypatch, tmp_path):
     monkeypatch.setattr(agglo.pipeline, "run", fake_run)
     assert main([*flags, "run", "--out", str(tmp_path / "o")]) == 0
     assert seen["progress"] is wanted
+
+
+def test_run_takes_panel_flags(tmp_path, monkeypatch):
+    """``agglo run --panel F --header 2 --area urban_districts`` reaches the run's config."""
+    import agglo.pipeline
+
+    seen = {}
+
+    def fake_run(config, out, **kwargs):
+        seen["config"] = config
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(agglo.pipeline, "run", fake_run)
+    panel = tmp_path / "panel.csv"
+    panel.write_text("adcode,year\n", encoding="utf-8")
+    argv = ["run", "--panel", str(panel), "--header", "2", "--area", "urban_districts"]
+    assert main([*argv, "-o", str(tmp_path / "o")]) == 0
+    cfg = seen["config"]
+    assert cfg.panel == panel
+    assert cfg.section("panel")["header"] == 2
+    assert cfg.section("panel")["area"] == "urban_districts"
+    monkeypatch.undo()
+    assert main(["run", "--area", "both", "-o", str(tmp_path / "bad")]) == 2  # input error
+    assert not (tmp_path / "bad").exists()

@@ -78,13 +78,15 @@ def test_options_of_every_section_are_checked_before_any_stage(tmp_path, caplog)
 
 def test_every_stage_section_is_a_config_section():
     from agglo.config import SECTIONS
+    from agglo.outputs.run import OUTPUT_STEPS
 
-    sections = set()
+    sections = {section for _, section, parse in OUTPUT_STEPS.values() if parse is not None}
     for st in STAGES:
         if st.options is not None:
-            names = st.config_section
+            names = st.section or st.name
             sections |= {names} if isinstance(names, str) else set(names)
     assert sections <= set(SECTIONS)
+    assert {"metro", "coordination", "autocorr", "plot", "report"} <= sections
     assert set(stage_options(RunConfig())) >= {"pm25", "roads", "hsr", "index", "metro"}
 
 

@@ -32,7 +32,7 @@ __all__ = [
     "clean_geometries",
     "guess_crs",
     "layer_bounds",
-    "metro_option_problems",
+    "stage_options",
 ]
 
 #: margin (degrees) around a CRS's area of use within which data is still accepted; in
@@ -359,7 +359,7 @@ def check_run_config(config: Any) -> dict[str, Any]:
     """Validate the whole run configuration at once, before any stage runs.
 
     The ``[inputs]`` paths must exist, and every stage's options are built from its section
-    (:func:`agglo.pipeline.stage_options`); all problems are raised together.
+    (:func:`stage_options`); all problems are raised together.
 
     Returns
     -------
@@ -381,7 +381,6 @@ def check_run_config(config: Any) -> dict[str, Any]:
       - metro.minutes must be a number; got 'sixty'
     """
     from agglo.measures.roads import parse_road_source
-    from agglo.pipeline import stage_options
 
     problems = []
     for key in ("boundaries", "panel", "rasters", "roads", "stations"):
@@ -401,50 +400,25 @@ def check_run_config(config: Any) -> dict[str, Any]:
     return options
 
 
-def metro_option_problems(
-    *,
-    minutes: Any = 60,
-    bands: Any = None,
-    access_speed_kmh: Any = 15.0,
-    cell_m: Any = 500.0,
-    method: Any = "network",
-) -> list[str]:
-    """Consistency of the metro-area options (bands within the commute limit, positive sizes).
+def stage_options(config: Any) -> dict[str, Any]:
+    """Every stage's options from its config section, all problems raised together."""
+    from agglo.outputs.run import OUTPUT_STEPS
+    from agglo.pipeline import STAGES
 
-    ``bands=None`` means "not given" (the default bands are cut at ``minutes``).
-
-    Examples
-    --------
-    >>> metro_option_problems(minutes=60, bands=[15, 90])
-    ['metro.bands 90 exceed the commute limit minutes = 60: give bands up to it (e.g. 15,30,45,60) or raise minutes']
-    """
-    problems = []
-
-    def positive(name: str, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            problems.append(f"metro.{name} must be a positive number; got {value!r}")
-            return False
-        return True
-
-    ok = positive("minutes", minutes)
-    positive("access_speed_kmh", access_speed_kmh)
-    positive("cell_m", cell_m)
-    if method not in ("network", "friction"):
-        problems.append(f"metro.method must be one of network, friction; got {method!r}")
-    if bands is None:  # not given: the defaults are cut at minutes
-        return problems
-    values = list(bands) if isinstance(bands, list | tuple) else None
-    if not values or not all(
-        isinstance(b, int | float) and not isinstance(b, bool) and b > 0 for b in values
-    ):
-        problems.append(
-            f"metro.bands must be positive minutes, e.g. [15, 30, 45, 60]; got {bands!r}"
-        )
-    elif ok:
-        over = [b for b in values if b > minutes]
-        if over:
-            problems.append(
-                f"metro.bands {', '.join(f'{b:g}' for b in over)} exceed the commute limit "
-                f"minutes = {minutes:g}: give bands up to it (e.g. 15,30,45,60) or raise minutes"
-            )
-    return problems
+    problems: list[str] = []
+    options: dict[str, Any] = {}
+    parsers = [(st.name, st.section or st.name, st.options) for st in STAGES]
+    parsers += [(name, section, parse) for name, (_, section, parse) in OUTPUT_STEPS.items()]
+    for name, section, parse in parsers:
+        if parse is None or section is None:
+            continue
+        names = (section,) if isinstance(section, str) else section
+        try:
+            options[name] = parse(*(config.section(n) for n in names))
+        except ValidationError as exc:
+            problems += exc.problems
+        except AggloInputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValidationError(problems, source="run configuration")
+    return options

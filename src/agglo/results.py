@@ -65,3 +65,11 @@ class StageResult:
     def notes(self) -> list[str]:
         """Remarks about the method or the data for the summary (never marked)."""
         return []
+
+    def synthetic_sources(self) -> set[str]:
+        """Names of the synthetic inputs the result was computed from (the run labels them)."""
+        return set()
+
+    def provenance(self) -> dict[str, str]:
+        """Input or variable -> where it came from (``run.json``, the report)."""
+        return {}

@@ -6,19 +6,37 @@ from pathlib import Path
 
 import typer
 
+from agglo.cli._flags import option_flags
+from agglo.io.panel import PanelOptions
+
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
+    @option_flags(PanelOptions)
     def run_cmd(
         config: Path | None = typer.Option(None, "--config", "-c", help="TOML run configuration."),
+        panel: Path | None = typer.Option(
+            None,
+            "--panel",
+            "-p",
+            help="Yearbook panel (CSV/XLSX) instead of [inputs] panel or the bundled demo.",
+        ),
         out: Path = typer.Option(Path("outputs"), "--out", "-o", help="Output folder."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
+        *,
+        given: dict,
     ) -> None:
-        """Run every stage on the bundled data (or the inputs named in --config)."""
+        """Run every stage on the bundled data (or the inputs named in --config / --panel).
+
+        The [panel] flags (header rows, columns file, units, ...) are laid over the config's
+        [panel] section, as in `agglo index`; the other stages take their options from the
+        config file.
+        """
         from agglo.cli import progress_wanted
-        from agglo.config import load_config
+        from agglo.cli._stage import config_with
         from agglo.pipeline import run
 
-        ctx = run(load_config(config), out, force=force, progress=progress_wanted())
+        cfg = config_with(config, given, panel=panel)
+        ctx = run(cfg, out, force=force, progress=progress_wanted())
         for line in ctx.summary:
             typer.echo(line)

@@ -155,6 +155,12 @@ class AnalysisPanel(StageResult):
             return set()
         return {f"{self.panel_name} (synthetic indicators: {', '.join(left['indicator'])})"}
 
+    def synthetic_sources(self) -> set[str]:
+        return self.synthetic_inputs
+
+    def provenance(self) -> dict[str, str]:
+        return dict(self.measured)
+
     def notes(self) -> list[str]:
         t = self.indicator_provenance
         synthetic = t["data_status"] == "synthetic"

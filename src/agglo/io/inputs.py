@@ -21,7 +21,14 @@ from agglo.config import RunConfig
 from agglo.errors import AggloInputError
 from agglo.results import StageResult
 
-__all__ = ["DEMO_ROADS", "RunInputs", "raster_source", "read_inputs", "road_sources"]
+__all__ = [
+    "DEMO_ROADS",
+    "RunInputs",
+    "raster_source",
+    "read_inputs",
+    "road_sources",
+    "stations_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +175,16 @@ def road_sources(config: RunConfig, stage: str) -> tuple[list[str], str, bool] |
         sources = [str(path)]
     files = [parse_road_source(src)[0] for src in sources]
     return sources, ", ".join(f.name for f in files), any(map(is_synthetic_file, files))
+
+
+def stations_source(config: RunConfig) -> Path | None:
+    """The ``[inputs] stations`` file, or ``None`` (logged) when none is configured."""
+    if config.stations is None:
+        log.info("no stations input configured: the panel's hsr values are kept; stage hsr skipped")
+        return None
+    if not (path := Path(config.stations)).exists():
+        raise AggloInputError(f"[inputs] stations = {path} does not exist.")
+    return path
 
 
 def raster_source(

@@ -613,6 +613,9 @@ class HSRResult(StageResult):
     #: the panel indicator this stage computes
     name: ClassVar[str] = "hsr"
 
+    def synthetic_sources(self) -> set[str]:
+        return {self.stations} if self.synthetic else set()
+
     @property
     def values(self) -> pd.DataFrame:
         """The panel indicator: ``adcode, year, value`` (0/1)."""

@@ -761,6 +761,9 @@ class PM25Result(StageResult):
         status = "synthetic" if self.synthetic else "real"
         return f"zonal_pm25({self.source_path}, weights={self.means.attrs['weights']}) [{status}]"
 
+    def synthetic_sources(self) -> set[str]:
+        return set(self.files) if self.synthetic else set()
+
     def provenance(self) -> dict[str, str]:
         """The rasters read, their status and CRS handling."""
         status = "synthetic" if self.synthetic else "real"

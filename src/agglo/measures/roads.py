@@ -743,6 +743,9 @@ class RoadDensityResult(StageResult):
     #: the panel indicator this stage computes
     name: ClassVar[str] = "road_density"
 
+    def synthetic_sources(self) -> set[str]:
+        return {self.network} if self.synthetic else set()
+
     @property
     def values(self) -> pd.DataFrame:
         """The panel indicator: ``adcode, year, value`` (km/100 km²), the snapshot every year."""

@@ -17,11 +17,14 @@ import geopandas as gpd
 import pandas as pd
 
 from agglo.config import RunConfig
+from agglo.outputs.maps import PlotOptions
+from agglo.outputs.report import ReportOptions
 
 if TYPE_CHECKING:
     from agglo.pipeline.core import StageOutput
 
 __all__ = [
+    "OUTPUT_STEPS",
     "RunOutputs",
     "draw_maps",
     "write_outputs",
@@ -77,6 +80,9 @@ class RunOutputs:
         """Collect one stage's output (the cities layer gains its ``city_columns``)."""
         self.results[name] = out.result
         self.stages[name] = out
+        if name == "inputs":  # the run's boundaries, for the output steps
+            self.cities = getattr(out.result, "cities", None)
+            self.counties = getattr(out.result, "counties", None)
         self.synthetic |= out.synthetic
         self.provenance.update(out.provenance)
         self.tables.update(out.tables)
@@ -94,7 +100,6 @@ class RunOutputs:
 
 def draw_maps(outputs: RunOutputs, options: Any = None) -> None:
     """The ``maps`` step: figures into ``out_dir/maps`` and a QGIS style per layer."""
-    from agglo.outputs.maps import PlotOptions
     from agglo.outputs.maps import draw_maps as draw
 
     result = draw(
@@ -141,7 +146,7 @@ def write_outputs(outputs: RunOutputs) -> None:
 
 def write_run_report(outputs: RunOutputs) -> None:
     """The ``report`` step: :func:`agglo.outputs.report.build_report` on the run's outputs."""
-    from agglo.outputs.report import ReportOptions, build_report, bundled_census, describe_layers
+    from agglo.outputs.report import build_report, bundled_census, describe_layers
 
     result = build_report(
         outputs.out_dir / "report.html",
@@ -161,13 +166,18 @@ def write_run_report(outputs: RunOutputs) -> None:
     outputs.summary += [outputs.label(line) for line in result.summary_lines()]
 
 
-#: the output steps of a run, in order
-WRITE_STEPS = {"maps": draw_maps, "write": write_outputs, "report": write_run_report}
+#: the output steps of a run, in order: name -> (step, config section, options parser); the
+#: options are validated with every stage's before the run starts
+OUTPUT_STEPS: dict[str, tuple[Callable[[RunOutputs], None], str | None, Callable | None]] = {
+    "maps": (draw_maps, "plot", PlotOptions.from_dict),
+    "write": (write_outputs, None, None),
+    "report": (write_run_report, "report", ReportOptions.from_dict),
+}
 
 
 def write_steps(outputs: RunOutputs, steps: Iterable[str] | None = None) -> None:
     """Run the output steps (all, or those named in ``steps``) on the collected outputs."""
-    for name, step in WRITE_STEPS.items():
+    for name, (step, _, _) in OUTPUT_STEPS.items():
         if steps is not None and name not in steps:
             continue
         if name == "write" and outputs.synthetic:

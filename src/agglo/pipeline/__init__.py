@@ -1,9 +1,8 @@
 """``agglo run``: the stages as a table (name, function, needs, options), composed in order.
 
-Every stage's options are built from its config section before the first stage runs, so a bad
-option anywhere fails the run at once. Each stage gets the results of the stages it needs and
-returns a :class:`~agglo.pipeline.core.StageOutput`; they are collected in
-:class:`~agglo.outputs.run.RunOutputs` and written by :mod:`agglo.outputs.run` (maps, files,
+Every stage's options are built before the first stage runs, so a bad option anywhere fails
+the run at once. Each stage gets the results of the stages it needs; its result is collected in
+:class:`~agglo.outputs.run.RunOutputs` and written by the :data:`OUTPUT_STEPS` (maps, files,
 report). ``agglo <stage>`` runs the same table up to that stage (:func:`run_stages`).
 """
 
@@ -15,21 +14,21 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agglo._validate import check_run_config, stage_options
 from agglo.analysis.autocorr import AutocorrOptions
 from agglo.analysis.coreperiphery import CorePeripheryOptions
 from agglo.analysis.index import IndexOptions
 from agglo.analysis.metro.options import MetroOptions
 from agglo.analysis.regional import RegionalOptions
 from agglo.config import RunConfig
-from agglo.errors import AggloInputError, OutputExistsError, ValidationError
+from agglo.errors import AggloInputError, OutputExistsError
 from agglo.measures.hsr import HSROptions
 from agglo.measures.pm25 import PM25Options
 from agglo.measures.roads import RoadsOptions
-from agglo.outputs.maps import PlotOptions
-from agglo.outputs.report import ReportOptions
-from agglo.outputs.run import RunOutputs, write_run_folder
+from agglo.outputs.run import OUTPUT_STEPS, RunOutputs, write_run_folder
 from agglo.pipeline import stages as s
 from agglo.pipeline.core import Stage, StageOutput
+from agglo.results import StageResult
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
 
@@ -62,39 +61,10 @@ STAGES: tuple[Stage, ...] = (
         section=("coordination", "disparity", "convergence", "autocorr"),
     ),
 )
-#: steps after the stages, on the collected outputs: (name, config section, options parser)
-OUTPUT_STEPS = (
-    ("maps", "plot", PlotOptions.from_dict),
-    ("write", None, None),
-    ("report", "report", ReportOptions.from_dict),
-)
-
-
-def stage_options(config: RunConfig) -> dict[str, Any]:
-    """Every stage's options from its config section, all problems raised together."""
-    problems: list[str] = []
-    options: dict[str, Any] = {}
-    parsers = [(st.name, st.config_section, st.options) for st in STAGES] + list(OUTPUT_STEPS)
-    for name, section, parse in parsers:
-        if parse is None or section is None:
-            continue
-        names = (section,) if isinstance(section, str) else section
-        try:
-            options[name] = parse(*(config.section(n) for n in names))
-        except ValidationError as exc:
-            problems += exc.problems
-        except AggloInputError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ValidationError(problems, source="run configuration")
-    return options
 
 
 def _closure(targets: Iterable[str], given: Iterable[str] = ()) -> list[str]:
-    """The stages needed for ``targets`` (with every optional need), in table order.
-
-    The needs of ``given`` stages (supplied by the caller) are not followed.
-    """
+    """The stages ``targets`` need (optional needs too; not those of ``given``), in table order."""
     by_name = {st.name: st for st in STAGES}
     unknown = [t for t in targets if t not in by_name]
     if unknown:
@@ -161,7 +131,8 @@ def run_stages(
         start = time.perf_counter()
         log.info("[%d/%d] stage %s ...", step, len(order), name)
         try:
-            done[name] = out = st.function(config, opts.get(name), **kwargs)
+            out = st.function(config, opts.get(name), **kwargs)
+            done[name] = out = StageOutput.of(out) if isinstance(out, StageResult) else out
         except AggloInputError as exc:
             if not st.skip_on_input_error or name in strict:
                 raise
@@ -172,8 +143,6 @@ def run_stages(
         )
         if out is not None:
             outputs.add(name, out)
-            if name == "inputs":
-                outputs.cities, outputs.counties = out.result.cities, out.result.counties
     return outputs
 
 
@@ -192,23 +161,19 @@ def run(
     config
         Paths and options; defaults use the bundled (partly synthetic) demo data.
     out_dir
-        Output folder. If it already holds agglo outputs, ``force`` is required. A run that
-        writes is staged in a sibling folder and swapped in whole at the end, with a
-        ``run.json`` manifest (see :func:`agglo.outputs.writers.run_folder`); an interrupted
-        run leaves the previous output as it was.
+        Output folder, written atomically: staged beside it and swapped in whole with a
+        ``run.json`` manifest (:func:`agglo.outputs.writers.run_folder`).
     force
-        Replace an existing run folder (as a whole).
+        Replace an existing run folder (required when ``out_dir`` holds outputs).
     stages
         Subset of the stage and output-step names to run (with the stages they need).
     progress
         Show progress bars inside the long stages (the stage counter is logged at INFO).
     """
-    from agglo._validate import check_run_config
-
     config = config or RunConfig()
     out = Path(out_dir)
     options = check_run_config(config)  # the whole config is checked before any work
-    steps = [n for n, _, _ in OUTPUT_STEPS]
+    steps = list(OUTPUT_STEPS)
     targets = [t for t in (stages or [st.name for st in STAGES]) if t not in steps]
     kwargs = {"force": force, "options": options, "progress": progress}
     if stages is not None and not set(stages) & set(steps):  # nothing is written

@@ -20,23 +20,19 @@ class Stage:
 
     ``function(config, options, **needs)`` gets the results of the stages named in ``needs``
     (``"name?"``: optional, ``None`` when that stage produced nothing) and returns a
+    :class:`~agglo.results.StageResult` (the runner wraps it with :meth:`StageOutput.of`), a
     :class:`StageOutput`, or ``None`` when its input is absent (logged). ``options`` turns the
-    stage's config section into its validated options; it is called for every stage before
-    the first one runs.
+    stage's config ``section`` (default: its name; several are passed in order) into validated
+    options; it is called for every stage before the first one runs.
     """
 
     name: str
-    function: Callable[..., StageOutput | None]
+    function: Callable[..., StageResult | StageOutput | None]
     needs: tuple[str, ...] = ()
     options: Callable[..., Any] | None = None
     section: str | tuple[str, ...] | None = None
     progress: bool = False  # the function takes ``progress=`` (progress bars)
     skip_on_input_error: bool = False  # in a full run, bad input skips it with a warning
-
-    @property
-    def config_section(self) -> str | tuple[str, ...]:
-        """The TOML section(s) holding this stage's options (passed to ``options`` in order)."""
-        return self.section or self.name
 
 
 @dataclass
@@ -72,13 +68,10 @@ class StageOutput:
 
     @classmethod
     def of(
-        cls,
-        result: StageResult,
-        *,
-        synthetic: set[str] | None = None,
-        provenance: dict[str, str] | None = None,
+        cls, result: StageResult, *, synthetic: set[str] | None = None, **provenance: str
     ) -> StageOutput:
-        """The output of a stage whose library result is a :class:`~agglo.results.StageResult`."""
+        """The output of a :class:`~agglo.results.StageResult` (plus ``synthetic`` inputs and
+        ``provenance`` entries the result cannot know, e.g. how the caller chose its input)."""
         return cls(
             result=result,
             tables=dict(result.tables()),
@@ -88,6 +81,6 @@ class StageOutput:
             city_units=dict(result.city_units()),
             summary=list(result.summary_lines()),
             notes=list(result.notes()),
-            synthetic=set(synthetic or ()),
-            provenance=dict(provenance or {}),
+            synthetic=result.synthetic_sources() | set(synthetic or ()),
+            provenance=result.provenance() | provenance,
         )

@@ -61,11 +61,27 @@ class MetroOptions(Options):
     )
 
     def extra_problems(self) -> list[str]:
-        from agglo._validate import metro_option_problems
+        """Given bands must lie within the commute limit (the default bands are cut at it).
 
-        given = None if self.bands == MetroOptions.bands else self.bands  # defaults are cut
-        found = metro_option_problems(minutes=self.minutes, bands=given)
-        return [p for p in found if p.startswith("metro.bands")]
+        >>> MetroOptions.from_dict({"minutes": 60, "bands": [15, 90]})
+        Traceback (most recent call last):
+        ...
+        agglo.errors.ValidationError: [metro] options: 1 problem(s)
+          - metro.bands 90 exceed the commute limit minutes = 60: give bands up to it (e.g. 15,30,45,60) or raise minutes
+        """
+        if self.bands == MetroOptions.bands:
+            return []
+        if not self.bands or any(b <= 0 for b in self.bands):
+            return [
+                f"metro.bands must be positive minutes, e.g. [15, 30, 45, 60]; got {self.bands}"
+            ]
+        over = ", ".join(f"{b:g}" for b in self.bands if b > self.minutes)
+        if not over:
+            return []
+        return [
+            f"metro.bands {over} exceed the commute limit minutes = {self.minutes:g}: give bands "
+            "up to it (e.g. 15,30,45,60) or raise minutes"
+        ]
 
     @property
     def used_bands(self) -> tuple[float, ...]:
