@@ -1,11 +1,22 @@
-"""Benchmark: agglo's choropleth (classes, legend, scale bar, north arrow, CJK labels, PNG+SVG)
-versus geopandas' ``GeoDataFrame.plot(column, scheme=..., legend=True)`` saved the same way.
+"""Benchmark: agglo's map drawing versus ``GeoDataFrame.plot`` per map, saved the same way.
 
-Same polygons (the bundled 1,068 counties, or the 130 cities with ``--quick``), same seeded
-values, same mapclassify scheme and k, same DPI and formats. The class bounds of both are
-compared (agglo's legend must show mapclassify's Fisher-Jenks bins). agglo does more per map
-(reprojection to a fitted Albers CRS, outlines, labels with ``--labels``), so it is expected to be
-somewhat slower; the point is to show the cost of the extras.
+A set of maps like the one ``agglo run`` draws, on the same polygons (the bundled 130 cities,
+or the 1,068 counties without ``--quick``) with seeded values:
+
+- a choropleth (Fisher-Jenks, k=5) with legend, and Chinese labels with ``--labels``;
+- a categorical map (the agglomerations);
+- small multiples (three panels, classes pooled).
+
+agglo: :func:`agglo.plot.choropleth`, :func:`agglo.plot.category_map`,
+:func:`agglo.plot.small_multiples` and :func:`agglo.plot.save_figure` (PNG + SVG). The peer: the
+straightforward way, ``GeoDataFrame.plot(column, scheme="fisher_jenks", k=5, legend=True)`` (or
+``categorical=True``) into a constrained-layout figure per map, saved with
+``savefig(bbox_inches="tight")`` as PNG and SVG, with the same CJK font, DPI and formats.
+agglo does more per map (reprojection to a fitted Albers CRS, outlines, scale bar, north arrow,
+caption, class counts in the legend). Runs alternate (agglo, peer, agglo, peer, ...) after a
+warm-up of both (imports, font registration, mapclassify's numba compile for the peer); the
+best of ``--repeat`` runs is reported. The class bounds agglo's legend shows are checked
+against mapclassify's Fisher-Jenks bins.
 
 Usage: ``python benchmarks/bench_plot.py [--quick] [--repeat 3] [--labels]``.
 """
@@ -27,54 +38,93 @@ def peak_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="130 cities (< 1 min)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="130 cities, 2 repeats (< 1 min)")
+    ap.add_argument("--repeat", type=int, default=None, help="runs of each (default 3, quick 2)")
     ap.add_argument("--labels", action="store_true", help="also label every unit (name_zh)")
     args = ap.parse_args()
+    repeat = args.repeat or (2 if args.quick else 3)
 
     import mapclassify
+    import matplotlib
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from agglo import plot
+    from agglo.outputs.fonts import font_family
     from agglo.reference.boundaries import load_cities, load_counties
 
     gdf = load_cities() if args.quick else load_counties()
     rng = np.random.default_rng(20101115)
     gdf = gdf.assign(v=rng.gamma(2.0, 10.0, len(gdf)))
+    years = pd.concat(
+        [
+            pd.DataFrame(
+                {"adcode": gdf["adcode"], "year": y, "value": rng.gamma(2.0, 10.0, len(gdf))}
+            )
+            for y in (2010, 2015, 2020)
+        ],
+        ignore_index=True,
+    )
+    cats = gdf["agglomeration_id"].fillna("none")
+    colours = plot.agglomeration_colours(cats)
     out = Path(tempfile.mkdtemp())
     labels = "name_zh" if args.labels else None
 
     def run_agglo(i: int) -> None:
-        fig = plot.choropleth(gdf, "v", scheme="fisher_jenks", k=5, labels=labels)
-        plot.save_figure(fig, out / f"agglo_{i}", dpi=150, force=True)
+        figs = {
+            "choropleth": plot.choropleth(gdf, "v", scheme="fisher_jenks", k=5, labels=labels),
+            "category": plot.category_map(gdf.assign(c=cats), "c", colours),
+            "multiples": plot.small_multiples(gdf, years, scheme="fisher_jenks", k=5),
+        }
+        for name, fig in figs.items():
+            plot.save_figure(fig, out / f"agglo_{name}_{i}", dpi=150, force=True)
 
     def run_geopandas(i: int) -> None:
-        fig = Figure(figsize=(8.0, 6.5))
-        ax = fig.add_subplot()
-        gdf.plot(column="v", scheme="fisher_jenks", k=5, legend=True, ax=ax, cmap="YlGnBu")
-        for fmt in ("png", "svg"):
-            fig.savefig(out / f"gpd_{i}.{fmt}", dpi=150, bbox_inches="tight")
+        rc = {"font.family": font_family(), "svg.fonttype": "path"}
+        with matplotlib.rc_context(rc):
+            figs = {}
+            fig = Figure(figsize=(8.0, 6.5), layout="constrained")
+            ax = fig.add_subplot()
+            gdf.plot(column="v", scheme="fisher_jenks", k=5, legend=True, ax=ax, cmap="YlGnBu")
+            if labels:
+                for p, t in zip(gdf.representative_point(), gdf[labels], strict=True):
+                    ax.annotate(t, (p.x, p.y), fontsize=6, ha="center")
+            figs["choropleth"] = fig
+            fig = Figure(figsize=(8.0, 6.5), layout="constrained")
+            gdf.assign(c=cats).plot(column="c", categorical=True, legend=True, ax=fig.add_subplot())
+            figs["category"] = fig
+            fig = Figure(figsize=(12.6, 4.4), layout="constrained")
+            for ax, (year, part) in zip(fig.subplots(1, 3), years.groupby("year"), strict=True):
+                gdf[["adcode", "geometry"]].merge(part, on="adcode").plot(
+                    column="value", scheme="fisher_jenks", k=5, legend=True, ax=ax
+                )
+                ax.set_title(str(year))
+            figs["multiples"] = fig
+            for name, fig in figs.items():
+                for fmt in ("png", "svg"):
+                    fig.savefig(out / f"gpd_{name}_{i}.{fmt}", dpi=150, bbox_inches="tight")
 
     run_agglo(-1)  # warm-up: font registration, imports
-    run_geopandas(-1)
-    t_agglo, t_gpd = [], []
-    for i in range(args.repeat):
-        t0 = time.perf_counter()
-        run_agglo(i)
-        t_agglo.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        run_geopandas(i)
-        t_gpd.append(time.perf_counter() - t0)
+    run_geopandas(-1)  # warm-up: mapclassify (its numba kernel compiles at import)
+    t_agglo, t_gpd, c_agglo, c_gpd = [], [], [], []
+    for i in range(repeat):
+        for fn, wall, cpu in ((run_agglo, t_agglo, c_agglo), (run_geopandas, t_gpd, c_gpd)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn(i)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     a, g = min(t_agglo), min(t_gpd)
 
     fig = plot.choropleth(gdf, "v", scheme="fisher_jenks", k=5)
     uppers = [
-        float(t.get_text().split("–")[1].split()[0]) for t in fig.axes[0].get_legend().get_texts()
+        float(t.get_text().split("–")[1].split()[0].replace(",", ""))
+        for t in fig.axes[0].get_legend().get_texts()
     ]
     ref = mapclassify.FisherJenks(gdf["v"].to_numpy(), k=5).bins
     err = float(np.max(np.abs(np.array(uppers) - ref)))
-    print(f"units={len(gdf)} repeat={args.repeat} labels={bool(labels)}")
-    print(f"agglo choropleth+png+svg: {a:.2f} s; geopandas plot+png+svg: {g:.2f} s")
+    print(f"units={len(gdf)} maps=3 (PNG+SVG each) repeat={repeat} labels={bool(labels)}")
+    print(f"agglo: best {a:.2f} s wall, {min(c_agglo):.2f} s CPU")
+    print(f"geopandas GeoDataFrame.plot: best {g:.2f} s wall, {min(c_gpd):.2f} s CPU")
     print(f"max |legend upper bound - mapclassify bin| = {err:.3g} (rounding of the labels)")
     print(f"peak RSS {peak_mb():.0f} MB")
     print(f"BENCH plot agglo_s={a:.3f} geopandas_s={g:.3f} speedup_vs_geopandas={g / a:.2f}")

@@ -421,6 +421,37 @@ def test_save_figure_writes_png_and_svg_atomically(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_save_figure_matches_savefig_tight(tmp_path):
+    # one layout pass for both formats: the same picture as matplotlib's bbox_inches="tight"
+    from PIL import Image
+
+    g = toy_cities().assign(v=np.arange(6.0))
+    caption = "Lag score of the cities, a caption long enough to be wrapped. " * 6
+    ref = plot.choropleth(g, "v", k=3, labels="name_zh", caption=caption)
+    with plot._style():
+        ref.savefig(tmp_path / "ref.png", dpi=100, bbox_inches="tight")
+    fig = plot.choropleth(g, "v", k=3, labels="name_zh", caption=caption)
+    png, _svg = plot.save_figure(fig, tmp_path / "ours", dpi=100)
+    with Image.open(tmp_path / "ref.png") as a, Image.open(png) as b:
+        assert abs(a.size[0] - b.size[0]) <= 3 and abs(a.size[1] - b.size[1]) <= 3
+        diff = np.abs(
+            np.asarray(a.convert("L").resize(b.size), float) - np.asarray(b.convert("L"), float)
+        )
+    assert np.mean(diff > 64) < 0.03  # the same map; text may sit a pixel or two apart
+    # the caption was wrapped to the figure's width, every line inside it
+    (cap,) = [t for t in fig.texts if t.get_gid() == "caption"]
+    assert cap.get_text().count("\n") >= 2
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else None
+    if renderer is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+    for line in cap.get_text().split("\n"):
+        t = fig.text(0.01, 0, line, fontsize=cap.get_fontsize())
+        assert t.get_window_extent(renderer).x1 <= fig.bbox.width  # inside the figure
+        t.remove()
+
+
 # --------------------------------------------------------------------------- maps stage
 def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
     from agglo.outputs.run import draw_maps

@@ -535,3 +535,19 @@ def test_rebuilt_report_keeps_the_per_indicator_status(tmp_path):
     assert "Data status of the indicators" in key
     rows = re.findall(r"<tr>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>", key)
     assert rows == [("real", "hsr"), ("real+interpolated", "population"), ("synthetic", "gdp")]
+
+
+def test_run_log_numbers_are_readable_and_components_title_is_right(tmp_path):
+    from agglo.outputs.report import key_results, readable_numbers
+
+    assert readable_numbers("β = -0.0328 (p 7.61e-09), n 1.5e+06") == (
+        "β = -0.0328 (p 0.0000000076), n 1,500,000"
+    )
+    assert readable_numbers("file 2e5x.csv, id a1e3, 3.0") == "file 2e5x.csv, id a1e3, 3.0"
+    text = write_report(
+        tmp_path / "r.html", summary=["convergence p 7.61e-09"], embed_font=False
+    ).read_text(encoding="utf-8")
+    assert "p 0.0000000076" in text and "7.61e-09" not in text
+    comps = pd.DataFrame({"scope": ["all"], "n_units": [84], "n_components": [2]})
+    (title,) = key_results({"autocorr_components": comps})
+    assert "whole graph" in title and "per component" not in title

@@ -600,3 +600,45 @@ def test_qgis_loads_renders_and_labels_every_layer_of_a_run(toy_run_gpkg, tmp_pa
     if not system_cjk:
         bare = _run_qgis_probe(exe, gpkg, ["cities"], tmp_path / "bare")
         assert bare["cities"]["label"]["missing_glyphs"] > 0
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "zero_inflated", "rounded"])
+def test_fisher_jenks_bins_equal_mapclassify(kind):
+    # agglo's numpy Fisher-Jenks (no numba compile at import) against mapclassify's, to the bit
+    rng = np.random.default_rng({"normal": 1, "ties": 2, "zero_inflated": 3, "rounded": 4}[kind])
+    for n in (2, 3, 7, 40, 130, 257):
+        if kind == "normal":
+            y = rng.normal(size=n)
+        elif kind == "ties":
+            y = rng.integers(0, 6, n).astype(float)
+        elif kind == "zero_inflated":
+            y = rng.gamma(0.5, 3.0, n) * (rng.random(n) > 0.4)
+        else:
+            y = np.round(rng.normal(size=n) * 10, 1)
+        for k in range(1, min(np.unique(y).size, 7) + 1):
+            ours = styles.fisher_jenks_bins(y, k)
+            ref = mapclassify.FisherJenks(y, k=k).bins
+            np.testing.assert_array_equal(ours, ref, err_msg=f"n={n} k={k}")
+
+
+def test_fisher_jenks_bins_by_hand_and_errors():
+    # two obvious groups: the best split is after 3 (within sums of squares 2 + 2 = 4)
+    assert styles.fisher_jenks_bins([1, 2, 3, 10, 11, 12], 2).tolist() == [3.0, 12.0]
+    with pytest.raises(AggloInputError, match="at least k=3 distinct values"):
+        styles.fisher_jenks_bins([1.0, 1.0, 2.0], 3)
+
+
+def test_centre_bound_leaves_no_empty_class():
+    # equal intervals of [-1, 0.6] in 3: bounds -0.467, 0.067, 0.6; a bound at 0 added to
+    # them would leave (-0.467, 0] and (0, 0.067] empty
+    y = np.array([-1.0, -0.9, 0.5, 0.6])
+    lower, upper = styles.classify(y, scheme="equal_interval", k=3, centre=0.0)
+    assert upper.tolist() == [0.0, 0.6] and lower.tolist() == [-1.0, 0.0]
+    for scheme in ("fisher_jenks", "quantiles", "equal_interval"):
+        for seed in range(20):
+            v = np.random.default_rng(seed).normal(0.2, 0.5, 9)
+            _lo, up = styles.classify(v, scheme=scheme, k=5, centre=0.0)
+            idx = np.clip(np.searchsorted(up, v, side="left"), 0, up.size - 1)
+            assert np.bincount(idx, minlength=up.size).min() >= 1, (scheme, seed, up)
+            if v.min() < 0 < v.max():
+                assert 0.0 in up  # still no class straddles the centre

@@ -22,6 +22,7 @@ made from synthetic data.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -133,12 +134,76 @@ def _caption_text(caption: str | None, synthetic: bool | str | Collection[str]) 
     return text
 
 
+_CAPTION_SIZE = 7.5
+
+
 def _add_caption(fig: Figure, caption: str | None, synthetic) -> None:
     text = _caption_text(caption, synthetic)
     if text:
         # below the figure: saving with bbox_inches="tight" takes it in, and it never
-        # overlaps tick labels or the legend
-        fig.text(0.01, -0.01, text, fontsize=7.5, ha="left", va="top", wrap=True, gid="caption")
+        # overlaps tick labels or the legend. Wrapped here once, to the figure's width
+        # (matplotlib's wrap=True measures the text word by word at every draw)
+        width = fig.get_figwidth() * 72 * 0.95  # hinted glyphs are a little wider
+        fig.text(
+            0.01,
+            -0.01,
+            _wrap(text, width, _CAPTION_SIZE),
+            fontsize=_CAPTION_SIZE,
+            ha="left",
+            va="top",
+            gid="caption",
+        )
+
+
+def _wrap(text: str, width_pt: float, size_pt: float) -> str:
+    """``text`` broken at spaces into lines at most ``width_pt`` wide in the figure font.
+
+    Widths are the glyph advances of the font agglo draws with (:func:`font_family`), as
+    matplotlib's own ``wrap=True`` measures them.
+
+    Examples
+    --------
+    >>> _wrap("aaa bbb ccc", 1000, 10), _wrap("aaa bbb ccc", 30, 10).count(chr(10))
+    ('aaa bbb ccc', 2)
+    """
+    advance = _advances(size_pt)
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line, used = "", 0.0
+        for word in para.split(" "):
+            w = sum(advance(c) for c in word)
+            gap = advance(" ") if line else 0.0
+            if line and used + gap + w > width_pt:
+                lines.append(line)
+                line, used = word, w
+            else:
+                line, used = (f"{line} {word}" if line else word), used + gap + w
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@functools.cache
+def _advances(size_pt: float):
+    """Advance width (points) of one character at ``size_pt`` in the figure fonts (cached)."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import LoadFlags
+
+    fonts = []
+    for family in font_family():
+        path = font_manager.findfont(font_manager.FontProperties(family=family))
+        font = font_manager.get_font(path)
+        fonts.append(font)
+
+    @functools.cache
+    def advance(ch: str) -> float:
+        for font in fonts:
+            if font.get_char_index(ord(ch)):
+                font.set_size(size_pt, 72)
+                glyph = font.load_char(ord(ch), flags=LoadFlags.NO_HINTING)
+                return glyph.linearHoriAdvance / 65536
+        return size_pt  # no glyph: a box about one em wide
+
+    return advance
 
 
 def map_crs(gdf: gpd.GeoDataFrame) -> CRS:
@@ -1116,10 +1181,36 @@ def save_figure(
     stem = path.with_suffix("") if path.suffix.lower() in {".png", ".svg"} else path
     written = []
     with _style():
+        bbox = _fix_layout(fig, dpi)
         for fmt in formats:
             target = stem.with_name(f"{stem.name}.{fmt}")
             with atomic_path(target, force=force) as tmp:
                 meta = {"Description": caption} if caption else {}
-                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=bbox, metadata=meta)
             written.append(target)
     return written
+
+
+def _fix_layout(fig: Figure, dpi: float):
+    """Lay ``fig`` out once and return its tight bounding box (inches, padded as savefig does).
+
+    The layout engine is then switched off (the axes keep their places), so each format is
+    drawn once: ``savefig`` with ``bbox_inches="tight"`` and a layout engine draws the figure
+    twice per format, and the text layout (CJK font) dominates the cost of a map.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas, old_dpi = fig.canvas, fig.dpi
+    try:
+        fig.dpi = dpi
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        bbox = fig.get_tightbbox(renderer).padded(matplotlib.rcParams["savefig.pad_inches"])
+    finally:
+        fig.dpi = old_dpi
+        fig.set_canvas(canvas)
+    with matplotlib.rc_context(
+        {"figure.autolayout": False, "figure.constrained_layout.use": False}
+    ):
+        fig.set_layout_engine(None)
+    return bbox

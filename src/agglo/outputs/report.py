@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import mimetypes
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ __all__ = [
     "highlights",
     "indicator_status",
     "key_results",
+    "readable_numbers",
     "report_from_outputs",
     "section_of",
     "write_report",
@@ -228,6 +230,20 @@ def format_number(v: Any) -> str:
     return f"{v:.{decimals}f}"
 
 
+_E_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
+
+
+def readable_numbers(line: str) -> str:
+    """``line`` with numbers in e-notation written as :func:`format_number` writes them.
+
+    Examples
+    --------
+    >>> readable_numbers("beta = -0.0328 (p 7.61e-09), n 1.2E+04; run-2e5x kept")
+    'beta = -0.0328 (p 0.0000000076), n 12,000; run-2e5x kept'
+    """
+    return _E_NUMBER.sub(lambda m: format_number(float(m.group())), line)
+
+
 def _table_html(df: pd.DataFrame, *, max_rows: int) -> str:
     shown = df.head(max_rows)
     big = [  # counts get thousands separators (years and codes stay as they are)
@@ -349,7 +365,7 @@ def write_report(
     synthetic
         Names of synthetic inputs; if any, a banner says the results are not real statistics.
     summary
-        Lines of the run summary (shown verbatim).
+        Lines of the run summary (e-notation numbers written out, :func:`readable_numbers`).
     layers
         Output layer name -> description (feature count, file).
     embed_font
@@ -400,7 +416,8 @@ def write_report(
     )
     log_html = (
         f"<details><summary>Run log 运行记录 ({len(summary)} lines)</summary>"
-        f"<pre>{html.escape(chr(10).join(summary), quote=False)}</pre></details>"
+        f"<pre>{html.escape(chr(10).join(map(readable_numbers, summary)), quote=False)}</pre>"
+        "</details>"
         if summary
         else ""
     )
@@ -516,14 +533,17 @@ def _font_face(text: str) -> str:
 
     from agglo.outputs.fonts import _package_font
 
-    chars = sorted({ord(c) for c in text if ord(c) > 0x2000})
+    chars = sorted(o for o in map(ord, set(text)) if o > 0x2000)
     font_path = _package_font()
     if not chars or font_path is None:
         return ""
     from fontTools import subset
-    from fontTools.ttLib import TTCollection
+    from fontTools.ttLib import TTFont
 
-    font = TTCollection(str(font_path), lazy=False).fonts[2]  # face 2: Simplified Chinese
+    # face 2: Simplified Chinese, read alone and lazily (not the whole collection); the bounding
+    # boxes in the head/hhea tables stay those of the full font (recomputing them means
+    # interpreting every kept glyph's charstring) and no timestamp, so the subset is reproducible
+    font = TTFont(str(font_path), fontNumber=2, recalcBBoxes=False, recalcTimestamp=False)
     opts = subset.Options()
     opts.layout_features = ["*"]
     opts.notdef_outline = True
@@ -890,7 +910,8 @@ def key_results(
         split = comps[comps["n_components"] > 1].drop_duplicates("scope")
         cols = ["scope", "n_units", "n_components"] + (["smaller"] if "smaller" in split else [])
         out[
-            "Spatial weights that are not connected (autocorrelation is computed per component)"
+            "Spatial weights that are not connected (autocorrelation is computed over the "
+            "whole graph, across its components)"
         ] = split[cols].rename(columns={"smaller": "smaller components"})
     census = _census_summary(census_change) if census_change is not None else None
     if census is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import sys
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "QmlInfo",
     "categorized_qml",
     "classify",
+    "fisher_jenks_bins",
     "graduated_qml",
     "lisa_qml",
     "read_layer_styles",
@@ -122,8 +124,6 @@ def classify(
     >>> [float(v) for v in lower], [float(v) for v in upper]
     ([1.0, 6.5], [6.5, 12.0])
     """
-    import mapclassify
-
     if scheme not in SCHEMES:
         raise AggloInputError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}.")
     y = pd.to_numeric(pd.Series(list(values), dtype="float64"), errors="coerce").dropna()
@@ -145,6 +145,13 @@ def classify(
         k_eff = min(int(k), n_unique)
         # mapclassify warns when ties leave fewer classes than asked; _data_bounds handles it
         # and the map caption states the number of classes drawn
+        if scheme == "fisher_jenks" and y.size <= 5000 and "mapclassify" not in sys.modules:
+            # the same bins as mapclassify; importing it compiles its numba kernel (seconds),
+            # which pays off only for many values
+            bins = fisher_jenks_bins(y, k_eff)
+            return _with_centre(y, _data_bounds(y, bins, k_eff), centre)
+        import mapclassify
+
         makers = {
             "fisher_jenks": lambda: mapclassify.FisherJenks(y, k=k_eff),
             "quantiles": lambda: mapclassify.Quantiles(y, k=k_eff),
@@ -159,11 +166,87 @@ def classify(
             warnings.filterwarnings("ignore", "Not enough unique values", UserWarning)
             cls = makers[scheme]()
         upper = _data_bounds(y, np.asarray(cls.bins, dtype=float), k_eff)
+    return _with_centre(y, upper, centre)
+
+
+def _with_centre(
+    y: np.ndarray, upper: np.ndarray, centre: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) with a bound at ``centre`` inside the data range and no empty class.
+
+    A class left empty by the added centre bound is merged into its neighbour on the same side
+    of the centre (its bound is dropped; the centre bound stays, so no class straddles it).
+    """
     upper = upper[upper >= y.min()] if (upper >= y.min()).any() else upper[-1:]
     if centre is not None and y.min() < centre < y.max() and centre not in upper:
         upper = np.sort(np.append(upper, float(centre)))
+        while upper.size > 1:
+            idx = np.clip(np.searchsorted(upper, y, side="left"), 0, upper.size - 1)
+            empty = np.flatnonzero(np.bincount(idx, minlength=upper.size) == 0)
+            if not empty.size:
+                break
+            i = int(empty[0])  # never the first class (it holds the minimum) nor the last
+            upper = np.delete(upper, i - 1 if upper[i] == centre else i)
     lower = np.concatenate([[min(y.min(), upper[0])], upper[:-1]])
     return lower, upper
+
+
+def fisher_jenks_bins(values: Iterable[float], k: int) -> np.ndarray:
+    """Upper bounds of the Fisher-Jenks optimal classes (mapclassify's ``FisherJenks.bins``).
+
+    The same dynamic programme as mapclassify (the same float32 sums, the same tie rule, so the
+    same bins to the last bit: ``tests/test_styles.py`` checks it against mapclassify), written
+    with numpy: importing mapclassify compiles its numba kernel, which costs seconds per run.
+
+    Parameters
+    ----------
+    values
+        Finite numbers (at least ``k`` distinct ones).
+    k
+        Number of classes (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``k`` upper bounds, ascending; the last is the maximum.
+
+    Examples
+    --------
+    >>> [float(b) for b in fisher_jenks_bins([1, 2, 3, 10, 11, 12, 30], 3)]
+    [3.0, 12.0, 30.0]
+    """
+    x = np.sort(np.asarray(list(values) if not hasattr(values, "__len__") else values, float))
+    n, k = x.size, int(k)
+    if k < 1 or np.unique(x).size < k:
+        raise AggloInputError(f"fisher_jenks_bins: need at least k={k} distinct values.")
+    x32 = x.astype(np.float32)
+    mat1 = np.zeros((n + 1, k + 1), dtype=np.int32)  # start (1-based) of the last class
+    mat2 = np.zeros((n + 1, k + 1), dtype=np.float32)  # least within-class sum of squares
+    mat1[1, 1:] = 1
+    mat2[2:, 1:] = np.inf
+    for last in range(2, n + 1):
+        rev = x32[last - 1 :: -1]  # the values from `last` back to the first
+        s1 = np.cumsum(rev, dtype=np.float32)
+        s2 = np.cumsum(rev * rev, dtype=np.float32)
+        w = np.arange(1, last + 1, dtype=np.float32)
+        v = s2 - (s1 * s1) / w  # variance of the last m values, m = 1..last (float32)
+        if k > 1:
+            # m = 1..last-1: classes 1..j-1 cover the first last-m values
+            cand = v[:-1, None] + mat2[last - 1 : 0 : -1, 1:k]
+            # mapclassify keeps the last m reaching the minimum (it updates on >=)
+            pick = cand.shape[0] - 1 - np.argmin(cand[::-1], axis=0)
+            mat1[last, 2:] = last - pick  # i3 = last - m + 1, m = pick + 1
+            mat2[last, 2:] = cand[pick, np.arange(k - 1)]
+        mat1[last, 1] = 1
+        mat2[last, 1] = v[-1]
+    kclass = np.zeros(k + 1)
+    kclass[k], kclass[0] = x[n - 1], x[0]
+    row = n
+    for count in range(k, 1, -1):
+        pivot = int(mat1[row, count])
+        kclass[count - 1] = x[pivot - 2]
+        row = pivot - 1
+    return kclass[1:]
 
 
 def class_colours(
