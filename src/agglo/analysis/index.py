@@ -1302,7 +1302,9 @@ _LABEL_KEYS: dict[str, tuple[list[str], bool]] = {
     "index_explanations": (["agglomeration_id", "year", "indicator"], False),
     "index_sensitivity": (["agglomeration_id", "year"], True),
     "institutions": (["agglomeration_id", "year"], False),
-    "agglomerations": (["agglomeration_id"], True),
+    # the layer is also a shapefile (254-byte text fields): per-input statuses of each
+    # agglomeration-year are in index_composite, the indicators' statuses in the metadata
+    "agglomerations": (["agglomeration_id"], False),
 }
 
 #: the label of the plans and mechanisms table (``reference/institutions.csv``, real)
@@ -1317,7 +1319,7 @@ def index_labels(tables: dict[str, Any], city_gaps: pd.DataFrame) -> dict[str, A
     a dimension or composite score the values of its agglomeration-year (in that dimension);
     a between-groups row every agglomeration's values that year (in that dimension); an
     explanation its cell; a sensitivity row the scenario's agglomeration-year; the
-    ``agglomerations`` layer every year of the agglomeration; an ``index_report`` cell row its
+    ``agglomerations`` layer every year of the agglomeration (``provenance`` only); an ``index_report`` cell row its
     cell and a message row every value of the run. The min-max level factor also pools the
     means of other cells of the same indicator; their labels are not added (the row's own
     cell decides). ``institutions`` rows are labelled :data:`INSTITUTIONS_LABEL`.

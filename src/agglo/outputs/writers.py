@@ -482,7 +482,8 @@ def write_run(
     Every layer and table gets a ``data_status`` column. A row with a ``provenance`` label
     gets its own status (:func:`row_data_status`): ``synthetic`` when every value behind it
     is synthetic, ``partly synthetic`` when some are, otherwise the statuses of its labels
-    (``real``, ``real+interpolated``, ...). Tables and layers without per-row provenance get
+    (``real``, ``real+interpolated``, ...; other ``*_provenance`` columns of the row count
+    too). Tables and layers without per-row provenance get
     the run's ``data_status``; a table's own ``data_status`` column is kept. Every
     layer's metadata holds ``data_status``, the agglo version, ``metadata`` and its own
     ``layer_metadata``; the GeoPackage stores the QGIS ``styles`` (``layer_styles`` table) and
@@ -572,9 +573,18 @@ def row_data_status(provenance: pd.Series) -> pd.Series:
 
 
 def _with_status(table: pd.DataFrame, run_status: str) -> pd.DataFrame:
-    """``table`` with ``data_status``: per row from ``provenance`` if it has one, else the run's."""
+    """``table`` with ``data_status``: per row from ``provenance`` if it has one, else the run's.
+
+    Other ``*_provenance`` columns of the row (e.g. the cities layer's ``score_provenance``
+    of the scores joined to the polygons) count too.
+    """
     if "provenance" in table and len(table):
-        return table.assign(data_status=row_data_status(table["provenance"]).to_numpy())
+        extra = [c for c in table.columns if str(c).endswith("_provenance")]
+        labels = table["provenance"].astype(str)
+        for col in extra:
+            more = table[col].where(table[col].notna(), "").astype(str)
+            labels = labels.where(more == "", labels + "; " + more)
+        return table.assign(data_status=row_data_status(labels).to_numpy())
     return table.assign(data_status=run_status)
 
 
