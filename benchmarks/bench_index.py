@@ -3,6 +3,11 @@
 The reference computes the same K (cv by scipy, k and f by plain Python loops) cell by cell,
 so the run also cross-checks agglo's vectorised numbers (max |ΔK| printed).
 
+The sensitivity (``index_sensitivity``, part of ``agglo run``'s index stage): agglo scores
+the leave-one-city-out variants in one stacked pass; the peer scores them one by one (the
+index computation once per left-out city, as before the batching). Both tables must be
+equal; the ``index_sensitivity`` BENCH line times them A B A B (CPU seconds).
+
     python benchmarks/bench_index.py [--quick]
 """
 
@@ -60,6 +65,70 @@ def reference(panel: pd.DataFrame, membership: pd.DataFrame) -> dict[tuple, floa
     return out
 
 
+def _loop_sensitivity(panel: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
+    from dataclasses import replace
+
+    from agglo.analysis import sensitivity as sens
+    from agglo.analysis.index import _core, _prepare, index_options
+
+    cfg = index_options(None)
+    base = sens.index_sensitivity(panel, m, leave_one_out=False)
+    prep = _prepare(panel, m, cfg, [], None)
+    _, _, b, _ = _core(prep, cfg, [], warn=False)
+    b = b.set_index(["agglomeration_id", "year"])
+    rows = []
+    cities = prep.values[["adcode", "agglomeration_id"]].drop_duplicates()
+    for adcode, g in cities.itertuples(index=False):
+        sub = replace(prep, values=prep.values[prep.values["adcode"] != adcode])
+        _, _, comp, _ = _core(sub, cfg, [], warn=False)
+        j = b[["score", "rank"]].merge(
+            comp.set_index(["agglomeration_id", "year"])[["score", "rank"]],
+            left_index=True,
+            right_index=True,
+            suffixes=("", "_s"),
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "scenario": "leave_one_out",
+                    "description": f"without city {adcode} ({g})",
+                    "left_out": adcode,
+                    "base_score": j["score"],
+                    "score": j["score_s"],
+                    "score_change": j["score_s"] - j["score"],
+                    "base_rank": j["rank"].astype(int),
+                    "rank": j["rank_s"].astype(int),
+                    "rank_change": (j["rank"] - j["rank_s"]).astype(int),
+                }
+            ).reset_index()
+        )
+    return pd.concat([base, *rows], ignore_index=True)[list(base.columns)]
+
+
+def sensitivity_rows(panel: pd.DataFrame, m: pd.DataFrame, repeat: int = 2) -> None:
+    from agglo.analysis.sensitivity import index_sensitivity
+
+    cpu: dict[str, list[float]] = {"agglo": [], "loop": []}
+    out = {}
+    for _ in range(repeat):  # A B A B
+        for name, fn in (
+            ("agglo", lambda: index_sensitivity(panel, m)),
+            ("loop", lambda: _loop_sensitivity(panel, m)),
+        ):
+            c0 = time.process_time()
+            out[name] = fn()
+            cpu[name].append(time.process_time() - c0)
+    a, b = out["agglo"], out["loop"]
+    same = a.reset_index(drop=True).equals(b.reset_index(drop=True))
+    print(f"sensitivity: {len(a)} rows; agglo table equals the one-by-one loop: {same}")
+    print(f"sensitivity CPU s (A B A B): {cpu}")
+    med = {k: float(np.median(v)) for k, v in cpu.items()}
+    print(
+        f"BENCH index_sensitivity agglo_s={med['agglo']:.3f} one_by_one_s={med['loop']:.3f} "
+        f"speedup_vs_one_by_one={med['loop'] / med['agglo']:.2f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="3 years instead of 21")
@@ -84,6 +153,7 @@ def main() -> None:
     err = max(abs(got[k] - v) for k, v in ref.items())
     print(f"cells: {len(ref)}; max |K_agglo - K_reference| = {err:.3e}")
     print(f"peak memory (tracemalloc, agglo): {peak / 1e6:.1f} MB")
+    sensitivity_rows(panel[panel["year"].isin(years[-3:])], m)
     print(
         f"BENCH index agglo_s={t_agglo:.3f} scipy_loop_s={t_ref:.3f} "
         f"speedup_vs_scipy_loop={t_ref / t_agglo:.2f}"

@@ -12,6 +12,11 @@
    CPU seconds (robust on a loaded machine); networkx ``multi_source_dijkstra_path_length`` on
    the ``--nx-n`` grid (default 300). Results are cross-checked (equal reached sets, max
    difference in minutes).
+3. **Catchment polygons** on the bundled (SYNTHETIC) demo road network: the metro stage
+   (:func:`agglo.analysis.metro.metropolitan_areas`, default cores, 60-minute areas and
+   15/30/45-minute bands) timed whole, then every catchment polygon built again by agglo's
+   pruned union against ``shapely.union_all`` of all the same pieces (the exact construction),
+   ABAB in CPU seconds, with the largest relative area difference. ``--quick``: two cores.
 
 Usage: ``python benchmarks/bench_metro.py [--quick]``; prints one ``BENCH`` line per peer.
 """
@@ -109,6 +114,64 @@ def build_in_process(method: str, n_lines: int) -> tuple[float, float, tuple[int
     return out
 
 
+def catchments(args: argparse.Namespace) -> str:
+    """Metro stage on the bundled data; pruned union against ``shapely.union_all``."""
+    import warnings
+
+    import agglo
+    from agglo.analysis.metro import MetroOptions, metropolitan_areas
+    from agglo.analysis.metro.catchment import _network_polygon
+    from agglo.reference import seats as seat_rule
+    from agglo.reference.paths import data_path
+
+    cities, counties = agglo.load_cities(), agglo.load_counties()
+    roads = str(data_path("roads", "demo_roads_synthetic.gpkg"))
+    opts = MetroOptions(cores=("成都", "重庆") if args.quick else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0, w0 = time.process_time(), time.perf_counter()
+        res = metropolitan_areas(cities, counties, [roads], opts)
+        cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+    cat = res.catchment
+    limits = sorted({*opts.used_bands, float(opts.minutes)})
+    print(
+        f"metro stage (bundled SYNTHETIC roads, {len(cat.polygons)} cores x {len(limits)} "
+        f"limits): {cpu:.2f} CPU s, {wall:.2f} wall s"
+    )
+    mpm = float(opts.access_speed_kmh) * 1000 / 60
+    jobs = []
+    seats = seat_rule.city_seats(cities, counties).set_index("adcode")
+    for k, core in enumerate(res.areas["core_adcode"].astype(str)):
+        seat = seats.geometry.loc[core]
+        for b in limits:
+            dist = np.where(cat.times[k] <= b, cat.times[k], np.inf)
+            jobs.append((dist, b, float(seat.x), float(seat.y)))
+    t_a, t_u, worst = [], [], 0.0
+    for _ in range(max(1, args.repeat // 2)):
+        ta = tu = 0.0
+        for dist, b, lon, lat in jobs:
+            call = (cat.graph, dist, b, mpm, np.array([lon]), np.array([lat]), 8)
+            t0 = time.process_time()
+            fast = _network_polygon(*call)
+            ta += time.process_time() - t0
+            t0 = time.process_time()
+            ref = _network_polygon(*call, prune=False)
+            tu += time.process_time() - t0
+            worst = max(worst, abs(fast.area / ref.area - 1) if ref.area else 0.0)
+        t_a.append(ta)
+        t_u.append(tu)
+    a, u = statistics.median(t_a), statistics.median(t_u)
+    print(
+        f"catchment polygons ({len(jobs)}): agglo pruned union {a:.2f} CPU s, shapely.union_all "
+        f"of every piece {u:.2f} CPU s (medians of {len(t_a)}, ABAB); max relative area "
+        f"difference {worst:.1e}"
+    )
+    return (
+        f"BENCH metro_catchments_{len(jobs)}polygons agglo_s={a:.3f} union_all_s={u:.3f} "
+        f"speedup_vs_union_all={u / a:.2f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes (< 1 min)")
@@ -204,6 +267,7 @@ def main() -> None:
         f"BENCH metro_travel_times_{g.n_nodes}nodes_{args.sources}src agglo_s={a:.4f} "
         f"networkx_s={s:.4f} speedup_vs_networkx={s / a:.1f}"
     )
+    bench.append(catchments(args))
     print(f"peak memory of this process: {peak_mb():.0f} MB (ru_maxrss)")
     for line in bench:
         print(line)

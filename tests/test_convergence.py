@@ -161,3 +161,51 @@ def test_bad_inputs():
         ConvergenceOptions(start_year=2020, end_year=2010)
     with pytest.raises(AggloInputError, match="Graph or W"):
         convergence(t, weights={"a": 1})
+
+
+#: 23 cities in 5 agglomerations whose pooled conditional design (constant, ln y0, 4 dummies)
+#: made spreg's condition_index (general eigvals of X'X / diag) return a pair 1 ± 3e-16 i and
+#: numpy raise ComplexWarning (OpenBLAS, spreg 1.9); agglo computes the index itself
+Y0 = [0.59, 0.7, 0.72, 0.33, 0.65, 0.84, 0.51, 0.8, 0.76, 0.29, 0.76, 0.12, 0.27, 0.35,
+      0.19, 0.45, 0.61, 0.45, 0.77, 0.61, 0.78, 0.36, 0.59]  # fmt: skip
+SIZES = {"a": 6, "b": 5, "c": 5, "d": 4, "e": 3}
+
+
+def test_conditional_beta_with_dummies_warns_nothing_and_matches_lstsq():
+    groups = [g for g, n in SIZES.items() for _ in range(n)]
+    y0 = np.array(Y0)
+    y1 = y0 * np.exp(10 * (0.01 - 0.02 * np.log(y0) + 0.001 * np.arange(len(y0)) % 3))
+    rows = [
+        (f"{i:06d}", g, year, "composite", v)
+        for i, (g, a, b) in enumerate(zip(groups, y0, y1, strict=True))
+        for year, v in ((2010, a), (2020, b))
+    ]
+    t = pd.DataFrame(rows, columns=["adcode", "agglomeration_id", "year", "variable", "value"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=np.exceptions.ComplexWarning)
+        warnings.filterwarnings("error", category=AggloDataWarning)
+        res = convergence(t, None, ConvergenceOptions(spatial=False, min_cities=3))
+    row = res.beta[(res.beta["group"] == "all") & (res.beta["model"] == "conditional")].iloc[0]
+    d = pd.get_dummies(pd.Series(groups), drop_first=True, dtype=float).to_numpy()
+    x = np.column_stack([np.ones(len(y0)), np.log(y0), d])
+    coef, *_ = np.linalg.lstsq(x, np.log(y1 / y0) / 10, rcond=None)
+    assert row["beta"] == pytest.approx(coef[1], rel=1e-10)
+    assert row["alpha"] == pytest.approx(coef[0], rel=1e-10)
+
+
+def test_condition_index_matches_spreg_and_warns_on_collinear_controls():
+    import spreg
+
+    from agglo.analysis.convergence import condition_index
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 2))
+    y = rng.normal(size=(30, 1))
+    assert condition_index(x) == pytest.approx(spreg.diagnostics.condition_index(spreg.OLS(y, x)))
+    t = _panel()
+    wide = t[(t["variable"] == "composite") & (t["year"] == 2010)].set_index("adcode")["value"]
+    twin = t[t["variable"] == "composite"].assign(variable="twin")
+    twin["value"] = twin["adcode"].map(np.log(wide) * 2.0 + 1e-9)  # ln y0 doubled: collinear
+    opts = ConvergenceOptions(spatial=False, controls=("twin",), group_effects=False)
+    with pytest.warns(AggloDataWarning, match="nearly collinear"):
+        convergence(pd.concat([t, twin], ignore_index=True), None, opts)

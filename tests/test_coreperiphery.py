@@ -741,3 +741,24 @@ def test_observed_continuous_fit_at_least_scipy_bfgs(n):
         assert out.attrs["fit"] == pytest.approx(r_bfgs, abs=1e-8)
         if (c_bfgs > 1e-6).sum() >= 3:  # two cities only: one pair, c is not identifiable
             np.testing.assert_allclose(out["coreness"].to_numpy(), c_bfgs, atol=1e-4)
+
+
+def test_fits_run_on_one_blas_thread_with_the_same_result():
+    """The batched fits run with BLAS limited to one thread (threadpoolctl), and a coreness
+    fit gives the same numbers as with BLAS's own thread count (the Newton steps are the same
+    LAPACK calls)."""
+    from threadpoolctl import threadpool_info
+
+    from agglo.analysis import coreperiphery as cp
+
+    with cp._one_blas_thread():
+        inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert inside and all(t == 1 for t in inside)
+    a = pd.DataFrame(_gravity_like(12, 2))
+    limited = coreness(a, n_perm=5, seed=3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cp, "_BLAS", [None])  # as without threadpoolctl: thread count untouched
+        free = coreness(a, n_perm=5, seed=3)
+    np.testing.assert_allclose(limited["coreness"], free["coreness"], atol=1e-12)
+    assert limited.attrs["fit"] == pytest.approx(free.attrs["fit"], abs=1e-12)
+    assert limited.attrs["p_value"] == free.attrs["p_value"]

@@ -105,3 +105,56 @@ def test_library_function_gives_the_stage_tables(stage_ctx, cities):
     assert res.summary_lines() == [
         s.removeprefix("[SYNTHETIC] ") for s in stage_ctx.summary if "Dagum" in s or "β-" in s
     ]
+
+
+def test_each_row_carries_the_labels_of_the_values_it_used(cities):
+    """gdp_per_capita real in yrd 2010 only: every row says so exactly where it used them."""
+    from test_index_pipeline import random_panel
+
+    from agglo.analysis.disparity import DisparityOptions
+    from agglo.analysis.regional import regional_disparity
+
+    m = load_membership()
+    panel = random_panel(m)
+    yrd = set(m.loc[m["agglomeration_id"] == "yrd", "adcode"])
+    real = (panel["indicator"] == "gdp_per_capita") & (panel["year"] == 2010)
+    real &= panel["adcode"].isin(yrd)
+    panel["provenance"] = np.where(real, "real:test", "synthetic")
+    res = regional_disparity(
+        panel,
+        m,
+        cities=cities,
+        disparity_options=DisparityOptions(variables=("composite", "gdp_per_capita")),
+    )
+    t = res.tables()
+    assert all("provenance" in table for table in t.values())
+    groups = t["disparity_dagum_groups"].set_index(["variable", "year", "agglomeration_id"])
+    assert groups.loc[("gdp_per_capita", 2010, "yrd"), "provenance"] == "real:test"
+    assert groups.loc[("gdp_per_capita", 2010, "yrd"), "provenance_inputs"] == (
+        "real: gdp_per_capita"
+    )
+    assert groups.loc[("gdp_per_capita", 2010, "cy"), "provenance"] == "synthetic"
+    assert groups.loc[("gdp_per_capita", 2020, "yrd"), "provenance"] == "synthetic"
+    assert groups.loc[("composite", 2010, "yrd"), "provenance"] == "real:test; synthetic"
+    assert groups.loc[("composite", 2010, "yrd"), "provenance_inputs"].startswith(
+        "real: gdp_per_capita | synthetic: "
+    )
+    pairs = t["disparity_dagum_pairs"]
+    gdp10 = pairs[(pairs["variable"] == "gdp_per_capita") & (pairs["year"] == 2010)]
+    with_yrd = (gdp10["group_high"] == "yrd") | (gdp10["group_low"] == "yrd")
+    assert set(gdp10.loc[with_yrd, "provenance"]) == {"real:test; synthetic"}
+    assert set(gdp10.loc[~with_yrd, "provenance"]) == {"synthetic"}
+    obst = t["coordination_obstacles"]
+    city = sorted(yrd)[0]
+    row = obst[(obst["adcode"] == city) & (obst["indicator"] == "gdp_per_capita")]
+    assert dict(zip(row["year"], row["provenance"], strict=True)) == {
+        2010: "real:test",
+        2020: "synthetic",
+    }
+    beta = t["convergence_beta"].set_index(["group", "model"])
+    assert beta.loc[("yrd", "absolute"), "provenance"] == "real:test; synthetic"
+    assert beta.loc[("cy", "absolute"), "provenance"] == "synthetic"
+    assert beta.loc[("all", "absolute"), "provenance"] == "real:test; synthetic"
+    # a panel without labels: the tables as before, no guessed provenance
+    plain = regional_disparity(panel.drop(columns="provenance"), m, cities=cities).tables()
+    assert not any("provenance" in table for table in plain.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -621,6 +622,37 @@ def test_sensitivity_leave_one_out():
     assert "A" not in set(loo.loc[loo["left_out"] == "100001", "agglomeration_id"])
     with pytest.raises(AggloInputError, match="index scenario must be one of weights_entropy"):
         index_sensitivity(toy_panel(), toy_membership(), scenarios=["nope"])
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"k_pool": "all", "level_pool": "indicator_year", "rescale": "max"},
+        {"k_pool": "indicator_year", "ddof": 1, "negative_rule": "reverse"},
+    ],
+)
+def test_sensitivity_leave_one_out_equals_scoring_each_panel_alone(opts):
+    """The leave-one-city-out variants are scored in one batch; each must equal
+    integration_index on the panel without that city (same membership, so the same R)."""
+    panel, m = toy_panel(), toy_membership()
+    t = index_sensitivity(panel, m, opts, scenarios=[])
+    seen = 0
+    for adcode in m["adcode"]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            alone = integration_index(
+                panel[panel["adcode"] != adcode],
+                m,
+                {**opts, "sensitivity": False},
+                institutions=NO_INST,
+            ).composite.set_index(["agglomeration_id", "year"])
+        got = t[t["left_out"] == adcode].set_index(["agglomeration_id", "year"])
+        assert sorted(got.index) == sorted(alone.index)
+        np.testing.assert_array_equal(got["score"], alone.loc[got.index, "score"])
+        np.testing.assert_array_equal(got["rank"], alone.loc[got.index, "rank"])
+        seen += len(got)
+    assert seen == len(t) > 0
 
 
 def test_index_report_names_the_missing_cities_of_each_cell():

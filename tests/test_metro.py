@@ -692,3 +692,53 @@ def test_nearest_source_equals_networkx_per_source_minimum():
             checked += 1
     assert checked > 20
     assert (tt.source[~np.isfinite(tt.minutes)] == -1).all()
+
+
+# ---------------------------------------------------------------- pruned union (fast path)
+
+
+@pytest.mark.parametrize(("limit", "access", "quad_segs"), [(20.0, 15.0, 8), (9.0, 5.0, 4)])
+def test_pruned_catchment_union_equals_union_all(limit, access, quad_segs):
+    """The pruned union (pieces deep inside dropped, the rest unioned with certified cells) is
+    the same point set as shapely.union_all of every piece: only the rounding of computed
+    crossing points may differ, so areas agree to 1e-12 and the symmetric difference is below
+    1e-12 of the area (observed: ~1e-15)."""
+    from agglo.analysis.metro.catchment import _network_polygon
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
+
+    roads = grid_network(n=41, step=0.002)
+    g = road_graph(roads)
+    src = [(104.04, 30.64), (104.01, 30.62)]
+    snapped = _snap(g, src, access, 10.0)
+    dist, _ = _multi_dijkstra(g, [np.arange(2)], snapped, limit)
+    mpm = access * 1000 / 60
+    args = (g, dist[0], limit, mpm, snapped.lon, snapped.lat, quad_segs)
+    fast = _network_polygon(*args)
+    exact = _network_polygon(*args, prune=False)
+    assert exact.area > 0
+    assert fast.area == pytest.approx(exact.area, rel=1e-12)
+    assert shapely.symmetric_difference(fast, exact).area <= 1e-12 * exact.area
+    assert fast.geom_type == exact.geom_type
+
+
+def test_pruned_union_drops_inner_pieces_keeps_outliers():
+    """Hand case: a big disc, small discs well inside it (dropped), one small disc poking out
+    and a disjoint one (kept): the union equals shapely.union_all of all pieces."""
+    from agglo.analysis.metro.catchment import _certified_cells, _union_pieces
+
+    cx = np.array([0.0, 100.0, -200.0, 0.0, 1000.0, 5000.0])
+    cy = np.array([0.0, 50.0, 300.0, 995.0, 0.0, 5000.0])
+    r = np.array([1000.0, 200.0, 150.0, 30.0, 40.0, 10.0])
+    rings = np.empty((0, 11, 2))
+    pieces = shapely.buffer(shapely.points(cx, cy), r, quad_segs=8)
+    ref = shapely.union_all(pieces)
+    got = _union_pieces(rings, cx, cy, r, 8)
+    assert got.area == pytest.approx(ref.area, rel=1e-12)
+    assert shapely.symmetric_difference(got, ref).area <= 1e-12 * ref.area
+    assert got.geom_type == "MultiPolygon" and len(got.geoms) == 2
+    bounds = shapely.bounds(pieces)
+    mask, x0, y0, cell = _certified_cells(bounds, cx, cy, r, 8)
+    # the certified cells lie inside the big disc polygon (never claim more than the union)
+    j, i = np.nonzero(mask)
+    cells = shapely.box(x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell, y0 + (j + 1) * cell)
+    assert shapely.contains(pieces[0], cells).all() and mask.sum() > 100

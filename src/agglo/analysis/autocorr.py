@@ -36,7 +36,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from agglo.analysis.compile_cache import enable_esda_compile_cache
+from agglo.analysis.compile_cache import enable_esda_compile_cache, import_with_compile_cache
 from agglo.errors import AggloInputError, require
 from agglo.measures.geodesy import ensure_wgs84
 from agglo.options import RUN_SEED, Options, choice_problem, option
@@ -865,6 +865,9 @@ def lisa_transitions(
     >>> int(tr.counts.to_numpy().sum())  # 16 units x 2 transitions
     32
     """
+    # giddy imports mapclassify, whose kernel compiles at import: compile it once per machine
+    with contextlib.suppress(ImportError):
+        import_with_compile_cache("mapclassify")
     markov = require("giddy.markov", "markov", "LISA transitions (lisa_transitions)")
     LISA_Markov, Spatial_Markov = markov.LISA_Markov, markov.Spatial_Markov
 

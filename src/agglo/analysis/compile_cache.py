@@ -13,11 +13,17 @@ such an argument by the dispatcher's address, so that kernel cannot be cached (t
 numba fail while saving the index, ``ReferenceError: underlying object has vanished``) and is
 left alone. agglo does not call it: :mod:`agglo.analysis.crand` runs the same loop with the
 statistic fixed, compiled by :func:`cached_njit`.
+
+mapclassify (imported by giddy for the LISA transitions) compiles ``_fisher_jenks_means``
+with an explicit signature *at import*, without a cache (about 3 CPU-seconds per process):
+:func:`import_with_compile_cache` imports it with numba's cache switched on for its own
+kernels.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -25,7 +31,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cached_njit", "compile_cache_dir", "enable_esda_compile_cache"]
+__all__ = [
+    "cached_njit",
+    "compile_cache_dir",
+    "enable_esda_compile_cache",
+    "import_with_compile_cache",
+]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +174,65 @@ def cached_njit(py_func: Callable[..., Any], *, tag: str, **flags: Any) -> Any:
             except Exception as exc:
                 log.info("numba compile cache off for %s: %s", py_func.__name__, exc)
     return dispatcher
+
+
+#: packages whose kernels compile at import; :func:`import_with_compile_cache` caches them
+_EAGER_PACKAGES = ("mapclassify",)
+
+
+def import_with_compile_cache(module: str) -> Any:
+    """Import ``module`` with numba's on-disk cache on for kernels compiled at import.
+
+    While the import runs, ``numba.njit`` adds ``cache=True`` for functions of the packages in
+    ``_EAGER_PACKAGES`` (mapclassify's ``_fisher_jenks_means`` is compiled with an explicit
+    signature when ``mapclassify`` is imported): the first process compiles and saves them
+    under :func:`compile_cache_dir`, later ones load them. numba keys each entry by the
+    source file and its time stamp, so upgrading the package recompiles. Other numba users
+    and an already imported module are left as they are; without numba this is a plain
+    import.
+
+    Returns
+    -------
+    module
+        The imported module.
+
+    Examples
+    --------
+    >>> import_with_compile_cache("mapclassify").__name__
+    'mapclassify'
+    """
+    if module in sys.modules:
+        return sys.modules[module]
+    try:
+        import numba
+        from numba.core import config
+    except ImportError:
+        return importlib.import_module(module)
+    if config.DISABLE_JIT:
+        return importlib.import_module(module)
+    with _cache_dir(compile_cache_dir()) as ok:
+        if not ok:
+            return importlib.import_module(module)
+        original = numba.njit
+
+        def cached(func: Any) -> bool:
+            name = getattr(func, "__module__", None) or ""
+            return name.split(".")[0] in _EAGER_PACKAGES
+
+        def njit(*args: Any, **flags: Any) -> Any:
+            if args and callable(args[0]):  # @njit / njit(func, ...)
+                if cached(args[0]):
+                    flags.setdefault("cache", True)
+                return original(*args, **flags)
+
+            def decorate(func: Any) -> Any:  # @njit(signature, ...)
+                extra = {"cache": True} if cached(func) else {}
+                return original(*args, **{**extra, **flags})(func)
+
+            return decorate
+
+        numba.njit = njit
+        try:
+            return importlib.import_module(module)
+        finally:
+            numba.njit = original

@@ -229,10 +229,46 @@ def _spreg() -> Any:
     return require("spreg", "convergence", "β-convergence regressions")
 
 
+#: Belsley-Kuh-Welsch: a condition index above 30 signals harmful collinearity
+CONDITION_INDEX_LIMIT = 30.0
+
+
+def condition_index(x: np.ndarray) -> float:
+    """Condition index of the design ``[1, x]``: sqrt(λ_max / λ_min) of X'X scaled to unit diagonal.
+
+    The symmetric scaling ``D^-1/2 X'X D^-1/2`` has real eigenvalues (``eigvalsh``). spreg's own
+    ``condition_index`` takes the general ``eigvals`` of ``X'X / diag``: with agglomeration
+    dummies the eigenvalue 1 is repeated, the non-symmetric solver splits it into a pair
+    ``1 ± 3e-16 i``, and numpy warns ``ComplexWarning`` when casting it; that is why agglo asks
+    spreg for no non-spatial diagnostics (none of which it reports) and computes this itself.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0], [2.0], [3.0], [4.0]])
+    >>> round(condition_index(x), 3)
+    4.686
+    """
+    design = np.column_stack([np.ones(len(x)), x])
+    xtx = design.T @ design
+    d = np.sqrt(np.diagonal(xtx))
+    eig = np.linalg.eigvalsh(xtx / np.outer(d, d))
+    return float(np.sqrt(eig.max() / eig.min())) if eig.min() > 0 else float("inf")
+
+
 def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
     spreg = _spreg()
 
-    m = spreg.OLS(y.reshape(-1, 1), x, name_x=names, nonspat_diag=True)
+    ci = condition_index(x)
+    if ci > CONDITION_INDEX_LIMIT:
+        warnings.warn(
+            f"convergence: the β regressors {names} are nearly collinear (condition index "
+            f"{ci:.1f} > {CONDITION_INDEX_LIMIT:.0f}); β and its standard error are unstable. "
+            "Drop a control or set [convergence] group_effects = false.",
+            AggloDataWarning,
+            stacklevel=3,
+        )
+    # estimates, standard errors, t and r2 are computed either way; the diagnostics are not used
+    m = spreg.OLS(y.reshape(-1, 1), x, name_x=names, nonspat_diag=False)
     se = np.asarray(m.std_err).ravel()
     t, p = zip(*m.t_stat, strict=True)
     b = np.asarray(m.betas).ravel()

@@ -33,9 +33,10 @@ Networks* 21, 375-395.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,6 +254,32 @@ def gravity_interactions(
 # --------------------------------------------------------------------------------------------
 # Borgatti-Everett coreness
 # --------------------------------------------------------------------------------------------
+
+
+_BLAS: list[Any] = []  # the threadpoolctl controller, made on first use
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS/LAPACK limited to one thread while the small batched problems are solved.
+
+    The fits decompose thousands of Hessians of at most 40 x 40; OpenBLAS's threads cost
+    far more than they save on matrices that small (``np.linalg.eigh`` of 200 matrices of
+    26 x 26: 0.02 CPU-s on one thread, 0.8 CPU-s on two, mostly spinning), and more still on
+    a loaded machine. Without threadpoolctl the thread count is left as it is.
+    """
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            _BLAS.append(None)
+        else:
+            _BLAS.append(ThreadpoolController())
+    if _BLAS[0] is None:
+        yield
+        return
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
 
 
 def _pair_values(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -930,14 +957,13 @@ def coreness(
         )
     fit_seq, null_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(fit_seq)
-    r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
-    nulls = np.full(n_perm, np.nan)
-    if n_perm > 0:
-        prng = np.random.default_rng(null_seq)
-        nulls = _null_fits(a, method, prng, n_perm, restarts, exhaustive_max, progress)
-        p = (1 + int(np.sum(nulls >= r - 1e-12))) / (n_perm + 1)
-    else:
-        p = np.nan
+    with _one_blas_thread():
+        r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
+        nulls = np.full(n_perm, np.nan)
+        if n_perm > 0:
+            prng = np.random.default_rng(null_seq)
+            nulls = _null_fits(a, method, prng, n_perm, restarts, exhaustive_max, progress)
+    p = (1 + int(np.sum(nulls >= r - 1e-12))) / (n_perm + 1) if n_perm > 0 else np.nan
     out = pd.DataFrame(
         {"coreness": values, "core": core.astype(bool)}, index=interactions.index.copy()
     )
@@ -1686,13 +1712,16 @@ def core_periphery(
     system_df = system_df[["agglomeration_id", "year", *system_df.columns[:-2]]]
     struct_df = pd.concat(structures).reset_index(drop=True)
     struct_df = struct_df[["agglomeration_id", "year", "structure_type", "n_core", "rule"]]
+    tables = {
+        "coreness": long,
+        "fit": pd.DataFrame(fit_rows),
+        "city_system": system_df,
+        "structure": struct_df,
+        "gaps": _stage_gaps(panel, long, members, opts),
+        "layer": _stage_layer(members, long, struct_df),
+    }
     return CorePeripheryResult(
-        coreness=long,
-        fit=pd.DataFrame(fit_rows),
-        city_system=system_df,
-        structure=struct_df,
-        gaps=_stage_gaps(panel, long, members, opts),
-        layer=_stage_layer(members, long, struct_df),
+        **_stage_provenance(tables, panel, members, opts),
         excluded=pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)),
         seats=seat_points,
         options=opts,
@@ -1726,3 +1755,56 @@ def _stage_layer(
     latest = struct[struct["year"] == struct["year"].max()].set_index("agglomeration_id")
     out["structure_type"] = out["agglomeration_id"].map(latest["structure_type"])
     return out.reset_index(drop=True)
+
+
+def _stage_provenance(
+    tables: dict[str, pd.DataFrame],
+    panel: pd.DataFrame,
+    members: pd.DataFrame,
+    opts: CorePeripheryOptions,
+) -> dict[str, pd.DataFrame]:
+    """Every table and the layer with ``provenance`` and ``provenance_inputs`` per row.
+
+    A row's labels are those of the panel values it was computed from: coreness, fit and the
+    core set of an agglomeration-year the gravity masses of the cities kept that year; the city
+    system its sizes; the structure type both; a core/periphery gap the indicator's values of
+    the member cities that year and the masses of the year its core set comes from; a layer
+    city the masses and sizes of its agglomeration over every year. No ``provenance`` column
+    in the panel: the tables are returned as they are.
+    """
+    if "provenance" not in panel.columns:
+        return tables
+    from agglo.io.indicators import with_provenance
+
+    keys = ["agglomeration_id", "year"]
+    group_of = members.set_index("adcode")["agglomeration_id"]
+    p = panel[panel["adcode"].isin(group_of.index) & panel["value"].notna()]
+    p = p.assign(agglomeration_id=p["adcode"].map(group_of).to_numpy())
+    p = p.rename(columns={"indicator": "input"})[[*keys, "adcode", "input", "provenance"]]
+    kept = tables["coreness"][[*keys, "adcode"]].drop_duplicates()
+    used = p.merge(kept, on=[*keys, "adcode"], how="inner")  # the cities of each network
+    mass = used[used["input"].isin(opts.mass_list)]
+    size = used[used["input"] == opts.size]
+    shape = pd.concat([size, mass] if "discrete" in opts.method_list else [size])
+    gaps = tables["gaps"]
+    gap_keys = ["agglomeration_id", "indicator", "year"]
+    cells = gaps[gap_keys].drop_duplicates()
+    if opts.gap_cores == "each":
+        core_mass = cells.merge(mass, on=keys)
+    else:  # one core set per agglomeration, from its first (last) year
+        pick = "min" if opts.gap_cores == "first" else "max"
+        ref = mass.groupby("agglomeration_id")["year"].transform(pick)
+        ref_mass = mass[mass["year"] == ref].drop(columns="year")
+        core_mass = cells.merge(ref_mass, on="agglomeration_id")
+    own = p.assign(indicator=p["input"])
+    own = own[own["indicator"].isin(set(gaps["indicator"]))]
+    gap_labels = pd.concat([own, core_mass], ignore_index=True)
+    layer = pd.concat([mass, size], ignore_index=True)
+    return {
+        "coreness": with_provenance(tables["coreness"], mass, keys),
+        "fit": with_provenance(tables["fit"], mass, keys),
+        "city_system": with_provenance(tables["city_system"], size, keys),
+        "structure": with_provenance(tables["structure"], shape, keys),
+        "gaps": with_provenance(gaps, gap_labels, gap_keys),
+        "layer": with_provenance(tables["layer"], layer, ["agglomeration_id"]),
+    }

@@ -663,15 +663,21 @@ def _handle_missing(vals: pd.DataFrame, cfg: IndexConfig, report: list[str]) -> 
 
 
 def _minmax_pool(s: pd.Series, keys: list[pd.Series] | None) -> tuple[pd.Series, pd.Series]:
-    if keys is None:
+    if not keys:
         return pd.Series(s.max(), index=s.index), pd.Series(s.min(), index=s.index)
     g = s.groupby(keys)
     return g.transform("max"), g.transform("min")
 
 
+#: column of :attr:`_Prepared.values` numbering the variants scored together (the
+#: leave-one-city-out sensitivity): every computation below is then done per variant
+_RUN = "_run"
+
+
 def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) -> pd.DataFrame:
     v = prep.values
-    g = v.groupby(["agglomeration_id", "year", "indicator"], sort=True)["value"]
+    run = [_RUN] if _RUN in v else []
+    g = v.groupby([*run, "agglomeration_id", "year", "indicator"], sort=True)["value"]
     cells = pd.DataFrame(
         {
             "n_cities": g.count(),
@@ -706,6 +712,8 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
             f"no agglomeration-year-indicator cell has at least {cfg.min_cities} reporting "
             "cities; nothing to score (lower min_cities or supply more data)."
         )
+    if run and cfg.constant_indicator == "drop":
+        raise ValueError("constant_indicator='drop' is not scored per variant")  # pragma: no cover
     if cfg.constant_indicator == "drop" or warn:
         const = [
             i
@@ -727,16 +735,22 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
     sd = cells["sd"].fillna(0.0)  # one city with ddof=1 -> undefined sd; treated as 0
     cells["sd"] = sd
     cells["cv"] = np.where(mean > 0, sd / mean.where(mean > 0, 1.0), 0.0)
-    keys_k = {
-        "indicator": [cells["indicator"]],
-        "indicator_year": [cells["indicator"], cells["year"]],
-        "all": None,
-    }[cfg.k_pool]
+    by_run = [cells[c] for c in run]
+    keys_k = (
+        by_run
+        + {
+            "indicator": [cells["indicator"]],
+            "indicator_year": [cells["indicator"], cells["year"]],
+            "all": [],
+        }[cfg.k_pool]
+    )
     cv_max, cv_min = _minmax_pool(cells["cv"], keys_k)
     span = cv_max - cv_min
     ratio = ((cv_max - cells["cv"]) / span.where(span > 0, 1.0)).clip(0.0, 1.0)
     cells["k"] = np.where(span > 0, 100.0 * ratio, 100.0)
-    keys_f = [cells["indicator"]] + ([cells["year"]] if cfg.level_pool == "indicator_year" else [])
+    keys_f = [*by_run, cells["indicator"]] + (
+        [cells["year"]] if cfg.level_pool == "indicator_year" else []
+    )
     l_max, l_min = _minmax_pool(cells["mean"], keys_f)
     lspan = l_max - l_min
     floor = float(cfg.level_floor)
@@ -763,6 +777,7 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
     cells["f"] = f
     cells["K"] = cells["k"] * cells["R"] * cells["f"]
     cols = [
+        *run,
         "agglomeration_id",
         "year",
         "indicator",
@@ -821,6 +836,19 @@ def _rescale(s: pd.Series, method: str) -> pd.Series:
     return 100.0 * (s - lo) / (hi - lo)
 
 
+def _rescale_by(s: pd.Series, keys: list[pd.Series], method: str) -> pd.Series:
+    """:func:`_rescale` within each group of ``keys`` (the same arithmetic, vectorised)."""
+    g = s.groupby(keys)
+    hi = g.transform("max")
+    if method == "max":
+        return pd.Series(np.where(hi > 0, 100.0 * s / hi.where(hi > 0, 1.0), 100.0), s.index)
+    lo = g.transform("min")
+    span = hi - lo
+    return pd.Series(
+        np.where(hi > lo, 100.0 * (s - lo) / span.where(hi > lo, 1.0), 100.0), index=s.index
+    )
+
+
 def _note(msg: str, report: list[str], warn: bool) -> None:
     if warn:
         _warn(msg, report)
@@ -858,24 +886,32 @@ def _scores(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
     if warn:  # the sensitivity's scenarios (warn=False) discard their reports
         _short_dimensions(cells, report, warn)
+    run = [_RUN] if _RUN in cells else []
     dims = (
-        cells.groupby(["agglomeration_id", "year", "dimension"])
+        cells.groupby([*run, "agglomeration_id", "year", "dimension"])
         .agg(n_indicators=("K", "size"), score=("K", "mean"))
         .reset_index()
     )
     order = {d: i for i, d in enumerate(DIMENSIONS)}
     dims = dims.sort_values(
-        ["year", "agglomeration_id", "dimension"],
+        [*run, "year", "agglomeration_id", "dimension"],
         key=lambda s: s.map(order) if s.name == "dimension" else s,
     ).reset_index(drop=True)
-    dims["score_0_100"] = dims.groupby("dimension")["score"].transform(
-        lambda s: _rescale(s, cfg.rescale)
-    )
-    wide = dims.pivot(index=["agglomeration_id", "year"], columns="dimension", values="score")
+    if run:
+        dims["score_0_100"] = _rescale_by(
+            dims["score"], [dims[_RUN], dims["dimension"]], cfg.rescale
+        )
+    else:
+        dims["score_0_100"] = dims.groupby("dimension")["score"].transform(
+            lambda s: _rescale(s, cfg.rescale)
+        )
+    wide = dims.pivot(index=[*run, "agglomeration_id", "year"], columns="dimension", values="score")
     wide = wide[[d for d in DIMENSIONS if d in wide.columns]]
     if isinstance(cfg.dimension_weights, str):
         if cfg.dimension_weights == "equal":
             weights = {d: 1.0 for d in wide.columns}
+        elif run:  # pragma: no cover - index_sensitivity scores entropy variants one by one
+            raise ValueError("entropy weights are not computed per variant")
         else:
             weights = entropy_weights(wide)
     else:
@@ -888,7 +924,7 @@ def _scores(
     denom = wmat.sum(axis=1)
     comp = (wide.fillna(0.0) * wmat).sum(axis=1) / denom.where(denom > 0)
     partial = present.sum(axis=1) < len(wide.columns)
-    if partial.any():
+    if partial.any() and not run:  # (variants discard their reports)
         lacking = present[partial]
         ex = "; ".join(
             f"{a} {y} lacks {', '.join(d for d in wide.columns if not row[d])}"
@@ -903,11 +939,16 @@ def _scores(
         )
     composite = pd.DataFrame({"n_dimensions": present.sum(axis=1), "score": comp}).reset_index()
     composite = composite[composite["score"].notna()].reset_index(drop=True)
-    composite["score_0_100"] = _rescale(composite["score"], cfg.rescale)
+    if run:
+        composite["score_0_100"] = _rescale_by(composite["score"], [composite[_RUN]], cfg.rescale)
+    else:
+        composite["score_0_100"] = _rescale(composite["score"], cfg.rescale)
     composite["rank"] = (
-        composite.groupby("year")["score"].rank(ascending=False, method="min").astype(int)
+        composite.groupby([*run, "year"])["score"].rank(ascending=False, method="min").astype(int)
     )
-    composite = composite.sort_values(["year", "rank", "agglomeration_id"]).reset_index(drop=True)
+    composite = composite.sort_values([*run, "year", "rank", "agglomeration_id"]).reset_index(
+        drop=True
+    )
     return dims, composite, weights
 
 

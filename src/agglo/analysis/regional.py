@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import geopandas as gpd
@@ -29,7 +30,14 @@ from agglo.analysis.disparity import DisparityOptions, DisparityResult, disparit
 from agglo.errors import MissingDependencyError
 from agglo.results import StageResult
 
-__all__ = ["RegionalDisparityResult", "RegionalOptions", "city_values", "regional_disparity"]
+__all__ = [
+    "RegionalDisparityResult",
+    "RegionalOptions",
+    "city_values",
+    "label_tables",
+    "regional_disparity",
+    "value_labels",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +101,12 @@ class RegionalDisparityResult(StageResult):
         Bandwidth of each agglomeration-year density of :attr:`kde_variable`.
     skipped
         What was not computed and why.
+    labels
+        ``adcode, agglomeration_id, year, variable, input, provenance``: the provenance label
+        of every panel value each analysed variable was computed from (``None`` when the panel
+        carries no ``provenance`` column). Every table then gets ``provenance`` (the labels of
+        the values its row was computed from) and, for rows combining several indicators,
+        ``provenance_inputs`` (which were real, which synthetic); see :func:`label_tables`.
     """
 
     coordination: CoordinationResult
@@ -101,6 +115,7 @@ class RegionalDisparityResult(StageResult):
     values: pd.DataFrame
     kde_bandwidths: pd.DataFrame
     skipped: tuple[str, ...] = ()
+    labels: pd.DataFrame | None = None
 
     @property
     def kde_variable(self) -> str:
@@ -108,13 +123,20 @@ class RegionalDisparityResult(StageResult):
         return self.disparity.options.variables[0]
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """``coordination_*``, ``disparity_*`` and ``convergence_*`` tables."""
+        """``coordination_*``, ``disparity_*`` and ``convergence_*`` tables (with provenance)."""
+        return dict(self._labelled_tables)
+
+    @cached_property  # tables() is read by the run, the report and the maps: labelled once
+    def _labelled_tables(self) -> dict[str, pd.DataFrame]:
         out = {COORDINATION_TABLES.get(k, k): v for k, v in self.coordination.tables().items()}
         out.update(self.disparity.tables())
         out["disparity_kde_bandwidths"] = self.kde_bandwidths
         if self.convergence is not None:
             out.update(self.convergence.tables())
-        return out
+        if self.labels is None:
+            return out
+        conv = self.convergence.options if self.convergence is not None else None
+        return label_tables(out, self.labels, convergence=conv)
 
     def metadata(self) -> dict[str, Any]:
         """Options and notes of the three analyses."""
@@ -169,6 +191,145 @@ def city_values(panel: pd.DataFrame, membership: pd.DataFrame) -> pd.DataFrame:
     """
     groups = membership.drop_duplicates("adcode")[["adcode", "agglomeration_id"]]
     return panel.merge(groups, on="adcode", how="inner")
+
+
+#: table -> (its key columns, the variable its rows analyse or None for the ``variable`` key,
+#: whether a row combines several indicators)
+_ROW_KEYS: dict[str, tuple[tuple[str, ...], str | None, bool]] = {
+    "coordination_subsystem_scores": (("adcode", "agglomeration_id", "year"), "composite", True),
+    "coordination_coupling": (("adcode", "agglomeration_id", "year"), "composite", True),
+    "coordination_topsis": (("adcode", "agglomeration_id", "year"), "composite", True),
+    "coordination_topsis_rank_correlation": (("year",), "composite", True),
+    "coordination_obstacles": (("adcode", "year", "indicator"), "indicator", False),
+    "coordination_main_obstacles": (("adcode", "year", "indicator"), "indicator", False),
+    "coordination_subsystem_obstacles": (("adcode", "year", "dimension"), "dimension", True),
+    "coordination_entropy": (("indicator",), "indicator", False),
+    "disparity_dagum": (("variable", "year"), None, True),
+    "disparity_theil": (("variable", "year"), None, True),
+    "disparity_dagum_groups": (("variable", "year", "agglomeration_id"), None, True),
+    "disparity_theil_groups": (("variable", "year", "agglomeration_id"), None, True),
+    "disparity_kde_bandwidths": (("agglomeration_id", "year", "variable"), None, True),
+}
+
+
+def value_labels(
+    values: pd.DataFrame, scores: pd.DataFrame, weights: pd.DataFrame
+) -> pd.DataFrame | None:
+    """The provenance of the panel values behind every variable the stage analyses.
+
+    Parameters
+    ----------
+    values
+        Member-city panel (:func:`city_values`) with a ``provenance`` column.
+    scores
+        ``adcode, agglomeration_id, year`` of the city-years scored (complete ones).
+    weights
+        ``indicator, dimension`` of the indicators the scores use.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        ``adcode, agglomeration_id, year, variable, input, provenance``: an indicator is its own
+        input; a dimension score has its indicators as inputs and ``composite`` all of them
+        (the city-year's own values; min-max normalisation and entropy weights pool every
+        city-year, whose mix ``coordination_entropy`` gives). ``None`` without provenance.
+    """
+    if "provenance" not in values.columns:
+        return None
+    keys = ["adcode", "agglomeration_id", "year"]
+    v = values[values["value"].notna()]
+    base = v[[*keys, "indicator", "provenance"]].rename(columns={"indicator": "input"})
+    base = base.assign(provenance=base["provenance"].fillna("unknown").astype(str))
+    dim_of = weights.set_index("indicator")["dimension"]
+    scored = base[base["input"].isin(dim_of.index)].merge(scores[keys], on=keys, how="inner")
+    return pd.concat(
+        [
+            base.assign(variable=base["input"]),
+            scored.assign(variable=scored["input"].map(dim_of)),
+            scored.assign(variable="composite"),
+        ],
+        ignore_index=True,
+    )[[*keys, "variable", "input", "provenance"]]
+
+
+def label_tables(
+    tables: Mapping[str, pd.DataFrame],
+    labels: pd.DataFrame,
+    *,
+    convergence: ConvergenceOptions | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The stage's tables with ``provenance`` (and ``provenance_inputs``) on every row.
+
+    Each row's labels are those of the values it was computed from: a city-year score its
+    city-year's indicators, an agglomeration's Gini its member cities' values that year, a
+    between-group Gini both groups', a β regression the variable at the start and end years
+    (and the controls at the start) of the group's cities.
+    """
+    from agglo.analysis.convergence import POOLED
+    from agglo.io.indicators import with_provenance
+
+    out = dict(tables)
+    for name, (keys, variable, several) in _ROW_KEYS.items():
+        if name not in out:
+            continue
+        lab = labels
+        if variable == "composite":
+            lab = lab[lab["variable"] == "composite"]
+            if "year" in keys and out[name]["year"].astype(str).eq(POOLED).any():
+                lab = pd.concat([lab, lab.assign(year=POOLED)], ignore_index=True)
+        elif variable in ("indicator", "dimension"):
+            lab = lab.rename(columns={"variable": variable})
+            if variable == "indicator":
+                lab = lab[lab[variable] == lab["input"]]
+            else:
+                lab = lab[lab[variable] != lab["input"]]
+        out[name] = with_provenance(out[name], lab, keys, inputs=several)
+    if "disparity_dagum_pairs" in out:
+        pairs = out["disparity_dagum_pairs"]
+        keys = ["variable", "year", "group_high", "group_low"]
+        both = pairs[keys].drop_duplicates().merge(labels, on=["variable", "year"])
+        ours = (both["agglomeration_id"] == both["group_high"]) | (
+            both["agglomeration_id"] == both["group_low"]
+        )
+        both = both[ours]
+        out["disparity_dagum_pairs"] = with_provenance(pairs, both, keys)
+    if convergence is not None:
+        out.update(_label_convergence(out, labels, convergence))
+    return out
+
+
+def _label_convergence(
+    tables: Mapping[str, pd.DataFrame], labels: pd.DataFrame, options: ConvergenceOptions
+) -> dict[str, pd.DataFrame]:
+    from agglo.analysis.convergence import POOLED
+    from agglo.io.indicators import with_provenance
+
+    used = labels[labels["variable"].isin([options.variable, *options.controls])]
+    grouped = pd.concat(
+        [used.assign(group=used["agglomeration_id"]), used.assign(group=POOLED)],
+        ignore_index=True,
+    )
+    main = grouped[grouped["variable"] == options.variable]
+    out = {}
+    if "convergence_sigma" in tables:
+        out["convergence_sigma"] = with_provenance(
+            tables["convergence_sigma"], main, ["group", "year"]
+        )
+    if "convergence_sigma_trend" in tables:
+        keys = ["group", "first_year", "last_year"]
+        t = tables["convergence_sigma_trend"]
+        lab = t[keys].drop_duplicates().merge(main, on="group")
+        lab = lab[(lab["year"] == lab["first_year"]) | (lab["year"] == lab["last_year"])]
+        out["convergence_sigma_trend"] = with_provenance(t, lab, keys)
+    if "convergence_beta" in tables:
+        keys = ["group", "start_year", "end_year"]
+        t = tables["convergence_beta"]
+        lab = t[keys].drop_duplicates().merge(grouped, on="group")
+        at_ends = (lab["year"] == lab["start_year"]) | (lab["year"] == lab["end_year"])
+        is_main = lab["variable"] == options.variable
+        lab = lab[(is_main & at_ends) | (~is_main & (lab["year"] == lab["start_year"]))]
+        out["convergence_beta"] = with_provenance(t, lab, keys)
+    return out
 
 
 def regional_disparity(
@@ -242,4 +403,5 @@ def regional_disparity(
         values=tidy,
         kde_bandwidths=bandwidths.assign(variable=var),
         skipped=tuple(skipped),
+        labels=value_labels(values, coord.cities.scores, coord.cities.weights),
     )

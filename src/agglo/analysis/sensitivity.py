@@ -7,9 +7,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from agglo.analysis.index import IndexOptions, IndexWarning, _core, _prepare, index_options
+from agglo.analysis.index import (
+    _RUN,
+    IndexOptions,
+    IndexWarning,
+    _core,
+    _prepare,
+    _Prepared,
+    index_options,
+)
 from agglo.errors import AggloInputError, ValidationError
 from agglo.options import choice_problem
 
@@ -73,48 +82,59 @@ def index_sensitivity(
         warnings.simplefilter("ignore", IndexWarning)
         prep = _prepare(panel, membership, cfg, report, employment)
         _, _, base, _ = _core(prep, cfg, report, warn=False)
-    base = base.set_index(["agglomeration_id", "year"])
+    keys = ["agglomeration_id", "year"]
+    base = base[[*keys, "score", "rank"]].assign(_pos=np.arange(len(base)))
     out = []
 
-    def compare(comp: pd.DataFrame, scenario: str, desc: str, left_out: str) -> None:
-        c = comp.set_index(["agglomeration_id", "year"])
-        j = base[["score", "rank"]].merge(
-            c[["score", "rank"]], left_index=True, right_index=True, suffixes=("", "_s")
-        )
+    def compare(comp: pd.DataFrame, scenario: Any, desc: Any, left_out: Any) -> None:
+        """Rows of the variants of ``comp`` (one, or one per ``_RUN`` with labels per run),
+        each in the base table's row order (agglomeration-years of both only)."""
+        c = comp[[*([_RUN] if _RUN in comp else []), *keys, "score", "rank"]]
+        j = base.merge(c, on=keys, suffixes=("", "_s"))
+        j = j.sort_values([_RUN, "_pos"] if _RUN in j else "_pos", kind="stable")
+        run = j[_RUN].to_numpy() if _RUN in j else 0
         t = pd.DataFrame(
             {
-                "scenario": scenario,
-                "description": desc,
-                "left_out": left_out,
-                "base_score": j["score"],
-                "score": j["score_s"],
-                "score_change": j["score_s"] - j["score"],
-                "base_rank": j["rank"].astype(int),
-                "rank": j["rank_s"].astype(int),
-                "rank_change": (j["rank"] - j["rank_s"]).astype(int),
+                "scenario": np.asarray(scenario, dtype=object)[run],
+                "description": np.asarray(desc, dtype=object)[run],
+                "left_out": np.asarray(left_out, dtype=object)[run],
+                "agglomeration_id": j["agglomeration_id"].to_numpy(),
+                "year": j["year"].to_numpy(),
+                "base_score": j["score"].to_numpy(),
+                "score": j["score_s"].to_numpy(),
+                "score_change": (j["score_s"] - j["score"]).to_numpy(),
+                "base_rank": j["rank"].astype(int).to_numpy(),
+                "rank": j["rank_s"].astype(int).to_numpy(),
+                "rank_change": (j["rank"] - j["rank_s"]).astype(int).to_numpy(),
             }
-        ).reset_index()
+        )
         out.append(t)
 
     for name in names:
         overrides, desc = SCENARIOS[name]
         alt = replace(cfg, **overrides)
         _, _, comp, _ = _core(prep, alt, [], warn=False)
-        compare(comp, name, desc, "")
+        compare(comp, [name], [desc], [""])
     if leave_one_out:
         cities = prep.values[["adcode", "agglomeration_id"]].drop_duplicates()
-        it = cities.itertuples(index=False)
-        if progress:
-            from tqdm.auto import tqdm
+        labels = [f"without city {a} ({g})" for a, g in cities.itertuples(index=False)]
+        if cfg.dimension_weights != "entropy" and cfg.constant_indicator != "drop":
+            comp = _leave_one_out_batch(prep, cfg, cities["adcode"])
+            if comp is not None:
+                compare(comp, ["leave_one_out"] * len(cities), labels, cities["adcode"])
+        else:  # entropy weights and dropped constants are taken per variant: one by one
+            it = list(enumerate(cities["adcode"]))
+            if progress:
+                from tqdm.auto import tqdm
 
-            it = tqdm(list(it), desc="leave-one-city-out")
-        for adcode, g in it:
-            sub = replace(prep, values=prep.values[prep.values["adcode"] != adcode])
-            try:
-                _, _, comp, _ = _core(sub, cfg, [], warn=False)
-            except AggloInputError:
-                continue
-            compare(comp, "leave_one_out", f"without city {adcode} ({g})", adcode)
+                it = tqdm(it, desc="leave-one-city-out")
+            for k, adcode in it:
+                sub = replace(prep, values=prep.values[prep.values["adcode"] != adcode])
+                try:
+                    _, _, comp, _ = _core(sub, cfg, [], warn=False)
+                except AggloInputError:
+                    continue
+                compare(comp, ["leave_one_out"], [labels[k]], [adcode])
     cols = [
         "scenario",
         "description",
@@ -131,3 +151,26 @@ def index_sensitivity(
     res = pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
     res.attrs["config"] = cfg.to_dict()
     return res
+
+
+def _leave_one_out_batch(
+    prep: _Prepared, cfg: IndexOptions, left_out: pd.Series
+) -> pd.DataFrame | None:
+    """Composite of every leave-one-city-out variant, all scored in one pass.
+
+    Variant ``k`` (column :data:`agglo.analysis.index._RUN`) holds the panel rows of every
+    city but ``left_out.iloc[k]``, in their order; every group, pool and rank of the index is
+    taken per variant, so each variant's numbers are those of scoring it alone (the same
+    values in the same order in each group; ``tests/test_index.py`` checks it). A variant
+    with no cell left has no rows; ``None`` when no variant has any.
+    """
+    values = prep.values
+    codes = values["adcode"].to_numpy()
+    rows = [np.flatnonzero(codes != a) for a in left_out]
+    stacked = values.iloc[np.concatenate(rows)].reset_index(drop=True)
+    stacked.insert(0, _RUN, np.repeat(np.arange(len(rows)), [len(r) for r in rows]))
+    try:
+        _, _, comp, _ = _core(replace(prep, values=stacked), cfg, [], warn=False)
+    except AggloInputError:  # no variant has a cell left
+        return None
+    return comp

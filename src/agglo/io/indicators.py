@@ -9,7 +9,7 @@ indicators, so a notebook does what ``agglo run`` does without hand-written conc
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -19,7 +19,16 @@ import pandas as pd
 from agglo.errors import AggloInputError
 from agglo.results import StageResult
 
-__all__ = ["MEASURE_VALUE_COLUMNS", "AnalysisPanel", "analysis_panel", "with_indicators"]
+__all__ = [
+    "MEASURE_VALUE_COLUMNS",
+    "AnalysisPanel",
+    "analysis_panel",
+    "describe_provenance",
+    "joined_labels",
+    "provenance_by",
+    "with_indicators",
+    "with_provenance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +196,139 @@ def analysis_panel(panel: pd.DataFrame, panel_name: str, measures: Iterable[Any]
     }
     merged = with_indicators(panel, tables, source=labels) if tables else panel
     return AnalysisPanel(merged, panel_name, {m.name: m.source for m in measures})
+
+
+# --- per-row provenance of derived tables -------------------------------------------------
+#
+# A derived row (a coreness, a Gini, a city score) gets the provenance of the panel values it
+# was computed from: ``provenance`` is the "; "-joined set of their labels (the format of
+# ``city_gaps`` and ``index_indicators``) and, when the row combines several variables,
+# ``provenance_inputs`` says which variable was real and which synthetic.
+
+
+def joined_labels(labels: Iterable[Any]) -> str:
+    """The distinct provenance labels, sorted and ``"; "``-joined (missing: ``unknown``).
+
+    Examples
+    --------
+    >>> joined_labels(["synthetic", "real:census-2020", "synthetic", None])
+    'real:census-2020; synthetic; unknown'
+    """
+    return "; ".join(sorted({"unknown" if pd.isna(x) else str(x) for x in labels}))
+
+
+def describe_provenance(labels: pd.DataFrame) -> str:
+    """Which inputs were real and which synthetic: ``status: input, input | status: input``.
+
+    Parameters
+    ----------
+    labels
+        ``input`` (variable name) and ``provenance`` (label) of the values a row used.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"input": ["population", "population", "gdp"],
+    ...                   "provenance": ["real:census-2020", "interpolated:census-2010-2020",
+    ...                                  "synthetic"]})
+    >>> describe_provenance(t)
+    'real+interpolated: population | synthetic: gdp'
+    """
+    one = labels[["input", "provenance"]].assign(row=0)
+    return str(provenance_by(one, ["row"])["provenance_inputs"].iloc[0])
+
+
+def provenance_by(labels: pd.DataFrame, by: Sequence[str], *, inputs: bool = True) -> pd.DataFrame:
+    """Per group of ``by``: ``provenance`` (joined labels) and ``provenance_inputs``.
+
+    Parameters
+    ----------
+    labels
+        One row per value used: the ``by`` columns, ``input`` (its variable) and
+        ``provenance`` (its label, e.g. ``real:census-2020``).
+    by
+        Columns identifying the output rows (e.g. ``agglomeration_id, year``).
+    inputs
+        Add ``provenance_inputs`` (:func:`describe_provenance`); leave it out for rows of one
+        variable, whose ``provenance`` already says it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``*by, provenance[, provenance_inputs]``, one row per group (first-seen order).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"year": [2020, 2020, 2010], "input": ["population", "gdp", "gdp"],
+    ...                   "provenance": ["real:census-2020", "synthetic", "synthetic"]})
+    >>> provenance_by(t, ["year"]).to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
+    [{'year': 2020, 'provenance': 'real:census-2020; synthetic',
+      'provenance_inputs': 'real: population | synthetic: gdp'},
+     {'year': 2010, 'provenance': 'synthetic', 'provenance_inputs': 'synthetic: gdp'}]
+    """
+    from agglo.io.panel import VALUE_STATUSES, value_status
+
+    by = list(by)
+    # the distinct (row, input, label) triples (hashed by pandas), then plain dicts: a pandas
+    # groupby builds one Series per group, 50x slower on these sizes
+    labels = labels[[*by, "input", "provenance"]].drop_duplicates()
+    cols = [labels[c].astype(object).where(labels[c].notna(), None).tolist() for c in by]
+    keys = list(zip(*cols, strict=True))
+    provs = labels["provenance"].astype(object).where(labels["provenance"].notna(), "unknown")
+    provs = [str(x) for x in provs.tolist()]
+    seen: dict[tuple, set[str]] = {}
+    by_input: dict[tuple, dict[str, set[str]]] = {}
+    names = labels["input"].astype(str).tolist() if inputs else [None] * len(keys)
+    for key, name, prov in zip(keys, names, provs, strict=True):
+        seen.setdefault(key, set()).add(prov)
+        if inputs:
+            by_input.setdefault(key, {}).setdefault(name, set()).add(prov)
+    rank = {st: i for i, st in enumerate(VALUE_STATUSES)}
+    status_of = {p: value_status(p) for p in set(provs)}
+
+    def inputs_text(of: dict[str, set[str]]) -> str:
+        grouped: dict[str, list[str]] = {}
+        for name, labs in of.items():
+            found = {status_of[x] for x in labs}
+            st = "+".join(sorted(found, key=rank.__getitem__))
+            grouped.setdefault(st, []).append(name)
+        order = sorted(grouped, key=lambda st: [rank[x] for x in st.split("+")])
+        return " | ".join(f"{st}: {', '.join(sorted(grouped[st]))}" for st in order)
+
+    rows = [
+        (*key, "; ".join(sorted(labs)), *([inputs_text(by_input[key])] if inputs else []))
+        for key, labs in seen.items()
+    ]
+    cols = [*by, "provenance", *(["provenance_inputs"] if inputs else [])]
+    out = pd.DataFrame(rows, columns=cols)
+    for c in by:  # the key columns keep their dtypes (codes as text, years as integers)
+        if labels[c].notna().all():
+            out[c] = out[c].astype(labels[c].dtype)
+    return out
+
+
+def with_provenance(
+    table: pd.DataFrame, labels: pd.DataFrame, on: Sequence[str], *, inputs: bool = True
+) -> pd.DataFrame:
+    """``table`` with the :func:`provenance_by` columns of its ``on`` keys (rows and order kept).
+
+    A row whose keys have no labelled value gets ``unknown``: never a guess.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"year": [2020, 2010], "gini": [0.3, 0.2]})
+    >>> lab = pd.DataFrame({"year": [2020, 2010], "input": "x",
+    ...                     "provenance": ["real:census-2020", "synthetic"]})
+    >>> with_provenance(t, lab, ["year"], inputs=False)["provenance"].tolist()
+    ['real:census-2020', 'synthetic']
+    """
+    on = list(on)
+    prov = provenance_by(labels, on, inputs=inputs)
+    for col in on:  # merge keys of one dtype (codes as text, years as integers)
+        if col in table and table[col].dtype != prov[col].dtype:
+            prov[col] = prov[col].astype(table[col].dtype)
+    cols = [c for c in prov.columns if c not in on]
+    merged = table.drop(columns=cols, errors="ignore").merge(prov, on=on, how="left")
+    merged.index = table.index
+    merged[cols] = merged[cols].fillna("unknown")
+    merged.attrs = dict(table.attrs)
+    return merged

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from agglo.analysis.metro.catchment import (
     Catchment,
@@ -196,11 +197,21 @@ def _seat_minutes(
     seat_lat: np.ndarray,
     access_mpm: float,
     k: int = 8,
+    near: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Minutes to each seat: best of its ``k`` nearest nodes plus the off-network leg."""
-    idx, d = graph.nearest_nodes(seat_lon, seat_lat, k=k)
+    """Minutes to each seat: best of its ``k`` nearest nodes plus the off-network leg
+    (``near``: ``graph.nearest_nodes(seat_lon, seat_lat, k=k)`` when already known)."""
+    idx, d = graph.nearest_nodes(seat_lon, seat_lat, k=k) if near is None else near
     t = dist[idx] + d / access_mpm
     return np.min(t, axis=1)
+
+
+@functools.lru_cache(maxsize=64)
+def _laea_transformer(lat: str, lon: str) -> Transformer:
+    """WGS84 -> Lambert azimuthal equal-area centred on (lon, lat), made once per centre (the
+    counties' and the cities' shares of one area share it)."""
+    laea = CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m +no_defs")
+    return Transformer.from_crs(WGS84, laea, always_xy=True)
 
 
 def _shares(units: gpd.GeoDataFrame, geom: shapely.Geometry, pop_col: str | None) -> pd.DataFrame:
@@ -213,13 +224,15 @@ def _shares(units: gpd.GeoDataFrame, geom: shapely.Geometry, pop_col: str | None
         hit = units.sindex.query(geom, predicate="intersects")
         if len(hit):
             c = geom.centroid
-            laea = CRS.from_proj4(
-                f"+proj=laea +lat_0={c.y:.6f} +lon_0={c.x:.6f} +datum=WGS84 +units=m +no_defs"
-            )
-            sub = gpd.GeoSeries(units.geometry.to_numpy()[hit], crs=WGS84).to_crs(laea)
-            g = gpd.GeoSeries([geom], crs=WGS84).to_crs(laea).iloc[0]
-            a_unit = sub.area.to_numpy()
-            a_in = shapely.area(shapely.intersection(sub.to_numpy(), g))
+            to_laea = _laea_transformer(f"{c.y:.6f}", f"{c.x:.6f}")
+
+            def project(xy: np.ndarray) -> np.ndarray:
+                return np.column_stack(to_laea.transform(xy[:, 0], xy[:, 1]))
+
+            sub = shapely.transform(units.geometry.to_numpy()[hit], project)
+            g = shapely.transform(geom, project)
+            a_unit = shapely.area(sub)
+            a_in = shapely.area(shapely.intersection(sub, g))
             inter[hit] = a_in / 1e6
             share[hit] = np.where(
                 a_unit > 0, np.minimum(a_in / np.where(a_unit > 0, a_unit, 1), 1), 0
@@ -321,21 +334,24 @@ def metro_areas(
     kpop = population if population and population in counties.columns else None
     cpop = population if population and population in cities.columns else None
     area_rows, member_frames, city_frames, band_rows = [], [], [], []
+    near_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for k, core in enumerate(core_ids):
         geom = cat.polygons.geometry.iloc[k]
         dist = cat.times[k]
         core_pt = src.geometry.iloc[k]
 
-        def seat_time(pts: gpd.GeoSeries, dist=dist, core_pt=core_pt) -> np.ndarray:
+        def seat_time(pts: gpd.GeoSeries, key: str, dist=dist, core_pt=core_pt) -> np.ndarray:
             lon, lat = pts.x.to_numpy(), pts.y.to_numpy()
-            t = _seat_minutes(graph, dist, lon, lat, access_mpm)
+            if key not in near_of:  # the seats' nearest nodes do not depend on the core
+                near_of[key] = graph.nearest_nodes(lon, lat, k=8)
+            t = _seat_minutes(graph, dist, lon, lat, access_mpm, near=near_of[key])
             _, _, d = _GEOD.inv(
                 np.full(len(lon), core_pt.x), np.full(len(lon), core_pt.y), lon, lat
             )
             t = np.minimum(t, np.asarray(d) / access_mpm)
             return np.where(t <= minutes, t, np.nan)
 
-        kt = pd.Series(seat_time(ks.geometry), index=ks["adcode"].astype(str).to_numpy())
+        kt = pd.Series(seat_time(ks.geometry, "county"), index=ks["adcode"].astype(str).to_numpy())
         ksh = _shares(counties, geom, kpop)
         kdf = pd.DataFrame(
             {
@@ -354,7 +370,7 @@ def metro_areas(
         member_frames.append(
             kdf.sort_values(["seat_minutes", "area_share"], ascending=[True, False])
         )
-        ct = pd.Series(seat_time(cs.geometry), index=cs["adcode"].astype(str).to_numpy())
+        ct = pd.Series(seat_time(cs.geometry, "city"), index=cs["adcode"].astype(str).to_numpy())
         csh = _shares(cities, geom, cpop)
         cdf = pd.DataFrame(
             {
