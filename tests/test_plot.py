@@ -487,6 +487,30 @@ def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
     assert ctx.summary[-1].startswith("[SYNTHETIC]")
 
 
+def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path, monkeypatch):
+    from agglo.outputs import maps
+    from agglo.outputs.maps import PlotOptions
+    from agglo.outputs.run import draw_maps
+
+    if maps._n_workers(PlotOptions(workers=2), 2) < 2:
+        pytest.skip("no fork start method on this platform")
+    here, forked = toy_context(tmp_path / "a"), toy_context(tmp_path / "b")
+    draw_maps(here, PlotOptions(workers=1, formats=("png",)))
+    # a figure that raises inside a worker is reported as failed; the others are written
+    real = maps.plot.score_bars
+    monkeypatch.setattr(maps.plot, "score_bars", lambda *a, **k: 1 / 0)
+    draw_maps(forked, PlotOptions(workers=2, formats=("png",)))
+    monkeypatch.setattr(maps.plot, "score_bars", real)
+    assert forked.results["maps"]["failed"] == ["composite_scores"]
+    names = sorted(p.name for p in here.figures if p.stem != "composite_scores")
+    assert sorted(p.name for p in forked.figures) == names
+    for name in names:  # byte for byte: the same drawing, only elsewhere
+        assert (here.out_dir / "maps" / name).read_bytes() == (
+            forked.out_dir / "maps" / name
+        ).read_bytes()
+    assert not [p for p in (forked.out_dir / "maps").iterdir() if p.name.startswith(".")]
+
+
 def test_maps_stage_skips_missing_parts(tmp_path):
     from agglo.outputs.run import draw_maps
 

@@ -82,6 +82,12 @@ class PlotOptions(Options):
     )
     formats: tuple[str, ...] = option(_FORMATS, help="Figure file formats (png, svg).")
     dpi: int = option(150, help="Resolution of the PNG figures.", unit="dots per inch", minimum=1)
+    workers: int = option(
+        0,
+        help="Processes drawing the figures: 0 = one per CPU core (at most 4), 1 = all in this "
+        "process. Workers are forked (Linux); elsewhere the figures are drawn in this process.",
+        minimum=0,
+    )
 
     def extra_problems(self) -> list[str]:
         import matplotlib
@@ -659,25 +665,86 @@ def draw_maps(
         options=options,
         classes=classes,
     )
-    for spec in specs:
-        try:
-            fig = spec.draw()
-            full = plot._caption_text(spec.caption, syn if spec.from_run else False)
-            paths = plot.save_figure(
-                fig,
-                out_dir / spec.stem,
-                formats=options.formats,
-                dpi=options.dpi,
-                caption=full,
-                force=force,
-            )
-        except Exception as exc:  # one broken figure must not lose the run's other outputs
+    jobs = [
+        (spec, out_dir, options, plot._caption_text(spec.caption, syn if spec.from_run else False))
+        for spec in specs
+    ]
+    for (spec, _d, _o, full), outcome in zip(jobs, _run_jobs(jobs, options, force), strict=True):
+        if isinstance(outcome, BaseException):  # one broken figure must not lose the others
             log.warning(
-                "figure %s failed: %s", spec.stem, exc, exc_info=log.isEnabledFor(logging.DEBUG)
+                "figure %s failed: %s",
+                spec.stem,
+                outcome,
+                exc_info=outcome if log.isEnabledFor(logging.DEBUG) else None,
             )
             result.failed.append(spec.stem)
             continue
-        result.figures.extend(paths)
-        for p in paths:
+        result.figures.extend(outcome)
+        for p in outcome:
             result.captions[str(p)] = full
     return result
+
+
+#: the figure jobs of the draw_maps call in progress; forked workers read them from here
+_JOBS: list[tuple[FigureSpec, Path, PlotOptions, str]] = []
+
+
+def _save_job(i: int, force: bool) -> list[Path]:
+    spec, out_dir, options, caption = _JOBS[i]
+    return plot.save_figure(
+        spec.draw(),
+        out_dir / spec.stem,
+        formats=options.formats,
+        dpi=options.dpi,
+        caption=caption,
+        force=force,
+    )
+
+
+def _n_workers(options: PlotOptions, n_jobs: int) -> int:
+    import multiprocessing
+    import os
+
+    if n_jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if options.workers:
+        return min(options.workers, n_jobs)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4, n_jobs))
+
+
+def _run_jobs(jobs, options: PlotOptions, force: bool) -> list[list[Path] | BaseException]:
+    """Draw and save every figure job, in forked worker processes when more than one pays.
+
+    Figures are independent and matplotlib draws on one core, so on a machine with several
+    cores the maps step takes about the time of its longest share. The workers are forked: they
+    inherit the layers and figure specifications instead of receiving them pickled. Returns,
+    per job in order, the written paths or the exception it raised.
+    """
+    global _JOBS
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    def here(i: int) -> list[Path] | BaseException:
+        try:
+            return _save_job(i, force)
+        except Exception as exc:
+            return exc
+
+    workers = _n_workers(options, len(jobs))
+    _JOBS = list(jobs)
+    try:
+        if workers == 1:
+            return [here(i) for i in range(len(jobs))]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_save_job, i, force) for i in range(len(jobs))]
+            out = [f.exception() or f.result() for f in futures]
+        broken = [i for i, o in enumerate(out) if isinstance(o, BrokenProcessPool)]
+        if broken:  # a worker died (not a figure's own error): draw those here
+            log.warning("a figure worker process died; drawing %d figure(s) here", len(broken))
+            for i in broken:
+                out[i] = here(i)
+        return out
+    finally:
+        _JOBS = []
