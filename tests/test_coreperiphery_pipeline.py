@@ -86,7 +86,8 @@ def test_stage_layer_written(ctx):
         assert {f"coreness_{y}", f"core_{y}"} <= set(layer.columns)
     back = gpd.read_file(ctx.out_dir / "agglo.gpkg", layer="core_periphery")
     assert len(back) == len(layer)
-    assert set(back["data_status"]) == {"synthetic"}
+    # per row: real census population and synthetic gdp as masses (issue 17)
+    assert set(back["data_status"]) == {"partly synthetic"}
     table = pd.read_csv(ctx.out_dir / "tables" / "coreness_fit.csv")
     assert len(table) == len(ctx.tables["coreness_fit"])
 
@@ -115,7 +116,7 @@ def test_cli_coreperiphery(tmp_path, capsys):
     assert "[SYNTHETIC] qz 2020 discrete: core" in printed
     fit = pd.read_csv(out / "coreness_fit.csv")
     assert fit[["agglomeration_id", "year"]].drop_duplicates().values.tolist() == [["qz", 2020]]
-    assert set(fit["data_status"]) == {"synthetic"}
+    assert set(fit["data_status"]) == {"partly synthetic"}  # census population, synthetic gdp
     layer = gpd.read_file(out / "core_periphery.gpkg")
     assert len(layer) == 6 and "coreness_2020" in layer.columns
     assert main(args) == 2  # outputs exist: --force needed

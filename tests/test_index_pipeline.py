@@ -136,7 +136,8 @@ def test_cli_index(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "SYNTHETIC" in printed and "yrd 长三角城市群" in printed
     comp = pd.read_csv(out / "index_composite.csv")
-    assert set(comp["data_status"]) == {"synthetic"}
+    # per row (issue 17): census urbanisation and railway hsr beside synthetic indicators
+    assert set(comp["data_status"]) == {"partly synthetic"}
     assert sorted(comp["year"].unique()) == [2010, 2015, 2020]
     # ranks are 1..5 in every year
     assert all(sorted(g["rank"]) == [1, 2, 3, 4, 5] for _, g in comp.groupby("year"))

@@ -49,7 +49,7 @@ def run_stage(
     command adds) exists and ``force`` is not given.
     """
     from agglo._validate import check_run_config
-    from agglo.outputs.writers import check_writable, export_layers, write_csv
+    from agglo.outputs.writers import check_writable, export_layers, with_data_status, write_csv
     from agglo.pipeline import run_stages
 
     options = check_run_config(cfg)  # every option and input path checked before any work
@@ -75,12 +75,12 @@ def run_stage(
     for name, table in result.tables.items():
         own = "data_status" in table  # a table's own data_status (e.g. per indicator) is kept
         write_csv(
-            table if own else table.assign(data_status=status), out / f"{name}.csv", force=force
+            table if own else with_data_status(table, status), out / f"{name}.csv", force=force
         )
     if result.layers:
         meta = {"data_status": status, "config": cfg.to_dict(), "provenance": outputs.provenance}
         export_layers(
-            {k: v.assign(data_status=status) for k, v in result.layers.items()},
+            {k: with_data_status(v, status) for k, v in result.layers.items()},
             out / gpkg,
             force=force,
             metadata={k: {**meta, **result.layer_metadata.get(k, {})} for k in result.layers},

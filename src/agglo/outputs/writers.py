@@ -41,9 +41,11 @@ __all__ = [
     "export",
     "export_layers",
     "read_manifest",
+    "row_data_status",
     "run_folder",
     "shapefile_field_names",
     "split_years",
+    "with_data_status",
     "write_csv",
     "write_run",
 ]
@@ -517,7 +519,7 @@ def write_run(
     out.mkdir(parents=True, exist_ok=True)
     common = {"data_status": data_status, "agglo_version": __version__, **(metadata or {})}
     layer_metadata = layer_metadata or {}
-    named = {name: _with_status(gdf, data_status) for name, gdf in layers.items()}
+    named = {name: with_data_status(gdf, data_status) for name, gdf in layers.items()}
     meta = {name: {**common, **layer_metadata.get(name, {})} for name in named}
     named, meta, qml = split_years(named, meta, styles or {}, tuple(per_year_layers))
     gpkg = None
@@ -537,7 +539,7 @@ def write_run(
     )
     written = tuple(
         write_csv(  # a table's own data_status (e.g. per indicator) is kept
-            table if "data_status" in table else _with_status(table, data_status),
+            table if "data_status" in table else with_data_status(table, data_status),
             out / "tables" / f"{name}.csv",
             force=force,
         )
@@ -572,8 +574,10 @@ def row_data_status(provenance: pd.Series) -> pd.Series:
     return provenance.astype(str).map(by_text)
 
 
-def _with_status(table: pd.DataFrame, run_status: str) -> pd.DataFrame:
+def with_data_status(table: pd.DataFrame, run_status: str) -> pd.DataFrame:
     """``table`` with ``data_status``: per row from ``provenance`` if it has one, else the run's.
+
+    Used for every table and layer ``agglo run`` and the stage commands write.
 
     Other ``*_provenance`` columns of the row (e.g. the cities layer's ``score_provenance``
     of the scores joined to the polygons) count too.
