@@ -656,3 +656,27 @@ def test_city_pm25_result_and_coverage_cache_option(some_cities, tmp_path):
     assert f"{some_cities['adcode'].nunique()} cities x 2 years" in res.summary_lines()[0]
     with pytest.raises(AggloInputError, match="no data for year"):
         city_pm25(DEMO, some_cities, opts, years=[1990])
+
+
+def test_undeclared_fills_found_only_among_out_of_range_cells_equal_a_full_scan():
+    """The fill screen compares only negative / huge cells; same cells as isclose on all."""
+    import xarray as xr
+
+    from agglo.io import rasters
+
+    grid = rasters.Grid(west=100, north=30, dx=1, dy=1, nx=3, ny=1)
+    layer = rasters.Layer(year=2020, kind="xarray", grid=grid, data=xr.DataArray([0], attrs={}))
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0, 200, 20_000)
+    where = rng.choice(values.size, 400, replace=False)
+    fills = np.array(rasters.UNDECLARED_FILLS)
+    values[where] = rng.choice(fills, where.size) * (1 + rng.uniform(-9e-7, 9e-7, where.size))
+    values[:30] = np.nan
+    before = values.copy()
+    out, notes = rasters.screen_pm25_values(values, layer)
+    expected = values.copy()
+    for fill in fills:  # the full scan, by definition
+        expected[np.isclose(values, fill, rtol=1e-6, atol=0.0)] = np.nan
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(values, before)  # the input is not modified
+    assert len(notes) == len(fills)

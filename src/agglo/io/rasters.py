@@ -864,6 +864,9 @@ def _xarray_layers(obj: Any, *, variable: str | None, crs: Any) -> list[Layer]:
 # -- value checks (called once per layer at entry and on every decoded read) -----------------
 #: common fill values that files use without declaring them (_FillValue / nodata)
 UNDECLARED_FILLS = (-999.0, -9999.0, -99999.0, -32768.0, -32767.0, 32767.0, 65535.0, 9.96921e36)
+#: every undeclared fill is negative or above this, so only such cells are compared with them
+_FILL_FLOOR = min(f for f in UNDECLARED_FILLS if f > 0) * (1 - 1e-5)
+assert all(f < 0 or f > _FILL_FLOOR for f in UNDECLARED_FILLS)
 #: no annual mean PM2.5 on Earth comes near this (µg/m³); larger values mean wrong units or fill
 PM25_MAX_PLAUSIBLE = 1000.0
 #: units attribute value (normalised: lower case, no spaces, µ/μ -> u) -> factor to µg/m³
@@ -953,13 +956,17 @@ def screen_pm25_values(values: np.ndarray, layer: Layer) -> tuple[np.ndarray, li
     notes: list[str] = []
     out = values
     finite = np.isfinite(out)
+    # a value within rtol of a fill is negative or above _FILL_FLOOR: compare only those cells
+    # (the whole grid, 8 fills x isclose, cost more than reading it)
+    cand = np.flatnonzero(finite & ((out < 0) | (out > _FILL_FLOOR)))
     for fill in UNDECLARED_FILLS:
-        hit = finite & np.isclose(out, fill, rtol=1e-6, atol=0.0)
-        if hit.any():
-            out = np.where(hit, np.nan, out)
-            finite &= ~hit
+        hit = cand[np.isclose(out[cand], fill, rtol=1e-6, atol=0.0)]
+        if hit.size:
+            out = out.copy() if out is values else out  # the input is never modified
+            out[hit] = np.nan
+            finite[hit] = False
             notes.append(
-                f"{int(hit.sum())} cell(s) hold {fill:g}, a fill value the file does not "
+                f"{hit.size} cell(s) hold {fill:g}, a fill value the file does not "
                 "declare: treated as missing"
             )
     units, factor = layer_units(layer)
@@ -968,9 +975,10 @@ def screen_pm25_values(values: np.ndarray, layer: Layer) -> tuple[np.ndarray, li
         notes.append(f"values in {units} converted to µg/m³ (x {factor:g})")
     if not finite.any():
         return out, notes
-    lo, hi = float(np.min(out[finite])), float(np.max(out[finite]))
+    valid = out[finite]
+    lo, hi = float(valid.min()), float(valid.max())
     if lo < 0:
-        n = int((out[finite] < 0).sum())
+        n = int((valid < 0).sum())
         raise AggloInputError(
             f"{layer.name} ({layer.year}): {n} cell(s) have negative PM2.5 (down to {lo:g} "
             "µg/m³), which is impossible for a concentration. Is it a difference or anomaly "
@@ -978,7 +986,7 @@ def screen_pm25_values(values: np.ndarray, layer: Layer) -> tuple[np.ndarray, li
             "_FillValue / nodata."
         )
     if hi > PM25_MAX_PLAUSIBLE:
-        n = int((out[finite] > PM25_MAX_PLAUSIBLE).sum())
+        n = int((valid > PM25_MAX_PLAUSIBLE).sum())
         raise AggloInputError(
             f"{layer.name} ({layer.year}): {n} cell(s) have PM2.5 above {PM25_MAX_PLAUSIBLE:g} "
             f"µg/m³ (up to {hi:g}), impossible for an annual mean: the units are wrong "
