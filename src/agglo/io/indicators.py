@@ -266,7 +266,7 @@ def provenance_by(labels: pd.DataFrame, by: Sequence[str], *, inputs: bool = Tru
       'provenance_inputs': 'real: population | synthetic: gdp'},
      {'year': 2010, 'provenance': 'synthetic', 'provenance_inputs': 'synthetic: gdp'}]
     """
-    from agglo.io.panel import VALUE_STATUSES, value_status
+    from agglo.io.panel import value_status
 
     by = list(by)
     # the distinct (row, input, label) triples (hashed by pandas), then plain dicts: a pandas
@@ -283,17 +283,10 @@ def provenance_by(labels: pd.DataFrame, by: Sequence[str], *, inputs: bool = Tru
         seen.setdefault(key, set()).add(prov)
         if inputs:
             by_input.setdefault(key, {}).setdefault(name, set()).add(prov)
-    rank = {st: i for i, st in enumerate(VALUE_STATUSES)}
     status_of = {p: value_status(p) for p in set(provs)}
 
     def inputs_text(of: dict[str, set[str]]) -> str:
-        grouped: dict[str, list[str]] = {}
-        for name, labs in of.items():
-            found = {status_of[x] for x in labs}
-            st = "+".join(sorted(found, key=rank.__getitem__))
-            grouped.setdefault(st, []).append(name)
-        order = sorted(grouped, key=lambda st: [rank[x] for x in st.split("+")])
-        return " | ".join(f"{st}: {', '.join(sorted(grouped[st]))}" for st in order)
+        return _inputs_text({name: {status_of[x] for x in labs} for name, labs in of.items()})
 
     rows = [
         (*key, "; ".join(sorted(labs)), *([inputs_text(by_input[key])] if inputs else []))
@@ -305,6 +298,18 @@ def provenance_by(labels: pd.DataFrame, by: Sequence[str], *, inputs: bool = Tru
         if labels[c].notna().all():
             out[c] = out[c].astype(labels[c].dtype)
     return out
+
+
+def _inputs_text(statuses: Mapping[str, set[str]]) -> str:
+    """``status: input, input | status: input`` from each input's set of value statuses."""
+    from agglo.io.panel import VALUE_STATUSES
+
+    rank = {st: i for i, st in enumerate(VALUE_STATUSES)}
+    grouped: dict[str, list[str]] = {}
+    for name, found in statuses.items():
+        grouped.setdefault("+".join(sorted(found, key=rank.__getitem__)), []).append(name)
+    order = sorted(grouped, key=lambda st: [rank[x] for x in st.split("+")])
+    return " | ".join(f"{st}: {', '.join(sorted(grouped[st]))}" for st in order)
 
 
 def with_provenance(
@@ -352,13 +357,10 @@ def combine_provenance(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     [{'year': 2020, 'provenance': 'real:census-2020; synthetic',
       'provenance_inputs': 'real+synthetic: population | synthetic: gdp'}]
     """
-    from agglo.io.panel import VALUE_STATUSES
-
     by = list(by)
     has_inputs = "provenance_inputs" in rows
     cols = [*by, "provenance", *(["provenance_inputs"] if has_inputs else [])]
     rows = rows[cols].drop_duplicates()
-    rank = {st: i for i, st in enumerate(VALUE_STATUSES)}
     labs: dict[tuple, set[str]] = {}
     ins: dict[tuple, dict[str, set[str]]] = {}
     keys = list(zip(*[rows[c].tolist() for c in by], strict=True)) if by else [()] * len(rows)
@@ -373,16 +375,13 @@ def combine_provenance(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
             for name in names.split(", "):
                 of.setdefault(name, set()).update(status.split("+"))
 
-    def render(of: dict[str, set[str]]) -> str:
-        grouped: dict[str, list[str]] = {}
-        for name, found in of.items():
-            grouped.setdefault("+".join(sorted(found, key=rank.__getitem__)), []).append(name)
-        order = sorted(grouped, key=lambda st: [rank[x] for x in st.split("+")])
-        return " | ".join(f"{st}: {', '.join(sorted(grouped[st]))}" for st in order)
-
     out = pd.DataFrame(
         [
-            (*key, "; ".join(sorted(lab)), *([render(ins.get(key, {}))] if has_inputs else []))
+            (
+                *key,
+                "; ".join(sorted(lab)),
+                *([_inputs_text(ins.get(key, {}))] if has_inputs else []),
+            )
             for key, lab in labs.items()
         ],
         columns=cols,
