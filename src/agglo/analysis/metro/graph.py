@@ -196,39 +196,78 @@ def _take(values: np.ndarray, codes: np.ndarray, missing: Any) -> np.ndarray:
     return filled[codes]
 
 
+def _distinct_points(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Code of every vertex among the distinct coordinates (numbered by first appearance) and
+    the position of each distinct coordinate's first vertex.
+
+    One int64 hash of the two float64 bit patterns is factorized (half the cost of hashing
+    complex pairs); every vertex is then compared with its representative, and if any hash is
+    shared by different coordinates the exact pairwise factorization is used instead.
+    """
+    lon_bits, lat_bits = lon.view(np.int64), lat.view(np.int64)
+    key = lon_bits * np.int64(-7046029254386353131)  # odd 64-bit multiplier, wraps
+    key += lat_bits
+    code, _ = pd.factorize(key)
+    del key
+    first = _first_positions(code)
+    rep = first[code]
+    if not (np.array_equal(lon_bits[rep], lon_bits) and np.array_equal(lat_bits[rep], lat_bits)):
+        code, _ = pd.factorize(lon + 1j * lat)  # pragma: no cover - a 64-bit hash collision
+        first = _first_positions(code)
+    return code, first
+
+
 def _snap_nodes(lon: np.ndarray, lat: np.ndarray, snap_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Node of every vertex and the first vertex of every node.
 
     Vertices in the same ``snap_m`` cell of an azimuthal equidistant projection centred on
     the data are one node; nodes are numbered by cell (x, then y). Each distinct coordinate
-    is projected once (road lines share their end vertices), and cells are found by hashing
-    one int64 key per coordinate, sorting only the cells.
+    is projected once (road lines share their end vertices), and the cells are one int64 key
+    per distinct coordinate, grouped by one stable sort.
     """
-    xy_code, xy = pd.factorize(lon + 1j * lat)  # exact duplicates: projected once
+    xy_code, first_xy = _distinct_points(lon, lat)
     c_lon = float((lon.min() + lon.max()) / 2)
     c_lat = float((lat.min() + lat.max()) / 2)
-    x, y = _aeqd_transformers(c_lon, c_lat)[0].transform(xy.real, xy.imag)
+    # projected in place into the gathered copies (no further buffers)
+    x, y = _aeqd_transformers(c_lon, c_lat)[0].transform(lon[first_xy], lat[first_xy], inplace=True)
     kx = np.round(np.asarray(x) / snap_m).astype(np.int64)
     ky = np.round(np.asarray(y) / snap_m).astype(np.int64)
-    del x, y, xy
+    del x, y
     kx -= kx.min()
     ky -= ky.min()
-    cell_code, cells = pd.factorize(kx * (int(ky.max()) + 1) + ky)  # key ordered as (kx, ky)
+    cell = kx * (int(ky.max()) + 1) + ky  # ordered as (kx, ky)
     del kx, ky
-    order = np.argsort(cells, kind="stable")
-    rank = np.empty(len(cells), dtype=np.int64)
-    rank[order] = np.arange(len(cells))
-    node_of = rank[cell_code][xy_code]
-    # factorize numbers values by first appearance: the first occurrence of value c is where
-    # the running maximum of the codes steps up to c
-    first_xy = _first_positions(xy_code)
-    first_cell = first_xy[_first_positions(cell_code)]
-    return node_of, first_cell[order]
+    order = np.argsort(cell, kind="stable")
+    sorted_cell = cell[order]
+    del cell
+    new_node = np.empty(len(order), dtype=bool)
+    new_node[0] = True
+    np.not_equal(sorted_cell[1:], sorted_cell[:-1], out=new_node[1:])
+    del sorted_cell
+    node_of_xy = np.empty(len(order), dtype=_index_dtype(len(order)))
+    node_of_xy[order] = np.cumsum(new_node) - 1
+    # distinct coordinates are numbered by first appearance and the sort is stable, so the
+    # first of each cell in sorted order is the cell's first vertex
+    return node_of_xy[xy_code], first_xy[order[new_node]]
 
 
 def _first_positions(code: np.ndarray) -> np.ndarray:
     """Position of the first occurrence of each code of ``pd.factorize`` (codes 0, 1, ...)."""
+    # factorize numbers values by first appearance: the first occurrence of value c is where
+    # the running maximum of the codes steps up to c
     return np.flatnonzero(np.diff(np.maximum.accumulate(code), prepend=-1) > 0)
+
+
+def _next(start: slice | np.ndarray) -> slice | np.ndarray:
+    """The vertices after ``start`` (positions or a slice)."""
+    if isinstance(start, slice):
+        return slice(start.start + 1, start.stop, start.step)
+    return start + 1
+
+
+def _index_dtype(n: int) -> type:
+    """int32 for ids below 2**31 (half the memory of int64), else int64."""
+    return np.int32 if n < 2**31 else np.int64
 
 
 def _fastest_per_pair(key: np.ndarray, minutes: np.ndarray) -> np.ndarray:
@@ -372,34 +411,58 @@ def road_graph(
     else:
         parts, part_of = shapely.get_parts(geom[rows], return_index=True)
         owner = rows[part_of]
-    coords, part_idx = shapely.get_coordinates(parts, return_index=True)
+    n_coords = shapely.get_num_coordinates(parts)
+    coords = shapely.get_coordinates(parts)
     del parts
     if len(coords) < 2:
         raise AggloInputError("road layer has no line with two vertices.")
     lon, lat = coords[:, 0], coords[:, 1]
     node_of, first = _snap_nodes(lon, lat, snap_m)
     n = len(first)
-    a = np.flatnonzero(part_idx[1:] == part_idx[:-1])
-    b = a + 1
-    u, v = node_of[a], node_of[b]
-    ok = u != v
-    a, b, u, v = a[ok], b[ok], u[ok], v[ok]
-    _, _, dist = _GEOD.inv(lon[a], lat[a], lon[b], lat[b])
-    seg_owner = owner[part_idx[a]]
-    del a, b
+    # segments: every vertex but the last of its line starts one
+    if (n_coords == 2).all():  # two-vertex lines (ways cut at junctions): strided views
+        start: slice | np.ndarray = slice(0, None, 2)
+        seg_owner = owner
+    else:
+        is_start = np.ones(len(coords), dtype=bool)
+        is_start[np.cumsum(n_coords)[n_coords > 0] - 1] = False
+        start = np.flatnonzero(is_start)
+        seg_owner = np.repeat(owner, np.maximum(n_coords - 1, 0))
+        del is_start
+    u, v = node_of[start], node_of[_next(start)]
+    ok = u != v  # both ends in one cell: no edge
+    if not ok.all():
+        start = np.arange(len(coords))[start][ok]
+        u, v, seg_owner = u[ok], v[ok], seg_owner[ok]
+    del node_of, ok
+    # geodesic lengths, computed in place into fresh copies of the end coordinates
+    _, _, dist = _GEOD.inv(
+        *(np.array(c[s]) for s in (start, _next(start)) for c in (lon, lat)), inplace=True
+    )
     seg_speed = speed[seg_owner]
+    seg_min = dist * 0.06 / seg_speed
     seg_dir = direction[seg_owner]
-    fwd, bwd = seg_dir >= 0, seg_dir <= 0
+    del seg_owner
+    fwd, bwd = np.flatnonzero(seg_dir >= 0), np.flatnonzero(seg_dir <= 0)
+    del seg_dir
+    seg = np.concatenate([fwd, bwd])  # segment of each directed edge
     eu = np.concatenate([u[fwd], v[bwd]])
     ev = np.concatenate([v[fwd], u[bwd]])
-    elen = np.concatenate([dist[fwd], dist[bwd]])
-    espd = np.concatenate([seg_speed[fwd], seg_speed[bwd]])
-    del u, v, dist, seg_speed, seg_dir, fwd, bwd
-    emin = elen * 0.06 / espd
-    pick = _fastest_per_pair(eu * n + ev, emin)  # parallel edges: keep the fastest
-    eu, ev, elen, espd, emin = (arr[pick] for arr in (eu, ev, elen, espd, emin))
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(eu, minlength=n))])
-    csr = sp.csr_array((emin, ev.astype(np.int32), indptr), shape=(n, n))
+    del u, v, fwd, bwd
+    key = eu.astype(np.int64) * n
+    key += ev
+    pick = _fastest_per_pair(key, seg_min[seg])  # parallel edges: keep the fastest
+    del key
+    counts = np.bincount(eu if len(pick) == len(eu) else eu[pick], minlength=n)
+    del eu
+    seg, ev = seg[pick], ev[pick]
+    del pick
+    elen, espd, emin = dist[seg], seg_speed[seg], seg_min[seg]
+    del seg, dist, seg_speed, seg_min
+    index = _index_dtype(max(n, len(ev)))
+    indptr = np.zeros(n + 1, dtype=index)
+    np.cumsum(counts, out=indptr[1:])
+    csr = sp.csr_array((emin, ev.astype(index, copy=False), indptr), shape=(n, n))
     ncomp, labels = connected_components(csr, directed=True, connection="weak")
     sizes = np.bincount(labels)
     rank = np.empty_like(sizes)
@@ -407,7 +470,7 @@ def road_graph(
     comp = rank[labels]
     report = {
         "nodes": n,
-        "edges": len(eu),
+        "edges": len(ev),
         "lines": len(rows),
         "components": int(ncomp),
         "largest_component_share": float(sizes.max() / n),
