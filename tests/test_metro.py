@@ -827,3 +827,17 @@ def test_sources_on_nodes_equal_scipy_per_source_minimum():
     assert np.abs(dist[0][reached] - best[reached]).max() < 1e-12
     # the virtual-node search may name either of two sources at one place
     assert np.array_equal(np.where(near[0] == 2, 0, near[0])[unique], tt.source[unique])
+
+
+def test_fastest_parallel_edge_looked_up_by_segment():
+    from agglo.analysis.metro.graph import _fastest_per_pair
+
+    rng = np.random.default_rng(4)
+    key = rng.integers(0, 40, 3000)
+    seg_minutes = rng.integers(1, 4, 500).astype(float)
+    seg = rng.integers(0, 500, 3000)
+    got = _fastest_per_pair(key, seg_minutes, of=seg)
+    assert np.array_equal(got, _fastest_per_pair(key, seg_minutes[seg]))
+    order = np.lexsort((seg_minutes[seg], key))  # independent: fastest first, then given order
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    assert np.array_equal(got, order[first])
