@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import shapely
 from pyproj import Geod
@@ -14,6 +15,8 @@ from agglo.measures.geodesy import (
     ensure_wgs84,
     geodesic_area_km2,
     geodesic_length_km,
+    geodesic_segments_m,
+    geodesic_steps_m,
     require_projected,
 )
 
@@ -78,3 +81,40 @@ def test_multipolygon_with_mixed_orientation_is_not_cancelled():
     both = gpd.GeoSeries([shapely.MultiPolygon([ccw, cw]), ccw], crs=4326)
     areas = geodesic_area_km2(both)
     assert areas.iloc[0] == pytest.approx(2 * areas.iloc[1], rel=1e-9)
+
+
+@pytest.mark.parametrize("max_m", [0.5, 30.0, 3_000.0, 49_000.0, 400_000.0, 2e7])
+def test_geodesic_segments_equal_pyproj_karney(max_m: float) -> None:
+    """The chord series (and its pyproj fallback beyond 50 km) against Karney's inverse."""
+    geod = Geod(ellps="WGS84")
+    rng = np.random.default_rng(int(max_m))
+    n = 20_000
+    lon0, lat0 = rng.uniform(-180, 180, n), rng.uniform(-89.9, 89.9, n)
+    lon1, lat1, _ = geod.fwd(lon0, lat0, rng.uniform(0, 360, n), rng.uniform(0, max_m, n))
+    expected = geod.inv(lon0, lat0, lon1, lat1)[2]
+    got = geodesic_segments_m(lon0, lat0, lon1, lat1)
+    assert np.abs(got - expected).max() < 1e-8 * max(1.0, max_m / 50_000)
+
+
+def test_geodesic_segments_edge_cases() -> None:
+    geod = Geod(ellps="WGS84")
+    # antimeridian, pole, zero length, NaN (pyproj's answer kept)
+    lon0 = np.array([179.9995, 10.0, 116.4, np.nan, 0.0])
+    lat0 = np.array([30.0, 89.99999, 39.9, 1.0, 90.0])
+    lon1 = np.array([-179.9995, 190.0, 116.4, 2.0, 45.0])
+    lat1 = np.array([30.0, 89.99999, 39.9, 1.0, 89.99])
+    expected = geod.inv(lon0, lat0, lon1, lat1)[2]
+    got = geodesic_segments_m(lon0, lat0, lon1, lat1)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8, equal_nan=True)
+    assert got[2] == 0.0
+
+
+def test_geodesic_steps_are_the_consecutive_segments() -> None:
+    rng = np.random.default_rng(7)
+    lon, lat = 100 + rng.normal(0, 0.01, 1000).cumsum(), 30 + rng.normal(0, 0.01, 1000).cumsum()
+    expected = Geod(ellps="WGS84").inv(lon[:-1], lat[:-1], lon[1:], lat[1:])[2]
+    np.testing.assert_allclose(geodesic_steps_m(lon, lat), expected, rtol=0, atol=1e-8)
+    keep = rng.random(999) < 0.5
+    got = geodesic_steps_m(lon, lat, keep)
+    np.testing.assert_allclose(got, expected[keep], rtol=0, atol=1e-8)
+    assert geodesic_steps_m(lon[:1], lat[:1]).shape == (0,)
