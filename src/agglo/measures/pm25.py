@@ -219,6 +219,11 @@ class CoveragePlan:
         return sp.csr_matrix((ones, w.indices, w.indptr), shape=w.shape)
 
     @functools.cached_property
+    def full_weight(self) -> np.ndarray:
+        """Each polygon's weight on valid cells when every cell is valid (``weights @ 1``)."""
+        return self.weights @ np.ones(self.weights.shape[1])
+
+    @functools.cached_property
     def total(self) -> np.ndarray:
         """Each polygon's total weight."""
         return np.asarray(self.weights.sum(axis=1)).ravel()
@@ -228,13 +233,15 @@ class CoveragePlan:
         key = layer.layout
         if key not in self._indices:
             rows, cols = self.rows_cols()
-            self._indices[key] = layer.cell_index(rows + self.window.r0, cols + self.window.c0)
+            rows += self.window.r0  # in place: grid rows and columns
+            cols += self.window.c0
+            self._indices[key] = layer.cell_index(rows, cols)
         return self._indices[key]
 
     def __getstate__(self) -> dict:
         # ship the weights only (workers build their own indices; base derives from weights)
         state = dict(self.__dict__)
-        for derived in ("base", "binary", "total"):
+        for derived in ("base", "binary", "full_weight", "total"):
             state.pop(derived, None)
         state["_indices"] = {}
         return state
@@ -464,11 +471,18 @@ def _build_plan(geoms: np.ndarray, grid: Grid, *, weights: str, progress: bool) 
         cell_ids, coverages = list(res["cell_id"]), list(res["coverage"])
         del res
         counts[idx] = [len(c) for c in coverages]
-        # one concatenation each, cell ids as int32 (a window has < 2**31 cells)
-        ci = np.concatenate(cell_ids, dtype=np.int32, casting="unsafe") if cell_ids else ci
-        del cell_ids
-        cv = np.concatenate(coverages, dtype=np.float64) if coverages else cv
-        del coverages
+        # copy into one int32 (a window has < 2**31 cells) and one float64 array, freeing
+        # exactextract's per-polygon arrays as we go (peak: one copy of the pairs, not two)
+        ci = np.empty(int(counts.sum()), dtype=np.int32)
+        cv = np.empty(ci.size, dtype=np.float64)
+        at = 0
+        for k in range(len(coverages)):
+            m = len(coverages[k])
+            ci[at : at + m] = cell_ids[k]
+            cv[at : at + m] = coverages[k]
+            cell_ids[k] = coverages[k] = None
+            at += m
+        del cell_ids, coverages
         if (cv <= 0).any():  # keep only covered cells
             pi = np.repeat(np.arange(n, dtype=np.int64), counts)
             keep = cv > 0
@@ -550,25 +564,32 @@ def _reduce_years(
 ) -> list[dict[str, np.ndarray]]:
     """Weighted sums for each layer: one gather of the used cells and sparse mat-vecs per year
     (a Dask task runs a chunk of years)."""
-    binary, total = plan.binary, plan.total
+    total = plan.total
     out = []
     for layer in layers:
         v, notes = screen_pm25_values(layer.read_indexed(plan.cell_index(layer)), layer)
-        valid = ~np.isnan(v)
+        invalid = np.isnan(v)
+        all_valid = not invalid.any()
         v0 = v  # the values read are ours: zero the missing cells in place
-        v0[~valid] = 0.0
+        if not all_valid:
+            v0[invalid] = 0.0
         num = plan.weights @ v0
         p = pop.get(layer.year)
         wp = plan.base.multiply(p[None, :]).tocsr() if p is not None else None
         pnum = wp @ v0 if wp is not None else None
-        del v0
-        vf = valid.astype(np.float64)
-        den = plan.weights @ vf
-        n = (binary @ valid.astype(np.float32)).astype(np.float64)
+        del v0, v
+        if all_valid:  # the common case: no mask mat-vecs (same numbers: W @ 1, pair counts)
+            vf = None
+            den = plan.full_weight
+            n = np.diff(plan.weights.indptr).astype(np.float64)
+        else:
+            vf = (~invalid).astype(np.float64)
+            den = plan.weights @ vf
+            n = (plan.binary @ (~invalid).astype(np.float32)).astype(np.float64)
         res = {"num": num, "den": den, "total": total, "n": n, "notes": notes}
         if wp is not None:
             res["pnum"] = pnum
-            res["pden"] = wp @ vf
+            res["pden"] = wp @ vf if vf is not None else wp @ np.ones(plan.cells.size)
         out.append(res)
     return out
 
