@@ -742,3 +742,102 @@ def test_pruned_union_drops_inner_pieces_keeps_outliers():
     j, i = np.nonzero(mask)
     cells = shapely.box(x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell, y0 + (j + 1) * cell)
     assert shapely.contains(pieces[0], cells).all() and mask.sum() > 100
+
+
+# ---------------------------------------------------------------- fast paths (issue 14, session 5)
+
+
+def test_vertex_hash_collision_falls_back_to_exact_pairs():
+    """The int64 hash of two coordinates may be shared by different pairs: the result must
+    equal pandas' exact factorization of the (lon, lat) pairs."""
+    from agglo.analysis.metro.graph import _distinct_points
+
+    rng = np.random.default_rng(11)
+    lon = rng.choice(rng.uniform(103, 104, 50), 400)
+    lat = rng.choice(rng.uniform(30, 31, 50), 400)
+    ref_code, _ = pd.factorize(lon + 1j * lat)
+    code, first = _distinct_points(lon, lat)
+    assert np.array_equal(code, ref_code)
+    assert np.array_equal(first, [np.flatnonzero(ref_code == c)[0] for c in range(first.size)])
+    # a second pair with the same hash as (lon[0], lat[0]): next float in lon, lat bits shifted
+    # by the multiplier (wrapping), so only the comparison with the representative tells them apart
+    lon2 = np.nextafter(lon[:1], np.inf)
+    with np.errstate(over="ignore"):
+        lat_bits = lat[:1].view(np.int64) - np.int64(-7046029254386353131)
+    lon_c, lat_c = np.append(lon, lon2), np.append(lat, lat_bits.view(np.float64))
+    code, first = _distinct_points(lon_c, lat_c)
+    ref_code, _ = pd.factorize(lon_c + 1j * lat_c)
+    assert code[-1] != code[0]
+    assert np.array_equal(code, ref_code)
+
+
+@pytest.mark.parametrize("seed", [1, 6])
+def test_two_vertex_lines_equal_networkx_and_the_polyline_build(seed):
+    """Lines of two vertices (the strided fast path) == the same roads as polylines (general
+    path), and shortest times == networkx on the polylines."""
+    roads, pts = random_network(seed)
+    rows = [
+        (list(pair), hw, ms, ow)
+        for geom, hw, ms, ow in zip(
+            roads.geometry, roads.highway, roads.maxspeed, roads.oneway, strict=True
+        )
+        for pair in itertools.pairwise(geom.coords)
+    ]
+    split = lines(rows)
+    g2, gp = road_graph(split), road_graph(roads)
+    assert (shapely.get_num_coordinates(split.geometry.to_numpy()) == 2).all()
+    assert g2.n_nodes == gp.n_nodes and (g2.csr != gp.csr).nnz == 0
+    assert np.array_equal(g2.lon, gp.lon) and np.array_equal(g2.length_m, gp.length_m)
+    G = nx_reference(roads)
+    srcs = [tuple(pts[0]), tuple(pts[7])]
+    ref = nx.multi_source_dijkstra_path_length(G, set(srcs), cutoff=20)
+    tt = travel_times(g2, srcs, minutes=20)
+    got = {(g2.lon[i], g2.lat[i]): tt.minutes[i] for i in tt.reached()}
+    assert set(got) == set(ref) and len(ref) > 20
+    assert max(abs(got[k] - ref[k]) for k in ref) < 1e-9
+
+
+def test_sources_on_nodes_equal_scipy_per_source_minimum():
+    """All sources on nodes (one search from the nodes, two sources sharing a node) == the
+    minimum over single-source scipy searches, and == the virtual-node search."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
+
+    roads, pts = random_network(3)
+    g = road_graph(roads)
+    srcs = [tuple(pts[0]), tuple(pts[4]), tuple(pts[0]), tuple(pts[11])]
+    tt = travel_times(g, srcs, minutes=25)
+    nodes = g.nearest_nodes(np.array([p[0] for p in srcs]), np.array([p[1] for p in srcs]))[0]
+    distinct = np.array([0, 1, 3])  # source 2 repeats source 0
+    per = dijkstra(g.csr, indices=nodes[distinct, 0], limit=25)
+    best = per.min(axis=0)
+    assert np.array_equal(np.isfinite(tt.minutes), np.isfinite(best))
+    reached = np.isfinite(best)
+    assert np.abs(tt.minutes[reached] - best[reached]).max() < 1e-12
+    second = np.sort(per, axis=0)[1]
+    unique = reached & ~(np.isfinite(second) & (second - np.where(reached, best, 0) <= 1e-9))
+    assert unique.sum() > 20
+    assert np.array_equal(tt.source[unique], distinct[np.argmin(per, axis=0)][unique])
+    assert 2 not in tt.source  # of sources at one node the first is named
+    snapped = _snap(g, srcs, 15.0, 5.0)
+    snapped.access_min = snapped.access_min + 1e-300  # > 0: forces the virtual-node search
+    dist, near = _multi_dijkstra(g, [np.arange(4)], snapped, 25)
+    assert np.array_equal(np.isfinite(dist[0]), reached)
+    assert np.abs(dist[0][reached] - best[reached]).max() < 1e-12
+    # the virtual-node search may name either of two sources at one place
+    assert np.array_equal(np.where(near[0] == 2, 0, near[0])[unique], tt.source[unique])
+
+
+def test_fastest_parallel_edge_looked_up_by_segment():
+    from agglo.analysis.metro.graph import _fastest_per_pair
+
+    rng = np.random.default_rng(4)
+    key = rng.integers(0, 40, 3000)
+    seg_minutes = rng.integers(1, 4, 500).astype(float)
+    seg = rng.integers(0, 500, 3000)
+    got = _fastest_per_pair(key, seg_minutes, of=seg)
+    assert np.array_equal(got, _fastest_per_pair(key, seg_minutes[seg]))
+    order = np.lexsort((seg_minutes[seg], key))  # independent: fastest first, then given order
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    assert np.array_equal(got, order[first])

@@ -367,3 +367,99 @@ def test_national_synthetic_through_agglo_index_with_a_config_file_only(national
     assert set(scores["agglomeration_id"]) == {"yrd", "myr", "cy", "qz", "dz"}
     assert set(ENGLISH) <= set(scores["indicator"])  # the four English headers (+ road_density)
     assert sorted(scores["year"].unique()) == [2010, 2015, 2020]
+
+
+# the grouped plausibility checks against the per-group loops they replaced
+
+
+def _city_scale_loop(g: pd.DataFrame) -> list[tuple]:
+    out = []
+    for _, gy in g.groupby("year"):
+        m = gy["value"][gy["value"] > 0].median()
+        if not m or len(gy) < 5:
+            continue
+        ratio = gy["value"] / m
+        odd = (gy["value"] > 0) & ((ratio < 1 / 30) | (ratio > 30))
+        out += [
+            (r, float(q), float(m)) for r, q in zip(gy[odd].itertuples(), ratio[odd], strict=True)
+        ]
+    return out
+
+
+def _robust_outliers_loop(g: pd.DataFrame, groups, threshold: float) -> list[tuple]:
+    d = g.assign(group=g["adcode"].map(groups)).dropna(subset=["group"])
+    out = []
+    for _, gy in d.groupby(["group", "year"]):
+        gy = gy[gy["value"].astype(float) > 0]
+        if len(gy) < 5:
+            continue
+        t = np.log(gy["value"].astype(float))
+        med = float(t.median())
+        mad = max(float((t - med).abs().median()), 0.15)
+        z = 0.6745 * (t - med) / mad
+        far = z.abs() > threshold
+        out += [
+            (r, float(q), float(np.exp(med)))
+            for r, q in zip(gy[far].itertuples(), z[far], strict=True)
+        ]
+    return out
+
+
+def _plausibility_inputs(path: Path, monkeypatch, **kwargs) -> tuple[pd.DataFrame, dict]:
+    from agglo.io import panel as panel_mod
+
+    seen = {"cells": pd.DataFrame(), "groups": {}}
+    real = panel_mod._plausibility
+
+    def spy(cells, opts, matcher, report, groups=None):
+        if len(cells) > len(seen["cells"]):  # the indicator table, not a side table
+            seen.update(cells=cells.copy(), groups=dict(groups or {}))
+        return real(cells, opts, matcher, report, groups)
+
+    monkeypatch.setattr(panel_mod, "_plausibility", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read_panel(path, **kwargs)
+    return seen["cells"], seen["groups"]
+
+
+def _assert_same_hits(fast: list[tuple], slow: list[tuple]) -> None:
+    assert [(r.line, r.column, r.adcode, r.year) for r, _, _ in fast] == [
+        (r.line, r.column, r.adcode, r.year) for r, _, _ in slow
+    ]
+    assert [(q, m) for _, q, m in fast] == [(q, m) for _, q, m in slow]  # exactly equal
+
+
+@pytest.mark.parametrize("source", ["bundled", "workbook"])
+def test_grouped_plausibility_checks_equal_the_loops(source, monkeypatch, request):
+    from agglo.io.panel import _city_scale_outliers, _robust_outliers
+
+    if source == "bundled":
+        path = Path(__file__).parents[1] / "data" / "panel" / "demo_panel_synthetic.csv"
+        cells, groups = _plausibility_inputs(path, monkeypatch)
+    else:
+        path = request.getfixturevalue("shared_data").joinpath(*WORKBOOK)
+        cells, groups = _plausibility_inputs(
+            path, monkeypatch, on_unknown_city="drop", ignore_unknown=True
+        )
+    assert groups and len(cells) > 1000
+    rng = np.random.default_rng(14)
+    # scale errors (×100, ÷100, ×0.001), zeros and a tied group, so every branch flags rows
+    messy = cells.copy()
+    values = messy["value"].astype(float).to_numpy()
+    pick = rng.random(len(values))
+    values = np.where(pick < 0.02, values * 100, values)
+    values = np.where((pick >= 0.02) & (pick < 0.04), values / 100, values)
+    values = np.where((pick >= 0.04) & (pick < 0.05), 0.0, values)
+    messy["value"] = values
+    n_hits = 0
+    for frame in (cells, messy):
+        for _, g in frame.groupby(["column", "key"], sort=False):
+            fast, slow = _city_scale_outliers(g), _city_scale_loop(g)
+            _assert_same_hits(fast, slow)
+            for threshold in (5.0, 2.0):
+                fast_z = _robust_outliers(g, groups, threshold)
+                _assert_same_hits(fast_z, _robust_outliers_loop(g, groups, threshold))
+                n_hits += len(fast_z)
+            n_hits += len(fast)
+    assert n_hits > 50  # the comparison saw flagged rows, not only empty lists

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -551,3 +552,49 @@ def test_run_log_numbers_are_readable_and_components_title_is_right(tmp_path):
     comps = pd.DataFrame({"scope": ["all"], "n_units": [84], "n_components": [2]})
     (title,) = key_results({"autocorr_components": comps})
     assert "whole graph" in title and "per component" not in title
+
+
+def test_cached_font_subset_equals_fresh_subset(tmp_path, monkeypatch):
+    from agglo.outputs import report as report_mod
+    from agglo.outputs.fonts import _package_font
+
+    font_path = _package_font()
+    if font_path is None:
+        pytest.skip("bundled CJK font not installed")
+    monkeypatch.setenv("AGGLO_CACHE_DIR", str(tmp_path / "cache"))
+    chars = sorted(map(ord, set("长江三角洲城市群一体化指数")))
+    fresh = report_mod.font_subset(font_path, chars)
+    first = report_mod.cached_font_subset(font_path, chars)  # computes and stores
+    cache_file = report_mod.font_subset_cache_path(font_path, chars)
+    assert cache_file.is_file() and cache_file.parent == tmp_path / "cache" / "fonts"
+    assert first == fresh == cache_file.read_bytes()
+
+    def no_subsetting(*args, **kwargs):
+        raise AssertionError("subset recomputed although cached")
+
+    monkeypatch.setattr(report_mod, "font_subset", no_subsetting)
+    assert report_mod.cached_font_subset(font_path, chars) == fresh  # read from disk
+    # another glyph set is another entry
+    other = sorted(map(ord, set("成渝城市群")))
+    assert report_mod.font_subset_cache_path(font_path, other) != cache_file
+    # the cached bytes are a font covering exactly the requested characters
+    from fontTools.ttLib import TTFont
+
+    cmap = TTFont(io.BytesIO(first)).getBestCmap()
+    assert set(chars) <= set(cmap)
+
+
+def test_font_subset_cache_unwritable_still_returns_subset(tmp_path, monkeypatch):
+    from agglo.outputs import report as report_mod
+    from agglo.outputs.fonts import _package_font
+
+    font_path = _package_font()
+    if font_path is None:
+        pytest.skip("bundled CJK font not installed")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("AGGLO_CACHE_DIR", str(blocker))  # fonts/ cannot be made under a file
+    chars = sorted(map(ord, set("城市群")))
+    assert report_mod.cached_font_subset(font_path, chars) == report_mod.font_subset(
+        font_path, chars
+    )

@@ -1792,15 +1792,9 @@ def _plausibility(
             what = "is zero" if r.value == 0 and lo > 0 else "is outside the plausible range"
             flag("range", r, f"{what} ({lo:g}-{hi:g} {var.unit}) of {key}")
         # one city on another scale than the rest of its column-year (南京 0.77 among 77s)
-        for _, gy in g.groupby("year"):
-            m = gy["value"][gy["value"] > 0].median()
-            if not m or len(gy) < 5:
-                continue
-            ratio = gy["value"] / m
-            odd = (gy["value"] > 0) & ((ratio < 1 / 30) | (ratio > 30))
-            for r, q in zip(gy[odd].itertuples(), ratio[odd], strict=True):
-                flag("city_scale", r, f"is {q:.3g}× the median {m:g} of {key} that year; "
-                     f"a scale error? multiply by {_power_of_ten(1 / q):g}", _power_of_ten(1 / q))  # fmt: skip
+        for r, q, m in _city_scale_outliers(g):
+            flag("city_scale", r, f"is {q:.3g}× the median {m:g} of {key} that year; "
+                 f"a scale error? multiply by {_power_of_ten(1 / q):g}", _power_of_ten(1 / q))  # fmt: skip
         scaled = {(int(f["row"]), f["column"]) for f in found}  # flagged already
         # intensive levels and rates only: sizes (population, GDP) and shares near zero (FDI /
         # GDP, patents) differ by large factors between cities legitimately
@@ -1836,6 +1830,38 @@ def _plausibility(
 _EXTENSIVE_UNITS = {"10k persons", "100 million yuan", "beds"}
 
 
+def _city_scale_outliers(g: pd.DataFrame) -> list[tuple[Any, float, float]]:
+    """Values more than ×30 or under ÷30 off the median of the positive values of their year.
+
+    Years with fewer than 5 rows are skipped. Returns ``(row, ratio, median)`` ordered by year,
+    then by row order in ``g`` (one grouped pass; same flags as a loop over the years).
+    """
+    value = g["value"]
+    positive = value > 0
+    year = g["year"]
+    median = value.where(positive).groupby(year, sort=False).transform("median")
+    rows_in_year = year.groupby(year, sort=False).transform("size")
+    ratio = value / median
+    odd = (rows_in_year >= 5) & positive & ((ratio < 1 / 30) | (ratio > 30))
+    return _ordered_hits(g, odd, ["year"], ratio, median)
+
+
+def _ordered_hits(
+    g: pd.DataFrame, hit: pd.Series, by: list[str], stat: pd.Series, centre: pd.Series
+) -> list[tuple[Any, float, float]]:
+    """``(row, stat, centre)`` of the rows of ``g`` where ``hit``, in the order a sorted
+    ``groupby(by)`` loop visits them (groups by key, rows in ``g``'s order within a group)."""
+    if not hit.any():
+        return []
+    rows = g[hit.to_numpy()].sort_values(by, kind="stable")
+    return [
+        (r, float(q), float(c))
+        for r, q, c in zip(
+            rows.itertuples(), stat.loc[rows.index], centre.loc[rows.index], strict=True
+        )
+    ]
+
+
 def _robust_outliers(
     g: pd.DataFrame, groups: Mapping[str, str], threshold: float
 ) -> list[tuple[Any, float, float]]:
@@ -1843,29 +1869,24 @@ def _robust_outliers(
     on logs of the positive values (the MAD has a floor of 0.15, so with ``threshold`` 5 a value
     must also be more than ×3 or under ÷3 off the median).
 
-    Returns ``(row, z, median)`` for every ``|z| > threshold`` in groups of at least 5 cities.
+    Returns ``(row, z, median)`` for every ``|z| > threshold`` in groups of at least 5 cities,
+    ordered by group, year, then row order in ``g`` (one grouped pass over all groups).
     """
     if not groups or not threshold:
         return []
     d = g.assign(group=g["adcode"].map(groups)).dropna(subset=["group"])
-    out = []
-    for _, gy in d.groupby(["group", "year"]):
-        gy = gy[gy["value"].astype(float) > 0]  # zeros are range flags already
-        if len(gy) < 5:
-            continue
-        t = np.log(gy["value"].astype(float))
-        med = float(t.median())
-        # the floor: tightly clustered cities (MAD ≈ 0) do not make every other value odd
-        mad = max(float((t - med).abs().median()), 0.15)
-        z = 0.6745 * (t - med) / mad
-        centre = float(np.exp(med))
-        out += [
-            (r, float(q), centre)
-            for r, q in zip(
-                gy[z.abs() > threshold].itertuples(), z[z.abs() > threshold], strict=True
-            )
-        ]
-    return out
+    d = d[d["value"].astype(float) > 0]  # zeros are range flags already
+    if d.empty:
+        return []
+    keys = [d["group"], d["year"]]
+    t = np.log(d["value"].astype(float))
+    cities = t.groupby(keys, sort=False).transform("size")
+    med = t.groupby(keys, sort=False).transform("median")
+    # the floor: tightly clustered cities (MAD ≈ 0) do not make every other value odd
+    mad = (t - med).abs().groupby(keys, sort=False).transform("median").clip(lower=0.15)
+    z = 0.6745 * (t - med) / mad
+    far = (cities >= 5) & (z.abs() > threshold)
+    return _ordered_hits(d, far, ["group", "year"], z, np.exp(med))
 
 
 def _power_of_ten(x: float) -> float:
