@@ -762,3 +762,77 @@ def test_fits_run_on_one_blas_thread_with_the_same_result():
     np.testing.assert_allclose(limited["coreness"], free["coreness"], atol=1e-12)
     assert limited.attrs["fit"] == pytest.approx(free.attrs["fit"], abs=1e-12)
     assert limited.attrs["p_value"] == free.attrs["p_value"]
+
+
+def _random_hessians(rng: np.random.Generator, b: int, n: int, low: float) -> np.ndarray:
+    """``b`` symmetric n x n matrices with smallest eigenvalue ``low``, the others up to 50."""
+    q, _ = np.linalg.qr(rng.normal(size=(b, n, n)))
+    w = np.sort(rng.uniform(0, 1, (b, n)), axis=1)
+    w = low + (50.0 - low) * w**3
+    w[:, 0] = low
+    return np.einsum("bij,bj,bkj->bik", q, w, q)
+
+
+@pytest.mark.parametrize("n", [5, 16, 31])
+def test_cholesky_directions_equal_eigh_directions_on_positive_definite(n):
+    """Where the Hessian is safely positive definite the fast step (Cholesky test + LU solve)
+    equals the eigendecomposition step (``_eigh_directions``) to rounding (rtol 1e-10 at
+    condition numbers up to 5e3), and every such Hessian takes the fast path."""
+    from agglo.analysis import coreperiphery as cp
+
+    rng = np.random.default_rng(n)
+    h = _random_hessians(rng, 64, n, 0.01)
+    g = rng.normal(scale=1e-4, size=(64, n))  # small gradient: floor |g| / 0.25 < 0.01
+    assert cp._safely_positive_definite(h, g).all()
+    np.testing.assert_allclose(
+        cp._newton_directions(h, g), cp._eigh_directions(h, g), rtol=1e-10, atol=1e-14
+    )
+    # and the plain Newton step from an independent inverse
+    plain = -np.einsum("bij,bj->bi", np.linalg.inv(h), g)
+    np.testing.assert_allclose(cp._newton_directions(h, g), plain, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [6, 26])
+def test_mixed_batch_directions_equal_eigh_directions(n):
+    """A batch of indefinite, near-singular, safely positive definite Hessians and ones just
+    above the eigenvalue floor: every step equals ``_eigh_directions`` (rtol 1e-9), and only
+    Hessians whose smallest eigenvalue is at least twice the floor take the fast path."""
+    from agglo.analysis import coreperiphery as cp
+
+    rng = np.random.default_rng(10 + n)
+    pd_ = _random_hessians(rng, 20, n, 1.0)
+    indefinite = _random_hessians(rng, 20, n, -1.0)
+    singular = _random_hessians(rng, 20, n, 1e-13)
+    h = np.concatenate([pd_, indefinite, singular])
+    g = rng.normal(scale=0.01, size=(60, n))
+    tau = np.linalg.norm(g, axis=1) / cp._MAX_STEP
+    safe = cp._safely_positive_definite(h, g)
+    w_min = np.linalg.eigvalsh(h)[:, 0]
+    assert (w_min[safe] >= 2 * tau[safe]).all()  # the stated margin
+    assert safe[:20].all() and not safe[20:].any()
+    np.testing.assert_allclose(
+        cp._newton_directions(h, g), cp._eigh_directions(h, g), rtol=1e-9, atol=1e-12
+    )
+    # just above the floor (lambda_min = 1.5 tau): not safe, left to the eigendecomposition
+    near = _random_hessians(rng, 5, n, 1.0)
+    g_near = rng.normal(size=(5, n))
+    g_near *= (cp._MAX_STEP / 1.5 / np.linalg.norm(g_near, axis=1))[:, None]
+    assert not cp._safely_positive_definite(near, g_near).any()
+    np.testing.assert_allclose(
+        cp._newton_directions(near, g_near), cp._eigh_directions(near, g_near), rtol=1e-12
+    )
+
+
+def test_threaded_eigh_equals_one_call_bit_for_bit():
+    """The stack split over two threads gives exactly the values of one ``eigh`` call."""
+    from agglo.analysis import coreperiphery as cp
+
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(301, 31, 31))
+    h = a + a.transpose(0, 2, 1)
+    assert cp._THREADED_EIGH_MIN_WORK <= 301 * 31**3
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cp, "_cores", lambda: 2)
+        w, v = cp._stacked_eigh(h)
+    w0, v0 = np.linalg.eigh(h)
+    assert np.array_equal(w, w0) and np.array_equal(v, v0)
