@@ -13,7 +13,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-import shapely.geometry
 
 from agglo.analysis.metro.friction import _friction_group
 from agglo.analysis.metro.graph import RoadGraph, _aeqd_transformers
@@ -190,14 +189,19 @@ def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shape
     import rasterio.features
     from affine import Affine
 
-    parts = np.array(
-        [
-            shapely.geometry.shape(shape)
-            for shape, _ in rasterio.features.shapes(
-                mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
-            )
-        ],
-        dtype=object,
+    shapes = rasterio.features.shapes(
+        mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
+    )
+    # the GeoJSON rings as one coordinate array (shapely.geometry.shape converts point by
+    # point in Python): the same coordinates, built in C
+    rings = [shape["coordinates"] for shape, _ in shapes]
+    if not rings:
+        return shapely.Polygon()
+    coords = [np.asarray(ring, dtype=float) for poly in rings for ring in poly]
+    ring_ends = np.cumsum([0, *map(len, coords)])
+    poly_ends = np.cumsum([0, *map(len, rings)])
+    parts = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, np.concatenate(coords), (ring_ends, poly_ends)
     )
     if shapely.is_valid(parts).all():
         return shapely.coverage_union_all(parts)
