@@ -742,3 +742,177 @@ def test_pruned_union_drops_inner_pieces_keeps_outliers():
     j, i = np.nonzero(mask)
     cells = shapely.box(x0 + i * cell, y0 + j * cell, x0 + (i + 1) * cell, y0 + (j + 1) * cell)
     assert shapely.contains(pieces[0], cells).all() and mask.sum() > 100
+
+
+@pytest.fixture(scope="module")
+def bundled_graph():
+    """The road graph of the bundled (synthetic) road network, as ``agglo run`` routes on."""
+    from agglo.reference.paths import data_path
+
+    return road_graph(data_path("roads", "demo_roads_synthetic.gpkg"))
+
+
+@pytest.mark.parametrize("limit", [60.0, 30.0])
+def test_covering_union_equals_union_all_on_bundled_roads(bundled_graph, limit):
+    """On the bundled roads (Chengdu's seat, the 60-min area and a 30-min band as ``agglo
+    run`` makes them), the pruned union with its covering batches is the point set of
+    shapely.union_all of every piece: areas agree to 1e-12 relative and the symmetric
+    difference is below 1e-12 of the area (observed on all 44 unions of ``agglo run``:
+    <= 3.5e-15). The 1e-9 run-output tolerance is far above that."""
+    from agglo.analysis.metro.catchment import _network_polygon
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
+
+    g = bundled_graph
+    snapped = _snap(g, [(104.066, 30.657)], 15.0, 10.0)
+    dist, _ = _multi_dijkstra(g, [np.arange(1)], snapped, 60.0)
+    d = np.where(dist[0] <= limit, dist[0], np.inf)
+    args = (g, d, limit, 15.0 * 1000 / 60, snapped.lon, snapped.lat, 8)
+    fast = _network_polygon(*args)
+    exact = _network_polygon(*args, prune=False)
+    assert exact.area > 0
+    assert fast.area == pytest.approx(exact.area, rel=1e-12)
+    assert shapely.symmetric_difference(fast, exact).area <= 1e-12 * exact.area
+    assert fast.geom_type == exact.geom_type
+
+
+def test_covering_union_leaves_out_covered_pieces_only():
+    """Hand case: polygons covered by the union so far (one by the base, one by a polygon of
+    the first batch) are left out, a partly covered one and a disjoint one are united; the
+    result is the point set of shapely.union_all of all: 100 + (6 - 2) + 1 = 105."""
+    from agglo.analysis.metro.catchment import _covering_union
+
+    base = shapely.box(0, 0, 10, 10)
+    first = np.array([shapely.box(1, 1, 2, 2), shapely.box(9, 4, 12, 6)])
+    second = np.array([shapely.box(10.5, 4.5, 11.5, 5.5), shapely.box(20, 20, 21, 21)])
+    got = _covering_union(base, [first, second])
+    ref = shapely.union_all([base, *first, *second])
+    assert shapely.equals(got, ref)
+    assert got.area == pytest.approx(105.0, rel=1e-15)
+    assert _covering_union(None, [np.empty(0, dtype=object)]) is None
+    assert shapely.equals(_covering_union(None, [first]), shapely.union_all(first))
+
+
+def test_cells_polygon_coverage_union_equals_union_all():
+    """The coverage union of the polygonized cells equals shapely.union_all of the same regions
+    vertex for vertex (random mask with holes, islands in holes and diagonal touches)."""
+    import rasterio.features
+    import shapely.geometry
+    from affine import Affine
+
+    from agglo.analysis.metro.catchment import _cells_polygon
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((60, 70)) < 0.55
+    mask[20:40, 20:40] = True
+    mask[25:35, 25:35] = False
+    mask[29:31, 29:31] = True  # an island inside a hole
+    x0, y0, cell = -123.0, 456.0, 7.5
+    got = _cells_polygon(mask, x0, y0, cell)
+    parts = [
+        shapely.geometry.shape(s)
+        for s, _ in rasterio.features.shapes(
+            mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
+        )
+    ]
+    ref = shapely.union_all(parts)
+    assert got.normalize().equals_exact(ref.normalize(), 0.0)
+    assert got.area == pytest.approx(mask.sum() * cell * cell, rel=1e-12)
+
+
+# ---------------------------------------------------------------- fast paths (issue 14, session 5)
+
+
+def test_vertex_hash_collision_falls_back_to_exact_pairs():
+    """The int64 hash of two coordinates may be shared by different pairs: the result must
+    equal pandas' exact factorization of the (lon, lat) pairs."""
+    from agglo.analysis.metro.graph import _distinct_points
+
+    rng = np.random.default_rng(11)
+    lon = rng.choice(rng.uniform(103, 104, 50), 400)
+    lat = rng.choice(rng.uniform(30, 31, 50), 400)
+    ref_code, _ = pd.factorize(lon + 1j * lat)
+    code, first = _distinct_points(lon, lat)
+    assert np.array_equal(code, ref_code)
+    assert np.array_equal(first, [np.flatnonzero(ref_code == c)[0] for c in range(first.size)])
+    # a second pair with the same hash as (lon[0], lat[0]): next float in lon, lat bits shifted
+    # by the multiplier (wrapping), so only the comparison with the representative tells them apart
+    lon2 = np.nextafter(lon[:1], np.inf)
+    with np.errstate(over="ignore"):
+        lat_bits = lat[:1].view(np.int64) - np.int64(-7046029254386353131)
+    lon_c, lat_c = np.append(lon, lon2), np.append(lat, lat_bits.view(np.float64))
+    code, first = _distinct_points(lon_c, lat_c)
+    ref_code, _ = pd.factorize(lon_c + 1j * lat_c)
+    assert code[-1] != code[0]
+    assert np.array_equal(code, ref_code)
+
+
+@pytest.mark.parametrize("seed", [1, 6])
+def test_two_vertex_lines_equal_networkx_and_the_polyline_build(seed):
+    """Lines of two vertices (the strided fast path) == the same roads as polylines (general
+    path), and shortest times == networkx on the polylines."""
+    roads, pts = random_network(seed)
+    rows = [
+        (list(pair), hw, ms, ow)
+        for geom, hw, ms, ow in zip(
+            roads.geometry, roads.highway, roads.maxspeed, roads.oneway, strict=True
+        )
+        for pair in itertools.pairwise(geom.coords)
+    ]
+    split = lines(rows)
+    g2, gp = road_graph(split), road_graph(roads)
+    assert (shapely.get_num_coordinates(split.geometry.to_numpy()) == 2).all()
+    assert g2.n_nodes == gp.n_nodes and (g2.csr != gp.csr).nnz == 0
+    assert np.array_equal(g2.lon, gp.lon) and np.array_equal(g2.length_m, gp.length_m)
+    G = nx_reference(roads)
+    srcs = [tuple(pts[0]), tuple(pts[7])]
+    ref = nx.multi_source_dijkstra_path_length(G, set(srcs), cutoff=20)
+    tt = travel_times(g2, srcs, minutes=20)
+    got = {(g2.lon[i], g2.lat[i]): tt.minutes[i] for i in tt.reached()}
+    assert set(got) == set(ref) and len(ref) > 20
+    assert max(abs(got[k] - ref[k]) for k in ref) < 1e-9
+
+
+def test_sources_on_nodes_equal_scipy_per_source_minimum():
+    """All sources on nodes (one search from the nodes, two sources sharing a node) == the
+    minimum over single-source scipy searches, and == the virtual-node search."""
+    from scipy.sparse.csgraph import dijkstra
+
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
+
+    roads, pts = random_network(3)
+    g = road_graph(roads)
+    srcs = [tuple(pts[0]), tuple(pts[4]), tuple(pts[0]), tuple(pts[11])]
+    tt = travel_times(g, srcs, minutes=25)
+    nodes = g.nearest_nodes(np.array([p[0] for p in srcs]), np.array([p[1] for p in srcs]))[0]
+    distinct = np.array([0, 1, 3])  # source 2 repeats source 0
+    per = dijkstra(g.csr, indices=nodes[distinct, 0], limit=25)
+    best = per.min(axis=0)
+    assert np.array_equal(np.isfinite(tt.minutes), np.isfinite(best))
+    reached = np.isfinite(best)
+    assert np.abs(tt.minutes[reached] - best[reached]).max() < 1e-12
+    second = np.sort(per, axis=0)[1]
+    unique = reached & ~(np.isfinite(second) & (second - np.where(reached, best, 0) <= 1e-9))
+    assert unique.sum() > 20
+    assert np.array_equal(tt.source[unique], distinct[np.argmin(per, axis=0)][unique])
+    assert 2 not in tt.source  # of sources at one node the first is named
+    snapped = _snap(g, srcs, 15.0, 5.0)
+    snapped.access_min = snapped.access_min + 1e-300  # > 0: forces the virtual-node search
+    dist, near = _multi_dijkstra(g, [np.arange(4)], snapped, 25)
+    assert np.array_equal(np.isfinite(dist[0]), reached)
+    assert np.abs(dist[0][reached] - best[reached]).max() < 1e-12
+    # the virtual-node search may name either of two sources at one place
+    assert np.array_equal(np.where(near[0] == 2, 0, near[0])[unique], tt.source[unique])
+
+
+def test_fastest_parallel_edge_looked_up_by_segment():
+    from agglo.analysis.metro.graph import _fastest_per_pair
+
+    rng = np.random.default_rng(4)
+    key = rng.integers(0, 40, 3000)
+    seg_minutes = rng.integers(1, 4, 500).astype(float)
+    seg = rng.integers(0, 500, 3000)
+    got = _fastest_per_pair(key, seg_minutes, of=seg)
+    assert np.array_equal(got, _fastest_per_pair(key, seg_minutes[seg]))
+    order = np.lexsort((seg_minutes[seg], key))  # independent: fastest first, then given order
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    assert np.array_equal(got, order[first])

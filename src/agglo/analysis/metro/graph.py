@@ -196,44 +196,123 @@ def _take(values: np.ndarray, codes: np.ndarray, missing: Any) -> np.ndarray:
     return filled[codes]
 
 
+def _distinct_points(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Code of every vertex among the distinct coordinates (numbered by first appearance) and
+    the position of each distinct coordinate's first vertex.
+
+    One int64 hash of the two float64 bit patterns is sorted (a third of the memory of a hash
+    table over all vertices and faster than hashing complex pairs); every vertex is then
+    compared with its representative, and if any hash is shared by different coordinates the
+    exact pairwise factorization is used instead.
+    """
+    lon_bits, lat_bits = lon.view(np.int64), lat.view(np.int64)
+    key = lon_bits * np.int64(-7046029254386353131)  # odd 64-bit multiplier, wraps
+    key += lat_bits
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    del key
+    new = np.empty(len(order), dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
+    del sorted_key
+    first_by_key = order[new]  # stable sort: the first vertex of each distinct hash
+    by_first = np.argsort(first_by_key)
+    first = first_by_key[by_first]
+    del first_by_key
+    index = _index_dtype(len(order))
+    rank = np.empty(len(first), dtype=index)
+    rank[by_first] = np.arange(len(first), dtype=index)
+    del by_first
+    group = np.cumsum(new, dtype=index)
+    group -= 1
+    del new
+    code = np.empty(len(order), dtype=index)
+    code[order] = rank[group]
+    del order, group, rank
+    rep = first[code]
+    if not (np.array_equal(lon_bits[rep], lon_bits) and np.array_equal(lat_bits[rep], lat_bits)):
+        code, _ = pd.factorize(lon + 1j * lat)  # a 64-bit hash collision
+        first = _first_positions(code)
+    return code, first
+
+
 def _snap_nodes(lon: np.ndarray, lat: np.ndarray, snap_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Node of every vertex and the first vertex of every node.
 
     Vertices in the same ``snap_m`` cell of an azimuthal equidistant projection centred on
     the data are one node; nodes are numbered by cell (x, then y). Each distinct coordinate
-    is projected once (road lines share their end vertices), and cells are found by hashing
-    one int64 key per coordinate, sorting only the cells.
+    is projected once (road lines share their end vertices), and the cells are one int64 key
+    per distinct coordinate, grouped by one stable sort.
     """
-    xy_code, xy = pd.factorize(lon + 1j * lat)  # exact duplicates: projected once
+    xy_code, first_xy = _distinct_points(lon, lat)
     c_lon = float((lon.min() + lon.max()) / 2)
     c_lat = float((lat.min() + lat.max()) / 2)
-    x, y = _aeqd_transformers(c_lon, c_lat)[0].transform(xy.real, xy.imag)
+    # projected in place into the gathered copies (no further buffers)
+    x, y = _aeqd_transformers(c_lon, c_lat)[0].transform(lon[first_xy], lat[first_xy], inplace=True)
     kx = np.round(np.asarray(x) / snap_m).astype(np.int64)
     ky = np.round(np.asarray(y) / snap_m).astype(np.int64)
-    del x, y, xy
+    del x, y
     kx -= kx.min()
     ky -= ky.min()
-    cell_code, cells = pd.factorize(kx * (int(ky.max()) + 1) + ky)  # key ordered as (kx, ky)
+    cell = kx * (int(ky.max()) + 1) + ky  # ordered as (kx, ky)
     del kx, ky
-    order = np.argsort(cells, kind="stable")
-    rank = np.empty(len(cells), dtype=np.int64)
-    rank[order] = np.arange(len(cells))
-    node_of = rank[cell_code][xy_code]
-    # factorize numbers values by first appearance: the first occurrence of value c is where
-    # the running maximum of the codes steps up to c
-    first_xy = _first_positions(xy_code)
-    first_cell = first_xy[_first_positions(cell_code)]
-    return node_of, first_cell[order]
+    order = np.argsort(cell, kind="stable")
+    sorted_cell = cell[order]
+    del cell
+    new_node = np.empty(len(order), dtype=bool)
+    new_node[0] = True
+    np.not_equal(sorted_cell[1:], sorted_cell[:-1], out=new_node[1:])
+    del sorted_cell
+    node_of_xy = np.empty(len(order), dtype=_index_dtype(len(order)))
+    node_of_xy[order] = np.cumsum(new_node) - 1
+    # distinct coordinates are numbered by first appearance and the sort is stable, so the
+    # first of each cell in sorted order is the cell's first vertex
+    return node_of_xy[xy_code], first_xy[order[new_node]]
 
 
 def _first_positions(code: np.ndarray) -> np.ndarray:
     """Position of the first occurrence of each code of ``pd.factorize`` (codes 0, 1, ...)."""
+    # factorize numbers values by first appearance: the first occurrence of value c is where
+    # the running maximum of the codes steps up to c
     return np.flatnonzero(np.diff(np.maximum.accumulate(code), prepend=-1) > 0)
 
 
-def _fastest_per_pair(key: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+def _geodesic_lengths(
+    lon: np.ndarray, lat: np.ndarray, start: slice | np.ndarray, chunk: int = 1 << 18
+) -> np.ndarray:
+    """Geodesic length (m) of the segments from vertex ``start`` to the next vertex.
+
+    In chunks, each computed in place into fresh copies of its end coordinates, so the
+    temporaries stay a few MB however many segments there are.
+    """
+    if isinstance(start, slice):
+        start = np.arange(len(lon))[start]
+    out = np.empty(len(start))
+    for i in range(0, len(start), chunk):
+        a = start[i : i + chunk]
+        b = a + 1
+        out[i : i + chunk] = _GEOD.inv(lon[a], lat[a], lon[b], lat[b], inplace=True)[2]
+    return out
+
+
+def _next(start: slice | np.ndarray) -> slice | np.ndarray:
+    """The vertices after ``start`` (positions or a slice)."""
+    if isinstance(start, slice):
+        return slice(start.start + 1, start.stop, start.step)
+    return start + 1
+
+
+def _index_dtype(n: int) -> type:
+    """int32 for ids below 2**31 (half the memory of int64), else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def _fastest_per_pair(
+    key: np.ndarray, minutes: np.ndarray, of: np.ndarray | None = None
+) -> np.ndarray:
     """Positions of the edges kept, ordered by ``key`` (= u * n + v): of parallel edges the
-    fastest (the first one given on ties)."""
+    fastest (the first one given on ties). Edge i takes ``minutes[i]``, or ``minutes[of[i]]``
+    when ``of`` is given (looked up only if there are parallel edges)."""
     order = np.argsort(key, kind="stable")
     ks = key[order]
     start = np.ones(len(ks), dtype=bool)
@@ -241,7 +320,7 @@ def _fastest_per_pair(key: np.ndarray, minutes: np.ndarray) -> np.ndarray:
     if start.all():
         return order
     group = np.cumsum(start) - 1
-    m = minutes[order]
+    m = minutes[order] if of is None else minutes[of[order]]
     best = np.minimum.reduceat(m, np.flatnonzero(start))
     cand = np.flatnonzero(m == best[group])
     cand = cand[np.r_[True, group[cand][1:] != group[cand][:-1]]]
@@ -262,6 +341,54 @@ def _read_lines(path: Path, **kwargs: Any) -> gpd.GeoDataFrame:
 
         return pyogrio.read_dataframe(path)
     return read_roads(path, classes=kwargs.get("classes", "all"))
+
+
+def _line_attributes(
+    roads: gpd.GeoDataFrame,
+    types: np.ndarray,
+    not_empty: np.ndarray,
+    class_col: str,
+    table: Mapping[str, float],
+    maxspeed: bool,
+    oneway: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series, int]:
+    """Rows of the drivable lines, their speed (km/h) and direction (0 both ways, 1 as
+    digitised, -1 against), the dropped classes and the number of valid ``maxspeed`` tags."""
+    keep = np.isin(types, [1, 2, 5]) & not_empty
+    # per-line string work on the distinct values only (a country has millions of lines)
+    cls_code, cls_values = pd.factorize(roads[class_col])
+    cls_names = pd.Series(cls_values, dtype=object).astype("string")
+    class_speed = _take(cls_names.map(table).to_numpy(dtype=float), cls_code, table.get(""))
+    no_speed = np.isnan(class_speed)
+    if (keep & no_speed).any():
+        names = _take(cls_names.fillna("").to_numpy(dtype=object), cls_code, "")
+        dropped = pd.Series(names[keep & no_speed], dtype="string").value_counts()
+    else:
+        dropped = pd.Series([], dtype="int64")
+    keep &= ~no_speed
+    if not keep.any():
+        found = sorted(_take(cls_names.fillna("").to_numpy(dtype=object), cls_code, "").tolist())
+        raise AggloInputError(
+            f"no drivable road lines: classes found {sorted(set(found))[:10]}, "
+            f"speeds known for {sorted(table)}. Pass speeds={{class: km/h}}."
+        )
+    speed = class_speed.copy()
+    n_tag = 0
+    if maxspeed and "maxspeed" in roads.columns:
+        ms_code, ms_values = pd.factorize(roads["maxspeed"])
+        parsed = _take(np.array([parse_maxspeed(v) for v in ms_values]), ms_code, math.nan)
+        use = keep & np.isfinite(parsed)
+        speed[use] = parsed[use]
+        n_tag = int(use.sum())
+    direction = np.zeros(len(roads), dtype=np.int8)  # 0 both, 1 forward, -1 backward
+    if oneway and "oneway" in roads.columns:
+        ow_code, ow_values = pd.factorize(roads["oneway"])
+        ow = pd.Series(ow_values, dtype=object).astype("string").str.strip().str.lower()
+        ow_dir = np.where(ow.isin(_ONEWAY_FWD), 1, np.where(ow.isin(_ONEWAY_REV), -1, 0))
+        direction = _take(ow_dir.astype(np.int8), ow_code, 0)
+
+    rows = np.flatnonzero(keep)
+    return rows, speed[rows], direction[rows], dropped, n_tag
 
 
 def road_graph(
@@ -333,73 +460,66 @@ def road_graph(
     roads = ensure_wgs84(roads, what="roads")
     geom = roads.geometry.to_numpy()
     types = shapely.get_type_id(geom)
-    keep = np.isin(types, [1, 2, 5]) & ~shapely.is_empty(geom)
-    # per-line string work on the distinct values only (a country has millions of lines)
-    cls_code, cls_values = pd.factorize(roads[class_col])
-    cls_names = pd.Series(cls_values, dtype=object).astype("string")
-    class_speed = _take(cls_names.map(table).to_numpy(dtype=float), cls_code, table.get(""))
-    no_speed = np.isnan(class_speed)
-    if (keep & no_speed).any():
-        names = _take(cls_names.fillna("").to_numpy(dtype=object), cls_code, "")
-        dropped = pd.Series(names[keep & no_speed], dtype="string").value_counts()
-    else:
-        dropped = pd.Series([], dtype="int64")
-    keep &= ~no_speed
-    if not keep.any():
-        found = sorted(_take(cls_names.fillna("").to_numpy(dtype=object), cls_code, "").tolist())
-        raise AggloInputError(
-            f"no drivable road lines: classes found {sorted(set(found))[:10]}, "
-            f"speeds known for {sorted(table)}. Pass speeds={{class: km/h}}."
-        )
-    speed = class_speed.copy()
-    n_tag = 0
-    if maxspeed and "maxspeed" in roads.columns:
-        ms_code, ms_values = pd.factorize(roads["maxspeed"])
-        parsed = _take(np.array([parse_maxspeed(v) for v in ms_values]), ms_code, math.nan)
-        use = keep & np.isfinite(parsed)
-        speed[use] = parsed[use]
-        n_tag = int(use.sum())
-    direction = np.zeros(len(roads), dtype=np.int8)  # 0 both, 1 forward, -1 backward
-    if oneway and "oneway" in roads.columns:
-        ow_code, ow_values = pd.factorize(roads["oneway"])
-        ow = pd.Series(ow_values, dtype=object).astype("string").str.strip().str.lower()
-        ow_dir = np.where(ow.isin(_ONEWAY_FWD), 1, np.where(ow.isin(_ONEWAY_REV), -1, 0))
-        direction = _take(ow_dir.astype(np.int8), ow_code, 0)
-
-    rows = np.flatnonzero(keep)
+    rows, speed, direction, dropped, n_tag = _line_attributes(
+        roads, types, ~shapely.is_empty(geom), class_col, table, maxspeed, oneway
+    )
     if np.isin(types[rows], [1, 2]).all():  # single-part lines: no get_parts copy
-        parts, owner = geom[rows], rows
+        parts = geom if len(rows) == len(geom) else geom[rows]
     else:
         parts, part_of = shapely.get_parts(geom[rows], return_index=True)
-        owner = rows[part_of]
-    coords, part_idx = shapely.get_coordinates(parts, return_index=True)
+        speed, direction = speed[part_of], direction[part_of]
+        del part_of
+    del types, geom
+    n_coords = shapely.get_num_coordinates(parts)
+    coords = shapely.get_coordinates(parts)
     del parts
     if len(coords) < 2:
         raise AggloInputError("road layer has no line with two vertices.")
     lon, lat = coords[:, 0], coords[:, 1]
     node_of, first = _snap_nodes(lon, lat, snap_m)
     n = len(first)
-    a = np.flatnonzero(part_idx[1:] == part_idx[:-1])
-    b = a + 1
-    u, v = node_of[a], node_of[b]
-    ok = u != v
-    a, b, u, v = a[ok], b[ok], u[ok], v[ok]
-    _, _, dist = _GEOD.inv(lon[a], lat[a], lon[b], lat[b])
-    seg_owner = owner[part_idx[a]]
-    del a, b
-    seg_speed = speed[seg_owner]
-    seg_dir = direction[seg_owner]
-    fwd, bwd = seg_dir >= 0, seg_dir <= 0
+    # segments: every vertex but the last of its line starts one
+    if (n_coords == 2).all():  # two-vertex lines (ways cut at junctions): strided views
+        start: slice | np.ndarray = slice(0, None, 2)
+        seg_speed, seg_dir = speed, direction
+    else:
+        is_start = np.ones(len(coords), dtype=bool)
+        is_start[np.cumsum(n_coords)[n_coords > 0] - 1] = False
+        start = np.flatnonzero(is_start)
+        del is_start
+        per_part = np.maximum(n_coords - 1, 0)
+        seg_speed, seg_dir = np.repeat(speed, per_part), np.repeat(direction, per_part)
+    del speed, direction, n_coords
+    u, v = node_of[start], node_of[_next(start)]
+    ok = u != v  # both ends in one cell: no edge
+    if not ok.all():
+        start = np.arange(len(coords))[start][ok]
+        u, v, seg_speed, seg_dir = u[ok], v[ok], seg_speed[ok], seg_dir[ok]
+    del node_of, ok
+    node_lon, node_lat = lon[first], lat[first]
+    dist = _geodesic_lengths(lon, lat, start)
+    del coords, lon, lat, start
+    seg_min = dist * 0.06 / seg_speed
+    fwd, bwd = np.flatnonzero(seg_dir >= 0), np.flatnonzero(seg_dir <= 0)
+    del seg_dir
+    seg = np.concatenate([fwd, bwd])  # segment of each directed edge
     eu = np.concatenate([u[fwd], v[bwd]])
     ev = np.concatenate([v[fwd], u[bwd]])
-    elen = np.concatenate([dist[fwd], dist[bwd]])
-    espd = np.concatenate([seg_speed[fwd], seg_speed[bwd]])
-    del u, v, dist, seg_speed, seg_dir, fwd, bwd
-    emin = elen * 0.06 / espd
-    pick = _fastest_per_pair(eu * n + ev, emin)  # parallel edges: keep the fastest
-    eu, ev, elen, espd, emin = (arr[pick] for arr in (eu, ev, elen, espd, emin))
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(eu, minlength=n))])
-    csr = sp.csr_array((emin, ev.astype(np.int32), indptr), shape=(n, n))
+    del u, v, fwd, bwd
+    key = eu.astype(np.int64) * n
+    key += ev
+    pick = _fastest_per_pair(key, seg_min, of=seg)  # parallel edges: keep the fastest
+    del key
+    counts = np.bincount(eu if len(pick) == len(eu) else eu[pick], minlength=n)
+    del eu
+    seg, ev = seg[pick], ev[pick]
+    del pick
+    elen, espd, emin = dist[seg], seg_speed[seg], seg_min[seg]
+    del seg, dist, seg_speed, seg_min
+    index = _index_dtype(max(n, len(ev)))
+    indptr = np.zeros(n + 1, dtype=index)
+    np.cumsum(counts, out=indptr[1:])
+    csr = sp.csr_array((emin, ev.astype(index, copy=False), indptr), shape=(n, n))
     ncomp, labels = connected_components(csr, directed=True, connection="weak")
     sizes = np.bincount(labels)
     rank = np.empty_like(sizes)
@@ -407,7 +527,7 @@ def road_graph(
     comp = rank[labels]
     report = {
         "nodes": n,
-        "edges": len(eu),
+        "edges": len(ev),
         "lines": len(rows),
         "components": int(ncomp),
         "largest_component_share": float(sizes.max() / n),
@@ -427,8 +547,8 @@ def road_graph(
         log.info("dropped road lines of classes without a speed: %s", report["dropped_classes"])
     return RoadGraph(
         csr=csr,
-        lon=lon[first].copy(),
-        lat=lat[first].copy(),
+        lon=node_lon,
+        lat=node_lat,
         length_m=elen,
         speed_kmh=espd,
         component=comp,

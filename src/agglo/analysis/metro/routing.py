@@ -108,42 +108,64 @@ def _multi_dijkstra(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Travel times (g x n) from each group of sources and the nearest source per node.
 
-    scipy's compiled Dijkstra, one search per group. A group whose sources sit on one node
-    (no access leg) is searched from that node on the graph itself. Otherwise each source
-    becomes a virtual node joined to its node by its access time, and one ``min_only`` search
-    from the virtual nodes also returns the nearest source of every node.
+    scipy's compiled Dijkstra, one search per group. A group whose sources all sit on nodes
+    (no access leg) is searched from those nodes on the graph itself (one ``min_only`` search,
+    whose origins give the nearest source; of sources on one node the first is named). Otherwise each source becomes a virtual node
+    joined to its node by its access time, and one ``min_only`` search from the virtual nodes
+    also returns the nearest source of every node.
     """
     n, g = graph.n_nodes, len(groups)
     dist = np.empty((g, n))
     nearest = np.empty((g, n), dtype=np.int64)
     for k, members in enumerate(groups):
-        nodes = snapped.node[members]
-        access = snapped.access_min[members]
-        if (nodes == nodes[0]).all() and access.min() == 0:
-            best = members[np.argmin(access)]  # the source on the node
-            dist[k] = dijkstra(graph.csr, directed=True, indices=int(nodes[0]), limit=limit)
-            nearest[k] = np.where(np.isfinite(dist[k]), best, -1)
-            continue
-        csr, m = graph.csr, len(members)
-        aug = sp.csr_array(
-            (
-                np.concatenate([csr.data, access]),
-                np.concatenate([csr.indices, nodes.astype(csr.indices.dtype)]),
-                np.concatenate([csr.indptr, csr.indptr[-1] + np.arange(1, m + 1)]),
-            ),
-            shape=(n + m, n + m),
-        )
+        dist[k], nearest[k] = _search(graph, members, snapped, limit)
+    return dist, nearest
+
+
+def _search(
+    graph: RoadGraph, members: np.ndarray, snapped: _Snapped, limit: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minutes to every node from the nearest of ``members`` and the position of that source."""
+    n, csr = graph.n_nodes, graph.csr
+    nodes = snapped.node[members]
+    access = snapped.access_min[members]
+    if (nodes == nodes[0]).all() and access.min() == 0:
+        best = members[np.argmin(access)]  # the source on the node
+        d = dijkstra(csr, directed=True, indices=int(nodes[0]), limit=limit)
+        return d, np.where(np.isfinite(d), best, -1)
+    if not access.any():  # every source on a node: search from the nodes themselves
+        on_node, first = np.unique(nodes, return_index=True)
         d, _, origin = dijkstra(
-            aug,
+            csr,
             directed=True,
-            indices=np.arange(n, n + m),
+            indices=on_node,
             limit=limit,
             min_only=True,
             return_predecessors=True,
         )
-        dist[k] = d[:n]
-        nearest[k] = np.where(origin[:n] >= n, members[np.maximum(origin[:n] - n, 0)], -1)
-    return dist, nearest
+        reached = origin >= 0
+        near = np.full(n, -1, dtype=np.int64)
+        near[reached] = members[first[np.searchsorted(on_node, origin[reached])]]
+        return d, near
+    m = len(members)
+    index = csr.indices.dtype  # the graph's index dtype: scipy would copy a wider one
+    aug = sp.csr_array(
+        (
+            np.concatenate([csr.data, access]),
+            np.concatenate([csr.indices, nodes.astype(index)]),
+            np.concatenate([csr.indptr, csr.indptr[-1] + np.arange(1, m + 1, dtype=index)]),
+        ),
+        shape=(n + m, n + m),
+    )
+    d, _, origin = dijkstra(
+        aug,
+        directed=True,
+        indices=np.arange(n, n + m),
+        limit=limit,
+        min_only=True,
+        return_predecessors=True,
+    )
+    return d[:n], np.where(origin[:n] >= n, members[np.maximum(origin[:n] - n, 0)], -1)
 
 
 @dataclass
@@ -223,8 +245,8 @@ def travel_times(
     minutes = _check_minutes(minutes)
     access_speed_kmh = _check_speed(access_speed_kmh)
     snapped = _snap(graph, sources, access_speed_kmh, max_access_km)
-    dist, nearest = _multi_dijkstra(graph, [np.arange(len(snapped.node))], snapped, minutes)
-    return TravelTimes(dist[0], nearest[0], snapped.labels, graph)
+    dist, nearest = _search(graph, np.arange(len(snapped.node)), snapped, minutes)
+    return TravelTimes(dist, nearest, snapped.labels, graph)
 
 
 def _nodes_frame(
