@@ -523,3 +523,52 @@ def test_tolerance_bridges_sliver_gaps():
     # 20 m is not enough for a 50 m gap
     with pytest.raises(AggloInputError, match=r"no neighbour under queen weights: a"):
         spatial_weights(g, tolerance_m=20.0, islands="error")
+
+
+@pytest.mark.parametrize("kind", ["queen", "rook"])
+def test_scope_subgraphs_equal_contiguity_built_per_scope(cities, kind):
+    """The pipeline builds the members' contiguity once and cuts each scope from it; that must
+    be exactly libpysal's contiguity built on the scope's cities alone (islands included)."""
+    from libpysal.graph import Graph
+
+    from agglo.analysis.autocorr import (
+        _members_contiguity,
+        _prepare_units,
+        _subset_graph,
+        _weights_with_islands,
+    )
+
+    members = cities[cities["agglomeration_id"].notna()]
+    wkw = {"k": 4, "threshold": None, "tolerance_m": 0.0}
+    whole = _members_contiguity(members, kind, wkw)
+    assert whole is not None and whole.n == len(members)
+    rng = np.random.default_rng(14)
+    subsets = [sub for _, sub in members.groupby("agglomeration_id")]
+    # random thinned sets leave cities without neighbours (islands) and split components
+    subsets += [members[rng.random(len(members)) < share] for share in (0.3, 0.6, 0.9)]
+    n_isolates = 0
+    for sub in subsets:
+        units = _prepare_units(sub, "adcode")
+        fresh = Graph.build_contiguity(units.geometry, rook=kind == "rook")
+        cut = _subset_graph(whole, units.index)
+        pd.testing.assert_series_equal(cut.adjacency, fresh.adjacency)
+        assert list(cut.unique_ids) == list(fresh.unique_ids)
+        n_isolates += len(fresh.isolates)
+        # and the weights the stage uses (islands joined, row-standardised) are the same
+        fast_w, fast_isl = _weights_with_islands(sub, kind, contiguity=whole, **wkw)
+        slow_w, slow_isl = _weights_with_islands(sub, kind, **wkw)
+        pd.testing.assert_series_equal(fast_w.adjacency, slow_w.adjacency)
+        pd.testing.assert_frame_equal(fast_isl, slow_isl)
+    assert n_isolates > 0  # the comparison covered islands
+
+
+def test_scope_subgraph_refuses_unknown_units(cities):
+    from agglo.analysis.autocorr import _members_contiguity, _prepare_units, _subset_graph
+
+    members = cities[cities["agglomeration_id"].notna()]
+    wkw = {"k": 4, "threshold": None, "tolerance_m": 0.0}
+    whole = _members_contiguity(members.iloc[:20], "queen", wkw)
+    with pytest.raises(AggloInputError, match="not in the contiguity graph"):
+        _subset_graph(whole, _prepare_units(members.iloc[10:30], "adcode").index)
+    assert _members_contiguity(members, "queen", {**wkw, "tolerance_m": 500.0}) is None
+    assert _members_contiguity(members, "knn", wkw) is None

@@ -680,3 +680,85 @@ def test_undeclared_fills_found_only_among_out_of_range_cells_equal_a_full_scan(
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(values, before)  # the input is not modified
     assert len(notes) == len(fills)
+
+
+@pytest.mark.parametrize("ascending, transpose", [(True, False), (False, False), (True, True)])
+def test_banded_cell_gather_equals_netcdf4_masked_read(tmp_path, monkeypatch, ascending, transpose):
+    """read_indexed (chunk-row bands, raw dtype, CF decode of the gathered cells only) ==
+    netCDF4's own masked+scaled read of the whole variable, cells outside the grid NaN."""
+    from agglo.io import rasters
+    from agglo.io.rasters import discover_layers
+
+    monkeypatch.setattr(rasters, "_MIN_BAND_ROWS", 1)  # one band per 5-row chunk
+
+    rng = np.random.default_rng(3)
+    ny, nx = 37, 23
+    lat = np.arange(20 + 0.25, 20 + ny * 0.5, 0.5)[:ny]
+    lon = np.arange(100 + 0.25, 100 + nx * 0.5, 0.5)[:nx]
+    raw = np.rint(rng.uniform(50, 800, (ny, nx))).astype("int16")
+    raw[rng.random((ny, nx)) < 0.1] = -1
+    lat_stored = lat if ascending else lat[::-1]
+    path = tmp_path / "pm.2018.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("lat", ny)
+        ds.createDimension("lon", nx)
+        ds.createVariable("lat", "f8", ("lat",))[:] = lat_stored
+        ds.createVariable("lon", "f8", ("lon",))[:] = lon
+        dims = ("lon", "lat") if transpose else ("lat", "lon")
+        chunks = (4, 5) if transpose else (5, 4)  # 5-row chunks: many bands
+        v = ds.createVariable("PM25", "i2", dims, fill_value=-1, zlib=True, chunksizes=chunks)
+        v.scale_factor, v.add_offset = 0.1, 0.5
+        v[:] = raw.T if transpose else raw
+    with netCDF4.Dataset(path) as ds:  # independent: the library's decoding, whole grid
+        ref = np.ma.asarray(ds["PM25"][:]).astype(float).filled(np.nan)
+    ref = ref.T if transpose else ref
+    ref = ref[::-1] if ascending else ref  # north-up
+    (layer,) = discover_layers(path)
+    assert layer.flip_rows == ascending and layer.transpose == transpose
+    flat = np.sort(rng.choice(ny * nx, 300, replace=False))
+    rows, cols = flat // nx, flat % nx
+    rows = np.r_[-1, rows, ny + 2]  # outside the grid: NaN
+    cols = np.r_[0, cols, 3]
+    index = layer.cell_index(rows, cols)
+    assert len(index.bands) > 3
+    got = layer.read_indexed(index)
+    expected = np.r_[np.nan, ref[flat // nx, flat % nx], np.nan]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(got, layer.read_cells(rows, cols))
+
+
+def test_area_plan_base_and_counts_equal_the_coverage_plan(some_cities):
+    """The area plan keeps only its weights: its coverage fractions (weights / row area) and
+    its float32 cell counts equal the coverage-mode plan's fractions and pattern."""
+    grid = Grid(west=97, north=35.5, dx=0.1, dy=0.1, nx=265, ny=145)
+    area = coverage_plan(some_cities.geometry, grid, weights="area")
+    cov = coverage_plan(some_cities.geometry, grid, weights="coverage")
+    np.testing.assert_array_equal(area.cells, cov.cells)
+    np.testing.assert_allclose(area.base.toarray(), cov.weights.toarray(), rtol=1e-13, atol=0)
+    counts = area.binary @ np.ones(area.cells.size, dtype=np.float32)
+    np.testing.assert_array_equal(counts, np.diff(cov.weights.indptr))
+
+
+@pytest.mark.parametrize("nan_inside", [False, True])
+def test_polygon_partly_off_the_grid_equals_the_closed_form(tmp_path, nan_inside):
+    """Cells off the grid are missing: the once-per-layout mask sums (only off-grid cells
+    missing) and the per-year mask mat-vecs (a NaN inside too) both equal the closed form."""
+    lat = np.array([29.5, 28.5])
+    lon = np.array([100.5, 101.5])
+    v = np.array([[10.0, 20.0], [30.0, 40.0]])
+    if nan_inside:
+        v[0, 0] = np.nan
+    path = write_nc(tmp_path / "pm.2020.nc", v, lat, lon, fill=-999.0)
+    # 2 x 2 degrees, the eastern half off the grid (longitudes 102-103 have no cells)
+    with pytest.warns(AggloDataWarning, match="covers only part"):
+        out = zonal_pm25(path, polys(shapely.box(101, 28, 103, 30)), weights="coverage")
+    assert one(out) == pytest.approx((20 + 40) / 2, rel=1e-12)  # column 101.5 only
+    assert one(out, "n_cells") == 2
+    assert one(out, "valid_fraction") == pytest.approx(0.5, rel=1e-12)
+    v[0, 1] = np.nan if nan_inside else v[0, 1]  # a NaN in the polygon's own column
+    path2 = write_nc(tmp_path / "pm2.2020.nc", v, lat, lon, fill=-999.0)
+    with pytest.warns(AggloDataWarning, match="covers only part"):
+        out2 = zonal_pm25(path2, polys(shapely.box(101, 28, 103, 30)), weights="coverage")
+    assert one(out2) == pytest.approx(40.0 if nan_inside else 30.0, rel=1e-12)
+    assert one(out2, "n_cells") == (1 if nan_inside else 2)
+    assert one(out2, "valid_fraction") == pytest.approx(0.25 if nan_inside else 0.5, rel=1e-12)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +223,39 @@ def _base_graph(
     if not bw > 0:
         raise AggloInputError(f"bandwidth must be a positive distance in km; got {bandwidth}.")
     return Graph.build_kernel(pts, kernel=kernel, k=k, bandwidth=bw)
+
+
+def _subgraph_exact(kind: str, tolerance_m: float) -> bool:
+    """Whether the base graph of a subset of units is the induced subgraph of the whole set's.
+
+    True for exact queen/rook contiguity: whether two polygons share a vertex or an edge does
+    not depend on the other units. Not for fuzzy contiguity (its buffer is drawn in a
+    projection centred on the units at hand), k-nearest, distance bands or kernels.
+    """
+    return kind in ("queen", "rook") and not tolerance_m > 0
+
+
+def _subset_graph(graph: Any, ids: pd.Index) -> Any:
+    """Induced subgraph of ``graph`` on ``ids`` (in that order), isolates as zero self-loops
+    as libpysal's builders leave them; equal to building the contiguity of those units alone
+    (one polygon intersection pass for all scopes instead of one per scope)."""
+    missing = ids.difference(graph.unique_ids)
+    if len(missing):
+        raise AggloInputError(f"units not in the contiguity graph: {_show(missing)}.")
+    return graph.subgraph(ids)
+
+
+def _members_contiguity(members: gpd.GeoDataFrame, kind: str, wkw: Mapping[str, Any]) -> Any:
+    """Contiguity graph of every member city, built once, that each scope-year cuts to its
+    cities (:func:`_subset_graph`); ``None`` when that would not equal building per scope, or
+    when the members cannot make one graph (each scope then reports its own problem)."""
+    if not _subgraph_exact(kind, wkw["tolerance_m"]):
+        return None
+    try:
+        units = _prepare_units(members, "adcode")
+        return _base_graph(units, kind, kernel="gaussian", bandwidth=None, **wkw)
+    except AggloInputError:
+        return None
 
 
 def _link_islands(units: gpd.GeoDataFrame, islands: Sequence[Any], n_links: int) -> pd.DataFrame:
@@ -424,8 +457,14 @@ def _weights_with_islands(
     kernel: str = "gaussian",
     bandwidth: float | None = None,
     tolerance_m: float = 0.0,
+    contiguity: Any = None,
 ):
-    """:func:`spatial_weights` and the :func:`island_links` table of the same base graph."""
+    """:func:`spatial_weights` and the :func:`island_links` table of the same base graph.
+
+    ``contiguity`` is an optional base graph (:func:`_base_graph`) of ``kind`` over a superset
+    of the units, used when the base graph of a subset equals its induced subgraph (see
+    :func:`_subset_graph`).
+    """
     transform = _upper(transform)
     _refuse(
         choice_problem("kind", kind, WEIGHT_KINDS),
@@ -434,15 +473,18 @@ def _weights_with_islands(
         choice_problem("transform", transform, _TRANSFORMS),
     )
     units = _prepare_units(gdf, id_col)
-    base = _base_graph(
-        units,
-        kind,
-        k=k,
-        threshold=threshold,
-        kernel=kernel,
-        bandwidth=bandwidth,
-        tolerance_m=tolerance_m,
-    )
+    if contiguity is not None and _subgraph_exact(kind, tolerance_m):
+        base = _subset_graph(contiguity, units.index)
+    else:
+        base = _base_graph(
+            units,
+            kind,
+            k=k,
+            threshold=threshold,
+            kernel=kernel,
+            bandwidth=bandwidth,
+            tolerance_m=tolerance_m,
+        )
     graph = base
     table = _island_table(units, base, island_neighbors)
     if len(base.isolates):
@@ -1259,6 +1301,7 @@ def autocorrelation(
     scopes = {"all": members}
     for agg, sub in members.groupby("agglomeration_id", sort=True):
         scopes[str(agg)] = sub
+    contiguity = _members_contiguity(members, kind, wkw)
     cache: dict[frozenset[str], Any] = {}
     island_rows: list[pd.DataFrame] = []
     component_rows: list[dict[str, Any]] = []
@@ -1285,7 +1328,7 @@ def autocorrelation(
             try:
                 if key not in cache:
                     cache[key], isl = _weights_with_islands(
-                        units, kind, islands=opts.islands, **wkw
+                        units, kind, islands=opts.islands, contiguity=contiguity, **wkw
                     )
                     component_rows.append(_components(cache[key], units, scope, year))
                     if not isl.empty:

@@ -28,6 +28,7 @@ from agglo.errors import AggloInputError, CRSError
 __all__ = [
     "NETCDF_SUFFIXES",
     "TIFF_SUFFIXES",
+    "CellIndex",
     "Grid",
     "Layer",
     "discover_layers",
@@ -50,6 +51,8 @@ WGS84_NOTE = "NetCDF lat/lon grid taken as EPSG:4326 (WGS84 longitude/latitude)"
 
 # HDF5 (under netCDF4) is not thread-safe in most builds: serialise NetCDF reads in a process.
 _NC_LOCK = threading.Lock()
+# rows per read band at least (bands of whole chunks bound the raw block read at once)
+_MIN_BAND_ROWS = 256
 
 # YYYY, YYYYMM or YYYYMM-YYYYMM not embedded in a longer number
 _YEAR_RE = re.compile(
@@ -205,6 +208,40 @@ class Window:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class _Band:
+    """One read of a :class:`CellIndex`: stored rows and columns, and where its cells go."""
+
+    rows: slice
+    cols: slice
+    start: int
+    stop: int
+    flat: np.ndarray  # positions of the cells in the band's block (C order as stored)
+
+
+@dataclass(frozen=True, eq=False)
+class CellIndex:
+    """Where a set of grid cells sits in the stored blocks of one layout (see
+    :meth:`Layer.cell_index`); computed once per coverage plan and layout, reused every year.
+
+    Attributes
+    ----------
+    n
+        Number of cells asked for.
+    inside
+        Mask of the cells inside the grid (None: all are); the others read as NaN.
+    bands
+        The reads, in cell order.
+    layout
+        :attr:`Layer.layout` the index was built for.
+    """
+
+    n: int
+    inside: np.ndarray | None
+    bands: tuple[_Band, ...]
+    layout: tuple
+
+
 @dataclass(frozen=True)
 class Layer:
     """One year of one raster source: where to read it and on which grid.
@@ -241,27 +278,115 @@ class Layer:
         return out
 
     def read_cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Values (float64, NaN = missing) at grid cells ``rows``/``cols`` (north-up, inside).
+        """Values (float64, NaN = missing) at grid cells ``rows``/``cols`` (north-up).
 
-        Reads the bounding block once; NetCDF and GeoTIFF blocks are read raw at the file's
-        dtype (no masked array, no float64 copy of the block) and only the gathered cells are
-        decoded (fill/nodata values, valid range, scale/offset), which keeps memory at one raw
-        block per year.
+        Cells outside the grid are NaN. Same as :meth:`read_indexed` on
+        :meth:`cell_index` (build the index once to read many years of one layout).
         """
+        return self.read_indexed(self.cell_index(rows, cols))
+
+    def cell_index(self, rows: np.ndarray, cols: np.ndarray) -> CellIndex:
+        """Where grid cells ``rows``/``cols`` sit in this layer's stored blocks.
+
+        The index depends only on the layout (kind, grid, row order, axis order), so one index
+        serves every year stored the same way. Cells sorted by row (as a coverage plan's) are
+        split into bands of whole storage chunks (NetCDF chunks, GeoTIFF blocks), each read
+        over only the columns its cells use: a year is read band by band at the file's dtype,
+        never as one window-sized block.
+        """
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        n = rows.size
+        ny, nx = self.grid.ny, self.grid.nx
+        inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+        mask = None if inside.all() else inside
+        if mask is not None:
+            rows, cols = rows[mask], cols[mask]
+        layout = self.layout
         if rows.size == 0:
-            return np.zeros(0)
-        r0, r1 = int(rows.min()), int(rows.max()) + 1
-        c0, c1 = int(cols.min()), int(cols.max()) + 1
-        if self.kind == "xarray":
-            block = self._read_block(slice(r0, r1), slice(c0, c1))
-            return block[rows - r0, cols - c0]
-        srows = self._stored_rows(slice(r0, r1))
-        ri = (self.grid.ny - 1 - rows) - srows.start if self.flip_rows else rows - r0
-        ci = cols - c0
+            return CellIndex(n, mask, (), layout)
+        if self.kind == "xarray" or (rows.size > 1 and (rows[1:] < rows[:-1]).any()):
+            bands = [(0, rows.size, rows, cols)]  # one block (unsorted cells, or in memory)
+        else:
+            # sorted rows: each band of whole chunks is a run of cells (no per-cell band ids)
+            height = self._band_height()
+            lo, hi = int(rows[0]), int(rows[-1]) + 1
+            if self.flip_rows:  # stored row = ny - 1 - row: chunk edges at rows ny - k * height
+                edges = np.arange(ny - (ny - hi) // height * height, lo, -height)[::-1]
+            else:
+                edges = np.arange((lo // height + 1) * height, hi, height)
+            edges = edges[(edges > lo) & (edges < hi)].astype(rows.dtype)  # no cast of rows
+            cuts = np.searchsorted(rows, edges)
+            starts, stops = np.r_[0, cuts], np.r_[cuts, rows.size]
+            bands = [
+                (a, b, rows[a:b], cols[a:b])
+                for a, b in zip(starts.tolist(), stops.tolist(), strict=True)
+                if b > a
+            ]
+        out = []
+        for a, b, r, c in bands:
+            r0, r1 = int(r.min()), int(r.max()) + 1
+            c0, c1 = int(c.min()), int(c.max()) + 1
+            if self.kind == "xarray":
+                flat = (r - r0) * (c1 - c0) + (c - c0)
+                out.append(_Band(slice(r0, r1), slice(c0, c1), int(a), int(b), flat))
+                continue
+            srows = self._stored_rows(slice(r0, r1))
+            nr = srows.stop - srows.start
+            dtype = np.int32 if nr * (c1 - c0) < 2**31 else np.int64
+            ri = ((ny - 1 - srows.start) - r if self.flip_rows else r - r0).astype(dtype)
+            ci = (c - c0).astype(dtype)
+            flat = ci * nr + ri if self.transpose else ri * (c1 - c0) + ci
+            out.append(_Band(srows, slice(c0, c1), int(a), int(b), flat))
+        return CellIndex(n, mask, tuple(out), layout)
+
+    @property
+    def layout(self) -> tuple:
+        """What a :class:`CellIndex` depends on: kind, grid, row and axis order."""
+        return (self.kind, self.grid.key(), self.flip_rows, self.transpose)
+
+    def _band_height(self) -> int:
+        """Stored rows per read band: whole chunks / blocks, at least _MIN_BAND_ROWS rows."""
+        height = 0
         try:
-            if self.kind == "geotiff":
-                return self._read_geotiff_cells(srows, slice(c0, c1), ri, ci)
-            return self._read_netcdf_cells(srows, slice(c0, c1), ri, ci)
+            if self.kind == "netcdf":
+                import netCDF4
+
+                with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
+                    chunks = ds.variables[self.variable].chunking()
+                if isinstance(chunks, list):
+                    height = int(chunks[-1] if self.transpose else chunks[-2])
+            elif self.kind == "geotiff":
+                import rasterio
+
+                with rasterio.open(self.path) as ds:
+                    height = int(ds.block_shapes[self.index or 0][0])
+        except Exception:  # the read itself reports unreadable files
+            height = 0
+        if height <= 0:
+            return _MIN_BAND_ROWS
+        return height * max(1, -(-_MIN_BAND_ROWS // height))
+
+    def read_indexed(self, index: CellIndex) -> np.ndarray:
+        """Values (float64, NaN = missing) of the cells of ``index`` (same layout).
+
+        NetCDF and GeoTIFF bands are read raw at the file's dtype (no masked array, no float64
+        copy of a block) and only the gathered cells are decoded (fill/nodata values, valid
+        range, scale/offset).
+        """
+        if index.layout != self.layout:
+            raise ValueError(f"cell index of layout {index.layout} used on {self.layout}")
+        if not index.bands:
+            return np.full(index.n, np.nan)
+        try:
+            if self.kind == "xarray":
+                vals = np.empty(index.bands[-1].stop)
+                for band in index.bands:
+                    block = self._read_block(band.rows, band.cols)
+                    vals[band.start : band.stop] = block.reshape(-1)[band.flat]
+            elif self.kind == "geotiff":
+                vals = self._read_geotiff_cells(index.bands)
+            else:
+                vals = self._read_netcdf_cells(index.bands)
         except AggloInputError:
             raise
         except Exception as exc:
@@ -269,43 +394,57 @@ class Layer:
                 f"{self.name}: could not read the data ({type(exc).__name__}: {exc}). The file "
                 "may be truncated or corrupt: download it again."
             ) from exc
+        if index.inside is None:
+            return vals
+        out = np.full(index.n, np.nan)
+        out[index.inside] = vals
+        return out
 
-    def _read_netcdf_cells(
-        self, srows: slice, cols: slice, ri: np.ndarray, ci: np.ndarray
-    ) -> np.ndarray:
+    def _read_netcdf_cells(self, bands: tuple[_Band, ...]) -> np.ndarray:
         import netCDF4
 
+        vals = None
         with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
             var = ds.variables[self.variable]
             var.set_auto_maskandscale(False)
-            raw = np.asarray(var[_nc_key(var.ndim, self.index, srows, cols, self.transpose)])
+            for band in bands:
+                raw = np.asarray(
+                    var[_nc_key(var.ndim, self.index, band.rows, band.cols, self.transpose)]
+                )
+                if vals is None:
+                    vals = np.empty(bands[-1].stop, dtype=raw.dtype)
+                np.take(raw.reshape(-1), band.flat, out=vals[band.start : band.stop])
             attrs = {k: var.getncattr(k) for k in var.ncattrs()}
-        flat = ci * raw.shape[1] + ri if self.transpose else ri * raw.shape[1] + ci
-        vals = raw.ravel()[flat]
-        del raw
         return _cf_decode(vals, attrs)
 
-    def _read_geotiff_cells(
-        self, srows: slice, cols: slice, ri: np.ndarray, ci: np.ndarray
-    ) -> np.ndarray:
+    def _read_geotiff_cells(self, bands: tuple[_Band, ...]) -> np.ndarray:
         """GeoTIFF cells read raw at the file's dtype; only the gathered ones are decoded."""
         import rasterio
         from rasterio.enums import MaskFlags
         from rasterio.windows import Window as RWindow
 
-        band = (self.index or 0) + 1
+        band_no = (self.index or 0) + 1
+        n = bands[-1].stop
+        bad = np.zeros(n, dtype=bool)
+        vals = None
         with rasterio.open(self.path) as ds:
-            win = RWindow(cols.start, srows.start, cols.stop - cols.start, srows.stop - srows.start)
-            raw = ds.read(band, window=win)
-            vals = raw[ri, ci]
-            del raw
-            bad = np.zeros(vals.shape, dtype=bool)
-            flags = ds.mask_flag_enums[band - 1]
-            if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:  # a mask band
-                bad |= ds.read_masks(band, window=win)[ri, ci] == 0
-            nodata = ds.nodatavals[band - 1]
-            scale = ds.scales[band - 1] if ds.scales else 1.0
-            offset = ds.offsets[band - 1] if ds.offsets else 0.0
+            flags = ds.mask_flag_enums[band_no - 1]
+            has_mask = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+            for band in bands:
+                srows, cols = band.rows, band.cols
+                win = RWindow(
+                    cols.start, srows.start, cols.stop - cols.start, srows.stop - srows.start
+                )
+                raw = ds.read(band_no, window=win)
+                if vals is None:
+                    vals = np.empty(n, dtype=raw.dtype)
+                part = slice(band.start, band.stop)
+                np.take(raw.reshape(-1), band.flat, out=vals[part])
+                if has_mask:  # a mask band
+                    bad[part] |= ds.read_masks(band_no, window=win).reshape(-1)[band.flat] == 0
+            nodata = ds.nodatavals[band_no - 1]
+            scale = ds.scales[band_no - 1] if ds.scales else 1.0
+            offset = ds.offsets[band_no - 1] if ds.offsets else 0.0
         if nodata is not None and not np.isnan(nodata):
             bad |= vals == np.asarray(nodata).astype(vals.dtype)
         out = vals.astype(np.float64)
@@ -975,10 +1114,10 @@ def screen_pm25_values(values: np.ndarray, layer: Layer) -> tuple[np.ndarray, li
         notes.append(f"values in {units} converted to µg/m³ (x {factor:g})")
     if not finite.any():
         return out, notes
-    valid = out[finite]
-    lo, hi = float(valid.min()), float(valid.max())
+    # NaN-skipping reductions: no copy of the valid cells
+    lo, hi = float(np.fmin.reduce(out)), float(np.fmax.reduce(out))
     if lo < 0:
-        n = int((valid < 0).sum())
+        n = int((out < 0).sum())
         raise AggloInputError(
             f"{layer.name} ({layer.year}): {n} cell(s) have negative PM2.5 (down to {lo:g} "
             "µg/m³), which is impossible for a concentration. Is it a difference or anomaly "
@@ -986,7 +1125,7 @@ def screen_pm25_values(values: np.ndarray, layer: Layer) -> tuple[np.ndarray, li
             "_FillValue / nodata."
         )
     if hi > PM25_MAX_PLAUSIBLE:
-        n = int((valid > PM25_MAX_PLAUSIBLE).sum())
+        n = int((out > PM25_MAX_PLAUSIBLE).sum())
         raise AggloInputError(
             f"{layer.name} ({layer.year}): {n} cell(s) have PM2.5 above {PM25_MAX_PLAUSIBLE:g} "
             f"µg/m³ (up to {hi:g}), impossible for an annual mean: the units are wrong "

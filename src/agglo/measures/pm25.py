@@ -35,7 +35,7 @@ import os
 import warnings
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,7 +48,14 @@ from pyproj import CRS
 
 from agglo._validate import check_crs, check_overlap, clean_geometries
 from agglo.errors import AggloDataWarning, AggloInputError, CRSError, require
-from agglo.io.rasters import Grid, Layer, Window, discover_layers, screen_pm25_values
+from agglo.io.rasters import (
+    CellIndex,
+    Grid,
+    Layer,
+    Window,
+    discover_layers,
+    screen_pm25_values,
+)
 from agglo.options import Options, choice_problem, option
 from agglo.results import StageResult
 
@@ -166,21 +173,22 @@ class CoveragePlan:
     window
         The part of the grid's lattice that covers the polygons.
     cells
-        Flat indices (in ``window``) of the cells used by any polygon, sorted.
+        Flat indices (in ``window``, int32) of the cells used by any polygon, sorted.
     weights
         CSR matrix, polygons x ``cells``: the weights of ``weights`` mode.
-    base
-        CSR matrix of the same pattern: coverage fractions (or centroid indicators), used for
-        population weighting.
     mode
         The ``weights`` mode.
+    row_area
+        ``"area"`` mode: the area (km²) of a cell in each window row, by which coverage
+        fractions were multiplied; None otherwise.
     """
 
     window: Window
     cells: np.ndarray
     weights: sp.csr_matrix
-    base: sp.csr_matrix
     mode: str
+    row_area: np.ndarray | None = None
+    _indices: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_polygons(self) -> int:
@@ -192,16 +200,60 @@ class CoveragePlan:
         return self.cells // ncol, self.cells % ncol
 
     @functools.cached_property
+    def base(self) -> sp.csr_matrix:
+        """Same pattern as ``weights``: coverage fractions (or centroid indicators), used for
+        population weighting (in ``"area"`` mode the weights divided by the cell areas,
+        computed on first use and not kept in the plan's memory otherwise)."""
+        if self.row_area is None:
+            return self.weights
+        w = self.weights
+        area = self.row_area[self.cells // self.window.shape[1]]
+        return sp.csr_matrix((w.data / area[w.indices], w.indices, w.indptr), shape=w.shape)
+
+    @functools.cached_property
     def binary(self) -> sp.csr_matrix:
-        """1 where a polygon has weight on a cell (counts cells with data)."""
-        b = self.weights.copy()
-        b.data = (b.data > 0).astype(np.float64)
-        return b
+        """1 where a polygon has weight on a cell (counts cells with data), float32: counts
+        are exact integers below 2**24 cells per polygon."""
+        w = self.weights
+        ones = np.ones(w.nnz, dtype=np.float32)
+        return sp.csr_matrix((ones, w.indices, w.indptr), shape=w.shape)
+
+    def valid_sums(self, index: CellIndex) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and number of cells of each polygon inside the grid of ``index`` (the
+        ``den`` and ``n`` of a year whose cells inside the grid are all valid), once each."""
+        key = ("valid_sums", index.layout)
+        if key not in self._indices:
+            if index.inside is None:
+                den = self.weights @ np.ones(self.weights.shape[1])
+                n = np.diff(self.weights.indptr).astype(np.float64)
+            else:
+                den = self.weights @ index.inside.astype(np.float64)
+                n = (self.binary @ index.inside.astype(np.float32)).astype(np.float64)
+            self._indices[key] = (den, n)
+        return self._indices[key]
 
     @functools.cached_property
     def total(self) -> np.ndarray:
         """Each polygon's total weight."""
         return np.asarray(self.weights.sum(axis=1)).ravel()
+
+    def cell_index(self, layer: Layer) -> CellIndex:
+        """Where the used cells are in ``layer``'s stored blocks (built once per layout)."""
+        key = layer.layout
+        if key not in self._indices:
+            rows, cols = self.rows_cols()
+            rows += self.window.r0  # in place: grid rows and columns
+            cols += self.window.c0
+            self._indices[key] = layer.cell_index(rows, cols)
+        return self._indices[key]
+
+    def __getstate__(self) -> dict:
+        # ship the weights only (workers build their own indices; base derives from weights)
+        state = dict(self.__dict__)
+        for derived in ("base", "binary", "total"):
+            state.pop(derived, None)
+        state["_indices"] = {}
+        return state
 
 
 class CoverageCache:
@@ -254,15 +306,15 @@ class CoverageCache:
         try:
             with np.load(path) as z:
                 n, k = (int(v) for v in z["shape"])
-                base = sp.csr_matrix((z["base"], z["indices"], z["indptr"]), shape=(n, k))
                 weights = sp.csr_matrix((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
                 r0, r1, c0, c1 = (int(v) for v in z["window"])
+                mode = str(z["mode"])
                 plan = CoveragePlan(
                     window=Window(grid, r0, r1, c0, c1),
                     cells=z["cells"],
                     weights=weights,
-                    base=base,
-                    mode=str(z["mode"]),
+                    mode=mode,
+                    row_area=z["row_area"] if mode == "area" else None,
                 )
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             warnings.warn(
@@ -281,16 +333,17 @@ class CoverageCache:
         path = self._path(key)
         tmp = path.with_suffix(".tmp.npz")
         w = plan.window
+        extra = {} if plan.row_area is None else {"row_area": plan.row_area}
         np.savez(
             tmp,
-            shape=np.array(plan.base.shape),
-            indices=plan.base.indices,
-            indptr=plan.base.indptr,
-            base=plan.base.data,
+            shape=np.array(plan.weights.shape),
+            indices=plan.weights.indices,
+            indptr=plan.weights.indptr,
             weights=plan.weights.data,
             cells=plan.cells,
             window=np.array([w.r0, w.r1, w.c0, w.c1]),
             mode=np.array(plan.mode),
+            **extra,
         )
         os.replace(tmp, path)
 
@@ -414,8 +467,8 @@ def _build_plan(geoms: np.ndarray, grid: Grid, *, weights: str, progress: bool) 
     )
     idx = np.flatnonzero(present)
     counts = np.zeros(n, dtype=np.int64)
-    cell_idx: list[np.ndarray] = []
-    cov: list[np.ndarray] = []
+    ci = np.zeros(0, np.int32)
+    cv = np.zeros(0)
     if idx.size:
         res = exact_extract(
             src,
@@ -424,46 +477,58 @@ def _build_plan(geoms: np.ndarray, grid: Grid, *, weights: str, progress: bool) 
             output="pandas",
             progress=progress,
         )
-        for k, (cid, c) in enumerate(zip(res["cell_id"], res["coverage"], strict=True)):
-            cid = np.asarray(cid, dtype=np.int64)
-            c = np.asarray(c, dtype=np.float64)
-            keep = c > 0
-            counts[idx[k]] = int(keep.sum())
-            cell_idx.append(cid[keep])
-            cov.append(c[keep])
-    pi = np.repeat(np.arange(n, dtype=np.int64), counts)  # polygon of each pair, in order
-    ci = np.concatenate(cell_idx) if cell_idx else np.zeros(0, np.int64)
-    cv = np.concatenate(cov) if cov else np.zeros(0)
+        cell_ids, coverages = list(res["cell_id"]), list(res["coverage"])
+        del res
+        counts[idx] = [len(c) for c in coverages]
+        # copy into one int32 (a window has < 2**31 cells) and one float64 array, freeing
+        # exactextract's per-polygon arrays as we go (peak: one copy of the pairs, not two)
+        ci = np.empty(int(counts.sum()), dtype=np.int32)
+        cv = np.empty(ci.size, dtype=np.float64)
+        at = 0
+        for k in range(len(coverages)):
+            m = len(coverages[k])
+            ci[at : at + m] = cell_ids[k]
+            cv[at : at + m] = coverages[k]
+            cell_ids[k] = coverages[k] = None
+            at += m
+        del cell_ids, coverages
+        if (cv <= 0).any():  # keep only covered cells
+            pi = np.repeat(np.arange(n, dtype=np.int64), counts)
+            keep = cv > 0
+            counts = np.bincount(pi[keep], minlength=n)
+            ci, cv = ci[keep], cv[keep]
+            del pi, keep
     if weights == "centroid":
+        pi = np.repeat(np.arange(n, dtype=np.int64), counts)  # polygon of each pair, in order
         cv = _centroid_weights(geoms, pi, ci, cv, window)
         keep = cv > 0
-        pi, ci, cv = pi[keep], ci[keep], cv[keep]
+        counts = np.bincount(pi[keep], minlength=n)
+        ci, cv = ci[keep], cv[keep]
+        del pi, keep
     # compress the columns to the cells in use (O(n), no sort)
     if nrow * ncol <= 64_000_000:
-        used = np.zeros(nrow * ncol, dtype=bool)
-        used[ci] = True
-        cells = np.flatnonzero(used)
-        del used
-        col_of = np.zeros(nrow * ncol if cells.size else 0, dtype=np.int32)
-        col_of[cells] = np.arange(cells.size)
+        col_of = np.zeros(nrow * ncol, dtype=np.int32)
+        col_of[ci] = 1
+        cells = np.flatnonzero(col_of).astype(np.int32)
+        col_of[cells] = np.arange(cells.size, dtype=np.int32)
         col = col_of[ci]
         del col_of
     else:  # a huge (e.g. global 0.01°) window: sort instead of a dense lookup table
         cells, col = np.unique(ci, return_inverse=True)
+        col = col.astype(np.int32)
+    del ci
     # pairs come grouped by polygon in input order: the CSR index pointer is a cumulative count
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pi, minlength=n), out=indptr[1:])
-    base = sp.csr_matrix((cv, col, indptr), shape=(n, cells.size))
+    np.cumsum(counts, out=indptr[1:])
+    row_area = None
     if weights == "area":
-        rows = cells // ncol
         if not grid.is_geographic:
-            scale = np.full(cells.size, _projected_cell_area(grid))
+            row_area = np.full(nrow, _projected_cell_area(grid))
         else:
-            scale = cell_area_km2(window.row_edges(), grid.dx)[rows]
-        w = sp.csr_matrix((cv * scale[col], col, indptr), shape=(n, cells.size))
-    else:
-        w = base
-    return CoveragePlan(window=window, cells=cells, weights=w, base=base, mode=weights)
+            row_area = cell_area_km2(window.row_edges(), grid.dx)
+        cv *= row_area[cells // ncol][col]
+    w = sp.csr_matrix((cv, col, indptr), shape=(n, cells.size))
+    return CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
 
 
 def _centroid_weights(
@@ -503,58 +568,40 @@ def _projected_cell_area(grid: Grid) -> float:
 
 
 # -- per-year reduction ----------------------------------------------------------------------
-def _read_cells(layer: Layer, window: Window, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Values of the used cells (window rows/cols) of ``layer``; NaN outside the raster."""
-    return _Gather(layer.grid, window, rows, cols).read(layer)
-
-
-class _Gather:
-    """Where the used cells of a plan are in a grid (computed once per chunk of years)."""
-
-    def __init__(self, grid: Grid, window: Window, rows: np.ndarray, cols: np.ndarray) -> None:
-        gr = rows + window.r0
-        gc = cols + window.c0
-        self.n = rows.size
-        self.inside = (gr >= 0) & (gr < grid.ny) & (gc >= 0) & (gc < grid.nx)
-        self.all_inside = bool(self.inside.all())
-        self.gr = gr if self.all_inside else gr[self.inside]
-        self.gc = gc if self.all_inside else gc[self.inside]
-
-    def read(self, layer: Layer) -> np.ndarray:
-        if self.gr.size == 0:
-            return np.full(self.n, np.nan)
-        vals = layer.read_cells(self.gr, self.gc)
-        if self.all_inside:
-            return vals
-        out = np.full(self.n, np.nan)
-        out[self.inside] = vals
-        return out
-
-
 def _reduce_years(
     layers: Sequence[Layer], plan: CoveragePlan, pop: dict[int, np.ndarray]
 ) -> list[dict[str, np.ndarray]]:
-    """Weighted sums for each layer: one sparse mat-vec per year (a Dask task runs a chunk)."""
-    rows, cols = plan.rows_cols()
-    binary, total = plan.binary, plan.total
+    """Weighted sums for each layer: one gather of the used cells and sparse mat-vecs per year
+    (a Dask task runs a chunk of years)."""
+    total = plan.total
     out = []
-    gathers: dict[tuple, _Gather] = {}
     for layer in layers:
-        key = layer.grid.key()
-        if key not in gathers:
-            gathers[key] = _Gather(layer.grid, plan.window, rows, cols)
-        v, notes = screen_pm25_values(gathers[key].read(layer), layer)
-        valid = ~np.isnan(v)
-        v0 = np.where(valid, v, 0.0)
-        vf = valid.astype(np.float64)
+        index = plan.cell_index(layer)
+        v, notes = screen_pm25_values(layer.read_indexed(index), layer)
+        invalid = np.isnan(v)
+        # cells outside the grid are missing every year: when they are the only missing ones,
+        # the mask sums are those of the layout (computed once)
+        n_outside = 0 if index.inside is None else index.n - int(index.inside.sum())
+        all_valid = int(invalid.sum()) == n_outside
+        v0 = v  # the values read are ours: zero the missing cells in place
+        if n_outside or not all_valid:
+            v0[invalid] = 0.0
         num = plan.weights @ v0
-        den = plan.weights @ vf
-        res = {"num": num, "den": den, "total": total, "n": binary @ vf, "notes": notes}
         p = pop.get(layer.year)
-        if p is not None:
-            wp = plan.base.multiply(p[None, :]).tocsr()
-            res["pnum"] = wp @ v0
-            res["pden"] = wp @ vf
+        wp = plan.base.multiply(p[None, :]).tocsr() if p is not None else None
+        pnum = wp @ v0 if wp is not None else None
+        del v0, v
+        if all_valid:  # the common case: no mask mat-vecs (same numbers: W @ 1, pair counts)
+            vf = None if index.inside is None else index.inside.astype(np.float64)
+            den, n = plan.valid_sums(index)
+        else:
+            vf = (~invalid).astype(np.float64)
+            den = plan.weights @ vf
+            n = (plan.binary @ (~invalid).astype(np.float32)).astype(np.float64)
+        res = {"num": num, "den": den, "total": total, "n": n, "notes": notes}
+        if wp is not None:
+            res["pnum"] = pnum
+            res["pden"] = wp @ (vf if vf is not None else np.ones(plan.cells.size))
         out.append(res)
     return out
 
