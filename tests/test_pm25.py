@@ -737,3 +737,28 @@ def test_area_plan_base_and_counts_equal_the_coverage_plan(some_cities):
     np.testing.assert_allclose(area.base.toarray(), cov.weights.toarray(), rtol=1e-13, atol=0)
     counts = area.binary @ np.ones(area.cells.size, dtype=np.float32)
     np.testing.assert_array_equal(counts, np.diff(cov.weights.indptr))
+
+
+@pytest.mark.parametrize("nan_inside", [False, True])
+def test_polygon_partly_off_the_grid_equals_the_closed_form(tmp_path, nan_inside):
+    """Cells off the grid are missing: the once-per-layout mask sums (only off-grid cells
+    missing) and the per-year mask mat-vecs (a NaN inside too) both equal the closed form."""
+    lat = np.array([29.5, 28.5])
+    lon = np.array([100.5, 101.5])
+    v = np.array([[10.0, 20.0], [30.0, 40.0]])
+    if nan_inside:
+        v[0, 0] = np.nan
+    path = write_nc(tmp_path / "pm.2020.nc", v, lat, lon, fill=-999.0)
+    # 2 x 2 degrees, the eastern half off the grid (longitudes 102-103 have no cells)
+    with pytest.warns(AggloDataWarning, match="covers only part"):
+        out = zonal_pm25(path, polys(shapely.box(101, 28, 103, 30)), weights="coverage")
+    assert one(out) == pytest.approx((20 + 40) / 2, rel=1e-12)  # column 101.5 only
+    assert one(out, "n_cells") == 2
+    assert one(out, "valid_fraction") == pytest.approx(0.5, rel=1e-12)
+    v[0, 1] = np.nan if nan_inside else v[0, 1]  # a NaN in the polygon's own column
+    path2 = write_nc(tmp_path / "pm2.2020.nc", v, lat, lon, fill=-999.0)
+    with pytest.warns(AggloDataWarning, match="covers only part"):
+        out2 = zonal_pm25(path2, polys(shapely.box(101, 28, 103, 30)), weights="coverage")
+    assert one(out2) == pytest.approx(40.0 if nan_inside else 30.0, rel=1e-12)
+    assert one(out2, "n_cells") == (1 if nan_inside else 2)
+    assert one(out2, "valid_fraction") == pytest.approx(0.25 if nan_inside else 0.5, rel=1e-12)

@@ -314,7 +314,8 @@ class Layer:
                 edges = np.arange(ny - (ny - hi) // height * height, lo, -height)[::-1]
             else:
                 edges = np.arange((lo // height + 1) * height, hi, height)
-            cuts = np.searchsorted(rows, edges[(edges > lo) & (edges < hi)])
+            edges = edges[(edges > lo) & (edges < hi)].astype(rows.dtype)  # no cast of rows
+            cuts = np.searchsorted(rows, edges)
             starts, stops = np.r_[0, cuts], np.r_[cuts, rows.size]
             bands = [
                 (a, b, rows[a:b], cols[a:b])

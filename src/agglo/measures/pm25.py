@@ -218,10 +218,19 @@ class CoveragePlan:
         ones = np.ones(w.nnz, dtype=np.float32)
         return sp.csr_matrix((ones, w.indices, w.indptr), shape=w.shape)
 
-    @functools.cached_property
-    def full_weight(self) -> np.ndarray:
-        """Each polygon's weight on valid cells when every cell is valid (``weights @ 1``)."""
-        return self.weights @ np.ones(self.weights.shape[1])
+    def valid_sums(self, index: CellIndex) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and number of cells of each polygon inside the grid of ``index`` (the
+        ``den`` and ``n`` of a year whose cells inside the grid are all valid), once each."""
+        key = ("valid_sums", index.layout)
+        if key not in self._indices:
+            if index.inside is None:
+                den = self.weights @ np.ones(self.weights.shape[1])
+                n = np.diff(self.weights.indptr).astype(np.float64)
+            else:
+                den = self.weights @ index.inside.astype(np.float64)
+                n = (self.binary @ index.inside.astype(np.float32)).astype(np.float64)
+            self._indices[key] = (den, n)
+        return self._indices[key]
 
     @functools.cached_property
     def total(self) -> np.ndarray:
@@ -241,7 +250,7 @@ class CoveragePlan:
     def __getstate__(self) -> dict:
         # ship the weights only (workers build their own indices; base derives from weights)
         state = dict(self.__dict__)
-        for derived in ("base", "binary", "full_weight", "total"):
+        for derived in ("base", "binary", "total"):
             state.pop(derived, None)
         state["_indices"] = {}
         return state
@@ -567,11 +576,15 @@ def _reduce_years(
     total = plan.total
     out = []
     for layer in layers:
-        v, notes = screen_pm25_values(layer.read_indexed(plan.cell_index(layer)), layer)
+        index = plan.cell_index(layer)
+        v, notes = screen_pm25_values(layer.read_indexed(index), layer)
         invalid = np.isnan(v)
-        all_valid = not invalid.any()
+        # cells outside the grid are missing every year: when they are the only missing ones,
+        # the mask sums are those of the layout (computed once)
+        n_outside = 0 if index.inside is None else index.n - int(index.inside.sum())
+        all_valid = int(invalid.sum()) == n_outside
         v0 = v  # the values read are ours: zero the missing cells in place
-        if not all_valid:
+        if n_outside or not all_valid:
             v0[invalid] = 0.0
         num = plan.weights @ v0
         p = pop.get(layer.year)
@@ -579,9 +592,8 @@ def _reduce_years(
         pnum = wp @ v0 if wp is not None else None
         del v0, v
         if all_valid:  # the common case: no mask mat-vecs (same numbers: W @ 1, pair counts)
-            vf = None
-            den = plan.full_weight
-            n = np.diff(plan.weights.indptr).astype(np.float64)
+            vf = None if index.inside is None else index.inside.astype(np.float64)
+            den, n = plan.valid_sums(index)
         else:
             vf = (~invalid).astype(np.float64)
             den = plan.weights @ vf
@@ -589,7 +601,7 @@ def _reduce_years(
         res = {"num": num, "den": den, "total": total, "n": n, "notes": notes}
         if wp is not None:
             res["pnum"] = pnum
-            res["pden"] = wp @ vf if vf is not None else wp @ np.ones(plan.cells.size)
+            res["pden"] = wp @ (vf if vf is not None else np.ones(plan.cells.size))
         out.append(res)
     return out
 
