@@ -465,7 +465,7 @@ def test_layout_pass_without_rendering_equals_a_rendered_one(tmp_path, monkeypat
 
     def saved(name: str):
         fig = plot.choropleth(g, "v", k=3, labels="name_zh", caption=caption)
-        png, svg = plot.save_figure(fig, tmp_path / name, dpi=100)
+        png, _svg = plot.save_figure(fig, tmp_path / name, dpi=100)
         with Image.open(png) as im:
             return np.asarray(im).copy(), fig.get_size_inches()
 
