@@ -6,6 +6,11 @@ detection, column mapping, name matching, every validation check) and by the pla
 baseline ``read_csv`` + ``melt`` + a name -> adcode ``map`` (no validation). The two tidy
 results are compared value by value; the script ends with a ``BENCH`` line and peak memory.
 
+Results (2026-12-02, this 2-core shared machine, 40 years, 109k values): ``BENCH panel
+agglo_s=1.0116 pandas_s=0.0456 speedup_vs_pandas=0.045``, peak 170 MB (before: agglo 3.90 s;
+the city-scale and robust-outlier plausibility checks now run as one grouped pass each instead
+of a loop over groups). ``--quick`` (27k values): agglo 0.30 s.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_panel.py            # 40 years, ~110k values
