@@ -836,3 +836,45 @@ def test_threaded_eigh_equals_one_call_bit_for_bit():
         w, v = cp._stacked_eigh(h)
     w0, v0 = np.linalg.eigh(h)
     assert np.array_equal(w, w0) and np.array_equal(v, v0)
+
+
+def test_squared_batch_in_scratch_memory_matches_pair_form_and_fresh_calls():
+    """``_squared_batch`` builds its temporaries in reused scratch memory: a batch of mixed
+    problems gives each problem's value and gradient of the pair-vector form
+    (``_squared_objective``), its Hessian matches central differences of that gradient, and
+    calls after other shapes (buffers reused, grown) return the same arrays bit for bit."""
+    from agglo.analysis.coreperiphery import _squared_batch, _squared_objective
+
+    rng = np.random.default_rng(5)
+    for n in (5, 31):
+        iu = np.triu_indices(n, 1)
+        mats = [_gravity_like(n, s) for s in range(4)]
+        acs = [a[iu] - a[iu].mean() for a in mats]
+        nas = np.array([np.sqrt(ac @ ac) for ac in acs])
+        acm = np.zeros((4, n, n))
+        acm[:, iu[0], iu[1]] = acs
+        acm[:, iu[1], iu[0]] = acs
+        x = rng.uniform(0.2, 1.0, (4, n))
+        first = _squared_batch(x, acm, nas, True)
+        _squared_batch(rng.uniform(size=(9, 12)), np.zeros((9, 12, 12)), np.ones(9), True)
+        again = _squared_batch(x, acm, nas, True)
+        for p, q in zip(first, again, strict=True):
+            assert np.array_equal(p, q)
+        assert np.array_equal(_squared_batch(x, acm, nas, False, value_only=True)[0], first[0])
+        f, g, h = first
+        for k in range(4):
+            f0, g0 = _squared_objective(x[k], acs[k], nas[k], iu)
+            assert f[k] == pytest.approx(f0, abs=1e-13)
+            np.testing.assert_allclose(g[k], g0, atol=1e-12)
+            eps = 1e-6
+            fd = np.array(
+                [
+                    (
+                        _squared_objective(x[k] + eps * e, acs[k], nas[k], iu)[1]
+                        - _squared_objective(x[k] - eps * e, acs[k], nas[k], iu)[1]
+                    )
+                    / (2 * eps)
+                    for e in np.eye(n)
+                ]
+            )
+            np.testing.assert_allclose(h[k], fd, atol=1e-6 * np.abs(fd).max())
