@@ -452,6 +452,30 @@ def test_save_figure_matches_savefig_tight(tmp_path):
         t.remove()
 
 
+def test_layout_pass_without_rendering_equals_a_rendered_one(tmp_path, monkeypatch):
+    # _fix_layout measures with drawing switched off; a fully rasterised layout pass (the
+    # reference) must give the same bounding box and the same pixels
+    import contextlib
+
+    from matplotlib.backends.backend_agg import RendererAgg
+    from PIL import Image
+
+    g = toy_cities().assign(v=np.arange(6.0))
+    caption = "Lag score of the cities 城市滞后得分, wrapped. " * 5
+
+    def saved(name: str):
+        fig = plot.choropleth(g, "v", k=3, labels="name_zh", caption=caption)
+        png, _svg = plot.save_figure(fig, tmp_path / name, dpi=100)
+        with Image.open(png) as im:
+            return np.asarray(im).copy(), fig.get_size_inches()
+
+    fast, fast_size = saved("fast")
+    monkeypatch.setattr(RendererAgg, "_draw_disabled", lambda self: contextlib.nullcontext())
+    full, full_size = saved("full")
+    assert fast.shape == full.shape and (fast == full).all()
+    assert (fast_size == full_size).all()
+
+
 # --------------------------------------------------------------------------- maps stage
 def test_maps_stage_draws_every_figure_and_styles_every_layer(tmp_path):
     from agglo.outputs.run import draw_maps

@@ -1196,7 +1196,8 @@ def _fix_layout(fig: Figure, dpi: float):
 
     The layout engine is then switched off (the axes keep their places), so each format is
     drawn once: ``savefig`` with ``bbox_inches="tight"`` and a layout engine draws the figure
-    twice per format, and the text layout (CJK font) dominates the cost of a map.
+    twice per format, and the text layout (CJK font) dominates the cost of a map. The layout
+    pass draws with the renderer's drawing switched off (nothing is rasterised).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -1204,7 +1205,9 @@ def _fix_layout(fig: Figure, dpi: float):
     try:
         fig.dpi = dpi
         renderer = FigureCanvasAgg(fig).get_renderer()
-        fig.draw(renderer)
+        # lay out and measure without rasterising, as savefig(bbox_inches="tight") does itself
+        with renderer._draw_disabled():
+            fig.draw(renderer)
         bbox = fig.get_tightbbox(renderer).padded(matplotlib.rcParams["savefig.pad_inches"])
     finally:
         fig.dpi = old_dpi
