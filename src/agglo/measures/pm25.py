@@ -3,8 +3,11 @@
 The expensive part of zonal statistics is finding, for every polygon, which grid cells it
 covers and by how much. :func:`zonal_pm25` does that once per polygon set and grid (exact
 coverage fractions from ``exactextract``), stores it as a sparse polygons x cells matrix of
-weights, and then each year is one sparse matrix-vector product (with a NaN mask), run on Dask
-(local threads, or a ``dask.distributed`` cluster) for many years.
+weights, and then each year is one gather of the used cells (read in chunk-row bands at the
+file's dtype, at positions computed once per file layout) and one sparse matrix-vector product
+(mask sums only when a year has missing cells). Years run in turn on <= 2 cores (threads there
+only doubled kernel time and memory: NetCDF reads hold a lock), on local Dask threads with more
+cores, or on a ``dask.distributed`` cluster (``scheduler=``).
 
 Weights (``weights=``):
 
