@@ -22,13 +22,17 @@ A B C A B C in one process; peak memory is the process's high-water mark during 
 (``VmHWM``, reset before it). The largest per-city difference from ``shapely_pairs`` (the exact
 clip, one GEOS overlay per line) is printed too.
 
-Results (2026-12-02, 2 cores at load ~18, CPU seconds, best of 2)::
+Results (2026-12-02, quiet machine, after the chord-series geodesic lengths; CPU seconds,
+best of 2)::
 
-    BENCH roads_bundled  agglo_s=5.974 shapely_grouped_s=10.995 speedup_vs_shapely_grouped=1.84
-                         shapely_pairs_s=12.034 speedup_vs_shapely_pairs=2.01 peak_mb_agglo=1222
-    BENCH roads_full_res agglo_s=6.771 shapely_grouped_s=11.196 speedup_vs_shapely_grouped=1.65
-                         shapely_pairs_s=21.326 speedup_vs_shapely_pairs=3.15 peak_mb_agglo=1408
-    agglo vs the exact clip: max per-city difference 2.6e-9 km (relative 1e-14)
+    BENCH roads_bundled  agglo_s=3.756 shapely_grouped_s=10.670 speedup_vs_shapely_grouped=2.84
+                         shapely_pairs_s=12.552 speedup_vs_shapely_pairs=3.34 peak_mb_agglo=1221
+    BENCH roads_full_res agglo_s=4.477 shapely_grouped_s=9.736 speedup_vs_shapely_grouped=2.17
+                         shapely_pairs_s=20.547 speedup_vs_shapely_pairs=4.59 peak_mb_agglo=1421
+    agglo vs the exact clip: max per-city difference 4.6e-9 km (relative 5.5e-14)
+
+Before, the same morning at load ~1 (Karney ``Geod.inv`` for every segment): agglo 5.29 /
+7.18 s, shapely_grouped 8.39 / 9.82 s, shapely_pairs 9.40 / 26.16 s (bundled / full_res).
 
 Usage::
 

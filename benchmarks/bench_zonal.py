@@ -19,7 +19,19 @@ polygons, so it includes the process baseline: interpreter, libraries and the po
   ``--rasterstats-years K`` (default 3 in the full run) it is timed for K years and the
   26-year time is extrapolated linearly (marked ``~``).
 
-Results (2026-12-02, 2 cores shared with several other jobs: load 5-8, so wall times are
+Results (2026-12-02, quiet machine, load < 1; same flags; wall seconds)::
+
+    BENCH zonal_full_1yr agglo_s=3.56 exactextract_s=8.52 speedup_vs_exactextract=2.39
+          peak_mb_agglo=783 peak_mb_exactextract=435
+    BENCH zonal_full_1yr_cached agglo_s=1.28 exactextract_s=8.52 speedup_vs_exactextract=6.67
+          peak_mb_agglo=719
+    BENCH zonal_full_26yr agglo_s=11.12 exactextract_list_s=29.23
+          speedup_vs_exactextract_list=2.63 peak_mb_agglo=914 peak_mb_exactextract_list=3395
+
+The 1-year ratio depends on load (3.55x below at load 5-8, 2.39x quiet): agglo's plan itself
+runs exactextract's coverage step (~1.4 s), which bounds the first-run ratio.
+
+Earlier the same day, 2 cores shared with several other jobs: load 5-8, so wall times are
 inflated ~2.4x: exactextract took 19.3 s for 1 year here vs 8.0 s on the issue's quiet run;
 run with ``--rasters-dir --no-rasterstats --no-exactextract-loop``)::
 
