@@ -792,28 +792,36 @@ def test_covering_union_leaves_out_covered_pieces_only():
     assert shapely.equals(_covering_union(None, [first]), shapely.union_all(first))
 
 
-def test_union_topology_failure_retries_with_snap_rounding_and_warns(monkeypatch):
-    """A GEOS TopologyException in the floating overlay is not a crash: the pieces are united
-    again with snap rounding on a 1 mm grid, with a visible warning; the area stays within
-    perimeter x 1 mm of the exact union."""
+def test_union_topology_failure_repairs_pieces_and_warns(monkeypatch):
+    """A GEOS TopologyException is not a crash: invalid pieces (a bow-tie sweep) are repaired and
+    united again, exactly if possible, else on a 1 mm snap-rounding grid, with a visible warning;
+    the area is the union of the repaired pieces (within perimeter x 1 mm when snapped)."""
     from agglo.analysis.metro import catchment
     from agglo.errors import AggloDataWarning
 
     rng = np.random.default_rng(5)
-    pieces = shapely.buffer(shapely.points(rng.uniform(0, 5000, (40, 2))), 400.0)
-    exact = shapely.union_all(pieces)
+    discs = shapely.buffer(shapely.points(rng.uniform(0, 5000, (40, 2))), 400.0)
+    bowtie = shapely.Polygon([(6000, 0), (7000, 1000), (7000, 0), (6000, 1000)])
+    pieces = np.append(discs, bowtie)
+    exact = shapely.union_all([*discs, shapely.make_valid(bowtie, method="structure")])
     real = shapely.union_all
+    fail = {"floating": 2}
 
-    def floating_fails(geoms, grid_size=None, **kw):
-        if grid_size is None:
+    def overlay_fails(geoms, grid_size=None, **kw):
+        if grid_size is None and fail["floating"]:
+            fail["floating"] -= 1
             raise shapely.errors.GEOSException("TopologyException: unable to assign free hole")
         return real(geoms, grid_size=grid_size, **kw)
 
-    monkeypatch.setattr(shapely, "union_all", floating_fails)
-    with pytest.warns(AggloDataWarning, match=r"40 pieces .* snap rounding on a 1 mm grid"):
-        got = catchment._union_all(pieces)
-    assert abs(got.area - exact.area) < exact.length * 1e-3
-    assert shapely.hausdorff_distance(got, exact) < 2e-3  # vertices snapped by <= 0.71 mm
+    monkeypatch.setattr(shapely, "union_all", overlay_fails)
+    with pytest.warns(AggloDataWarning, match=r"41 pieces .* repaired 1 invalid .* 1 mm grid"):
+        snapped = catchment._union_all(pieces)
+    assert abs(snapped.area - exact.area) < exact.length * 1e-3
+    assert shapely.hausdorff_distance(snapped, exact) < 2e-3  # vertices snapped by <= 0.71 mm
+    fail["floating"] = 1  # only the first overlay fails: the repaired pieces unite exactly
+    with pytest.warns(AggloDataWarning, match=r"repaired 1 invalid piece\(s\) .* exactly"):
+        repaired = catchment._union_all(pieces)
+    assert shapely.equals(repaired, exact)
 
 
 def test_cells_polygon_coverage_union_equals_union_all():

@@ -317,21 +317,33 @@ _SNAP_GRID_M = 1e-3
 
 
 def _union_all(pieces: np.ndarray) -> shapely.Geometry:
-    """``shapely.union_all(pieces)``; if GEOS's floating overlay fails (a TopologyException on
-    nearly coincident edges), warn and unite them with snap rounding on a 1 mm grid, which
-    GEOS guarantees to succeed (each vertex moves < 1 mm: the area changes by less than
-    perimeter x 1 mm)."""
+    """``shapely.union_all(pieces)``, and if GEOS's overlay fails, a repaired union with a warning.
+
+    A TopologyException ("unable to assign free hole to a shell") comes from pieces that are not
+    valid polygons (a tapered edge sweep folding over itself) or from nearly coincident edges.
+    The retry repairs the invalid pieces (``make_valid(method="structure")``: the polygonal area
+    they enclose) and unites again, on a 1 mm snap-rounding grid if the floating overlay still
+    fails (vertices move < 1 mm: the area changes by less than perimeter x 1 mm).
+    """
     try:
         return shapely.union_all(pieces)
     except shapely.errors.GEOSException as exc:
+        invalid = ~shapely.is_valid(pieces)
+        fixed = pieces.copy()
+        fixed[invalid] = shapely.make_valid(pieces[invalid], method="structure")
+        try:
+            union, how = shapely.union_all(fixed), "exactly"
+        except shapely.errors.GEOSException:
+            union = shapely.union_all(fixed, grid_size=_SNAP_GRID_M)
+            how = f"with snap rounding on a {_SNAP_GRID_M * 1000:g} mm grid"
         warnings.warn(
-            f"GEOS could not unite the {len(pieces)} pieces of a travel-time catchment exactly "
-            f"({exc}); united them with snap rounding on a {_SNAP_GRID_M * 1000:g} mm grid "
-            "instead (the area changes by less than the perimeter x 1 mm).",
+            f"GEOS could not unite the {len(pieces)} pieces of a travel-time catchment ({exc}); "
+            f"repaired {int(invalid.sum())} invalid piece(s) (self-intersecting edge sweeps) and "
+            f"united them {how}.",
             AggloDataWarning,
             stacklevel=2,
         )
-        return shapely.union_all(pieces, grid_size=_SNAP_GRID_M)
+        return union
 
 
 def _network_polygon(
