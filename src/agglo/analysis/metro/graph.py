@@ -208,13 +208,8 @@ def _distinct_points(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.n
     lon_bits, lat_bits = lon.view(np.int64), lat.view(np.int64)
     key = lon_bits * np.int64(-7046029254386353131)  # odd 64-bit multiplier, wraps
     key += lat_bits
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
+    order, new = _stable_groups(key)
     del key
-    new = np.empty(len(order), dtype=bool)
-    new[0] = True
-    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
-    del sorted_key
     first_by_key = order[new]  # stable sort: the first vertex of each distinct hash
     by_first = np.argsort(first_by_key)
     first = first_by_key[by_first]
@@ -234,6 +229,16 @@ def _distinct_points(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.n
         code, _ = pd.factorize(lon + 1j * lat)  # a 64-bit hash collision
         first = _first_positions(code)
     return code, first
+
+
+def _stable_groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort order of ``key`` and, in that order, where each run of equal keys starts."""
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    new = np.empty(len(order), dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
+    return order, new
 
 
 def _snap_nodes(lon: np.ndarray, lat: np.ndarray, snap_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -256,13 +261,8 @@ def _snap_nodes(lon: np.ndarray, lat: np.ndarray, snap_m: float) -> tuple[np.nda
     ky -= ky.min()
     cell = kx * (int(ky.max()) + 1) + ky  # ordered as (kx, ky)
     del kx, ky
-    order = np.argsort(cell, kind="stable")
-    sorted_cell = cell[order]
+    order, new_node = _stable_groups(cell)
     del cell
-    new_node = np.empty(len(order), dtype=bool)
-    new_node[0] = True
-    np.not_equal(sorted_cell[1:], sorted_cell[:-1], out=new_node[1:])
-    del sorted_cell
     node_of_xy = np.empty(len(order), dtype=_index_dtype(len(order)))
     node_of_xy[order] = np.cumsum(new_node) - 1
     # distinct coordinates are numbered by first appearance and the sort is stable, so the
