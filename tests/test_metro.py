@@ -697,13 +697,25 @@ def test_nearest_source_equals_networkx_per_source_minimum():
 # ---------------------------------------------------------------- pruned union (fast path)
 
 
+def _assert_pruned_equals_union_all(args: tuple) -> None:
+    """The pruned catchment polygon of ``_network_polygon(*args)`` against the plain union_all
+    of every piece: areas to 1e-12, symmetric difference below 1e-12 of the area."""
+    from agglo.analysis.metro.catchment import _network_polygon
+
+    fast = _network_polygon(*args)
+    exact = _network_polygon(*args, prune=False)
+    assert exact.area > 0
+    assert fast.area == pytest.approx(exact.area, rel=1e-12)
+    assert shapely.symmetric_difference(fast, exact).area <= 1e-12 * exact.area
+    assert fast.geom_type == exact.geom_type
+
+
 @pytest.mark.parametrize(("limit", "access", "quad_segs"), [(20.0, 15.0, 8), (9.0, 5.0, 4)])
 def test_pruned_catchment_union_equals_union_all(limit, access, quad_segs):
     """The pruned union (pieces deep inside dropped, the rest unioned with certified cells) is
     the same point set as shapely.union_all of every piece: only the rounding of computed
     crossing points may differ, so areas agree to 1e-12 and the symmetric difference is below
     1e-12 of the area (observed: ~1e-15)."""
-    from agglo.analysis.metro.catchment import _network_polygon
     from agglo.analysis.metro.routing import _multi_dijkstra, _snap
 
     roads = grid_network(n=41, step=0.002)
@@ -713,12 +725,7 @@ def test_pruned_catchment_union_equals_union_all(limit, access, quad_segs):
     dist, _ = _multi_dijkstra(g, [np.arange(2)], snapped, limit)
     mpm = access * 1000 / 60
     args = (g, dist[0], limit, mpm, snapped.lon, snapped.lat, quad_segs)
-    fast = _network_polygon(*args)
-    exact = _network_polygon(*args, prune=False)
-    assert exact.area > 0
-    assert fast.area == pytest.approx(exact.area, rel=1e-12)
-    assert shapely.symmetric_difference(fast, exact).area <= 1e-12 * exact.area
-    assert fast.geom_type == exact.geom_type
+    _assert_pruned_equals_union_all(args)
 
 
 def test_pruned_union_drops_inner_pieces_keeps_outliers():
@@ -759,7 +766,6 @@ def test_covering_union_equals_union_all_on_bundled_roads(bundled_graph, limit):
     shapely.union_all of every piece: areas agree to 1e-12 relative and the symmetric
     difference is below 1e-12 of the area (observed on all 44 unions of ``agglo run``:
     <= 3.5e-15). The 1e-9 run-output tolerance is far above that."""
-    from agglo.analysis.metro.catchment import _network_polygon
     from agglo.analysis.metro.routing import _multi_dijkstra, _snap
 
     g = bundled_graph
@@ -767,12 +773,7 @@ def test_covering_union_equals_union_all_on_bundled_roads(bundled_graph, limit):
     dist, _ = _multi_dijkstra(g, [np.arange(1)], snapped, 60.0)
     d = np.where(dist[0] <= limit, dist[0], np.inf)
     args = (g, d, limit, 15.0 * 1000 / 60, snapped.lon, snapped.lat, 8)
-    fast = _network_polygon(*args)
-    exact = _network_polygon(*args, prune=False)
-    assert exact.area > 0
-    assert fast.area == pytest.approx(exact.area, rel=1e-12)
-    assert shapely.symmetric_difference(fast, exact).area <= 1e-12 * exact.area
-    assert fast.geom_type == exact.geom_type
+    _assert_pruned_equals_union_all(args)
 
 
 def test_covering_union_leaves_out_covered_pieces_only():
