@@ -79,3 +79,13 @@ def test_wait_any_returns_the_first_finished():
     finally:
         slow.kill()
     assert not slow.process.is_alive()
+
+
+def test_ctrl_c_is_the_parents_a_child_ignores_it():
+    import signal
+    import time
+
+    call = ForkedCall.start(time.sleep, 1.0)
+    time.sleep(0.3)
+    os.kill(call.process.pid, signal.SIGINT)
+    assert call.result() is None  # the child slept on; the parent decides what to stop

@@ -11,7 +11,9 @@ there, in order, when it finishes:
   their category, message, file and line;
 - log records are collected in the child and handled by the parent's loggers;
 - an exception is raised again in the parent (with the child's traceback as its cause when it
-  pickles, else as a :class:`ForkedError` holding the traceback text).
+  pickles, else as a :class:`ForkedError` holding the traceback text);
+- Ctrl-C is handled by the parent alone (the children ignore SIGINT), which stops the children
+  still running.
 
 Forking is used only where it is safe and available: Linux (macOS's system libraries are not
 fork-safe), the ``fork`` start method present. :func:`fork_available` says so.
@@ -24,6 +26,7 @@ import logging.handlers
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import traceback
 import warnings
@@ -98,6 +101,9 @@ def _collect_records() -> _Collect:
 
 
 def _child(fn: Callable[..., Any], args: tuple, kwargs: dict, conn: Connection) -> None:
+    # Ctrl-C is the parent's to handle: it stops the children (SIGINT was blocked at the fork)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     collect = _collect_records()
     with warnings.catch_warnings(record=True) as caught:
         try:
@@ -141,7 +147,11 @@ class ForkedCall:
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_child, args=(fn, args, kwargs, send), daemon=True)
-        proc.start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         send.close()
         return cls(proc, recv, name)
 
