@@ -241,6 +241,49 @@ class CellIndex:
     bands: tuple[_Band, ...]
     layout: tuple
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The index as plain arrays (for an on-disk cache; :meth:`from_arrays` inverts it).
+
+        Examples
+        --------
+        >>> g = Grid(west=0, north=2, dx=1, dy=1, nx=3, ny=2)
+        >>> idx = Layer(2020, "xarray", g).cell_index(np.array([0, 1]), np.array([2, 5]))
+        >>> back = CellIndex.from_arrays(idx.to_arrays(), idx.layout)
+        >>> back.n, back.inside.tolist(), back.bands[0].flat.tolist()
+        (2, [True, False], [0])
+        """
+        table = np.array(
+            [
+                [b.rows.start, b.rows.stop, b.cols.start, b.cols.stop, b.start, b.stop]
+                for b in self.bands
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 6)
+        wide = any(b.flat.dtype == np.int64 for b in self.bands)
+        flat = (
+            np.concatenate([b.flat for b in self.bands]).astype(
+                np.int64 if wide else np.int32, copy=False
+            )
+            if self.bands
+            else np.zeros(0, np.int32)
+        )
+        out = {"n_cells": np.array([self.n], dtype=np.int64), "bands": table, "flat": flat}
+        if self.inside is not None:
+            out["inside"] = self.inside
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], layout: tuple) -> CellIndex:
+        """The index stored by :meth:`to_arrays` (for ``layout``)."""
+        flat = arrays["flat"]
+        bands, at = [], 0
+        for r0, r1, c0, c1, a, b in arrays["bands"].tolist():
+            bands.append(_Band(slice(r0, r1), slice(c0, c1), a, b, flat[at : at + b - a]))
+            at += b - a
+        if at != flat.size:
+            raise ValueError("cell index: band table and positions disagree")
+        return cls(int(arrays["n_cells"][0]), arrays.get("inside"), tuple(bands), layout)
+
 
 @dataclass(frozen=True)
 class Layer:

@@ -29,14 +29,18 @@ The weights are coverage fraction x persons of the cell.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import math
+import operator
 import os
+import struct
 import warnings
-import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +196,8 @@ class CoveragePlan:
     mode: str
     row_area: np.ndarray | None = None
     _indices: dict = field(default_factory=dict, repr=False, compare=False)
+    #: (CoverageCache, key) the plan was read from or stored in: read positions go there too
+    _cache: Any = field(default=None, repr=False, compare=False)
 
     @property
     def n_polygons(self) -> int:
@@ -243,12 +249,23 @@ class CoveragePlan:
     def cell_index(self, layer: Layer) -> CellIndex:
         """Where the used cells are in ``layer``'s stored blocks (built once per layout)."""
         key = layer.layout
-        if key not in self._indices:
+        if key in self._indices:
+            return self._indices[key]
+        stored = None
+        if self._cache is not None:
+            cache, entry = self._cache
+            stored = cache.load_index(entry, key, self.cells.size)
+        if stored is not None:
+            index, self._indices[("valid_sums", key)] = stored
+        else:
             rows, cols = self.rows_cols()
             rows += self.window.r0  # in place: grid rows and columns
             cols += self.window.c0
-            self._indices[key] = layer.cell_index(rows, cols)
-        return self._indices[key]
+            index = layer.cell_index(rows, cols)
+            if self._cache is not None:
+                cache.save_index(entry, index, self.valid_sums(index))
+        self._indices[key] = index
+        return index
 
     def __getstate__(self) -> dict:
         # ship the weights only (workers build their own indices; base derives from weights)
@@ -256,6 +273,7 @@ class CoveragePlan:
         for derived in ("base", "binary", "total"):
             state.pop(derived, None)
         state["_indices"] = {}
+        state["_cache"] = None
         return state
 
 
@@ -267,8 +285,18 @@ class CoverageCache:
     second run on the same polygons and grid reads the sparse weights from disk instead of
     computing coverage again. The key is a SHA-1 of the polygons' WKB (in order), the grid's
     identity (:meth:`Grid.key`: origin, cell size, shape, CRS) and the weights mode, so any
-    change to a vertex, the order, the grid or the mode is a different entry. Entries are
-    ``.npz`` files written atomically; delete the folder to clear it.
+    change to a vertex, the order, the grid or the mode is a different entry.
+
+    Besides the plan (``coverage-<key>.plan``) the folder holds, per file layout, where the
+    plan's cells sit in the stored blocks and the mask sums of the cells inside the grid
+    (``coverage-<key>-<layout>.index``, see :meth:`Layer.cell_index`), and an empty
+    ``validated-<digest>`` marker for polygon sets that :func:`zonal_pm25` found valid (a
+    second run on the very same polygons skips the validity check; invalid ones get no
+    marker, so they are reported every run). Entries are raw arrays with a JSON header and a
+    CRC-32 per array (no zip), format :attr:`FORMAT`, written atomically (a temporary file
+    renamed into place). An entry of another format (the unversioned ``.npz`` of earlier
+    releases, or another version) is computed again and replaced, with a log line. Delete the
+    folder to clear it.
 
     Parameters
     ----------
@@ -283,43 +311,140 @@ class CoverageCache:
     >>> polys = gpd.GeoSeries([shapely.box(100.5, 28, 101, 30)], crs=4326)
     >>> a = coverage_plan(polys, g, weights="coverage", cache=cache)
     >>> b = coverage_plan(polys, g, weights="coverage", cache=cache)  # read from disk
-    >>> b.base.toarray().round(2).tolist(), len(list(cache.folder.glob("*.npz")))
+    >>> b.base.toarray().round(2).tolist(), len(list(cache.folder.glob("*.plan")))
     ([[0.5, 0.5]], 1)
     """
+
+    #: version of the entries' layout; entries of another version are recomputed
+    FORMAT: ClassVar[int] = 2
+    _MAGIC: ClassVar[bytes] = b"AGGLOCOV"
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
 
     @staticmethod
-    def key(geoms: np.ndarray, grid: Grid, weights: str) -> str:
+    def polygons_digest(wkb: np.ndarray) -> Any:
+        """SHA-1 state over the polygons' WKB (``shapely.to_wkb``; None for a missing one)."""
         digest = hashlib.sha1()
-        for w in shapely.to_wkb(geoms):  # one vectorised call; None stays None
+        for w in wkb:
             digest.update(b"\x00" if w is None else w)
+        return digest
+
+    @staticmethod
+    def key(geoms: np.ndarray, grid: Grid, weights: str, *, digest: Any = None) -> str:
+        """Key of ``geoms`` on ``grid`` in ``weights`` mode (``digest``: the precomputed
+        :meth:`polygons_digest` of ``geoms``, which is then not hashed again)."""
+        if digest is None:
+            digest = CoverageCache.polygons_digest(shapely.to_wkb(geoms))
+        digest = digest.copy()
         digest.update(repr((grid.key(), weights)).encode())
         return digest.hexdigest()
 
     def _path(self, key: str) -> Path:
-        return self.folder / f"coverage-{key}.npz"
+        return self.folder / f"coverage-{key}.plan"
 
+    def _index_path(self, key: str, layout: tuple) -> Path:
+        return (
+            self.folder
+            / f"coverage-{key}-{hashlib.sha1(repr(layout).encode()).hexdigest()[:16]}.index"
+        )
+
+    # -- validity markers ---------------------------------------------------------------------
+    def _marker(self, digest: Any) -> Path:
+        # the check's outcome also depends on GEOS and on this format's rules
+        tag = hashlib.sha1(
+            f"{digest.hexdigest()} {shapely.geos_version_string} {self.FORMAT}".encode()
+        ).hexdigest()
+        return self.folder / f"validated-{tag}"
+
+    def is_validated(self, digest: Any) -> bool:
+        """Whether polygons of this :meth:`polygons_digest` were all found valid before."""
+        return self._marker(digest).exists()
+
+    def mark_validated(self, digest: Any) -> None:
+        """Record that polygons of this :meth:`polygons_digest` are all valid."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._marker(digest).touch()
+
+    # -- raw array files ----------------------------------------------------------------------
+    def _write(self, path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        table, offset = [], 0
+        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        for name, a in arrays.items():
+            crc = zlib.crc32(memoryview(a).cast("B")) if a.nbytes else 0
+            table.append([name, a.dtype.str, list(a.shape), offset, a.nbytes, crc])
+            offset += -(-a.nbytes // 64) * 64
+        head = json.dumps({"format": self.FORMAT, "meta": meta, "arrays": table}).encode()
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(self._MAGIC + struct.pack("<Q", len(head)) + head)
+            base = -(-f.tell() // 64) * 64
+            for (_, _, _, off, _, _), a in zip(table, arrays.values(), strict=True):
+                f.seek(base + off)
+                f.write(memoryview(a).cast("B"))
+        os.replace(tmp, path)
+
+    def _read(self, path: Path) -> tuple[dict, dict[str, np.ndarray]] | None:
+        """(meta, arrays) of an entry, None when it has another format (logged); raises
+        ValueError/OSError when it is damaged."""
+        with open(path, "rb") as f:
+            magic = f.read(len(self._MAGIC))
+            if magic != self._MAGIC:
+                raise ValueError("not a coverage cache entry")
+            (n,) = struct.unpack("<Q", f.read(8))
+            head = json.loads(f.read(n))
+            if head.get("format") != self.FORMAT:
+                log.info(
+                    "coverage cache entry %s has format %s, not %s: computing it again",
+                    path,
+                    head.get("format"),
+                    self.FORMAT,
+                )
+                return None
+            base = -(-(len(self._MAGIC) + 8 + n) // 64) * 64
+            arrays = {}
+            for name, dtype, shape, off, nbytes, crc in head["arrays"]:
+                a = np.empty(shape, dtype=np.dtype(dtype))
+                f.seek(base + off)
+                buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
+                if nbytes and (f.readinto(buf) != nbytes or zlib.crc32(buf) != crc):
+                    raise ValueError(f"array {name} is truncated or damaged")
+                arrays[name] = a
+        return head["meta"], arrays
+
+    # -- plans --------------------------------------------------------------------------------
     def load(self, key: str, grid: Grid) -> CoveragePlan | None:
-        """The stored plan of ``key`` on ``grid``, or None when absent or unreadable."""
+        """The stored plan of ``key`` on ``grid``, or None when absent, of another format or
+        unreadable (warned)."""
         path = self._path(key)
         if not path.exists():
+            old = self.folder / f"coverage-{key}.npz"
+            if old.exists():
+                log.info(
+                    "coverage cache entry %s has the old format (no version): computing "
+                    "coverage again and replacing it",
+                    old,
+                )
             return None
         try:
-            with np.load(path) as z:
-                n, k = (int(v) for v in z["shape"])
-                weights = sp.csr_matrix((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
-                r0, r1, c0, c1 = (int(v) for v in z["window"])
-                mode = str(z["mode"])
-                plan = CoveragePlan(
-                    window=Window(grid, r0, r1, c0, c1),
-                    cells=z["cells"],
-                    weights=weights,
-                    mode=mode,
-                    row_area=z["row_area"] if mode == "area" else None,
-                )
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            got = self._read(path)
+            if got is None:
+                return None
+            meta, z = got
+            n, k = meta["shape"]
+            weights = sp.csr_matrix((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
+            r0, r1, c0, c1 = meta["window"]
+            mode = str(meta["mode"])
+            plan = CoveragePlan(
+                window=Window(grid, r0, r1, c0, c1),
+                cells=z["cells"],
+                weights=weights,
+                mode=mode,
+                row_area=z["row_area"] if mode == "area" else None,
+            )
+            plan.__dict__["total"] = z["total"]
+        except (OSError, ValueError, KeyError, TypeError, EOFError, struct.error) as exc:
             warnings.warn(
                 f"coverage cache entry {path} is unreadable ({exc}); computing coverage again "
                 "and replacing it.",
@@ -327,28 +452,63 @@ class CoverageCache:
                 stacklevel=3,
             )
             return None
+        plan._cache = (self, key)
         log.info("coverage plan read from the cache %s", path)
         return plan
 
     def save(self, key: str, plan: CoveragePlan) -> None:
         """Store ``plan`` under ``key`` (atomically: a temporary file renamed into place)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(key)
-        tmp = path.with_suffix(".tmp.npz")
         w = plan.window
-        extra = {} if plan.row_area is None else {"row_area": plan.row_area}
-        np.savez(
-            tmp,
-            shape=np.array(plan.weights.shape),
-            indices=plan.weights.indices,
-            indptr=plan.weights.indptr,
-            weights=plan.weights.data,
-            cells=plan.cells,
-            window=np.array([w.r0, w.r1, w.c0, w.c1]),
-            mode=np.array(plan.mode),
-            **extra,
-        )
-        os.replace(tmp, path)
+        arrays = {
+            "indices": plan.weights.indices,
+            "indptr": plan.weights.indptr,
+            "weights": plan.weights.data,
+            "cells": plan.cells,
+            "total": plan.total,
+        }
+        if plan.row_area is not None:
+            arrays["row_area"] = plan.row_area
+        meta = {
+            "shape": [int(v) for v in plan.weights.shape],
+            "window": [w.r0, w.r1, w.c0, w.c1],
+            "mode": plan.mode,
+        }
+        self._write(self._path(key), meta, arrays)
+        with contextlib.suppress(OSError):  # an old-format entry of this key is replaced
+            (self.folder / f"coverage-{key}.npz").unlink(missing_ok=True)
+        plan._cache = (self, key)
+
+    # -- read positions -----------------------------------------------------------------------
+    def load_index(self, key: str, layout: tuple, n_cells: int) -> tuple[CellIndex, tuple] | None:
+        """The stored cell index (of a plan of ``n_cells`` cells) and the weight and cell
+        count of each polygon inside the grid (:meth:`CoveragePlan.valid_sums`) on
+        ``layout``, or None."""
+        path = self._index_path(key, layout)
+        if not path.exists():
+            return None
+        try:
+            got = self._read(path)
+            if got is None:
+                return None
+            meta, z = got
+            if meta["layout"] != repr(layout):
+                return None
+            index = CellIndex.from_arrays(z, layout)
+            sums = (z["valid_den"], z["valid_n"])
+            if index.n != n_cells or sums[0].shape != sums[1].shape:
+                raise ValueError("its cells are not the plan's")
+        except (OSError, ValueError, KeyError, TypeError, EOFError, struct.error) as exc:
+            warnings.warn(
+                f"coverage cache entry {path} is unreadable ({exc}); computing it again.",
+                PM25Warning,
+                stacklevel=3,
+            )
+            return None
+        return index, sums
+
+    def save_index(self, key: str, index: CellIndex, sums: tuple) -> None:
+        arrays = {**index.to_arrays(), "valid_den": sums[0], "valid_n": sums[1]}
+        self._write(self._index_path(key, index.layout), {"layout": repr(index.layout)}, arrays)
 
 
 def coverage_plan(
@@ -391,16 +551,35 @@ def coverage_plan(
     if problem := choice_problem("weights", weights, WEIGHTS):
         raise AggloInputError(problem)
     geoms = np.asarray(polygons.values, dtype=object)
-    key = CoverageCache.key(geoms, grid, weights) if cache is not None else ""
-    if cache is not None and (plan := cache.load(key, grid)) is not None:
-        return plan
-    plan = _build_plan(geoms, grid, weights=weights, progress=progress)
+    return _coverage_plan(geoms, grid, weights=weights, progress=progress, cache=cache)
+
+
+def _coverage_plan(
+    geoms: np.ndarray,
+    grid: Grid,
+    *,
+    weights: str,
+    progress: bool,
+    cache: CoverageCache | None,
+    wkb: np.ndarray | None = None,
+    digest: Any = None,
+) -> CoveragePlan:
+    """:func:`coverage_plan` given the polygons' WKB and its digest when known (computed
+    once per run: they key the cache and feed exactextract)."""
+    if cache is not None:
+        if digest is None:
+            wkb = shapely.to_wkb(geoms) if wkb is None else wkb
+            digest = CoverageCache.polygons_digest(wkb)
+        key = CoverageCache.key(geoms, grid, weights, digest=digest)
+        if (plan := cache.load(key, grid)) is not None:
+            return plan
+    plan = _build_plan(geoms, grid, weights=weights, progress=progress, wkb=wkb)
     if cache is not None:
         cache.save(key, plan)
     return plan
 
 
-def _wkb_source(geoms: np.ndarray, srs_wkt: str) -> Any:
+def _wkb_source(geoms: np.ndarray, srs_wkt: str, wkb: np.ndarray | None = None) -> Any:
     """An exactextract feature source handing over WKB directly.
 
     exactextract's GeoPandas source serialises every geometry to GeoJSON text through Python
@@ -430,7 +609,7 @@ def _wkb_source(geoms: np.ndarray, srs_wkt: str) -> Any:
     class _WKBSource(FeatureSource):
         def __init__(self) -> None:
             super().__init__()
-            self._wkbs = shapely.to_wkb(geoms)
+            self._wkbs = shapely.to_wkb(geoms) if wkb is None else wkb
 
         def count(self) -> int:
             return len(self._wkbs)
@@ -445,7 +624,14 @@ def _wkb_source(geoms: np.ndarray, srs_wkt: str) -> Any:
     return _WKBSource()
 
 
-def _build_plan(geoms: np.ndarray, grid: Grid, *, weights: str, progress: bool) -> CoveragePlan:
+def _build_plan(
+    geoms: np.ndarray,
+    grid: Grid,
+    *,
+    weights: str,
+    progress: bool,
+    wkb: np.ndarray | None = None,
+) -> CoveragePlan:
     from exactextract import exact_extract
     from exactextract.raster import NumPyRasterSource
 
@@ -475,7 +661,7 @@ def _build_plan(geoms: np.ndarray, grid: Grid, *, weights: str, progress: bool) 
     if idx.size:
         res = exact_extract(
             src,
-            _wkb_source(geoms[idx], crs_wkt),
+            _wkb_source(geoms[idx], crs_wkt, None if wkb is None else wkb[idx]),
             ["cell_id", "coverage"],
             output="pandas",
             progress=progress,
@@ -706,7 +892,20 @@ def zonal_pm25(
     if coverage_cache is not None and not isinstance(coverage_cache, CoverageCache):
         coverage_cache = CoverageCache(coverage_cache)
     check_crs(polygons, what="polygons")
-    polygons = clean_geometries(polygons, what="polygons", id_col=id_col)
+    raw = np.asarray(polygons.geometry.values, dtype=object)
+    wkb = digest = None
+    if coverage_cache is not None:  # one WKB serialisation: cache keys and exactextract
+        wkb = shapely.to_wkb(raw)
+        digest = CoverageCache.polygons_digest(wkb)
+    if digest is not None and coverage_cache.is_validated(digest):
+        # the very same polygons (WKB digest) were checked valid by an earlier run: a check
+        # now would find them valid again (invalid ones are never marked, so they warn)
+        log.info("polygons found valid by an earlier run (coverage cache): check skipped")
+    else:
+        cleaned = clean_geometries(polygons, what="polygons", id_col=id_col)
+        if digest is not None and cleaned is polygons:
+            coverage_cache.mark_validated(digest)
+        polygons = cleaned
     year_list = None if years is None else sorted({int(y) for y in years})
     layers = discover_layers(source, years=year_list, variable=variable, crs=raster_crs)
     pop_layers = (
@@ -731,7 +930,17 @@ def zonal_pm25(
         check_overlap(
             geoms, (grid.west, grid.south, grid.east, grid.north), ids, what=group[0].name
         )
-        plan = coverage_plan(geoms, grid, weights=weights, progress=progress, cache=coverage_cache)
+        arr = np.asarray(geoms.values, dtype=object)
+        same = wkb is not None and len(arr) == len(raw) and all(map(operator.is_, arr, raw))
+        plan = _coverage_plan(
+            arr,
+            grid,
+            weights=weights,
+            progress=progress,
+            cache=coverage_cache,
+            wkb=wkb if same else None,
+            digest=digest if same else None,
+        )
         pop = _population_for(pop_layers, group, plan) if pop_layers else {}
         results = _run(group, plan, pop, sched, years_per_task)
         for layer, r in zip(group, results, strict=True):
