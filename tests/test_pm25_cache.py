@@ -131,8 +131,8 @@ def test_validity_check_is_skipped_only_for_the_same_valid_polygons(
     first = _run(some_cities, cache)
     assert len(list(tmp_path.glob("validated-*"))) == 1
     checked = []
-    real = m.clean_geometries
-    monkeypatch.setattr(m, "clean_geometries", lambda g, **k: checked.append(1) or real(g, **k))
+    real = shapely.lib.is_valid  # the check, in the thread or in clean_geometries
+    monkeypatch.setattr(shapely.lib, "is_valid", lambda g, **k: checked.append(1) or real(g, **k))
     pd.testing.assert_frame_equal(first, _run(some_cities, cache))
     assert checked == []  # same polygons: not checked again
     moved = some_cities.copy()
@@ -163,3 +163,59 @@ def test_invalid_polygons_warn_on_every_cached_run(some_cities, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pd.testing.assert_frame_equal(outs[0], _run(bad))
+
+
+def _record(fn):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = fn()
+    return out, [(w.category, str(w.message)) for w in rec if w.category is not ResourceWarning]
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_validity_check_in_a_thread_gives_the_same_results_and_warnings(
+    some_cities, monkeypatch, overlap
+):
+    """The check running beside the coverage step (speculative) against the check first:
+    same tables and the same warnings, for valid polygons, polygons partly outside the
+    raster (a warning held back until the check is done) and invalid polygons (repaired as
+    shapely.make_valid does); the warning filters are the caller's afterwards."""
+    valid = some_cities.copy()
+    outside = some_cities.copy()
+    outside.loc[0, "geometry"] = shapely.box(96.5, 30, 97.5, 31)  # the raster starts at 97°E
+    bad = some_cities.copy()
+    c = bad.geometry.iloc[1].centroid
+    bad.loc[1, "geometry"] = shapely.Polygon(
+        [(c.x, c.y), (c.x + 0.3, c.y + 0.3), (c.x + 0.3, c.y), (c.x, c.y + 0.3)]
+    )
+    repaired = bad.copy()
+    repaired.loc[1, "geometry"] = shapely.make_valid(bad.geometry.iloc[1])
+    filters = list(warnings.filters)
+    for polys in (valid, outside, bad):
+        monkeypatch.setattr(m, "_overlap_validity", lambda raw: overlap)
+        got, got_w = _record(lambda p=polys: _run(p))
+        assert warnings.filters == filters
+        monkeypatch.setattr(m, "_overlap_validity", lambda raw: False)
+        want, want_w = _record(lambda p=polys: _run(p))
+        pd.testing.assert_frame_equal(got, want)
+        assert sorted(got_w, key=str) == sorted(want_w, key=str)
+        if polys is outside:
+            assert any("covers only part" in msg for _, msg in got_w)
+        if polys is bad:
+            assert any("invalid polygon" in msg for _, msg in got_w)
+            fixed, _ = _record(lambda: _run(repaired))
+            pd.testing.assert_frame_equal(got, fixed)
+
+
+def test_errors_of_the_speculative_path_are_raised_for_valid_polygons(some_cities, monkeypatch):
+    from agglo.errors import AggloInputError
+
+    far = some_cities.copy()
+    far["geometry"] = far.geometry.translate(xoff=100)  # nowhere near the raster
+    monkeypatch.setattr(m, "_overlap_validity", lambda raw: True)
+    with pytest.raises(AggloInputError) as got:
+        _run(far)
+    monkeypatch.setattr(m, "_overlap_validity", lambda raw: False)
+    with pytest.raises(AggloInputError) as want:
+        _run(far)
+    assert str(got.value) == str(want.value)
