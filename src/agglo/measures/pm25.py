@@ -767,24 +767,29 @@ def _reduce_years(
     (a Dask task runs a chunk of years)."""
     total = plan.total
     out = []
+    buf = np.empty(plan.cells.size)  # one values buffer for every year (no page faults)
     for layer in layers:
         index = plan.cell_index(layer)
-        v, notes = screen_pm25_values(layer.read_indexed(index), layer)
+        v, notes = screen_pm25_values(layer.read_indexed(index, out=buf), layer)
         invalid = np.isnan(v)
         # cells outside the grid are missing every year: when they are the only missing ones,
         # the mask sums are those of the layout (computed once)
-        n_outside = 0 if index.inside is None else index.n - int(index.inside.sum())
-        all_valid = int(invalid.sum()) == n_outside
+        n_outside = index.outside.size
+        all_valid = int(np.count_nonzero(invalid)) == n_outside
         v0 = v  # the values read are ours: zero the missing cells in place
-        if n_outside or not all_valid:
+        if not all_valid:
             v0[invalid] = 0.0
+        elif n_outside:  # the missing cells are exactly those outside the grid
+            v0[index.outside] = 0.0
         num = plan.weights @ v0
         p = pop.get(layer.year)
         wp = plan.base.multiply(p[None, :]).tocsr() if p is not None else None
         pnum = wp @ v0 if wp is not None else None
         del v0, v
         if all_valid:  # the common case: no mask mat-vecs (same numbers: W @ 1, pair counts)
-            vf = None if index.inside is None else index.inside.astype(np.float64)
+            vf = None
+            if index.inside is not None and wp is not None:
+                vf = index.inside.astype(np.float64)
             den, n = plan.valid_sums(index)
         else:
             vf = (~invalid).astype(np.float64)
