@@ -508,20 +508,23 @@ def _network_polygon(
     return _to_wgs84(_union_pieces(*pieces, quad_segs, prune), frame)
 
 
-#: fewest pieces (sweeps and discs) in a set of catchments for which uniting them in threads pays
-_MIN_PIECES_THREADED = 2000
+#: fewest reached nodes (in all) of a set of catchments for which building them in threads pays
+#: (a catchment of ~1,000 nodes takes ~30 ms; starting a thread ~0.1 ms)
+_MIN_NODES_THREADED = 1000
 
 
 def _union_threads(sizes: Sequence[int]) -> int:
-    """Threads to unite catchments of ``sizes`` pieces: one per core available to the process
-    (``os.sched_getaffinity``), at most one per catchment, and 1 below
-    :data:`_MIN_PIECES_THREADED` pieces in all, where starting threads costs more than it saves.
+    """Threads to build catchments of ``sizes`` reached nodes: one per core available to the
+    process (``os.sched_getaffinity``), at most one per catchment, and 1 below
+    :data:`_MIN_NODES_THREADED` nodes in all, where starting threads costs more than it saves.
 
-    GEOS releases the GIL in ``union_all`` (shapely 2), so the unions -- ~70 % of a catchment's
-    CPU time -- run in parallel; building the pieces (numpy, PROJ) stays on the calling thread.
+    GEOS releases the GIL in ``union_all`` and the predicates (shapely 2), numpy in its array
+    arithmetic and PROJ in ``transform`` (pyproj >= 3.1 transformers are thread-safe), so the
+    catchments -- pieces, union (~70 % of the CPU time), back-projection -- are built in
+    parallel. Only the per-group projection (:func:`_frame`) stays on the calling thread.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < 2 or len(sizes) < 2 or sum(sizes) < _MIN_PIECES_THREADED:
+    if (cores or 1) < 2 or len(sizes) < 2 or sum(sizes) < _MIN_NODES_THREADED:
         return 1
     return min(int(cores or 1), len(sizes))
 
@@ -533,26 +536,27 @@ def _network_polygons(
     threads: int | None = None,
     progress: bool = False,
 ) -> list[shapely.Geometry]:
-    """Catchment polygons (EPSG:4326) of ``jobs`` = ``(frame, dist, limit)``, united in a thread
+    """Catchment polygons (EPSG:4326) of ``jobs`` = ``(frame, dist, limit)``, built in a thread
     pool (:func:`_union_threads` unless ``threads`` is given), largest first, in job order.
     Each polygon is the one :func:`_network_polygon` builds alone (tests/test_metro.py).
-    ``progress``: a progress bar over the unions."""
-    pieces = [_network_pieces(f, d, lim, access_mpm, quad_segs) for f, d, lim in jobs]
-    sizes = [len(p[0]) + len(p[1]) for p in pieces]
+    ``progress``: a progress bar over the catchments."""
+    sizes = [int(np.count_nonzero(d < lim)) for _, d, lim in jobs]
     n = _union_threads(sizes) if threads is None else max(1, int(threads))
     order = sorted(range(len(jobs)), key=lambda k: -sizes[k])
 
-    def unite(k: int) -> shapely.Geometry:
-        return _union_pieces(*pieces[k], quad_segs)
+    def build(k: int) -> shapely.Geometry:
+        frame, dist, limit = jobs[k]
+        rings, cx, cy, cr = _network_pieces(frame, dist, limit, access_mpm, quad_segs)
+        return _to_wgs84(_union_pieces(rings, cx, cy, cr, quad_segs), frame)
 
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="agglo-catchment") as pool:
-        united: Iterable[shapely.Geometry] = pool.map(unite, order) if n > 1 else map(unite, order)
+        built: Iterable[shapely.Geometry] = pool.map(build, order) if n > 1 else map(build, order)
         if progress:
             from tqdm.auto import tqdm
 
-            united = tqdm(united, total=len(order), desc="catchments", unit="polygon")
-        done = dict(zip(order, united, strict=True))
-    return [_to_wgs84(done[k], f) for k, (f, _, _) in enumerate(jobs)]
+            built = tqdm(built, total=len(order), desc="catchments", unit="polygon")
+        done = dict(zip(order, built, strict=True))
+    return [done[k] for k in range(len(jobs))]
 
 
 def commute_catchment(
