@@ -22,6 +22,14 @@ from agglo.errors import AggloInputError, CRSError, OutputExistsError
 from agglo.outputs.styles import LISA_COLOURS
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _private_agglo_cache(tmp_path_factory):
+    """No test of this module writes a cache (font subsets) into the user's folders."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGGLO_CACHE_DIR", str(tmp_path_factory.mktemp("agglo-cache")))
+        yield
+
+
 # --------------------------------------------------------------------------- toy data
 def toy_cities() -> gpd.GeoDataFrame:
     """2×3 grid of 0.5° squares near Chengdu; two agglomerations and two non-members."""
@@ -419,6 +427,36 @@ def test_save_figure_writes_png_and_svg_atomically(tmp_path):
     with pytest.raises(OutputExistsError, match="already exists"):
         plot.save_figure(fig, tmp_path / "bars")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_saved_figures_are_reproducible_byte_for_byte(tmp_path):
+    # two drawings of the same figure, saved twice: identical PNG and SVG bytes (no time stamp,
+    # no random clip-path ids); the check can fail: matplotlib's own SVG differs between saves
+    g = toy_cities().assign(v=np.arange(6.0))
+
+    def save(name: str) -> list[bytes]:
+        fig = plot.choropleth(g, "v", k=3, labels="name_zh", caption="城市 caption")
+        return [p.read_bytes() for p in plot.save_figure(fig, tmp_path / name, dpi=60)]
+
+    assert save("a") == save("b")
+    with plot._style():
+        for name in ("c", "d"):
+            plot.choropleth(g, "v", k=3).savefig(tmp_path / f"{name}.svg")
+    assert (tmp_path / "c.svg").read_bytes() != (tmp_path / "d.svg").read_bytes()
+
+
+def test_png_compression_keeps_the_pixels_of_matplotlibs_default(tmp_path):
+    # the faster zlib level: the same image as matplotlib's default PNG of the same layout
+    from PIL import Image
+
+    g = toy_cities().assign(v=np.arange(6.0))
+    fig = plot.choropleth(g, "v", k=3, labels="name_zh")
+    png, _svg = plot.save_figure(fig, tmp_path / "ours", dpi=80)
+    with plot._style():  # the layout is fixed now; the same bounding box, matplotlib's defaults
+        fig.savefig(tmp_path / "ref.png", dpi=80, bbox_inches=plot._fix_layout(fig, 80))
+    with Image.open(png) as ours, Image.open(tmp_path / "ref.png") as ref:
+        assert (np.asarray(ours) == np.asarray(ref)).all()
+    assert png.read_bytes() != (tmp_path / "ref.png").read_bytes()  # another zlib level
 
 
 def test_save_figure_matches_savefig_tight(tmp_path):

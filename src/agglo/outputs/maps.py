@@ -115,13 +115,15 @@ class FigureSpec:
     """One figure a run can draw: file stem, drawing function and caption.
 
     ``from_run`` is False for figures of real reference data only (the membership map), whose
-    captions must not carry the run's synthetic-data notice.
+    captions must not carry the run's synthetic-data notice. ``cost`` is the figure's rough
+    drawing time relative to a chart (1); the workers take the costliest figures first.
     """
 
     stem: str
     draw: Callable[[], Figure]
     caption: str
     from_run: bool = True
+    cost: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,7 @@ def figure_specs(
                     **neutral,
                 ),
                 cap,
+                cost=1.8,
             )
         )
     scores = getattr(index, "city_scores", None)
@@ -343,6 +346,7 @@ def figure_specs(
                     **neutral,
                 ),
                 cap,
+                cost=2.2,
             )
         )
     comp = getattr(index, "composite", None)
@@ -379,6 +383,7 @@ def figure_specs(
                     gdf, column, outlines=aggl, caption=cap, synthetic=syn, **neutral
                 ),
                 cap,
+                cost=1.2,
             )
         )
     lisa_long = layers.get("lisa")
@@ -410,6 +415,7 @@ def figure_specs(
                     **neutral,
                 ),
                 cap,
+                cost=2.0,
             )
         )
     cp, core_cls = layers.get("core_periphery"), classes.get("core_periphery")
@@ -433,6 +439,7 @@ def figure_specs(
                     **neutral,
                 ),
                 cap,
+                cost=1.2,
             )
         )
     metro = layers.get("metro_areas")
@@ -449,6 +456,7 @@ def figure_specs(
                     metro, counties=around, isochrones=iso, caption=cap, synthetic=syn
                 ),
                 cap,
+                cost=2.2,
             )
         )
     out += _kde_figures(regional, syn)
@@ -737,9 +745,11 @@ def _run_jobs(jobs, options: PlotOptions, force: bool) -> list[list[Path] | Base
     try:
         if workers == 1:
             return [here(i) for i in range(len(jobs))]
+        # costliest first, so no worker is left with a long figure at the end
+        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].cost)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_save_job, i, force) for i in range(len(jobs))]
-            out = [f.exception() or f.result() for f in futures]
+            futures = {i: pool.submit(_save_job, i, force) for i in order}
+            out = [futures[i].exception() or futures[i].result() for i in range(len(jobs))]
         broken = [i for i, o in enumerate(out) if isinstance(o, BrokenProcessPool)]
         if broken:  # a worker died (not a figure's own error): draw those here
             log.warning("a figure worker process died; drawing %d figure(s) here", len(broken))
