@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +185,10 @@ def _certified_cells(
     return np.cumsum(runs.reshape(ny, nx + 1), axis=1)[:, :nx] > 0, x0, y0, cell
 
 
+#: rasterio's polygonize is not entered by two catchment threads at once
+_RASTERIO_LOCK = threading.Lock()
+
+
 def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shapely.Geometry:
     """The union of the cells of ``mask`` (corners at ``x0 + i cell, y0 + j cell``).
 
@@ -191,15 +196,20 @@ def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shape
     coverage union (no overlay) unites them; it gives the same polygon as ``union_all``
     (tests/test_metro.py). Regions that are not valid polygons fall back to ``union_all``.
     """
+    import rasterio
     import rasterio.features
     from affine import Affine
 
-    shapes = rasterio.features.shapes(
-        mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
-    )
-    # the GeoJSON rings as one coordinate array (shapely.geometry.shape converts point by
-    # point in Python): the same coordinates, built in C
-    rings = [shape["coordinates"] for shape, _ in shapes]
+    # one polygonize at a time, inside an explicit GDAL environment: ``shapes`` is a generator
+    # whose ``ensure_env`` leaves before it runs, and catchments are built in threads
+    # (:func:`_network_polygons`); unguarded, a worker once met a NotGeoreferencedWarning
+    with _RASTERIO_LOCK, rasterio.Env():
+        shapes = rasterio.features.shapes(
+            mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
+        )
+        # the GeoJSON rings as one coordinate array (shapely.geometry.shape converts point by
+        # point in Python): the same coordinates, built in C
+        rings = [shape["coordinates"] for shape, _ in shapes]
     if not rings:
         return shapely.Polygon()
     coords = [np.asarray(ring, dtype=float) for poly in rings for ring in poly]
