@@ -573,6 +573,81 @@ def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path, monkeypa
     assert not [p for p in (forked.out_dir / "maps").iterdir() if p.name.startswith(".")]
 
 
+def _maps_of(ctx, **kwargs):
+    from agglo.outputs import maps
+
+    return maps.draw_maps(
+        ctx.layers,
+        ctx.out_dir / "maps",
+        counties=ctx.layers.get("counties", ctx.counties),
+        index=ctx.results.get("index"),
+        synthetic=ctx.synthetic,
+        options=maps.PlotOptions(workers=1),
+        **kwargs,
+    )
+
+
+def test_figures_drawn_early_are_taken_as_they_are(tmp_path, monkeypatch):
+    # figures drawn before the maps step (as after the index stage) are not drawn again, and
+    # the run's files are byte for byte those of drawing everything in the maps step
+    from agglo.outputs import maps
+
+    whole, parts = toy_context(tmp_path / "a"), toy_context(tmp_path / "b")
+    reference = _maps_of(whole)
+    so_far = {k: parts.layers[k] for k in ("cities", "agglomerations") if k in parts.layers}
+    early = maps.draw_figures(
+        so_far,
+        parts.out_dir / "maps",
+        index=parts.results["index"],
+        synthetic=parts.synthetic,
+        options=maps.PlotOptions(workers=1),
+    )
+    assert {"membership", "lag_score", "composite_scores"} <= set(early)
+    assert "coreness" not in early and "metro_areas" not in early  # their layers come later
+    drawn_late = []
+    real = maps._run_jobs
+    monkeypatch.setattr(
+        maps,
+        "_run_jobs",
+        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
+    )
+    result = _maps_of(parts, drawn=early)
+    assert not set(drawn_late) & set(early)
+    assert {"coreness", "metro_areas"} <= set(drawn_late)
+    assert [p.name for p in result.figures] == [p.name for p in reference.figures]
+    assert result.captions == {
+        k.replace(str(whole.out_dir), str(parts.out_dir)): v for k, v in reference.captions.items()
+    }
+    for p in reference.figures:
+        assert p.read_bytes() == (parts.out_dir / "maps" / p.name).read_bytes(), p.name
+
+
+def test_figures_drawn_early_with_another_caption_are_drawn_again(tmp_path, monkeypatch):
+    from agglo.outputs import maps
+
+    ctx = toy_context(tmp_path)
+    early = maps.draw_figures(  # before the run knew its synthetic inputs
+        {"cities": ctx.layers["cities"]},
+        ctx.out_dir / "maps",
+        index=ctx.results["index"],
+        options=maps.PlotOptions(workers=1),
+    )
+    failed = maps.DrawnFigure("x", early["composite_scores"].paths, "ZeroDivisionError: boom")
+    early["composite_scores"] = failed
+    drawn_late = []
+    real = maps._run_jobs
+    monkeypatch.setattr(
+        maps,
+        "_run_jobs",
+        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
+    )
+    result = _maps_of(ctx, drawn=early)
+    assert "membership" not in drawn_late  # real data only: the same caption
+    assert {"lag_score", "composite_scores"} <= set(drawn_late)  # synthetic notice; failed
+    cap = result.captions[str(ctx.out_dir / "maps" / "lag_score.png")]
+    assert "SYNTHETIC" in cap and result.failed == []
+
+
 def test_maps_stage_skips_missing_parts(tmp_path):
     from agglo.outputs.run import draw_maps
 
