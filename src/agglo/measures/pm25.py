@@ -22,6 +22,14 @@ covered part of a cell gets the cell's mean area density, so only cells cut by a
 across a parallel carry an error of order (cell height x tan φ) of their own weight (< 1e-4 at
 0.01°). Polygons whose edges follow cell rows (and any longitudes) are exact to rounding.
 
+Around the coverage step: the polygons' validity check (``clean_geometries``) runs in a
+thread beside it when there are >= 2 cores (GEOS releases the GIL; the result and warnings
+are held until the check is done, and invalid polygons are repaired and computed again, so
+the outcome is that of check-then-compute). With ``coverage_cache=`` the polygons are
+serialised to WKB once (cache key and exactextract's input), the plan and, per file layout,
+the read positions come from disk, and the very same polygons found valid before are not
+checked again (see :class:`CoverageCache`).
+
 Population weighting (``population=``) takes a raster of persons per cell on any lon/lat grid:
 a finer grid is summed into the PM2.5 cells by cell centre, a coarser one is spread by area.
 The weights are coverage fraction x persons of the cell.
