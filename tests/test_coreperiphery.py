@@ -795,8 +795,9 @@ def test_cholesky_directions_equal_eigh_directions_on_positive_definite(n):
 @pytest.mark.parametrize("n", [6, 26])
 def test_mixed_batch_directions_equal_eigh_directions(n):
     """A batch of indefinite, near-singular, safely positive definite Hessians and ones just
-    above the eigenvalue floor: every step equals ``_eigh_directions`` (rtol 1e-9), and only
-    Hessians whose smallest eigenvalue is at least twice the floor take the fast path."""
+    above and just below the eigenvalue floor: every step equals ``_eigh_directions`` (rtol
+    1e-9), and only Hessians whose smallest eigenvalue is at least the floor take the
+    Newton fast path."""
     from agglo.analysis import coreperiphery as cp
 
     rng = np.random.default_rng(10 + n)
@@ -808,18 +809,54 @@ def test_mixed_batch_directions_equal_eigh_directions(n):
     tau = np.linalg.norm(g, axis=1) / cp._MAX_STEP
     safe = cp._safely_positive_definite(h, g)
     w_min = np.linalg.eigvalsh(h)[:, 0]
-    assert (w_min[safe] >= 2 * tau[safe]).all()  # the stated margin
+    assert (w_min[safe] >= tau[safe]).all()  # the stated margin
     assert safe[:20].all() and not safe[20:].any()
+    assert not cp._safely_below_floor(h, g).any()  # eigenvalues up to 50 > the floor
     np.testing.assert_allclose(
         cp._newton_directions(h, g), cp._eigh_directions(h, g), rtol=1e-9, atol=1e-12
     )
-    # just above the floor (lambda_min = 1.5 tau): not safe, left to the eigendecomposition
-    near = _random_hessians(rng, 5, n, 1.0)
-    g_near = rng.normal(size=(5, n))
-    g_near *= (cp._MAX_STEP / 1.5 / np.linalg.norm(g_near, axis=1))[:, None]
-    assert not cp._safely_positive_definite(near, g_near).any()
+    # lambda_min = 1.05 tau: safe (the margin is tau plus rounding, not 2 tau); 0.95 tau: not
+    near = _random_hessians(rng, 10, n, 1.0)
+    g_near = rng.normal(size=(10, n))
+    g_near *= (cp._MAX_STEP / np.repeat([1.05, 0.95], 5) / np.linalg.norm(g_near, axis=1))[:, None]
+    np.testing.assert_array_equal(cp._safely_positive_definite(near, g_near), np.arange(10) < 5)
     np.testing.assert_allclose(
         cp._newton_directions(near, g_near), cp._eigh_directions(near, g_near), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("n", [5, 16, 31])
+def test_below_floor_directions_equal_eigh_directions(n):
+    """Positive definite Hessians whose eigenvalues all lie below the floor ``|g| / 0.25``
+    take the scaled-gradient step ``-0.25 g / |g|``: equal to ``_eigh_directions`` (rtol
+    1e-12) and to an independent eigendecomposition step built by hand; a Hessian with one
+    eigenvalue above the floor, or one negative, is left to the eigendecomposition."""
+    from agglo.analysis import coreperiphery as cp
+
+    rng = np.random.default_rng(20 + n)
+    h = _random_hessians(rng, 30, n, 0.5) / 50.0  # eigenvalues in [0.01, 1]
+    g = rng.normal(size=(30, n))
+    g *= (cp._MAX_STEP * rng.uniform(1.01, 3.0, 30) / np.linalg.norm(g, axis=1))[:, None]
+    # floors |g| / 0.25 in (1.01, 3): every eigenvalue below
+    below = cp._safely_below_floor(h, g)
+    assert below.all() and not cp._safely_positive_definite(h, g).any()
+    expected = -cp._MAX_STEP * g / np.linalg.norm(g, axis=1, keepdims=True)
+    np.testing.assert_allclose(cp._newton_directions(h, g), expected, rtol=1e-12)
+    np.testing.assert_allclose(cp._eigh_directions(h, g), expected, rtol=1e-12)
+    # by hand: every eigenvalue max(w, tau) = tau
+    v = np.linalg.eigh(h)[1]
+    tau = np.linalg.norm(g, axis=1) / cp._MAX_STEP
+    hand = -np.einsum("bij,bj->bi", v, np.einsum("bji,bj->bi", v, g) / tau[:, None])
+    np.testing.assert_allclose(cp._newton_directions(h, g), hand, rtol=1e-12)
+    # largest eigenvalue above the floor; smallest eigenvalue negative: not this path
+    over = h.copy()
+    over[:, 0, 0] += 10.0
+    neg = h - 0.02 * np.eye(n)
+    mixed = np.concatenate([over, neg])
+    g2 = np.concatenate([g, g])
+    assert not cp._safely_below_floor(mixed, g2).any()
+    np.testing.assert_allclose(
+        cp._newton_directions(mixed, g2), cp._eigh_directions(mixed, g2), rtol=1e-12
     )
 
 

@@ -394,34 +394,28 @@ def _squared_batch(
     if not hessian:
         return f, grad, None
     u_1 = sc[:, None] - c
-    # hc = -(k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
-    #      - k_p (dtd - u_1 u_1^T / m) + k_a A - k_p P, term by term in scratch memory (the
-    # same operations in the same order as the one expression, so the same values)
-    shape = pm.shape
-    hc = np.multiply(u_a[:, :, None], u_p[:, None, :], out=_scratch(shape, "hc"))
-    term = np.multiply(u_p[:, :, None], u_a[:, None, :], out=_scratch(shape, "term"))
-    hc += term
-    hc *= -(k_a / s2)[:, None, None]
-    np.multiply(u_p[:, :, None], u_p[:, None, :], out=term)
-    term *= (3.0 * k_p / s2)[:, None, None]
-    hc += term
-    dtd = np.multiply(c[:, :, None], c[:, None, :], out=_scratch(shape, "dtd"))
-    dtd[:, diag, diag] += (c * c).sum(axis=1)[:, None] - 2.0 * c * c
-    np.multiply(u_1[:, :, None], u_1[:, None, :], out=term)
-    term /= m
-    np.subtract(dtd, term, out=term)
-    term *= k_p[:, None, None]
-    hc -= term
-    np.multiply(ac, k_a[:, None, None], out=term)
-    hc += term
-    np.multiply(pm, k_p[:, None, None], out=term)
-    hc -= term
-    hx = -4.0 * x[:, :, None] * hc  # returned: fresh memory
-    hx *= x[:, None, :]
-    hx[:, diag, diag] += -2.0 * gc + 4.0 * pen[:, None]
-    np.multiply(x[:, :, None], x[:, None, :], out=term)
-    term *= 8.0
-    hx += term
+    # In c: hc = k_a A - (k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
+    #   - k_p (dtd - u_1 u_1^T / m) - k_p P, with dtd = c c^T + diag(|c|^2 - 2 c^2) and
+    #   P = c c^T - mu 11^T + diag(mu - c^2): k_a A plus rank-one terms plus a diagonal.
+    # In x (c = x^2): hx = -4 X hc X + diag(-2 gc + 4 pen) + 8 x x^T, so
+    # hx = -4 k_a X A X + Y M Y^T + diagonal with Y = X [u_a, u_p, c, u_1, 1] (n x 5):
+    # two passes over (B, n, n) for X A X and one small matrix product, instead of one
+    # pass per term.
+    b = x.shape[0]
+    y = np.stack([x * u_a, x * u_p, x * c, x * u_1, x], axis=2)
+    mm = np.zeros((b, 5, 5))
+    mm[:, 0, 1] = mm[:, 1, 0] = 4.0 * k_a / s2
+    mm[:, 1, 1] = -12.0 * k_p / s2
+    mm[:, 2, 2] = 8.0 * k_p
+    mm[:, 3, 3] = -4.0 * k_p / m
+    mm[:, 4, 4] = 8.0 - 4.0 * k_p * mu
+    hx = np.matmul(np.matmul(y, mm), y.transpose(0, 2, 1))  # returned: fresh memory
+    xa = np.multiply(((-4.0 * k_a)[:, None] * x)[:, :, None], ac, out=_scratch(pm.shape, "hc"))
+    xa *= x[:, None, :]
+    hx += xa
+    c2 = c * c
+    inner = c2.sum(axis=1)[:, None] - 3.0 * c2 + mu[:, None]
+    hx[:, diag, diag] += 4.0 * k_p[:, None] * c * inner - 2.0 * gc + 4.0 * pen[:, None]
     return f, grad, hx
 
 
@@ -531,42 +525,95 @@ except (ImportError, AttributeError):  # pragma: no cover - a numpy without it: 
     _CHOLESKY_LO = None
 
 
-def _safely_positive_definite(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+def _cholesky_exists(h: np.ndarray, shift: np.ndarray, sign: float = 1.0) -> np.ndarray:
+    """Mask of the matrices ``sign H - shift I`` of a stack ``(B, n, n)`` that have a Cholesky
+    factor (the matrices and factors are made in scratch memory)."""
+    n = h.shape[1]
+    m = np.multiply(h, sign, out=_scratch(h.shape, "chol_in"))
+    diag = np.arange(n)
+    m[:, diag, diag] -= shift[:, None]
+    low = _scratch(h.shape, "chol_out")
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+        _CHOLESKY_LO(m, signature="d->d", out=low)
+    return np.isfinite(low[:, :, 0]).all(axis=1)
+
+
+def _hessian_bounds(h: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``|H|_inf`` (>= the spectral radius), the backward-error bound ``n 1e-14 |H|_inf`` of a
+    Cholesky factorisation or eigendecomposition of ``H``, and the floor ``|g| / _MAX_STEP``."""
+    n = g.shape[1]
+    norm = np.abs(h).sum(axis=2).max(axis=1)
+    floor = np.sqrt(np.einsum("bi,bi->b", g, g)) / _MAX_STEP
+    return norm, n * 1e-14 * norm, floor
+
+
+def _safely_positive_definite(
+    h: np.ndarray, g: np.ndarray, bounds: tuple[np.ndarray, ...] | None = None
+) -> np.ndarray:
     """Mask of the Hessians that :func:`_eigh_directions` would leave as they are.
 
     That function changes no eigenvalue of ``H`` when its smallest one is at least
     ``tau = max(|g| / _MAX_STEP, 1e-12 max(1, max|w|))``. A Cholesky factor of
-    ``H - sigma I`` with ``sigma = 2 tau + n 1e-14 |H|_inf`` (``|H|_inf >= max|w|``) exists
-    only if ``lambda_min(H) >= sigma`` up to the factorisation's backward error (below
-    ``n 1e-14 |H|_inf``), so a success proves ``lambda_min(H) >= 2 tau``: a factor-2 margin
-    over the floor, which rounding of either decomposition cannot bridge.
+    ``H - sigma I`` with ``sigma = tau + 2 delta``, ``delta = n 1e-14 |H|_inf``
+    (``|H|_inf >= max|w|``), exists only if ``lambda_min(H) >= sigma - delta`` (``delta``
+    bounds the factorisation's backward error), so a success proves
+    ``lambda_min(H) >= tau + delta``: a margin over the floor that the rounding of the
+    eigendecomposition (below ``delta`` too) cannot bridge. (Issue 14: the margin was
+    ``2 tau`` before, which left the Hessians with ``tau <= lambda_min < 2 tau`` to ``eigh``
+    for nothing.) ``bounds``: :func:`_hessian_bounds` of ``h, g`` if already computed.
     """
-    b, n = g.shape
     if _CHOLESKY_LO is None:
-        return np.zeros(b, dtype=bool)
-    norm = np.abs(h).sum(axis=2).max(axis=1)  # >= spectral radius
-    gn = np.sqrt(np.einsum("bi,bi->b", g, g))
-    tau = np.maximum(gn / _MAX_STEP, 1e-12 * np.maximum(1.0, norm))
-    shifted = h - (2.0 * tau + n * 1e-14 * norm)[:, None, None] * np.eye(n)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
-        low = _CHOLESKY_LO(shifted, signature="d->d")
-    return np.isfinite(low[:, :, 0]).all(axis=1) & np.isfinite(norm)
+        return np.zeros(g.shape[0], dtype=bool)
+    norm, delta, floor = _hessian_bounds(h, g) if bounds is None else bounds
+    tau = np.maximum(floor, 1e-12 * np.maximum(1.0, norm))
+    return _cholesky_exists(h, tau + 2.0 * delta) & np.isfinite(norm)
+
+
+def _safely_below_floor(
+    h: np.ndarray, g: np.ndarray, bounds: tuple[np.ndarray, ...] | None = None
+) -> np.ndarray:
+    """Mask of the Hessians whose every eigenvalue :func:`_eigh_directions` floors.
+
+    There the step is ``-g / (|g| / _MAX_STEP)``: no shift (``H`` is positive definite) and
+    every eigenvalue raised to the floor ``tau = |g| / _MAX_STEP``. Proved as in
+    :func:`_safely_positive_definite`, by two Cholesky factors: of ``H - 2 delta I``
+    (``lambda_min(H) >= delta > 0``: the computed eigenvalues are positive, no shift) and of
+    ``(tau - 2 delta') I - H`` with ``delta' = n 1e-14 (|H|_inf + tau)`` the bound of that
+    matrix (``lambda_max(H) <= tau - delta'``: every computed eigenvalue is at most
+    ``tau``); and ``tau >= 1e-12 max(1, |H|_inf)``, so the second floor of
+    :func:`_eigh_directions` does not apply. ``bounds`` as in
+    :func:`_safely_positive_definite`.
+    """
+    n = g.shape[1]
+    if _CHOLESKY_LO is None:
+        return np.zeros(g.shape[0], dtype=bool)
+    norm, delta, tau = _hessian_bounds(h, g) if bounds is None else bounds
+    ok = np.isfinite(norm) & (tau >= 1e-12 * np.maximum(1.0, norm))
+    ok &= _cholesky_exists(h, 2.0 * delta)
+    return ok & _cholesky_exists(h, 2.0 * n * 1e-14 * (norm + tau) - tau, sign=-1.0)
 
 
 def _newton_directions(h: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """:func:`_eigh_directions` of a batch, with a fast path for the safe Hessians.
+    """:func:`_eigh_directions` of a batch, with fast paths for two kinds of Hessians.
 
     Where the Hessian is safely positive definite (:func:`_safely_positive_definite`) the
     step is the plain Newton step ``-H^-1 g`` (an LU solve, some 10 times cheaper than the
-    eigendecomposition on 31 x 31), which :func:`_eigh_directions` also returns there (up
-    to rounding, ``~cond(H) eps``); the others go through the eigendecomposition.
+    eigendecomposition on 31 x 31); where every eigenvalue is safely below the floor
+    (:func:`_safely_below_floor`) it is the scaled gradient ``-g _MAX_STEP / |g|``. Both are
+    what :func:`_eigh_directions` returns there, up to rounding (``~cond(H) eps``); the
+    others go through the eigendecomposition.
     """
     d = np.empty_like(g)
-    safe = _safely_positive_definite(h, g)
+    bounds = _hessian_bounds(h, g)
+    safe = _safely_positive_definite(h, g, bounds)
+    flat = ~safe & _safely_below_floor(h, g, bounds)
     if safe.any():
         d[safe] = -np.linalg.solve(h[safe], g[safe][:, :, None])[:, :, 0]
-    if not safe.all():
-        d[~safe] = _eigh_directions(h[~safe], g[~safe])
+    if flat.any():
+        d[flat] = -g[flat] * (_MAX_STEP / np.sqrt(np.einsum("bi,bi->b", g[flat], g[flat])))[:, None]
+    rest = np.flatnonzero(~(safe | flat))
+    if rest.size:
+        d[rest] = _eigh_directions(_rows(h, rest, "eigh_in"), g[rest])
     return d
 
 
