@@ -784,12 +784,12 @@ def test_cholesky_directions_equal_eigh_directions_on_positive_definite(n):
     h = _random_hessians(rng, 64, n, 0.01)
     g = rng.normal(scale=1e-4, size=(64, n))  # small gradient: floor |g| / 0.25 < 0.01
     assert cp._safely_positive_definite(h, g).all()
-    np.testing.assert_allclose(
-        cp._newton_directions(h, g), cp._eigh_directions(h, g), rtol=1e-10, atol=1e-14
-    )
-    # and the plain Newton step from an independent inverse
-    plain = -np.einsum("bij,bj->bi", np.linalg.inv(h), g)
-    np.testing.assert_allclose(cp._newton_directions(h, g), plain, rtol=1e-9, atol=1e-14)
+    assert cp._safely_positive_definite(h, g, wide=True).all()
+    plain = -np.einsum("bij,bj->bi", np.linalg.inv(h), g)  # from an independent inverse
+    for fast in (False, True):
+        d = cp._newton_directions(h, g, fast=fast)
+        np.testing.assert_allclose(d, cp._eigh_directions(h, g), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(d, plain, rtol=1e-9, atol=1e-14)
 
 
 @pytest.mark.parametrize("n", [6, 26])
@@ -812,17 +812,26 @@ def test_mixed_batch_directions_equal_eigh_directions(n):
     assert (w_min[safe] >= tau[safe]).all()  # the stated margin
     assert safe[:20].all() and not safe[20:].any()
     assert not cp._safely_below_floor(h, g).any()  # eigenvalues up to 50 > the floor
-    np.testing.assert_allclose(
-        cp._newton_directions(h, g), cp._eigh_directions(h, g), rtol=1e-9, atol=1e-12
-    )
+    for fast in (False, True):
+        np.testing.assert_allclose(
+            cp._newton_directions(h, g, fast=fast),
+            cp._eigh_directions(h, g),
+            rtol=1e-9,
+            atol=1e-12,
+        )
     # lambda_min = 1.05 tau: safe (the margin is tau plus rounding, not 2 tau); 0.95 tau: not
     near = _random_hessians(rng, 10, n, 1.0)
     g_near = rng.normal(size=(10, n))
     g_near *= (cp._MAX_STEP / np.repeat([1.05, 0.95], 5) / np.linalg.norm(g_near, axis=1))[:, None]
     np.testing.assert_array_equal(cp._safely_positive_definite(near, g_near), np.arange(10) < 5)
-    np.testing.assert_allclose(
-        cp._newton_directions(near, g_near), cp._eigh_directions(near, g_near), rtol=1e-12
-    )
+    # the observed fits' wide margin (2 tau): neither
+    assert not cp._safely_positive_definite(near, g_near, wide=True).any()
+    for fast in (False, True):
+        np.testing.assert_allclose(
+            cp._newton_directions(near, g_near, fast=fast),
+            cp._eigh_directions(near, g_near),
+            rtol=1e-12,
+        )
 
 
 @pytest.mark.parametrize("n", [5, 16, 31])
@@ -841,13 +850,14 @@ def test_below_floor_directions_equal_eigh_directions(n):
     below = cp._safely_below_floor(h, g)
     assert below.all() and not cp._safely_positive_definite(h, g).any()
     expected = -cp._MAX_STEP * g / np.linalg.norm(g, axis=1, keepdims=True)
-    np.testing.assert_allclose(cp._newton_directions(h, g), expected, rtol=1e-12)
+    np.testing.assert_allclose(cp._newton_directions(h, g, fast=True), expected, rtol=1e-12)
+    np.testing.assert_allclose(cp._newton_directions(h, g), expected, rtol=1e-12)  # by eigh
     np.testing.assert_allclose(cp._eigh_directions(h, g), expected, rtol=1e-12)
     # by hand: every eigenvalue max(w, tau) = tau
     v = np.linalg.eigh(h)[1]
     tau = np.linalg.norm(g, axis=1) / cp._MAX_STEP
     hand = -np.einsum("bij,bj->bi", v, np.einsum("bji,bj->bi", v, g) / tau[:, None])
-    np.testing.assert_allclose(cp._newton_directions(h, g), hand, rtol=1e-12)
+    np.testing.assert_allclose(cp._newton_directions(h, g, fast=True), hand, rtol=1e-12)
     # largest eigenvalue above the floor; smallest eigenvalue negative: not this path
     over = h.copy()
     over[:, 0, 0] += 10.0
@@ -856,8 +866,33 @@ def test_below_floor_directions_equal_eigh_directions(n):
     g2 = np.concatenate([g, g])
     assert not cp._safely_below_floor(mixed, g2).any()
     np.testing.assert_allclose(
-        cp._newton_directions(mixed, g2), cp._eigh_directions(mixed, g2), rtol=1e-12
+        cp._newton_directions(mixed, g2, fast=True), cp._eigh_directions(mixed, g2), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("n", [5, 16, 31])
+def test_rank5_hessian_equals_term_by_term_hessian(n):
+    """The Hessian of ``_squared_batch`` in its rank-5 form (the permutation nulls) equals the
+    term-by-term form (the observed fits) to rounding; value and gradient are the same code,
+    bit for bit."""
+    from agglo.analysis import coreperiphery as cp
+
+    rng = np.random.default_rng(30 + n)
+    iu = np.triu_indices(n, 1)
+    mats = [_gravity_like(n, s) for s in range(6)]
+    acm = np.zeros((6, n, n))
+    nas = np.empty(6)
+    for k, a in enumerate(mats):
+        ac = a[iu] - a[iu].mean()
+        acm[k, iu[0], iu[1]] = acm[k, iu[1], iu[0]] = ac
+        nas[k] = np.sqrt(ac @ ac)
+    x = rng.uniform(0.01, 1.0, (6, n))
+    f0, g0, h0 = cp._squared_batch(x, acm, nas, True)
+    f1, g1, h1 = cp._squared_batch(x, acm, nas, True, rank5=True)
+    assert np.array_equal(f0, f1) and np.array_equal(g0, g1)
+    scale = np.abs(h0).max(axis=(1, 2), keepdims=True)
+    assert np.abs(h1 - h0).max() > 0  # two computations, not one
+    np.testing.assert_allclose(h1 / scale, h0 / scale, rtol=0, atol=1e-13)
 
 
 def test_threaded_eigh_equals_one_call_bit_for_bit():
