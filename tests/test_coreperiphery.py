@@ -764,6 +764,40 @@ def test_fits_run_on_one_blas_thread_with_the_same_result():
     assert limited.attrs["p_value"] == free.attrs["p_value"]
 
 
+def test_blas_limit_is_shared_by_nested_and_concurrent_users():
+    """``_one_blas_thread`` from two threads at once and nested: BLAS stays on one thread
+    until the last user leaves, then has its own thread count again."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from agglo.analysis import coreperiphery as cp
+
+    def counts() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = counts()
+    inside_first, go, done = threading.Event(), threading.Event(), []
+
+    def worker() -> None:
+        with cp._one_blas_thread():
+            inside_first.set()
+            go.wait(10)
+            done.append(counts())
+
+    t = threading.Thread(target=worker)
+    with cp._one_blas_thread():
+        t.start()
+        inside_first.wait(10)
+        with cp._one_blas_thread():
+            assert all(c == 1 for c in counts())
+    # the main thread left first: the worker is still limited
+    go.set()
+    t.join(10)
+    assert done and all(c == 1 for c in done[0])
+    assert counts() == before
+
+
 def _random_hessians(rng: np.random.Generator, b: int, n: int, low: float) -> np.ndarray:
     """``b`` symmetric n x n matrices with smallest eigenvalue ``low``, the others up to 50."""
     q, _ = np.linalg.qr(rng.normal(size=(b, n, n)))

@@ -261,6 +261,8 @@ def gravity_interactions(
 
 
 _BLAS: list[Any] = []  # the threadpoolctl controller, made on first use
+_BLAS_LOCK = threading.Lock()
+_BLAS_HELD: list[Any] = []  # [limiter, owner thread, depth] while a thread is inside
 
 
 @contextlib.contextmanager
@@ -270,20 +272,49 @@ def _one_blas_thread() -> Iterator[None]:
     The fits decompose thousands of Hessians of at most 40 x 40; OpenBLAS's threads cost
     far more than they save on matrices that small (``np.linalg.eigh`` of 200 matrices of
     26 x 26: 0.02 CPU-s on one thread, 0.8 CPU-s on two, mostly spinning), and more still on
-    a loaded machine. Without threadpoolctl the thread count is left as it is.
+    a loaded machine. Without threadpoolctl the thread count is left as it is. The limit is
+    process-wide: nested and concurrent uses (the stage's worker threads,
+    :func:`_coreness_jobs`) share one, set by the first to enter and restored by the last to
+    leave (threadpoolctl lets only the thread that set an OpenBLAS limit change it: a last
+    leaver in another thread takes that role over first).
     """
-    if not _BLAS:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-            _BLAS.append(None)
-        else:
-            _BLAS.append(ThreadpoolController())
-    if _BLAS[0] is None:
+    with _BLAS_LOCK:
+        if not _BLAS:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+                _BLAS.append(None)
+            else:
+                _BLAS.append(ThreadpoolController())
+        if _BLAS[0] is not None:
+            if not _BLAS_HELD:
+                limiter = _BLAS[0].limit(limits=1, user_api="blas")
+                limiter.__enter__()
+                _BLAS_HELD[:] = [limiter, threading.current_thread(), 0]
+            _BLAS_HELD[2] += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            if _BLAS_HELD:
+                _BLAS_HELD[2] -= 1
+                if not _BLAS_HELD[2]:
+                    limiter, owner = _BLAS_HELD[:2]
+                    _BLAS_HELD.clear()
+                    if owner is not threading.current_thread():
+                        _take_blas_control()
+                    limiter.__exit__(None, None, None)
+
+
+def _take_blas_control() -> None:
+    """Let this thread change OpenBLAS's limits (recent threadpoolctl lets one thread only)."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # pragma: no cover - older threadpoolctl: any thread may
         return
-    with _BLAS[0].limit(limits=1, user_api="blas"):
-        yield
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 def _pair_values(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -510,7 +541,12 @@ def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     threaded).
     """
     b, n = h.shape[:2]
-    if b < 2 or b * n**3 < _THREADED_EIGH_MIN_WORK or not _core_free():
+    if (
+        b < 2
+        or b * n**3 < _THREADED_EIGH_MIN_WORK
+        or getattr(_SCRATCH, "in_pool", False)  # the stage's threads use the cores already
+        or not _core_free()
+    ):
         return np.linalg.eigh(h)
     if not _EIGH_POOL:
         _EIGH_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="agglo-eigh"))
@@ -1793,6 +1829,39 @@ class CorePeripheryResult(StageResult):
         return out
 
 
+#: worker threads of :func:`_coreness_jobs` (when a core is free)
+_STAGE_THREADS = 2
+
+
+def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[pd.DataFrame]:
+    """:func:`coreness` of every ``(interactions, method)`` job, in order.
+
+    The jobs are independent and seeded, so the results do not depend on where they run.
+    With two or more cores, a 1-minute load average that leaves one free (:func:`_core_free`)
+    and no progress bars, they run on :data:`_STAGE_THREADS` threads, largest networks first:
+    the batched fits spend most of their time in NumPy and LAPACK, which release the GIL, so
+    two threads take about the wall time of the larger half (DESIGN.md has no scheduler for
+    this stage: this is the documented one). Otherwise, or for one job, in this thread.
+    BLAS stays on one thread for all of them (:func:`_one_blas_thread`), and the second
+    ``eigh`` thread of :func:`_stacked_eigh` is not used inside the workers.
+    """
+    if len(jobs) < 2 or kwargs.get("progress") or not _core_free():
+        return [coreness(t, method=m, **kwargs) for t, m in jobs]
+
+    def one(job: tuple[pd.DataFrame, str]) -> pd.DataFrame:
+        _SCRATCH.in_pool = True
+        return coreness(job[0], method=job[1], **kwargs)
+
+    # continuous fits cost most, then the larger networks
+    order = sorted(range(len(jobs)), key=lambda k: (jobs[k][1] != "continuous", -len(jobs[k][0])))
+    with (
+        _one_blas_thread(),
+        ThreadPoolExecutor(max_workers=_STAGE_THREADS, thread_name_prefix="agglo-coreness") as pool,
+    ):
+        futures = {k: pool.submit(one, jobs[k]) for k in order}
+        return [futures[k].result() for k in range(len(jobs))]
+
+
 def core_periphery(
     cities: gpd.GeoDataFrame,
     panel: pd.DataFrame,
@@ -1888,6 +1957,7 @@ def core_periphery(
         .reset_index()
     )
     long_rows, fit_rows, systems, structures, excluded = [], [], [], [], []
+    networks = []  # (agg, year, data, interactions), fitted below
     for agg, group in members.groupby("agglomeration_id", sort=True):
         for year in years:
             data = group.merge(wide[wide["year"] == year], on="adcode", how="left")
@@ -1916,54 +1986,54 @@ def core_periphery(
                 excluded.append((agg, year, None, None, f"{len(data)} cities, at least 3 needed"))
                 continue
             t = gravity_interactions(data, mass=mass, beta=float(opts.beta), seats=seat_points)
-            names = data.set_index("adcode")["name_zh"]
-            discrete = None
-            for method in opts.method_list:
-                res = coreness(
-                    t,
+            networks.append((agg, year, data, t))
+    fits = _coreness_jobs(
+        [(t, method) for *_, t in networks for method in opts.method_list],
+        seed=seed,
+        n_perm=opts.n_perm,
+        restarts=opts.restarts,
+        exhaustive_max=opts.exhaustive_max,
+        transform=opts.transform,
+        progress=progress,
+    )
+    for agg, year, data, _t in networks:
+        names = data.set_index("adcode")["name_zh"]
+        discrete = None
+        for method in opts.method_list:
+            res = fits.pop(0)
+            if method == "discrete":
+                discrete = res
+            fit_rows.append(
+                {
+                    "agglomeration_id": agg,
+                    "year": year,
+                    "method": method,
+                    "n_cities": len(res),
+                    "n_core": int(res["core"].sum()),
+                    "core_cities": "、".join(names[res.index[res["core"]]]),
+                    **{
+                        k: res.attrs[k]
+                        for k in ("fit", "p_value", "n_perm", "null_mean", "null_q95")
+                    },
+                }
+            )
+            frame = res.reset_index()
+            long_rows.append(
+                frame.assign(
+                    agglomeration_id=agg,
+                    year=year,
                     method=method,
-                    seed=seed,
-                    n_perm=opts.n_perm,
-                    restarts=opts.restarts,
-                    exhaustive_max=opts.exhaustive_max,
-                    transform=opts.transform,
-                    progress=progress,
+                    name_zh=frame["adcode"].map(names).to_numpy(),
                 )
-                if method == "discrete":
-                    discrete = res
-                fit_rows.append(
-                    {
-                        "agglomeration_id": agg,
-                        "year": year,
-                        "method": method,
-                        "n_cities": len(res),
-                        "n_core": int(res["core"].sum()),
-                        "core_cities": "、".join(names[res.index[res["core"]]]),
-                        **{
-                            k: res.attrs[k]
-                            for k in ("fit", "p_value", "n_perm", "null_mean", "null_q95")
-                        },
-                    }
-                )
-                frame = res.reset_index()
-                long_rows.append(
-                    frame.assign(
-                        agglomeration_id=agg,
-                        year=year,
-                        method=method,
-                        name_zh=frame["adcode"].map(names).to_numpy(),
-                    )
-                )
-            system = city_system(data, size, name_col="name_zh").assign(
+            )
+        system = city_system(data, size, name_col="name_zh").assign(agglomeration_id=agg, year=year)
+        systems.append(system)
+        cores = None if discrete is None else discrete.reset_index()
+        structures.append(
+            structure_type(system, cores, **opts.structure_rules()).assign(
                 agglomeration_id=agg, year=year
             )
-            systems.append(system)
-            cores = None if discrete is None else discrete.reset_index()
-            structures.append(
-                structure_type(system, cores, **opts.structure_rules()).assign(
-                    agglomeration_id=agg, year=year
-                )
-            )
+        )
     if not long_rows:
         raise AggloInputError(
             "[coreperiphery] no agglomeration and year had 3 or more cities with "
