@@ -798,6 +798,38 @@ def test_blas_limit_is_shared_by_nested_and_concurrent_users():
     assert counts() == before
 
 
+def test_null_starts_from_one_stacked_eigh_equal_one_by_one():
+    """The permutation nulls' continuous starts (eigenvectors from one stacked ``eigh``) are,
+    bit for bit, those of drawing each permutation and its starts one after the other with
+    ``_continuous_starts``; the generator ends in the same state."""
+    from agglo.analysis import coreperiphery as cp
+
+    a = _gravity_like(9, 4)
+    np.fill_diagonal(a, 0.0)
+    seen = {}
+
+    def capture(mats, starts, **kwargs):
+        seen["mats"], seen["starts"] = mats, starts
+        return [(0.0, np.ones(9)) for _ in mats]
+
+    prng = np.random.default_rng(11)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cp, "_fit_continuous", capture)
+        cp._null_fits(a, "continuous", prng, 7, 2, 16, False)
+    ref = np.random.default_rng(11)
+    vals, pairs = cp._pair_values(a)
+    for k in range(7):
+        b = np.zeros_like(a)
+        b[pairs[:, 0], pairs[:, 1]] = ref.permutation(vals)
+        b += b.T
+        assert np.array_equal(seen["mats"][k], b)
+        one = cp._continuous_starts(b, ref, 2)
+        assert len(one) == len(seen["starts"][k]) == 4
+        for p, q in zip(one, seen["starts"][k], strict=True):
+            assert np.array_equal(p, q)
+    assert prng.random() == ref.random()
+
+
 def _random_hessians(rng: np.random.Generator, b: int, n: int, low: float) -> np.ndarray:
     """``b`` symmetric n x n matrices with smallest eigenvalue ``low``, the others up to 50."""
     q, _ = np.linalg.qr(rng.normal(size=(b, n, n)))

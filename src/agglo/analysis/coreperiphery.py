@@ -785,16 +785,20 @@ _NEWTON_MAX_N = 40
 
 def _continuous_starts(a: np.ndarray, rng: np.random.Generator, restarts: int) -> list:
     """Starting points: leading eigenvector, sqrt(strength), ``restarts`` seeded random ones."""
-    n = a.shape[0]
+    randoms = [rng.uniform(0.05, 1.0, a.shape[0]) for _ in range(restarts)]
+    return _starts_from(a, np.linalg.eigh(a)[1], randoms)
+
+
+def _starts_from(a: np.ndarray, v: np.ndarray, randoms: list) -> list:
+    """:func:`_continuous_starts` from the eigenvectors ``v`` of ``a`` and the random points."""
     starts = []
-    _, v = np.linalg.eigh(a)
     lead = np.abs(v[:, -1])
     if lead.max() > 0:
         starts.append(lead / lead.max())
     strength = np.sqrt(np.clip(a.sum(axis=1), 0, None))
     if strength.max() > 0:
         starts.append(strength / strength.max())
-    starts += [rng.uniform(0.05, 1.0, n) for _ in range(restarts)]
+    starts += randoms
     out = []
     for c0 in starts:
         c0 = np.maximum(c0, 1e-3)
@@ -877,9 +881,12 @@ def _fit_continuous(
         cs = x * x
         if star_limit:
             stars = np.flatnonzero(ok & (_second_share(cs) < _STAR_RATIO))
-            star_r = {
-                k: _star_fit(acm[owner[k]], nas[owner[k]], int(np.argmax(cs[k]))) for k in stars
-            }
+            ridge: dict[tuple[int, int], float] = {}  # runs of one network on one ridge
+            for k in stars:
+                key = (int(owner[k]), int(np.argmax(cs[k])))
+                if key not in ridge:
+                    ridge[key] = _star_fit(acm[key[0]], nas[key[0]], key[1])
+                star_r[k] = ridge[key]
     else:  # bounded L-BFGS-B scales to large n (c = 0 is an active bound, not a limit)
         cs = np.empty_like(c0)
         for k, o in enumerate(owner):
@@ -1128,7 +1135,9 @@ def _null_fits(
     """Fits of ``n_perm`` seeded permutations of the pair weights, solved in one batch.
 
     The generator is drawn in the same order as fitting one permutation after the other
-    (permutation, then that fit's random starts), so the nulls do not depend on batching.
+    (permutation, then that fit's random starts), so the nulls do not depend on batching;
+    the eigenvectors of the continuous starts come from one stacked ``eigh`` (the same
+    LAPACK call per matrix: the same starts as one by one).
     """
     vals, pairs = _pair_values(a)
     n = a.shape[0]
@@ -1139,15 +1148,17 @@ def _null_fits(
         it = tqdm(it, desc=f"coreness nulls ({method})")
     local = method == "discrete" and n > exhaustive_max
     mats = np.zeros((n_perm, n, n))
-    starts = []
+    starts, randoms = [], []
     for k in it:
         mats[k, pairs[:, 0], pairs[:, 1]] = prng.permutation(vals)
         mats[k] += mats[k].T
         if method == "continuous":
-            starts.append(_continuous_starts(mats[k], prng, restarts))
+            randoms.append([prng.uniform(0.05, 1.0, n) for _ in range(restarts)])
         elif local:
             starts.append(_local_starts(mats[k], prng, 5 * restarts))
     if method == "continuous":
+        vecs = np.linalg.eigh(mats)[1]
+        starts = [_starts_from(m, v, r) for m, v, r in zip(mats, vecs, randoms, strict=True)]
         return np.array(
             [r for r, _ in _fit_continuous(list(mats), starts, star_limit=True, fast=True)]
         )
