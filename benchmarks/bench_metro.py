@@ -18,7 +18,8 @@
    pruned union against ``shapely.union_all`` of all the same pieces (the exact construction),
    ABAB in CPU seconds, with the largest relative area difference. ``--quick``: two cores.
 
-Usage: ``python benchmarks/bench_metro.py [--quick]``; prints one ``BENCH`` line per peer.
+Usage: ``python benchmarks/bench_metro.py [--quick] [--catchments-only]``; prints one ``BENCH``
+line per peer.
 
 Results (2026-12-02, end of session, quiet machine, CPU seconds)::
 
@@ -155,7 +156,12 @@ def catchments(args: argparse.Namespace) -> str:
 
     import agglo
     from agglo.analysis.metro import MetroOptions, metropolitan_areas
-    from agglo.analysis.metro.catchment import _network_polygon
+    from agglo.analysis.metro.catchment import (
+        _frame,
+        _network_polygon,
+        _network_polygons,
+        _union_threads,
+    )
     from agglo.reference import seats as seat_rule
     from agglo.reference.paths import data_path
 
@@ -201,6 +207,29 @@ def catchments(args: argparse.Namespace) -> str:
         f"of every piece {u:.2f} CPU s (medians of {len(t_a)}, ABAB); max relative area "
         f"difference {worst:.1e}"
     )
+    # the stage's path: frames projected once per core, all catchments built in a thread pool
+    frames = [
+        _frame(cat.graph, cat.times[k], max(limits), np.array([lon]), np.array([lat]))
+        for k, (_, _, lon, lat) in enumerate(jobs[:: len(limits)])
+    ]
+    batch = [(frames[i // len(limits)], d, b) for i, (d, b, _, _) in enumerate(jobs)]
+    one = [
+        _network_polygon(cat.graph, d, b, mpm, np.array([lon]), np.array([lat]), 8)
+        for d, b, lon, lat in jobs
+    ]
+    n_threads = _union_threads([int(np.count_nonzero(d < lim)) for _, d, lim in batch])
+    for threads in (1, n_threads):
+        t0, w0 = time.process_time(), time.perf_counter()
+        got = _network_polygons(batch, mpm, 8, threads=threads)
+        cpu_t, wall_t = time.process_time() - t0, time.perf_counter() - w0
+        same = all(
+            shapely.normalize(p).equals_exact(shapely.normalize(q), 0.0)
+            for p, q in zip(got, one, strict=True)
+        )
+        print(
+            f"  stage path ({threads} thread(s)): {cpu_t:.2f} CPU s, {wall_t:.2f} wall s; "
+            f"identical to the one-by-one polygons: {same}"
+        )
     return (
         f"BENCH metro_catchments_{len(jobs)}polygons agglo_s={a:.3f} union_all_s={u:.3f} "
         f"speedup_vs_union_all={u / a:.2f}"
@@ -216,9 +245,15 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=20)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--catchments-only", action="store_true", help="only section 3")
     args = ap.parse_args()
     if args.quick:
         args.lines, args.n, args.nx_n, args.repeat = 200_000, 300, 100, 3
+    if args.catchments_only:
+        line = catchments(args)
+        print(f"peak memory of this process: {peak_mb():.0f} MB (ru_maxrss)")
+        print(line)
+        return
 
     from scipy.sparse.csgraph import dijkstra
 

@@ -334,3 +334,14 @@ def test_verbose_lists_every_problem(files, capsys):
     assert main(["--verbose", "run", "--config", cfg, "--out", str(files["dir"] / "o")]) == 2
     err = capsys.readouterr().err
     assert "metro.minutes must be > 0" in err and "metro.method must be" in err
+
+
+def test_ctrl_c_exits_with_130_and_says_so(monkeypatch, tmp_path, capsys):
+    import agglo.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(agglo.pipeline, "run", interrupted)
+    assert main(["run", "--out", str(tmp_path / "o")]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -122,13 +122,16 @@ def test_progress_bars_follow_quiet(flags, wanted, monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_run(config, out, *, force=False, progress=False):
-        seen["progress"] = progress
+    def fake_run(config, out, *, force=False, progress=False, workers=None):
+        seen["progress"], seen["workers"] = progress, workers
         raise typer.Exit(0)
 
     monkeypatch.setattr(agglo.pipeline, "run", fake_run)
     assert main([*flags, "run", "--out", str(tmp_path / "o")]) == 0
-    assert seen["progress"] is wanted
+    assert seen == {"progress": wanted, "workers": None}
+    assert main([*flags, "run", "--workers", "1", "--out", str(tmp_path / "o")]) == 0
+    assert seen["workers"] == 1
+    assert main(["run", "--workers", "0", "--out", str(tmp_path / "o")]) == 2  # at least 1
 
 
 def test_run_takes_panel_flags(tmp_path, monkeypatch):

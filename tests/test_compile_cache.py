@@ -1,16 +1,14 @@
-"""The on-disk numba cache of esda's kernels (agglo.analysis.compile_cache)."""
+"""The on-disk numba cache of kernels compiled at import (agglo.analysis.compile_cache)."""
 
 from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 
 pytest.importorskip("numba")
-esda = pytest.importorskip("esda")
 
-from agglo.analysis import compile_cache  # noqa: E402
+from agglo.analysis import compile_cache
 
 
 def test_cache_dir_follows_numba_then_agglo_env(monkeypatch, tmp_path):
@@ -19,43 +17,6 @@ def test_cache_dir_follows_numba_then_agglo_env(monkeypatch, tmp_path):
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     monkeypatch.setenv("AGGLO_CACHE_DIR", str(tmp_path / "agglo"))
     assert compile_cache.compile_cache_dir() == tmp_path / "agglo" / "numba"
-
-
-@pytest.mark.slow
-def test_kernels_write_to_the_cache_and_reload(monkeypatch, tmp_path):
-    """A kernel made cacheable writes an index in the folder; a fresh dispatcher loads it."""
-    from esda import crand
-    from numba import njit
-    from numba.core.caching import FunctionCache, NullCache
-    from numba.core.registry import CPUDispatcher
-
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    # as a fresh process sees them: not compiled, no cache (restored afterwards)
-    py_func = crand.vec_permutations.py_func
-    monkeypatch.setattr(crand, "vec_permutations", njit(fastmath=True)(py_func))
-    kernels = [v for v in vars(crand).values() if isinstance(v, CPUDispatcher)]
-    every = {
-        id(v): v
-        for name, mod in list(sys.modules.items())
-        if mod is not None and name.split(".")[0] == "esda"
-        for v in vars(mod).values()
-        if isinstance(v, CPUDispatcher)
-    }
-    for k in every.values():  # every esda kernel gets its own cache back after the test
-        monkeypatch.setattr(k, "_cache", NullCache())
-    monkeypatch.setattr(compile_cache, "_SCANNED", set())
-    assert compile_cache.enable_esda_compile_cache() >= len(kernels) - 1
-    # compute_chunk takes the statistic as a function argument: numba cannot cache it
-    assert isinstance(crand.compute_chunk._cache, NullCache)
-    assert all(isinstance(k._cache, FunctionCache) for k in kernels if k is not crand.compute_chunk)
-    assert compile_cache.enable_esda_compile_cache() == 0  # idempotent
-    got = crand.vec_permutations(3, 10, 4, 1)
-    # numba caches in a per-module subfolder of the cache dir: an index and a data file
-    assert list(tmp_path.rglob("crand.vec_permutations-*.nbi"))
-    fresh = njit(fastmath=True)(py_func)
-    fresh.enable_caching()
-    np.testing.assert_array_equal(fresh(3, 10, 4, 1), got)
-    assert sum(fresh.stats.cache_hits.values()) == 1, "a new dispatcher should load from disk"
 
 
 def test_import_with_compile_cache_caches_only_the_listed_packages(monkeypatch, tmp_path):

@@ -22,6 +22,14 @@ from agglo.errors import AggloInputError, CRSError, OutputExistsError
 from agglo.outputs.styles import LISA_COLOURS
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _private_agglo_cache(tmp_path_factory):
+    """No test of this module writes a cache (font subsets) into the user's folders."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGGLO_CACHE_DIR", str(tmp_path_factory.mktemp("agglo-cache")))
+        yield
+
+
 # --------------------------------------------------------------------------- toy data
 def toy_cities() -> gpd.GeoDataFrame:
     """2×3 grid of 0.5° squares near Chengdu; two agglomerations and two non-members."""
@@ -421,6 +429,36 @@ def test_save_figure_writes_png_and_svg_atomically(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_saved_figures_are_reproducible_byte_for_byte(tmp_path):
+    # two drawings of the same figure, saved twice: identical PNG and SVG bytes (no time stamp,
+    # no random clip-path ids); the check can fail: matplotlib's own SVG differs between saves
+    g = toy_cities().assign(v=np.arange(6.0))
+
+    def save(name: str) -> list[bytes]:
+        fig = plot.choropleth(g, "v", k=3, labels="name_zh", caption="城市 caption")
+        return [p.read_bytes() for p in plot.save_figure(fig, tmp_path / name, dpi=60)]
+
+    assert save("a") == save("b")
+    with plot._style():
+        for name in ("c", "d"):
+            plot.choropleth(g, "v", k=3).savefig(tmp_path / f"{name}.svg")
+    assert (tmp_path / "c.svg").read_bytes() != (tmp_path / "d.svg").read_bytes()
+
+
+def test_png_compression_keeps_the_pixels_of_matplotlibs_default(tmp_path):
+    # the faster zlib level: the same image as matplotlib's default PNG of the same layout
+    from PIL import Image
+
+    g = toy_cities().assign(v=np.arange(6.0))
+    fig = plot.choropleth(g, "v", k=3, labels="name_zh")
+    png, _svg = plot.save_figure(fig, tmp_path / "ours", dpi=80)
+    with plot._style():  # the layout is fixed now; the same bounding box, matplotlib's defaults
+        fig.savefig(tmp_path / "ref.png", dpi=80, bbox_inches=plot._fix_layout(fig, 80))
+    with Image.open(png) as ours, Image.open(tmp_path / "ref.png") as ref:
+        assert (np.asarray(ours) == np.asarray(ref)).all()
+    assert png.read_bytes() != (tmp_path / "ref.png").read_bytes()  # another zlib level
+
+
 def test_save_figure_matches_savefig_tight(tmp_path):
     # one layout pass for both formats: the same picture as matplotlib's bbox_inches="tight"
     from PIL import Image
@@ -533,6 +571,81 @@ def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path, monkeypa
             forked.out_dir / "maps" / name
         ).read_bytes()
     assert not [p for p in (forked.out_dir / "maps").iterdir() if p.name.startswith(".")]
+
+
+def _maps_of(ctx, **kwargs):
+    from agglo.outputs import maps
+
+    return maps.draw_maps(
+        ctx.layers,
+        ctx.out_dir / "maps",
+        counties=ctx.layers.get("counties", ctx.counties),
+        index=ctx.results.get("index"),
+        synthetic=ctx.synthetic,
+        options=maps.PlotOptions(workers=1),
+        **kwargs,
+    )
+
+
+def test_figures_drawn_early_are_taken_as_they_are(tmp_path, monkeypatch):
+    # figures drawn before the maps step (as after the index stage) are not drawn again, and
+    # the run's files are byte for byte those of drawing everything in the maps step
+    from agglo.outputs import maps
+
+    whole, parts = toy_context(tmp_path / "a"), toy_context(tmp_path / "b")
+    reference = _maps_of(whole)
+    so_far = {k: parts.layers[k] for k in ("cities", "agglomerations") if k in parts.layers}
+    early = maps.draw_figures(
+        so_far,
+        parts.out_dir / "maps",
+        index=parts.results["index"],
+        synthetic=parts.synthetic,
+        options=maps.PlotOptions(workers=1),
+    )
+    assert {"membership", "lag_score", "composite_scores"} <= set(early)
+    assert "coreness" not in early and "metro_areas" not in early  # their layers come later
+    drawn_late = []
+    real = maps._run_jobs
+    monkeypatch.setattr(
+        maps,
+        "_run_jobs",
+        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
+    )
+    result = _maps_of(parts, drawn=early)
+    assert not set(drawn_late) & set(early)
+    assert {"coreness", "metro_areas"} <= set(drawn_late)
+    assert [p.name for p in result.figures] == [p.name for p in reference.figures]
+    assert result.captions == {
+        k.replace(str(whole.out_dir), str(parts.out_dir)): v for k, v in reference.captions.items()
+    }
+    for p in reference.figures:
+        assert p.read_bytes() == (parts.out_dir / "maps" / p.name).read_bytes(), p.name
+
+
+def test_figures_drawn_early_with_another_caption_are_drawn_again(tmp_path, monkeypatch):
+    from agglo.outputs import maps
+
+    ctx = toy_context(tmp_path)
+    early = maps.draw_figures(  # before the run knew its synthetic inputs
+        {"cities": ctx.layers["cities"]},
+        ctx.out_dir / "maps",
+        index=ctx.results["index"],
+        options=maps.PlotOptions(workers=1),
+    )
+    failed = maps.DrawnFigure("x", early["composite_scores"].paths, "ZeroDivisionError: boom")
+    early["composite_scores"] = failed
+    drawn_late = []
+    real = maps._run_jobs
+    monkeypatch.setattr(
+        maps,
+        "_run_jobs",
+        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
+    )
+    result = _maps_of(ctx, drawn=early)
+    assert "membership" not in drawn_late  # real data only: the same caption
+    assert {"lag_score", "composite_scores"} <= set(drawn_late)  # synthetic notice; failed
+    cap = result.captions[str(ctx.out_dir / "maps" / "lag_score.png")]
+    assert "SYNTHETIC" in cap and result.failed == []
 
 
 def test_maps_stage_skips_missing_parts(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib import metadata
+from pathlib import Path
 
 import geopandas as gpd
 import pyogrio
@@ -178,6 +179,18 @@ def census(shared_data) -> dict[str, dict[str, str]]:
 
 def _labels(text: str) -> list[str]:
     return [x for x in str(text).split("; ") if x]
+
+
+@pytest.mark.slow
+def test_no_table_or_layer_names_a_path_of_this_machine(outputs, run_dir):
+    here = [str(Path(data_dir()).resolve().parent), str(run_dir.parent)]
+    for key, t in outputs.items():
+        for col in t.columns:
+            if t[col].dtype == object or str(t[col].dtype) in ("str", "string"):
+                text = t[col].astype(str)
+                for path in here:
+                    hit = text.str.contains(path, regex=False)
+                    assert not hit.any(), f"{key}.{col}: {text[hit].iloc[0][:200]!r}"
 
 
 @pytest.mark.slow

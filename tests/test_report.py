@@ -16,6 +16,15 @@ import pytest
 from agglo.errors import AggloInputError, OutputExistsError
 from agglo.outputs.report import report_from_outputs, section_of, write_report
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_agglo_cache(tmp_path_factory):
+    """No test of this module writes a cache (font subsets) into the user's folders."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGGLO_CACHE_DIR", str(tmp_path_factory.mktemp("agglo-cache")))
+        yield
+
+
 EXTERNAL = re.compile(
     r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//""", re.I
 )
@@ -598,3 +607,39 @@ def test_font_subset_cache_unwritable_still_returns_subset(tmp_path, monkeypatch
     assert report_mod.cached_font_subset(font_path, chars) == report_mod.font_subset(
         font_path, chars
     )
+
+
+def test_tests_use_a_private_cache():
+    from agglo.io.fetch import default_cache_dir
+
+    assert default_cache_dir() != Path.home() / ".cache" / "agglo"
+
+
+def test_font_cache_keeps_the_newest_subsets(tmp_path, monkeypatch):
+    import os
+
+    from agglo.outputs import report as report_mod
+    from agglo.outputs.fonts import _package_font
+
+    font_path = _package_font()
+    if font_path is None:
+        pytest.skip("bundled CJK font not installed")
+    monkeypatch.setenv("AGGLO_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "fonts"
+    folder.mkdir(parents=True)
+    old = []
+    for i in range(report_mod.FONT_CACHE_KEEP + 3):  # older entries, oldest first
+        f = folder / f"cjk-subset-old{i:02d}.otf"
+        f.write_bytes(b"x")
+        os.utime(f, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+        old.append(f)
+    (folder / "notes.txt").write_text("not a subset")  # other files are left alone
+    chars = sorted(map(ord, set("城市群")))
+    data = report_mod.cached_font_subset(font_path, chars)
+    new = report_mod.font_subset_cache_path(font_path, chars)
+    assert new.read_bytes() == data
+    kept = sorted(folder.glob("cjk-subset-*.otf"))
+    assert len(kept) == report_mod.FONT_CACHE_KEEP and new in kept
+    # the newest old ones survive, the oldest went
+    assert set(kept) - {new} == set(old[-(report_mod.FONT_CACHE_KEEP - 1) :])
+    assert (folder / "notes.txt").is_file()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import time
+import warnings
 
 import pandas as pd
 import pytest
 
 from agglo.cli import main
 from agglo.config import RunConfig, load_config
-from agglo.errors import AggloInputError
+from agglo.errors import AggloDataWarning, AggloInputError
 from agglo.pipeline import STAGES, StageOutput, run, run_stages, stage_options
+from agglo.pipeline.forked import fork_available
 
 #: a small but complete run of the bundled data (few permutations, one metro core)
 CONFIG = """
@@ -45,9 +50,12 @@ def toml(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run_tables(toml, tmp_path_factory):
+    """The tables of a run with independent stages side by side (forked, where possible)."""
     out = tmp_path_factory.mktemp("run") / "out"
-    run(load_config(toml), out, stages=(*COMMANDS, "write"))
-    return out / "tables"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(load_config(toml), out, stages=(*COMMANDS, "write"), workers=2)
+    return out / "tables", caught
 
 
 @pytest.mark.slow
@@ -56,9 +64,59 @@ def test_stage_command_writes_the_tables_of_agglo_run(command, toml, run_tables,
     out = tmp_path / command
     assert main([command, "--config", str(toml), "--out", str(out)]) == 0
     for table in COMMANDS[command]:
-        expected = pd.read_csv(run_tables / f"{table}.csv", dtype={"adcode": str})
+        expected = pd.read_csv(run_tables[0] / f"{table}.csv", dtype={"adcode": str})
         got = pd.read_csv(out / f"{table}.csv", dtype={"adcode": str})
         pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"{command}:{table}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not fork_available(), reason="stages run side by side only with fork")
+def test_stages_side_by_side_give_the_tables_and_warnings_of_one_after_the_other(
+    toml, run_tables, tmp_path
+):
+    tables, side_by_side = run_tables
+    with warnings.catch_warnings(record=True) as one_by_one:
+        warnings.simplefilter("always")
+        run(load_config(toml), tmp_path / "seq", stages=(*COMMANDS, "write"), workers=1)
+    names = sorted(p.name for p in tables.glob("*.csv"))
+    assert names == sorted(p.name for p in (tmp_path / "seq" / "tables").glob("*.csv"))
+    assert len(names) > 10
+    for name in names:
+        expected = pd.read_csv(tmp_path / "seq" / "tables" / name, dtype={"adcode": str})
+        got = pd.read_csv(tables / name, dtype={"adcode": str})
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=name)
+
+    def shown(caught):
+        return sorted((w.category.__name__, str(w.message)) for w in caught)
+
+    assert shown(side_by_side) == shown(one_by_one)
+
+
+@pytest.mark.skipif(not fork_available(), reason="stages run side by side only with fork")
+def test_a_stage_beside_others_warns_in_the_parent_and_its_error_fails_the_run(monkeypatch):
+    import agglo.pipeline as pipeline
+
+    def noisy(config, options, **needs):
+        warnings.warn(f"city 510100 repaired in {os.getpid()}", AggloDataWarning, stacklevel=1)
+
+    def broken(config, options, **needs):
+        time.sleep(0.5)  # fails after the noisy one has finished
+        raise ValueError("disparity broke")
+
+    fake = {"metro": noisy, "disparity": broken}
+    table = tuple(dataclasses.replace(st, function=fake.get(st.name, st.function)) for st in STAGES)
+    monkeypatch.setattr(pipeline, "STAGES", table)
+    with (
+        pytest.warns(AggloDataWarning, match="510100") as caught,
+        pytest.raises(ValueError, match="broke"),
+    ):
+        run_stages(RunConfig(), ["metro", "disparity"], workers=2)
+    assert str(os.getpid()) not in str(caught[0].message)  # it ran in a forked child
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(AggloInputError, match="workers must be >= 1"):
+        run_stages(RunConfig(), ["inputs"], workers=0)
 
 
 def test_options_of_every_section_are_checked_before_any_stage(tmp_path, caplog):

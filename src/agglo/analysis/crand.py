@@ -1,105 +1,126 @@
-"""Permutation inference of esda's statistics, run so that nothing compiles twice.
+"""Permutation inference of esda's statistics in vectorised numpy: nothing is compiled.
 
-esda runs the conditional randomisation of Local Moran and G* in ``esda.crand.compute_chunk``,
-a numba kernel that takes the statistic as a function argument. numba types that argument by
-the dispatcher's address, so the kernel cannot be cached on disk and compiles again in every
-process (about 8 CPU-seconds for both statistics). :func:`conditional_p` runs the same loop
-with the statistic fixed: the loop below is ``compute_chunk``'s, and the statistic
-(``esda.moran._moran_local_crand`` / ``esda.getisord._g_local_star_crand``), the permutations
-(``esda.crand.vec_permutations``) and the p-value (``esda.significance._permutation_significance``)
-are esda's own kernels, so the numbers are esda's (``tests/test_autocorr_crand.py`` checks them
-against ``esda.Moran_Local`` / ``esda.G_Local`` on the same seed, and against a numpy count).
-The kernels are cached on disk under :func:`agglo.analysis.compile_cache.compile_cache_dir`,
-in a folder per esda version.
+esda runs the conditional randomisation of Local Moran and G* in numba kernels
+(``esda.crand``) that compile again in every process: about 20 CPU-seconds on the first run
+after an install, about 2 on later runs even with numba's on-disk cache, and without numba (the
+core install) they run as plain Python. :func:`conditional_p` computes the same statistics with
+numpy, a block of units at a time (the neighbour sets are small: gather ``z`` at the permuted
+ids, one batched product per block), and :func:`permutation_statistics` does the same for
+global Moran's I and Geary's C (one sparse product for all simulations).
 
-Two choices differ from a plain esda call, both deliberate:
+**Same draws as esda.** :func:`permuted_ids` equals ``esda.crand.vec_permutations`` for a
+seed: numba's ``np.random.seed`` / ``np.random.choice(n - 1, size, replace=False)`` are
+numpy's legacy Mersenne Twister seeding and the first ``size`` entries of
+``np.random.permutation(n - 1)`` (numba implements them so that they match numpy), so a
+``numpy.random.RandomState(seed)`` draws the same ids without numba. The simulated statistic
+of unit ``i`` is esda's: the other units' values at the permuted ids (``z`` without unit
+``i``), weighted by ``i``'s weights in the weights' order, plus the self-weight term
+(``esda.moran._moran_local_crand``, ``esda.getisord._g_local_star_crand``); an island gets
+esda's one fake neighbour of weight ``island_weight``. The global tests draw one
+``np.random.permutation`` per simulation from numpy's global generator, all of Moran's then all
+of Geary's, as ``esda.Moran`` / ``esda.Geary`` do. ``tests/test_autocorr_crand.py`` checks the
+ids against esda's kernel and the p-values against ``esda.Moran_Local`` / ``esda.G_Local`` /
+``esda.Moran`` / ``esda.Geary`` on the same seed, and against a plain numpy count.
 
-- the p-value is esda's ``"directed"`` one (esda 2.8's default; the count of simulated
-  statistics at least as extreme as the observed one, in the observed tail), named here so an
-  esda upgrade that changes the default, or recomputes ``p_sim`` from kept simulations with
-  another formula, does not change agglo's results;
-- p-values are kept in float64 (esda's loop stores them in float32, e.g. 0.00999999977
-  for 10/1000); simulations are not kept (no ``n x permutations`` array).
+**The p-value** is esda's ``"directed"`` one (esda 2.8's default), named here so that an esda
+upgrade that changes its default does not change agglo's results: with ``P`` simulations,
+``p = (min(upper, lower) + 1) / (P + 1)``, ``upper`` the number of simulated statistics at
+least as large as the observed one and ``lower`` the number at least as small (the observed
+statistic's own tail). p-values are float64 (esda's loop stores G*'s in float32, e.g.
+0.00999999977 for 10/1000); simulations are not kept.
 
-:func:`permutation_statistics` does the same for global Moran's I and Geary's C: the
-permutations are drawn exactly as ``esda.Moran`` / ``esda.Geary`` draw them (one
-``np.random.permutation`` per simulation from the global generator), and the statistics of
-all of them are computed in one sparse product instead of one Python call each.
+Two deliberate departures from esda (DESIGN.md says "esda ... with permutation inference";
+these make that inference reproducible):
+
+- **ties** — a simulated statistic within ``TIE_RTOL`` (relative to the largest absolute
+  statistic of that test) of the observed one counts in *both* tails. esda counts
+  ``sim >= observed`` in floating point, and its lower tail is the complement (``sim <
+  observed``), so a simulation that equals the observed statistic mathematically — the same
+  neighbour values drawn again, or an arrangement of a 5-city scope mapped onto itself —
+  counts or not depending on the last bit of a sum: p-values of small scopes flipped with
+  1e-15 changes of the inputs. Without ties (continuous data, no simulation within the
+  tolerance) the p-value is esda's exactly; with them it is larger (more conservative), e.g.
+  an island, whose simulations all equal its observed 0, gets p = 1 instead of esda's
+  ``1 / (P + 1)``;
+- **exact enumeration** — when the distinct arrangements are no more than the requested
+  permutations (``n! <= P`` for a global test, i.e. n <= 6 for 999; for a local test the
+  ``(n-1)! / (n-1-k)!`` ordered draws of a unit's ``k`` neighbours), every arrangement is
+  evaluated once instead of drawing ``P`` random ones, and ``p = min(upper, lower) / N`` over
+  the ``N`` arrangements (the observed one among them): the exact permutation p-value, with no
+  Monte Carlo error and no dependence on the seed. With 999 permutations this applies to the
+  global tests of scopes of up to 6 units and to the local tests of units with a single
+  neighbour among up to 1,000 units. Islands keep esda's random draws of their fake neighbour
+  (the observed statistic is not one of its arrangements).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import warnings
 from typing import Any
 
 import numpy as np
 
-__all__ = ["conditional_p", "permutation_statistics"]
+__all__ = ["TIE_RTOL", "conditional_p", "permutation_statistics", "permuted_ids"]
 
-# esda's own kernels (esda 2.8), inlined by the loops below
-from esda.crand import vec_permutations
-from esda.getisord import _g_local_star_crand
-from esda.moran import _moran_local_crand
-from esda.significance import _permutation_significance
-
-
-def _moran_local_loop(
-    z, observed, cardinalities, self_weights, other_weights, permuted_ids, scaling, island_weight
-):  # pragma: no cover - compiled by numba
-    # esda.crand.compute_chunk (chunk = all units, keep=False) with the statistic fixed
-    n = z.shape[0]
-    p_sims = np.zeros((n,), dtype=np.float64)
-    wloc = 0
-    for i in range(n):
-        cardinality = cardinalities[i]
-        if cardinality == 0:
-            weights_i = np.zeros(2, dtype=other_weights.dtype)
-            weights_i[1] = island_weight
-        else:
-            weights_i = np.zeros(cardinality + 1, dtype=other_weights.dtype)
-            weights_i[0] = self_weights[i]
-            weights_i[1:] = other_weights[wloc : (wloc + cardinality)]
-        wloc += cardinality
-        rstats = _moran_local_crand(i, z, permuted_ids, weights_i, scaling)
-        p_sims[i] = _permutation_significance(observed[i], rstats, alternative="directed").item()
-    return p_sims
+#: relative tolerance under which a simulated statistic ties with the observed one
+TIE_RTOL = 1e-9
+#: elements of the gathered ``units x permutations x neighbours`` block (~32 MB of float64)
+_BLOCK = 1 << 22
 
 
-def _g_local_star_loop(
-    z, observed, cardinalities, self_weights, other_weights, permuted_ids, scaling, island_weight
-):  # pragma: no cover - compiled by numba
-    n = z.shape[0]
-    p_sims = np.zeros((n,), dtype=np.float64)
-    wloc = 0
-    for i in range(n):
-        cardinality = cardinalities[i]
-        if cardinality == 0:
-            weights_i = np.zeros(2, dtype=other_weights.dtype)
-            weights_i[1] = island_weight
-        else:
-            weights_i = np.zeros(cardinality + 1, dtype=other_weights.dtype)
-            weights_i[0] = self_weights[i]
-            weights_i[1:] = other_weights[wloc : (wloc + cardinality)]
-        wloc += cardinality
-        rstats = _g_local_star_crand(i, z, permuted_ids, weights_i, scaling)
-        p_sims[i] = _permutation_significance(observed[i], rstats, alternative="directed").item()
-    return p_sims
+def permuted_ids(max_card: int, n: int, permutations: int, seed: int) -> np.ndarray:
+    """``esda.crand.vec_permutations(max_card, n, permutations, seed)`` without numba.
+
+    Parameters
+    ----------
+    max_card
+        Ids per draw (the largest number of neighbours).
+    n
+        Number of units; ids are drawn from ``0 .. n - 2`` (the units other than the focal one).
+    permutations
+        Number of draws.
+    seed
+        Seed (numba takes it modulo 2**32).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(permutations, max_card)`` int64 ids, each row without repeats.
+
+    Examples
+    --------
+    >>> permuted_ids(3, 10, 2, 1).shape
+    (2, 3)
+    """
+    rs = np.random.RandomState(int(seed) % 2**32)  # numba's legacy MT19937 stream
+    out = np.empty((permutations, max_card), dtype=np.int64)
+    for k in range(permutations):
+        out[k] = rs.permutation(n - 1)[:max_card]
+    return out
 
 
-_LOOPS = {"moran": _moran_local_loop, "gstar": _g_local_star_loop}
-_COMPILED: dict[str, Any] = {}
+def _p_values(sims: np.ndarray, observed: np.ndarray, exact: bool) -> np.ndarray:
+    """Directed p-values of each row of ``sims`` (simulations) against ``observed``, with ties.
+
+    ``exact``: the rows are every arrangement (the observed one among them), not a sample.
+    """
+    scale = np.maximum(np.abs(observed), np.abs(sims).max(axis=1, initial=0.0))
+    tol = (TIE_RTOL * scale)[:, None]
+    obs = observed[:, None]
+    upper = (sims >= obs - tol).sum(axis=1)
+    lower = (sims <= obs + tol).sum(axis=1)
+    k = np.minimum(upper, lower).astype(float)
+    count = sims.shape[1]
+    return k / count if exact else (k + 1.0) / (count + 1.0)
 
 
-def _loop(statistic: str):
-    if statistic not in _COMPILED:
-        import esda
-
-        from agglo.analysis.compile_cache import cached_njit
-
-        # compute_chunk's flags; the statistic keeps its own (fastmath) when inlined
-        _COMPILED[statistic] = cached_njit(
-            _LOOPS[statistic], tag=f"esda-{esda.__version__}", fastmath=True
-        )
-    return _COMPILED[statistic]
+def _arrangements(n_others: int, k: int, permutations: int) -> np.ndarray | None:
+    """Every ordered draw of ``k`` of ``n_others`` ids when there are at most ``permutations``."""
+    if math.perm(n_others, k) > permutations:
+        return None
+    return np.array(list(itertools.permutations(range(n_others), k)), dtype=np.int64).reshape(-1, k)
 
 
 def conditional_p(
@@ -126,7 +147,7 @@ def conditional_p(
     observed
         The observed statistics (``Moran_Local.Is`` / ``G_Local.Gs``).
     permutations, seed
-        As given to esda.
+        As given to esda (``seed=None``: drawn from numpy's global generator, as esda does).
     scaling
         Statistic scaling: ``(n - 1) / sum(z**2)`` for Moran (default), ``sum(y)`` for G*.
     island_weight
@@ -135,51 +156,63 @@ def conditional_p(
     Returns
     -------
     numpy.ndarray
-        ``(k + 1) / (permutations + 1)`` per unit, ``k`` the number of simulated statistics
-        at least as extreme as the observed one in its tail (esda's ``"directed"``).
+        Directed pseudo p-value per unit (see the module notes on ties and exact enumeration).
 
     Examples
     --------
-    >>> import esda, libpysal
-    >>> w = libpysal.graph.Graph.build_contiguity(
-    ...     __import__("geopandas").GeoSeries([__import__("shapely").box(i % 5, i // 5, i % 5 + 1,
-    ...     i // 5 + 1) for i in range(25)]), rook=True).transform("r")
+    >>> import esda, geopandas, libpysal, shapely
+    >>> boxes = [shapely.box(i % 5, i // 5, i % 5 + 1, i // 5 + 1) for i in range(25)]
+    >>> w = libpysal.graph.Graph.build_contiguity(geopandas.GeoSeries(boxes), rook=True)
+    >>> w = w.transform("r")
     >>> y = np.arange(25.0) % 7
     >>> lm = esda.Moran_Local(y, w, permutations=0)
     >>> p = conditional_p("moran", lm.z, lm.w, lm.Is, 99, 1)
     >>> p.shape, bool(((p * 100).round() >= 1).all())
     ((25,), True)
     """
-    import warnings
-
-    from agglo.analysis.compile_cache import enable_esda_compile_cache
-
-    enable_esda_compile_cache()  # vec_permutations
+    if statistic not in ("moran", "gstar"):
+        raise ValueError(f"statistic must be 'moran' or 'gstar'; got {statistic!r}")
     z = np.asarray(z, dtype=float)
+    observed = np.asarray(observed, dtype=float)
     n = len(z)
     if scaling is None:
         scaling = (n - 1) / (z * z).sum()
-    adj = w.sparse.copy()  # esda zeroes the diagonal of the weights' own matrix in place
+    adj = w.sparse.tocsr(copy=True).astype(float)  # esda zeroes the diagonal in place
     self_weights = adj.diagonal()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SparseEfficiencyWarning of setdiag
         adj.setdiag(0)
-        adj.eliminate_zeros()
-    other_weights = adj.data.astype(z.dtype)
-    cardinalities = np.array((adj != 0).sum(1)).flatten()
+    adj.eliminate_zeros()  # each unit's weights in storage order, as esda takes them
+    card = np.diff(adj.indptr)
     if seed is None:
         seed = np.random.randint(12345, 12345000)  # noqa: NPY002 (esda's own draw)
-    permuted_ids = vec_permutations(cardinalities.max(), n, permutations, seed)
-    return _loop(statistic)(
-        z,
-        np.asarray(observed, dtype=float),
-        cardinalities,
-        self_weights,
-        other_weights,
-        permuted_ids,
-        float(scaling),
-        float(island_weight),
-    )
+    # an island draws one fake neighbour of weight island_weight and no self-weight (esda)
+    slots = np.maximum(card, 1)
+    ids = permuted_ids(int(slots.max()), n, permutations, seed)
+    p = np.empty(n)
+    for key in np.unique(card):  # units with the same number of neighbours (0: islands)
+        units = np.flatnonzero(card == key)
+        c = int(slots[units[0]])
+        if key == 0:  # esda's null of an island: its fake neighbour, drawn at random
+            weights = np.full((len(units), 1), float(island_weight))
+            selfw = np.zeros(len(units))
+            drawn = None
+        else:
+            weights = adj.data[adj.indptr[units][:, None] + np.arange(c)]
+            selfw = self_weights[units]
+            drawn = _arrangements(n - 1, c, permutations)
+        exact = drawn is not None
+        draws = drawn if exact else ids[:, :c]
+        step = max(1, _BLOCK // (len(draws) * c))
+        for lo in range(0, len(units), step):
+            u = units[lo : lo + step]
+            # id k among the units other than u is unit k, or k + 1 from u on
+            others = draws[None, :, :] + (draws[None, :, :] >= u[:, None, None])
+            lag = np.matmul(z[others], weights[lo : lo + step, :, None])[..., 0]
+            lag += (selfw[lo : lo + step] * z[u])[:, None]
+            sims = z[u][:, None] * lag * scaling if statistic == "moran" else lag / scaling
+            p[u] = _p_values(sims, observed[u], exact)
+    return p
 
 
 def permutation_statistics(moran: Any, geary: Any, permutations: int) -> dict[str, float]:
@@ -187,36 +220,56 @@ def permutation_statistics(moran: Any, geary: Any, permutations: int) -> dict[st
 
     ``moran`` and ``geary`` are ``esda.Moran`` / ``esda.Geary`` objects made with
     ``permutations=0``; the simulations use numpy's global generator in esda's order (all of
-    Moran's, then all of Geary's), so seed it as for esda.
+    Moran's, then all of Geary's), so seed it as for esda. With ``n! <= permutations`` every
+    arrangement of the values is evaluated instead (nothing is drawn; see the module notes).
 
     Returns
     -------
     dict
-        ``moran_p_sim``, ``moran_z_sim``, ``geary_p_sim``: esda's ``p_sim`` / ``z_sim``.
+        ``moran_p_sim``, ``moran_z_sim``, ``geary_p_sim``: esda's ``p_sim`` / ``z_sim``, and
+        ``arrangements``: the number of arrangements enumerated (0 when drawn at random).
+
+    Examples
+    --------
+    >>> import esda, libpysal
+    >>> w = libpysal.graph.Graph.from_arrays([0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2], [1.0] * 6)
+    >>> y = np.array([1.0, 2.0, 4.0, 8.0])  # a path of 4 units, values rising along it
+    >>> s = permutation_statistics(esda.Moran(y, w, permutations=0),
+    ...     esda.Geary(y, w, permutations=0), 99)
+    >>> s["arrangements"], s["moran_p_sim"]  # all 4! = 24; the observed and its mirror image
+    (24, 0.08333333333333333)
     """
     from libpysal.weights import W
 
-    rng = np.random  # esda draws from the global generator
+    n = moran.n
+    exact = math.factorial(n) <= permutations
+    if exact:
+        orders = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
+    else:  # esda draws from the global generator
+        rng = np.random
+        orders = None
     y_m = moran.y - moran.y.mean()  # Moran permutes z = y - mean (before its rescaling)
-    zp = np.array([rng.permutation(y_m) for _ in range(permutations)])
+    zp = y_m[orders] if exact else np.array([rng.permutation(y_m) for _ in range(permutations)])
     lag = np.asarray(moran.w.sparse @ zp.T).T
     s0 = moran.w.s0 if isinstance(moran.w, W) else moran.summary.s0
     inum = np.array([row.sum() for row in zp * lag])  # 1-d sums: esda's rounding
     sim_i = moran.n / s0 * inum / moran.z2ss
-    m_p, _ = _directed(sim_i, moran.I, permutations)
+    m_p = float(_p_values(sim_i[None, :], np.array([moran.I]), exact)[0])
     with np.errstate(divide="ignore"):
-        z_sim = (moran.I - sim_i.sum() / permutations) / sim_i.std()
+        z_sim = (moran.I - sim_i.sum() / len(sim_i)) / sim_i.std()
 
-    yp = np.array([rng.permutation(geary.y) for _ in range(permutations)])
+    yp = (
+        geary.y[orders]
+        if exact
+        else np.array([rng.permutation(geary.y) for _ in range(permutations)])
+    )
     diff = yp[:, geary._focal_ix] - yp[:, geary._neighbor_ix]
     num = np.array([row.sum() for row in geary._weights * diff**2])
     sim_c = (geary.n - 1) * num / geary.den
-    g_p, _ = _directed(sim_c, geary.C, permutations)
-    return {"moran_p_sim": m_p, "moran_z_sim": float(z_sim), "geary_p_sim": g_p}
-
-
-def _directed(sim: np.ndarray, observed: float, permutations: int) -> tuple[float, int]:
-    larger = int((sim >= observed).sum())
-    if (permutations - larger) < larger:
-        larger = permutations - larger
-    return (larger + 1.0) / (permutations + 1.0), larger
+    g_p = float(_p_values(sim_c[None, :], np.array([geary.C]), exact)[0])
+    return {
+        "moran_p_sim": m_p,
+        "moran_z_sim": float(z_sim),
+        "geary_p_sim": g_p,
+        "arrangements": len(orders) if exact else 0,
+    }

@@ -1,7 +1,7 @@
 """The ``agglo`` command line: a thin layer that parses options and calls library functions.
 
 Exit codes: 0 success, 1 unexpected error (a bug: please report it), 2 bad input (one-line
-reason on stderr; ``--verbose`` shows the full message).
+reason on stderr; ``--verbose`` shows the full message), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in ("-v", "--verbose") for a in (argv or sys.argv[1:]))
     try:
         try:
-            app(args=argv, standalone_mode=False)
+            code = app(args=argv, standalone_mode=False)
         except (OSError, ValueError, RuntimeError) as exc:  # user errors raised by libraries
             converted = None if isinstance(exc, AggloInputError) else _as_input_error(exc)
             if converted is None:
@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         if show is not None:
             show()
         return int(getattr(exc, "exit_code", 2))
+    if code == 130:  # typer turns Ctrl-C (KeyboardInterrupt) into exit code 130
+        typer.echo("interrupted: no output was replaced (outputs are written atomically)", err=True)
+        return 130
     return 0
 
 

@@ -23,6 +23,13 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(Path("outputs"), "--out", "-o", help="Output folder."),
         force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
+        workers: int | None = typer.Option(
+            None,
+            "--workers",
+            min=1,
+            help="Stages run side by side at most, in forked processes (default: the cores; "
+            "1: one after the other).",
+        ),
         *,
         given: dict,
     ) -> None:
@@ -37,6 +44,6 @@ def register(app: typer.Typer) -> None:
         from agglo.pipeline import run
 
         cfg = config_with(config, given, panel=panel)
-        ctx = run(cfg, out, force=force, progress=progress_wanted())
+        ctx = run(cfg, out, force=force, progress=progress_wanted(), workers=workers)
         for line in ctx.summary:
             typer.echo(line)

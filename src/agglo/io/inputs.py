@@ -58,7 +58,12 @@ class RunInputs(StageResult):
         return self.panel_path.name
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"panel_validation": validation_labels(self.validation, self.panel)}
+        from agglo.outputs.provenance import portable
+
+        table = validation_labels(self.validation, self.panel)
+        if "source" in table:  # what was read, not where on this machine
+            table = table.assign(source=table["source"].map(portable, na_action="ignore"))
+        return {"panel_validation": table}
 
     def layers(self) -> dict[str, gpd.GeoDataFrame]:
         """``cities`` and ``counties``, each row with ``provenance`` (the boundaries' label)."""

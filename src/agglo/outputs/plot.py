@@ -1165,7 +1165,9 @@ def save_figure(
     """Save ``fig`` atomically as ``<path>.png`` and ``<path>.svg`` (suffix of ``path`` ignored).
 
     ``caption`` is also stored in the files' metadata (PNG ``Description`` text chunk, SVG
-    ``dc:description``), so a report rebuilt from the files can show it. Returns the paths.
+    ``dc:description``), so a report rebuilt from the files can show it. The files are
+    reproducible: the same figure saved again gives the same bytes (no time stamp, fixed SVG
+    ids). Returns the paths.
 
     Examples
     --------
@@ -1180,15 +1182,27 @@ def save_figure(
     path = Path(path)
     stem = path.with_suffix("") if path.suffix.lower() in {".png", ".svg"} else path
     written = []
-    with _style():
+    # svg.hashsalt fixes the clip-path and glyph ids (else random per save) and Date=None
+    # leaves out the time stamp, so one figure saved twice gives the same bytes (PNG already)
+    with _style(), matplotlib.rc_context({"svg.hashsalt": "agglo"}):
         bbox = _fix_layout(fig, dpi)
         for fmt in formats:
             target = stem.with_name(f"{stem.name}.{fmt}")
             with atomic_path(target, force=force) as tmp:
-                meta = {"Description": caption} if caption else {}
-                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=bbox, metadata=meta)
+                meta: dict[str, str | None] = {"Description": caption} if caption else {}
+                extra: dict[str, Any] = {}
+                if fmt == "png":
+                    extra["pil_kwargs"] = {"compress_level": _PNG_COMPRESS_LEVEL}
+                else:
+                    meta["Date"] = None
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=bbox, metadata=meta, **extra)
             written.append(target)
     return written
+
+
+#: zlib level of the PNG files: the same pixels as the default level 6, written in about half
+#: the time, and the files of agglo's flat-coloured maps are a few per cent smaller, not larger
+_PNG_COMPRESS_LEVEL = 3
 
 
 def _fix_layout(fig: Figure, dpi: float):

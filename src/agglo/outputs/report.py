@@ -52,6 +52,7 @@ __all__ = [
     "highlights",
     "indicator_status",
     "key_results",
+    "prune_font_cache",
     "readable_numbers",
     "report_from_outputs",
     "section_of",
@@ -638,9 +639,54 @@ def cached_font_subset(font_path: Path, codepoints: Sequence[int]) -> bytes:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache, force=True) as tmp:
             tmp.write_bytes(data)
+        prune_font_cache(cache.parent, keep=FONT_CACHE_KEEP, protect=cache)
     except (OSError, OutputExistsError) as exc:
         log.info("font subset not cached (%s): %s", cache.parent, exc)
     return data
+
+
+#: font subsets kept in the cache (each about 0.1-0.3 MB); older ones are removed
+FONT_CACHE_KEEP = 8
+
+
+def prune_font_cache(
+    folder: Path, *, keep: int = FONT_CACHE_KEEP, protect: Path | None = None
+) -> list[Path]:
+    """Remove all but the ``keep`` most recently used font subsets from ``folder``.
+
+    A new glyph set (another report text, font or fontTools version) adds an entry; without
+    pruning the cache would only grow. Reading an entry does not refresh its time, so "recently
+    used" means recently written. ``protect`` (the entry just written) is always kept. Returns
+    the removed files (logged).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in range(3):
+    ...     _ = (d / f"cjk-subset-{i}.otf").write_bytes(b"x")
+    >>> len(prune_font_cache(d, keep=1)), len(list(d.iterdir()))
+    (2, 1)
+    """
+    entries = []
+    for f in folder.glob("cjk-subset-*.otf"):
+        try:
+            entries.append((f.stat().st_mtime_ns, f.name, f))
+        except OSError:  # removed meanwhile by another run
+            continue
+    entries.sort(reverse=True)
+    removed = []
+    for _t, _name, f in entries[keep:]:
+        if protect is not None and f == protect:
+            continue
+        try:
+            f.unlink()
+        except OSError:
+            continue
+        removed.append(f)
+    if removed:
+        log.info("removed %d old font subset(s) from %s", len(removed), folder)
+    return removed
 
 
 # ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from agglo.measures.roads import RoadsOptions
 from agglo.outputs.run import OUTPUT_STEPS, RunOutputs, write_run_folder
 from agglo.pipeline import stages as s
 from agglo.pipeline.core import Stage, StageOutput
+from agglo.pipeline.forked import ForkedCall, fork_available, usable_cores, wait_any
 from agglo.results import StageResult
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
@@ -90,8 +91,15 @@ def run_stages(
     options: Mapping[str, Any] | None = None,
     progress: bool = False,
     strict: Iterable[str] = (),
+    workers: int | None = None,
 ) -> RunOutputs:
     """Run the stages ``targets`` need (default: all) and collect their outputs.
+
+    Stages that do not need each other (after ``index``: ``autocorr``, ``coreperiphery``,
+    ``metro`` and ``disparity``) run at the same time, each in a forked process
+    (:mod:`agglo.pipeline.forked`), when ``workers`` allows more than one; their warnings and
+    log lines are shown when each finishes, and their outputs are collected in table order,
+    so the results are those of a run one stage after the other.
 
     Parameters
     ----------
@@ -105,44 +113,91 @@ def run_stages(
     options
         Already validated options per stage (default: built from ``config``).
     progress
-        Show progress bars in the stages that have them.
+        Show progress bars in the stages that have them (stages running side by side show
+        none: their bars would overwrite each other; the stage lines are logged).
     strict
         Stages whose input errors are raised even where a full run skips them.
+    workers
+        Stages run at the same time at most (default: the cores this process may use; 1: one
+        after the other). Without ``fork`` (not Linux) stages run one after the other.
     """
     opts = dict(options) if options is not None else stage_options(config)
     outputs = RunOutputs(config=config, out_dir=Path(out_dir), force=force)
     done: dict[str, StageOutput | None] = dict(given or {})
     by_name = {st.name: st for st in STAGES}
     order = _closure(targets or by_name, done)
-    for step, name in enumerate(order, 1):
+    if workers is not None and workers < 1:
+        raise AggloInputError(f"workers must be >= 1; got {workers}.")
+    slots = (workers or usable_cores()) if fork_available() else 1
+    strict = set(strict)
+    step = {name: i for i, name in enumerate(order, 1)}
+    started: dict[str, float] = {}
+    running: list[ForkedCall] = []
+
+    def ready() -> list[str]:
+        return [
+            n
+            for n in order
+            if n not in done
+            and n not in started
+            and all(m.rstrip("?") in done for m in by_name[n].needs)
+        ]
+
+    def call(name: str, *, side_by_side: bool):
         st = by_name[name]
-        if name in done:
-            if done[name] is not None:
-                outputs.add(name, done[name])
-            continue
         missing = [n for n in st.needs if not n.endswith("?") and done.get(n) is None]
         if missing:
             log.info("stage %s skipped: no %s", name, ", ".join(missing))
-            done[name] = None
-            continue
+            return None
         kwargs = {n.rstrip("?"): getattr(done.get(n.rstrip("?")), "result", None) for n in st.needs}
         if st.progress:
-            kwargs["progress"] = progress
-        start = time.perf_counter()
-        log.info("[%d/%d] stage %s ...", step, len(order), name)
+            kwargs["progress"] = progress and not side_by_side
+        started[name] = time.perf_counter()
+        log.info("[%d/%d] stage %s ...", step[name], len(order), name)
+        return st.function, (config, opts.get(name)), kwargs
+
+    def finish(name: str, run_it: Callable[[], Any]) -> None:
         try:
-            out = st.function(config, opts.get(name), **kwargs)
-            done[name] = out = StageOutput.of(out) if isinstance(out, StageResult) else out
+            out = run_it()
+            out = StageOutput.of(out) if isinstance(out, StageResult) else out
         except AggloInputError as exc:
-            if not st.skip_on_input_error or name in strict:
+            if not by_name[name].skip_on_input_error or name in strict:
                 raise
             log.warning("stage %s skipped: %s", name, exc)
-            done[name] = out = None
+            out = None
+        done[name] = out
         log.info(
-            "[%d/%d] stage %s done in %.1f s", step, len(order), name, time.perf_counter() - start
+            "[%d/%d] stage %s done in %.1f s",
+            step[name],
+            len(order),
+            name,
+            time.perf_counter() - started[name],
         )
-        if out is not None:
-            outputs.add(name, out)
+
+    try:
+        while any(n not in done for n in order):
+            waiting = ready()
+            side_by_side = slots > 1 and len(waiting) + len(running) > 1
+            for name in waiting[: slots - len(running) if side_by_side else 1]:
+                job = call(name, side_by_side=side_by_side)
+                if job is None:
+                    done[name] = None
+                    continue
+                fn, args, kwargs = job
+                if side_by_side:
+                    running.append(ForkedCall.start(fn, *args, name=name, **kwargs))
+                else:
+                    finish(name, lambda fn=fn, args=args, kwargs=kwargs: fn(*args, **kwargs))
+            if running:
+                first = wait_any(running)
+                running.remove(first)
+                finish(first.name, first.result)
+    finally:
+        for other in running:  # an error stops the stages still running beside it
+            other.kill()
+    for name in order:  # collected in table order, whatever order they finished in
+        if done.get(name) is not None:
+            outputs.add(name, done[name])
     return outputs
 
 
@@ -153,6 +208,7 @@ def run(
     force: bool = False,
     stages: tuple[str, ...] | None = None,
     progress: bool = False,
+    workers: int | None = None,
 ) -> RunOutputs:
     """Run the whole job and return its outputs (layers, tables, results, figures).
 
@@ -169,13 +225,16 @@ def run(
         Subset of the stage and output-step names to run (with the stages they need).
     progress
         Show progress bars inside the long stages (the stage counter is logged at INFO).
+    workers
+        Stages run side by side at most (default: the usable cores; 1: one after the other);
+        see :func:`run_stages`.
     """
     config = config or RunConfig()
     out = Path(out_dir)
     options = check_run_config(config)  # the whole config is checked before any work
     steps = list(OUTPUT_STEPS)
     targets = [t for t in (stages or [st.name for st in STAGES]) if t not in steps]
-    kwargs = {"force": force, "options": options, "progress": progress}
+    kwargs = {"force": force, "options": options, "progress": progress, "workers": workers}
     if stages is not None and not set(stages) & set(steps):  # nothing is written
         if out.exists() and any(out.iterdir()) and not force:
             raise OutputExistsError(

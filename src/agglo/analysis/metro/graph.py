@@ -183,10 +183,21 @@ def _aeqd_transformers(lon: float, lat: float) -> tuple[Transformer, Transformer
 
 @functools.lru_cache(maxsize=64)
 def _transformers_at(lon: str, lat: str) -> tuple[Transformer, Transformer]:
-    crs = _aeqd(float(lon), float(lat))
+    return _wgs84_pipelines(f"aeqd lat_0={lat} lon_0={lon}")
+
+
+def _wgs84_pipelines(proj: str) -> tuple[Transformer, Transformer]:
+    """WGS84 (lon, lat) -> the projection ``proj`` (PROJ parameters without ``+``, on the
+    WGS84 ellipsoid, metres) and back, as the pipelines ``Transformer.from_crs(WGS84, crs,
+    always_xy=True)`` resolves to (its ``definition``): the same operations, so the same
+    coordinates bit for bit (tests/test_metro.py), made in ~0.3 ms instead of ~10-40 ms (no
+    search of the PROJ database for candidate operations)."""
+    step = f"proj={proj} x_0=0 y_0=0 ellps=WGS84"
+    deg = "proj=unitconvert xy_in=deg xy_out=rad"
+    rad = "proj=unitconvert xy_in=rad xy_out=deg"
     return (
-        Transformer.from_crs(WGS84, crs, always_xy=True),
-        Transformer.from_crs(crs, WGS84, always_xy=True),
+        Transformer.from_pipeline(f"proj=pipeline step {deg} step {step}"),
+        Transformer.from_pipeline(f"proj=pipeline step inv {step} step {rad}"),
     )
 
 

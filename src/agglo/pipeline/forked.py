@@ -1,0 +1,201 @@
+"""Run a function in a forked child process, with its warnings, log records and errors.
+
+The pipeline runs stages that do not need each other (after ``index``: ``autocorr``,
+``coreperiphery``, ``metro``, ``disparity``) at the same time, one forked process each. A
+fork inherits the parent's data (no pickling of the inputs); only the stage's output travels
+back, pickled through a pipe. Everything the stage would have shown in the parent is shown
+there, in order, when it finishes:
+
+- Python warnings are recorded in the child (under the filters inherited from the parent, so
+  ``error`` and ``ignore`` filters act as they would) and issued again in the parent with
+  their category, message, file and line;
+- log records are collected in the child and handled by the parent's loggers;
+- an exception is raised again in the parent (with the child's traceback as its cause when it
+  pickles, else as a :class:`ForkedError` holding the traceback text);
+- Ctrl-C is handled by the parent alone (the children ignore SIGINT), which stops the children
+  still running.
+
+Forking is used only where it is safe and available: Linux (macOS's system libraries are not
+fork-safe), the ``fork`` start method present. :func:`fork_available` says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+__all__ = ["ForkedCall", "ForkedError", "fork_available", "usable_cores", "wait_any"]
+
+
+class ForkedError(RuntimeError):
+    """An exception in a forked child that could not be sent back as itself."""
+
+
+def fork_available() -> bool:
+    """Whether functions can run in forked children here (Linux with the ``fork`` start method).
+
+    Examples
+    --------
+    >>> isinstance(fork_available(), bool)
+    True
+    """
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the CPU count).
+
+    Examples
+    --------
+    >>> usable_cores() >= 1
+    True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class _Collect(logging.Handler):
+    """Keeps each record reaching a handler of the child once, made picklable."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+        self._seen: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if id(record) not in self._seen:  # a record reaches every handler up the hierarchy
+            self._seen.add(id(record))
+            self.records.append(logging.handlers.QueueHandler.prepare(self, record))  # type: ignore[arg-type]
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+def _collect_records() -> _Collect:
+    """Put one collector in place of every handler of the child's loggers.
+
+    The handlers (a console, a file) stay the parent's: the parent handles the records again
+    through the same loggers, so they go where they would have gone, filtered as they would
+    have been.
+    """
+    collect = _Collect()
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.addHandler(collect)
+    return collect
+
+
+def _child(fn: Callable[..., Any], args: tuple, kwargs: dict, conn: Connection) -> None:
+    # Ctrl-C is the parent's to handle: it stops the children (SIGINT was blocked at the fork)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    collect = _collect_records()
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            outcome: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+        except BaseException as exc:  # sent to the parent, raised there
+            outcome = ("error", (exc, traceback.format_exc()))
+    shown = [(w.message, w.category, w.filename, w.lineno) for w in caught]
+    try:
+        payload = pickle.dumps((outcome, shown, collect.records), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # e.g. an unpicklable result or warning
+        tb = outcome[1][1] if outcome[0] == "error" else ""
+        text = f"the child's result could not be sent back ({type(exc).__name__}: {exc}){tb}"
+        texts = [(str(m), UserWarning, f, n) for m, _c, f, n in shown]
+        payload = pickle.dumps((("unsent", text), texts, collect.records))
+    conn.send_bytes(payload)
+    conn.close()
+
+
+@dataclass
+class ForkedCall:
+    """``fn(*args, **kwargs)`` running in a forked child; :meth:`result` collects it.
+
+    Examples
+    --------
+    >>> if fork_available():
+    ...     call = ForkedCall.start(sum, [1, 2, 3])
+    ...     call.result()
+    ... else:
+    ...     6
+    6
+    """
+
+    process: Any
+    conn: Connection
+    name: str = ""
+    _done: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(cls, fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any) -> ForkedCall:
+        """Fork a child running ``fn(*args, **kwargs)``."""
+        ctx = multiprocessing.get_context("fork")
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(fn, args, kwargs, send), daemon=True)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        send.close()
+        return cls(proc, recv, name)
+
+    def result(self) -> Any:
+        """Wait for the child; replay its log records and warnings; return or raise its outcome.
+
+        Raises
+        ------
+        Exception
+            The child's own exception (or :class:`ForkedError` when it could not be sent,
+            or when the child died without answering, e.g. killed for lack of memory).
+        """
+        try:
+            data = self.conn.recv_bytes()
+        except EOFError:
+            self.process.join()
+            raise ForkedError(
+                f"the worker process of stage {self.name} died without a result "
+                f"(exit code {self.process.exitcode}); run with --workers 1 to see why"
+            ) from None
+        finally:
+            self.conn.close()
+        self.process.join()
+        (kind, value), shown, records = pickle.loads(data)
+        for record in records:
+            logging.getLogger(record.name).handle(record)
+        for message, category, filename, lineno in shown:
+            warnings.warn_explicit(message, category, filename, lineno)
+        if kind == "ok":
+            return value
+        if kind == "unsent":
+            raise ForkedError(value)
+        exc, tb = value
+        raise exc from ForkedError(f"in the worker process of stage {self.name}:\n{tb}")
+
+    def kill(self) -> None:
+        """Stop the child (e.g. when another stage failed)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+def wait_any(calls: list[ForkedCall]) -> ForkedCall:
+    """The first of ``calls`` whose child has sent its result (blocks until one has)."""
+    ready = wait([c.conn for c in calls])
+    return next(c for c in calls if c.conn in ready)
