@@ -1,8 +1,11 @@
 """The run's maps and QGIS styles: which figures its layers and results allow, their colours and classes.
 
-:func:`draw_maps` draws every figure the given layers and results allow (PNG + SVG, atomically)
-and makes one QGIS style per layer (:func:`layer_styles`); a layer's style and its PNG map share
-one classification (:func:`graduated_classes`). The figures:
+:func:`draw_maps` draws every figure the given layers and results allow (PNG + SVG, atomically;
+forked workers, costliest figures first) and makes one QGIS style per layer
+(:func:`layer_styles`); a layer's style and its PNG map share one classification
+(:func:`graduated_classes`). :func:`draw_figures` draws the figures the results so far allow
+ahead of the maps step (e.g. in a forked process beside later stages); :func:`draw_maps` then
+takes them as they are (files are reproducible byte for byte) and draws the rest. The figures:
 
 - ``membership``: cities coloured by agglomeration (from the ``cities`` layer);
 - ``lag_score``: the cities' latest lag score, classes centred on 0, and ``lag_score_by_year``
