@@ -236,17 +236,29 @@ class CoveragePlan:
         ones = np.ones(w.nnz, dtype=np.float32)
         return sp.csr_matrix((ones, w.indices, w.indptr), shape=w.shape)
 
-    def valid_sums(self, index: CellIndex) -> tuple[np.ndarray, np.ndarray]:
+    def valid_sums(
+        self, index: CellIndex, scratch: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Weight and number of cells of each polygon inside the grid of ``index`` (the
-        ``den`` and ``n`` of a year whose cells inside the grid are all valid), once each."""
+        ``den`` and ``n`` of a year whose cells inside the grid are all valid), once each.
+
+        ``scratch``: a float64 array of one value per cell that may be overwritten (saves
+        allocating one)."""
         key = ("valid_sums", index.layout)
         if key not in self._indices:
+            w = self.weights
             if index.inside is None:
-                den = self.weights @ np.ones(self.weights.shape[1])
-                n = np.diff(self.weights.indptr).astype(np.float64)
+                den = w @ np.ones(w.shape[1])
+                n = np.diff(w.indptr).astype(np.float64)
             else:
-                den = self.weights @ index.inside.astype(np.float64)
-                n = (self.binary @ index.inside.astype(np.float32)).astype(np.float64)
+                x = np.empty(w.shape[1]) if scratch is None else scratch
+                np.copyto(x, index.inside)
+                den = w @ x
+                # cells per polygon inside the grid: exact integer counts (as binary @ mask)
+                # from a running count over the pattern, without a matrix of ones
+                run = np.zeros(w.nnz + 1, dtype=np.int32 if w.nnz < 2**31 else np.int64)
+                np.cumsum(index.inside[w.indices], out=run[1:])
+                n = (run[w.indptr[1:]] - run[w.indptr[:-1]]).astype(np.float64)
             self._indices[key] = (den, n)
         return self._indices[key]
 
@@ -798,7 +810,7 @@ def _reduce_years(
             vf = None
             if index.inside is not None and wp is not None:
                 vf = index.inside.astype(np.float64)
-            den, n = plan.valid_sums(index)
+            den, n = plan.valid_sums(index, scratch=buf)  # the year's values are used up
         else:
             vf = (~invalid).astype(np.float64)
             den = plan.weights @ vf
