@@ -105,7 +105,7 @@ def scipy_perm_test(a: np.ndarray, seed: int, n_perm: int, restarts: int) -> tup
     return r, float(np.mean(nulls)) if nulls else float("nan")
 
 
-def _bfgs_one_by_one(mats, starts, *, star_limit: bool = False) -> list:
+def _bfgs_one_by_one(mats, starts, *, star_limit: bool = False, fast: bool = False) -> list:
     """The peer of :func:`agglo.analysis.coreperiphery._fit_continuous`: scipy BFGS per start."""
     from agglo.analysis import coreperiphery as cp
 

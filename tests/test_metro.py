@@ -1066,3 +1066,18 @@ def test_union_threads_by_cores_and_size(monkeypatch):
     assert catchment._union_threads([50000]) == 1  # one catchment
     monkeypatch.setattr(catchment.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert catchment._union_threads([5000, 4000]) == 1
+
+
+def test_threaded_projection_equals_one_call():
+    """The chunked, threaded in-place projection of the graph build gives pyproj's one-call
+    result bit for bit (odd length: uneven chunks)."""
+    from agglo.analysis.metro.graph import _aeqd_transformers, _transform_inplace
+
+    rng = np.random.default_rng(9)
+    lon, lat = rng.uniform(100, 108, 10_001), rng.uniform(26, 34, 10_001)
+    to_m, _ = _aeqd_transformers(104.0, 30.0)
+    ref = to_m.transform(lon, lat)
+    x, y = lon.copy(), lat.copy()
+    got = _transform_inplace(to_m, x, y, threads=3)
+    assert got[0] is x and got[1] is y  # in place
+    assert np.array_equal(x, ref[0]) and np.array_equal(y, ref[1])
