@@ -236,17 +236,29 @@ class CoveragePlan:
         ones = np.ones(w.nnz, dtype=np.float32)
         return sp.csr_matrix((ones, w.indices, w.indptr), shape=w.shape)
 
-    def valid_sums(self, index: CellIndex) -> tuple[np.ndarray, np.ndarray]:
+    def valid_sums(
+        self, index: CellIndex, scratch: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Weight and number of cells of each polygon inside the grid of ``index`` (the
-        ``den`` and ``n`` of a year whose cells inside the grid are all valid), once each."""
+        ``den`` and ``n`` of a year whose cells inside the grid are all valid), once each.
+
+        ``scratch``: a float64 array of one value per cell that may be overwritten (saves
+        allocating one)."""
         key = ("valid_sums", index.layout)
         if key not in self._indices:
+            w = self.weights
             if index.inside is None:
-                den = self.weights @ np.ones(self.weights.shape[1])
-                n = np.diff(self.weights.indptr).astype(np.float64)
+                den = w @ np.ones(w.shape[1])
+                n = np.diff(w.indptr).astype(np.float64)
             else:
-                den = self.weights @ index.inside.astype(np.float64)
-                n = (self.binary @ index.inside.astype(np.float32)).astype(np.float64)
+                x = np.empty(w.shape[1]) if scratch is None else scratch
+                np.copyto(x, index.inside)
+                den = w @ x
+                # cells per polygon inside the grid: exact integer counts (as binary @ mask)
+                # from a running count over the pattern, without a matrix of ones
+                run = np.zeros(w.nnz + 1, dtype=np.int32 if w.nnz < 2**31 else np.int64)
+                np.cumsum(index.inside[w.indices], out=run[1:])
+                n = (run[w.indptr[1:]] - run[w.indptr[:-1]]).astype(np.float64)
             self._indices[key] = (den, n)
         return self._indices[key]
 
@@ -270,7 +282,8 @@ class CoveragePlan:
             rows, cols = self.rows_cols()
             rows += self.window.r0  # in place: grid rows and columns
             cols += self.window.c0
-            index = layer.cell_index(rows, cols)
+            index = layer.cell_index(rows, cols, overwrite=True)
+            del rows, cols
             if self._cache is not None:
                 cache.save_index(entry, index, self.valid_sums(index))
         self._indices[key] = index
@@ -798,7 +811,7 @@ def _reduce_years(
             vf = None
             if index.inside is not None and wp is not None:
                 vf = index.inside.astype(np.float64)
-            den, n = plan.valid_sums(index)
+            den, n = plan.valid_sums(index, scratch=buf)  # the year's values are used up
         else:
             vf = (~invalid).astype(np.float64)
             den = plan.weights @ vf
@@ -938,35 +951,79 @@ def zonal_pm25(
         else []
     )
     notes = sorted({layer.note for layer in layers if layer.note})
-    job = functools.partial(
-        _zonal_frames,
-        layers=layers,
-        pop_layers=pop_layers,
-        ids=ids,
-        id_col=id_col,
-        weights=weights,
-        progress=progress,
-        cache=coverage_cache,
-        sched=sched,
-        years_per_task=years_per_task,
-    )
-    if pending is None:
-        frames = job(polygons, raw, wkb, digest)
-    else:
-        # speculative: coverage of the polygons as given, while the check runs; its warnings
-        # are held back until the check says the polygons are valid (then the result is what
-        # clean_geometries + the computation give: it returns valid polygons unchanged)
+    groups: dict[tuple, list[Layer]] = {}
+    for layer in layers:
+        groups.setdefault(layer.grid.key(), []).append(layer)
+    # With `pending`, a speculative pass: coverage of the polygons as given while the check
+    # runs; its warnings are held back until the check says the polygons are valid (then
+    # the result is what clean_geometries + the computation give: valid polygons come back
+    # unchanged). Invalid ones: reported and repaired, and a second pass. (The passes are
+    # inline, not a function, so that warnings keep pointing at zonal_pm25's caller.)
+    while True:
         error = None
-        with warnings.catch_warnings(record=True) as held:
-            warnings.simplefilter("always")
+        held_ctx = (
+            warnings.catch_warnings(record=True)
+            if pending is not None
+            else contextlib.nullcontext([])
+        )
+        with held_ctx as held:
+            if pending is not None:
+                warnings.simplefilter("always")
             try:
-                frames = job(polygons, raw, wkb, digest)
-            except Exception as exc:  # decided once validity is known
-                error = exc
-            try:  # waited for inside the block: the thread's warnings are held too
-                all_valid = bool(pending.result().all())
-            except Exception:  # the regular check reports it
-                all_valid = False
+                frames = []
+                for group in groups.values():
+                    grid = group[0].grid
+                    check_crs(
+                        (grid.west, grid.south, grid.east, grid.north),
+                        grid.crs,
+                        what=f"raster {group[0].name}",
+                        fix="raster_crs='EPSG:4326' (CLI: --raster-crs EPSG:4326)",
+                    )
+                    geoms = _polygons_on_grid(polygons, grid)
+                    check_overlap(
+                        geoms,
+                        (grid.west, grid.south, grid.east, grid.north),
+                        ids,
+                        what=group[0].name,
+                    )
+                    arr = np.asarray(geoms.values, dtype=object)
+                    same = wkb is not None and len(arr) == len(raw)
+                    same = same and all(map(operator.is_, arr, raw))
+                    plan = _coverage_plan(
+                        arr,
+                        grid,
+                        weights=weights,
+                        progress=progress,
+                        cache=coverage_cache,
+                        wkb=wkb if same else None,
+                        digest=digest if same else None,
+                    )
+                    pop = _population_for(pop_layers, group, plan) if pop_layers else {}
+                    results = _run(group, plan, pop, sched, years_per_task)
+                    for layer, r in zip(group, results, strict=True):
+                        for note in r.get("notes", ()):
+                            warnings.warn(
+                                f"{layer.name} ({layer.year}): {note}",
+                                AggloDataWarning,
+                                stacklevel=2,
+                            )
+                    frames.extend(
+                        _frame(ids, id_col, layer.year, r)
+                        for layer, r in zip(group, results, strict=True)
+                    )
+            except Exception as exc:
+                if pending is None:
+                    raise
+                error = exc  # decided once validity is known
+            all_valid = True
+            if pending is not None:
+                try:  # waited for inside the block: the thread's warnings are held too
+                    all_valid = bool(pending.result().all())
+                except Exception:  # the regular check reports it
+                    all_valid = False
+        if pending is None:
+            break
+        pending = None
         if all_valid:
             if digest is not None:
                 coverage_cache.mark_validated(digest)
@@ -974,10 +1031,10 @@ def zonal_pm25(
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
             if error is not None:
                 raise error
-        else:  # invalid polygons: report and repair them, then compute again
-            del held
-            polygons = clean_geometries(polygons, what="polygons", id_col=id_col)
-            frames = job(polygons, raw, None, None)
+            break
+        del held, frames
+        polygons = clean_geometries(polygons, what="polygons", id_col=id_col)
+        wkb = digest = None  # the repaired polygons are other polygons
     out = pd.concat(frames).sort_values(["year"], kind="stable")
     if id_col is not None:
         out = out.reset_index(drop=True)
@@ -1015,63 +1072,6 @@ def _overlap_validity(raw: np.ndarray) -> bool:
     if (os.cpu_count() or 1) < 2 or len(raw) == 0:
         return False
     return not (shapely.is_missing(raw) | shapely.is_empty(raw)).any()
-
-
-def _zonal_frames(
-    polygons: gpd.GeoDataFrame,
-    raw: np.ndarray,
-    wkb: np.ndarray | None,
-    digest: Any,
-    *,
-    layers: list[Layer],
-    pop_layers: list[Layer],
-    ids: pd.Series,
-    id_col: str | None,
-    weights: str,
-    progress: bool,
-    cache: CoverageCache | None,
-    sched: Any,
-    years_per_task: int,
-) -> list[pd.DataFrame]:
-    """One frame per year: a coverage plan per grid, then the years of that grid."""
-    groups: dict[tuple, list[Layer]] = {}
-    for layer in layers:
-        groups.setdefault(layer.grid.key(), []).append(layer)
-    frames = []
-    for group in groups.values():
-        grid = group[0].grid
-        check_crs(
-            (grid.west, grid.south, grid.east, grid.north),
-            grid.crs,
-            what=f"raster {group[0].name}",
-            fix="raster_crs='EPSG:4326' (CLI: --raster-crs EPSG:4326)",
-        )
-        geoms = _polygons_on_grid(polygons, grid)
-        check_overlap(
-            geoms, (grid.west, grid.south, grid.east, grid.north), ids, what=group[0].name
-        )
-        arr = np.asarray(geoms.values, dtype=object)
-        same = wkb is not None and len(arr) == len(raw) and all(map(operator.is_, arr, raw))
-        plan = _coverage_plan(
-            arr,
-            grid,
-            weights=weights,
-            progress=progress,
-            cache=cache,
-            wkb=wkb if same else None,
-            digest=digest if same else None,
-        )
-        pop = _population_for(pop_layers, group, plan) if pop_layers else {}
-        results = _run(group, plan, pop, sched, years_per_task)
-        for layer, r in zip(group, results, strict=True):
-            for note in r.get("notes", ()):
-                warnings.warn(
-                    f"{layer.name} ({layer.year}): {note}", AggloDataWarning, stacklevel=3
-                )
-        frames.extend(
-            _frame(ids, id_col, layer.year, r) for layer, r in zip(group, results, strict=True)
-        )
-    return frames
 
 
 @dataclass(frozen=True)
