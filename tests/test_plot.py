@@ -410,6 +410,49 @@ def test_score_bars_heights_are_the_scores():
     assert "SYNTHETIC" in fig.texts[0].get_text()
 
 
+@pytest.mark.parametrize("kind", ["choropleth", "multiples", "categories", "catchment"])
+def test_polygons_drawn_as_geodataframe_plot_draws_them(tmp_path, monkeypatch, kind):
+    # the path collections of _plot_polygons against GeoDataFrame.plot (the reference): the
+    # same PNG pixels and SVG bytes, with holes, multi-part units, no-data and context units
+    g = toy_cities().assign(v=[1.0, 2.0, np.nan, 4.0, 5.0, 6.0])
+    holed = shapely.box(103.0, 30.0, 103.5, 30.5).difference(shapely.box(103.2, 30.2, 103.3, 30.3))
+    two = shapely.MultiPolygon(
+        [shapely.box(103.5, 30.0, 103.7, 30.5), shapely.box(103.8, 30.0, 104.0, 30.5)]
+    )
+    g.loc[0, "geometry"], g.loc[1, "geometry"] = holed, two
+    members, rest = g[g["agglomeration_id"].notna()], g[g["agglomeration_id"].isna()]
+    values = pd.DataFrame(
+        {
+            "adcode": list(g["adcode"]) * 2,
+            "year": [2010] * 6 + [2020] * 6,
+            "value": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0] * 2,
+            "cluster": ["HH", "LL", "ns", "HL", "LH", None] * 2,
+        }
+    )
+
+    def draw():
+        if kind == "choropleth":
+            return plot.choropleth(members, "v", k=2, others=rest, labels="name_zh")
+        if kind == "multiples":
+            return plot.small_multiples(members, values, k=2, others=rest)
+        if kind == "categories":
+            return plot.small_multiples(
+                members, values, value="cluster", colours=LISA_COLOURS, others=rest
+            )
+        metro = gpd.GeoDataFrame(
+            {"name_zh": ["成都"]}, geometry=[shapely.box(103.2, 30.1, 103.9, 30.8)], crs=4326
+        )
+        return plot.catchment_map(metro, counties=g)
+
+    def saved(name):
+        png, svg = plot.save_figure(draw(), tmp_path / name, dpi=60)
+        return png.read_bytes(), svg.read_bytes()
+
+    fast = saved("fast")
+    monkeypatch.setattr(plot, "_FAST_POLYGONS", False)
+    assert saved("reference") == fast
+
+
 # --------------------------------------------------------------------------- saving
 def test_save_figure_writes_png_and_svg_atomically(tmp_path):
     import xml.etree.ElementTree as ET

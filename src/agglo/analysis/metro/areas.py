@@ -8,6 +8,7 @@ import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,6 +381,26 @@ def metro_areas(
         progress=progress,
     )
     access_mpm = access_speed_kmh * 1000 / 60
+    # network bands are built in the background (their own thread pool) while this thread
+    # computes the members and shares below, so no core idles between the two
+    band_args = (
+        graph,
+        cat,
+        core_ids,
+        np.column_stack([src.geometry.x.to_numpy(), src.geometry.y.to_numpy()]),
+        bands,
+        access_speed_kmh,
+        method,
+        max_access_km,
+        cell_m,
+        list(cat.polygons.geometry),
+        float(minutes),
+    )
+    band_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agglo-bands")
+    band_job = (
+        band_pool.submit(_band_catchments, *band_args) if bands and method == "network" else None
+    )
+    band_pool.shutdown(wait=False)
     kpop = population if population and population in counties.columns else None
     cpop = population if population and population in cities.columns else None
     area_rows, member_frames, city_frames, band_rows = [], [], [], []
@@ -449,9 +470,7 @@ def metro_areas(
     areas = gpd.GeoDataFrame(area_rows, geometry="geometry", crs=WGS84)
     # isochrone bands: catchments at each band limit from the same travel times
     if bands:
-        band_polys = _band_catchments(
-            graph, cat, core_ids, src, bands, access_speed_kmh, method, max_access_km, cell_m
-        )
+        band_polys = band_job.result() if band_job is not None else _band_catchments(*band_args)
         lo = 0.0
         prev: dict[str, shapely.Geometry] = {}
         for b in bands:
@@ -502,37 +521,36 @@ def _band_catchments(
     graph: RoadGraph,
     cat: Catchment,
     core_ids: list[str],
-    src: gpd.GeoDataFrame,
+    src_xy: np.ndarray,
     bands: list[float],
     access_speed_kmh: float,
     method: str,
     max_access_km: float,
     cell_m: float,
+    top_geoms: Sequence[shapely.Geometry],
+    top: float,
 ) -> dict[tuple[str, float], shapely.Geometry]:
     """Catchment of each core at each band limit (network: from the same travel times, on the
-    nodes and edges the hour's catchment projected, all bands united in one thread pool)."""
+    nodes and edges the hour's catchment projected, all bands united in one thread pool).
+
+    ``src_xy``: the cores' seats (lon, lat), ``top_geoms``: the hour's polygons, ``top``: its
+    limit (plain values, not frames: this may run beside the thread reading ``cat``'s tables).
+    """
     out: dict[tuple[str, float], shapely.Geometry] = {}
-    top = float(cat.polygons["minutes"].iloc[0]) if len(cat.polygons) else 0.0
     access_mpm = access_speed_kmh * 1000 / 60
     jobs, keys = [], []
     for k, core in enumerate(core_ids):
         dist = cat.times[k]
-        pt = src.geometry.iloc[k]
+        lon, lat = src_xy[k : k + 1, 0], src_xy[k : k + 1, 1]
         for b in bands:
             if b == top:
-                out[(core, b)] = cat.polygons.geometry.iloc[k]
+                out[(core, b)] = top_geoms[k]
             elif method == "network":
                 # travel times do not depend on the cut-off: only nodes within b count
-                frame = (
-                    cat._frames[k]
-                    if cat._frames
-                    else _frame(graph, dist, top, np.array([pt.x]), np.array([pt.y]))
-                )
+                frame = cat._frames[k] if cat._frames else _frame(graph, dist, top, lon, lat)
                 jobs.append((frame, np.where(dist <= b, dist, np.inf), b))
                 keys.append((core, b))
             else:
-                out[(core, b)], _ = _friction_group(
-                    graph, np.array([pt.x]), np.array([pt.y]), b, access_speed_kmh, cell_m
-                )
+                out[(core, b)], _ = _friction_group(graph, lon, lat, b, access_speed_kmh, cell_m)
     out.update(zip(keys, _network_polygons(jobs, access_mpm, 8), strict=True))
     return out
