@@ -1081,3 +1081,30 @@ def test_threaded_projection_equals_one_call():
     got = _transform_inplace(to_m, x, y, threads=3)
     assert got[0] is x and got[1] is y  # in place
     assert np.array_equal(x, ref[0]) and np.array_equal(y, ref[1])
+
+
+def test_threaded_catchments_leave_the_warning_filters_alone(bundled_graph):
+    """Built in 2 threads, the catchments neither let a third-party warning escape (rasterio's
+    and shapely's ``catch_warnings`` are serialised) nor change the process-global filter list
+    (two threads inside ``catch_warnings`` at once can leave "ignore" behind)."""
+    import warnings
+
+    from agglo.analysis.metro.catchment import _frame, _network_polygons
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
+
+    g = bundled_graph
+    snapped = _snap(g, [(104.066, 30.657), (106.55, 29.56)], 15.0, 10.0)
+    dist, _ = _multi_dijkstra(g, [np.array([0]), np.array([1])], snapped, 60.0)
+    frames = [_frame(g, dist[k], 60.0, snapped.lon[[k]], snapped.lat[[k]]) for k in range(2)]
+    jobs = [
+        (frames[k], np.where(dist[k] <= b, dist[k], np.inf), b)
+        for _ in range(3)
+        for k in range(2)
+        for b in (60.0, 45.0, 30.0, 15.0)
+    ]
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _network_polygons(jobs, 250.0, 8, threads=2)
+    assert [str(w.message) for w in seen] == []
+    assert warnings.filters == before

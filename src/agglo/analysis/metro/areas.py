@@ -8,7 +8,6 @@ import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -381,8 +380,6 @@ def metro_areas(
         progress=progress,
     )
     access_mpm = access_speed_kmh * 1000 / 60
-    # network bands are built in the background (their own thread pool) while this thread
-    # computes the members and shares below, so no core idles between the two
     band_args = (
         graph,
         cat,
@@ -396,11 +393,6 @@ def metro_areas(
         list(cat.polygons.geometry),
         float(minutes),
     )
-    band_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agglo-bands")
-    band_job = (
-        band_pool.submit(_band_catchments, *band_args) if bands and method == "network" else None
-    )
-    band_pool.shutdown(wait=False)
     kpop = population if population and population in counties.columns else None
     cpop = population if population and population in cities.columns else None
     area_rows, member_frames, city_frames, band_rows = [], [], [], []
@@ -470,7 +462,9 @@ def metro_areas(
     areas = gpd.GeoDataFrame(area_rows, geometry="geometry", crs=WGS84)
     # isochrone bands: catchments at each band limit from the same travel times
     if bands:
-        band_polys = band_job.result() if band_job is not None else _band_catchments(*band_args)
+        # not in the background of the loop above: the catchment threads must not overlap
+        # this thread's warnings.catch_warnings (process-global state in Python < 3.14)
+        band_polys = _band_catchments(*band_args)
         lo = 0.0
         prev: dict[str, shapely.Geometry] = {}
         for b in bands:
@@ -534,7 +528,7 @@ def _band_catchments(
     nodes and edges the hour's catchment projected, all bands united in one thread pool).
 
     ``src_xy``: the cores' seats (lon, lat), ``top_geoms``: the hour's polygons, ``top``: its
-    limit (plain values, not frames: this may run beside the thread reading ``cat``'s tables).
+    limit.
     """
     out: dict[tuple[str, float], shapely.Geometry] = {}
     access_mpm = access_speed_kmh * 1000 / 60

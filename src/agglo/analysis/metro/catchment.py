@@ -185,8 +185,12 @@ def _certified_cells(
     return np.cumsum(runs.reshape(ny, nx + 1), axis=1)[:, :nx] > 0, x0, y0, cell
 
 
-#: rasterio's polygonize is not entered by two catchment threads at once
-_RASTERIO_LOCK = threading.Lock()
+#: Held around every call in the catchment threads that enters ``warnings.catch_warnings``
+#: (rasterio's MemoryDataset, ``shapely.is_valid``): that context saves and restores the
+#: process-global filter list (Python < 3.14), so two threads inside it at once can drop a
+#: filter (a NotGeoreferencedWarning escaped) or leave "ignore" behind, silencing every later
+#: warning. The calling thread waits on the pool meanwhile (:func:`_network_polygons`).
+_WARNINGS_LOCK = threading.RLock()
 
 
 def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shapely.Geometry:
@@ -196,20 +200,20 @@ def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shape
     coverage union (no overlay) unites them; it gives the same polygon as ``union_all``
     (tests/test_metro.py). Regions that are not valid polygons fall back to ``union_all``.
     """
-    import rasterio
-    import rasterio.features
-    from affine import Affine
+    # under the warnings lock (catchments are built in threads) and inside an explicit GDAL
+    # environment (``shapes`` is a generator whose ``ensure_env`` leaves before it runs)
+    with _WARNINGS_LOCK:
+        import rasterio
+        import rasterio.features
+        from affine import Affine
 
-    # one polygonize at a time, inside an explicit GDAL environment: ``shapes`` is a generator
-    # whose ``ensure_env`` leaves before it runs, and catchments are built in threads
-    # (:func:`_network_polygons`); unguarded, a worker once met a NotGeoreferencedWarning
-    with _RASTERIO_LOCK, rasterio.Env():
-        shapes = rasterio.features.shapes(
-            mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
-        )
-        # the GeoJSON rings as one coordinate array (shapely.geometry.shape converts point by
-        # point in Python): the same coordinates, built in C
-        rings = [shape["coordinates"] for shape, _ in shapes]
+        with rasterio.Env():
+            shapes = rasterio.features.shapes(
+                mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
+            )
+            # the GeoJSON rings as one coordinate array (shapely.geometry.shape converts point
+            # by point in Python): the same coordinates, built in C
+            rings = [shape["coordinates"] for shape, _ in shapes]
     if not rings:
         return shapely.Polygon()
     coords = [np.asarray(ring, dtype=float) for poly in rings for ring in poly]
@@ -218,7 +222,7 @@ def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shape
     parts = shapely.from_ragged_array(
         shapely.GeometryType.POLYGON, np.concatenate(coords), (ring_ends, poly_ends)
     )
-    if shapely.is_valid(parts).all():
+    if _is_valid(parts).all():
         return shapely.coverage_union_all(parts)
     return shapely.union_all(parts)
 
@@ -312,6 +316,12 @@ def _union_pieces(
     return shapely.Polygon() if union is None else union
 
 
+def _is_valid(geoms: np.ndarray) -> np.ndarray:
+    """``shapely.is_valid`` under :data:`_WARNINGS_LOCK` (it enters ``catch_warnings``)."""
+    with _WARNINGS_LOCK:
+        return shapely.is_valid(geoms)
+
+
 def _valid_sweeps(sweeps: np.ndarray) -> np.ndarray:
     """``sweeps`` with every invalid polygon repaired (``make_valid(method="structure")``: the
     area its ring encloses), with a warning.
@@ -321,7 +331,7 @@ def _valid_sweeps(sweeps: np.ndarray) -> np.ndarray:
     from reaching the overlay, where it may fail or, worse, be united silently as GEOS reads it.
     Costs ~1.5 us per sweep (``is_valid`` of the sweeps left after pruning).
     """
-    bad = ~shapely.is_valid(sweeps)
+    bad = ~_is_valid(sweeps)
     if not bad.any():
         return sweeps
     fixed = sweeps.copy()
@@ -368,7 +378,7 @@ def _union_all(pieces: np.ndarray) -> shapely.Geometry:
     try:
         return shapely.union_all(pieces)
     except shapely.errors.GEOSException as exc:
-        invalid = ~shapely.is_valid(pieces)
+        invalid = ~_is_valid(pieces)
         fixed = pieces.copy()
         fixed[invalid] = shapely.make_valid(pieces[invalid], method="structure")
         try:
@@ -559,11 +569,11 @@ def _network_polygons(
         rings, cx, cy, cr = _network_pieces(frame, dist, limit, access_mpm, quad_segs)
         return _to_wgs84(_union_pieces(rings, cx, cy, cr, quad_segs), frame)
 
+    if progress:  # imported before the threads start (tqdm.auto enters catch_warnings)
+        from tqdm.auto import tqdm
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="agglo-catchment") as pool:
         built: Iterable[shapely.Geometry] = pool.map(build, order) if n > 1 else map(build, order)
         if progress:
-            from tqdm.auto import tqdm
-
             built = tqdm(built, total=len(order), desc="catchments", unit="polygon")
         done = dict(zip(order, built, strict=True))
     return [done[k] for k in range(len(jobs))]
