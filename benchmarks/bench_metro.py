@@ -16,11 +16,30 @@
    (:func:`agglo.analysis.metro.metropolitan_areas`, default cores, 60-minute areas and
    15/30/45-minute bands) timed whole, then every catchment polygon built again by agglo's
    pruned union against ``shapely.union_all`` of all the same pieces (the exact construction),
-   ABAB in CPU seconds, with the largest relative area difference. ``--quick``: two cores.
+   ABAB in CPU seconds, with the largest relative area difference; then the stage's own path
+   (nodes projected once per core, all 44 catchments built in a thread pool) on 1 and on all
+   cores, checked vertex for vertex against the one-by-one polygons. ``--quick``: two cores.
 
-Usage: ``python benchmarks/bench_metro.py [--quick]``; prints one ``BENCH`` line per peer.
+Usage: ``python benchmarks/bench_metro.py [--quick] [--catchments-only]``; prints one ``BENCH``
+line per peer.
 
-Results (2026-12-02, end of session, quiet machine, CPU seconds)::
+Results (2026-12-02, session 6, 2-core VM shared with other jobs, load average 5.4-6.5, so wall
+times are not comparable; CPU seconds)::
+
+    metro stage: 4.63 CPU s (13.1 wall s at load 5.4); before this session's changes 4.91-5.14
+      CPU s, after 4.65-4.74 (3 ABAB pairs, same period, load 6.3-6.8)
+    catchment polygons (44): pruned union 3.55 CPU s, union_all of every piece 11.47 CPU s, max
+      relative area difference 7.8e-15 (no repair warning any more: partial-edge sweeps end in
+      r1 = 0 exactly); stage path 1 thread 3.75 CPU s / 5.71 wall s, 2 threads 3.40 CPU s /
+      5.24 wall s, identical polygons
+    BENCH metro_catchments_44polygons agglo_s=3.551 union_all_s=11.474 speedup_vs_union_all=3.23
+
+Per-thread CPU of a stage run (load 5.2): 1.21 s on the calling thread outside the catchments
+(graph build 0.55, seats, shares, Dijkstra), 1.51 + 1.79 s in the two catchment workers, so on a
+quiet 2-core machine the stage should take ~1.2 + 3.3 / 2 = 2.9 s wall at this load's CPU rates
+(~2.3 s at quiet rates, CPU being ~1.25x higher under this load); not measured quiet.
+
+Results (2026-12-02, end of session 5, quiet machine, CPU seconds)::
 
     BENCH metro_graph_build_2500000lines agglo_s=2.682 networkx_s=9.271 speedup_vs_networkx=3.5
     BENCH metro_travel_times_1000000nodes_1src agglo_s=0.0606 scipy_s=0.0602 speedup_vs_scipy=0.99
@@ -155,7 +174,12 @@ def catchments(args: argparse.Namespace) -> str:
 
     import agglo
     from agglo.analysis.metro import MetroOptions, metropolitan_areas
-    from agglo.analysis.metro.catchment import _network_polygon
+    from agglo.analysis.metro.catchment import (
+        _frame,
+        _network_polygon,
+        _network_polygons,
+        _union_threads,
+    )
     from agglo.reference import seats as seat_rule
     from agglo.reference.paths import data_path
 
@@ -201,6 +225,29 @@ def catchments(args: argparse.Namespace) -> str:
         f"of every piece {u:.2f} CPU s (medians of {len(t_a)}, ABAB); max relative area "
         f"difference {worst:.1e}"
     )
+    # the stage's path: frames projected once per core, all catchments built in a thread pool
+    frames = [
+        _frame(cat.graph, cat.times[k], max(limits), np.array([lon]), np.array([lat]))
+        for k, (_, _, lon, lat) in enumerate(jobs[:: len(limits)])
+    ]
+    batch = [(frames[i // len(limits)], d, b) for i, (d, b, _, _) in enumerate(jobs)]
+    one = [
+        _network_polygon(cat.graph, d, b, mpm, np.array([lon]), np.array([lat]), 8)
+        for d, b, lon, lat in jobs
+    ]
+    n_threads = _union_threads([int(np.count_nonzero(d < lim)) for _, d, lim in batch])
+    for threads in (1, n_threads):
+        t0, w0 = time.process_time(), time.perf_counter()
+        got = _network_polygons(batch, mpm, 8, threads=threads)
+        cpu_t, wall_t = time.process_time() - t0, time.perf_counter() - w0
+        same = all(
+            shapely.normalize(p).equals_exact(shapely.normalize(q), 0.0)
+            for p, q in zip(got, one, strict=True)
+        )
+        print(
+            f"  stage path ({threads} thread(s)): {cpu_t:.2f} CPU s, {wall_t:.2f} wall s; "
+            f"identical to the one-by-one polygons: {same}"
+        )
     return (
         f"BENCH metro_catchments_{len(jobs)}polygons agglo_s={a:.3f} union_all_s={u:.3f} "
         f"speedup_vs_union_all={u / a:.2f}"
@@ -216,9 +263,15 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=20)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--catchments-only", action="store_true", help="only section 3")
     args = ap.parse_args()
     if args.quick:
         args.lines, args.n, args.nx_n, args.repeat = 200_000, 300, 100, 3
+    if args.catchments_only:
+        line = catchments(args)
+        print(f"peak memory of this process: {peak_mb():.0f} MB (ru_maxrss)")
+        print(line)
+        return
 
     from scipy.sparse.csgraph import dijkstra
 

@@ -64,7 +64,6 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import resource
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -131,7 +130,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _job(kind: str, polygons: str, rasters: list[str], queue: mp.Queue) -> None:
+def _job(kind: str, polygons: str, rasters: list[str], cache_dir: str, queue: mp.Queue) -> None:
     import geopandas as gpd
 
     counties = gpd.read_file(polygons)
@@ -141,7 +140,7 @@ def _job(kind: str, polygons: str, rasters: list[str], queue: mp.Queue) -> None:
         from agglo.measures.pm25 import zonal_pm25
 
         years = [int(Path(r).stem[-4:]) for r in rasters]
-        cache = Path(rasters[0]).parent / "coverage" if kind == "agglo_cache" else None
+        cache = cache_dir if kind == "agglo_cache" else None
         df = zonal_pm25(
             Path(rasters[0]).parent, counties, years=years, weights="area", coverage_cache=cache
         )
@@ -176,10 +175,13 @@ def _job(kind: str, polygons: str, rasters: list[str], queue: mp.Queue) -> None:
     queue.put((seconds, peak_mb, means))
 
 
-def measure(kind: str, polygons: Path, rasters: list[Path]) -> tuple[float, float, np.ndarray]:
+def measure(
+    kind: str, polygons: Path, rasters: list[Path], cache_dir: Path | None = None
+) -> tuple[float, float, np.ndarray]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_job, args=(kind, str(polygons), [str(r) for r in rasters], q))
+    args = (kind, str(polygons), [str(r) for r in rasters], str(cache_dir), q)
+    p = ctx.Process(target=_job, args=args)
     p.start()
     out = q.get()
     p.join()
@@ -242,10 +244,11 @@ def main() -> None:
             f"({size:.0f} MB compressed, {time.perf_counter() - t0:.0f} s to write)"
         )
         one = rasters[:1]
-        shutil.rmtree(data / "coverage", ignore_errors=True)  # the first run fills it
+        # the coverage cache lives in the temporary folder (never in the rasters' folder)
+        cache_dir = tmp / "coverage"
         results: dict[tuple[str, int], tuple[float, float, np.ndarray]] = {}
-        measure("agglo_cache", poly_path, one)  # fills the on-disk coverage cache
-        cached = measure("agglo_cache", poly_path, one)  # a second run, from the cache
+        measure("agglo_cache", poly_path, one, cache_dir)  # fills the on-disk coverage cache
+        cached = measure("agglo_cache", poly_path, one, cache_dir)  # a second run, from it
         print(f"agglo (cache)  1 year : {cached[0]:8.1f} s  peak {cached[1]:6.0f} MB")
         kinds = ("agglo", "exactextract") + (() if args.no_rasterstats else ("rasterstats",))
         for kind in kinds:

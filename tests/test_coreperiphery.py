@@ -764,6 +764,72 @@ def test_fits_run_on_one_blas_thread_with_the_same_result():
     assert limited.attrs["p_value"] == free.attrs["p_value"]
 
 
+def test_blas_limit_is_shared_by_nested_and_concurrent_users():
+    """``_one_blas_thread`` from two threads at once and nested: BLAS stays on one thread
+    until the last user leaves, then has its own thread count again."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from agglo.analysis import coreperiphery as cp
+
+    def counts() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = counts()
+    inside_first, go, done = threading.Event(), threading.Event(), []
+
+    def worker() -> None:
+        with cp._one_blas_thread():
+            inside_first.set()
+            go.wait(10)
+            done.append(counts())
+
+    t = threading.Thread(target=worker)
+    with cp._one_blas_thread():
+        t.start()
+        inside_first.wait(10)
+        with cp._one_blas_thread():
+            assert all(c == 1 for c in counts())
+    # the main thread left first: the worker is still limited
+    go.set()
+    t.join(10)
+    assert done and all(c == 1 for c in done[0])
+    assert counts() == before
+
+
+def test_null_starts_from_one_stacked_eigh_equal_one_by_one():
+    """The permutation nulls' continuous starts (eigenvectors from one stacked ``eigh``) are,
+    bit for bit, those of drawing each permutation and its starts one after the other with
+    ``_continuous_starts``; the generator ends in the same state."""
+    from agglo.analysis import coreperiphery as cp
+
+    a = _gravity_like(9, 4)
+    np.fill_diagonal(a, 0.0)
+    seen = {}
+
+    def capture(mats, starts, **kwargs):
+        seen["mats"], seen["starts"] = mats, starts
+        return [(0.0, np.ones(9)) for _ in mats]
+
+    prng = np.random.default_rng(11)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cp, "_fit_continuous", capture)
+        cp._null_fits(a, "continuous", prng, 7, 2, 16, False)
+    ref = np.random.default_rng(11)
+    vals, pairs = cp._pair_values(a)
+    for k in range(7):
+        b = np.zeros_like(a)
+        b[pairs[:, 0], pairs[:, 1]] = ref.permutation(vals)
+        b += b.T
+        assert np.array_equal(seen["mats"][k], b)
+        one = cp._continuous_starts(b, ref, 2)
+        assert len(one) == len(seen["starts"][k]) == 4
+        for p, q in zip(one, seen["starts"][k], strict=True):
+            assert np.array_equal(p, q)
+    assert prng.random() == ref.random()
+
+
 def _random_hessians(rng: np.random.Generator, b: int, n: int, low: float) -> np.ndarray:
     """``b`` symmetric n x n matrices with smallest eigenvalue ``low``, the others up to 50."""
     q, _ = np.linalg.qr(rng.normal(size=(b, n, n)))
@@ -784,19 +850,20 @@ def test_cholesky_directions_equal_eigh_directions_on_positive_definite(n):
     h = _random_hessians(rng, 64, n, 0.01)
     g = rng.normal(scale=1e-4, size=(64, n))  # small gradient: floor |g| / 0.25 < 0.01
     assert cp._safely_positive_definite(h, g).all()
-    np.testing.assert_allclose(
-        cp._newton_directions(h, g), cp._eigh_directions(h, g), rtol=1e-10, atol=1e-14
-    )
-    # and the plain Newton step from an independent inverse
-    plain = -np.einsum("bij,bj->bi", np.linalg.inv(h), g)
-    np.testing.assert_allclose(cp._newton_directions(h, g), plain, rtol=1e-9, atol=1e-14)
+    assert cp._safely_positive_definite(h, g, wide=True).all()
+    plain = -np.einsum("bij,bj->bi", np.linalg.inv(h), g)  # from an independent inverse
+    for fast in (False, True):
+        d = cp._newton_directions(h, g, fast=fast)
+        np.testing.assert_allclose(d, cp._eigh_directions(h, g), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(d, plain, rtol=1e-9, atol=1e-14)
 
 
 @pytest.mark.parametrize("n", [6, 26])
 def test_mixed_batch_directions_equal_eigh_directions(n):
     """A batch of indefinite, near-singular, safely positive definite Hessians and ones just
-    above the eigenvalue floor: every step equals ``_eigh_directions`` (rtol 1e-9), and only
-    Hessians whose smallest eigenvalue is at least twice the floor take the fast path."""
+    above and just below the eigenvalue floor: every step equals ``_eigh_directions`` (rtol
+    1e-9), and only Hessians whose smallest eigenvalue is at least the floor take the
+    Newton fast path."""
     from agglo.analysis import coreperiphery as cp
 
     rng = np.random.default_rng(10 + n)
@@ -808,19 +875,90 @@ def test_mixed_batch_directions_equal_eigh_directions(n):
     tau = np.linalg.norm(g, axis=1) / cp._MAX_STEP
     safe = cp._safely_positive_definite(h, g)
     w_min = np.linalg.eigvalsh(h)[:, 0]
-    assert (w_min[safe] >= 2 * tau[safe]).all()  # the stated margin
+    assert (w_min[safe] >= tau[safe]).all()  # the stated margin
     assert safe[:20].all() and not safe[20:].any()
+    assert not cp._safely_below_floor(h, g).any()  # eigenvalues up to 50 > the floor
+    for fast in (False, True):
+        np.testing.assert_allclose(
+            cp._newton_directions(h, g, fast=fast),
+            cp._eigh_directions(h, g),
+            rtol=1e-9,
+            atol=1e-12,
+        )
+    # lambda_min = 1.05 tau: safe (the margin is tau plus rounding, not 2 tau); 0.95 tau: not
+    near = _random_hessians(rng, 10, n, 1.0)
+    g_near = rng.normal(size=(10, n))
+    g_near *= (cp._MAX_STEP / np.repeat([1.05, 0.95], 5) / np.linalg.norm(g_near, axis=1))[:, None]
+    np.testing.assert_array_equal(cp._safely_positive_definite(near, g_near), np.arange(10) < 5)
+    # the observed fits' wide margin (2 tau): neither
+    assert not cp._safely_positive_definite(near, g_near, wide=True).any()
+    for fast in (False, True):
+        np.testing.assert_allclose(
+            cp._newton_directions(near, g_near, fast=fast),
+            cp._eigh_directions(near, g_near),
+            rtol=1e-12,
+        )
+
+
+@pytest.mark.parametrize("n", [5, 16, 31])
+def test_below_floor_directions_equal_eigh_directions(n):
+    """Positive definite Hessians whose eigenvalues all lie below the floor ``|g| / 0.25``
+    take the scaled-gradient step ``-0.25 g / |g|``: equal to ``_eigh_directions`` (rtol
+    1e-12) and to an independent eigendecomposition step built by hand; a Hessian with one
+    eigenvalue above the floor, or one negative, is left to the eigendecomposition."""
+    from agglo.analysis import coreperiphery as cp
+
+    rng = np.random.default_rng(20 + n)
+    h = _random_hessians(rng, 30, n, 0.5) / 50.0  # eigenvalues in [0.01, 1]
+    g = rng.normal(size=(30, n))
+    g *= (cp._MAX_STEP * rng.uniform(1.01, 3.0, 30) / np.linalg.norm(g, axis=1))[:, None]
+    # floors |g| / 0.25 in (1.01, 3): every eigenvalue below
+    below = cp._safely_below_floor(h, g)
+    assert below.all() and not cp._safely_positive_definite(h, g).any()
+    expected = -cp._MAX_STEP * g / np.linalg.norm(g, axis=1, keepdims=True)
+    np.testing.assert_allclose(cp._newton_directions(h, g, fast=True), expected, rtol=1e-12)
+    np.testing.assert_allclose(cp._newton_directions(h, g), expected, rtol=1e-12)  # by eigh
+    np.testing.assert_allclose(cp._eigh_directions(h, g), expected, rtol=1e-12)
+    # by hand: every eigenvalue max(w, tau) = tau
+    v = np.linalg.eigh(h)[1]
+    tau = np.linalg.norm(g, axis=1) / cp._MAX_STEP
+    hand = -np.einsum("bij,bj->bi", v, np.einsum("bji,bj->bi", v, g) / tau[:, None])
+    np.testing.assert_allclose(cp._newton_directions(h, g, fast=True), hand, rtol=1e-12)
+    # largest eigenvalue above the floor; smallest eigenvalue negative: not this path
+    over = h.copy()
+    over[:, 0, 0] += 10.0
+    neg = h - 0.02 * np.eye(n)
+    mixed = np.concatenate([over, neg])
+    g2 = np.concatenate([g, g])
+    assert not cp._safely_below_floor(mixed, g2).any()
     np.testing.assert_allclose(
-        cp._newton_directions(h, g), cp._eigh_directions(h, g), rtol=1e-9, atol=1e-12
+        cp._newton_directions(mixed, g2, fast=True), cp._eigh_directions(mixed, g2), rtol=1e-12
     )
-    # just above the floor (lambda_min = 1.5 tau): not safe, left to the eigendecomposition
-    near = _random_hessians(rng, 5, n, 1.0)
-    g_near = rng.normal(size=(5, n))
-    g_near *= (cp._MAX_STEP / 1.5 / np.linalg.norm(g_near, axis=1))[:, None]
-    assert not cp._safely_positive_definite(near, g_near).any()
-    np.testing.assert_allclose(
-        cp._newton_directions(near, g_near), cp._eigh_directions(near, g_near), rtol=1e-12
-    )
+
+
+@pytest.mark.parametrize("n", [5, 16, 31])
+def test_rank5_hessian_equals_term_by_term_hessian(n):
+    """The Hessian of ``_squared_batch`` in its rank-5 form (the permutation nulls) equals the
+    term-by-term form (the observed fits) to rounding; value and gradient are the same code,
+    bit for bit."""
+    from agglo.analysis import coreperiphery as cp
+
+    rng = np.random.default_rng(30 + n)
+    iu = np.triu_indices(n, 1)
+    mats = [_gravity_like(n, s) for s in range(6)]
+    acm = np.zeros((6, n, n))
+    nas = np.empty(6)
+    for k, a in enumerate(mats):
+        ac = a[iu] - a[iu].mean()
+        acm[k, iu[0], iu[1]] = acm[k, iu[1], iu[0]] = ac
+        nas[k] = np.sqrt(ac @ ac)
+    x = rng.uniform(0.01, 1.0, (6, n))
+    f0, g0, h0 = cp._squared_batch(x, acm, nas, True)
+    f1, g1, h1 = cp._squared_batch(x, acm, nas, True, rank5=True)
+    assert np.array_equal(f0, f1) and np.array_equal(g0, g1)
+    scale = np.abs(h0).max(axis=(1, 2), keepdims=True)
+    assert np.abs(h1 - h0).max() > 0  # two computations, not one
+    np.testing.assert_allclose(h1 / scale, h0 / scale, rtol=0, atol=1e-13)
 
 
 def test_threaded_eigh_equals_one_call_bit_for_bit():

@@ -220,6 +220,41 @@ def test_library_function_drops_and_skips_visibly(cities):
     ]
 
 
+def test_excluded_rows_carry_the_provenance_of_the_values_looked_at(cities):
+    """Like every other core-periphery table, ``coreperiphery_excluded`` has ``provenance``
+    and ``provenance_inputs``: a left-out city's are those of the values it has that year, a
+    skipped agglomeration-year's those of its cities that year (hand-labelled panel)."""
+    from agglo.analysis.coreperiphery import CorePeripheryOptions, core_periphery
+
+    members, panel = _small_panel(cities)
+    panel = panel.assign(
+        provenance=np.where(panel["indicator"] == "population", "real:census", "synthetic")
+    )
+    qz = members[members["agglomeration_id"] == "qz"]
+    dz = members[members["agglomeration_id"] == "dz"]
+    gone = qz["adcode"].iloc[0]
+    drop = (panel["adcode"] == gone) & (panel["year"] == 2020) & (panel["indicator"] == "gdp")
+    drop |= (
+        panel["adcode"].isin(dz["adcode"].iloc[2:])
+        & (panel["year"] == 2010)
+        & (panel["indicator"] == "population")
+    )
+    with pytest.warns(AggloDataWarning, match="left out|skipped"):
+        res = core_periphery(
+            cities, panel[~drop], CorePeripheryOptions(n_perm=0), agglomerations=["qz", "dz"]
+        )
+    ex = res.tables()["coreperiphery_excluded"].set_index(["agglomeration_id", "year", "adcode"])
+    assert ex.loc[("qz", 2020, gone), "provenance"] == "real:census"  # its population only
+    assert ex.loc[("qz", 2020, gone), "provenance_inputs"] == "real: population"
+    for code in dz["adcode"].iloc[2:]:  # their GDP only
+        assert ex.loc[("dz", 2010, code), "provenance"] == "synthetic"
+    skipped = ex[ex.index.get_level_values("adcode").isna()]
+    assert skipped["provenance"].tolist() == ["real:census; synthetic"]
+    assert skipped["provenance_inputs"].tolist() == ["real: population | synthetic: gdp"]
+    # the other tables are labelled as before
+    assert res.fit["provenance"].notna().all()
+
+
 def test_library_function_uses_given_seats_and_one_core_set(cities):
     from agglo.analysis.coreperiphery import CorePeripheryOptions, core_periphery
 
@@ -238,3 +273,29 @@ def test_library_function_uses_given_seats_and_one_core_set(cities):
     assert int(gap["n_core"].iloc[0]) == int(first["core"].sum())
     with pytest.raises(Exception, match="CorePeripheryOptions"):
         core_periphery(cities, panel, {"n_perm": 0})
+
+
+def test_stage_threads_give_the_serial_results(cities):
+    """The stage's coreness jobs on two threads (``_coreness_jobs`` when a core is free) give
+    exactly the tables of one thread."""
+    from agglo.analysis import coreperiphery as cp
+
+    _, panel = _small_panel(cities)
+    opts = cp.CorePeripheryOptions(n_perm=3, restarts=1)
+    real = cp.ThreadPoolExecutor
+    pools: list[str | None] = []
+
+    def counted(*args, **kwargs):
+        pools.append(kwargs.get("thread_name_prefix"))
+        return real(*args, **kwargs)
+
+    out = {}
+    for free in (False, True):
+        pools.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cp, "_core_free", lambda free=free: free)
+            mp.setattr(cp, "ThreadPoolExecutor", counted)
+            out[free] = cp.core_periphery(cities, panel, opts, agglomerations=["qz", "dz"])
+        assert ("agglo-coreness" in pools) == free  # the pool only when a core is free
+    pd.testing.assert_frame_equal(out[True].fit, out[False].fit)
+    pd.testing.assert_frame_equal(out[True].coreness, out[False].coreness)

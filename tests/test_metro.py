@@ -949,3 +949,162 @@ def test_fastest_parallel_edge_looked_up_by_segment():
     order = np.lexsort((seg_minutes[seg], key))  # independent: fastest first, then given order
     first = np.r_[True, key[order][1:] != key[order][:-1]]
     assert np.array_equal(got, order[first])
+
+
+# ---------------------------------------------------------------- fast paths (issue 14, session 6)
+
+
+@pytest.mark.parametrize(("lon", "lat"), [(104.065735, 30.659462), (121.4737, 31.2304)])
+def test_pipeline_transformers_equal_from_crs_bit_for_bit(lon, lat):
+    """The aeqd / laea pipelines made directly equal pyproj's ``from_crs`` transformers (the
+    CRS-resolved operations) bit for bit, forward and back."""
+    from pyproj import CRS
+
+    from agglo.analysis.metro.areas import _laea_transformer
+    from agglo.analysis.metro.graph import _aeqd, _aeqd_transformers
+
+    rng = np.random.default_rng(11)
+    x, y = lon + rng.uniform(-4, 4, 5000), lat + rng.uniform(-4, 4, 5000)
+    to_m, inv = _aeqd_transformers(lon, lat)
+    crs = _aeqd(lon, lat)
+    fx, fy = Transformer.from_crs(4326, crs, always_xy=True).transform(x, y)
+    gx, gy = to_m.transform(x, y)
+    assert np.array_equal(fx, gx) and np.array_equal(fy, gy)
+    bx, by = Transformer.from_crs(crs, 4326, always_xy=True).transform(fx, fy)
+    hx, hy = inv.transform(fx, fy)
+    assert np.array_equal(bx, hx) and np.array_equal(by, hy)
+    assert np.abs(hx - x).max() < 1e-9  # and it is the inverse
+    laea = CRS.from_proj4(
+        f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs"
+    )
+    lx, ly = Transformer.from_crs(4326, laea, always_xy=True).transform(x, y)
+    mx, my = _laea_transformer(f"{lat:.6f}", f"{lon:.6f}").transform(x, y)
+    assert np.array_equal(lx, mx) and np.array_equal(ly, my)
+
+
+def test_partial_edge_sweeps_end_in_a_point_and_are_valid():
+    """Where the time runs out on an edge, the sweep ends in a point (r1 = 0 exactly, not the
+    ~1e-14 m residue of ``left - (left / w) w`` whose arc folded into a self-intersecting
+    ring); full edges keep r1 = (left - w) x speed; the rings are valid polygons."""
+    from agglo.analysis.metro.catchment import _edge_sweeps, _tapered_rings
+
+    rng = np.random.default_rng(2)
+    w = rng.uniform(0.5, 3.0, 20000)
+    left = rng.uniform(0.05, 4.0, 20000)
+    assert (np.maximum(left - np.minimum(1, left / w) * w, 0)[w > left] > 0).any()  # residues
+    p0 = rng.uniform(-5e4, 5e4, (20000, 2)) + 1e5
+    ang = rng.uniform(0, 2 * np.pi, 20000)
+    pv = p0 + (w * 1000)[:, None] * np.column_stack([np.cos(ang), np.sin(ang)])
+    _, r0, p1, r1 = _edge_sweeps(left, w, p0, pv, 250.0)
+    part = w > left
+    assert (r1[part] == 0).all() and part.sum() > 5000
+    assert np.array_equal(r1[~part], (left - w)[~part] * 250.0)
+    assert np.allclose(np.hypot(*(p1 - p0).T)[part], (left * 1000)[part])
+    polys = shapely.polygons(_tapered_rings(p0, r0, p1, r1, 17))
+    assert shapely.is_valid(polys).all()
+
+
+def test_invalid_sweep_is_repaired_before_the_union_and_warned():
+    """A self-intersecting sweep ring (bow-tie) given to the pruned union is repaired to the area
+    it encloses (``make_valid`` structure) with a warning, never united silently: the result is
+    shapely.union_all of the repaired pieces."""
+    from agglo.analysis.metro.catchment import _union_pieces
+    from agglo.errors import AggloDataWarning
+
+    bowtie = np.array([[(6000, 0), (7000, 1000), (7000, 0), (6000, 1000), (6000, 0)]], float)
+    good = np.array([[(0, -50), (900, -50), (900, 50), (0, 50), (0, -50)]], float)
+    rings = np.concatenate([good, bowtie])
+    cx, cy, r = np.array([0.0, 3000.0]), np.array([0.0, 0.0]), np.array([500.0, 800.0])
+    discs = shapely.buffer(shapely.points(cx, cy), r, quad_segs=8)
+    ref = shapely.union_all(
+        [
+            shapely.Polygon(good[0]),
+            shapely.make_valid(shapely.Polygon(bowtie[0]), method="structure"),
+            *discs,
+        ]
+    )
+    for prune in (True, False):
+        with pytest.warns(AggloDataWarning, match=r"1 of 2 edge sweeps .* not valid"):
+            got = _union_pieces(rings, cx, cy, r, 8, prune)
+        assert got.area == pytest.approx(ref.area, rel=1e-12)
+        assert shapely.symmetric_difference(got, ref).area <= 1e-12 * ref.area
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threaded_band_catchments_equal_one_by_one(bundled_graph, threads):
+    """The catchments of two cores at 60/45/30/15 min, from the hour's projected frame and
+    united in a thread pool, are the polygons ``_network_polygon`` builds one by one (fresh
+    projection, its own edge list) vertex for vertex."""
+    from agglo.analysis.metro.catchment import _frame, _network_polygon, _network_polygons
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
+
+    g = bundled_graph
+    src = [(104.066, 30.657), (106.55, 29.56)]
+    snapped = _snap(g, src, 15.0, 10.0)
+    dist, _ = _multi_dijkstra(g, [np.array([0]), np.array([1])], snapped, 60.0)
+    mpm = 15.0 * 1000 / 60
+    jobs, refs = [], []
+    for k in range(2):
+        lon, lat = snapped.lon[[k]], snapped.lat[[k]]
+        frame = _frame(g, dist[k], 60.0, lon, lat)
+        for b in (60.0, 45.0, 30.0, 15.0):
+            d = np.where(dist[k] <= b, dist[k], np.inf)
+            jobs.append((frame, d, b))
+            refs.append(_network_polygon(g, d, b, mpm, lon, lat, 8))
+    got = _network_polygons(jobs, mpm, 8, threads=threads)
+    for p, q in zip(got, refs, strict=True):
+        assert q.area > 0 and shapely.normalize(p).equals_exact(shapely.normalize(q), 0.0)
+
+
+def test_union_threads_by_cores_and_size(monkeypatch):
+    from agglo.analysis.metro import catchment
+
+    monkeypatch.setattr(catchment.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert catchment._union_threads([5000, 4000, 100]) == 2
+    assert catchment._union_threads([500, 400]) == 1  # too small to pay
+    assert catchment._union_threads([100] * 12) == 2
+    assert catchment._union_threads([50000]) == 1  # one catchment
+    monkeypatch.setattr(catchment.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert catchment._union_threads([5000, 4000]) == 1
+
+
+def test_threaded_projection_equals_one_call():
+    """The chunked, threaded in-place projection of the graph build gives pyproj's one-call
+    result bit for bit (odd length: uneven chunks)."""
+    from agglo.analysis.metro.graph import _aeqd_transformers, _transform_inplace
+
+    rng = np.random.default_rng(9)
+    lon, lat = rng.uniform(100, 108, 10_001), rng.uniform(26, 34, 10_001)
+    to_m, _ = _aeqd_transformers(104.0, 30.0)
+    ref = to_m.transform(lon, lat)
+    x, y = lon.copy(), lat.copy()
+    got = _transform_inplace(to_m, x, y, threads=3)
+    assert got[0] is x and got[1] is y  # in place
+    assert np.array_equal(x, ref[0]) and np.array_equal(y, ref[1])
+
+
+def test_threaded_catchments_leave_the_warning_filters_alone(bundled_graph):
+    """Built in 2 threads, the catchments neither let a third-party warning escape (rasterio's
+    and shapely's ``catch_warnings`` are serialised) nor change the process-global filter list
+    (two threads inside ``catch_warnings`` at once can leave "ignore" behind)."""
+    import warnings
+
+    from agglo.analysis.metro.catchment import _frame, _network_polygons
+    from agglo.analysis.metro.routing import _multi_dijkstra, _snap
+
+    g = bundled_graph
+    snapped = _snap(g, [(104.066, 30.657), (106.55, 29.56)], 15.0, 10.0)
+    dist, _ = _multi_dijkstra(g, [np.array([0]), np.array([1])], snapped, 60.0)
+    frames = [_frame(g, dist[k], 60.0, snapped.lon[[k]], snapped.lat[[k]]) for k in range(2)]
+    jobs = [
+        (frames[k], np.where(dist[k] <= b, dist[k], np.inf), b)
+        for _ in range(3)
+        for k in range(2)
+        for b in (60.0, 45.0, 30.0, 15.0)
+    ]
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _network_polygons(jobs, 250.0, 8, threads=2)
+    assert [str(w.message) for w in seen] == []
+    assert warnings.filters == before

@@ -410,6 +410,49 @@ def test_score_bars_heights_are_the_scores():
     assert "SYNTHETIC" in fig.texts[0].get_text()
 
 
+@pytest.mark.parametrize("kind", ["choropleth", "multiples", "categories", "catchment"])
+def test_polygons_drawn_as_geodataframe_plot_draws_them(tmp_path, monkeypatch, kind):
+    # the path collections of _plot_polygons against GeoDataFrame.plot (the reference): the
+    # same PNG pixels and SVG bytes, with holes, multi-part units, no-data and context units
+    g = toy_cities().assign(v=[1.0, 2.0, np.nan, 4.0, 5.0, 6.0])
+    holed = shapely.box(103.0, 30.0, 103.5, 30.5).difference(shapely.box(103.2, 30.2, 103.3, 30.3))
+    two = shapely.MultiPolygon(
+        [shapely.box(103.5, 30.0, 103.7, 30.5), shapely.box(103.8, 30.0, 104.0, 30.5)]
+    )
+    g.loc[0, "geometry"], g.loc[1, "geometry"] = holed, two
+    members, rest = g[g["agglomeration_id"].notna()], g[g["agglomeration_id"].isna()]
+    values = pd.DataFrame(
+        {
+            "adcode": list(g["adcode"]) * 2,
+            "year": [2010] * 6 + [2020] * 6,
+            "value": [1.0, 2.0, np.nan, 4.0, 5.0, 6.0] * 2,
+            "cluster": ["HH", "LL", "ns", "HL", "LH", None] * 2,
+        }
+    )
+
+    def draw():
+        if kind == "choropleth":
+            return plot.choropleth(members, "v", k=2, others=rest, labels="name_zh")
+        if kind == "multiples":
+            return plot.small_multiples(members, values, k=2, others=rest)
+        if kind == "categories":
+            return plot.small_multiples(
+                members, values, value="cluster", colours=LISA_COLOURS, others=rest
+            )
+        metro = gpd.GeoDataFrame(
+            {"name_zh": ["成都"]}, geometry=[shapely.box(103.2, 30.1, 103.9, 30.8)], crs=4326
+        )
+        return plot.catchment_map(metro, counties=g)
+
+    def saved(name):
+        png, svg = plot.save_figure(draw(), tmp_path / name, dpi=60)
+        return png.read_bytes(), svg.read_bytes()
+
+    fast = saved("fast")
+    monkeypatch.setattr(plot, "_FAST_POLYGONS", False)
+    assert saved("reference") == fast
+
+
 # --------------------------------------------------------------------------- saving
 def test_save_figure_writes_png_and_svg_atomically(tmp_path):
     import xml.etree.ElementTree as ET
@@ -571,6 +614,81 @@ def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path, monkeypa
             forked.out_dir / "maps" / name
         ).read_bytes()
     assert not [p for p in (forked.out_dir / "maps").iterdir() if p.name.startswith(".")]
+
+
+def _maps_of(ctx, **kwargs):
+    from agglo.outputs import maps
+
+    return maps.draw_maps(
+        ctx.layers,
+        ctx.out_dir / "maps",
+        counties=ctx.layers.get("counties", ctx.counties),
+        index=ctx.results.get("index"),
+        synthetic=ctx.synthetic,
+        options=maps.PlotOptions(workers=1),
+        **kwargs,
+    )
+
+
+def test_figures_drawn_early_are_taken_as_they_are(tmp_path, monkeypatch):
+    # figures drawn before the maps step (as after the index stage) are not drawn again, and
+    # the run's files are byte for byte those of drawing everything in the maps step
+    from agglo.outputs import maps
+
+    whole, parts = toy_context(tmp_path / "a"), toy_context(tmp_path / "b")
+    reference = _maps_of(whole)
+    so_far = {k: parts.layers[k] for k in ("cities", "agglomerations") if k in parts.layers}
+    early = maps.draw_figures(
+        so_far,
+        parts.out_dir / "maps",
+        index=parts.results["index"],
+        synthetic=parts.synthetic,
+        options=maps.PlotOptions(workers=1),
+    )
+    assert {"membership", "lag_score", "composite_scores"} <= set(early)
+    assert "coreness" not in early and "metro_areas" not in early  # their layers come later
+    drawn_late = []
+    real = maps._run_jobs
+    monkeypatch.setattr(
+        maps,
+        "_run_jobs",
+        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
+    )
+    result = _maps_of(parts, drawn=early)
+    assert not set(drawn_late) & set(early)
+    assert {"coreness", "metro_areas"} <= set(drawn_late)
+    assert [p.name for p in result.figures] == [p.name for p in reference.figures]
+    assert result.captions == {
+        k.replace(str(whole.out_dir), str(parts.out_dir)): v for k, v in reference.captions.items()
+    }
+    for p in reference.figures:
+        assert p.read_bytes() == (parts.out_dir / "maps" / p.name).read_bytes(), p.name
+
+
+def test_figures_drawn_early_with_another_caption_are_drawn_again(tmp_path, monkeypatch):
+    from agglo.outputs import maps
+
+    ctx = toy_context(tmp_path)
+    early = maps.draw_figures(  # before the run knew its synthetic inputs
+        {"cities": ctx.layers["cities"]},
+        ctx.out_dir / "maps",
+        index=ctx.results["index"],
+        options=maps.PlotOptions(workers=1),
+    )
+    failed = maps.DrawnFigure("x", early["composite_scores"].paths, "ZeroDivisionError: boom")
+    early["composite_scores"] = failed
+    drawn_late = []
+    real = maps._run_jobs
+    monkeypatch.setattr(
+        maps,
+        "_run_jobs",
+        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
+    )
+    result = _maps_of(ctx, drawn=early)
+    assert "membership" not in drawn_late  # real data only: the same caption
+    assert {"lag_score", "composite_scores"} <= set(drawn_late)  # synthetic notice; failed
+    cap = result.captions[str(ctx.out_dir / "maps" / "lag_score.png")]
+    assert "SYNTHETIC" in cap and result.failed == []
 
 
 def test_maps_stage_skips_missing_parts(tmp_path):

@@ -516,7 +516,7 @@ def test_coverage_cache_on_disk_is_reused_and_keyed(some_cities, tmp_path, monke
     grid = Grid(west=97, north=35.5, dx=0.1, dy=0.1, nx=265, ny=145)
     cache = m.CoverageCache(tmp_path / "cov")
     p1 = coverage_plan(some_cities.geometry, grid, cache=cache)
-    assert len(list(cache.folder.glob("*.npz"))) == 1
+    assert len(list(cache.folder.glob("*.plan"))) == 1
 
     def boom(*a, **k):
         raise AssertionError("coverage recomputed although cached")
@@ -533,7 +533,7 @@ def test_coverage_cache_on_disk_is_reused_and_keyed(some_cities, tmp_path, monke
     coverage_plan(some_cities.geometry, grid, weights="coverage", cache=cache)
     moved = some_cities.geometry.translate(xoff=1e-9)
     coverage_plan(moved, grid, cache=cache)
-    assert len(list(cache.folder.glob("*.npz"))) == 3
+    assert len(list(cache.folder.glob("*.plan"))) == 3
     # results through zonal_pm25 are the same with and without the cache
     a = zonal_pm25(DEMO, some_cities, scheduler="synchronous", coverage_cache=cache)
     b = zonal_pm25(DEMO, some_cities, scheduler="synchronous", coverage_cache=cache)
@@ -547,7 +547,7 @@ def test_corrupt_coverage_cache_entry_warns_and_is_replaced(some_cities, tmp_pat
     grid = Grid(west=97, north=35.5, dx=0.1, dy=0.1, nx=265, ny=145)
     cache = m.CoverageCache(tmp_path)
     p1 = coverage_plan(some_cities.geometry, grid, cache=cache)
-    (entry,) = tmp_path.glob("*.npz")
+    (entry,) = tmp_path.glob("*.plan")
     entry.write_bytes(b"not a zip")
     with pytest.warns(PM25Warning, match="unreadable"):
         p2 = coverage_plan(some_cities.geometry, grid, cache=cache)
@@ -645,7 +645,7 @@ def test_city_pm25_result_and_coverage_cache_option(some_cities, tmp_path):
 
     opts = PM25Options(scheduler="synchronous", coverage_cache=str(tmp_path / "cov"))
     res = city_pm25(DEMO, some_cities, opts, years=[2010, 2020])
-    assert len(list((tmp_path / "cov").glob("coverage-*.npz"))) == 1
+    assert len(list((tmp_path / "cov").glob("coverage-*.plan"))) == 1
     again = city_pm25(DEMO, some_cities, opts, years=[2010, 2020])
     pd.testing.assert_frame_equal(res.means, again.means)
     ref = zonal_pm25(DEMO, some_cities, years=[2010, 2020], scheduler="synchronous")

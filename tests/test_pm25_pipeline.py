@@ -120,6 +120,6 @@ def test_cli_coverage_cache_flag_writes_the_cache(tmp_path):
     out, cov = tmp_path / "pm.csv", tmp_path / "cov"
     args = ["pm25", "--rasters", str(DEMO), "--years", "2020", "--coverage-cache", str(cov)]
     assert main([*args, "--out", str(out)]) == 0
-    assert len(list(cov.glob("coverage-*.npz"))) == 1
+    assert len(list(cov.glob("coverage-*.plan"))) == 1
     assert main([*args, "--out", str(tmp_path / "pm2.csv")]) == 0  # read from the cache
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(tmp_path / "pm2.csv"))

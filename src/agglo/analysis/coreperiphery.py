@@ -261,6 +261,8 @@ def gravity_interactions(
 
 
 _BLAS: list[Any] = []  # the threadpoolctl controller, made on first use
+_BLAS_LOCK = threading.Lock()
+_BLAS_HELD: list[Any] = []  # [limiter, owner thread, depth] while a thread is inside
 
 
 @contextlib.contextmanager
@@ -270,20 +272,49 @@ def _one_blas_thread() -> Iterator[None]:
     The fits decompose thousands of Hessians of at most 40 x 40; OpenBLAS's threads cost
     far more than they save on matrices that small (``np.linalg.eigh`` of 200 matrices of
     26 x 26: 0.02 CPU-s on one thread, 0.8 CPU-s on two, mostly spinning), and more still on
-    a loaded machine. Without threadpoolctl the thread count is left as it is.
+    a loaded machine. Without threadpoolctl the thread count is left as it is. The limit is
+    process-wide: nested and concurrent uses (the stage's worker threads,
+    :func:`_coreness_jobs`) share one, set by the first to enter and restored by the last to
+    leave (threadpoolctl lets only the thread that set an OpenBLAS limit change it: a last
+    leaver in another thread takes that role over first).
     """
-    if not _BLAS:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-            _BLAS.append(None)
-        else:
-            _BLAS.append(ThreadpoolController())
-    if _BLAS[0] is None:
+    with _BLAS_LOCK:
+        if not _BLAS:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+                _BLAS.append(None)
+            else:
+                _BLAS.append(ThreadpoolController())
+        if _BLAS[0] is not None:
+            if not _BLAS_HELD:
+                limiter = _BLAS[0].limit(limits=1, user_api="blas")
+                limiter.__enter__()
+                _BLAS_HELD[:] = [limiter, threading.current_thread(), 0]
+            _BLAS_HELD[2] += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            if _BLAS_HELD:
+                _BLAS_HELD[2] -= 1
+                if not _BLAS_HELD[2]:
+                    limiter, owner = _BLAS_HELD[:2]
+                    _BLAS_HELD.clear()
+                    if owner is not threading.current_thread():
+                        _take_blas_control()
+                    limiter.__exit__(None, None, None)
+
+
+def _take_blas_control() -> None:
+    """Let this thread change OpenBLAS's limits (recent threadpoolctl lets one thread only)."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # pragma: no cover - older threadpoolctl: any thread may
         return
-    with _BLAS[0].limit(limits=1, user_api="blas"):
-        yield
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 
 
 def _pair_values(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -353,7 +384,13 @@ def _outer(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _squared_batch(
-    x: np.ndarray, ac: np.ndarray, na: np.ndarray, hessian: bool, *, value_only: bool = False
+    x: np.ndarray,
+    ac: np.ndarray,
+    na: np.ndarray,
+    hessian: bool,
+    *,
+    value_only: bool = False,
+    rank5: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Objective, gradient and Hessian in ``c = x**2`` for a batch of problems (matrix form).
 
@@ -365,7 +402,8 @@ def _squared_batch(
     ``S = |P|`` and ``r = <A, P> / (|A| S)`` (sums over pairs), the gradient in ``p`` is
     ``g = A / (|A| S) - r P / S^2`` and the Hessian in ``p``
     ``-(A P^T + P A^T) / (|A| S^3) + 3 r P P^T / S^4 - r (I - J/m) / S^2``, chained to ``c``
-    through ``dp_ij/dc = c_j e_i + c_i e_j``.
+    through ``dp_ij/dc = c_j e_i + c_i e_j``. ``rank5``: the Hessian in its rank-5 form (see
+    below; 2.5x faster on 196 x 31 x 31, equal to rounding) instead of term by term.
     """
     n = x.shape[1]
     m = n * (n - 1) / 2
@@ -394,34 +432,58 @@ def _squared_batch(
     if not hessian:
         return f, grad, None
     u_1 = sc[:, None] - c
-    # hc = -(k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
-    #      - k_p (dtd - u_1 u_1^T / m) + k_a A - k_p P, term by term in scratch memory (the
-    # same operations in the same order as the one expression, so the same values)
-    shape = pm.shape
-    hc = np.multiply(u_a[:, :, None], u_p[:, None, :], out=_scratch(shape, "hc"))
-    term = np.multiply(u_p[:, :, None], u_a[:, None, :], out=_scratch(shape, "term"))
-    hc += term
-    hc *= -(k_a / s2)[:, None, None]
-    np.multiply(u_p[:, :, None], u_p[:, None, :], out=term)
-    term *= (3.0 * k_p / s2)[:, None, None]
-    hc += term
-    dtd = np.multiply(c[:, :, None], c[:, None, :], out=_scratch(shape, "dtd"))
-    dtd[:, diag, diag] += (c * c).sum(axis=1)[:, None] - 2.0 * c * c
-    np.multiply(u_1[:, :, None], u_1[:, None, :], out=term)
-    term /= m
-    np.subtract(dtd, term, out=term)
-    term *= k_p[:, None, None]
-    hc -= term
-    np.multiply(ac, k_a[:, None, None], out=term)
-    hc += term
-    np.multiply(pm, k_p[:, None, None], out=term)
-    hc -= term
-    hx = -4.0 * x[:, :, None] * hc  # returned: fresh memory
-    hx *= x[:, None, :]
-    hx[:, diag, diag] += -2.0 * gc + 4.0 * pen[:, None]
-    np.multiply(x[:, :, None], x[:, None, :], out=term)
-    term *= 8.0
-    hx += term
+    if not rank5:
+        # hc = -(k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
+        #      - k_p (dtd - u_1 u_1^T / m) + k_a A - k_p P, term by term in scratch memory (the
+        # same operations in the same order as the one expression, so the same values)
+        shape = pm.shape
+        hc = np.multiply(u_a[:, :, None], u_p[:, None, :], out=_scratch(shape, "hc"))
+        term = np.multiply(u_p[:, :, None], u_a[:, None, :], out=_scratch(shape, "term"))
+        hc += term
+        hc *= -(k_a / s2)[:, None, None]
+        np.multiply(u_p[:, :, None], u_p[:, None, :], out=term)
+        term *= (3.0 * k_p / s2)[:, None, None]
+        hc += term
+        dtd = np.multiply(c[:, :, None], c[:, None, :], out=_scratch(shape, "dtd"))
+        dtd[:, diag, diag] += (c * c).sum(axis=1)[:, None] - 2.0 * c * c
+        np.multiply(u_1[:, :, None], u_1[:, None, :], out=term)
+        term /= m
+        np.subtract(dtd, term, out=term)
+        term *= k_p[:, None, None]
+        hc -= term
+        np.multiply(ac, k_a[:, None, None], out=term)
+        hc += term
+        np.multiply(pm, k_p[:, None, None], out=term)
+        hc -= term
+        hx = -4.0 * x[:, :, None] * hc  # returned: fresh memory
+        hx *= x[:, None, :]
+        hx[:, diag, diag] += -2.0 * gc + 4.0 * pen[:, None]
+        np.multiply(x[:, :, None], x[:, None, :], out=term)
+        term *= 8.0
+        hx += term
+        return f, grad, hx
+    # In c: hc = k_a A - (k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
+    #   - k_p (dtd - u_1 u_1^T / m) - k_p P, with dtd = c c^T + diag(|c|^2 - 2 c^2) and
+    #   P = c c^T - mu 11^T + diag(mu - c^2): k_a A plus rank-one terms plus a diagonal.
+    # In x (c = x^2): hx = -4 X hc X + diag(-2 gc + 4 pen) + 8 x x^T, so
+    # hx = -4 k_a X A X + Y M Y^T + diagonal with Y = X [u_a, u_p, c, u_1, 1] (n x 5):
+    # two passes over (B, n, n) for X A X and one small matrix product, instead of one
+    # pass per term.
+    b = x.shape[0]
+    y = np.stack([x * u_a, x * u_p, x * c, x * u_1, x], axis=2)
+    mm = np.zeros((b, 5, 5))
+    mm[:, 0, 1] = mm[:, 1, 0] = 4.0 * k_a / s2
+    mm[:, 1, 1] = -12.0 * k_p / s2
+    mm[:, 2, 2] = 8.0 * k_p
+    mm[:, 3, 3] = -4.0 * k_p / m
+    mm[:, 4, 4] = 8.0 - 4.0 * k_p * mu
+    hx = np.matmul(np.matmul(y, mm), y.transpose(0, 2, 1))  # returned: fresh memory
+    xa = np.multiply(((-4.0 * k_a)[:, None] * x)[:, :, None], ac, out=_scratch(pm.shape, "hc"))
+    xa *= x[:, None, :]
+    hx += xa
+    c2 = c * c
+    inner = c2.sum(axis=1)[:, None] - 3.0 * c2 + mu[:, None]
+    hx[:, diag, diag] += 4.0 * k_p[:, None] * c * inner - 2.0 * gc + 4.0 * pen[:, None]
     return f, grad, hx
 
 
@@ -479,7 +541,12 @@ def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     threaded).
     """
     b, n = h.shape[:2]
-    if b < 2 or b * n**3 < _THREADED_EIGH_MIN_WORK or not _core_free():
+    if (
+        b < 2
+        or b * n**3 < _THREADED_EIGH_MIN_WORK
+        or getattr(_SCRATCH, "in_pool", False)  # the stage's threads use the cores already
+        or not _core_free()
+    ):
         return np.linalg.eigh(h)
     if not _EIGH_POOL:
         _EIGH_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="agglo-eigh"))
@@ -531,42 +598,111 @@ except (ImportError, AttributeError):  # pragma: no cover - a numpy without it: 
     _CHOLESKY_LO = None
 
 
-def _safely_positive_definite(h: np.ndarray, g: np.ndarray) -> np.ndarray:
+def _cholesky_exists(h: np.ndarray, shift: np.ndarray, sign: float = 1.0) -> np.ndarray:
+    """Mask of the matrices ``sign H - shift I`` of a stack ``(B, n, n)`` that have a Cholesky
+    factor (made in scratch memory). Only those with a positive diagonal (necessary) are
+    factorised."""
+    n = h.shape[1]
+    diag = np.arange(n)
+    dg = sign * h[:, diag, diag] - shift[:, None]
+    out = (dg > 0).all(axis=1)
+    idx = np.flatnonzero(out)
+    if not idx.size:
+        return out
+    m = np.take(h, idx, axis=0, out=_scratch((idx.size, n, n), "chol_in"))
+    if sign != 1.0:
+        m *= sign
+    m[:, diag, diag] = dg[idx]
+    low = _scratch(m.shape, "chol_out")
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+        _CHOLESKY_LO(m, signature="d->d", out=low)
+    out[idx] = np.isfinite(low[:, :, 0]).all(axis=1)
+    return out
+
+
+def _hessian_bounds(h: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``|H|_inf`` (>= the spectral radius), the backward-error bound ``n 1e-14 |H|_inf`` of a
+    Cholesky factorisation or eigendecomposition of ``H``, and the floor ``|g| / _MAX_STEP``."""
+    n = g.shape[1]
+    norm = np.abs(h).sum(axis=2).max(axis=1)
+    floor = np.sqrt(np.einsum("bi,bi->b", g, g)) / _MAX_STEP
+    return norm, n * 1e-14 * norm, floor
+
+
+def _safely_positive_definite(
+    h: np.ndarray,
+    g: np.ndarray,
+    bounds: tuple[np.ndarray, ...] | None = None,
+    *,
+    wide: bool = False,
+) -> np.ndarray:
     """Mask of the Hessians that :func:`_eigh_directions` would leave as they are.
 
     That function changes no eigenvalue of ``H`` when its smallest one is at least
     ``tau = max(|g| / _MAX_STEP, 1e-12 max(1, max|w|))``. A Cholesky factor of
-    ``H - sigma I`` with ``sigma = 2 tau + n 1e-14 |H|_inf`` (``|H|_inf >= max|w|``) exists
-    only if ``lambda_min(H) >= sigma`` up to the factorisation's backward error (below
-    ``n 1e-14 |H|_inf``), so a success proves ``lambda_min(H) >= 2 tau``: a factor-2 margin
-    over the floor, which rounding of either decomposition cannot bridge.
+    ``H - sigma I`` with ``sigma = tau + 2 delta``, ``delta = n 1e-14 |H|_inf``
+    (``|H|_inf >= max|w|``), exists only if ``lambda_min(H) >= sigma - delta`` (``delta``
+    bounds the factorisation's backward error), so a success proves
+    ``lambda_min(H) >= tau + delta``: a margin over the floor that the rounding of the
+    eigendecomposition (below ``delta`` too) cannot bridge. ``wide``: the margin of the
+    observed fits, ``sigma = 2 tau + delta`` (``lambda_min(H) >= 2 tau``), which leaves the
+    Hessians with ``tau <= lambda_min < 2 tau`` to ``eigh`` (the same steps as before issue
+    14, bit for bit). ``bounds``: :func:`_hessian_bounds` of ``h, g`` if already computed.
     """
-    b, n = g.shape
     if _CHOLESKY_LO is None:
-        return np.zeros(b, dtype=bool)
-    norm = np.abs(h).sum(axis=2).max(axis=1)  # >= spectral radius
-    gn = np.sqrt(np.einsum("bi,bi->b", g, g))
-    tau = np.maximum(gn / _MAX_STEP, 1e-12 * np.maximum(1.0, norm))
-    shifted = h - (2.0 * tau + n * 1e-14 * norm)[:, None, None] * np.eye(n)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
-        low = _CHOLESKY_LO(shifted, signature="d->d")
-    return np.isfinite(low[:, :, 0]).all(axis=1) & np.isfinite(norm)
+        return np.zeros(g.shape[0], dtype=bool)
+    norm, delta, floor = _hessian_bounds(h, g) if bounds is None else bounds
+    tau = np.maximum(floor, 1e-12 * np.maximum(1.0, norm))
+    sigma = 2.0 * tau + delta if wide else tau + 2.0 * delta
+    return _cholesky_exists(h, sigma) & np.isfinite(norm)
 
 
-def _newton_directions(h: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """:func:`_eigh_directions` of a batch, with a fast path for the safe Hessians.
+def _safely_below_floor(
+    h: np.ndarray, g: np.ndarray, bounds: tuple[np.ndarray, ...] | None = None
+) -> np.ndarray:
+    """Mask of the Hessians whose every eigenvalue :func:`_eigh_directions` floors.
+
+    There the step is ``-g / (|g| / _MAX_STEP)``: no shift (``H`` is positive definite) and
+    every eigenvalue raised to the floor ``tau = |g| / _MAX_STEP``. Proved as in
+    :func:`_safely_positive_definite`, by two Cholesky factors: of ``H - 2 delta I``
+    (``lambda_min(H) >= delta > 0``: the computed eigenvalues are positive, no shift) and of
+    ``(tau - 2 delta') I - H`` with ``delta' = n 1e-14 (|H|_inf + tau)`` the bound of that
+    matrix (``lambda_max(H) <= tau - delta'``: every computed eigenvalue is at most
+    ``tau``); and ``tau >= 1e-12 max(1, |H|_inf)``, so the second floor of
+    :func:`_eigh_directions` does not apply. ``bounds`` as in
+    :func:`_safely_positive_definite`.
+    """
+    n = g.shape[1]
+    if _CHOLESKY_LO is None:
+        return np.zeros(g.shape[0], dtype=bool)
+    norm, delta, tau = _hessian_bounds(h, g) if bounds is None else bounds
+    ok = np.isfinite(norm) & (tau >= 1e-12 * np.maximum(1.0, norm))
+    ok &= _cholesky_exists(h, 2.0 * delta)
+    return ok & _cholesky_exists(h, 2.0 * n * 1e-14 * (norm + tau) - tau, sign=-1.0)
+
+
+def _newton_directions(h: np.ndarray, g: np.ndarray, *, fast: bool = False) -> np.ndarray:
+    """:func:`_eigh_directions` of a batch, with fast paths for two kinds of Hessians.
 
     Where the Hessian is safely positive definite (:func:`_safely_positive_definite`) the
     step is the plain Newton step ``-H^-1 g`` (an LU solve, some 10 times cheaper than the
-    eigendecomposition on 31 x 31), which :func:`_eigh_directions` also returns there (up
-    to rounding, ``~cond(H) eps``); the others go through the eigendecomposition.
+    eigendecomposition on 31 x 31); where every eigenvalue is safely below the floor
+    (:func:`_safely_below_floor`) it is the scaled gradient ``-g _MAX_STEP / |g|``. Both are
+    what :func:`_eigh_directions` returns there, up to rounding (``~cond(H) eps``); the
+    others go through the eigendecomposition. Without ``fast`` only the Newton path, with
+    the wide margin (the observed fits: see :func:`_newton_batch`).
     """
     d = np.empty_like(g)
-    safe = _safely_positive_definite(h, g)
+    bounds = _hessian_bounds(h, g)
+    safe = _safely_positive_definite(h, g, bounds, wide=not fast)
+    flat = ~safe & _safely_below_floor(h, g, bounds) if fast else np.zeros_like(safe)
     if safe.any():
         d[safe] = -np.linalg.solve(h[safe], g[safe][:, :, None])[:, :, 0]
-    if not safe.all():
-        d[~safe] = _eigh_directions(h[~safe], g[~safe])
+    if flat.any():
+        d[flat] = -g[flat] * (_MAX_STEP / np.sqrt(np.einsum("bi,bi->b", g[flat], g[flat])))[:, None]
+    rest = np.flatnonzero(~(safe | flat))
+    if rest.size:
+        d[rest] = _eigh_directions(_rows(h, rest, "eigh_in"), g[rest])
     return d
 
 
@@ -578,6 +714,7 @@ def _newton_batch(
     gtol: float = 1e-10,
     maxiter: int = 200,
     star_ratio: float | None = None,
+    fast: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise :func:`_squared_batch` from every row of ``x`` at once (Newton, line search).
 
@@ -590,9 +727,15 @@ def _newton_batch(
     to 0 elsewhere, or ``c`` tending to a constant) the runs stop once ``f`` no longer
     decreases; returns the points and, per run, False when it stopped at a near-constant ``c``
     (rounding there grows as 1 / spread: those runs are left to BFGS, as before).
+
+    ``fast`` (the permutation nulls, of which only the fit counts): the Hessians in their
+    rank-5 form and the steps with both fast paths of :func:`_newton_directions`; equal to
+    rounding, but on a limit ridge (where the fit is flat) any rounding moves the point where
+    a run stops, by up to ~1e-9 in ``c`` on the bundled data, so the observed fits, whose
+    ``c`` is reported, keep the steps and Hessians they had before issue 14, bit for bit.
     """
     x = x.copy()
-    f, g, h = _squared_batch(x, ac, na, True)
+    f, g, h = _squared_batch(x, ac, na, True, rank5=fast)
     act = np.flatnonzero(np.abs(g).max(axis=1) >= gtol)
     flat_end = np.zeros(x.shape[0], dtype=bool)
     share = np.full(x.shape[0], np.inf)
@@ -601,7 +744,7 @@ def _newton_batch(
             break
         xa, fa, ga, naa = x[act], f[act], g[act], na[act]
         aca = _rows(ac, act, "active")
-        d = _newton_directions(_rows(h, act, "hessians"), ga)
+        d = _newton_directions(_rows(h, act, "hessians"), ga, fast=fast)
         slope = np.einsum("bi,bi->b", ga, d)
         t = np.ones(act.size)
         fn = np.empty(act.size)
@@ -620,7 +763,7 @@ def _newton_batch(
             t[todo] *= 0.5
         moved = fn < fa
         xn = np.where(moved[:, None], xa + t[:, None] * d, xa)
-        fn2, gn, hn = _squared_batch(xn, aca, naa, True)
+        fn2, gn, hn = _squared_batch(xn, aca, naa, True, rank5=fast)
         x[act], f[act], g[act], h[act] = xn, fn2, gn, hn
         # c near constant: the pattern tends to an additive one (c_i + c_j), r's sup is not
         # attained and its rounding grows as 1 / spread; stop while r is still exact
@@ -642,16 +785,20 @@ _NEWTON_MAX_N = 40
 
 def _continuous_starts(a: np.ndarray, rng: np.random.Generator, restarts: int) -> list:
     """Starting points: leading eigenvector, sqrt(strength), ``restarts`` seeded random ones."""
-    n = a.shape[0]
+    randoms = [rng.uniform(0.05, 1.0, a.shape[0]) for _ in range(restarts)]
+    return _starts_from(a, np.linalg.eigh(a)[1], randoms)
+
+
+def _starts_from(a: np.ndarray, v: np.ndarray, randoms: list) -> list:
+    """:func:`_continuous_starts` from the eigenvectors ``v`` of ``a`` and the random points."""
     starts = []
-    _, v = np.linalg.eigh(a)
     lead = np.abs(v[:, -1])
     if lead.max() > 0:
         starts.append(lead / lead.max())
     strength = np.sqrt(np.clip(a.sum(axis=1), 0, None))
     if strength.max() > 0:
         starts.append(strength / strength.max())
-    starts += [rng.uniform(0.05, 1.0, n) for _ in range(restarts)]
+    starts += randoms
     out = []
     for c0 in starts:
         c0 = np.maximum(c0, 1e-3)
@@ -685,7 +832,11 @@ def _fit_continuous_bfgs(a: np.ndarray, starts: list) -> tuple[float, np.ndarray
 
 
 def _fit_continuous(
-    mats: Sequence[np.ndarray], starts: Sequence[list], *, star_limit: bool = False
+    mats: Sequence[np.ndarray],
+    starts: Sequence[list],
+    *,
+    star_limit: bool = False,
+    fast: bool = False,
 ) -> list[tuple]:
     """Best continuous fit ``(r, c)`` of each matrix from its starts (all solved together).
 
@@ -693,7 +844,7 @@ def _fit_continuous(
     :data:`_STAR_RATIO` of the largest, and shrinking) is stopped and scored by the
     supremum of its star ridge (:func:`_star_fit`), which Newton only approaches ever more
     slowly; ``c`` of such a run is where it stopped (used for the permutation nulls, where
-    only the fit counts).
+    only the fit counts). ``fast``: see :func:`_newton_batch` (the nulls).
     """
     n = mats[0].shape[0]
     iu = np.triu_indices(n, 1)
@@ -714,6 +865,7 @@ def _fit_continuous(
             acm[owner],
             np.asarray(nas)[owner],
             star_ratio=_STAR_RATIO if star_limit else None,
+            fast=fast,
         )
         for k in np.flatnonzero(~ok):  # rare: degenerate runs, solved one by one as before
             res = optimize.minimize(
@@ -729,9 +881,12 @@ def _fit_continuous(
         cs = x * x
         if star_limit:
             stars = np.flatnonzero(ok & (_second_share(cs) < _STAR_RATIO))
-            star_r = {
-                k: _star_fit(acm[owner[k]], nas[owner[k]], int(np.argmax(cs[k]))) for k in stars
-            }
+            ridge: dict[tuple[int, int], float] = {}  # runs of one network on one ridge
+            for k in stars:
+                key = (int(owner[k]), int(np.argmax(cs[k])))
+                if key not in ridge:
+                    ridge[key] = _star_fit(acm[key[0]], nas[key[0]], key[1])
+                star_r[k] = ridge[key]
     else:  # bounded L-BFGS-B scales to large n (c = 0 is an active bound, not a limit)
         cs = np.empty_like(c0)
         for k, o in enumerate(owner):
@@ -980,7 +1135,9 @@ def _null_fits(
     """Fits of ``n_perm`` seeded permutations of the pair weights, solved in one batch.
 
     The generator is drawn in the same order as fitting one permutation after the other
-    (permutation, then that fit's random starts), so the nulls do not depend on batching.
+    (permutation, then that fit's random starts), so the nulls do not depend on batching;
+    the eigenvectors of the continuous starts come from one stacked ``eigh`` (the same
+    LAPACK call per matrix: the same starts as one by one).
     """
     vals, pairs = _pair_values(a)
     n = a.shape[0]
@@ -991,16 +1148,20 @@ def _null_fits(
         it = tqdm(it, desc=f"coreness nulls ({method})")
     local = method == "discrete" and n > exhaustive_max
     mats = np.zeros((n_perm, n, n))
-    starts = []
+    starts, randoms = [], []
     for k in it:
         mats[k, pairs[:, 0], pairs[:, 1]] = prng.permutation(vals)
         mats[k] += mats[k].T
         if method == "continuous":
-            starts.append(_continuous_starts(mats[k], prng, restarts))
+            randoms.append([prng.uniform(0.05, 1.0, n) for _ in range(restarts)])
         elif local:
             starts.append(_local_starts(mats[k], prng, 5 * restarts))
     if method == "continuous":
-        return np.array([r for r, _ in _fit_continuous(list(mats), starts, star_limit=True)])
+        vecs = np.linalg.eigh(mats)[1]
+        starts = [_starts_from(m, v, r) for m, v, r in zip(mats, vecs, randoms, strict=True)]
+        return np.array(
+            [r for r, _ in _fit_continuous(list(mats), starts, star_limit=True, fast=True)]
+        )
     if local:
         return _discrete_local_batch(mats, np.stack(starts))[0]
     return _discrete_exhaustive_batch(mats)[0]
@@ -1679,6 +1840,39 @@ class CorePeripheryResult(StageResult):
         return out
 
 
+#: worker threads of :func:`_coreness_jobs` (when a core is free)
+_STAGE_THREADS = 2
+
+
+def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[pd.DataFrame]:
+    """:func:`coreness` of every ``(interactions, method)`` job, in order.
+
+    The jobs are independent and seeded, so the results do not depend on where they run.
+    With two or more cores, a 1-minute load average that leaves one free (:func:`_core_free`)
+    and no progress bars, they run on :data:`_STAGE_THREADS` threads, largest networks first:
+    the batched fits spend most of their time in NumPy and LAPACK, which release the GIL, so
+    two threads take about the wall time of the larger half (DESIGN.md has no scheduler for
+    this stage: this is the documented one). Otherwise, or for one job, in this thread.
+    BLAS stays on one thread for all of them (:func:`_one_blas_thread`), and the second
+    ``eigh`` thread of :func:`_stacked_eigh` is not used inside the workers.
+    """
+    if len(jobs) < 2 or kwargs.get("progress") or not _core_free():
+        return [coreness(t, method=m, **kwargs) for t, m in jobs]
+
+    def one(job: tuple[pd.DataFrame, str]) -> pd.DataFrame:
+        _SCRATCH.in_pool = True
+        return coreness(job[0], method=job[1], **kwargs)
+
+    # continuous fits cost most, then the larger networks
+    order = sorted(range(len(jobs)), key=lambda k: (jobs[k][1] != "continuous", -len(jobs[k][0])))
+    with (
+        _one_blas_thread(),
+        ThreadPoolExecutor(max_workers=_STAGE_THREADS, thread_name_prefix="agglo-coreness") as pool,
+    ):
+        futures = {k: pool.submit(one, jobs[k]) for k in order}
+        return [futures[k].result() for k in range(len(jobs))]
+
+
 def core_periphery(
     cities: gpd.GeoDataFrame,
     panel: pd.DataFrame,
@@ -1703,7 +1897,9 @@ def core_periphery(
     3 cities is skipped (warned as well); both are listed in ``excluded``. The core/periphery
     gaps of every panel indicator (:func:`core_periphery_gaps`) use one core set per
     agglomeration for all years (``gap_cores = "first"``: the first year's, by default), so a
-    change between years is a change of the cities, not of the grouping.
+    change between years is a change of the cities, not of the grouping. The coreness fits
+    of all agglomeration-years run on two threads when two cores are there and the load
+    average leaves one free (:func:`_coreness_jobs`; the same tables as on one thread).
 
     Parameters
     ----------
@@ -1774,6 +1970,7 @@ def core_periphery(
         .reset_index()
     )
     long_rows, fit_rows, systems, structures, excluded = [], [], [], [], []
+    networks = []  # (agg, year, data, interactions), fitted below
     for agg, group in members.groupby("agglomeration_id", sort=True):
         for year in years:
             data = group.merge(wide[wide["year"] == year], on="adcode", how="left")
@@ -1802,54 +1999,54 @@ def core_periphery(
                 excluded.append((agg, year, None, None, f"{len(data)} cities, at least 3 needed"))
                 continue
             t = gravity_interactions(data, mass=mass, beta=float(opts.beta), seats=seat_points)
-            names = data.set_index("adcode")["name_zh"]
-            discrete = None
-            for method in opts.method_list:
-                res = coreness(
-                    t,
+            networks.append((agg, year, data, t))
+    fits = _coreness_jobs(
+        [(t, method) for *_, t in networks for method in opts.method_list],
+        seed=seed,
+        n_perm=opts.n_perm,
+        restarts=opts.restarts,
+        exhaustive_max=opts.exhaustive_max,
+        transform=opts.transform,
+        progress=progress,
+    )
+    for agg, year, data, _t in networks:
+        names = data.set_index("adcode")["name_zh"]
+        discrete = None
+        for method in opts.method_list:
+            res = fits.pop(0)
+            if method == "discrete":
+                discrete = res
+            fit_rows.append(
+                {
+                    "agglomeration_id": agg,
+                    "year": year,
+                    "method": method,
+                    "n_cities": len(res),
+                    "n_core": int(res["core"].sum()),
+                    "core_cities": "、".join(names[res.index[res["core"]]]),
+                    **{
+                        k: res.attrs[k]
+                        for k in ("fit", "p_value", "n_perm", "null_mean", "null_q95")
+                    },
+                }
+            )
+            frame = res.reset_index()
+            long_rows.append(
+                frame.assign(
+                    agglomeration_id=agg,
+                    year=year,
                     method=method,
-                    seed=seed,
-                    n_perm=opts.n_perm,
-                    restarts=opts.restarts,
-                    exhaustive_max=opts.exhaustive_max,
-                    transform=opts.transform,
-                    progress=progress,
+                    name_zh=frame["adcode"].map(names).to_numpy(),
                 )
-                if method == "discrete":
-                    discrete = res
-                fit_rows.append(
-                    {
-                        "agglomeration_id": agg,
-                        "year": year,
-                        "method": method,
-                        "n_cities": len(res),
-                        "n_core": int(res["core"].sum()),
-                        "core_cities": "、".join(names[res.index[res["core"]]]),
-                        **{
-                            k: res.attrs[k]
-                            for k in ("fit", "p_value", "n_perm", "null_mean", "null_q95")
-                        },
-                    }
-                )
-                frame = res.reset_index()
-                long_rows.append(
-                    frame.assign(
-                        agglomeration_id=agg,
-                        year=year,
-                        method=method,
-                        name_zh=frame["adcode"].map(names).to_numpy(),
-                    )
-                )
-            system = city_system(data, size, name_col="name_zh").assign(
+            )
+        system = city_system(data, size, name_col="name_zh").assign(agglomeration_id=agg, year=year)
+        systems.append(system)
+        cores = None if discrete is None else discrete.reset_index()
+        structures.append(
+            structure_type(system, cores, **opts.structure_rules()).assign(
                 agglomeration_id=agg, year=year
             )
-            systems.append(system)
-            cores = None if discrete is None else discrete.reset_index()
-            structures.append(
-                structure_type(system, cores, **opts.structure_rules()).assign(
-                    agglomeration_id=agg, year=year
-                )
-            )
+        )
     if not long_rows:
         raise AggloInputError(
             "[coreperiphery] no agglomeration and year had 3 or more cities with "
@@ -1869,10 +2066,10 @@ def core_periphery(
         "structure": struct_df,
         "gaps": _stage_gaps(panel, long, members, opts),
         "layer": _stage_layer(members, long, struct_df),
+        "excluded": pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)),
     }
     return CorePeripheryResult(
         **_stage_provenance(tables, panel, members, opts),
-        excluded=pd.DataFrame(excluded, columns=list(EXCLUDED_COLUMNS)),
         seats=seat_points,
         options=opts,
         seed=int(seed),
@@ -1919,8 +2116,10 @@ def _stage_provenance(
     core set of an agglomeration-year the gravity masses of the cities kept that year; the city
     system its sizes; the structure type both; a core/periphery gap the indicator's values of
     the member cities that year and the masses of the year its core set comes from; a layer
-    city the masses and sizes of its agglomeration over every year. No ``provenance`` column
-    in the panel: the tables are returned as they are.
+    city the masses and sizes of its agglomeration over every year; a left-out city the mass and
+    size values it has that year (``unknown`` when it has none), a skipped agglomeration-year
+    those of its cities that year. No ``provenance`` column in the panel: the tables are
+    returned as they are.
     """
     if "provenance" not in panel.columns:
         return tables
@@ -1951,6 +2150,7 @@ def _stage_provenance(
     gap_labels = pd.concat([own, core_mass], ignore_index=True)
     layer = pd.concat([mass, size], ignore_index=True)
     return {
+        "excluded": _excluded_provenance(tables["excluded"], p, opts),
         "coreness": with_provenance(tables["coreness"], mass, keys),
         "fit": with_provenance(tables["fit"], mass, keys),
         "city_system": with_provenance(tables["city_system"], size, keys),
@@ -1958,3 +2158,26 @@ def _stage_provenance(
         "gaps": with_provenance(gaps, gap_labels, gap_keys),
         "layer": with_provenance(tables["layer"], layer, ["agglomeration_id"]),
     }
+
+
+def _excluded_provenance(
+    excluded: pd.DataFrame, labels: pd.DataFrame, opts: CorePeripheryOptions
+) -> pd.DataFrame:
+    """:attr:`CorePeripheryResult.excluded` with the provenance of the values it looked at.
+
+    ``labels``: the panel's labelled values of the member cities (``agglomeration_id, year,
+    adcode, input, provenance``).
+    """
+    from agglo.io.indicators import with_provenance
+
+    keys = ["agglomeration_id", "year"]
+    if not len(excluded):  # not written
+        return excluded
+    used = labels[labels["input"].isin({*opts.mass_list, opts.size})]
+    city = excluded["adcode"].notna()
+    parts = []
+    if city.any():
+        parts.append(with_provenance(excluded[city], used, [*keys, "adcode"]))
+    if (~city).any():
+        parts.append(with_provenance(excluded[~city], used, keys))
+    return pd.concat(parts).loc[excluded.index]

@@ -12,6 +12,7 @@ run on Dask workers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -241,6 +242,56 @@ class CellIndex:
     bands: tuple[_Band, ...]
     layout: tuple
 
+    @functools.cached_property
+    def outside(self) -> np.ndarray:
+        """Positions of the cells outside the grid (always missing)."""
+        if self.inside is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(~self.inside)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The index as plain arrays (for an on-disk cache; :meth:`from_arrays` inverts it).
+
+        Examples
+        --------
+        >>> g = Grid(west=0, north=2, dx=1, dy=1, nx=3, ny=2)
+        >>> idx = Layer(2020, "xarray", g).cell_index(np.array([0, 1]), np.array([2, 5]))
+        >>> back = CellIndex.from_arrays(idx.to_arrays(), idx.layout)
+        >>> back.n, back.inside.tolist(), back.bands[0].flat.tolist()
+        (2, [True, False], [0])
+        """
+        table = np.array(
+            [
+                [b.rows.start, b.rows.stop, b.cols.start, b.cols.stop, b.start, b.stop]
+                for b in self.bands
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 6)
+        wide = any(b.flat.dtype == np.int64 for b in self.bands)
+        flat = (
+            np.concatenate([b.flat for b in self.bands]).astype(
+                np.int64 if wide else np.int32, copy=False
+            )
+            if self.bands
+            else np.zeros(0, np.int32)
+        )
+        out = {"n_cells": np.array([self.n], dtype=np.int64), "bands": table, "flat": flat}
+        if self.inside is not None:
+            out["inside"] = self.inside
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], layout: tuple) -> CellIndex:
+        """The index stored by :meth:`to_arrays` (for ``layout``)."""
+        flat = arrays["flat"]
+        bands, at = [], 0
+        for r0, r1, c0, c1, a, b in arrays["bands"].tolist():
+            bands.append(_Band(slice(r0, r1), slice(c0, c1), a, b, flat[at : at + b - a]))
+            at += b - a
+        if at != flat.size:
+            raise ValueError("cell index: band table and positions disagree")
+        return cls(int(arrays["n_cells"][0]), arrays.get("inside"), tuple(bands), layout)
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -285,14 +336,17 @@ class Layer:
         """
         return self.read_indexed(self.cell_index(rows, cols))
 
-    def cell_index(self, rows: np.ndarray, cols: np.ndarray) -> CellIndex:
+    def cell_index(
+        self, rows: np.ndarray, cols: np.ndarray, *, overwrite: bool = False
+    ) -> CellIndex:
         """Where grid cells ``rows``/``cols`` sit in this layer's stored blocks.
 
         The index depends only on the layout (kind, grid, row order, axis order), so one index
         serves every year stored the same way. Cells sorted by row (as a coverage plan's) are
         split into bands of whole storage chunks (NetCDF chunks, GeoTIFF blocks), each read
         over only the columns its cells use: a year is read band by band at the file's dtype,
-        never as one window-sized block.
+        never as one window-sized block. ``overwrite=True`` lets it reuse ``rows`` and
+        ``cols`` (integer arrays the caller no longer needs) as scratch.
         """
         rows, cols = np.asarray(rows), np.asarray(cols)
         n = rows.size
@@ -300,7 +354,13 @@ class Layer:
         inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
         mask = None if inside.all() else inside
         if mask is not None:
-            rows, cols = rows[mask], cols[mask]
+            if overwrite:  # compact in place: no second copy of the (large) inputs
+                k = int(np.count_nonzero(mask))
+                rows[:k] = rows[mask]
+                cols[:k] = cols[mask]
+                rows, cols = rows[:k], cols[:k]
+            else:
+                rows, cols = rows[mask], cols[mask]
         layout = self.layout
         if rows.size == 0:
             return CellIndex(n, mask, (), layout)
@@ -366,27 +426,42 @@ class Layer:
             return _MIN_BAND_ROWS
         return height * max(1, -(-_MIN_BAND_ROWS // height))
 
-    def read_indexed(self, index: CellIndex) -> np.ndarray:
+    def read_indexed(self, index: CellIndex, *, out: np.ndarray | None = None) -> np.ndarray:
         """Values (float64, NaN = missing) of the cells of ``index`` (same layout).
 
         NetCDF and GeoTIFF bands are read raw at the file's dtype (no masked array, no float64
         copy of a block) and only the gathered cells are decoded (fill/nodata values, valid
-        range, scale/offset).
+        range, scale/offset); NetCDF cells are decoded straight into the result.
+
+        Parameters
+        ----------
+        index
+            From :meth:`cell_index` on a layer of the same layout.
+        out
+            A float64 array of ``index.n`` values to write the result into (to reuse one
+            buffer across years); default a new array.
         """
         if index.layout != self.layout:
             raise ValueError(f"cell index of layout {index.layout} used on {self.layout}")
+        if out is None:
+            out = np.empty(index.n)
+        elif out.shape != (index.n,) or out.dtype != np.float64:
+            raise ValueError(f"out must be a float64 array of {index.n} values")
         if not index.bands:
-            return np.full(index.n, np.nan)
+            out.fill(np.nan)
+            return out
         try:
             if self.kind == "xarray":
                 vals = np.empty(index.bands[-1].stop)
                 for band in index.bands:
                     block = self._read_block(band.rows, band.cols)
                     vals[band.start : band.stop] = block.reshape(-1)[band.flat]
+                _place(out, vals, index)
             elif self.kind == "geotiff":
-                vals = self._read_geotiff_cells(index.bands)
+                _place(out, self._read_geotiff_cells(index.bands), index)
             else:
-                vals = self._read_netcdf_cells(index.bands)
+                vals, attrs = self._read_netcdf_cells(index.bands)
+                _cf_decode_into(out, vals, attrs, index)
         except AggloInputError:
             raise
         except Exception as exc:
@@ -394,13 +469,10 @@ class Layer:
                 f"{self.name}: could not read the data ({type(exc).__name__}: {exc}). The file "
                 "may be truncated or corrupt: download it again."
             ) from exc
-        if index.inside is None:
-            return vals
-        out = np.full(index.n, np.nan)
-        out[index.inside] = vals
         return out
 
-    def _read_netcdf_cells(self, bands: tuple[_Band, ...]) -> np.ndarray:
+    def _read_netcdf_cells(self, bands: tuple[_Band, ...]) -> tuple[np.ndarray, dict]:
+        """The raw gathered cells (file dtype) and the variable's attributes."""
         import netCDF4
 
         vals = None
@@ -415,7 +487,7 @@ class Layer:
                     vals = np.empty(bands[-1].stop, dtype=raw.dtype)
                 np.take(raw.reshape(-1), band.flat, out=vals[band.start : band.stop])
             attrs = {k: var.getncattr(k) for k in var.ncattrs()}
-        return _cf_decode(vals, attrs)
+        return vals, attrs
 
     def _read_geotiff_cells(self, bands: tuple[_Band, ...]) -> np.ndarray:
         """GeoTIFF cells read raw at the file's dtype; only the gathered ones are decoded."""
@@ -532,8 +604,44 @@ def _nc_key(ndim: int, index: int | None, srows: slice, cols: slice, transpose: 
     raise AggloInputError(f"expected a 2-D or 3-D PM2.5 variable, got {ndim} dimensions")
 
 
-def _cf_decode(vals: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    """CF decoding of raw values: fill/missing/valid range -> NaN, then scale and offset."""
+def _place(out: np.ndarray, vals: np.ndarray, index: CellIndex) -> None:
+    """Put the values of the cells inside the grid into ``out`` (NaN for the others)."""
+    if index.inside is None:
+        out[:] = vals
+    else:
+        out[index.inside] = vals
+        out[index.outside] = np.nan
+
+
+def _cf_decode_into(
+    out: np.ndarray, vals: np.ndarray, attrs: dict[str, Any], index: CellIndex
+) -> None:
+    """CF decoding of the raw gathered ``vals`` (fill/missing/valid range -> NaN, then scale
+    and offset) written into ``out`` (all of ``index``'s cells): the missing-value tests run
+    on the raw values, there is no float64 copy of them, and NaN is written only where a
+    cell is missing."""
+    bad = _cf_bad(vals, attrs)
+    if vals.dtype.kind == "f":
+        bad |= ~np.isfinite(vals)
+    _place(out, vals, index)
+    if "scale_factor" in attrs:
+        out *= float(attrs["scale_factor"])
+    if "add_offset" in attrs:
+        out += float(attrs["add_offset"])
+    if "scale_factor" in attrs or "add_offset" in attrs:
+        # a scaled value that overflows is missing
+        bad |= ~np.isfinite(out if index.inside is None else out[index.inside])
+    if bad.any():
+        if index.inside is None:
+            out[bad] = np.nan
+        else:
+            full = np.zeros(index.n, dtype=bool)
+            full[index.inside] = bad
+            out[full] = np.nan
+
+
+def _cf_bad(vals: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """Raw values that are fill, missing or outside the valid range (CF)."""
     import netCDF4
 
     dt = vals.dtype
@@ -550,13 +658,7 @@ def _cf_decode(vals: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
         bad |= vals < np.asarray(lo).astype(dt)
     if hi is not None:
         bad |= vals > np.asarray(hi).astype(dt)
-    out = vals.astype(np.float64)
-    if "scale_factor" in attrs:
-        out *= float(attrs["scale_factor"])
-    if "add_offset" in attrs:
-        out += float(attrs["add_offset"])
-    out[bad | ~np.isfinite(out)] = np.nan
-    return out
+    return bad
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:

@@ -1,8 +1,11 @@
 """The run's maps and QGIS styles: which figures its layers and results allow, their colours and classes.
 
-:func:`draw_maps` draws every figure the given layers and results allow (PNG + SVG, atomically)
-and makes one QGIS style per layer (:func:`layer_styles`); a layer's style and its PNG map share
-one classification (:func:`graduated_classes`). The figures:
+:func:`draw_maps` draws every figure the given layers and results allow (PNG + SVG, atomically;
+forked workers, costliest figures first) and makes one QGIS style per layer
+(:func:`layer_styles`); a layer's style and its PNG map share one classification
+(:func:`graduated_classes`). :func:`draw_figures` draws the figures the results so far allow
+ahead of the maps step (e.g. in a forked process beside later stages); :func:`draw_maps` then
+takes them as they are (files are reproducible byte for byte) and draws the rest. The figures:
 
 - ``membership``: cities coloured by agglomeration (from the ``cities`` layer);
 - ``lag_score``: the cities' latest lag score, classes centred on 0, and ``lag_score_by_year``
@@ -26,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -45,10 +49,12 @@ from agglo.results import StageResult
 __all__ = [
     "CITY_LISA_COLUMN",
     "LISA_LAYER_COLUMN",
+    "DrawnFigure",
     "FigureSpec",
     "Graduated",
     "MapsResult",
     "PlotOptions",
+    "draw_figures",
     "draw_maps",
     "figure_specs",
     "graduated_classes",
@@ -124,6 +130,20 @@ class FigureSpec:
     caption: str
     from_run: bool = True
     cost: float = 1.0
+
+
+@dataclass(frozen=True)
+class DrawnFigure:
+    """A figure already drawn (:func:`draw_figures`): its files, or why it failed.
+
+    ``caption`` is the full caption it was drawn with (synthetic-data notice included);
+    :func:`draw_maps` takes the figure as it is only when it would draw the same caption and
+    there is no ``error``. ``paths`` are the files written (also by a figure that failed).
+    """
+
+    caption: str
+    paths: tuple[Path, ...] = ()
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -631,6 +651,7 @@ def draw_maps(
     synthetic: Collection[str] = (),
     options: PlotOptions | None = None,
     force: bool = False,
+    drawn: Mapping[str, DrawnFigure] | None = None,
 ) -> MapsResult:
     """Draw every figure the layers and results allow into ``out_dir`` and style every layer.
 
@@ -648,6 +669,11 @@ def draw_maps(
         :class:`PlotOptions` (formats, dpi, classification, colormaps).
     force
         Replace existing figure files.
+    drawn
+        Figures already drawn into ``out_dir`` by :func:`draw_figures` (e.g. in a forked
+        process while later stages ran), by stem; they are taken as they are when their
+        caption is the one they would get now and their files exist, else drawn again
+        (replacing their files, also without ``force``).
 
     Returns
     -------
@@ -663,21 +689,31 @@ def draw_maps(
         options=options,
         styles=layer_styles(layers, options, units=units, classes=classes),
     )
-    syn = sorted(synthetic) or False
-    specs = figure_specs(
-        layers,
-        counties=counties,
-        index=index,
-        regional=regional,
-        synthetic=synthetic,
-        options=options,
-        classes=classes,
+    jobs = _figure_jobs(
+        layers, out_dir, counties, index, regional, synthetic, options, classes=classes
     )
-    jobs = [
-        (spec, out_dir, options, plot._caption_text(spec.caption, syn if spec.from_run else False))
-        for spec in specs
-    ]
-    for (spec, _d, _o, full), outcome in zip(jobs, _run_jobs(jobs, options, force), strict=True):
+    outcomes: dict[int, list[Path] | BaseException] = {}
+    for i, (spec, _d, _o, full) in enumerate(jobs):
+        early = (drawn or {}).get(spec.stem)
+        if (
+            early is not None
+            and early.error is None
+            and early.caption == full
+            and early.paths
+            and all(Path(p).parent == out_dir and Path(p).is_file() for p in early.paths)
+        ):
+            outcomes[i] = [Path(p) for p in early.paths]
+        elif early is not None:  # drawn again: its early files (of this run) are replaced
+            for p in map(Path, early.paths):
+                if p.parent == out_dir:
+                    p.unlink(missing_ok=True)
+    todo = [i for i in range(len(jobs)) if i not in outcomes]
+    if drawn:
+        log.debug("figures drawn before: %s; drawing %d now", sorted(drawn), len(todo))
+    for i, outcome in zip(todo, _run_jobs([jobs[i] for i in todo], options, force), strict=True):
+        outcomes[i] = outcome
+    for i, (spec, _d, _o, full) in enumerate(jobs):
+        outcome = outcomes[i]
         if isinstance(outcome, BaseException):  # one broken figure must not lose the others
             log.warning(
                 "figure %s failed: %s",
@@ -691,6 +727,90 @@ def draw_maps(
         for p in outcome:
             result.captions[str(p)] = full
     return result
+
+
+def _figure_jobs(
+    layers, out_dir: Path, counties, index, regional, synthetic, options: PlotOptions, classes=None
+) -> list[tuple[FigureSpec, Path, PlotOptions, str]]:
+    syn = sorted(synthetic) or False
+    specs = figure_specs(
+        layers,
+        counties=counties,
+        index=index,
+        regional=regional,
+        synthetic=synthetic,
+        options=options,
+        classes=classes,
+    )
+    return [
+        (spec, out_dir, options, plot._caption_text(spec.caption, syn if spec.from_run else False))
+        for spec in specs
+    ]
+
+
+def draw_figures(
+    layers: Mapping[str, gpd.GeoDataFrame],
+    out_dir: str | Path,
+    *,
+    counties: gpd.GeoDataFrame | None = None,
+    index: Any = None,
+    regional: Any = None,
+    synthetic: Collection[str] = (),
+    options: PlotOptions | None = None,
+    force: bool = False,
+    skip: Collection[str] = (),
+) -> dict[str, DrawnFigure]:
+    """Draw, in this process, the figures the layers and results given so far allow.
+
+    For drawing figures before the maps step, while later stages run: e.g. in a forked process
+    after the ``index`` stage (membership, lag score maps, index charts), the result passed on
+    to :func:`draw_maps` (``drawn=``), which then draws only the rest. Files and captions are
+    those :func:`draw_maps` writes (figures are reproducible byte for byte); no QGIS styles.
+
+    Parameters
+    ----------
+    layers, out_dir, counties, index, regional, synthetic, options, force
+        As for :func:`draw_maps`, with what is known so far.
+    skip
+        Stems not to draw (e.g. drawn by an earlier call).
+
+    Returns
+    -------
+    dict
+        Stem -> :class:`DrawnFigure` (paths, or the error of a figure that failed: it is then
+        drawn again by :func:`draw_maps`). Picklable, to cross a process boundary.
+
+    Examples
+    --------
+    >>> import tempfile, shapely
+    >>> g = gpd.GeoDataFrame({"agglomeration_id": ["cy", None]},
+    ...     geometry=[shapely.box(103 + i, 30, 104 + i, 31) for i in range(2)], crs=4326)
+    >>> out = draw_figures({"cities": g}, tempfile.mkdtemp(), options=PlotOptions(formats=("png",)))
+    >>> [(stem, [p.name for p in f.paths]) for stem, f in out.items()]
+    [('membership', ['membership.png'])]
+    """
+    options = options or PlotOptions()
+    out_dir = Path(out_dir)
+    jobs = [
+        j
+        for j in _figure_jobs(layers, out_dir, counties, index, regional, synthetic, options)
+        if j[0].stem not in set(skip)
+    ]
+    one = dataclasses.replace(options, workers=1)
+    out = {}
+    for job in jobs:
+        spec, _d, _o, full = job
+        targets = [out_dir / f"{spec.stem}.{fmt}" for fmt in options.formats]
+        before = {t for t in targets if t.exists()}
+        (outcome,) = _run_jobs([job], one, force)
+        if isinstance(outcome, BaseException):
+            log.debug("figure %s not drawn early: %s", spec.stem, outcome)
+            # files it wrote before failing (one format of two) are replaced by draw_maps
+            written = tuple(t for t in targets if t.exists() and (force or t not in before))
+            out[spec.stem] = DrawnFigure(full, written, f"{type(outcome).__name__}: {outcome}")
+        else:
+            out[spec.stem] = DrawnFigure(full, tuple(outcome))
+    return out
 
 
 #: the figure jobs of the draw_maps call in progress; forked workers read them from here

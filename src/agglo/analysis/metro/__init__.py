@@ -25,7 +25,12 @@ Model (DESIGN.md "Metropolitan areas"):
   claim area that cannot be reached in time. Entering the network part-way along an edge is not
   modelled (vehicles join at nodes). For speed, the sweep of an edge deep inside the area is
   left out when it adds less than the disc polygons' own chord error (see
-  ``_network_polygon``), so the polygon may miss a sliver of that width -- never more.
+  ``_network_pieces``), so the polygon may miss a sliver of that width -- never more. The
+  catchments of all groups (and, in :func:`metro_areas`, all bands, which reuse the hour's
+  projected nodes and edges) are built in a thread pool of one thread per available core when
+  they reach 1,000 nodes in all (GEOS, numpy and PROJ release the GIL; the polygons are those
+  built one by one, tests/test_metro.py). DESIGN.md does not mention threads; this is the
+  metro stage's only parallelism and it changes wall time, not results.
 - **Friction** alternative (``method="friction"``, for sparse networks): the road speeds are
   burnt into a raster of ``cell_m`` cells over a background speed (default: the access speed);
   cost-distance by Dijkstra on the 8-neighbour cell graph (step cost = step length x mean of the

@@ -15,16 +15,17 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import Transformer
 
 from agglo.analysis.metro.catchment import (
     Catchment,
     _check_method,
-    _network_polygon,
+    _frame,
+    _network_polygons,
     commute_catchment,
 )
 from agglo.analysis.metro.friction import _friction_group
-from agglo.analysis.metro.graph import _GEOD, RoadGraph
+from agglo.analysis.metro.graph import _GEOD, RoadGraph, _wgs84_pipelines
 from agglo.analysis.metro.options import MetroOptions
 from agglo.analysis.metro.routing import _check_minutes, _check_speed
 from agglo.errors import AggloInputError
@@ -257,9 +258,9 @@ def _seat_minutes(
 @functools.lru_cache(maxsize=64)
 def _laea_transformer(lat: str, lon: str) -> Transformer:
     """WGS84 -> Lambert azimuthal equal-area centred on (lon, lat), made once per centre (the
-    counties' and the cities' shares of one area share it)."""
-    laea = CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m +no_defs")
-    return Transformer.from_crs(WGS84, laea, always_xy=True)
+    counties' and the cities' shares of one area share it; the pipeline ``from_crs`` resolves
+    to, see :func:`~agglo.analysis.metro.graph._wgs84_pipelines`)."""
+    return _wgs84_pipelines(f"laea lat_0={lat} lon_0={lon}")[0]
 
 
 def _shares(units: gpd.GeoDataFrame, geom: shapely.Geometry, pop_col: str | None) -> pd.DataFrame:
@@ -379,6 +380,19 @@ def metro_areas(
         progress=progress,
     )
     access_mpm = access_speed_kmh * 1000 / 60
+    band_args = (
+        graph,
+        cat,
+        core_ids,
+        np.column_stack([src.geometry.x.to_numpy(), src.geometry.y.to_numpy()]),
+        bands,
+        access_speed_kmh,
+        method,
+        max_access_km,
+        cell_m,
+        list(cat.polygons.geometry),
+        float(minutes),
+    )
     kpop = population if population and population in counties.columns else None
     cpop = population if population and population in cities.columns else None
     area_rows, member_frames, city_frames, band_rows = [], [], [], []
@@ -448,9 +462,9 @@ def metro_areas(
     areas = gpd.GeoDataFrame(area_rows, geometry="geometry", crs=WGS84)
     # isochrone bands: catchments at each band limit from the same travel times
     if bands:
-        band_polys = _band_catchments(
-            graph, cat, core_ids, src, bands, access_speed_kmh, method, max_access_km, cell_m
-        )
+        # not in the background of the loop above: the catchment threads must not overlap
+        # this thread's warnings.catch_warnings (process-global state in Python < 3.14)
+        band_polys = _band_catchments(*band_args)
         lo = 0.0
         prev: dict[str, shapely.Geometry] = {}
         for b in bands:
@@ -501,36 +515,36 @@ def _band_catchments(
     graph: RoadGraph,
     cat: Catchment,
     core_ids: list[str],
-    src: gpd.GeoDataFrame,
+    src_xy: np.ndarray,
     bands: list[float],
     access_speed_kmh: float,
     method: str,
     max_access_km: float,
     cell_m: float,
+    top_geoms: Sequence[shapely.Geometry],
+    top: float,
 ) -> dict[tuple[str, float], shapely.Geometry]:
-    """Catchment of each core at each band limit (network: from the same travel times)."""
+    """Catchment of each core at each band limit (network: from the same travel times, on the
+    nodes and edges the hour's catchment projected, all bands united in one thread pool).
+
+    ``src_xy``: the cores' seats (lon, lat), ``top_geoms``: the hour's polygons, ``top``: its
+    limit.
+    """
     out: dict[tuple[str, float], shapely.Geometry] = {}
-    top = float(cat.polygons["minutes"].iloc[0]) if len(cat.polygons) else 0.0
     access_mpm = access_speed_kmh * 1000 / 60
+    jobs, keys = [], []
     for k, core in enumerate(core_ids):
         dist = cat.times[k]
-        pt = src.geometry.iloc[k]
+        lon, lat = src_xy[k : k + 1, 0], src_xy[k : k + 1, 1]
         for b in bands:
             if b == top:
-                out[(core, b)] = cat.polygons.geometry.iloc[k]
+                out[(core, b)] = top_geoms[k]
             elif method == "network":
                 # travel times do not depend on the cut-off: only nodes within b count
-                out[(core, b)] = _network_polygon(
-                    graph,
-                    np.where(dist <= b, dist, np.inf),
-                    b,
-                    access_mpm,
-                    np.array([pt.x]),
-                    np.array([pt.y]),
-                    8,
-                )
+                frame = cat._frames[k] if cat._frames else _frame(graph, dist, top, lon, lat)
+                jobs.append((frame, np.where(dist <= b, dist, np.inf), b))
+                keys.append((core, b))
             else:
-                out[(core, b)], _ = _friction_group(
-                    graph, np.array([pt.x]), np.array([pt.y]), b, access_speed_kmh, cell_m
-                )
+                out[(core, b)], _ = _friction_group(graph, lon, lat, b, access_speed_kmh, cell_m)
+    out.update(zip(keys, _network_polygons(jobs, access_mpm, 8), strict=True))
     return out

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -69,6 +72,8 @@ class Catchment:
     nearest: np.ndarray | None
     labels: pd.Index
     graph: RoadGraph = field(repr=False)
+    #: network method: the projected nodes and edges of each group (the bands reuse them)
+    _frames: list[_Frame] = field(default_factory=list, repr=False)
 
     @cached_property
     def nodes(self) -> gpd.GeoDataFrame:
@@ -180,6 +185,14 @@ def _certified_cells(
     return np.cumsum(runs.reshape(ny, nx + 1), axis=1)[:, :nx] > 0, x0, y0, cell
 
 
+#: Held around every call in the catchment threads that enters ``warnings.catch_warnings``
+#: (rasterio's MemoryDataset, ``shapely.is_valid``): that context saves and restores the
+#: process-global filter list (Python < 3.14), so two threads inside it at once can drop a
+#: filter (a NotGeoreferencedWarning escaped) or leave "ignore" behind, silencing every later
+#: warning. The calling thread waits on the pool meanwhile (:func:`_network_polygons`).
+_WARNINGS_LOCK = threading.RLock()
+
+
 def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shapely.Geometry:
     """The union of the cells of ``mask`` (corners at ``x0 + i cell, y0 + j cell``).
 
@@ -187,15 +200,20 @@ def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shape
     coverage union (no overlay) unites them; it gives the same polygon as ``union_all``
     (tests/test_metro.py). Regions that are not valid polygons fall back to ``union_all``.
     """
-    import rasterio.features
-    from affine import Affine
+    # under the warnings lock (catchments are built in threads) and inside an explicit GDAL
+    # environment (``shapes`` is a generator whose ``ensure_env`` leaves before it runs)
+    with _WARNINGS_LOCK:
+        import rasterio
+        import rasterio.features
+        from affine import Affine
 
-    shapes = rasterio.features.shapes(
-        mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
-    )
-    # the GeoJSON rings as one coordinate array (shapely.geometry.shape converts point by
-    # point in Python): the same coordinates, built in C
-    rings = [shape["coordinates"] for shape, _ in shapes]
+        with rasterio.Env():
+            shapes = rasterio.features.shapes(
+                mask.astype(np.uint8), mask=mask, transform=Affine(cell, 0.0, x0, 0.0, cell, y0)
+            )
+            # the GeoJSON rings as one coordinate array (shapely.geometry.shape converts point
+            # by point in Python): the same coordinates, built in C
+            rings = [shape["coordinates"] for shape, _ in shapes]
     if not rings:
         return shapely.Polygon()
     coords = [np.asarray(ring, dtype=float) for poly in rings for ring in poly]
@@ -204,7 +222,7 @@ def _cells_polygon(mask: np.ndarray, x0: float, y0: float, cell: float) -> shape
     parts = shapely.from_ragged_array(
         shapely.GeometryType.POLYGON, np.concatenate(coords), (ring_ends, poly_ends)
     )
-    if shapely.is_valid(parts).all():
+    if _is_valid(parts).all():
         return shapely.coverage_union_all(parts)
     return shapely.union_all(parts)
 
@@ -274,7 +292,9 @@ def _union_pieces(
     kd = keep[n_h:]
     pieces = np.concatenate(
         [
-            shapely.polygons(rings[keep[:n_h]]) if n_h else np.empty(0, dtype=object),
+            _valid_sweeps(shapely.polygons(rings[keep[:n_h]]))
+            if n_h
+            else np.empty(0, dtype=object),
             shapely.buffer(shapely.points(cx[kd], cy[kd]), r[kd], quad_segs=quad_segs),
         ]
     )
@@ -294,6 +314,36 @@ def _union_pieces(
     batches = [rings_kept[0::2], rings_kept[1::2], pieces[~is_ring]]
     union = _covering_union(inner, batches)
     return shapely.Polygon() if union is None else union
+
+
+def _is_valid(geoms: np.ndarray) -> np.ndarray:
+    """``shapely.is_valid`` under :data:`_WARNINGS_LOCK` (it enters ``catch_warnings``)."""
+    with _WARNINGS_LOCK:
+        return shapely.is_valid(geoms)
+
+
+def _valid_sweeps(sweeps: np.ndarray) -> np.ndarray:
+    """``sweeps`` with every invalid polygon repaired (``make_valid(method="structure")``: the
+    area its ring encloses), with a warning.
+
+    The sweeps are convex hulls built valid (:func:`_edge_sweeps`); this check keeps one that
+    rounding still folds (a front arc whose vertices lie closer than the coordinates' rounding)
+    from reaching the overlay, where it may fail or, worse, be united silently as GEOS reads it.
+    Costs ~1.5 us per sweep (``is_valid`` of the sweeps left after pruning).
+    """
+    bad = ~_is_valid(sweeps)
+    if not bad.any():
+        return sweeps
+    fixed = sweeps.copy()
+    fixed[bad] = shapely.make_valid(sweeps[bad], method="structure")
+    warnings.warn(
+        f"{int(bad.sum())} of {len(sweeps)} edge sweeps of a travel-time catchment are not valid "
+        "polygons (self-intersecting rings from rounding); repaired to the area they enclose "
+        "before the union.",
+        AggloDataWarning,
+        stacklevel=3,
+    )
+    return fixed
 
 
 def _covering_union(
@@ -328,7 +378,7 @@ def _union_all(pieces: np.ndarray) -> shapely.Geometry:
     try:
         return shapely.union_all(pieces)
     except shapely.errors.GEOSException as exc:
-        invalid = ~shapely.is_valid(pieces)
+        invalid = ~_is_valid(pieces)
         fixed = pieces.copy()
         fixed[invalid] = shapely.make_valid(pieces[invalid], method="structure")
         try:
@@ -346,6 +396,121 @@ def _union_all(pieces: np.ndarray) -> shapely.Geometry:
         return union
 
 
+@dataclass
+class _Frame:
+    """The projected nodes and the candidate edges of one group of sources, shared by its
+    catchments at every limit up to ``limit`` (the bands reuse the hour's projection)."""
+
+    inv: Any  # azimuthal equidistant metres -> WGS84 (a pyproj Transformer)
+    limit: float
+    x: np.ndarray  # projected node coordinates, m (NaN: not needed)
+    y: np.ndarray
+    u: np.ndarray  # directed edges whose start is reached within ``limit``, in CSR order
+    v: np.ndarray
+    w: np.ndarray
+    sx: np.ndarray  # projected sources, m
+    sy: np.ndarray
+
+
+def _frame(
+    graph: RoadGraph, dist: np.ndarray, limit: float, src_lon: np.ndarray, src_lat: np.ndarray
+) -> _Frame:
+    """Project the nodes reached within ``limit`` and the ends of their out-edges, once.
+
+    The azimuthal equidistant projection is centred on the sources, so disc radii are true
+    distances near the centre (scale error < 0.1 % within 300 km). The out-edges of the reached
+    nodes are gathered from their CSR rows (the order of ``graph.edges()`` filtered by start).
+    """
+    to_m, inv = _aeqd_transformers(float(np.mean(src_lon)), float(np.mean(src_lat)))
+    reached = np.isfinite(dist) & (dist < limit)
+    idx = np.flatnonzero(reached)
+    x = np.full(graph.n_nodes, np.nan)
+    y = np.full(graph.n_nodes, np.nan)
+    indptr = graph.csr.indptr
+    counts = indptr[idx + 1] - indptr[idx]
+    pos = np.arange(int(counts.sum())) + np.repeat(
+        indptr[idx] - (np.cumsum(counts) - counts), counts
+    )
+    u = np.repeat(idx, counts)
+    v = graph.csr.indices[pos].astype(np.int64)
+    w = graph.csr.data[pos]
+    if len(idx):
+        x[idx], y[idx] = to_m.transform(graph.lon[idx], graph.lat[idx])
+        need_v = np.unique(v[~reached[v]])
+        x[need_v], y[need_v] = to_m.transform(graph.lon[need_v], graph.lat[need_v])
+    sx, sy = to_m.transform(src_lon, src_lat)
+    sx, sy = np.atleast_1d(np.asarray(sx, dtype=float)), np.atleast_1d(np.asarray(sy, float))
+    return _Frame(inv, float(limit), x, y, u, v, w, sx, sy)
+
+
+def _edge_sweeps(
+    left: np.ndarray, w: np.ndarray, p0: np.ndarray, pv: np.ndarray, access_mpm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The discs ``(p0, r0, p1, r1)`` whose hull an edge sweeps: ``left`` minutes at its start
+    ``p0``, ``w`` minutes to drive to its end ``pv`` (m).
+
+    The edge is driven for the fraction ``f = min(1, left / w)``; ``r = minutes left x
+    access_mpm``. Where the time runs out on the edge (``w > left``) the end radius is exactly 0
+    (``left - f w`` would leave a rounding residue of ~1e-14 m whose 17 arc vertices fold over
+    each other: a self-intersecting sweep).
+    """
+    f = np.minimum(1.0, left / np.where(w > 0, w, np.inf))
+    r0 = left * access_mpm
+    r1 = np.where(w > left, 0.0, left - f * w) * access_mpm
+    p1 = p0 + f[:, None] * (pv - p0)
+    return p0, r0, p1, r1
+
+
+def _network_pieces(
+    frame: _Frame, dist: np.ndarray, limit: float, access_mpm: float, quad_segs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of the catchment within ``limit`` (<= ``frame.limit``), in the frame's metres:
+    the rings of the tapered edge sweeps and the discs ``(cx, cy, r)`` of the reached nodes and
+    of the sources' walk."""
+    if limit > frame.limit:
+        raise ValueError(f"limit {limit} beyond the frame's {frame.limit}")
+    reached = np.isfinite(dist) & (dist < limit)
+    n_arc = 2 * quad_segs + 1
+    discs = []
+    if reached.any():
+        x, y = frame.x, frame.y
+        sel = reached[frame.u]
+        u, v, w = frame.u[sel], frame.v[sel], frame.w[sel]
+        idx = np.flatnonzero(reached)
+        left = limit - dist[u]
+        p0, r0, p1, r1 = _edge_sweeps(
+            left, w, np.column_stack([x[u], y[u]]), np.column_stack([x[v], y[v]]), access_mpm
+        )
+        seg = np.hypot(*(p1 - p0).T)
+        sweep = seg + r1 > r0  # the edge reaches beyond the disc of its start node
+        # Interior edges: the hull of D(u, r0) and D(v, r1) exceeds the union of the two
+        # node discs (both drawn below) by at most L^2 / (2 r1); skip it when that is no more
+        # than the chord error r1 (1 - cos(pi / (4 quad_segs))) of the disc polygons.
+        chord = 1.0 - math.cos(math.pi / (4 * quad_segs))
+        full = (w <= left) & (r1 > 0)
+        sweep &= ~(full & (seg * seg <= 2.0 * chord * r1 * r1))
+        rings = _tapered_rings(p0[sweep], r0[sweep], p1[sweep], r1[sweep], n_arc)
+        # one disc per reached node (covers every edge that does not sweep beyond it)
+        discs.append((x[idx], y[idx], (limit - dist[idx]) * access_mpm))
+    else:
+        rings = np.empty((0, 2 * n_arc + 1, 2))
+    walk = limit * access_mpm
+    if walk > 0:
+        discs.append((frame.sx, frame.sy, np.full(len(frame.sx), walk)))
+    if not discs:
+        return rings, np.empty(0), np.empty(0), np.empty(0)
+    cx, cy, cr = (np.concatenate(v) for v in zip(*discs, strict=True))
+    return rings, cx, cy, cr
+
+
+def _to_wgs84(poly: shapely.Geometry, frame: _Frame) -> shapely.Geometry:
+    """A catchment polygon from the frame's metres back to EPSG:4326."""
+    if poly.is_empty:
+        return shapely.Polygon()
+    inv = frame.inv
+    return shapely.transform(poly, lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1])))
+
+
 def _network_polygon(
     graph: RoadGraph,
     dist: np.ndarray,
@@ -356,56 +521,62 @@ def _network_polygon(
     quad_segs: int,
     prune: bool = True,
 ) -> shapely.Geometry:
-    """Union of the reachable tapered edge sweeps and discs, in EPSG:4326.
+    """Union of the reachable tapered edge sweeps and discs, in EPSG:4326 (one catchment; see
+    :func:`_network_polygons` for many)."""
+    frame = _frame(graph, dist, limit, src_lon, src_lat)
+    pieces = _network_pieces(frame, dist, limit, access_mpm, quad_segs)
+    return _to_wgs84(_union_pieces(*pieces, quad_segs, prune), frame)
 
-    Built in an azimuthal equidistant projection centred on the sources, so disc radii are
-    true distances near the centre (scale error < 0.1 % within 300 km).
+
+#: fewest reached nodes (in all) of a set of catchments for which building them in threads pays
+#: (a catchment of ~1,000 nodes takes ~30 ms; starting a thread ~0.1 ms)
+_MIN_NODES_THREADED = 1000
+
+
+def _union_threads(sizes: Sequence[int]) -> int:
+    """Threads to build catchments of ``sizes`` reached nodes: one per core available to the
+    process (``os.sched_getaffinity``), at most one per catchment, and 1 below
+    :data:`_MIN_NODES_THREADED` nodes in all, where starting threads costs more than it saves.
+
+    GEOS releases the GIL in ``union_all`` and the predicates (shapely 2), numpy in its array
+    arithmetic and PROJ in ``transform`` (pyproj >= 3.1 transformers are thread-safe), so the
+    catchments -- pieces, union (~70 % of the CPU time), back-projection -- are built in
+    parallel. Only the per-group projection (:func:`_frame`) stays on the calling thread.
     """
-    to_m, inv = _aeqd_transformers(float(np.mean(src_lon)), float(np.mean(src_lat)))
-    reached = np.isfinite(dist) & (dist < limit)
-    n_arc = 2 * quad_segs + 1
-    if reached.any():
-        idx = np.flatnonzero(reached)
-        x = np.full(graph.n_nodes, np.nan)
-        y = np.full(graph.n_nodes, np.nan)
-        x[idx], y[idx] = to_m.transform(graph.lon[idx], graph.lat[idx])
-        u, v, w = graph.edges()
-        sel = reached[u]
-        u, v, w = u[sel], v[sel], w[sel]
-        need_v = np.unique(v[~reached[v]])
-        x[need_v], y[need_v] = to_m.transform(graph.lon[need_v], graph.lat[need_v])
-        left = limit - dist[u]
-        f = np.minimum(1.0, left / np.where(w > 0, w, np.inf))
-        r0 = left * access_mpm
-        r1 = np.maximum(left - f * w, 0.0) * access_mpm
-        p0 = np.column_stack([x[u], y[u]])
-        p1 = p0 + f[:, None] * (np.column_stack([x[v], y[v]]) - p0)
-        seg = np.hypot(*(p1 - p0).T)
-        sweep = seg + r1 > r0  # the edge reaches beyond the disc of its start node
-        # Interior edges: the hull of D(u, r0) and D(v, r1) exceeds the union of the two
-        # node discs (both drawn below) by at most L^2 / (2 r1); skip it when that is no more
-        # than the chord error r1 (1 - cos(pi / (4 quad_segs))) of the disc polygons.
-        chord = 1.0 - math.cos(math.pi / (4 * quad_segs))
-        full = (f >= 1.0) & (r1 > 0)
-        sweep &= ~(full & (seg * seg <= 2.0 * chord * r1 * r1))
-        rings = _tapered_rings(p0[sweep], r0[sweep], p1[sweep], r1[sweep], n_arc)
-        # one disc per reached node (covers every edge that does not sweep beyond it)
-        discs = [(x[idx], y[idx], (limit - dist[idx]) * access_mpm)]
-    else:
-        rings = np.empty((0, 2 * n_arc + 1, 2))
-        discs = []
-    walk = limit * access_mpm
-    if walk > 0:
-        sx, sy = to_m.transform(src_lon, src_lat)
-        sx, sy = np.atleast_1d(np.asarray(sx, dtype=float)), np.atleast_1d(np.asarray(sy, float))
-        discs.append((sx, sy, np.full(len(sx), walk)))
-    if not discs:
-        return shapely.Polygon()
-    cx, cy, cr = (np.concatenate(v) for v in zip(*discs, strict=True))
-    poly = _union_pieces(rings, cx, cy, cr, quad_segs, prune)
-    if poly.is_empty:
-        return shapely.Polygon()
-    return shapely.transform(poly, lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1])))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2 or len(sizes) < 2 or sum(sizes) < _MIN_NODES_THREADED:
+        return 1
+    return min(int(cores or 1), len(sizes))
+
+
+def _network_polygons(
+    jobs: Sequence[tuple[_Frame, np.ndarray, float]],
+    access_mpm: float,
+    quad_segs: int,
+    threads: int | None = None,
+    progress: bool = False,
+) -> list[shapely.Geometry]:
+    """Catchment polygons (EPSG:4326) of ``jobs`` = ``(frame, dist, limit)``, built in a thread
+    pool (:func:`_union_threads` unless ``threads`` is given), largest first, in job order.
+    Each polygon is the one :func:`_network_polygon` builds alone (tests/test_metro.py).
+    ``progress``: a progress bar over the catchments."""
+    sizes = [int(np.count_nonzero(d < lim)) for _, d, lim in jobs]
+    n = _union_threads(sizes) if threads is None else max(1, int(threads))
+    order = sorted(range(len(jobs)), key=lambda k: -sizes[k])
+
+    def build(k: int) -> shapely.Geometry:
+        frame, dist, limit = jobs[k]
+        rings, cx, cy, cr = _network_pieces(frame, dist, limit, access_mpm, quad_segs)
+        return _to_wgs84(_union_pieces(rings, cx, cy, cr, quad_segs), frame)
+
+    if progress:  # imported before the threads start (tqdm.auto enters catch_warnings)
+        from tqdm.auto import tqdm
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="agglo-catchment") as pool:
+        built: Iterable[shapely.Geometry] = pool.map(build, order) if n > 1 else map(build, order)
+        if progress:
+            built = tqdm(built, total=len(order), desc="catchments", unit="polygon")
+        done = dict(zip(order, built, strict=True))
+    return [done[k] for k in range(len(jobs))]
 
 
 def commute_catchment(
@@ -496,16 +667,26 @@ def commute_catchment(
     access_mpm = access_speed_kmh * 1000 / 60
     rows = []
     it: Iterable[int] = range(len(names))
-    if progress:
+    if progress and method != "network":
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="catchments", unit="group")
+    frames: list[_Frame] = []
+    if method == "network":
+        frames = [
+            _frame(graph, dist[k], minutes, snapped.lon[m], snapped.lat[m])
+            for k, m in enumerate(members)
+        ]
+        geoms = _network_polygons(
+            [(frames[k], dist[k], minutes) for k in range(len(names))],
+            access_mpm,
+            quad_segs,
+            progress=progress,
+        )
     for k in it:
         m = members[k]
         if method == "network":
-            geom = _network_polygon(
-                graph, dist[k], minutes, access_mpm, snapped.lon[m], snapped.lat[m], quad_segs
-            )
+            geom = geoms[k]
         else:
             geom, dist[k] = _friction_group(
                 graph, snapped.lon[m], snapped.lat[m], minutes, background, cell_m
@@ -522,4 +703,6 @@ def commute_catchment(
         )
     polys = gpd.GeoDataFrame(rows, geometry="geometry", crs=WGS84)
     polys.insert(len(polys.columns) - 1, "area_km2", geodesic_area_km2(polys).to_numpy())
-    return Catchment(polys, dist, None if method != "network" else nearest, snapped.labels, graph)
+    out = Catchment(polys, dist, None if method != "network" else nearest, snapped.labels, graph)
+    out._frames = frames
+    return out
