@@ -20,20 +20,21 @@ polygons, so it includes the process baseline: interpreter, libraries and the po
   26-year time is extrapolated linearly (marked ``~``).
 
 Results (2026-12-02, evening, after the session-6 changes; ``--rasters-dir --no-rasterstats
---no-exactextract-loop``; wall seconds). The machine was never quiet: load 1.7 at the start of
-the run rising to 4.5 (other jobs on the 2 cores), so every time is inflated, exactextract's
-3.4 GB list mode most (88-108 s here vs 45 s on the quiet morning run)::
+--no-exactextract-loop``; wall seconds). The machine was never quiet: the lowest-load run
+(20:57 UTC, load 1.85 at the start rising to 2.8; other jobs on the 2 cores)::
 
-    BENCH zonal_full_1yr agglo_s=3.43 exactextract_s=11.27 speedup_vs_exactextract=3.29
-          peak_mb_agglo=836 peak_mb_exactextract=446
-    BENCH zonal_full_1yr_cached agglo_s=0.91 exactextract_s=11.27 speedup_vs_exactextract=12.37
+    BENCH zonal_full_1yr agglo_s=2.99 exactextract_s=11.82 speedup_vs_exactextract=3.95
+          peak_mb_agglo=809 peak_mb_exactextract=446
+    BENCH zonal_full_1yr_cached agglo_s=0.87 exactextract_s=11.82 speedup_vs_exactextract=13.61
           peak_mb_agglo=713
-    BENCH zonal_full_26yr agglo_s=16.34 exactextract_list_s=107.71
-          speedup_vs_exactextract_list=6.59 peak_mb_agglo=803 peak_mb_exactextract_list=3408
+    BENCH zonal_full_26yr agglo_s=14.56 exactextract_list_s=46.04
+          speedup_vs_exactextract_list=3.16 peak_mb_agglo=811 peak_mb_exactextract_list=3406
+    agglo (ellipsoid) vs exactextract (sphere): median rel. diff 2.0e-7, max 8.8e-5
 
-and 10 minutes earlier, load 2.9 rising to 4.6: 1 year 3.24 s (3.31x exactextract's 10.72 s,
-peak 812 MB), cached 0.83 s (713 MB), 26 years 11.87 s (7.46x its list mode's 88.5 s, peak
-819 MB). agglo (ellipsoid) vs exactextract (sphere): median rel. diff 2.0e-7, max 8.8e-5.
+Two runs before it at higher load (exactextract's 3.4 GB list mode suffers most: 88-108 s):
+load 2.9 -> 4.6: 1 year 3.24 s (3.31x, 812 MB), cached 0.83 s, 26 years 11.87 s (7.46x,
+819 MB); load 1.7 -> 4.5: 1 year 3.43 s (3.29x, 836 MB), cached 0.91 s, 26 years 16.34 s
+(6.59x, 803 MB). Wall times swing +-20 % and peaks +-25 MB with the other jobs.
 
 Before these changes, the same morning at load < 1: 1 year 3.90 s (2.81x exactextract's 10.96
 s, 841 MB), cached 1.37 s, 26 years 14.08 s (3.22x its list mode's 45.28 s, 931 MB). CPU
@@ -43,14 +44,14 @@ seconds, old vs new interleaved in the same period at load 5-10 (``time.process_
 14.6 -> 12.3. What changed: cache entries are raw arrays with a format version (no zip pass),
 the read positions and inside-grid sums are cached per file layout, the polygons are
 serialised once, the validity check is skipped for polygons the cache has seen valid and
-otherwise runs in a thread beside exactextract (hidden on 2 cores; it only shows in wall time
-on a quiet machine), NetCDF cells are decoded straight into one reused buffer, and the
+otherwise runs in a thread beside exactextract (1 year: 3.66-3.70 s wall with it, 3.87-3.92 s
+without, interleaved in one process at load 2.8; same CPU), NetCDF cells are decoded straight into one reused buffer, and the
 1-year peak dropped (no int32 zero table, no matrix of ones, in-place compaction of the cells
 inside the grid; peak varies +-25 MB run to run). The coverage cache now lives in the
 benchmark's temporary folder, not in the rasters' folder.
 
 Still short of the issue's absolute goals on this machine (~1.3x slower than the issue's):
-1 year 3.2-3.4 s (goal 2.5 s: exactextract's coverage step alone is ~1.4 s quiet), peak 803-836
+1 year 3.0-3.4 s (goal 2.5 s: exactextract's coverage step alone is ~1.4 s quiet), peak 809-836
 MB (goal 800), 26 years 11.9-16.3 s loaded (goal 9 s: per year ~0.2 CPU-s of zlib
 decompression, serial because HDF5 under netCDF4 holds a lock and h5py is not installed for a
 raw-chunk path). The ratios are met: >= 3x exactextract for 1 year, >= 2.2x its list mode.
