@@ -23,13 +23,14 @@ against main before issue 14's output work): ``BENCH plot agglo_s=1.013 geopanda
 speedup_vs_geopandas=1.39`` (before: agglo 1.17-1.43 s, speedup 1.02-1.28). The layout pass
 of :func:`agglo.plot.save_figure` now measures with drawing switched off (same pixels).
 
-Later the same day (``--quick --repeat 3``, load average 5-6 from other jobs, so the wall
-times are about twice the CPU times): reproducible files (fixed SVG ids, no date) and PNG zlib
-level 3 (the same pixels, encoded in about half the time): ``BENCH plot agglo_s=3.373
-geopandas_s=5.380 speedup_vs_geopandas=1.59``, agglo 1.61 CPU-s vs geopandas 2.65; the code
-before, in the same period: agglo 1.50 CPU-s, geopandas 2.36, speedup 1.52. On three maps the
-difference is within the noise of the loaded machine; per figure of ``agglo run``, PNG
-encoding went from 40-80 ms to 20-45 ms.
+Later the same day (``--quick --repeat 3``, ABAB against the code before, load average 5-6
+from other jobs: the wall times are up to twice the CPU times, so compare CPU): polygons drawn
+as one path collection per class with the paths built once per figure (the same PNG and SVG
+bytes as ``GeoDataFrame.plot``), reproducible files and PNG zlib level 3. ``BENCH plot
+agglo_s=1.151 geopandas_s=2.134 speedup_vs_geopandas=1.85`` (quietest run); CPU agglo
+1.14-1.17 s vs geopandas 2.10-2.18 s, i.e. 1.84-1.86x. The code before, interleaved: agglo
+1.43-1.49 CPU-s vs geopandas 2.13-2.28 (1.49-1.53x; ``BENCH ... speedup_vs_geopandas=1.19-1.51``
+by wall time).
 
 Usage: ``python benchmarks/bench_plot.py [--quick] [--repeat 3] [--labels]``.
 """

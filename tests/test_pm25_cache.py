@@ -239,3 +239,37 @@ def test_errors_of_the_speculative_path_are_raised_for_valid_polygons(some_citie
     with pytest.raises(AggloInputError) as want:
         _run(far)
     assert str(got.value) == str(want.value)
+
+
+def test_in_place_compaction_of_cells_outside_the_grid(tmp_path):
+    """The plan's index (built with overwrite=True) equals one built without overwriting,
+    leaves the caller's arrays alone when asked to, and reads the same values as the
+    window reader, for cells on both sides of the grid's edge."""
+    import geopandas as gpd
+    import xarray as xr
+
+    values = np.arange(12, dtype=np.float64).reshape(3, 4) + 10
+    da = xr.DataArray(
+        values[None],
+        dims=("year", "lat", "lon"),
+        coords={"year": [2020], "lat": [29.5, 28.5, 27.5], "lon": [100.5, 101.5, 102.5, 103.5]},
+    )
+    (layer,) = discover_layers(da)
+    polys = gpd.GeoSeries(
+        [shapely.box(99.2, 26.5, 101.5, 30), shapely.box(102, 27.5, 105.5, 29)], crs=4326
+    )
+    plan = coverage_plan(polys, layer.grid, weights="coverage")
+    index = plan.cell_index(layer)
+    assert index.inside is not None and (~index.inside).sum() > 0
+    rows, cols = plan.rows_cols()
+    rows, cols = rows + plan.window.r0, cols + plan.window.c0
+    r0, c0 = rows.copy(), cols.copy()
+    plain = layer.cell_index(rows, cols)
+    np.testing.assert_array_equal(rows, r0)  # not overwritten by default
+    np.testing.assert_array_equal(cols, c0)
+    for a, b in zip(index.bands, plain.bands, strict=True):
+        assert (a.rows, a.cols, a.start, a.stop) == (b.rows, b.cols, b.start, b.stop)
+        np.testing.assert_array_equal(a.flat, b.flat)
+    want = layer.read(plan.window).reshape(-1)[plan.cells]  # NaN outside the grid
+    np.testing.assert_array_equal(layer.read_indexed(index), want)
+    assert np.isnan(want).sum() == (~index.inside).sum()

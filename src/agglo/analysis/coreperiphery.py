@@ -1897,7 +1897,9 @@ def core_periphery(
     3 cities is skipped (warned as well); both are listed in ``excluded``. The core/periphery
     gaps of every panel indicator (:func:`core_periphery_gaps`) use one core set per
     agglomeration for all years (``gap_cores = "first"``: the first year's, by default), so a
-    change between years is a change of the cities, not of the grouping.
+    change between years is a change of the cities, not of the grouping. The coreness fits
+    of all agglomeration-years run on two threads when two cores are there and the load
+    average leaves one free (:func:`_coreness_jobs`; the same tables as on one thread).
 
     Parameters
     ----------

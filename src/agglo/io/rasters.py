@@ -336,14 +336,17 @@ class Layer:
         """
         return self.read_indexed(self.cell_index(rows, cols))
 
-    def cell_index(self, rows: np.ndarray, cols: np.ndarray) -> CellIndex:
+    def cell_index(
+        self, rows: np.ndarray, cols: np.ndarray, *, overwrite: bool = False
+    ) -> CellIndex:
         """Where grid cells ``rows``/``cols`` sit in this layer's stored blocks.
 
         The index depends only on the layout (kind, grid, row order, axis order), so one index
         serves every year stored the same way. Cells sorted by row (as a coverage plan's) are
         split into bands of whole storage chunks (NetCDF chunks, GeoTIFF blocks), each read
         over only the columns its cells use: a year is read band by band at the file's dtype,
-        never as one window-sized block.
+        never as one window-sized block. ``overwrite=True`` lets it reuse ``rows`` and
+        ``cols`` (integer arrays the caller no longer needs) as scratch.
         """
         rows, cols = np.asarray(rows), np.asarray(cols)
         n = rows.size
@@ -351,7 +354,13 @@ class Layer:
         inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
         mask = None if inside.all() else inside
         if mask is not None:
-            rows, cols = rows[mask], cols[mask]
+            if overwrite:  # compact in place: no second copy of the (large) inputs
+                k = int(np.count_nonzero(mask))
+                rows[:k] = rows[mask]
+                cols[:k] = cols[mask]
+                rows, cols = rows[:k], cols[:k]
+            else:
+                rows, cols = rows[mask], cols[mask]
         layout = self.layout
         if rows.size == 0:
             return CellIndex(n, mask, (), layout)

@@ -282,7 +282,8 @@ class CoveragePlan:
             rows, cols = self.rows_cols()
             rows += self.window.r0  # in place: grid rows and columns
             cols += self.window.c0
-            index = layer.cell_index(rows, cols)
+            index = layer.cell_index(rows, cols, overwrite=True)
+            del rows, cols
             if self._cache is not None:
                 cache.save_index(entry, index, self.valid_sums(index))
         self._indices[key] = index
