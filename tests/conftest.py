@@ -13,6 +13,16 @@ sys.path.insert(0, str(REPO / "scripts" / "demo"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_agglo_cache(tmp_path_factory):
+    """No test writes a cache (font subsets, compiled kernels, coverage plans) into the user's
+    folders: ``AGGLO_CACHE_DIR`` points into the session's temporary folder (subprocesses and
+    notebook kernels inherit it). Tests of the cache location set their own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGGLO_CACHE_DIR", str(tmp_path_factory.mktemp("agglo-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (real data for tests); skip when absent (a user's fresh clone)."""

@@ -22,14 +22,6 @@ from agglo.errors import AggloInputError, CRSError, OutputExistsError
 from agglo.outputs.styles import LISA_COLOURS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_agglo_cache(tmp_path_factory):
-    """No test of this module writes a cache (font subsets) into the user's folders."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AGGLO_CACHE_DIR", str(tmp_path_factory.mktemp("agglo-cache")))
-        yield
-
-
 # --------------------------------------------------------------------------- toy data
 def toy_cities() -> gpd.GeoDataFrame:
     """2×3 grid of 0.5° squares near Chengdu; two agglomerations and two non-members."""

@@ -16,15 +16,6 @@ import pytest
 from agglo.errors import AggloInputError, OutputExistsError
 from agglo.outputs.report import report_from_outputs, section_of, write_report
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _private_agglo_cache(tmp_path_factory):
-    """No test of this module writes a cache (font subsets) into the user's folders."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AGGLO_CACHE_DIR", str(tmp_path_factory.mktemp("agglo-cache")))
-        yield
-
-
 EXTERNAL = re.compile(
     r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//""", re.I
 )
