@@ -34,10 +34,11 @@ times are not comparable; CPU seconds)::
       5.24 wall s, identical polygons
     BENCH metro_catchments_44polygons agglo_s=3.551 union_all_s=11.474 speedup_vs_union_all=3.23
 
-Per-thread CPU of a stage run (load 5.2): 1.21 s on the calling thread outside the catchments
-(graph build 0.55, seats, shares, Dijkstra), 1.51 + 1.79 s in the two catchment workers, so on a
-quiet 2-core machine the stage should take ~1.2 + 3.3 / 2 = 2.9 s wall at this load's CPU rates
-(~2.3 s at quiet rates, CPU being ~1.25x higher under this load); not measured quiet.
+Per-thread CPU of a stage run (load 5.5, final code with the warnings lock): 1.15 s on the
+calling thread outside the catchments (graph build 0.55, seats, shares, Dijkstra), 1.55 + 1.68 s
+in the two catchment workers, so on a quiet 2-core machine the stage should take ~1.15 + 3.2 / 2
+= 2.8 s wall at this load's CPU rates (~2.3 s at quiet rates, CPU being ~1.25x higher under this
+load), a little more for the serialised ``is_valid`` / polygonize calls; not measured quiet.
 
 Results (2026-12-02, end of session 5, quiet machine, CPU seconds)::
 
