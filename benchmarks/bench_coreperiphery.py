@@ -34,8 +34,9 @@ on a 5-city limit ridge any rounding change moved the reported c by 1.2e-9): the
 certificate's margin tau + rounding instead of 2 tau, a scaled-gradient step where every
 eigenvalue is safely below the floor (two Cholesky tests instead of eigh), the Hessian as
 -4 k_a XAX plus a rank-5 product (2.5x faster on 196 x 31 x 31), the starts' eigenvectors
-from one stacked eigh, each star-ridge supremum once per network; and the stage's coreness
-fits on two threads when a core is free. One stage per process, A B A B, 4 rounds against
+from one stacked eigh, each star-ridge supremum once per network (the stage's coreness fits
+on two threads, tried the same day, were removed: scipy's line search switches warning
+filters process-wide, which races between threads). One stage per process, A B A B, 4 rounds against
 the code before (load 3.5-4.3): CPU median 5.64 s vs 6.55 s (-14%); eigendecompositions on
 38.5k instead of 50.3k of the 56.4k Newton steps. The whole run's tables equal those before
 (coreness and fits bit for bit, null means within 1.1e-16). Earlier in issue 14 (Cholesky-

@@ -273,29 +273,3 @@ def test_library_function_uses_given_seats_and_one_core_set(cities):
     assert int(gap["n_core"].iloc[0]) == int(first["core"].sum())
     with pytest.raises(Exception, match="CorePeripheryOptions"):
         core_periphery(cities, panel, {"n_perm": 0})
-
-
-def test_stage_threads_give_the_serial_results(cities):
-    """The stage's coreness jobs on two threads (``_coreness_jobs`` when a core is free) give
-    exactly the tables of one thread."""
-    from agglo.analysis import coreperiphery as cp
-
-    _, panel = _small_panel(cities)
-    opts = cp.CorePeripheryOptions(n_perm=3, restarts=1)
-    real = cp.ThreadPoolExecutor
-    pools: list[str | None] = []
-
-    def counted(*args, **kwargs):
-        pools.append(kwargs.get("thread_name_prefix"))
-        return real(*args, **kwargs)
-
-    out = {}
-    for free in (False, True):
-        pools.clear()
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(cp, "_core_free", lambda free=free: free)
-            mp.setattr(cp, "ThreadPoolExecutor", counted)
-            out[free] = cp.core_periphery(cities, panel, opts, agglomerations=["qz", "dz"])
-        assert ("agglo-coreness" in pools) == free  # the pool only when a core is free
-    pd.testing.assert_frame_equal(out[True].fit, out[False].fit)
-    pd.testing.assert_frame_equal(out[True].coreness, out[False].coreness)

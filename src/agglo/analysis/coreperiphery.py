@@ -273,8 +273,7 @@ def _one_blas_thread() -> Iterator[None]:
     far more than they save on matrices that small (``np.linalg.eigh`` of 200 matrices of
     26 x 26: 0.02 CPU-s on one thread, 0.8 CPU-s on two, mostly spinning), and more still on
     a loaded machine. Without threadpoolctl the thread count is left as it is. The limit is
-    process-wide: nested and concurrent uses (the stage's worker threads,
-    :func:`_coreness_jobs`) share one, set by the first to enter and restored by the last to
+    process-wide: nested and concurrent uses share one, set by the first to enter and restored by the last to
     leave (threadpoolctl lets only the thread that set an OpenBLAS limit change it: a last
     leaver in another thread takes that role over first).
     """
@@ -541,12 +540,7 @@ def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     threaded).
     """
     b, n = h.shape[:2]
-    if (
-        b < 2
-        or b * n**3 < _THREADED_EIGH_MIN_WORK
-        or getattr(_SCRATCH, "in_pool", False)  # the stage's threads use the cores already
-        or not _core_free()
-    ):
+    if b < 2 or b * n**3 < _THREADED_EIGH_MIN_WORK or not _core_free():
         return np.linalg.eigh(h)
     if not _EIGH_POOL:
         _EIGH_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="agglo-eigh"))
@@ -1840,37 +1834,16 @@ class CorePeripheryResult(StageResult):
         return out
 
 
-#: worker threads of :func:`_coreness_jobs` (when a core is free)
-_STAGE_THREADS = 2
-
-
 def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[pd.DataFrame]:
-    """:func:`coreness` of every ``(interactions, method)`` job, in order.
+    """:func:`coreness` of every ``(interactions, method)`` job, in order, in this thread.
 
-    The jobs are independent and seeded, so the results do not depend on where they run.
-    With two or more cores, a 1-minute load average that leaves one free (:func:`_core_free`)
-    and no progress bars, they run on :data:`_STAGE_THREADS` threads, largest networks first:
-    the batched fits spend most of their time in NumPy and LAPACK, which release the GIL, so
-    two threads take about the wall time of the larger half (DESIGN.md has no scheduler for
-    this stage: this is the documented one). Otherwise, or for one job, in this thread.
-    BLAS stays on one thread for all of them (:func:`_one_blas_thread`), and the second
-    ``eigh`` thread of :func:`_stacked_eigh` is not used inside the workers.
+    The jobs are not spread over threads: the BFGS refits run scipy's line search, which
+    switches warning filters with ``warnings.catch_warnings`` (process-wide before Python
+    3.14), so a second thread's fit could see them half-restored (a ``LineSearchWarning``
+    raised under an ``error`` filter, or a filter left changed). ``agglo run`` runs this
+    stage beside the others in its own process instead (:mod:`agglo.pipeline.forked`).
     """
-    if len(jobs) < 2 or kwargs.get("progress") or not _core_free():
-        return [coreness(t, method=m, **kwargs) for t, m in jobs]
-
-    def one(job: tuple[pd.DataFrame, str]) -> pd.DataFrame:
-        _SCRATCH.in_pool = True
-        return coreness(job[0], method=job[1], **kwargs)
-
-    # continuous fits cost most, then the larger networks
-    order = sorted(range(len(jobs)), key=lambda k: (jobs[k][1] != "continuous", -len(jobs[k][0])))
-    with (
-        _one_blas_thread(),
-        ThreadPoolExecutor(max_workers=_STAGE_THREADS, thread_name_prefix="agglo-coreness") as pool,
-    ):
-        futures = {k: pool.submit(one, jobs[k]) for k in order}
-        return [futures[k].result() for k in range(len(jobs))]
+    return [coreness(t, method=m, **kwargs) for t, m in jobs]
 
 
 def core_periphery(
@@ -1897,9 +1870,7 @@ def core_periphery(
     3 cities is skipped (warned as well); both are listed in ``excluded``. The core/periphery
     gaps of every panel indicator (:func:`core_periphery_gaps`) use one core set per
     agglomeration for all years (``gap_cores = "first"``: the first year's, by default), so a
-    change between years is a change of the cities, not of the grouping. The coreness fits
-    of all agglomeration-years run on two threads when two cores are there and the load
-    average leaves one free (:func:`_coreness_jobs`; the same tables as on one thread).
+    change between years is a change of the cities, not of the grouping.
 
     Parameters
     ----------
