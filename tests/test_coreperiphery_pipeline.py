@@ -175,22 +175,29 @@ def _small_panel(cities, years=(2010, 2020)):
     return members, pd.DataFrame(rows, columns=["adcode", "year", "indicator", "value"])
 
 
+def _qz_city_and_dz_2010_rows(members, panel):
+    """The qz members, and the panel rows to drop so that one qz city has no GDP in 2020 and
+    only two dz cities have a population in 2010."""
+    qz = members[members["agglomeration_id"] == "qz"]
+    dz = members[members["agglomeration_id"] == "dz"]
+    drop = (panel["adcode"] == qz["adcode"].iloc[0]) & (panel["year"] == 2020)
+    drop &= panel["indicator"] == "gdp"
+    drop |= (
+        panel["adcode"].isin(dz["adcode"].iloc[2:])
+        & (panel["year"] == 2010)
+        & (panel["indicator"] == "population")
+    )
+    return qz, drop
+
+
 def test_library_function_drops_and_skips_visibly(cities):
     import agglo
     from agglo.analysis.coreperiphery import CorePeripheryOptions, core_periphery
 
     assert agglo.core_periphery is core_periphery
     members, panel = _small_panel(cities)
-    qz = members[members["agglomeration_id"] == "qz"]
-    dz = members[members["agglomeration_id"] == "dz"]
+    qz, drop = _qz_city_and_dz_2010_rows(members, panel)
     gone = qz["adcode"].iloc[0]
-    # one qz city without GDP in 2020; only two dz cities with a population in 2010
-    drop = (panel["adcode"] == gone) & (panel["year"] == 2020) & (panel["indicator"] == "gdp")
-    drop |= (
-        panel["adcode"].isin(dz["adcode"].iloc[2:])
-        & (panel["year"] == 2010)
-        & (panel["indicator"] == "population")
-    )
     name = qz["name_zh"].iloc[0]
     with pytest.warns(AggloDataWarning) as record:
         res = core_periphery(
@@ -230,15 +237,8 @@ def test_excluded_rows_carry_the_provenance_of_the_values_looked_at(cities):
     panel = panel.assign(
         provenance=np.where(panel["indicator"] == "population", "real:census", "synthetic")
     )
-    qz = members[members["agglomeration_id"] == "qz"]
-    dz = members[members["agglomeration_id"] == "dz"]
+    qz, drop = _qz_city_and_dz_2010_rows(members, panel)
     gone = qz["adcode"].iloc[0]
-    drop = (panel["adcode"] == gone) & (panel["year"] == 2020) & (panel["indicator"] == "gdp")
-    drop |= (
-        panel["adcode"].isin(dz["adcode"].iloc[2:])
-        & (panel["year"] == 2010)
-        & (panel["indicator"] == "population")
-    )
     with pytest.warns(AggloDataWarning, match="left out|skipped"):
         res = core_periphery(
             cities, panel[~drop], CorePeripheryOptions(n_perm=0), agglomerations=["qz", "dz"]
@@ -246,6 +246,7 @@ def test_excluded_rows_carry_the_provenance_of_the_values_looked_at(cities):
     ex = res.tables()["coreperiphery_excluded"].set_index(["agglomeration_id", "year", "adcode"])
     assert ex.loc[("qz", 2020, gone), "provenance"] == "real:census"  # its population only
     assert ex.loc[("qz", 2020, gone), "provenance_inputs"] == "real: population"
+    dz = members[members["agglomeration_id"] == "dz"]
     for code in dz["adcode"].iloc[2:]:  # their GDP only
         assert ex.loc[("dz", 2010, code), "provenance"] == "synthetic"
     skipped = ex[ex.index.get_level_values("adcode").isna()]

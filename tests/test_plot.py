@@ -622,6 +622,16 @@ def _maps_of(ctx, **kwargs):
     )
 
 
+def _spy_figure_jobs(monkeypatch, maps) -> list[str]:
+    """The stems of the figures the maps step draws itself (filled as it draws them)."""
+    drawn: list[str] = []
+    real = maps._run_jobs
+    monkeypatch.setattr(
+        maps, "_run_jobs", lambda jobs, *a: drawn.extend(j[0].stem for j in jobs) or real(jobs, *a)
+    )
+    return drawn
+
+
 def test_figures_drawn_early_are_taken_as_they_are(tmp_path, monkeypatch):
     # figures drawn before the maps step (as after the index stage) are not drawn again, and
     # the run's files are byte for byte those of drawing everything in the maps step
@@ -639,13 +649,7 @@ def test_figures_drawn_early_are_taken_as_they_are(tmp_path, monkeypatch):
     )
     assert {"membership", "lag_score", "composite_scores"} <= set(early)
     assert "coreness" not in early and "metro_areas" not in early  # their layers come later
-    drawn_late = []
-    real = maps._run_jobs
-    monkeypatch.setattr(
-        maps,
-        "_run_jobs",
-        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
-    )
+    drawn_late = _spy_figure_jobs(monkeypatch, maps)
     result = _maps_of(parts, drawn=early)
     assert not set(drawn_late) & set(early)
     assert {"coreness", "metro_areas"} <= set(drawn_late)
@@ -669,13 +673,7 @@ def test_figures_drawn_early_with_another_caption_are_drawn_again(tmp_path, monk
     )
     failed = maps.DrawnFigure("x", early["composite_scores"].paths, "ZeroDivisionError: boom")
     early["composite_scores"] = failed
-    drawn_late = []
-    real = maps._run_jobs
-    monkeypatch.setattr(
-        maps,
-        "_run_jobs",
-        lambda jobs, *a: drawn_late.extend(j[0].stem for j in jobs) or real(jobs, *a),
-    )
+    drawn_late = _spy_figure_jobs(monkeypatch, maps)
     result = _maps_of(ctx, drawn=early)
     assert "membership" not in drawn_late  # real data only: the same caption
     assert {"lag_score", "composite_scores"} <= set(drawn_late)  # synthetic notice; failed
