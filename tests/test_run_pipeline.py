@@ -114,6 +114,32 @@ def test_a_stage_beside_others_warns_in_the_parent_and_its_error_fails_the_run(m
     assert str(os.getpid()) not in str(caught[0].message)  # it ran in a forked child
 
 
+@pytest.mark.skipif(not fork_available(), reason="stages run side by side only with fork")
+def test_preload_modules_are_imported_in_the_parent_before_the_fork(monkeypatch):
+    import sys
+
+    import agglo.pipeline as pipeline
+
+    def imported(config, options, **needs):  # in the child: there from the fork
+        warnings.warn(
+            f"tabnanny imported: {'tabnanny' in sys.modules}", AggloDataWarning, stacklevel=1
+        )
+
+    monkeypatch.delitem(sys.modules, "tabnanny", raising=False)
+    preload = ("tabnanny", "agglo_no_such_module")  # an absent one is the stage's to report
+    table = tuple(
+        dataclasses.replace(st, function=imported, preload=preload)
+        if st.name in ("metro", "disparity")
+        else st
+        for st in STAGES
+    )
+    monkeypatch.setattr(pipeline, "STAGES", table)
+    with pytest.warns(AggloDataWarning, match="tabnanny imported") as caught:
+        run_stages(RunConfig(), ["metro", "disparity"], workers=2)
+    assert "tabnanny" in sys.modules
+    assert {str(w.message) for w in caught} == {"tabnanny imported: True"}
+
+
 def test_workers_must_be_positive():
     with pytest.raises(AggloInputError, match="workers must be >= 1"):
         run_stages(RunConfig(), ["inputs"], workers=0)

@@ -8,7 +8,10 @@ report). ``agglo <stage>`` runs the same table up to that stage (:func:`run_stag
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -44,7 +47,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("hsr", s.hsr_stage, ("inputs",), HSROptions.from_dict),
     Stage("panel", s.panel_stage, ("inputs", "pm25?", "roads?", "hsr?")),
     Stage("index", s.index_stage, ("inputs", "panel"), IndexOptions.from_dict),
-    Stage("autocorr", s.autocorr_stage, ("inputs", "index"), AutocorrOptions.from_dict),
+    Stage(
+        "autocorr",
+        s.autocorr_stage,
+        ("inputs", "index"),
+        AutocorrOptions.from_dict,
+        preload=("libpysal", "esda"),
+    ),
     Stage(
         "coreperiphery",
         s.coreperiphery_stage,
@@ -60,6 +69,7 @@ STAGES: tuple[Stage, ...] = (
         ("inputs", "panel", "index?"),
         RegionalOptions.from_sections,
         section=("coordination", "disparity", "convergence", "autocorr"),
+        preload=("libpysal", "spreg"),
     ),
 )
 
@@ -79,6 +89,14 @@ def _closure(targets: Iterable[str], given: Iterable[str] = ()) -> list[str]:
             if name not in given:
                 todo += [n.rstrip("?") for n in by_name[name].needs]
     return [st.name for st in STAGES if st.name in wanted]
+
+
+def _preload(stage: Stage) -> None:
+    """Import the :attr:`Stage.preload` modules of ``stage`` that are not imported yet."""
+    for module in stage.preload:
+        if module not in sys.modules:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
 
 
 def run_stages(
@@ -184,7 +202,8 @@ def run_stages(
                     done[name] = None
                     continue
                 fn, args, kwargs = job
-                if side_by_side:
+                if side_by_side:  # imported here, the modules serve stages forked later too
+                    _preload(by_name[name])
                     running.append(ForkedCall.start(fn, *args, name=name, **kwargs))
                 else:
                     finish(name, lambda fn=fn, args=args, kwargs=kwargs: fn(*args, **kwargs))

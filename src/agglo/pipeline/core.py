@@ -33,6 +33,10 @@ class Stage:
     section: str | tuple[str, ...] | None = None
     progress: bool = False  # the function takes ``progress=`` (progress bars)
     skip_on_input_error: bool = False  # in a full run, bad input skips it with a warning
+    #: modules the function imports when it runs; the runner imports them once in the parent
+    #: while other stages run, so stages forked later share them instead of each importing
+    #: them again (absent optional ones are left to the stage to report)
+    preload: tuple[str, ...] = ()
 
 
 @dataclass
