@@ -1059,12 +1059,12 @@ def test_threaded_band_catchments_equal_one_by_one(bundled_graph, threads):
 def test_union_threads_by_cores_and_size(monkeypatch):
     from agglo.analysis.metro import catchment
 
-    monkeypatch.setattr(catchment.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(catchment, "usable_cores", lambda: 2)
     assert catchment._union_threads([5000, 4000, 100]) == 2
     assert catchment._union_threads([500, 400]) == 1  # too small to pay
     assert catchment._union_threads([100] * 12) == 2
     assert catchment._union_threads([50000]) == 1  # one catchment
-    monkeypatch.setattr(catchment.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(catchment, "usable_cores", lambda: 1)
     assert catchment._union_threads([5000, 4000]) == 1
 
 

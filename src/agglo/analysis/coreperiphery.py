@@ -50,6 +50,7 @@ import pandas as pd
 from pyproj import Geod
 from scipy import optimize
 
+from agglo._cores import usable_cores
 from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
 from agglo.measures.geodesy import ensure_wgs84
 from agglo.options import RUN_SEED, Options, choice_problem, option
@@ -551,16 +552,9 @@ def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([w0, w1]), np.concatenate([v0, v1])
 
 
-def _cores() -> int:
-    """Cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # pragma: no cover - platforms without affinity
-
-
 def _core_free() -> bool:
     """Two or more cores and a 1-minute load average below ``cores - 0.5`` (this included)."""
-    cores = _cores()
+    cores = usable_cores()
     if cores < 2:
         return False
     try:

@@ -50,7 +50,7 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -435,6 +435,20 @@ class CoverageCache:
                 arrays[name] = a
         return head["meta"], arrays
 
+    def _load_entry(self, path: Path, build: Callable[[dict, dict], Any], redo: str) -> Any:
+        """``build(meta, arrays)`` of the entry at ``path``; None when it is of another format
+        (or ``build`` refuses it), or unreadable (warned: ``redo`` says what happens instead)."""
+        try:
+            got = self._read(path)
+            return None if got is None else build(*got)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, struct.error) as exc:
+            warnings.warn(
+                f"coverage cache entry {path} is unreadable ({exc}); {redo}.",
+                PM25Warning,
+                stacklevel=4,  # the caller of load / load_index's caller, as before
+            )
+            return None
+
     # -- plans --------------------------------------------------------------------------------
     def load(self, key: str, grid: Grid) -> CoveragePlan | None:
         """The stored plan of ``key`` on ``grid``, or None when absent, of another format or
@@ -449,11 +463,8 @@ class CoverageCache:
                     old,
                 )
             return None
-        try:
-            got = self._read(path)
-            if got is None:
-                return None
-            meta, z = got
+
+        def plan_of(meta: dict, z: dict) -> CoveragePlan:
             n, k = meta["shape"]
             weights = sp.csr_matrix((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
             r0, r1, c0, c1 = meta["window"]
@@ -466,13 +477,10 @@ class CoverageCache:
                 row_area=z["row_area"] if mode == "area" else None,
             )
             plan.__dict__["total"] = z["total"]
-        except (OSError, ValueError, KeyError, TypeError, EOFError, struct.error) as exc:
-            warnings.warn(
-                f"coverage cache entry {path} is unreadable ({exc}); computing coverage again "
-                "and replacing it.",
-                PM25Warning,
-                stacklevel=3,
-            )
+            return plan
+
+        plan = self._load_entry(path, plan_of, "computing coverage again and replacing it")
+        if plan is None:
             return None
         plan._cache = (self, key)
         log.info("coverage plan read from the cache %s", path)
@@ -508,25 +516,17 @@ class CoverageCache:
         path = self._index_path(key, layout)
         if not path.exists():
             return None
-        try:
-            got = self._read(path)
-            if got is None:
-                return None
-            meta, z = got
+
+        def index_of(meta: dict, z: dict) -> tuple[CellIndex, tuple] | None:
             if meta["layout"] != repr(layout):
                 return None
             index = CellIndex.from_arrays(z, layout)
             sums = (z["valid_den"], z["valid_n"])
             if index.n != n_cells or sums[0].shape != sums[1].shape:
                 raise ValueError("its cells are not the plan's")
-        except (OSError, ValueError, KeyError, TypeError, EOFError, struct.error) as exc:
-            warnings.warn(
-                f"coverage cache entry {path} is unreadable ({exc}); computing it again.",
-                PM25Warning,
-                stacklevel=3,
-            )
-            return None
-        return index, sums
+            return index, sums
+
+        return self._load_entry(path, index_of, "computing it again")
 
     def save_index(self, key: str, index: CellIndex, sums: tuple) -> None:
         arrays = {**index.to_arrays(), "valid_den": sums[0], "valid_n": sums[1]}

@@ -41,6 +41,7 @@ import geopandas as gpd
 import pandas as pd
 from matplotlib.figure import Figure
 
+from agglo._cores import usable_cores
 from agglo.errors import AggloInputError
 from agglo.options import Options, choice_problem, did_you_mean, option
 from agglo.outputs import plot, styles
@@ -831,14 +832,12 @@ def _save_job(i: int, force: bool) -> list[Path]:
 
 def _n_workers(options: PlotOptions, n_jobs: int) -> int:
     import multiprocessing
-    import os
 
     if n_jobs < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     if options.workers:
         return min(options.workers, n_jobs)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 4, n_jobs))
+    return max(1, min(usable_cores(), 4, n_jobs))
 
 
 def _run_jobs(jobs, options: PlotOptions, force: bool) -> list[list[Path] | BaseException]:

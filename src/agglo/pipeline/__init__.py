@@ -9,6 +9,7 @@ report). ``agglo <stage>`` runs the same table up to that stage (:func:`run_stag
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agglo._cores import usable_cores
 from agglo._validate import check_run_config, stage_options
 from agglo.analysis.autocorr import AutocorrOptions
 from agglo.analysis.coreperiphery import CorePeripheryOptions
@@ -31,7 +33,7 @@ from agglo.measures.roads import RoadsOptions
 from agglo.outputs.run import OUTPUT_STEPS, RunOutputs, write_run_folder
 from agglo.pipeline import stages as s
 from agglo.pipeline.core import Stage, StageOutput
-from agglo.pipeline.forked import ForkedCall, fork_available, usable_cores, wait_any
+from agglo.pipeline.forked import ForkedCall, fork_available, wait_any
 from agglo.results import StageResult
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
@@ -206,7 +208,7 @@ def run_stages(
                     _preload(by_name[name])
                     running.append(ForkedCall.start(fn, *args, name=name, **kwargs))
                 else:
-                    finish(name, lambda fn=fn, args=args, kwargs=kwargs: fn(*args, **kwargs))
+                    finish(name, functools.partial(fn, *args, **kwargs))
             if running:
                 first = wait_any(running)
                 running.remove(first)

@@ -24,18 +24,17 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import multiprocessing
-import os
 import pickle
 import signal
 import sys
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-__all__ = ["ForkedCall", "ForkedError", "fork_available", "usable_cores", "wait_any"]
+__all__ = ["ForkedCall", "ForkedError", "fork_available", "wait_any"]
 
 
 class ForkedError(RuntimeError):
@@ -51,19 +50,6 @@ def fork_available() -> bool:
     True
     """
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, else the CPU count).
-
-    Examples
-    --------
-    >>> usable_cores() >= 1
-    True
-    """
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 class _Collect(logging.Handler):
@@ -139,7 +125,6 @@ class ForkedCall:
     process: Any
     conn: Connection
     name: str = ""
-    _done: bool = field(default=False, repr=False)
 
     @classmethod
     def start(cls, fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any) -> ForkedCall:

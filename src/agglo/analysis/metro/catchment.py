@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from agglo._cores import usable_cores
 from agglo.analysis.metro.friction import _friction_group
 from agglo.analysis.metro.graph import RoadGraph, _aeqd_transformers
 from agglo.analysis.metro.options import MetroOptions
@@ -543,10 +543,10 @@ def _union_threads(sizes: Sequence[int]) -> int:
     catchments -- pieces, union (~70 % of the CPU time), back-projection -- are built in
     parallel. Only the per-group projection (:func:`_frame`) stays on the calling thread.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if (cores or 1) < 2 or len(sizes) < 2 or sum(sizes) < _MIN_NODES_THREADED:
+    cores = usable_cores()
+    if cores < 2 or len(sizes) < 2 or sum(sizes) < _MIN_NODES_THREADED:
         return 1
-    return min(int(cores or 1), len(sizes))
+    return min(cores, len(sizes))
 
 
 def _network_polygons(

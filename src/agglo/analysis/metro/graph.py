@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from pyproj import CRS, Geod, Transformer
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from agglo._cores import usable_cores
 from agglo.errors import AggloInputError
 from agglo.measures.geodesy import WGS84, ensure_wgs84, geodesic_segments_m
 
@@ -296,8 +296,7 @@ def _transform_inplace(
     bit for bit (tests/test_metro.py); only the wall time changes (the graph build projects
     every distinct vertex: ~0.4 s per million on one core)."""
     if threads is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, min(int(cores or 1), len(x) // _MIN_POINTS_PER_THREAD))
+        threads = max(1, min(usable_cores(), len(x) // _MIN_POINTS_PER_THREAD))
     if threads <= 1:
         return transformer.transform(x, y, inplace=True)
     cut = np.linspace(0, len(x), threads + 1).astype(np.int64)
