@@ -8,8 +8,8 @@ import warnings
 
 import pytest
 
+from agglo._forked import ForkedCall, ForkedError, fork_available, wait_any
 from agglo.errors import AggloDataWarning, AggloInputError
-from agglo.pipeline.forked import ForkedCall, ForkedError, fork_available, wait_any
 
 pytestmark = pytest.mark.skipif(not fork_available(), reason="forked stages need Linux fork")
 

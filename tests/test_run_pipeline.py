@@ -11,11 +11,11 @@ import warnings
 import pandas as pd
 import pytest
 
+from agglo._forked import fork_available
 from agglo.cli import main
 from agglo.config import RunConfig, load_config
 from agglo.errors import AggloDataWarning, AggloInputError
 from agglo.pipeline import STAGES, StageOutput, run, run_stages, stage_options
-from agglo.pipeline.forked import fork_available
 
 #: a small but complete run of the bundled data (few permutations, one metro core)
 CONFIG = """

@@ -1835,7 +1835,7 @@ def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[
     switches warning filters with ``warnings.catch_warnings`` (process-wide before Python
     3.14), so a second thread's fit could see them half-restored (a ``LineSearchWarning``
     raised under an ``error`` filter, or a filter left changed). ``agglo run`` runs this
-    stage beside the others in its own process instead (:mod:`agglo.pipeline.forked`).
+    stage beside the others in its own process instead (:mod:`agglo._forked`).
     """
     return [coreness(t, method=m, **kwargs) for t, m in jobs]
 

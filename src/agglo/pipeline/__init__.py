@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agglo._cores import usable_cores
+from agglo._forked import ForkedCall, fork_available, wait_any
 from agglo._validate import check_run_config, stage_options
 from agglo.analysis.autocorr import AutocorrOptions
 from agglo.analysis.coreperiphery import CorePeripheryOptions
@@ -33,7 +34,6 @@ from agglo.measures.roads import RoadsOptions
 from agglo.outputs.run import OUTPUT_STEPS, RunOutputs, write_run_folder
 from agglo.pipeline import stages as s
 from agglo.pipeline.core import Stage, StageOutput
-from agglo.pipeline.forked import ForkedCall, fork_available, wait_any
 from agglo.results import StageResult
 
 __all__ = ["OUTPUT_STEPS", "STAGES", "RunOutputs", "Stage", "StageOutput", "run", "run_stages"]
@@ -117,7 +117,7 @@ def run_stages(
 
     Stages that do not need each other (after ``index``: ``autocorr``, ``coreperiphery``,
     ``metro`` and ``disparity``) run at the same time, each in a forked process
-    (:mod:`agglo.pipeline.forked`), when ``workers`` allows more than one; their warnings and
+    (:mod:`agglo._forked`), when ``workers`` allows more than one; their warnings and
     log lines are shown when each finishes, and their outputs are collected in table order,
     so the results are those of a run one stage after the other.
 

@@ -1,5 +1,8 @@
 """Run a function in a forked child process, with its warnings, log records and errors.
 
+Used by the pipeline (stages side by side) and by stages that split their own work across
+processes; it lives at the package root so that any stage may import it.
+
 The pipeline runs stages that do not need each other (after ``index``: ``autocorr``,
 ``coreperiphery``, ``metro``, ``disparity``) at the same time, one forked process each. A
 fork inherits the parent's data (no pickling of the inputs); only the stage's output travels
