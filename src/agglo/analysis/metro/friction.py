@@ -28,7 +28,7 @@ def _friction_group(
 ) -> tuple[shapely.Geometry, np.ndarray]:
     """Cost-distance on a friction raster; returns (polygon in EPSG:4326, node minutes)."""
     from rasterio import features
-    from rasterio.transform import from_origin
+    from rasterio.transform import Affine
 
     to_m, inv = _aeqd_transformers(float(np.mean(src_lon)), float(np.mean(src_lat)))
 
@@ -43,7 +43,9 @@ def _friction_group(
         raise AggloInputError(
             f"friction raster of {w} x {h} cells is too large; raise cell_m (now {cell_m} m)."
         )
-    transform = from_origin(x0, y1, cell_m, cell_m)
+    # = rasterio.transform.from_origin(x0, y1, cell_m, cell_m), without its
+    # PendingDeprecationWarning (it multiplies Affines with `*`)
+    transform = Affine(cell_m, 0.0, x0, 0.0, -cell_m, y1)
     # nodes inside the window
     near = np.abs(graph.lon - np.mean(src_lon)) < 30  # cheap prefilter (degrees) before projecting
     nid = np.flatnonzero(near)
