@@ -1,0 +1,105 @@
+"""Coverage split across two processes (``_SPLIT_MIN_CELLS``): the plan built from two halves
+(one in a forked child) is checked against exactextract's own coverage fractions computed
+directly, and against the plan built in one process, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+import agglo.measures.pm25 as m
+from agglo._forked import ForkedCall, fork_available
+from agglo.io.rasters import Grid
+
+GRID = Grid(west=100, north=30, dx=0.1, dy=0.1, nx=40, ny=30)
+
+pytestmark = pytest.mark.skipif(not fork_available(), reason="needs fork")
+
+
+def _polygons() -> np.ndarray:
+    ring = shapely.Polygon(
+        [(100.23, 27.11), (101.87, 27.3), (101.5, 29.2), (100.4, 28.9)],
+        holes=[[(100.8, 27.9), (101.2, 27.9), (101.1, 28.4)]],
+    )
+    multi = shapely.MultiPolygon(
+        [shapely.box(102.05, 27.05, 102.66, 27.93), shapely.box(102.91, 28.4, 103.37, 29.81)]
+    )
+    outside = shapely.box(103.6, 29.5, 104.7, 30.6)  # partly outside the grid (east, north)
+    tiny = shapely.box(100.01, 29.91, 100.03, 29.93)  # inside one cell
+    # neighbours sharing cells, so that the halves cover some of the same cells
+    left = shapely.box(100.15, 27.0, 101.05, 27.55)
+    right = shapely.box(101.05, 27.0, 101.95, 27.55)
+    return np.array([ring, left, multi, None, right, outside, tiny, ring.buffer(0.07)], object)
+
+
+def _exactextract_fractions(geoms: np.ndarray, window) -> list[dict[int, float]]:
+    """exactextract's coverage fractions per polygon (one call per polygon, through its own
+    GeoPandas source), keyed by flat cell index in ``window``."""
+    import geopandas as gpd
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+    from pyproj import CRS
+
+    src = NumPyRasterSource(
+        np.zeros(window.shape, np.float32), *window.bounds, srs_wkt=CRS(4326).to_wkt()
+    )
+    out = []
+    for g in geoms:
+        if g is None:
+            out.append({})
+            continue
+        r = exact_extract(
+            src,
+            gpd.GeoDataFrame(geometry=[g], crs=4326),
+            ["cell_id", "coverage"],
+            output="pandas",
+        )
+        ids, cov = r["cell_id"].iloc[0], r["coverage"].iloc[0]
+        out.append({int(i): float(c) for i, c in zip(ids, cov, strict=True) if c > 0})
+    return out
+
+
+@pytest.fixture
+def forced_split(monkeypatch):
+    calls = []
+    start = ForkedCall.start.__func__
+
+    def counting(cls, fn, *args, **kw):
+        calls.append(fn.__name__)
+        return start(cls, fn, *args, **kw)
+
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 0)
+    monkeypatch.setattr(m, "usable_cores", lambda: 2)
+    monkeypatch.setattr(ForkedCall, "start", classmethod(counting))
+    return calls
+
+
+def test_split_plan_matches_exactextract_and_one_process(forced_split, monkeypatch):
+    geoms = _polygons()
+    split = m._coverage_plan(geoms, GRID, weights="coverage", progress=False, cache=None)
+    assert forced_split == ["_exact_pairs"]  # the split did happen
+    ref = _exactextract_fractions(geoms, split.window)
+    w = split.weights.tocsr()
+    for i, want in enumerate(ref):
+        row = w.getrow(i)
+        got = {int(c): float(v) for c, v in zip(split.cells[row.indices], row.data, strict=True)}
+        assert got.keys() == want.keys(), i
+        np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-12)
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 10**12)
+    one = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 0)
+    two_area = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
+    np.testing.assert_array_equal(one.cells, two_area.cells)
+    for a in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(one.weights, a), getattr(two_area.weights, a))
+
+
+def test_split_point_balances_and_keeps_small_jobs_in_process(monkeypatch):
+    geoms = np.array([shapely.box(100 + i * 0.1, 27, 100.1 + i * 0.1, 28) for i in range(10)])
+    assert m._split_point(geoms, GRID) is None  # 100 cells: below _SPLIT_MIN_CELLS
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 0)
+    monkeypatch.setattr(m, "usable_cores", lambda: 2)
+    assert m._split_point(geoms, GRID) == 5
+    monkeypatch.setattr(m, "usable_cores", lambda: 1)
+    assert m._split_point(geoms, GRID) is None
