@@ -19,6 +19,24 @@ polygons, so it includes the process baseline: interpreter, libraries and the po
   ``--rasterstats-years K`` (default 3 in the full run) it is timed for K years and the
   26-year time is extrapolated linearly (marked ``~``).
 
+Session 7 (2026-12-03, 02:53-02:57 UTC, load 0.5-1.0; ``--years 1 --no-rasterstats``), the
+1-year coverage split across two processes (a forked child computes exactextract's coverage
+of the first half of the polygons, balanced by bounding-box cells + 8 x vertices, while this
+process computes the second; same plan bit for bit) and the cache key digested from the
+polygons' structure and coordinates instead of their WKB::
+
+    BENCH zonal_full_1yr agglo_s=3.08 exactextract_s=10.67 speedup_vs_exactextract=3.46
+          peak_mb_agglo=697 peak_mb_exactextract=435        (4.69 CPU-s, imports included)
+    BENCH zonal_full_1yr_cached agglo_s=0.84 ... peak_mb_agglo=703
+
+Peak memory is now the larger of the process's VmHWM and, sampled every 5 ms, its RSS plus
+the private pages (``smaps_rollup``) of its forked children. Old (a2e01f0) vs new
+interleaved, ``zonal_pm25`` in one process after imports, 3 rounds each at load ~0.9: 1 year
+2.82-2.90 -> 2.28-2.59 s wall, 3.20-3.23 -> 3.57-3.90 CPU-s (the split costs ~0.5 CPU-s: fork,
+results pickled back, two exactextract setups), parent peak 791-812 -> 725-727 MB (+ the
+child, 385 MB RSS of which most shared); cached 0.66-0.77 -> 0.63-0.70 s (tables equal bit for
+bit in all runs). In ``agglo run`` the bundled polygons are far below the split threshold.
+
 Results (2026-12-02, evening, after the session-6 changes; ``--rasters-dir --no-rasterstats
 --no-exactextract-loop``; wall seconds). The machine was never quiet: the lowest-load run
 (20:57 UTC, load 1.85 at the start rising to 2.8; other jobs on the 2 cores)::

@@ -273,3 +273,29 @@ def test_in_place_compaction_of_cells_outside_the_grid(tmp_path):
     want = layer.read(plan.window).reshape(-1)[plan.cells]  # NaN outside the grid
     np.testing.assert_array_equal(layer.read_indexed(index), want)
     assert np.isnan(want).sum() == (~index.inside).sum()
+
+
+def test_polygons_digest_tells_geometries_apart_as_wkb_does():
+    """The structure-and-coordinates digest agrees with WKB equality (the reference)."""
+    sq = shapely.box(0, 0, 2, 2)
+    hole = [(0.5, 0.5), (1, 0.5), (1, 1)]
+    variants = [
+        [sq, shapely.box(3, 3, 4, 4)],
+        [shapely.box(3, 3, 4, 4), sq],  # order
+        [sq, None],
+        [sq, shapely.Polygon()],  # empty, not missing
+        [shapely.Polygon(sq.exterior, [hole]), sq],  # a hole
+        [shapely.Polygon(sq.exterior, [hole, [(1.5, 1.5), (1.8, 1.5), (1.8, 1.8)]]), sq],
+        [shapely.MultiPolygon([sq, shapely.box(3, 3, 4, 4)]), None],  # the same rings, merged
+        [shapely.box(0, 0, 2, 2.0000000001), shapely.box(3, 3, 4, 4)],  # one coordinate
+        [shapely.Polygon([(0, 0, 1), (2, 0, 1), (2, 2, 1)]), sq],  # z
+        [shapely.Polygon([(0, 0, 2), (2, 0, 1), (2, 2, 1)]), sq],
+    ]
+    arrays = [np.array(v, dtype=object) for v in variants]
+    copies = [shapely.from_wkb(shapely.to_wkb(a)) for a in arrays]
+    for i, a in enumerate(arrays):
+        d = CoverageCache.polygons_digest(a).hexdigest()
+        assert d == CoverageCache.polygons_digest(copies[i]).hexdigest()
+        for j, b in enumerate(arrays):
+            same_wkb = list(shapely.to_wkb(a)) == list(shapely.to_wkb(b))
+            assert (d == CoverageCache.polygons_digest(b).hexdigest()) == same_wkb, (i, j)

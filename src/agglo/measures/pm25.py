@@ -347,11 +347,29 @@ class CoverageCache:
         self.folder = Path(folder)
 
     @staticmethod
-    def polygons_digest(wkb: np.ndarray) -> Any:
-        """SHA-1 state over the polygons' WKB (``shapely.to_wkb``; None for a missing one)."""
-        digest = hashlib.sha1()
-        for w in wkb:
-            digest.update(b"\x00" if w is None else w)
+    def polygons_digest(geoms: np.ndarray) -> Any:
+        """SHA-1 state over the polygons' structure and coordinates.
+
+        Hashes, per geometry, its type and number of parts, per part its number of rings,
+        per ring its number of vertices, then every coordinate (float64; z when any has one).
+        That determines the geometries as WKB would, without serialising them (0.12 s instead
+        of 0.20 s for China's 4 M county vertices; the WKB is then built only when
+        exactextract needs it, on a cache miss).
+        """
+        types = shapely.get_type_id(geoms).astype(np.int64)  # -1: missing
+        parts, part_of = shapely.get_parts(geoms, return_index=True)
+        rings, ring_of = shapely.get_rings(parts, return_index=True)
+        has_z = bool(shapely.has_z(geoms[types >= 0]).any()) if (types >= 0).any() else False
+        digest = hashlib.sha1(b"agglo-polygons-v2")
+        for a in (
+            np.array([len(geoms), int(has_z)], np.int64),
+            types,
+            np.bincount(part_of, minlength=len(geoms)).astype(np.int64),
+            np.bincount(ring_of, minlength=len(parts)).astype(np.int64),
+            shapely.get_num_coordinates(rings).astype(np.int64),
+            np.ascontiguousarray(shapely.get_coordinates(geoms, include_z=has_z)),
+        ):
+            digest.update(memoryview(a).cast("B"))  # no copy
         return digest
 
     @staticmethod
@@ -359,7 +377,7 @@ class CoverageCache:
         """Key of ``geoms`` on ``grid`` in ``weights`` mode (``digest``: the precomputed
         :meth:`polygons_digest` of ``geoms``, which is then not hashed again)."""
         if digest is None:
-            digest = CoverageCache.polygons_digest(shapely.to_wkb(geoms))
+            digest = CoverageCache.polygons_digest(geoms)
         digest = digest.copy()
         digest.update(repr((grid.key(), weights)).encode())
         return digest.hexdigest()
@@ -592,8 +610,7 @@ def _coverage_plan(
     once per run: they key the cache and feed exactextract)."""
     if cache is not None:
         if digest is None:
-            wkb = shapely.to_wkb(geoms) if wkb is None else wkb
-            digest = CoverageCache.polygons_digest(wkb)
+            digest = CoverageCache.polygons_digest(geoms)
         key = CoverageCache.key(geoms, grid, weights, digest=digest)
         if (plan := cache.load(key, grid)) is not None:
             return plan
@@ -994,9 +1011,8 @@ def zonal_pm25(
     check_crs(polygons, what="polygons")
     raw = np.asarray(polygons.geometry.values, dtype=object)
     wkb = digest = None
-    if coverage_cache is not None:  # one WKB serialisation: cache keys and exactextract
-        wkb = shapely.to_wkb(raw)
-        digest = CoverageCache.polygons_digest(wkb)
+    if coverage_cache is not None:  # one digest per run: cache keys and validity marker
+        digest = CoverageCache.polygons_digest(raw)
     pending = None  # shapely.is_valid running in a thread while coverage is computed
     if digest is not None and coverage_cache.is_validated(digest):
         # the very same polygons (WKB digest) were checked valid by an earlier run: a check
@@ -1058,7 +1074,7 @@ def zonal_pm25(
                         what=group[0].name,
                     )
                     arr = np.asarray(geoms.values, dtype=object)
-                    same = wkb is not None and len(arr) == len(raw)
+                    same = digest is not None and len(arr) == len(raw)
                     same = same and all(map(operator.is_, arr, raw))
                     plan = _coverage_plan(
                         arr,
