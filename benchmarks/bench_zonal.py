@@ -36,6 +36,10 @@ interleaved, ``zonal_pm25`` in one process after imports, 3 rounds each at load 
 results pickled back, two exactextract setups), parent peak 791-812 -> 725-727 MB (+ the
 child, 385 MB RSS of which most shared); cached 0.66-0.77 -> 0.63-0.70 s (tables equal bit for
 bit in all runs). In ``agglo run`` the bundled polygons are far below the split threshold.
+Two more bench runs after landing (02:57-02:59 UTC, load 0.6-0.9): 1 year 2.42 / 2.89 s (3.88 /
+4.46 CPU-s, 728 MB, exactextract 10.61 / 10.57 s), cached 0.75 / 0.73 s (680 MB). The 1-year
+wall time swings 2.4-3.1 s with the state of the second core (the validity check thread and
+the child share it).
 
 Results (2026-12-02, evening, after the session-6 changes; ``--rasters-dir --no-rasterstats
 --no-exactextract-loop``; wall seconds). The machine was never quiet: the lowest-load run
