@@ -1016,3 +1016,38 @@ def test_squared_batch_in_scratch_memory_matches_pair_form_and_fresh_calls():
                 ]
             )
             np.testing.assert_allclose(h[k], fd, atol=1e-6 * np.abs(fd).max())
+
+
+def test_nulls_of_several_networks_batched_equal_network_by_network():
+    """The stage fits the nulls of every network of one kind and size in one batch
+    (``_coreness_jobs``); the tables equal :func:`coreness` called on each network alone, bit
+    for bit (continuous, exhaustive and local-search discrete, two sizes each), and the jobs
+    come back in their order."""
+    from agglo.analysis import coreperiphery as cp
+
+    nets = [_frame(_gravity_like(n, seed)) for n, seed in ((6, 1), (7, 2), (6, 3), (7, 4), (6, 5))]
+    jobs = [(t, m) for t in nets for m in ("continuous", "discrete")]
+    kwargs = {"seed": 5, "n_perm": 6, "restarts": 2, "exhaustive_max": 6}
+    batched = cp._coreness_jobs(jobs, transform="none", progress=False, **kwargs)
+    calls = []
+    real = cp._solve_nulls
+
+    def one_by_one(problems):
+        calls.append(len(problems))
+        return real(problems)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cp, "_solve_nulls", one_by_one)
+        alone = [coreness(t, method=m, **kwargs) for t, m in jobs]
+    assert calls == [1] * len(jobs)
+    for b, a in zip(batched, alone, strict=True):
+        pd.testing.assert_frame_equal(b, a, check_exact=True)
+        assert b.attrs == a.attrs
+    # the batch really mixes networks: 3 groups of 6-city nulls and 3 of 7-city ones
+    probs = [
+        cp._prepare_coreness(t, method=m, transform="none", progress=False, **kwargs).nulls
+        for t, m in jobs
+    ]
+    keys = {p.key() for p in probs}
+    assert {k[0] for k in keys} == {"continuous", "exhaustive", "local"}
+    assert len(keys) == 4  # continuous 6 and 7, exhaustive 6, local 7

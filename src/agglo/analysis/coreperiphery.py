@@ -1111,7 +1111,26 @@ def _fit(
     return r, core.astype(float), core
 
 
-def _null_fits(
+@dataclass(frozen=True)
+class _NullProblems:
+    """The permutation nulls of one network, drawn and ready to fit (:func:`_null_problems`).
+
+    ``kind``: ``"continuous"``, ``"local"`` (discrete local search) or ``"exhaustive"``;
+    ``mats``: the permuted networks ``(n_perm, n, n)``; ``starts``: per network, the list of
+    continuous starts, or the local-search starts ``(n_perm, S, n)``; ``None`` for exhaustive.
+    """
+
+    kind: str
+    mats: np.ndarray
+    starts: Any
+
+    def key(self) -> tuple:
+        """Problems with the same key are solved in one batch by :func:`_solve_nulls`."""
+        shape = np.shape(self.starts)[1:] if self.kind == "local" else ()
+        return (self.kind, self.mats.shape[1], shape)
+
+
+def _null_problems(
     a: np.ndarray,
     method: str,
     prng: np.random.Generator,
@@ -1119,8 +1138,8 @@ def _null_fits(
     restarts: int,
     exhaustive_max: int,
     progress: bool,
-) -> np.ndarray:
-    """Fits of ``n_perm`` seeded permutations of the pair weights, solved in one batch.
+) -> _NullProblems:
+    """``n_perm`` seeded permutations of the pair weights of ``a`` and the starts of their fits.
 
     The generator is drawn in the same order as fitting one permutation after the other
     (permutation, then that fit's random starts), so the nulls do not depend on batching;
@@ -1147,12 +1166,53 @@ def _null_fits(
     if method == "continuous":
         vecs = np.linalg.eigh(mats)[1]
         starts = [_starts_from(m, v, r) for m, v, r in zip(mats, vecs, randoms, strict=True)]
-        return np.array(
-            [r for r, _ in _fit_continuous(list(mats), starts, star_limit=True, fast=True)]
-        )
+        return _NullProblems("continuous", mats, starts)
     if local:
-        return _discrete_local_batch(mats, np.stack(starts))[0]
-    return _discrete_exhaustive_batch(mats)[0]
+        return _NullProblems("local", mats, np.stack(starts))
+    return _NullProblems("exhaustive", mats, None)
+
+
+def _solve_nulls(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
+    """Fits of the permutation nulls of several networks, in order.
+
+    The nulls of every network of one kind and size (e.g. an agglomeration's years) are
+    solved in one batch: each batched solver treats its problems independently (row by row,
+    the same operations whatever the batch), so the fits equal those of one network at a
+    time, bit for bit, while the per-step costs of the batch (Python, small LAPACK calls, the
+    tail of the last few Newton runs) are paid once per group instead of once per network.
+    """
+    out: list[np.ndarray | None] = [None] * len(problems)
+    groups: dict[tuple, list[int]] = {}
+    for i, prob in enumerate(problems):
+        groups.setdefault(prob.key(), []).append(i)
+    for (kind, _, _), idx in groups.items():
+        mats = np.concatenate([problems[i].mats for i in idx])
+        if kind == "continuous":
+            starts = [s for i in idx for s in problems[i].starts]
+            fits = _fit_continuous(list(mats), starts, star_limit=True, fast=True)
+            r = np.array([f for f, _ in fits])
+        elif kind == "local":
+            r = _discrete_local_batch(mats, np.concatenate([problems[i].starts for i in idx]))[0]
+        else:
+            r = _discrete_exhaustive_batch(mats)[0]
+        bounds = np.cumsum([0] + [len(problems[i].mats) for i in idx])
+        for k, i in enumerate(idx):
+            out[i] = r[bounds[k] : bounds[k + 1]]
+    return out  # type: ignore[return-value]
+
+
+def _null_fits(
+    a: np.ndarray,
+    method: str,
+    prng: np.random.Generator,
+    n_perm: int,
+    restarts: int,
+    exhaustive_max: int,
+    progress: bool,
+) -> np.ndarray:
+    """Fits of ``n_perm`` seeded permutations of the pair weights, solved in one batch."""
+    prob = _null_problems(a, method, prng, n_perm, restarts, exhaustive_max, progress)
+    return _solve_nulls([prob])[0]
 
 
 def coreness(
@@ -1228,6 +1288,48 @@ def coreness(
     >>> out.index[out.core].tolist(), float(out.attrs["fit"])
     (['a', 'b'], 1.0)
     """
+    job = _prepare_coreness(
+        interactions,
+        method=method,
+        seed=seed,
+        n_perm=n_perm,
+        restarts=restarts,
+        exhaustive_max=exhaustive_max,
+        transform=transform,
+        progress=progress,
+    )
+    with _one_blas_thread():
+        nulls = _solve_nulls([job.nulls])[0] if job.nulls is not None else None
+    return _finish_coreness(job, nulls)
+
+
+@dataclass(frozen=True)
+class _CorenessJob:
+    """One :func:`coreness` call with its observed fit made and its nulls drawn (not fitted)."""
+
+    index: pd.Index
+    method: str
+    r: float
+    values: np.ndarray
+    core: np.ndarray
+    nulls: _NullProblems | None
+    n_perm: int
+    seed: int
+    transform: str
+
+
+def _prepare_coreness(
+    interactions: pd.DataFrame,
+    *,
+    method: str,
+    seed: int,
+    n_perm: int,
+    restarts: int,
+    exhaustive_max: int,
+    transform: str,
+    progress: bool,
+) -> _CorenessJob:
+    """Validation, the observed fit and the drawn nulls of :func:`coreness` (same arguments)."""
     problems = [
         p
         for p in (
@@ -1256,27 +1358,43 @@ def coreness(
         )
     fit_seq, null_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(fit_seq)
+    nulls = None
     with _one_blas_thread():
         r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
-        nulls = np.full(n_perm, np.nan)
         if n_perm > 0:
             prng = np.random.default_rng(null_seq)
-            nulls = _null_fits(a, method, prng, n_perm, restarts, exhaustive_max, progress)
-    p = (1 + int(np.sum(nulls >= r - 1e-12))) / (n_perm + 1) if n_perm > 0 else np.nan
-    out = pd.DataFrame(
-        {"coreness": values, "core": core.astype(bool)}, index=interactions.index.copy()
+            nulls = _null_problems(a, method, prng, n_perm, restarts, exhaustive_max, progress)
+    return _CorenessJob(
+        index=interactions.index.copy(),
+        method=method,
+        r=float(r),
+        values=values,
+        core=core,
+        nulls=nulls,
+        n_perm=int(n_perm),
+        seed=int(seed),
+        transform=transform,
     )
+
+
+def _finish_coreness(job: _CorenessJob, nulls: np.ndarray | None) -> pd.DataFrame:
+    """The :func:`coreness` table of ``job`` given its null fits (``None`` without a test)."""
+    n_perm, r = job.n_perm, job.r
+    if nulls is None:
+        nulls = np.full(n_perm, np.nan)
+    p = (1 + int(np.sum(nulls >= r - 1e-12))) / (n_perm + 1) if n_perm > 0 else np.nan
+    out = pd.DataFrame({"coreness": job.values, "core": job.core.astype(bool)}, index=job.index)
     out.attrs = {
-        "method": method,
+        "method": job.method,
         "fit": float(r),
         "p_value": float(p),
         "n_perm": int(n_perm),
         "null_mean": float(np.mean(nulls)) if n_perm else float("nan"),
         "null_q95": float(np.quantile(nulls, 0.95)) if n_perm else float("nan"),
-        "seed": int(seed),
-        "transform": transform,
+        "seed": job.seed,
+        "transform": job.transform,
     }
-    log.debug("coreness %s: fit %.4f, p %.4f", method, r, p)
+    log.debug("coreness %s: fit %.4f, p %.4f", job.method, r, p)
     return out
 
 
@@ -1831,13 +1949,24 @@ class CorePeripheryResult(StageResult):
 def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[pd.DataFrame]:
     """:func:`coreness` of every ``(interactions, method)`` job, in order, in this thread.
 
-    The jobs are not spread over threads: the BFGS refits run scipy's line search, which
-    switches warning filters with ``warnings.catch_warnings`` (process-wide before Python
-    3.14), so a second thread's fit could see them half-restored (a ``LineSearchWarning``
-    raised under an ``error`` filter, or a filter left changed). ``agglo run`` runs this
-    stage beside the others in its own process instead (:mod:`agglo._forked`).
+    Each job's observed fit is made and its permutations drawn as :func:`coreness` does;
+    then the nulls of all jobs are fitted together, those of one kind and size in one batch
+    (:func:`_solve_nulls`: the same fits as job by job, bit for bit, for less work per
+    Newton step). The jobs are not spread over threads: the BFGS refits run scipy's line
+    search, which switches warning filters with ``warnings.catch_warnings`` (process-wide
+    before Python 3.14), so a second thread's fit could see them half-restored (a
+    ``LineSearchWarning`` raised under an ``error`` filter, or a filter left changed).
+    ``agglo run`` runs this stage beside the others in its own process instead
+    (:mod:`agglo._forked`).
     """
-    return [coreness(t, method=m, **kwargs) for t, m in jobs]
+    prepared = [_prepare_coreness(t, method=m, **kwargs) for t, m in jobs]
+    tested = [i for i, job in enumerate(prepared) if job.nulls is not None]
+    with _one_blas_thread():
+        solved = _solve_nulls([prepared[i].nulls for i in tested])  # type: ignore[misc]
+    nulls: list[np.ndarray | None] = [None] * len(prepared)
+    for i, r in zip(tested, solved, strict=True):
+        nulls[i] = r
+    return [_finish_coreness(job, r) for job, r in zip(prepared, nulls, strict=True)]
 
 
 def core_periphery(
