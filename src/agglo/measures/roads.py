@@ -690,9 +690,9 @@ def road_density(
     0.452
     """
     wanted = resolve_classes(classes)
-    lines, kept = _prepare_roads(roads, wanted, class_col)
+    lines, full, kept = _prepare_roads(roads, wanted, class_col)
     polys, ids, index = _prepare_polygons(polygons, id_col)
-    lengths, counts = _length_by_polygon(lines, polys, progress=progress)
+    lengths, counts = _length_by_polygon(lines, polys, full=full, progress=progress)
     area = geodesic_area_km2(gpd.GeoSeries(polys, crs=WGS84)).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         density = np.where(area > 0, lengths / np.where(area > 0, area, 1.0), np.nan)
@@ -872,7 +872,8 @@ def city_road_density(
 
 def _prepare_roads(
     roads: gpd.GeoDataFrame | gpd.GeoSeries, wanted: tuple[str, ...] | None, class_col: str
-) -> tuple[np.ndarray, dict[str, int]]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The lines to measure (nulls and empties dropped), their geodesic km, and row counts."""
     if isinstance(roads, gpd.GeoSeries):
         if wanted is not None:
             raise AggloInputError(
@@ -918,16 +919,22 @@ def _prepare_roads(
             ],
             source="roads",
         )
-    coords = shapely.get_coordinates(geoms[~missing])
-    if len(coords) and not np.isfinite(coords).all():
+    geoms = geoms[~missing]
+    # the full lengths are measured here, on the coordinates read for the finiteness check
+    full, finite = _lengths_km(geoms)
+    if not finite:
         raise AggloInputError("roads contain NaN or infinite coordinates; fix or drop them.")
     if missing.any():
         log.info("roads: %d row(s) with null or empty geometry dropped", int(missing.sum()))
-    return geoms[~missing], {
-        "n_roads_input": n_in,
-        "n_roads_other_class": n_in - len(roads),
-        "n_roads_empty_geometry": int(missing.sum()),
-    }
+    return (
+        geoms,
+        full,
+        {
+            "n_roads_input": n_in,
+            "n_roads_other_class": n_in - len(roads),
+            "n_roads_empty_geometry": int(missing.sum()),
+        },
+    )
 
 
 def _prepare_polygons(
@@ -979,7 +986,11 @@ def _prepare_polygons(
 
 
 def _length_by_polygon(
-    lines: np.ndarray, polys: np.ndarray, *, progress: bool = False
+    lines: np.ndarray,
+    polys: np.ndarray,
+    *,
+    full: np.ndarray | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Geodesic km of ``lines`` inside each polygon and the number of lines touching it.
 
@@ -987,9 +998,11 @@ def _length_by_polygon(
     one polygon (:func:`_interior_cells`) count with their full length without any geometry
     predicate; the remaining lines wholly inside a polygon (prepared ``contains_properly``)
     too; the lines crossing a boundary are clipped all at once by :func:`_clipped_km` instead
-    of one GEOS overlay per line (whose cost grows with the polygon's vertices).
+    of one GEOS overlay per line (whose cost grows with the polygon's vertices). ``full`` is
+    the geodesic km of each whole line (:func:`_geodesic_km`), computed when not given.
     """
-    full = _geodesic_km(lines)
+    if full is None:
+        full = _geodesic_km(lines)
     polys = polys.copy()
     shapely.prepare(polys)
     total = np.zeros(len(polys))
@@ -1101,20 +1114,31 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     one = n_in[pi] == 1
     region_owner[pi[one] + 1] = idx[pj[one]]
     cell_owner = region_owner[regions]  # -1 on marked cells (label 0) and shared regions
-    # a line is fast when every cell of its bounding box has the same owner >= 0: summed-area
-    # tables of (owner + 1) and (owner + 1)² give each box's sum and sum of squares, equal to
-    # n·v and n·v² only when all n cells hold v
-    v = (cell_owner + 1).astype(np.float64)
-    sat1 = np.zeros((ny + 1, nx + 1))
-    sat2 = np.zeros((ny + 1, nx + 1))
-    sat1[1:, 1:] = v.cumsum(0).cumsum(1)
-    sat2[1:, 1:] = (v * v).cumsum(0).cumsum(1)
     lc0 = np.floor((lb[:, 0] - x0) / h).astype(np.int64)
     lc1 = np.floor((lb[:, 2] - x0) / h).astype(np.int64)
     lr0 = np.floor((lb[:, 1] - y0) / h).astype(np.int64)
     lr1 = np.floor((lb[:, 3] - y0) / h).astype(np.int64)
     ok = (lc0 >= 0) & (lr0 >= 0) & (lc1 < nx) & (lr1 < ny) & np.isfinite(lb).all(axis=1)
-    i = np.flatnonzero(ok)
+    # most boxes span at most 2 x 2 cells (cells are twice the median line extent): their four
+    # corner cells are all their cells, so equal corner owners decide
+    small = ok & (lc1 - lc0 <= 1) & (lr1 - lr0 <= 1)
+    i = np.flatnonzero(small)
+    flat_owner = cell_owner.astype(np.int32).ravel()
+    r0, r1, c0, c1 = lr0[i] * nx, lr1[i] * nx, lc0[i], lc1[i]
+    o = flat_owner[r0 + c0]
+    good = (o >= 0) & (flat_owner[r0 + c1] == o) & (flat_owner[r1 + c0] == o)
+    good &= flat_owner[r1 + c1] == o
+    owner[i[good]] = o[good]
+    i = np.flatnonzero(ok & ~small)
+    if not len(i):
+        return owner
+    # larger boxes: summed-area tables of (owner + 1) and (owner + 1)² give each box's sum and
+    # sum of squares, equal to n·v and n·v² only when all n cells hold v
+    v = (cell_owner + 1).astype(np.float64)
+    sat1 = np.zeros((ny + 1, nx + 1))
+    sat2 = np.zeros((ny + 1, nx + 1))
+    sat1[1:, 1:] = v.cumsum(0).cumsum(1)
+    sat2[1:, 1:] = (v * v).cumsum(0).cumsum(1)
     a0, a1, b0, b1 = lr0[i], lr1[i] + 1, lc0[i], lc1[i] + 1
 
     def box_sum(sat: np.ndarray) -> np.ndarray:
@@ -1223,13 +1247,20 @@ def _geodesic_km(geoms: np.ndarray) -> np.ndarray:
     (:func:`~agglo.measures.geodesy.geodesic_steps_m` over all consecutive vertex pairs); multi-part geometries and
     collections go through :func:`agglo.measures.geodesy.geodesic_length_km`.
     """
+    return _lengths_km(geoms)[0]
+
+
+def _lengths_km(geoms: np.ndarray) -> tuple[np.ndarray, bool]:
+    """:func:`_geodesic_km` of ``geoms`` and True, or (zeros, False) if a coordinate is not finite."""
     out = np.zeros(len(geoms))
     if len(geoms) == 0:
-        return out
+        return out, True
     types = shapely.get_type_id(geoms)
     simple = np.isin(types, (1, 2))  # LineString, LinearRing
     if simple.any():
         coords, idx = shapely.get_coordinates(geoms[simple], return_index=True)
+        if not np.isfinite(coords).all():
+            return out, False
         if len(coords) > 1:
             same = idx[1:] == idx[:-1]
             dist = geodesic_steps_m(coords[:, 0], coords[:, 1], same)
@@ -1237,5 +1268,7 @@ def _geodesic_km(geoms: np.ndarray) -> np.ndarray:
             out[simple] /= 1000.0
     other = ~simple & np.isin(types, (5, 7))  # MultiLineString, GeometryCollection
     if other.any():
+        if not np.isfinite(shapely.get_coordinates(geoms[other])).all():
+            return out, False
         out[other] = geodesic_length_km(gpd.GeoSeries(geoms[other], crs=WGS84)).to_numpy()
-    return out
+    return out, True
