@@ -3,7 +3,9 @@ autocorrelation").
 
 Everything statistical is delegated to the PySAL libraries: weights are
 :class:`libpysal.graph.Graph` objects, global Moran's I / Geary's C, local Moran (LISA) and
-Getis-Ord G* come from :mod:`esda`, transitions across years from :mod:`giddy`. What this
+Getis-Ord G* come from :mod:`esda`, transitions across years are giddy's LISA and spatial
+Markov chains (computed by :mod:`agglo.analysis.markov`, giddy's arithmetic without importing
+giddy, mapclassify and quantecon: ~0.5 CPU-s per run; cross-checked against giddy). What this
 module adds is the part that goes wrong in practice:
 
 - **ids, never positions**: weights are keyed by ``adcode`` and data rows are matched to them
@@ -42,8 +44,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from agglo.analysis.compile_cache import import_with_compile_cache
-from agglo.errors import AggloInputError, require
+from agglo.errors import AggloInputError
 from agglo.measures.geodesy import ensure_wgs84
 from agglo.options import RUN_SEED, Options, choice_problem, option
 from agglo.results import StageResult
@@ -840,6 +841,26 @@ def local_autocorrelation(
 # ----------------------------------------------------------------------------- transitions
 
 
+def _require_giddy() -> None:
+    """Refuse without giddy (the ``markov`` extra), whose estimators the transitions are.
+
+    giddy is not imported (:mod:`agglo.analysis.markov` computes its numbers); it stays
+    required because it is the reference those numbers are checked against and the library
+    the run's provenance names for them.
+    """
+    import importlib.util
+    import sys
+
+    from agglo.errors import MissingDependencyError
+
+    loaded = sys.modules.get("giddy.markov", False)
+    if loaded is None or (loaded is False and importlib.util.find_spec("giddy") is None):
+        raise MissingDependencyError(
+            "LISA transitions (lisa_transitions) needs the optional package 'giddy': "
+            "pip install 'agglo[markov]'"
+        )
+
+
 @dataclass
 class LisaTransitions:
     """Transitions of units between classes across consecutive years (see
@@ -878,7 +899,7 @@ def lisa_transitions(
     id_col: str = "adcode",
     classes: int = 4,
 ) -> LisaTransitions:
-    """LISA-quadrant and spatial-Markov transitions of ``column`` across years (giddy).
+    """LISA-quadrant and spatial-Markov transitions of ``column`` across years (giddy's).
 
     Parameters
     ----------
@@ -895,7 +916,10 @@ def lisa_transitions(
     Notes
     -----
     Quadrants are those of the local Moran scatterplot in each year (no permutation test is
-    involved, so there is no seed); the chi-square tests are giddy's.
+    involved, so there is no seed); the chain estimates and chi-square tests are those of
+    ``giddy.markov.LISA_Markov`` and ``Spatial_Markov(k=m=classes, fixed=True,
+    fill_empty_classes=True)``, computed by :mod:`agglo.analysis.markov` without importing
+    giddy (equal to giddy's on the same input: ``tests/test_autocorr_markov.py``).
 
     Returns
     -------
@@ -912,12 +936,9 @@ def lisa_transitions(
     >>> int(tr.counts.to_numpy().sum())  # 16 units x 2 transitions
     32
     """
-    # giddy imports mapclassify, whose kernel compiles at import: compile it once per machine
-    with contextlib.suppress(ImportError):
-        import_with_compile_cache("mapclassify")
-    markov = require("giddy.markov", "markov", "LISA transitions (lisa_transitions)")
-    LISA_Markov, Spatial_Markov = markov.LISA_Markov, markov.Spatial_Markov
+    from agglo.analysis.markov import lisa_markov, spatial_markov
 
+    _require_giddy()
     for c in (column, year_col, id_col):
         if c not in panel.columns:
             raise AggloInputError(f"column {c!r} not found; columns are {list(panel.columns)}.")
@@ -946,7 +967,7 @@ def lisa_transitions(
     wW = graph.to_W()
     labels = [QUADRANTS[i] for i in (1, 2, 3, 4)]
     with _seeded(None):
-        lm = LISA_Markov(y, wW, permutations=0)
+        lm = lisa_markov(y, wW)
     counts = pd.DataFrame(lm.transitions, index=labels, columns=labels).round().astype(int)
     counts.index.name, counts.columns.name = "from", "to"
     totals = counts.sum(axis=1).replace(0, np.nan)
@@ -957,7 +978,7 @@ def lisa_transitions(
     try:
         with _seeded(None), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            sm = Spatial_Markov(y, wW, k=classes, m=classes, fixed=True, fill_empty_classes=True)
+            sm = spatial_markov(y, wW, k=classes, m=classes)
         for a in range(sm.m):
             for i in range(sm.k):
                 for j in range(sm.k):
