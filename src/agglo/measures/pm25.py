@@ -461,12 +461,29 @@ class CoverageCache:
                 )
                 return None
             base = -(-(len(self._MAGIC) + 8 + n) // 64) * 64
+            size = os.fstat(f.fileno()).st_size
+            # POSIX: the arrays are private (copy-on-write) mappings of the file, not copies
+            # read into new memory (entries are replaced by renaming, never rewritten in place)
+            mapped = (
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                if os.name == "posix" and size > base
+                else None
+            )
             arrays = {}
             for name, dtype, shape, off, nbytes, crc in head["arrays"]:
-                a = np.empty(shape, dtype=np.dtype(dtype))
-                f.seek(base + off)
-                buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
-                if nbytes and (f.readinto(buf) != nbytes or zlib.crc32(buf) != crc):
+                dt = np.dtype(dtype)
+                if nbytes != math.prod(shape) * dt.itemsize or base + off + nbytes > size:
+                    raise ValueError(f"array {name} is truncated or damaged")
+                if mapped is not None and nbytes:
+                    a = np.frombuffer(mapped, dt, math.prod(shape), base + off).reshape(shape)
+                    buf = memoryview(a).cast("B")
+                else:
+                    a = np.empty(shape, dtype=dt)
+                    f.seek(base + off)
+                    buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
+                    if nbytes and f.readinto(buf) != nbytes:
+                        raise ValueError(f"array {name} is truncated or damaged")
+                if nbytes and zlib.crc32(buf) != crc:
                     raise ValueError(f"array {name} is truncated or damaged")
                 arrays[name] = a
         return head["meta"], arrays
