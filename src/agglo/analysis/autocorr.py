@@ -23,7 +23,11 @@ false-discovery-rate control by default (``correction="none"`` for a plain alpha
 classic Ord & Getis (1995) statistic on the binary neighbour structure of the weights plus the
 unit itself (esda's analytic variance is exact for binary weights only), computed on values
 shifted to be positive when needed (its z-score and p-value do not change under a shift).
-Permutation p-values (global and local) are esda's, computed in numpy with esda's draws
+Global Moran's I and Geary's C with their analytic z and p are esda's arithmetic computed by
+:func:`agglo.analysis.crand.global_statistics` (the weight sums once per call instead of one
+``graph.summary()`` per statistic; equal to esda's to the last bit, esda's own objects are used
+for weights with isolates). Permutation p-values (global and local) are esda's, computed in
+numpy with esda's draws
 (:mod:`agglo.analysis.crand`, nothing compiled), with two documented changes that make them
 reproducible: a simulated statistic that ties with the observed one (within a relative 1e-9)
 counts in both tails, and when there are no more distinct arrangements than permutations
@@ -708,18 +712,20 @@ def global_autocorrelation(
     >>> round(float(s["moran_i"]), 3), round(float(s["geary_c"]), 3)  # 0.6 and 0.2 by hand
     (0.6, 0.2)
     """
-    import esda
-
-    from agglo.analysis.crand import permutation_statistics
+    from agglo.analysis.crand import global_statistics, permutation_statistics
 
     permutations = _check_perms(permutations)
     graph, y, _ = _align(data, column, w, id_col)
     graph, tr = _esda_transformation(graph, transformation)
     with _seeded(seed):
-        mi = esda.Moran(y, graph, transformation=tr, permutations=0)
-        # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
-        gw = graph.to_W() if len(graph.isolates) else graph
-        gc = esda.Geary(y, gw, transformation=tr, permutations=0)
+        if len(graph.isolates):
+            import esda
+
+            mi = esda.Moran(y, graph, transformation=tr, permutations=0)
+            # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
+            gc = esda.Geary(y, graph.to_W(), transformation=tr, permutations=0)
+        else:  # esda's arithmetic without its per-call graph.summary() (crand)
+            mi, gc = global_statistics(y, graph)
         # esda's simulations, drawn in esda's order, computed in one product
         sims = permutation_statistics(mi, gc, permutations) if permutations else {}
     out = {
