@@ -1074,6 +1074,10 @@ def test_nulls_split_across_two_processes_equal_one_process(caplog):
     assert cp._split_obstacle(probs) == "little work"
     one = cp._solve_nulls(probs)
     with pytest.MonkeyPatch.context() as mp:
+        # the eigh helper thread exists before the fork (the child's copy of it is dead)
+        mp.setattr(cp, "_core_free", lambda: True)
+        cp._stacked_eigh(np.repeat(np.eye(31)[None], 16, axis=0))
+        assert cp._EIGH_POOL
         mp.setattr(cp, "_split_obstacle", lambda problems: None)
         with caplog.at_level(logging.DEBUG, logger="agglo.analysis.coreperiphery"):
             two = cp._solve_nulls_split(probs)

@@ -1211,6 +1211,12 @@ def _solve_nulls(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
 _SPLIT_MIN_WORK = 4_000_000
 
 
+#: threads that do not keep the split from forking: the eigh helper (idle between calls;
+#: never used by the child) and tqdm's monitor (it takes only tqdm's lock, which the child
+#: does not use: the nulls are drawn, and their progress shown, before the split)
+_FORK_SAFE_THREADS = ("agglo-eigh", "tqdm_monitor")
+
+
 def _null_work(problems: Sequence[_NullProblems]) -> int:
     """Rough cost of fitting ``problems``: rows x n^3 (continuous: every start is a row)."""
     work = 0
@@ -1228,8 +1234,9 @@ def _split_obstacle(problems: Sequence[_NullProblems]) -> str | None:
     1-minute load average, as :func:`_core_free`: under load the child would only take CPU
     time from the other jobs); not without the ``fork`` start method; not from a daemonic
     process (``agglo run`` runs this stage beside the others in one, where the other core is
-    taken anyway; daemonic processes may not have children); not while a thread other than
-    the eigh helper runs (the child would inherit the locks it holds).
+    taken anyway; daemonic processes may not have children); not while another thread runs
+    (the child would inherit the locks it holds), except those of
+    :data:`_FORK_SAFE_THREADS`.
     """
     import multiprocessing
 
@@ -1244,8 +1251,9 @@ def _split_obstacle(problems: Sequence[_NullProblems]) -> str | None:
     if multiprocessing.current_process().daemon:
         return "in a daemonic process"
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]
-    if any(not t.name.startswith("agglo-eigh") for t in others):
-        return "other threads running"
+    others = [t for t in others if not t.name.startswith(_FORK_SAFE_THREADS)]
+    if others:
+        return f"other threads running ({', '.join(t.name for t in others)})"
     return None
 
 
