@@ -682,14 +682,36 @@ def test_undeclared_fills_found_only_among_out_of_range_cells_equal_a_full_scan(
     assert len(notes) == len(fills)
 
 
-@pytest.mark.parametrize("ascending, transpose", [(True, False), (False, False), (True, True)])
-def test_banded_cell_gather_equals_netcdf4_masked_read(tmp_path, monkeypatch, ascending, transpose):
+@pytest.mark.parametrize(
+    "ascending, transpose, split",
+    [(True, False, False), (False, False, False), (True, True, False), (True, False, True)],
+)
+def test_banded_cell_gather_equals_netcdf4_masked_read(
+    tmp_path, monkeypatch, ascending, transpose, split
+):
     """read_indexed (chunk-row bands, raw dtype, CF decode of the gathered cells only) ==
-    netCDF4's own masked+scaled read of the whole variable, cells outside the grid NaN."""
+    netCDF4's own masked+scaled read of the whole variable, cells outside the grid NaN;
+    ``split``: the bands shared with a forked child (shared buffer), same values."""
+    from agglo._forked import fork_available
     from agglo.io import rasters
     from agglo.io.rasters import discover_layers
 
     monkeypatch.setattr(rasters, "_MIN_BAND_ROWS", 1)  # one band per 5-row chunk
+    if split:
+        if not fork_available():
+            pytest.skip("forked reads need Linux with the fork start method")
+        monkeypatch.setattr(rasters, "_SPLIT_READ_CELLS", 0)
+        monkeypatch.setattr(rasters, "_free_to_fork", lambda: True)  # 2 cores, no threads
+        started = []
+        real_start = rasters.ForkedCall.start.__func__
+
+        def spy(cls, *args, **kwargs):
+            started.append(kwargs.get("name"))
+            return real_start(cls, *args, **kwargs)
+
+        monkeypatch.setattr(rasters.ForkedCall, "start", classmethod(spy))
+    else:
+        monkeypatch.setattr(rasters, "_SPLIT_READ_CELLS", 10**12)
 
     rng = np.random.default_rng(3)
     ny, nx = 37, 23
@@ -722,6 +744,8 @@ def test_banded_cell_gather_equals_netcdf4_masked_read(tmp_path, monkeypatch, as
     index = layer.cell_index(rows, cols)
     assert len(index.bands) > 3
     got = layer.read_indexed(index)
+    if split:
+        assert started == ["NetCDF read"]  # the split did happen
     expected = np.r_[np.nan, ref[flat // nx, flat % nx], np.nan]
     np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
     np.testing.assert_array_equal(got, layer.read_cells(rows, cols))

@@ -10,7 +10,7 @@ processes, on local Dask threads, or on a ``dask.distributed`` cluster (``schedu
 
 Scheduler (``scheduler=None``, chosen per raster group by data size and cores): forked
 processes when >= 2 cores are usable, there are >= 2 years and each process gets >= 16 M
-stored cells to read (:data:`_CELLS_PER_PROCESS`; China's counties at 0.01° read ~22 M a
+stored cells to read (:data:`_CELLS_PER_PROCESS`; China's counties at 0.01° read ~14 M a
 year), one per core at most; otherwise the years in turn on <= 2 cores (Dask threads there
 doubled kernel time and added 1 GB: NetCDF reads hold a lock) and Dask threads with more.
 Departure from DESIGN.md's "years in turn / Dask threads on > 2 cores": reading a year is
@@ -1424,10 +1424,10 @@ def _process_count(layers: Sequence[Layer], plan: CoveragePlan, *, explicit: boo
     """Processes to split the years of ``layers`` across (< 2: run them in this process).
 
     At most one per usable core and per year, and only where forking is safe
-    (:func:`_can_fork`). Chosen (``explicit=False``, ``scheduler=None``): also at most one
-    per :data:`_CELLS_PER_PROCESS` stored cells to read, so that each process has enough work
-    to pay for its fork; on 2 cores the 26 years of China's counties at 0.01° (~570 M stored
-    cells) take 2, a single year none. Asked for (``scheduler="processes"``): whatever the
+    (:func:`_fork_obstacle`). Chosen (``explicit=False``, ``scheduler=None``): also at most
+    one per :data:`_CELLS_PER_PROCESS` stored cells to read, so that each process has enough
+    work to pay for its fork; on 2 cores the 26 years of China's counties at 0.01° (~364 M
+    stored cells) take 2, one or two years none. Asked for (``scheduler="processes"``): whatever the
     data size.
     """
     workers = min(usable_cores(), len(layers))
