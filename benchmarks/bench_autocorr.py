@@ -34,7 +34,29 @@ by agglo). In one process with esda's kernels already compiled agglo is slower (
 CPU s: numpy gathers instead of compiled loops, plus agglo's id checks, island handling, FDR
 and G*); every new process, i.e. every ``agglo run``, pays esda's compilation and not agglo's.
 
-Usage: ``python benchmarks/bench_autocorr.py [--quick] [--repeat 3] [--permutations 999]``.
+**Transitions** (``--parts`` runs only this and the next part; both also run after the above): the LISA
+and spatial Markov chains of a 130-city x 6-year panel, :mod:`agglo.analysis.markov` versus
+``giddy.markov.LISA_Markov`` + ``Spatial_Markov``, each in a fresh process with libpysal and
+esda already imported (as in a run) and the method's own imports timed (giddy's: mapclassify
+from the warm numba compile cache, then giddy and quantecon, as agglo's run did before).
+The numbers must be identical. Results (2026-12-03, load average 4.3, medians of 3)::
+
+    identical counts, probabilities, chi2, Q, LR: True
+    wall_s agglo=0.011 giddy=1.944 (medians)
+    peak_rss_mb agglo=309 giddy=367 (own process each)
+    BENCH autocorr_markov agglo_s=0.007 giddy_s=1.099 speedup_vs_giddy=148.43
+
+**Global statistics**: Moran's I and Geary's C with their randomisation z and p
+(:func:`agglo.analysis.crand.global_statistics`, esda's arithmetic with the weight sums computed
+once) versus ``esda.Moran`` + ``esda.Geary`` with ``permutations=0`` (each calls
+``graph.summary()``), warm in one process on the 84 member cities' queen weights, CPU s per
+call. Results (2026-12-03, load average 4.3)::
+
+    identical I, z, p, C, z, p: True; peak_rss_mb=384 (this process)
+    BENCH autocorr_global agglo_s=0.00076 esda_s=0.01310 speedup_vs_esda=17.21
+
+Usage: ``python benchmarks/bench_autocorr.py [--quick] [--repeat 3] [--permutations 999]
+[--parts]``.
 """
 
 from __future__ import annotations
@@ -98,9 +120,49 @@ def setup(quick: bool, permutations: int):
     return units, perms, {"agglo": run_agglo, "esda": run_esda}, has_islands
 
 
+def markov_setup():
+    """Panel (130 cities x 6 years) and W for the transitions; the two methods' callables."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import esda  # noqa: F401  (imported in a run before the transitions: not giddy's cost)
+
+    from agglo.analysis.autocorr import spatial_weights
+    from agglo.reference.boundaries import load_cities
+
+    units = load_cities().sort_values("adcode").reset_index(drop=True)
+    w = spatial_weights(units, "queen").to_W()
+    x = units.geometry.representative_point().x.to_numpy()
+    rng = np.random.default_rng(1)
+    y = np.column_stack([x * (1 + 0.05 * t) + rng.normal(0, 2, len(x)) for t in range(6)])
+
+    def run_agglo():
+        from agglo.analysis.markov import lisa_markov, spatial_markov
+
+        lm = lisa_markov(y, w)
+        sm = spatial_markov(y, w, k=4, m=4)
+        return lm.transitions, lm.chi_2[0], sm.P, sm.Q, sm.LR
+
+    def run_giddy():
+        # as agglo's run imported it: mapclassify from the numba compile cache, then giddy
+        from agglo.analysis.compile_cache import import_with_compile_cache
+
+        import_with_compile_cache("mapclassify")
+        from giddy.markov import LISA_Markov, Spatial_Markov
+
+        lm = LISA_Markov(y, w, permutations=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sm = Spatial_Markov(y, w, k=4, m=4, fixed=True, fill_empty_classes=True)
+        return lm.transitions, float(lm.chi_2[0]), sm.P, float(sm.Q), float(sm.LR)
+
+    return {"agglo": run_agglo, "giddy": run_giddy}
+
+
 def child(method: str, quick: bool, permutations: int) -> None:
     """One method, once, in this (new) process: CPU and wall seconds after the imports."""
-    _, _, methods, _ = setup(quick, permutations)
+    if method.startswith("markov-"):
+        method, methods = method.removeprefix("markov-"), markov_setup()
+    else:
+        _, _, methods, _ = setup(quick, permutations)
     t, c = time.perf_counter(), time.process_time()
     methods[method]()
     out = {"cpu": time.process_time() - c, "wall": time.perf_counter() - t, "rss": peak_mb()}
@@ -119,12 +181,96 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="130 cities, 99 permutations (< 1 min)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--permutations", type=int, default=999)
-    ap.add_argument("--child", choices=["agglo", "esda"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--parts",
+        action="store_true",
+        help="only the parts' timings (transitions vs giddy, global statistics vs esda)",
+    )
+    ap.add_argument(
+        "--child",
+        choices=["agglo", "esda", "markov-agglo", "markov-giddy"],
+        help=argparse.SUPPRESS,
+    )
     args = ap.parse_args()
     if args.child:
         child(args.child, args.quick, args.permutations)
         return
+    if not args.parts:
+        bench_stats(args)
+    bench_markov(args)
+    bench_global(args)
 
+
+def bench_global(args) -> None:
+    """Moran's I + Geary's C with z and p: crand.global_statistics vs esda.Moran + esda.Geary
+    (permutations=0, the part agglo replaced), warm in one process on the 84 member cities'
+    weights (the run's largest scope), ABAB, CPU medians of ``repeat`` x 50 calls."""
+    import esda
+
+    from agglo.analysis.autocorr import spatial_weights
+    from agglo.analysis.crand import global_statistics
+    from agglo.reference.boundaries import load_cities
+
+    cities = load_cities()
+    members = cities[cities["agglomeration_id"].notna()]
+    w = spatial_weights(members, "queen")
+    y = np.random.default_rng(2).normal(size=w.n)
+
+    def run_agglo():
+        mi, gc = global_statistics(y, w)
+        return mi.I, mi.z_rand, mi.p_rand, gc.C, gc.z_rand, gc.p_rand
+
+    def run_esda():
+        mi = esda.Moran(y, w, transformation=w.transformation, permutations=0)
+        gc = esda.Geary(y, w, transformation=w.transformation, permutations=0)
+        return mi.I, mi.z_rand, mi.p_rand, gc.C, gc.z_rand, gc.p_rand
+
+    methods = {"agglo": run_agglo, "esda": run_esda}
+    same = run_agglo() == run_esda()
+    times: dict[str, list[float]] = {"agglo": [], "esda": []}
+    for _ in range(max(args.repeat, 3)):
+        for name, fn in methods.items():
+            c = time.process_time()
+            for _ in range(50):
+                fn()
+            times[name].append((time.process_time() - c) / 50)
+    cpu = {k: statistics.median(v) for k, v in times.items()}
+    print(f"global statistics: {w.n} member cities, queen (row-standardised); warm, per call")
+    print(f"identical I, z, p, C, z, p: {same}; peak_rss_mb={peak_mb():.0f} (this process)")
+    print(
+        f"BENCH autocorr_global agglo_s={cpu['agglo']:.5f} esda_s={cpu['esda']:.5f} "
+        f"speedup_vs_esda={cpu['esda'] / cpu['agglo']:.2f}"
+    )
+
+
+def bench_markov(args) -> None:
+    """LISA + spatial Markov chains: agglo.analysis.markov vs giddy, fresh process each."""
+    fresh("markov-giddy", args)  # fills the numba compile cache of mapclassify (untimed)
+    runs: dict[str, list[dict]] = {"agglo": [], "giddy": []}
+    for _ in range(args.repeat):  # ABAB, imports of the method included
+        for name in runs:
+            runs[name].append(fresh(f"markov-{name}", args))
+    cpu = {k: statistics.median(r["cpu"] for r in v) for k, v in runs.items()}
+    wall = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
+    rss = {k: max(r["rss"] for r in v) for k, v in runs.items()}
+    methods = markov_setup()
+    got = {k: fn() for k, fn in methods.items()}
+    same = all(
+        np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+        for a, b in zip(got["agglo"], got["giddy"], strict=True)
+    )
+    print("transitions: 130 cities x 6 years, queen W; fresh process each, imports included")
+    print(f"identical counts, probabilities, chi2, Q, LR: {same}")
+    print(f"wall_s agglo={wall['agglo']:.3f} giddy={wall['giddy']:.3f} (medians)")
+    print(f"peak_rss_mb agglo={rss['agglo']:.0f} giddy={rss['giddy']:.0f} (own process each)")
+    print(
+        f"BENCH autocorr_markov agglo_s={cpu['agglo']:.3f} giddy_s={cpu['giddy']:.3f} "
+        f"speedup_vs_giddy={cpu['giddy'] / cpu['agglo']:.2f}"
+    )
+
+
+def bench_stats(args) -> None:
+    """Weights + Moran/Geary + LISA/G*: agglo vs the bare esda sequence."""
     units, perms, methods, has_islands = setup(args.quick, args.permutations)
     fresh("agglo", args)  # warms agglo's on-disk compile cache (untimed)
     runs: dict[str, list[dict]] = {"agglo": [], "esda": []}

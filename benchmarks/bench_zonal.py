@@ -90,7 +90,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
-import os
 import resource
 import sqlite3
 import sys
@@ -168,27 +167,31 @@ def _kb(path: str, fields: tuple[str, ...]) -> int:
 
 
 class _TreePeak:
-    """Peak memory of this process and its forked children (agglo forks one to split the
-    coverage): sampled every 5 ms as this process's RSS plus each child's *private* pages
+    """Peak memory of a measured process and its forked children (agglo forks to split the
+    coverage and the years): sampled every 5 ms as its RSS plus each child's *private* pages
     (``Private_Clean + Private_Dirty`` of ``smaps_rollup``; the pages a fork shares with its
-    parent are counted once, in the parent)."""
+    parent are counted once, in the parent). It runs in the benchmark's own process, not in
+    the measured one: a thread there would keep agglo from forking (it does not fork while
+    other threads run)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int) -> None:
         import threading
 
+        self.pid = pid
         self.peak_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        me = os.getpid()
+        pid = self.pid
         while not self._stop.wait(0.005):
             kids = []
-            for t in Path(f"/proc/{me}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    kids += (t / "children").read_text().split()
-            total = _kb(f"/proc/{me}/status", ("VmRSS:",))
+            with contextlib.suppress(OSError):
+                for t in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError):
+                        kids += (t / "children").read_text().split()
+            total = _kb(f"/proc/{pid}/status", ("VmRSS:",))
             for k in kids:
                 total += _kb(f"/proc/{k}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
             self.peak_kb = max(self.peak_kb, total)
@@ -204,7 +207,7 @@ def _job(kind: str, polygons: str, rasters: list[str], cache_dir: str, queue: mp
 
     counties = gpd.read_file(polygons)
     _reset_peak_rss()
-    tree = _TreePeak()
+    queue.put("start")  # the parent samples this process's memory from now on
     c0 = time.process_time()
     k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -245,7 +248,7 @@ def _job(kind: str, polygons: str, rasters: list[str], cache_dir: str, queue: mp
     seconds = time.perf_counter() - t0
     k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - c0 + (k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime)
-    peak_mb = max(_peak_rss_mb(), tree.stop_mb())
+    peak_mb = _peak_rss_mb()
     print(f"  [{kind} {len(rasters)} raster(s): {seconds:.2f} s wall, {cpu:.2f} CPU-s]")
     queue.put((seconds, peak_mb, means))
 
@@ -258,9 +261,13 @@ def measure(
     args = (kind, str(polygons), [str(r) for r in rasters], str(cache_dir), q)
     p = ctx.Process(target=_job, args=args)
     p.start()
-    out = q.get()
+    if q.get() != "start":
+        raise RuntimeError(f"{kind}: the measured process did not start")
+    tree = _TreePeak(p.pid)
+    seconds, peak_mb, means = q.get()
+    tree_mb = tree.stop_mb()
     p.join()
-    return out
+    return seconds, max(peak_mb, tree_mb), means
 
 
 def main() -> None:

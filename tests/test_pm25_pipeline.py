@@ -123,3 +123,23 @@ def test_cli_coverage_cache_flag_writes_the_cache(tmp_path):
     assert len(list(cov.glob("coverage-*.plan"))) == 1
     assert main([*args, "--out", str(tmp_path / "pm2.csv")]) == 0  # read from the cache
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(tmp_path / "pm2.csv"))
+
+
+def test_cli_scheduler_processes_equals_synchronous(tmp_path, monkeypatch):
+    from agglo._forked import fork_available
+    from agglo.measures import pm25
+
+    if not fork_available():
+        pytest.skip("forked processes need Linux")
+    monkeypatch.setattr(pm25, "usable_cores", lambda: 2)  # fork even on a 1-core affinity
+    forked = []
+    real = pm25._run_processes
+    monkeypatch.setattr(pm25, "_run_processes", lambda *a: forked.append(a[-1]) or real(*a))
+    out = {}
+    for sched in ("synchronous", "processes"):
+        out[sched] = tmp_path / f"{sched}.csv"
+        args = ["pm25", "--rasters", str(DEMO), "--scheduler", sched, "--out", str(out[sched])]
+        assert main(args) == 0
+    assert forked == [2]  # the 3 demo years: 2 in this process, 1 in a child
+    a, b = (pd.read_csv(p, dtype={"adcode": str}) for p in out.values())
+    pd.testing.assert_frame_equal(b, a, check_exact=True)

@@ -61,11 +61,12 @@ class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.NOTSET)
         self.records: list[logging.LogRecord] = []
-        self._seen: set[int] = set()
+        # the records seen, kept alive: the id of a record freed could be reused by the next
+        self._seen: dict[int, logging.LogRecord] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if id(record) not in self._seen:  # a record reaches every handler up the hierarchy
-            self._seen.add(id(record))
+            self._seen[id(record)] = record
             self.records.append(logging.handlers.QueueHandler.prepare(self, record))  # type: ignore[arg-type]
 
     def format(self, record: logging.LogRecord) -> str:

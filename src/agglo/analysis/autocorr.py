@@ -3,7 +3,9 @@ autocorrelation").
 
 Everything statistical is delegated to the PySAL libraries: weights are
 :class:`libpysal.graph.Graph` objects, global Moran's I / Geary's C, local Moran (LISA) and
-Getis-Ord G* come from :mod:`esda`, transitions across years from :mod:`giddy`. What this
+Getis-Ord G* come from :mod:`esda`, transitions across years are giddy's LISA and spatial
+Markov chains (computed by :mod:`agglo.analysis.markov`, giddy's arithmetic without importing
+giddy, mapclassify and quantecon: ~0.5 CPU-s per run; cross-checked against giddy). What this
 module adds is the part that goes wrong in practice:
 
 - **ids, never positions**: weights are keyed by ``adcode`` and data rows are matched to them
@@ -21,7 +23,11 @@ false-discovery-rate control by default (``correction="none"`` for a plain alpha
 classic Ord & Getis (1995) statistic on the binary neighbour structure of the weights plus the
 unit itself (esda's analytic variance is exact for binary weights only), computed on values
 shifted to be positive when needed (its z-score and p-value do not change under a shift).
-Permutation p-values (global and local) are esda's, computed in numpy with esda's draws
+Global Moran's I and Geary's C with their analytic z and p are esda's arithmetic computed by
+:func:`agglo.analysis.crand.global_statistics` (the weight sums once per call instead of one
+``graph.summary()`` per statistic; equal to esda's to the last bit, esda's own objects are used
+for weights with isolates). Permutation p-values (global and local) are esda's, computed in
+numpy with esda's draws
 (:mod:`agglo.analysis.crand`, nothing compiled), with two documented changes that make them
 reproducible: a simulated statistic that ties with the observed one (within a relative 1e-9)
 counts in both tails, and when there are no more distinct arrangements than permutations
@@ -42,8 +48,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from agglo.analysis.compile_cache import import_with_compile_cache
-from agglo.errors import AggloInputError, require
+from agglo.errors import AggloInputError
 from agglo.measures.geodesy import ensure_wgs84
 from agglo.options import RUN_SEED, Options, choice_problem, option
 from agglo.results import StageResult
@@ -707,18 +712,20 @@ def global_autocorrelation(
     >>> round(float(s["moran_i"]), 3), round(float(s["geary_c"]), 3)  # 0.6 and 0.2 by hand
     (0.6, 0.2)
     """
-    import esda
-
-    from agglo.analysis.crand import permutation_statistics
+    from agglo.analysis.crand import global_statistics, permutation_statistics
 
     permutations = _check_perms(permutations)
     graph, y, _ = _align(data, column, w, id_col)
     graph, tr = _esda_transformation(graph, transformation)
     with _seeded(seed):
-        mi = esda.Moran(y, graph, transformation=tr, permutations=0)
-        # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
-        gw = graph.to_W() if len(graph.isolates) else graph
-        gc = esda.Geary(y, gw, transformation=tr, permutations=0)
+        if len(graph.isolates):
+            import esda
+
+            mi = esda.Moran(y, graph, transformation=tr, permutations=0)
+            # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
+            gc = esda.Geary(y, graph.to_W(), transformation=tr, permutations=0)
+        else:  # esda's arithmetic without its per-call graph.summary() (crand)
+            mi, gc = global_statistics(y, graph)
         # esda's simulations, drawn in esda's order, computed in one product
         sims = permutation_statistics(mi, gc, permutations) if permutations else {}
     out = {
@@ -840,6 +847,26 @@ def local_autocorrelation(
 # ----------------------------------------------------------------------------- transitions
 
 
+def _require_giddy() -> None:
+    """Refuse without giddy (the ``markov`` extra), whose estimators the transitions are.
+
+    giddy is not imported (:mod:`agglo.analysis.markov` computes its numbers); it stays
+    required because it is the reference those numbers are checked against and the library
+    the run's provenance names for them.
+    """
+    import importlib.util
+    import sys
+
+    from agglo.errors import MissingDependencyError
+
+    loaded = sys.modules.get("giddy.markov", False)
+    if loaded is None or (loaded is False and importlib.util.find_spec("giddy") is None):
+        raise MissingDependencyError(
+            "LISA transitions (lisa_transitions) needs the optional package 'giddy': "
+            "pip install 'agglo[markov]'"
+        )
+
+
 @dataclass
 class LisaTransitions:
     """Transitions of units between classes across consecutive years (see
@@ -878,7 +905,7 @@ def lisa_transitions(
     id_col: str = "adcode",
     classes: int = 4,
 ) -> LisaTransitions:
-    """LISA-quadrant and spatial-Markov transitions of ``column`` across years (giddy).
+    """LISA-quadrant and spatial-Markov transitions of ``column`` across years (giddy's).
 
     Parameters
     ----------
@@ -895,7 +922,10 @@ def lisa_transitions(
     Notes
     -----
     Quadrants are those of the local Moran scatterplot in each year (no permutation test is
-    involved, so there is no seed); the chi-square tests are giddy's.
+    involved, so there is no seed); the chain estimates and chi-square tests are those of
+    ``giddy.markov.LISA_Markov`` and ``Spatial_Markov(k=m=classes, fixed=True,
+    fill_empty_classes=True)``, computed by :mod:`agglo.analysis.markov` without importing
+    giddy (equal to giddy's on the same input: ``tests/test_autocorr_markov.py``).
 
     Returns
     -------
@@ -912,12 +942,9 @@ def lisa_transitions(
     >>> int(tr.counts.to_numpy().sum())  # 16 units x 2 transitions
     32
     """
-    # giddy imports mapclassify, whose kernel compiles at import: compile it once per machine
-    with contextlib.suppress(ImportError):
-        import_with_compile_cache("mapclassify")
-    markov = require("giddy.markov", "markov", "LISA transitions (lisa_transitions)")
-    LISA_Markov, Spatial_Markov = markov.LISA_Markov, markov.Spatial_Markov
+    from agglo.analysis.markov import lisa_markov, spatial_markov
 
+    _require_giddy()
     for c in (column, year_col, id_col):
         if c not in panel.columns:
             raise AggloInputError(f"column {c!r} not found; columns are {list(panel.columns)}.")
@@ -946,7 +973,7 @@ def lisa_transitions(
     wW = graph.to_W()
     labels = [QUADRANTS[i] for i in (1, 2, 3, 4)]
     with _seeded(None):
-        lm = LISA_Markov(y, wW, permutations=0)
+        lm = lisa_markov(y, wW)
     counts = pd.DataFrame(lm.transitions, index=labels, columns=labels).round().astype(int)
     counts.index.name, counts.columns.name = "from", "to"
     totals = counts.sum(axis=1).replace(0, np.nan)
@@ -957,7 +984,7 @@ def lisa_transitions(
     try:
         with _seeded(None), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            sm = Spatial_Markov(y, wW, k=classes, m=classes, fixed=True, fill_empty_classes=True)
+            sm = spatial_markov(y, wW, k=classes, m=classes)
         for a in range(sm.m):
             for i in range(sm.k):
                 for j in range(sm.k):

@@ -1,7 +1,10 @@
 """On-disk cache of numba kernels that mapclassify compiles at import.
 
-agglo's own permutation tests compile nothing (:mod:`agglo.analysis.crand` is numpy). The LISA
-transitions import giddy, which imports mapclassify: mapclassify compiles
+agglo's own permutation tests compile nothing (:mod:`agglo.analysis.crand` is numpy), and the
+LISA transitions no longer import giddy (:mod:`agglo.analysis.markov` computes giddy's chains
+in numpy), so ``agglo run`` does not use this module any more; it serves code that imports
+mapclassify or giddy itself (the transitions benchmark's giddy side). Before, the LISA
+transitions imported giddy, which imports mapclassify: mapclassify compiles
 ``_fisher_jenks_means`` with an explicit signature *at import*, without a cache, in every
 process (about 2 CPU-seconds). :func:`import_with_compile_cache` imports it with numba's
 on-disk cache on for its kernels: the first process compiles and saves them, later ones load

@@ -525,6 +525,8 @@ def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
 #: fewest matrices x n^3 for which :func:`_stacked_eigh` splits a stack over two threads
 _THREADED_EIGH_MIN_WORK = 200_000
 _EIGH_POOL: list[ThreadPoolExecutor] = []  # made on first use
+#: set while the nulls are split across two processes (both cores busy): no eigh thread
+_EIGH_THREAD_OFF: list[bool] = [False]
 
 
 def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -541,7 +543,7 @@ def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     threaded).
     """
     b, n = h.shape[:2]
-    if b < 2 or b * n**3 < _THREADED_EIGH_MIN_WORK or not _core_free():
+    if b < 2 or b * n**3 < _THREADED_EIGH_MIN_WORK or _EIGH_THREAD_OFF[0] or not _core_free():
         return np.linalg.eigh(h)
     if not _EIGH_POOL:
         _EIGH_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="agglo-eigh"))
@@ -1111,7 +1113,26 @@ def _fit(
     return r, core.astype(float), core
 
 
-def _null_fits(
+@dataclass(frozen=True)
+class _NullProblems:
+    """The permutation nulls of one network, drawn and ready to fit (:func:`_null_problems`).
+
+    ``kind``: ``"continuous"``, ``"local"`` (discrete local search) or ``"exhaustive"``;
+    ``mats``: the permuted networks ``(n_perm, n, n)``; ``starts``: per network, the list of
+    continuous starts, or the local-search starts ``(n_perm, S, n)``; ``None`` for exhaustive.
+    """
+
+    kind: str
+    mats: np.ndarray
+    starts: Any
+
+    def key(self) -> tuple:
+        """Problems with the same key are solved in one batch by :func:`_solve_nulls`."""
+        shape = np.shape(self.starts)[1:] if self.kind == "local" else ()
+        return (self.kind, self.mats.shape[1], shape)
+
+
+def _null_problems(
     a: np.ndarray,
     method: str,
     prng: np.random.Generator,
@@ -1119,8 +1140,8 @@ def _null_fits(
     restarts: int,
     exhaustive_max: int,
     progress: bool,
-) -> np.ndarray:
-    """Fits of ``n_perm`` seeded permutations of the pair weights, solved in one batch.
+) -> _NullProblems:
+    """``n_perm`` seeded permutations of the pair weights of ``a`` and the starts of their fits.
 
     The generator is drawn in the same order as fitting one permutation after the other
     (permutation, then that fit's random starts), so the nulls do not depend on batching;
@@ -1147,12 +1168,152 @@ def _null_fits(
     if method == "continuous":
         vecs = np.linalg.eigh(mats)[1]
         starts = [_starts_from(m, v, r) for m, v, r in zip(mats, vecs, randoms, strict=True)]
-        return np.array(
-            [r for r, _ in _fit_continuous(list(mats), starts, star_limit=True, fast=True)]
-        )
+        return _NullProblems("continuous", mats, starts)
     if local:
-        return _discrete_local_batch(mats, np.stack(starts))[0]
-    return _discrete_exhaustive_batch(mats)[0]
+        return _NullProblems("local", mats, np.stack(starts))
+    return _NullProblems("exhaustive", mats, None)
+
+
+def _solve_nulls(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
+    """Fits of the permutation nulls of several networks, in order.
+
+    The nulls of every network of one kind and size (e.g. an agglomeration's years) are
+    solved in one batch: each batched solver treats its problems independently (row by row,
+    the same operations whatever the batch), so the fits equal those of one network at a
+    time, bit for bit, while the per-step costs of the batch (Python, small LAPACK calls, the
+    tail of the last few Newton runs) are paid once per group instead of once per network.
+    """
+    out: list[np.ndarray | None] = [None] * len(problems)
+    groups: dict[tuple, list[int]] = {}
+    for i, prob in enumerate(problems):
+        if len(prob.mats):
+            groups.setdefault(prob.key(), []).append(i)
+        else:
+            out[i] = np.empty(0)
+    for (kind, _, _), idx in groups.items():
+        mats = np.concatenate([problems[i].mats for i in idx])
+        if kind == "continuous":
+            starts = [s for i in idx for s in problems[i].starts]
+            fits = _fit_continuous(list(mats), starts, star_limit=True, fast=True)
+            r = np.array([f for f, _ in fits])
+        elif kind == "local":
+            r = _discrete_local_batch(mats, np.concatenate([problems[i].starts for i in idx]))[0]
+        else:
+            r = _discrete_exhaustive_batch(mats)[0]
+        bounds = np.cumsum([0] + [len(problems[i].mats) for i in idx])
+        for k, i in enumerate(idx):
+            out[i] = r[bounds[k] : bounds[k + 1]]
+    return out  # type: ignore[return-value]
+
+
+#: least work (permuted networks x starts x n^3, summed) for which the nulls are split across
+#: two processes; the bundled stage has ~29 M (~2 CPU-s), a fork and its result ~0.03 s
+_SPLIT_MIN_WORK = 4_000_000
+
+
+#: threads that do not keep the split from forking: the eigh helper (idle between calls;
+#: never used by the child) and tqdm's monitor (it takes only tqdm's lock, which the child
+#: does not use: the nulls are drawn, and their progress shown, before the split)
+_FORK_SAFE_THREADS = ("agglo-eigh", "tqdm_monitor")
+
+
+def _null_work(problems: Sequence[_NullProblems]) -> int:
+    """Rough cost of fitting ``problems``: rows x n^3 (continuous: every start is a row)."""
+    work = 0
+    for prob in problems:
+        n = prob.mats.shape[1]
+        rows = sum(len(s) for s in prob.starts) if prob.kind == "continuous" else len(prob.mats)
+        work += rows * n**3 if prob.kind != "exhaustive" else len(prob.mats) * (1 << n)
+    return work
+
+
+def _split_obstacle(problems: Sequence[_NullProblems]) -> str | None:
+    """Why the nulls are fitted in this process alone, or None when a forked child may share.
+
+    Not below :data:`_SPLIT_MIN_WORK`; not without two usable cores and a free one (the
+    1-minute load average, as :func:`_core_free`: under load the child would only take CPU
+    time from the other jobs); not without the ``fork`` start method; not from a daemonic
+    process (``agglo run`` runs this stage beside the others in one, where the other core is
+    taken anyway; daemonic processes may not have children); not while another thread runs
+    (the child would inherit the locks it holds), except those of
+    :data:`_FORK_SAFE_THREADS`.
+    """
+    import multiprocessing
+
+    from agglo._forked import fork_available
+
+    if sum(len(p.mats) for p in problems) < 2 or _null_work(problems) < _SPLIT_MIN_WORK:
+        return "little work"
+    if not _core_free():
+        return "no free core"
+    if not fork_available():
+        return "no fork start method"
+    if multiprocessing.current_process().daemon:
+        return "in a daemonic process"
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    others = [t for t in others if not t.name.startswith(_FORK_SAFE_THREADS)]
+    if others:
+        return f"other threads running ({', '.join(t.name for t in others)})"
+    return None
+
+
+def _solve_nulls_child(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
+    """:func:`_solve_nulls` in a forked child (its copy of the eigh thread pool is dead)."""
+    _EIGH_POOL.clear()
+    _EIGH_THREAD_OFF[0] = True
+    return _solve_nulls(problems)
+
+
+def _solve_nulls_split(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
+    """:func:`_solve_nulls`, on two processes when a second core is free and it pays.
+
+    Every network's permutations are halved: this process fits the first halves and a forked
+    child (:class:`agglo._forked.ForkedCall`) the second, both batched by kind and size as in
+    :func:`_solve_nulls`. Each permutation is fitted on its own (row by row), so the joined
+    halves equal one process's fits bit for bit; only wall time changes (about half of the
+    stage's CPU time is in the nulls of its largest networks). When :func:`_split_obstacle`
+    names a reason, everything is fitted here.
+    """
+    obstacle = _split_obstacle(problems)
+    if obstacle is not None:
+        log.debug("coreness nulls in one process: %s", obstacle)
+        return _solve_nulls(problems)
+    from agglo._forked import ForkedCall
+
+    def half(prob: _NullProblems, part: int) -> _NullProblems:
+        k = (len(prob.mats) + 1) // 2
+        sl = slice(0, k) if part == 0 else slice(k, None)
+        starts = None if prob.starts is None else prob.starts[sl]
+        return _NullProblems(prob.kind, prob.mats[sl], starts)
+
+    second = [half(p, 1) for p in problems]
+    child = ForkedCall.start(_solve_nulls_child, second, name="coreperiphery nulls")
+    off = _EIGH_THREAD_OFF[0]
+    _EIGH_THREAD_OFF[0] = True
+    try:
+        mine = _solve_nulls([half(p, 0) for p in problems])
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        _EIGH_THREAD_OFF[0] = off
+    theirs = child.result()
+    log.debug("coreness nulls split across two processes")
+    return [np.concatenate([a, b]) for a, b in zip(mine, theirs, strict=True)]
+
+
+def _null_fits(
+    a: np.ndarray,
+    method: str,
+    prng: np.random.Generator,
+    n_perm: int,
+    restarts: int,
+    exhaustive_max: int,
+    progress: bool,
+) -> np.ndarray:
+    """Fits of ``n_perm`` seeded permutations of the pair weights, solved in one batch."""
+    prob = _null_problems(a, method, prng, n_perm, restarts, exhaustive_max, progress)
+    return _solve_nulls([prob])[0]
 
 
 def coreness(
@@ -1228,6 +1389,48 @@ def coreness(
     >>> out.index[out.core].tolist(), float(out.attrs["fit"])
     (['a', 'b'], 1.0)
     """
+    job = _prepare_coreness(
+        interactions,
+        method=method,
+        seed=seed,
+        n_perm=n_perm,
+        restarts=restarts,
+        exhaustive_max=exhaustive_max,
+        transform=transform,
+        progress=progress,
+    )
+    with _one_blas_thread():
+        nulls = _solve_nulls_split([job.nulls])[0] if job.nulls is not None else None
+    return _finish_coreness(job, nulls)
+
+
+@dataclass(frozen=True)
+class _CorenessJob:
+    """One :func:`coreness` call with its observed fit made and its nulls drawn (not fitted)."""
+
+    index: pd.Index
+    method: str
+    r: float
+    values: np.ndarray
+    core: np.ndarray
+    nulls: _NullProblems | None
+    n_perm: int
+    seed: int
+    transform: str
+
+
+def _prepare_coreness(
+    interactions: pd.DataFrame,
+    *,
+    method: str,
+    seed: int,
+    n_perm: int,
+    restarts: int,
+    exhaustive_max: int,
+    transform: str,
+    progress: bool,
+) -> _CorenessJob:
+    """Validation, the observed fit and the drawn nulls of :func:`coreness` (same arguments)."""
     problems = [
         p
         for p in (
@@ -1256,27 +1459,43 @@ def coreness(
         )
     fit_seq, null_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(fit_seq)
+    nulls = None
     with _one_blas_thread():
         r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
-        nulls = np.full(n_perm, np.nan)
         if n_perm > 0:
             prng = np.random.default_rng(null_seq)
-            nulls = _null_fits(a, method, prng, n_perm, restarts, exhaustive_max, progress)
-    p = (1 + int(np.sum(nulls >= r - 1e-12))) / (n_perm + 1) if n_perm > 0 else np.nan
-    out = pd.DataFrame(
-        {"coreness": values, "core": core.astype(bool)}, index=interactions.index.copy()
+            nulls = _null_problems(a, method, prng, n_perm, restarts, exhaustive_max, progress)
+    return _CorenessJob(
+        index=interactions.index.copy(),
+        method=method,
+        r=float(r),
+        values=values,
+        core=core,
+        nulls=nulls,
+        n_perm=int(n_perm),
+        seed=int(seed),
+        transform=transform,
     )
+
+
+def _finish_coreness(job: _CorenessJob, nulls: np.ndarray | None) -> pd.DataFrame:
+    """The :func:`coreness` table of ``job`` given its null fits (``None`` without a test)."""
+    n_perm, r = job.n_perm, job.r
+    if nulls is None:
+        nulls = np.full(n_perm, np.nan)
+    p = (1 + int(np.sum(nulls >= r - 1e-12))) / (n_perm + 1) if n_perm > 0 else np.nan
+    out = pd.DataFrame({"coreness": job.values, "core": job.core.astype(bool)}, index=job.index)
     out.attrs = {
-        "method": method,
+        "method": job.method,
         "fit": float(r),
         "p_value": float(p),
         "n_perm": int(n_perm),
         "null_mean": float(np.mean(nulls)) if n_perm else float("nan"),
         "null_q95": float(np.quantile(nulls, 0.95)) if n_perm else float("nan"),
-        "seed": int(seed),
-        "transform": transform,
+        "seed": job.seed,
+        "transform": job.transform,
     }
-    log.debug("coreness %s: fit %.4f, p %.4f", method, r, p)
+    log.debug("coreness %s: fit %.4f, p %.4f", job.method, r, p)
     return out
 
 
@@ -1831,13 +2050,24 @@ class CorePeripheryResult(StageResult):
 def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[pd.DataFrame]:
     """:func:`coreness` of every ``(interactions, method)`` job, in order, in this thread.
 
-    The jobs are not spread over threads: the BFGS refits run scipy's line search, which
-    switches warning filters with ``warnings.catch_warnings`` (process-wide before Python
-    3.14), so a second thread's fit could see them half-restored (a ``LineSearchWarning``
-    raised under an ``error`` filter, or a filter left changed). ``agglo run`` runs this
-    stage beside the others in its own process instead (:mod:`agglo._forked`).
+    Each job's observed fit is made and its permutations drawn as :func:`coreness` does;
+    then the nulls of all jobs are fitted together, those of one kind and size in one batch
+    (:func:`_solve_nulls`: the same fits as job by job, bit for bit, for less work per
+    Newton step). The jobs are not spread over threads: the BFGS refits run scipy's line
+    search, which switches warning filters with ``warnings.catch_warnings`` (process-wide
+    before Python 3.14), so a second thread's fit could see them half-restored (a
+    ``LineSearchWarning`` raised under an ``error`` filter, or a filter left changed).
+    ``agglo run`` runs this stage beside the others in its own process instead
+    (:mod:`agglo._forked`).
     """
-    return [coreness(t, method=m, **kwargs) for t, m in jobs]
+    prepared = [_prepare_coreness(t, method=m, **kwargs) for t, m in jobs]
+    tested = [i for i, job in enumerate(prepared) if job.nulls is not None]
+    with _one_blas_thread():
+        solved = _solve_nulls_split([prepared[i].nulls for i in tested])  # type: ignore[misc]
+    nulls: list[np.ndarray | None] = [None] * len(prepared)
+    for i, r in zip(tested, solved, strict=True):
+        nulls[i] = r
+    return [_finish_coreness(job, r) for job, r in zip(prepared, nulls, strict=True)]
 
 
 def core_periphery(

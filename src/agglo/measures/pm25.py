@@ -5,9 +5,20 @@ covers and by how much. :func:`zonal_pm25` does that once per polygon set and gr
 coverage fractions from ``exactextract``), stores it as a sparse polygons x cells matrix of
 weights, and then each year is one gather of the used cells (read in chunk-row bands at the
 file's dtype, at positions computed once per file layout) and one sparse matrix-vector product
-(mask sums only when a year has missing cells). Years run in turn on <= 2 cores (threads there
-only doubled kernel time and memory: NetCDF reads hold a lock), on local Dask threads with more
-cores, or on a ``dask.distributed`` cluster (``scheduler=``).
+(mask sums only when a year has missing cells). Years run in turn, or split across forked
+processes, on local Dask threads, or on a ``dask.distributed`` cluster (``scheduler=``).
+
+Scheduler (``scheduler=None``, chosen per raster group by data size and cores): forked
+processes when >= 2 cores are usable, there are >= 2 years and each process gets >= 16 M
+stored cells to read (:data:`_CELLS_PER_PROCESS`; China's counties at 0.01° read ~14 M a
+year), one per core at most; otherwise the years in turn on <= 2 cores (Dask threads there
+doubled kernel time and added 1 GB: NetCDF reads hold a lock) and Dask threads with more.
+Departure from DESIGN.md's "years in turn / Dask threads on > 2 cores": reading a year is
+mostly zlib decompression under HDF5's lock, which threads cannot share but processes can;
+the forked children inherit the coverage plan (nothing pickled but each year's sums) and run
+the same per-year code, so the table is identical bit for bit (:func:`_run_processes`). Not
+from a daemonic process (the pipeline's side-by-side stages) nor while other threads run: the
+years then run in turn.
 
 Weights (``weights=``):
 
@@ -45,9 +56,12 @@ import importlib.util
 import json
 import logging
 import math
+import mmap
+import multiprocessing
 import operator
 import os
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -63,7 +77,7 @@ import shapely
 from pyproj import CRS
 
 from agglo._cores import usable_cores
-from agglo._forked import ForkedCall, fork_available
+from agglo._forked import ForkedCall, ForkedError, fork_available
 from agglo._validate import check_crs, check_overlap, clean_geometries
 from agglo.errors import AggloDataWarning, AggloInputError, CRSError, require
 from agglo.io.rasters import (
@@ -123,7 +137,9 @@ class PM25Options(Options):
         None, help="CRS of rasters whose files have none, e.g. EPSG:4326."
     )
     scheduler: str | None = option(
-        None, help="dask.distributed scheduler address (default: local threads)."
+        None,
+        help="How the years run: synchronous, processes (forked, Linux), threads or a "
+        "dask.distributed scheduler address (default: chosen by data size and cores).",
     )
     coverage_cache: str | None = option(
         None,
@@ -445,12 +461,29 @@ class CoverageCache:
                 )
                 return None
             base = -(-(len(self._MAGIC) + 8 + n) // 64) * 64
+            size = os.fstat(f.fileno()).st_size
+            # POSIX: the arrays are private (copy-on-write) mappings of the file, not copies
+            # read into new memory (entries are replaced by renaming, never rewritten in place)
+            mapped = (
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                if os.name == "posix" and size > base
+                else None
+            )
             arrays = {}
             for name, dtype, shape, off, nbytes, crc in head["arrays"]:
-                a = np.empty(shape, dtype=np.dtype(dtype))
-                f.seek(base + off)
-                buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
-                if nbytes and (f.readinto(buf) != nbytes or zlib.crc32(buf) != crc):
+                dt = np.dtype(dtype)
+                if nbytes != math.prod(shape) * dt.itemsize or base + off + nbytes > size:
+                    raise ValueError(f"array {name} is truncated or damaged")
+                if mapped is not None and nbytes:
+                    a = np.frombuffer(mapped, dt, math.prod(shape), base + off).reshape(shape)
+                    buf = memoryview(a).cast("B")
+                else:
+                    a = np.empty(shape, dtype=dt)
+                    f.seek(base + off)
+                    buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
+                    if nbytes and f.readinto(buf) != nbytes:
+                        raise ValueError(f"array {name} is truncated or damaged")
+                if nbytes and zlib.crc32(buf) != crc:
                     raise ValueError(f"array {name} is truncated or damaged")
                 arrays[name] = a
         return head["meta"], arrays
@@ -698,29 +731,52 @@ def _build_plan(
     counts = np.zeros(n, dtype=np.int64)
     ci = np.zeros(0, np.int32)
     cv = np.zeros(0)
+    row_area = None
+    if weights == "area":
+        if not grid.is_geographic:
+            row_area = np.full(nrow, _projected_cell_area(grid))
+        else:
+            row_area = cell_area_km2(window.row_edges(), grid.dx)
+    # "area": coverage fractions x the area of the cell's row, applied by _exact_pairs to
+    # each half where it is computed
+    scale = None if row_area is None else (row_area, ncol)
     if idx.size:
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
-            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress)
+            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
         else:  # two halves side by side: the first in a forked child, the second here
+            first = geoms[idx[:parts]]
+            out = _shared_pairs(_pairs_bound(first, grid))
             half = ForkedCall.start(
-                _exact_pairs,
+                _exact_pairs_into,
+                out,
                 src,
-                geoms[idx[:parts]],
+                first,
                 crs_wkt,
                 None if sub is None else sub[:parts],
-                False,
+                scale,
                 name="coverage (first half)",
             )
             try:
                 c2, ci2, cv2 = _exact_pairs(
-                    src, geoms[idx[parts:]], crs_wkt, None if sub is None else sub[parts:], False
+                    src,
+                    geoms[idx[parts:]],
+                    crs_wkt,
+                    None if sub is None else sub[parts:],
+                    False,
+                    scale=scale,
                 )
             except BaseException:
                 half.kill()
                 raise
-            c1, ci1, cv1 = half.result()
+            got = half.result()
+            if len(got) == 2:  # the child's pairs are in the shared buffers
+                c1, k = got
+                ci1, cv1 = out[0][:k], out[1][:k]
+            else:  # more pairs than the bound: sent back through the pipe
+                c1, ci1, cv1 = got
+            del out, got
             c = np.concatenate([c1, c2])
             ci, cv = np.concatenate([ci1, ci2]), np.concatenate([cv1, cv2])
             del c1, c2, ci1, ci2, cv1, cv2
@@ -749,13 +805,6 @@ def _build_plan(
     # pairs come grouped by polygon in input order: the CSR index pointer is a cumulative count
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    row_area = None
-    if weights == "area":
-        if not grid.is_geographic:
-            row_area = np.full(nrow, _projected_cell_area(grid))
-        else:
-            row_area = cell_area_km2(window.row_edges(), grid.dx)
-        cv *= row_area[ci // ncol]  # the row of each pair's cell
     del ci
     w = sp.csr_matrix((cv, col, indptr), shape=(n, cells.size))
     return CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
@@ -792,12 +841,66 @@ def _split_point(geoms: np.ndarray, grid: Grid) -> int | None:
     return min(max(k, 1), len(geoms) - 1)
 
 
+def _pairs_bound(geoms: np.ndarray, grid: Grid) -> int:
+    """An upper bound on exactextract's pairs for ``geoms`` (all present): the cells of each
+    polygon's bounding box, one more row and column for the edges' cells."""
+    b = shapely.bounds(geoms)
+    rows = np.floor((b[:, 3] - b[:, 1]) / abs(grid.dy)) + 2
+    cols = np.floor((b[:, 2] - b[:, 0]) / abs(grid.dx)) + 2
+    total = float((rows * cols).sum())
+    return int(total) if math.isfinite(total) and total < 2**40 else 0
+
+
+def _shared_pairs(bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-id (int32) and value (float64) buffers of ``bound`` pairs in an anonymous shared
+    mapping: a forked child writes its pairs there instead of pickling them back (pages it
+    does not touch are never allocated)."""
+    bound = max(bound, 1)
+    at = -(-bound * 4 // 8) * 8
+    buf = mmap.mmap(-1, at + bound * 8)
+    return (
+        np.frombuffer(buf, dtype=np.int32, count=bound),
+        np.frombuffer(buf, dtype=np.float64, count=bound, offset=at),
+    )
+
+
+def _exact_pairs_into(
+    out: tuple[np.ndarray, np.ndarray],
+    src: Any,
+    geoms: np.ndarray,
+    crs_wkt: str,
+    wkb: np.ndarray | None,
+    scale: tuple[np.ndarray, int] | None,
+) -> tuple:
+    """:func:`_exact_pairs` in a forked child: the pairs written into the shared ``out``
+    buffers and ``(counts, n_pairs)`` returned, or ``(counts, cell_ids, values)`` when they
+    do not fit."""
+    counts, ci, cv = _exact_pairs(src, geoms, crs_wkt, wkb, False, scale=scale, out=out)
+    k = ci.size
+    if k > out[0].size:
+        return counts, ci, cv
+    if not np.shares_memory(ci, out[0]):
+        out[0][:k] = ci
+        out[1][:k] = cv
+    return counts, k
+
+
 def _exact_pairs(
-    src: Any, geoms: np.ndarray, crs_wkt: str, wkb: np.ndarray | None, progress: bool
+    src: Any,
+    geoms: np.ndarray,
+    crs_wkt: str,
+    wkb: np.ndarray | None,
+    progress: bool,
+    *,
+    scale: tuple[np.ndarray, int] | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """exactextract's covered cells of every polygon of ``geoms`` (all present): pairs per
     polygon (int64), cell ids (int32, in the window) and coverage fractions (float64 > 0),
-    grouped by polygon in input order."""
+    grouped by polygon in input order.
+
+    ``scale=(row_area, ncol)``: the fractions multiplied by the area of each cell's window
+    row. ``out``: cell-id and value buffers to write the pairs into when they fit."""
     from exactextract import exact_extract
 
     n = len(geoms)
@@ -813,8 +916,12 @@ def _exact_pairs(
     counts = np.array([len(c) for c in coverages], dtype=np.int64)
     # copy into one int32 (a window has < 2**31 cells) and one float64 array, freeing
     # exactextract's per-polygon arrays as we go (peak: one copy of the pairs, not two)
-    ci = np.empty(int(counts.sum()), dtype=np.int32)
-    cv = np.empty(ci.size, dtype=np.float64)
+    total = int(counts.sum())
+    if out is not None and total <= out[0].size:
+        ci, cv = out[0][:total], out[1][:total]
+    else:
+        ci = np.empty(total, dtype=np.int32)
+        cv = np.empty(ci.size, dtype=np.float64)
     at = 0
     for k in range(len(coverages)):
         m = len(coverages[k])
@@ -829,6 +936,9 @@ def _exact_pairs(
         counts = np.bincount(pi[keep], minlength=n)
         ci, cv = ci[keep], cv[keep]
         del pi, keep
+    if scale is not None:
+        row_area, ncol = scale
+        cv *= row_area[ci // ncol]  # the row of each pair's cell
     return counts, ci, cv
 
 
@@ -955,11 +1065,13 @@ def zonal_pm25(
     raster_crs
         CRS of a raster whose file has none. NetCDF lat/lon grids are taken as EPSG:4326.
     scheduler
-        ``None``: local Dask threads when there are more than 2 cores and ``agglo[dask]`` is
-        installed, else ``"synchronous"`` (years in turn; on 2 cores threads only add
-        overhead and memory),
-        ``"threads"``, ``"synchronous"``, a ``dask.distributed`` scheduler address
-        (``"tcp://host:8786"``) or a ``distributed.Client`` (these need ``agglo[dask]``).
+        ``None``: chosen by data size and cores (see the module notes): forked processes
+        for many large years on >= 2 cores, else the years in turn (local Dask threads with
+        more than 2 cores and ``agglo[dask]`` installed). ``"synchronous"`` (years in turn),
+        ``"processes"`` (years split across forked processes, one per usable core; Linux
+        only; in turn where forking is not allowed), ``"threads"``, a ``dask.distributed``
+        scheduler address (``"tcp://host:8786"``) or a ``distributed.Client`` (these need
+        ``agglo[dask]``). Every scheduler gives the same numbers.
     years_per_task
         Years per Dask task.
     progress
@@ -1086,7 +1198,7 @@ def zonal_pm25(
                         digest=digest if same else None,
                     )
                     pop = _population_for(pop_layers, group, plan) if pop_layers else {}
-                    results = _run(group, plan, pop, sched, years_per_task)
+                    results = _run(group, plan, pop, sched, years_per_task, auto=scheduler is None)
                     for layer, r in zip(group, results, strict=True):
                         for note in r.get("notes", ()):
                             warnings.warn(
@@ -1354,13 +1466,35 @@ def _warn_missing(out: pd.DataFrame, id_col: str | None) -> None:
     )
 
 
+#: scheduler names accepted besides a dask.distributed address or Client
+SCHEDULERS = ("synchronous", "threads", "processes")
+#: Stored cells (read and decompressed) per worker process below which ``scheduler=None``
+#: does not split the years across processes: a fork and collecting a year's sums cost
+#: ~30 ms, reading and reducing 16 M stored cells ~0.3 CPU-s (0.01° NetCDF, zlib level 1).
+#: Tests set it to 0 to let small data fork.
+_CELLS_PER_PROCESS = 16_000_000
+
+
 def _run(
     layers: list[Layer],
     plan: CoveragePlan,
     pop: dict[int, np.ndarray],
     sched: Any,
     years_per_task: int,
+    *,
+    auto: bool = False,
 ) -> list[dict[str, np.ndarray]]:
+    """Each layer's sums (:func:`_reduce_years`) under ``sched``, in layer order.
+
+    ``auto`` (``scheduler=None``): forked processes when :func:`_process_count` finds they
+    pay, else ``sched`` (the in-process default of :func:`_check_scheduler`).
+    """
+    if auto or sched == "processes":
+        workers = _process_count(layers, plan, explicit=not auto)
+        if workers >= 2:
+            return _run_processes(layers, plan, pop, workers)
+        if sched == "processes":
+            sched = "synchronous"
     chunks = [layers[i : i + years_per_task] for i in range(0, len(layers), years_per_task)]
     if sched == "synchronous" or (len(chunks) == 1 and sched == "threads"):
         return [r for c in chunks for r in _reduce_years(c, plan, pop)]
@@ -1381,6 +1515,107 @@ def _run(
     return [r for chunk in results for r in chunk]
 
 
+def _process_count(layers: Sequence[Layer], plan: CoveragePlan, *, explicit: bool) -> int:
+    """Processes to split the years of ``layers`` across (< 2: run them in this process).
+
+    At most one per usable core and per year, and only where forking is safe
+    (:func:`_fork_obstacle`). Chosen (``explicit=False``, ``scheduler=None``): also at most
+    one per :data:`_CELLS_PER_PROCESS` stored cells to read, so that each process has enough
+    work to pay for its fork; on 2 cores the 26 years of China's counties at 0.01° (~364 M
+    stored cells) take 2, one or two years none. Asked for (``scheduler="processes"``): whatever the
+    data size.
+    """
+    workers = min(usable_cores(), len(layers))
+    if workers < 2:
+        return 0
+    why = _fork_obstacle()
+    if why is not None:
+        log.log(
+            logging.INFO if explicit else logging.DEBUG,
+            "pm25: the years run in turn in this process (%s)",
+            why,
+        )
+        return 0
+    if not explicit:
+        work = sum(_cells_read(plan.cell_index(layer)) for layer in layers)
+        workers = min(workers, work // max(_CELLS_PER_PROCESS, 1))
+    if workers >= 2:
+        log.debug("pm25: %d years on %d processes", len(layers), workers)
+    return workers
+
+
+def _cells_read(index: CellIndex) -> int:
+    """Stored cells a year of ``index`` reads (whole bands: the decompression work)."""
+    return sum((b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start) for b in index.bands)
+
+
+def _fork_obstacle() -> str | None:
+    """Why this process may not fork workers now, or None when it may.
+
+    Not without the ``fork`` start method on Linux (:func:`agglo._forked.fork_available`);
+    not from a daemonic process (the pipeline runs stages side by side in daemonic forked
+    children, which may not have children of their own); not while another thread runs (a
+    child would inherit the locks it holds, e.g. the NetCDF reader's, and could hang).
+    zonal_pm25's own validity check thread is waited for first: its result is waited for
+    after the years anyway.
+    """
+    if not fork_available():
+        return "no fork start method on this platform"
+    if multiprocessing.current_process().daemon:
+        return "already in a daemonic worker process"
+    for thread in threading.enumerate():
+        if thread.name.startswith("agglo-valid"):
+            thread.join()
+    if threading.active_count() > 1:
+        return f"{threading.active_count() - 1} other thread(s) running"
+    return None
+
+
+def _run_processes(
+    layers: list[Layer], plan: CoveragePlan, pop: dict[int, np.ndarray], workers: int
+) -> list[dict[str, np.ndarray]]:
+    """The years in ``workers`` runs of consecutive years, the first in this process and the
+    others in forked children (:class:`agglo._forked.ForkedCall`), all at once.
+
+    Departure from DESIGN.md and the years-in-turn rule above: the years are independent,
+    and reading them (zlib decompression in HDF5, which holds a lock across threads) is most
+    of their time, so processes, not threads, are what lets two cores share it. The children
+    inherit the plan and read positions built here before the fork (nothing is pickled but
+    each year's sums), and run the very same :func:`_reduce_years`: the sums are identical bit
+    for bit. Their warnings and log records are issued here, in year order, after this
+    process's years; an error is that of the first failing year, as when the years run in
+    turn (a child that dies without an answer raises :class:`agglo._forked.ForkedError`).
+    """
+    # what every year shares is built once, here, and inherited by the children
+    for layer in layers:
+        plan.valid_sums(plan.cell_index(layer))
+    plan.total  # noqa: B018 - a cached property, computed before the fork
+    if pop:
+        plan.base  # noqa: B018 - idem
+    parts = [p.tolist() for p in np.array_split(np.arange(len(layers)), workers) if p.size]
+    calls: list[ForkedCall] = []
+    try:
+        for part in parts[1:]:
+            years = f"{layers[part[0]].year}-{layers[part[-1]].year}"
+            run = [layers[i] for i in part]
+            calls.append(ForkedCall.start(_reduce_years, run, plan, pop, name=years))
+        out = _reduce_years([layers[i] for i in parts[0]], plan, pop)
+        for call in calls:
+            try:
+                out.extend(call.result())
+            except ForkedError as exc:  # the child died, or its outcome could not be sent
+                code = call.process.exitcode
+                why = str(exc) if code == 0 else f"died without a result (exit code {code})"
+                raise ForkedError(
+                    f"zonal_pm25: the worker process of years {call.name} {why}; "
+                    "scheduler='synchronous' runs the years in this process"
+                ) from exc
+    finally:
+        for call in calls:
+            call.kill()
+    return out
+
+
 def _client(sched: Any) -> tuple[Any, bool]:
     Client = require("distributed", "dask", "a Dask scheduler address").Client
 
@@ -1391,26 +1626,32 @@ def _client(sched: Any) -> tuple[Any, bool]:
     except OSError as exc:
         raise AggloInputError(
             f"cannot connect to the Dask scheduler at {sched} ({exc}); start one with "
-            "`dask scheduler` or omit --scheduler to use local threads."
+            "`dask scheduler` or omit --scheduler to let agglo choose."
         ) from exc
 
 
 def _check_scheduler(scheduler: Any) -> Any:
+    """The checked ``scheduler``; for None the in-process default (years in turn on <= 2
+    cores, where Dask threads measured 2x kernel time and +1 GB, since NetCDF reads hold a
+    lock; local Dask threads with more cores and Dask installed), which :func:`_run` replaces
+    by forked processes where they pay (:func:`_process_count`)."""
     if scheduler is None:
-        # Threads pay only with spare cores: NetCDF reads hold a lock and each year's
-        # mat-vec is short, so on <= 2 cores (measured: 2x kernel time, +1 GB with Dask
-        # threads) the years run in turn. Dask is an extra (agglo[dask]).
-        many_cores = (os.cpu_count() or 1) > 2
+        many_cores = usable_cores() > 2
         have_dask = importlib.util.find_spec("dask") is not None
         return "threads" if many_cores and have_dask else "synchronous"
     if isinstance(scheduler, str):
-        if scheduler in ("threads", "synchronous"):
+        if scheduler == "processes" and not fork_available():
+            raise AggloInputError(
+                "scheduler='processes' forks worker processes, which agglo does only on Linux; "
+                "use 'synchronous' or 'threads' (or omit scheduler to let agglo choose)."
+            )
+        if scheduler in SCHEDULERS:
             return scheduler
         if "://" in scheduler or ":" in scheduler:
             return scheduler
         raise AggloInputError(
-            "scheduler must be 'threads', 'synchronous', a dask.distributed address such as "
-            f"'tcp://127.0.0.1:8786' or a distributed.Client; got {scheduler!r}"
+            "scheduler must be 'threads', 'synchronous', 'processes', a dask.distributed "
+            f"address such as 'tcp://127.0.0.1:8786' or a distributed.Client; got {scheduler!r}"
         )
     if type(scheduler).__name__ == "Client":
         return scheduler
