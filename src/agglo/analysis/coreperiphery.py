@@ -525,6 +525,8 @@ def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
 #: fewest matrices x n^3 for which :func:`_stacked_eigh` splits a stack over two threads
 _THREADED_EIGH_MIN_WORK = 200_000
 _EIGH_POOL: list[ThreadPoolExecutor] = []  # made on first use
+#: set while the nulls are split across two processes (both cores busy): no eigh thread
+_EIGH_THREAD_OFF: list[bool] = [False]
 
 
 def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -541,7 +543,7 @@ def _stacked_eigh(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     threaded).
     """
     b, n = h.shape[:2]
-    if b < 2 or b * n**3 < _THREADED_EIGH_MIN_WORK or not _core_free():
+    if b < 2 or b * n**3 < _THREADED_EIGH_MIN_WORK or _EIGH_THREAD_OFF[0] or not _core_free():
         return np.linalg.eigh(h)
     if not _EIGH_POOL:
         _EIGH_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="agglo-eigh"))
@@ -1184,7 +1186,10 @@ def _solve_nulls(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
     out: list[np.ndarray | None] = [None] * len(problems)
     groups: dict[tuple, list[int]] = {}
     for i, prob in enumerate(problems):
-        groups.setdefault(prob.key(), []).append(i)
+        if len(prob.mats):
+            groups.setdefault(prob.key(), []).append(i)
+        else:
+            out[i] = np.empty(0)
     for (kind, _, _), idx in groups.items():
         mats = np.concatenate([problems[i].mats for i in idx])
         if kind == "continuous":
@@ -1199,6 +1204,102 @@ def _solve_nulls(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
         for k, i in enumerate(idx):
             out[i] = r[bounds[k] : bounds[k + 1]]
     return out  # type: ignore[return-value]
+
+
+#: least work (permuted networks x starts x n^3, summed) for which the nulls are split across
+#: two processes; the bundled stage has ~29 M (~2 CPU-s), a fork and its result ~0.03 s
+_SPLIT_MIN_WORK = 4_000_000
+
+
+#: threads that do not keep the split from forking: the eigh helper (idle between calls;
+#: never used by the child) and tqdm's monitor (it takes only tqdm's lock, which the child
+#: does not use: the nulls are drawn, and their progress shown, before the split)
+_FORK_SAFE_THREADS = ("agglo-eigh", "tqdm_monitor")
+
+
+def _null_work(problems: Sequence[_NullProblems]) -> int:
+    """Rough cost of fitting ``problems``: rows x n^3 (continuous: every start is a row)."""
+    work = 0
+    for prob in problems:
+        n = prob.mats.shape[1]
+        rows = sum(len(s) for s in prob.starts) if prob.kind == "continuous" else len(prob.mats)
+        work += rows * n**3 if prob.kind != "exhaustive" else len(prob.mats) * (1 << n)
+    return work
+
+
+def _split_obstacle(problems: Sequence[_NullProblems]) -> str | None:
+    """Why the nulls are fitted in this process alone, or None when a forked child may share.
+
+    Not below :data:`_SPLIT_MIN_WORK`; not without two usable cores and a free one (the
+    1-minute load average, as :func:`_core_free`: under load the child would only take CPU
+    time from the other jobs); not without the ``fork`` start method; not from a daemonic
+    process (``agglo run`` runs this stage beside the others in one, where the other core is
+    taken anyway; daemonic processes may not have children); not while another thread runs
+    (the child would inherit the locks it holds), except those of
+    :data:`_FORK_SAFE_THREADS`.
+    """
+    import multiprocessing
+
+    from agglo._forked import fork_available
+
+    if sum(len(p.mats) for p in problems) < 2 or _null_work(problems) < _SPLIT_MIN_WORK:
+        return "little work"
+    if not _core_free():
+        return "no free core"
+    if not fork_available():
+        return "no fork start method"
+    if multiprocessing.current_process().daemon:
+        return "in a daemonic process"
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    others = [t for t in others if not t.name.startswith(_FORK_SAFE_THREADS)]
+    if others:
+        return f"other threads running ({', '.join(t.name for t in others)})"
+    return None
+
+
+def _solve_nulls_child(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
+    """:func:`_solve_nulls` in a forked child (its copy of the eigh thread pool is dead)."""
+    _EIGH_POOL.clear()
+    _EIGH_THREAD_OFF[0] = True
+    return _solve_nulls(problems)
+
+
+def _solve_nulls_split(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
+    """:func:`_solve_nulls`, on two processes when a second core is free and it pays.
+
+    Every network's permutations are halved: this process fits the first halves and a forked
+    child (:class:`agglo._forked.ForkedCall`) the second, both batched by kind and size as in
+    :func:`_solve_nulls`. Each permutation is fitted on its own (row by row), so the joined
+    halves equal one process's fits bit for bit; only wall time changes (about half of the
+    stage's CPU time is in the nulls of its largest networks). When :func:`_split_obstacle`
+    names a reason, everything is fitted here.
+    """
+    obstacle = _split_obstacle(problems)
+    if obstacle is not None:
+        log.debug("coreness nulls in one process: %s", obstacle)
+        return _solve_nulls(problems)
+    from agglo._forked import ForkedCall
+
+    def half(prob: _NullProblems, part: int) -> _NullProblems:
+        k = (len(prob.mats) + 1) // 2
+        sl = slice(0, k) if part == 0 else slice(k, None)
+        starts = None if prob.starts is None else prob.starts[sl]
+        return _NullProblems(prob.kind, prob.mats[sl], starts)
+
+    second = [half(p, 1) for p in problems]
+    child = ForkedCall.start(_solve_nulls_child, second, name="coreperiphery nulls")
+    off = _EIGH_THREAD_OFF[0]
+    _EIGH_THREAD_OFF[0] = True
+    try:
+        mine = _solve_nulls([half(p, 0) for p in problems])
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        _EIGH_THREAD_OFF[0] = off
+    theirs = child.result()
+    log.debug("coreness nulls split across two processes")
+    return [np.concatenate([a, b]) for a, b in zip(mine, theirs, strict=True)]
 
 
 def _null_fits(
@@ -1299,7 +1400,7 @@ def coreness(
         progress=progress,
     )
     with _one_blas_thread():
-        nulls = _solve_nulls([job.nulls])[0] if job.nulls is not None else None
+        nulls = _solve_nulls_split([job.nulls])[0] if job.nulls is not None else None
     return _finish_coreness(job, nulls)
 
 
@@ -1962,7 +2063,7 @@ def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[
     prepared = [_prepare_coreness(t, method=m, **kwargs) for t, m in jobs]
     tested = [i for i, job in enumerate(prepared) if job.nulls is not None]
     with _one_blas_thread():
-        solved = _solve_nulls([prepared[i].nulls for i in tested])  # type: ignore[misc]
+        solved = _solve_nulls_split([prepared[i].nulls for i in tested])  # type: ignore[misc]
     nulls: list[np.ndarray | None] = [None] * len(prepared)
     for i, r in zip(tested, solved, strict=True):
         nulls[i] = r

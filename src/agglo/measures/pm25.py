@@ -56,6 +56,7 @@ import importlib.util
 import json
 import logging
 import math
+import mmap
 import multiprocessing
 import operator
 import os
@@ -460,12 +461,29 @@ class CoverageCache:
                 )
                 return None
             base = -(-(len(self._MAGIC) + 8 + n) // 64) * 64
+            size = os.fstat(f.fileno()).st_size
+            # POSIX: the arrays are private (copy-on-write) mappings of the file, not copies
+            # read into new memory (entries are replaced by renaming, never rewritten in place)
+            mapped = (
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                if os.name == "posix" and size > base
+                else None
+            )
             arrays = {}
             for name, dtype, shape, off, nbytes, crc in head["arrays"]:
-                a = np.empty(shape, dtype=np.dtype(dtype))
-                f.seek(base + off)
-                buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
-                if nbytes and (f.readinto(buf) != nbytes or zlib.crc32(buf) != crc):
+                dt = np.dtype(dtype)
+                if nbytes != math.prod(shape) * dt.itemsize or base + off + nbytes > size:
+                    raise ValueError(f"array {name} is truncated or damaged")
+                if mapped is not None and nbytes:
+                    a = np.frombuffer(mapped, dt, math.prod(shape), base + off).reshape(shape)
+                    buf = memoryview(a).cast("B")
+                else:
+                    a = np.empty(shape, dtype=dt)
+                    f.seek(base + off)
+                    buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
+                    if nbytes and f.readinto(buf) != nbytes:
+                        raise ValueError(f"array {name} is truncated or damaged")
+                if nbytes and zlib.crc32(buf) != crc:
                     raise ValueError(f"array {name} is truncated or damaged")
                 arrays[name] = a
         return head["meta"], arrays
@@ -713,29 +731,52 @@ def _build_plan(
     counts = np.zeros(n, dtype=np.int64)
     ci = np.zeros(0, np.int32)
     cv = np.zeros(0)
+    row_area = None
+    if weights == "area":
+        if not grid.is_geographic:
+            row_area = np.full(nrow, _projected_cell_area(grid))
+        else:
+            row_area = cell_area_km2(window.row_edges(), grid.dx)
+    # "area": coverage fractions x the area of the cell's row, applied by _exact_pairs to
+    # each half where it is computed
+    scale = None if row_area is None else (row_area, ncol)
     if idx.size:
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
-            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress)
+            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
         else:  # two halves side by side: the first in a forked child, the second here
+            first = geoms[idx[:parts]]
+            out = _shared_pairs(_pairs_bound(first, grid))
             half = ForkedCall.start(
-                _exact_pairs,
+                _exact_pairs_into,
+                out,
                 src,
-                geoms[idx[:parts]],
+                first,
                 crs_wkt,
                 None if sub is None else sub[:parts],
-                False,
+                scale,
                 name="coverage (first half)",
             )
             try:
                 c2, ci2, cv2 = _exact_pairs(
-                    src, geoms[idx[parts:]], crs_wkt, None if sub is None else sub[parts:], False
+                    src,
+                    geoms[idx[parts:]],
+                    crs_wkt,
+                    None if sub is None else sub[parts:],
+                    False,
+                    scale=scale,
                 )
             except BaseException:
                 half.kill()
                 raise
-            c1, ci1, cv1 = half.result()
+            got = half.result()
+            if len(got) == 2:  # the child's pairs are in the shared buffers
+                c1, k = got
+                ci1, cv1 = out[0][:k], out[1][:k]
+            else:  # more pairs than the bound: sent back through the pipe
+                c1, ci1, cv1 = got
+            del out, got
             c = np.concatenate([c1, c2])
             ci, cv = np.concatenate([ci1, ci2]), np.concatenate([cv1, cv2])
             del c1, c2, ci1, ci2, cv1, cv2
@@ -764,13 +805,6 @@ def _build_plan(
     # pairs come grouped by polygon in input order: the CSR index pointer is a cumulative count
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    row_area = None
-    if weights == "area":
-        if not grid.is_geographic:
-            row_area = np.full(nrow, _projected_cell_area(grid))
-        else:
-            row_area = cell_area_km2(window.row_edges(), grid.dx)
-        cv *= row_area[ci // ncol]  # the row of each pair's cell
     del ci
     w = sp.csr_matrix((cv, col, indptr), shape=(n, cells.size))
     return CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
@@ -807,12 +841,66 @@ def _split_point(geoms: np.ndarray, grid: Grid) -> int | None:
     return min(max(k, 1), len(geoms) - 1)
 
 
+def _pairs_bound(geoms: np.ndarray, grid: Grid) -> int:
+    """An upper bound on exactextract's pairs for ``geoms`` (all present): the cells of each
+    polygon's bounding box, one more row and column for the edges' cells."""
+    b = shapely.bounds(geoms)
+    rows = np.floor((b[:, 3] - b[:, 1]) / abs(grid.dy)) + 2
+    cols = np.floor((b[:, 2] - b[:, 0]) / abs(grid.dx)) + 2
+    total = float((rows * cols).sum())
+    return int(total) if math.isfinite(total) and total < 2**40 else 0
+
+
+def _shared_pairs(bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-id (int32) and value (float64) buffers of ``bound`` pairs in an anonymous shared
+    mapping: a forked child writes its pairs there instead of pickling them back (pages it
+    does not touch are never allocated)."""
+    bound = max(bound, 1)
+    at = -(-bound * 4 // 8) * 8
+    buf = mmap.mmap(-1, at + bound * 8)
+    return (
+        np.frombuffer(buf, dtype=np.int32, count=bound),
+        np.frombuffer(buf, dtype=np.float64, count=bound, offset=at),
+    )
+
+
+def _exact_pairs_into(
+    out: tuple[np.ndarray, np.ndarray],
+    src: Any,
+    geoms: np.ndarray,
+    crs_wkt: str,
+    wkb: np.ndarray | None,
+    scale: tuple[np.ndarray, int] | None,
+) -> tuple:
+    """:func:`_exact_pairs` in a forked child: the pairs written into the shared ``out``
+    buffers and ``(counts, n_pairs)`` returned, or ``(counts, cell_ids, values)`` when they
+    do not fit."""
+    counts, ci, cv = _exact_pairs(src, geoms, crs_wkt, wkb, False, scale=scale, out=out)
+    k = ci.size
+    if k > out[0].size:
+        return counts, ci, cv
+    if not np.shares_memory(ci, out[0]):
+        out[0][:k] = ci
+        out[1][:k] = cv
+    return counts, k
+
+
 def _exact_pairs(
-    src: Any, geoms: np.ndarray, crs_wkt: str, wkb: np.ndarray | None, progress: bool
+    src: Any,
+    geoms: np.ndarray,
+    crs_wkt: str,
+    wkb: np.ndarray | None,
+    progress: bool,
+    *,
+    scale: tuple[np.ndarray, int] | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """exactextract's covered cells of every polygon of ``geoms`` (all present): pairs per
     polygon (int64), cell ids (int32, in the window) and coverage fractions (float64 > 0),
-    grouped by polygon in input order."""
+    grouped by polygon in input order.
+
+    ``scale=(row_area, ncol)``: the fractions multiplied by the area of each cell's window
+    row. ``out``: cell-id and value buffers to write the pairs into when they fit."""
     from exactextract import exact_extract
 
     n = len(geoms)
@@ -828,8 +916,12 @@ def _exact_pairs(
     counts = np.array([len(c) for c in coverages], dtype=np.int64)
     # copy into one int32 (a window has < 2**31 cells) and one float64 array, freeing
     # exactextract's per-polygon arrays as we go (peak: one copy of the pairs, not two)
-    ci = np.empty(int(counts.sum()), dtype=np.int32)
-    cv = np.empty(ci.size, dtype=np.float64)
+    total = int(counts.sum())
+    if out is not None and total <= out[0].size:
+        ci, cv = out[0][:total], out[1][:total]
+    else:
+        ci = np.empty(total, dtype=np.int32)
+        cv = np.empty(ci.size, dtype=np.float64)
     at = 0
     for k in range(len(coverages)):
         m = len(coverages[k])
@@ -844,6 +936,9 @@ def _exact_pairs(
         counts = np.bincount(pi[keep], minlength=n)
         ci, cv = ci[keep], cv[keep]
         del pi, keep
+    if scale is not None:
+        row_area, ncol = scale
+        cv *= row_area[ci // ncol]  # the row of each pair's cell
     return counts, ci, cv
 
 
