@@ -638,16 +638,23 @@ def _coverage_plan(
     cache: CoverageCache | None,
     wkb: np.ndarray | None = None,
     digest: Any = None,
+    on_free_core: Callable[[], None] | None = None,
 ) -> CoveragePlan:
     """:func:`coverage_plan` given the polygons' WKB and its digest when known (computed
-    once per run: they key the cache and feed exactextract)."""
+    once per run: they key the cache and feed exactextract). ``on_free_core`` is called once
+    a core is free for other work (zonal_pm25's validity check): at once for a plan read
+    from the cache, else see :func:`_build_plan`."""
     if cache is not None:
         if digest is None:
             digest = CoverageCache.polygons_digest(geoms)
         key = CoverageCache.key(geoms, grid, weights, digest=digest)
         if (plan := cache.load(key, grid)) is not None:
+            if on_free_core is not None:
+                on_free_core()
             return plan
-    plan = _build_plan(geoms, grid, weights=weights, progress=progress, wkb=wkb)
+    plan = _build_plan(
+        geoms, grid, weights=weights, progress=progress, wkb=wkb, on_free_core=on_free_core
+    )
     if cache is not None:
         cache.save(key, plan)
     return plan
@@ -705,7 +712,12 @@ def _build_plan(
     weights: str,
     progress: bool,
     wkb: np.ndarray | None = None,
+    on_free_core: Callable[[], None] | None = None,
 ) -> CoveragePlan:
+    """The plan of ``geoms`` on ``grid`` from exactextract's coverage, in this process or
+    split across two (:func:`_split_point`). ``on_free_core`` is called before exactextract
+    runs in this process alone (the second core is free), or after the split's halves are
+    done (both cores were busy with them)."""
     from exactextract.raster import NumPyRasterSource
 
     n = len(geoms)
@@ -744,6 +756,8 @@ def _build_plan(
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
+            if on_free_core is not None:
+                on_free_core()
             c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
         else:  # two halves side by side: the first in a forked child, the second here
             first = geoms[idx[:parts]]
@@ -771,6 +785,8 @@ def _build_plan(
                 half.kill()
                 raise
             got = half.result()
+            if on_free_core is not None:
+                on_free_core()
             if len(got) == 2:  # the child's pairs are in the shared buffers
                 c1, k = got
                 ci1, cv1 = out[0][:k], out[1][:k]
@@ -1131,12 +1147,7 @@ def zonal_pm25(
         # now would find them valid again (invalid ones are never marked, so they warn)
         log.info("polygons found valid by an earlier run (coverage cache): check skipped")
     elif _overlap_validity(raw):
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
-        # shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
-        # warnings.catch_warnings, which is not thread-safe (it would swap the warning
-        # filters of the main thread); GEOS notices it raises land in `held` below
-        pending = pool.submit(shapely.lib.is_valid, raw)
-        pool.shutdown(wait=False)
+        pending = _ValidityCheck(raw)  # started when a core is free (see _coverage_plan)
     else:
         cleaned = clean_geometries(polygons, what="polygons", id_col=id_col)
         if digest is not None and cleaned is polygons:
@@ -1196,6 +1207,7 @@ def zonal_pm25(
                         cache=coverage_cache,
                         wkb=wkb if same else None,
                         digest=digest if same else None,
+                        on_free_core=None if pending is None else pending.start,
                     )
                     pop = _population_for(pop_layers, group, plan) if pop_layers else {}
                     results = _run(group, plan, pop, sched, years_per_task, auto=scheduler is None)
@@ -1259,6 +1271,32 @@ def zonal_pm25(
     if synthetic:
         log.warning("PM2.5 from SYNTHETIC rasters: %s", out.attrs["source"])
     return out
+
+
+class _ValidityCheck:
+    """``shapely.is_valid`` of the polygons in a thread (named ``agglo-valid``), started by
+    :meth:`start` once a core is free for it: beside exactextract when the coverage runs in
+    this process alone, after the coverage split (both cores were busy with it) or after a
+    plan read from the cache. :meth:`result` starts it if nobody did, and waits.
+
+    shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
+    warnings.catch_warnings, which is not thread-safe (it would swap the warning filters of
+    the main thread); the GEOS notices it raises are held by zonal_pm25 like the others.
+    """
+
+    def __init__(self, raw: np.ndarray) -> None:
+        self._raw = raw
+        self._future: concurrent.futures.Future | None = None
+
+    def start(self) -> None:
+        if self._future is None:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
+            self._future = pool.submit(shapely.lib.is_valid, self._raw)
+            pool.shutdown(wait=False)
+
+    def result(self) -> np.ndarray:
+        self.start()
+        return self._future.result()
 
 
 def _overlap_validity(raw: np.ndarray) -> bool:
