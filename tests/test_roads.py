@@ -492,6 +492,39 @@ def test_interior_cells_fast_path_agrees_with_contains_properly():
     assert (owner[in_overlap] != 1).all()
 
 
+def test_interior_cells_hold_for_boxes_spanning_many_cells():
+    """Long lines (boxes of many grid cells) among short ones: the grid's owner is exact.
+
+    Checked against shapely ``contains_properly`` / ``intersects`` on a 256-vertex disc and a
+    holed square: a line is assigned to a polygon only if inside it properly and touching no
+    other, and most lines wholly inside one polygon far from every boundary are assigned.
+    """
+    disc = shapely.Point(110.5, 30.5).buffer(0.4, quad_segs=64)
+    holed = shapely.Polygon(
+        shapely.box(111, 30, 112, 31).exterior.coords,
+        [shapely.box(111.3, 30.3, 111.7, 30.7).exterior.coords],
+    )
+    polys = np.array([disc, holed], dtype=object)
+    rng = np.random.default_rng(8)
+    n = 6000
+    start = rng.uniform((109.9, 29.9), (112.1, 31.1), (n, 2))
+    scale = np.where(rng.uniform(size=n) < 0.8, 0.005, 0.1)  # 20 % span dozens of cells
+    end = start + rng.normal(0, 1, (n, 2)) * scale[:, None]
+    geoms = shapely.linestrings(np.stack([start, end], axis=1))
+    shapely.prepare(polys)
+    owner = roads_mod._interior_owner(geoms, polys)
+    for j in range(len(polys)):
+        mine = owner == j
+        assert shapely.contains_properly(polys[j], geoms[mine]).all()
+        assert not shapely.intersects(polys[1 - j], geoms[mine]).any()
+    long = scale > 0.01
+    assert (owner[long] >= 0).sum() > 100  # long lines are assigned too, not only short ones
+    # lines that are properly inside and keep well away from every boundary are all found
+    far = shapely.distance(shapely.boundary(polys)[:, None], geoms[None, :]).min(axis=0) > 0.05
+    inside = shapely.contains_properly(polys[:, None], geoms[None, :]).any(axis=0)
+    assert (owner[far & inside] >= 0).mean() > 0.95
+
+
 def test_city_road_density_result_repeats_the_snapshot_per_year():
     from agglo.measures.roads import RoadsOptions, city_road_density
 
