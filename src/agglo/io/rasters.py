@@ -673,8 +673,19 @@ def _read_split(bands: tuple[_Band, ...]) -> int | None:
 
 
 def _free_to_fork() -> bool:
-    """Whether this process may fork a helper now, with a core for it (see :func:`_read_split`)."""
-    if not fork_available() or usable_cores() < 2 or threading.active_count() > 1:
+    """Whether this process may fork a helper now, with a core for it (see :func:`_read_split`).
+
+    zonal_pm25's own validity check thread (``agglo-valid``, GEOS only: it holds no lock a
+    reading child needs) does not count as another thread."""
+    if not fork_available() or usable_cores() < 2:
+        return False
+    main = threading.main_thread()
+    others = [
+        t
+        for t in threading.enumerate()
+        if t is not main and not t.name.startswith("agglo-valid") and t.is_alive()
+    ]
+    if others or threading.current_thread() is not main:
         return False
     return not (multiprocessing.current_process().daemon or multiprocessing.active_children())
 

@@ -34,11 +34,14 @@ across a parallel carry an error of order (cell height x tan φ) of their own we
 0.01°). Polygons whose edges follow cell rows (and any longitudes) are exact to rounding.
 
 Around the coverage step: the polygons' validity check (``clean_geometries``) runs in a
-thread beside it when there are >= 2 cores (GEOS releases the GIL; the result and warnings
-are held until the check is done, and invalid polygons are repaired and computed again, so
-the outcome is that of check-then-compute). With ``coverage_cache=`` the polygons are
-serialised to WKB once (cache key and exactextract's input), the plan and, per file layout,
-the read positions come from disk, and the very same polygons found valid before are not
+thread once a core is free for it (GEOS releases the GIL): beside exactextract when the
+coverage runs in this process, after the two halves of a split coverage (which keep both
+cores busy), or beside the reads of a cached plan. The result and warnings are held until the
+check is done, and invalid polygons are repaired and computed again, so the outcome is that
+of check-then-compute. With ``coverage_cache=`` the polygons are digested once (structure
+and coordinates; in a forked child for large sets, while this process imports the readers),
+the plan and, per file layout, the read positions come from disk (mapped, not copied), and
+the very same polygons found valid before are not
 checked again (see :class:`CoverageCache`).
 
 Population weighting (``population=``) takes a raster of persons per cell on any lon/lat grid:
@@ -67,12 +70,11 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import shapely
 from pyproj import CRS
 
@@ -90,6 +92,9 @@ from agglo.io.rasters import (
 )
 from agglo.options import Options, choice_problem, option
 from agglo.results import StageResult
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 __all__ = [
     "OUTPUT_COLUMNS",
@@ -146,6 +151,14 @@ class PM25Options(Options):
         help="Folder of an on-disk coverage cache (reused when polygons and grid are the "
         "same); default off.",
     )
+
+
+def _csr(*args: Any, **kwargs: Any) -> sp.csr_matrix:
+    """scipy.sparse.csr_matrix, imported on first use (its import costs ~0.2 s, which a
+    cached run hides behind the polygons' digest, see :func:`_start_digest`)."""
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(*args, **kwargs)
 
 
 # WGS84 ellipsoid
@@ -244,7 +257,7 @@ class CoveragePlan:
             return self.weights
         w = self.weights
         area = self.row_area[self.cells // self.window.shape[1]]
-        return sp.csr_matrix((w.data / area[w.indices], w.indices, w.indptr), shape=w.shape)
+        return _csr((w.data / area[w.indices], w.indices, w.indptr), shape=w.shape)
 
     @functools.cached_property
     def binary(self) -> sp.csr_matrix:
@@ -252,7 +265,7 @@ class CoveragePlan:
         are exact integers below 2**24 cells per polygon."""
         w = self.weights
         ones = np.ones(w.nnz, dtype=np.float32)
-        return sp.csr_matrix((ones, w.indices, w.indptr), shape=w.shape)
+        return _csr((ones, w.indices, w.indptr), shape=w.shape)
 
     def valid_sums(
         self, index: CellIndex, scratch: np.ndarray | None = None
@@ -323,7 +336,9 @@ class CoverageCache:
     The caller creates and owns it (there is no hidden module-level cache): pass the same
     object, or one on the same folder, to :func:`coverage_plan` / :func:`zonal_pm25` and a
     second run on the same polygons and grid reads the sparse weights from disk instead of
-    computing coverage again. The key is a SHA-1 of the polygons' WKB (in order), the grid's
+    computing coverage again. The key is a SHA-1 of the polygons' digest (their structure and
+    coordinates in order, :meth:`polygons_digest`; earlier versions hashed the grid into the
+    digest's own stream, so their entries are not found and are computed again), the grid's
     identity (:meth:`Grid.key`: origin, cell size, shape, CRS) and the weights mode, so any
     change to a vertex, the order, the grid or the mode is a different entry.
 
@@ -394,9 +409,8 @@ class CoverageCache:
         :meth:`polygons_digest` of ``geoms``, which is then not hashed again)."""
         if digest is None:
             digest = CoverageCache.polygons_digest(geoms)
-        digest = digest.copy()
-        digest.update(repr((grid.key(), weights)).encode())
-        return digest.hexdigest()
+        text = f"agglo-coverage-key-v3 {_hex(digest)} {(grid.key(), weights)!r}"
+        return hashlib.sha1(text.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
         return self.folder / f"coverage-{key}.plan"
@@ -411,7 +425,7 @@ class CoverageCache:
     def _marker(self, digest: Any) -> Path:
         # the check's outcome also depends on GEOS and on this format's rules
         tag = hashlib.sha1(
-            f"{digest.hexdigest()} {shapely.geos_version_string} {self.FORMAT}".encode()
+            f"{_hex(digest)} {shapely.geos_version_string} {self.FORMAT}".encode()
         ).hexdigest()
         return self.folder / f"validated-{tag}"
 
@@ -519,7 +533,7 @@ class CoverageCache:
 
         def plan_of(meta: dict, z: dict) -> CoveragePlan:
             n, k = meta["shape"]
-            weights = sp.csr_matrix((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
+            weights = _csr((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
             r0, r1, c0, c1 = meta["window"]
             mode = str(meta["mode"])
             plan = CoveragePlan(
@@ -586,6 +600,33 @@ class CoverageCache:
         self._write(self._index_path(key, index.layout), {"layout": repr(index.layout)}, arrays)
 
 
+def _hex(digest: Any) -> str:
+    """A :meth:`CoverageCache.polygons_digest` (or its hex, from :func:`_digest_hex`) as hex."""
+    return digest if isinstance(digest, str) else digest.hexdigest()
+
+
+def _digest_hex(geoms: np.ndarray) -> str:
+    return CoverageCache.polygons_digest(geoms).hexdigest()
+
+
+#: Vertices from which zonal_pm25 digests the polygons (cache key) in a forked child while
+#: it imports what it needs next (~0.2 s each for China's 4 M county vertices); below it the
+#: fork costs more than it hides. Tests set it to 0 to force the fork on small data.
+_FORK_DIGEST_VERTICES = 1_000_000
+
+
+def _start_digest(geoms: np.ndarray) -> ForkedCall | None:
+    """:func:`_digest_hex` of ``geoms`` started in a forked child when that pays and a core is
+    free for it (:func:`agglo.io.rasters._free_to_fork`), else None (digest here)."""
+    from agglo.io.rasters import _free_to_fork
+
+    present = ~shapely.is_missing(geoms)
+    n = int(shapely.get_num_coordinates(geoms[present]).sum()) if present.any() else 0
+    if n < max(_FORK_DIGEST_VERTICES, 1) or not _free_to_fork():
+        return None
+    return ForkedCall.start(_digest_hex, geoms, name="polygons digest")
+
+
 def coverage_plan(
     polygons: gpd.GeoSeries,
     grid: Grid,
@@ -638,16 +679,23 @@ def _coverage_plan(
     cache: CoverageCache | None,
     wkb: np.ndarray | None = None,
     digest: Any = None,
+    on_free_core: Callable[[], None] | None = None,
 ) -> CoveragePlan:
     """:func:`coverage_plan` given the polygons' WKB and its digest when known (computed
-    once per run: they key the cache and feed exactextract)."""
+    once per run: they key the cache and feed exactextract). ``on_free_core`` is called once
+    a core is free for other work (zonal_pm25's validity check): at once for a plan read
+    from the cache, else see :func:`_build_plan`."""
     if cache is not None:
         if digest is None:
             digest = CoverageCache.polygons_digest(geoms)
         key = CoverageCache.key(geoms, grid, weights, digest=digest)
         if (plan := cache.load(key, grid)) is not None:
+            if on_free_core is not None:
+                on_free_core()
             return plan
-    plan = _build_plan(geoms, grid, weights=weights, progress=progress, wkb=wkb)
+    plan = _build_plan(
+        geoms, grid, weights=weights, progress=progress, wkb=wkb, on_free_core=on_free_core
+    )
     if cache is not None:
         cache.save(key, plan)
     return plan
@@ -705,7 +753,12 @@ def _build_plan(
     weights: str,
     progress: bool,
     wkb: np.ndarray | None = None,
+    on_free_core: Callable[[], None] | None = None,
 ) -> CoveragePlan:
+    """The plan of ``geoms`` on ``grid`` from exactextract's coverage, in this process or
+    split across two (:func:`_split_point`). ``on_free_core`` is called before exactextract
+    runs in this process alone (the second core is free), or after the split's halves are
+    done (both cores were busy with them)."""
     from exactextract.raster import NumPyRasterSource
 
     n = len(geoms)
@@ -744,6 +797,8 @@ def _build_plan(
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
+            if on_free_core is not None:
+                on_free_core()
             c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
         else:  # two halves side by side: the first in a forked child, the second here
             first = geoms[idx[:parts]]
@@ -771,6 +826,8 @@ def _build_plan(
                 half.kill()
                 raise
             got = half.result()
+            if on_free_core is not None:
+                on_free_core()
             if len(got) == 2:  # the child's pairs are in the shared buffers
                 c1, k = got
                 ci1, cv1 = out[0][:k], out[1][:k]
@@ -806,7 +863,7 @@ def _build_plan(
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     del ci
-    w = sp.csr_matrix((cv, col, indptr), shape=(n, cells.size))
+    w = _csr((cv, col, indptr), shape=(n, cells.size))
     return CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
 
 
@@ -1124,19 +1181,19 @@ def zonal_pm25(
     raw = np.asarray(polygons.geometry.values, dtype=object)
     wkb = digest = None
     if coverage_cache is not None:  # one digest per run: cache keys and validity marker
-        digest = CoverageCache.polygons_digest(raw)
+        child = _start_digest(raw)
+        if child is None:
+            digest = CoverageCache.polygons_digest(raw)
+        else:  # the child hashes while this process imports what it needs next
+            _import_readers()
+            digest = child.result()
     pending = None  # shapely.is_valid running in a thread while coverage is computed
     if digest is not None and coverage_cache.is_validated(digest):
         # the very same polygons (WKB digest) were checked valid by an earlier run: a check
         # now would find them valid again (invalid ones are never marked, so they warn)
         log.info("polygons found valid by an earlier run (coverage cache): check skipped")
     elif _overlap_validity(raw):
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
-        # shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
-        # warnings.catch_warnings, which is not thread-safe (it would swap the warning
-        # filters of the main thread); GEOS notices it raises land in `held` below
-        pending = pool.submit(shapely.lib.is_valid, raw)
-        pool.shutdown(wait=False)
+        pending = _ValidityCheck(raw)  # started when a core is free (see _coverage_plan)
     else:
         cleaned = clean_geometries(polygons, what="polygons", id_col=id_col)
         if digest is not None and cleaned is polygons:
@@ -1196,6 +1253,7 @@ def zonal_pm25(
                         cache=coverage_cache,
                         wkb=wkb if same else None,
                         digest=digest if same else None,
+                        on_free_core=None if pending is None else pending.start,
                     )
                     pop = _population_for(pop_layers, group, plan) if pop_layers else {}
                     results = _run(group, plan, pop, sched, years_per_task, auto=scheduler is None)
@@ -1259,6 +1317,40 @@ def zonal_pm25(
     if synthetic:
         log.warning("PM2.5 from SYNTHETIC rasters: %s", out.attrs["source"])
     return out
+
+
+def _import_readers() -> None:
+    """Import the sparse matrices and the NetCDF reader (first use costs ~0.2 s)."""
+    import scipy.sparse  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import netCDF4  # noqa: F401
+
+
+class _ValidityCheck:
+    """``shapely.is_valid`` of the polygons in a thread (named ``agglo-valid``), started by
+    :meth:`start` once a core is free for it: beside exactextract when the coverage runs in
+    this process alone, after the coverage split (both cores were busy with it) or after a
+    plan read from the cache. :meth:`result` starts it if nobody did, and waits.
+
+    shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
+    warnings.catch_warnings, which is not thread-safe (it would swap the warning filters of
+    the main thread); the GEOS notices it raises are held by zonal_pm25 like the others.
+    """
+
+    def __init__(self, raw: np.ndarray) -> None:
+        self._raw = raw
+        self._future: concurrent.futures.Future | None = None
+
+    def start(self) -> None:
+        if self._future is None:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
+            self._future = pool.submit(shapely.lib.is_valid, self._raw)
+            pool.shutdown(wait=False)
+
+    def result(self) -> np.ndarray:
+        self.start()
+        return self._future.result()
 
 
 def _overlap_validity(raw: np.ndarray) -> bool:
