@@ -1073,7 +1073,8 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     if len(lines) < _MIN_LINES_GRID or not present.any():
         return owner
     lb = shapely.bounds(lines)
-    ext = np.maximum(lb[:, 2] - lb[:, 0], lb[:, 3] - lb[:, 1])
+    sample = lb[:: max(1, len(lb) // 100_000)]  # the median extent of about 100,000 lines
+    ext = np.maximum(sample[:, 2] - sample[:, 0], sample[:, 3] - sample[:, 1])
     x0, y0, x1, y1 = shapely.total_bounds(polys[present])
     h = max(
         _CELL_EXTENTS * float(np.median(ext)), math.sqrt((x1 - x0) * (y1 - y0) / _MAX_CELLS), 1e-6
@@ -1085,12 +1086,16 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     same = ring[1:] == ring[:-1]
     e0, e1 = xy[:-1][same], xy[1:][same]
     n_piece = np.maximum(1, np.ceil(np.abs(e1 - e0).max(axis=1) / (h / 2))).astype(np.int64)
-    k = np.repeat(np.arange(len(e0)), n_piece)
-    step = np.arange(len(k)) - np.repeat(np.cumsum(n_piece) - n_piece, n_piece)
-    f0 = (step / n_piece[k])[:, None]
-    f1 = ((step + 1) / n_piece[k])[:, None]
-    p0 = e0[k] + (e1[k] - e0[k]) * f0
-    p1 = e0[k] + (e1[k] - e0[k]) * f1
+    p0, p1 = e0, e1
+    long = n_piece > 1
+    if long.any():  # only edges longer than half a cell are cut
+        n_long = n_piece[long]
+        k = np.repeat(np.flatnonzero(long), n_long)
+        step = np.arange(len(k)) - np.repeat(np.cumsum(n_long) - n_long, n_long)
+        f0 = (step / n_piece[k])[:, None]
+        f1 = ((step + 1) / n_piece[k])[:, None]
+        p0 = np.concatenate([e0[~long], e0[k] + (e1[k] - e0[k]) * f0])
+        p1 = np.concatenate([e1[~long], e0[k] + (e1[k] - e0[k]) * f1])
     eps = 1e-9 * max(1.0, abs(x0), abs(x1), abs(y0), abs(y1))
     lo = np.minimum(p0, p1) - eps
     hi = np.maximum(p0, p1) + eps
@@ -1109,11 +1114,10 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     if n_regions == 0:
         return owner
     # one cell centre per region: which polygons contain it
-    flat = regions.ravel()
+    # any cell of a region will do (its centre is inside or outside each polygon as the whole
+    # region is): the cell written last for its label, without sorting the grid
     first = np.zeros(n_regions + 1, dtype=np.int64)
-    order = np.argsort(flat, kind="stable")
-    starts = np.searchsorted(flat[order], np.arange(1, n_regions + 1))
-    first[1:] = order[starts]
+    first[regions.ravel()] = np.arange(regions.size)
     cy = y0 + (first[1:] // nx + 0.5) * h
     cx = x0 + (first[1:] % nx + 0.5) * h
     pts = shapely.points(cx, cy)
