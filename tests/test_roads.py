@@ -562,3 +562,19 @@ def test_city_road_density_result_repeats_the_snapshot_per_year():
     dens = road_density(road, polys, classes="all")["density_km_per_100km2"].to_numpy()
     np.testing.assert_array_equal(v[v["year"] == 2020]["value"], dens)
     assert "SYNTHETIC" in res.summary_lines()[0] and "SYNTHETIC" in res.source
+
+
+def test_two_point_line_boxes_equal_shapely_bounds():
+    """The boxes taken from the coordinates of two-point lines are ``shapely.bounds``; with a
+    longer line among them no boxes are returned (``shapely.bounds`` is used instead)."""
+    rng = np.random.default_rng(6)
+    start = rng.uniform((100, 20), (120, 40), (200, 2))
+    end = start + rng.normal(0, 0.05, (200, 2))
+    geoms = shapely.linestrings(np.stack([start, end], axis=1))
+    km, bounds = roads_mod._lengths_km(geoms, with_bounds=True)
+    np.testing.assert_array_equal(bounds, shapely.bounds(geoms))
+    geod = Geod(ellps="WGS84")
+    ref = geod.inv(start[:, 0], start[:, 1], end[:, 0], end[:, 1])[2] / 1000
+    np.testing.assert_allclose(km, ref, rtol=1e-12, atol=1e-11)  # 1e-8 m (geodesy docs)
+    mixed = np.append(geoms, shapely.LineString([(0, 0), (0, 1), (1, 1)]))
+    assert roads_mod._lengths_km(mixed, with_bounds=True)[1] is None
