@@ -902,14 +902,23 @@ def _fit_continuous(
 
 
 def _discrete_r(s_pp: np.ndarray, n_p: np.ndarray, n: int, total: float, ss: float) -> np.ndarray:
-    """Correlation of the pair weights with the discrete pattern, from periphery sums."""
+    """Correlation of the pair weights with the discrete pattern, from periphery sums.
+
+    ``r = ((total - s_pp) - m mean) / sqrt(max(m - m^2 / pairs, 0) ss)`` (``m`` pairs touching
+    the core), ``-inf`` where the denominator is 0; computed in place on two arrays of the
+    broadcast shape (the searches call it on millions of masks at once, where every extra
+    temporary is a page-faulted allocation).
+    """
     npairs = n * (n - 1) / 2
     m = npairs - n_p * (n_p - 1) / 2  # pairs touching the core
     mean = total / npairs
-    num = (total - s_pp) - m * mean
-    den = np.sqrt(np.clip(m - m**2 / npairs, 0, None) * ss)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), -np.inf)
+    num = np.subtract(total, s_pp)
+    num -= m * mean
+    den = np.multiply(np.clip(m - m**2 / npairs, 0, None), ss)
+    np.sqrt(den, out=den)
+    ok = den > 0
+    r = np.full(np.broadcast_shapes(num.shape, den.shape), -np.inf)
+    np.divide(num, den, out=r, where=ok)
     return r
 
 
