@@ -1019,10 +1019,11 @@ def test_squared_batch_in_scratch_memory_matches_pair_form_and_fresh_calls():
 
 
 def test_nulls_of_several_networks_batched_equal_network_by_network():
-    """The stage fits the nulls of every network of one kind and size in one batch
-    (``_coreness_jobs``); the tables equal :func:`coreness` called on each network alone, bit
-    for bit (continuous, exhaustive and local-search discrete, two sizes each), and the jobs
-    come back in their order."""
+    """The stage fits the observed continuous fits of every network of one size, and the nulls
+    of every network of one kind and size, in one batch (``_coreness_jobs``); the tables
+    equal :func:`coreness` called on each network alone, bit for bit (coreness values, core
+    sets, fits, p-values and null statistics; continuous, exhaustive and local-search
+    discrete, two sizes each), and the jobs come back in their order."""
     from agglo.analysis import coreperiphery as cp
 
     nets = [_frame(_gravity_like(n, seed)) for n, seed in ((6, 1), (7, 2), (6, 3), (7, 4), (6, 5))]

@@ -41,7 +41,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import geopandas as gpd
@@ -1106,20 +1106,48 @@ def _fit(
     if method == "continuous":
         starts = _continuous_starts(a, rng, restarts)
         ((r, c),) = _fit_continuous([a], [starts])
-        interior = _second_share(c[None])[0] >= _STAR_RATIO and c.min() < (1 - 1e-3) * c.max()
-        if a.shape[0] <= _NEWTON_MAX_N and not interior:
-            # a limit pattern (c on one city, -> 0 elsewhere, or c -> constant): the observed
-            # fit is also run with scipy's BFGS from the same starts, which can go further
-            # along the ridge where Newton stops; the better fit is kept
-            r_q, c_q = _fit_continuous_bfgs(a, starts)
-            if r <= r_q + 1e-12:
-                r, c = r_q, c_q
-        return r, c, _core_from_continuous(a, c)
+        return _continuous_result(a, starts, r, c)
     if a.shape[0] <= exhaustive_max:
         r, core = _fit_discrete_exhaustive(a)
     else:
         r, core = _fit_discrete_local(a, rng, 5 * restarts)
     return r, core.astype(float), core
+
+
+def _continuous_result(
+    a: np.ndarray, starts: list, r: float, c: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The observed continuous fit ``(r, c, core)`` from Newton's best ``(r, c)`` of ``starts``."""
+    interior = _second_share(c[None])[0] >= _STAR_RATIO and c.min() < (1 - 1e-3) * c.max()
+    if a.shape[0] <= _NEWTON_MAX_N and not interior:
+        # a limit pattern (c on one city, -> 0 elsewhere, or c -> constant): the observed
+        # fit is also run with scipy's BFGS from the same starts, which can go further
+        # along the ridge where Newton stops; the better fit is kept
+        r_q, c_q = _fit_continuous_bfgs(a, starts)
+        if r <= r_q + 1e-12:
+            r, c = r_q, c_q
+    return r, c, _core_from_continuous(a, c)
+
+
+def _fit_observed_batch(jobs: list[_CorenessJob]) -> list[_CorenessJob]:
+    """Jobs whose observed continuous fit was left for later (``defer``), fitted in batches.
+
+    The Newton runs of every network of one size are solved together (row by row, so the
+    same ``(r, c)`` bit for bit as :func:`_fit` one network at a time), then each network's
+    result is finished as :func:`_fit` does (:func:`_continuous_result`).
+    """
+    out = list(jobs)
+    groups: dict[int, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.pending is not None:
+            groups.setdefault(job.pending[0].shape[0], []).append(i)
+    for idx in groups.values():
+        fits = _fit_continuous([jobs[i].pending[0] for i in idx], [jobs[i].pending[1] for i in idx])
+        for i, (r, c) in zip(idx, fits, strict=True):
+            a, starts = jobs[i].pending
+            r, values, core = _continuous_result(a, starts, r, c)
+            out[i] = replace(jobs[i], r=float(r), values=values, core=core, pending=None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -1426,6 +1454,8 @@ class _CorenessJob:
     n_perm: int
     seed: int
     transform: str
+    #: ``(a, starts)`` of an observed continuous fit left for :func:`_fit_observed_batch`
+    pending: tuple[np.ndarray, list] | None = None
 
 
 def _prepare_coreness(
@@ -1438,8 +1468,13 @@ def _prepare_coreness(
     exhaustive_max: int,
     transform: str,
     progress: bool,
+    defer: bool = False,
 ) -> _CorenessJob:
-    """Validation, the observed fit and the drawn nulls of :func:`coreness` (same arguments)."""
+    """Validation, the observed fit and the drawn nulls of :func:`coreness` (same arguments).
+
+    ``defer``: a continuous observed fit only draws its starts (``pending``; the generator of
+    the fit is used for nothing else), for :func:`_fit_observed_batch`.
+    """
     problems = [
         p
         for p in (
@@ -1469,8 +1504,13 @@ def _prepare_coreness(
     fit_seq, null_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(fit_seq)
     nulls = None
+    pending = None
     with _one_blas_thread():
-        r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
+        if defer and method == "continuous":
+            pending = (a, _continuous_starts(a, rng, restarts))
+            r, values, core = np.nan, np.empty(0), np.empty(0, dtype=bool)
+        else:
+            r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
         if n_perm > 0:
             prng = np.random.default_rng(null_seq)
             nulls = _null_problems(a, method, prng, n_perm, restarts, exhaustive_max, progress)
@@ -1484,6 +1524,7 @@ def _prepare_coreness(
         n_perm=int(n_perm),
         seed=int(seed),
         transform=transform,
+        pending=pending,
     )
 
 
@@ -2059,19 +2100,21 @@ class CorePeripheryResult(StageResult):
 def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[pd.DataFrame]:
     """:func:`coreness` of every ``(interactions, method)`` job, in order, in this thread.
 
-    Each job's observed fit is made and its permutations drawn as :func:`coreness` does;
-    then the nulls of all jobs are fitted together, those of one kind and size in one batch
-    (:func:`_solve_nulls`: the same fits as job by job, bit for bit, for less work per
-    Newton step). The jobs are not spread over threads: the BFGS refits run scipy's line
+    Each job is validated and its permutations drawn as :func:`coreness` does; the observed
+    continuous fits of networks of one size are then solved in one batch
+    (:func:`_fit_observed_batch`), and the nulls of all jobs, those of one kind and size in
+    one batch (:func:`_solve_nulls_split`): the same fits as job by job, bit for bit, for
+    less work per Newton step. The jobs are not spread over threads: the BFGS refits run scipy's line
     search, which switches warning filters with ``warnings.catch_warnings`` (process-wide
     before Python 3.14), so a second thread's fit could see them half-restored (a
     ``LineSearchWarning`` raised under an ``error`` filter, or a filter left changed).
     ``agglo run`` runs this stage beside the others in its own process instead
     (:mod:`agglo._forked`).
     """
-    prepared = [_prepare_coreness(t, method=m, **kwargs) for t, m in jobs]
+    prepared = [_prepare_coreness(t, method=m, defer=True, **kwargs) for t, m in jobs]
     tested = [i for i, job in enumerate(prepared) if job.nulls is not None]
     with _one_blas_thread():
+        prepared = _fit_observed_batch(prepared)
         solved = _solve_nulls_split([prepared[i].nulls for i in tested])  # type: ignore[misc]
     nulls: list[np.ndarray | None] = [None] * len(prepared)
     for i, r in zip(tested, solved, strict=True):
