@@ -1055,7 +1055,7 @@ def test_nulls_of_several_networks_batched_equal_network_by_network():
 
 
 def test_nulls_split_across_two_processes_equal_one_process(caplog):
-    """With a free core the stage's nulls are halved between this process and a forked child
+    """With a free core the stage's nulls are cut in two between this process and a forked child
     (``_solve_nulls_split``); the joined fits equal one process's bit for bit (continuous,
     exhaustive and local-search discrete), and a child really ran."""
     import logging
@@ -1081,8 +1081,9 @@ def test_nulls_split_across_two_processes_equal_one_process(caplog):
         assert cp._EIGH_POOL
         mp.setattr(cp, "_split_obstacle", lambda problems: None)
         with caplog.at_level(logging.DEBUG, logger="agglo.analysis.coreperiphery"):
-            two = cp._solve_nulls_split(probs)
+            two, done = cp._solve_nulls_split(probs, meanwhile=lambda: "observed fits")
     assert "split across two processes" in caplog.text
+    assert done == "observed fits"
     assert not cp._EIGH_THREAD_OFF[0]  # restored
     for a, b in zip(one, two, strict=True):
         assert len(a) == 7
