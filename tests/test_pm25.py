@@ -786,3 +786,26 @@ def test_polygon_partly_off_the_grid_equals_the_closed_form(tmp_path, nan_inside
     assert one(out2) == pytest.approx(40.0 if nan_inside else 30.0, rel=1e-12)
     assert one(out2, "n_cells") == (1 if nan_inside else 2)
     assert one(out2, "valid_fraction") == pytest.approx(0.25 if nan_inside else 0.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("runs", [3, 5000])
+def test_inside_values_placed_by_runs_or_mask_equal_a_boolean_assignment(runs):
+    """_place (slice copies over the runs of cells inside the grid, or a mask when there are
+    many runs) == numpy's boolean-mask assignment, NaN outside."""
+    from agglo.io import rasters
+    from agglo.io.rasters import CellIndex
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    inside = np.ones(n, bool)
+    cuts = np.sort(rng.choice(n, 2 * runs, replace=False))
+    for a, b in cuts.reshape(-1, 2)[::2]:
+        inside[a:b] = False
+    index = CellIndex(n, inside, (), ("test",))
+    assert (index.inside_runs is None) == (runs > 64)
+    vals = rng.uniform(0, 100, int(inside.sum())).astype(np.float32)
+    out = np.full(n, -1.0)
+    rasters._place(out, vals, index)
+    want = np.full(n, np.nan)
+    want[inside] = vals
+    np.testing.assert_array_equal(out, want)

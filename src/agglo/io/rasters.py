@@ -248,6 +248,20 @@ class CellIndex:
     layout: tuple
 
     @functools.cached_property
+    def inside_runs(self) -> list[tuple[int, int, int]] | None:
+        """The cells inside the grid as runs ``(start, stop, first value)`` of consecutive
+        positions (a window reaching past the grid's edge has a few: China's counties at
+        0.01°, 11), or None when there are too many to pay (then a mask is used)."""
+        if self.inside is None:
+            return [(0, self.n, 0)]
+        step = np.diff(self.inside.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+        starts, stops = np.flatnonzero(step == 1), np.flatnonzero(step == -1)
+        if starts.size > max(64, self.n // 1024):
+            return None
+        first = np.r_[0, np.cumsum(stops - starts)[:-1]]
+        return list(zip(starts.tolist(), stops.tolist(), first.tolist(), strict=True))
+
+    @functools.cached_property
     def outside(self) -> np.ndarray:
         """Positions of the cells outside the grid (always missing)."""
         if self.inside is None:
@@ -659,8 +673,19 @@ def _read_split(bands: tuple[_Band, ...]) -> int | None:
 
 
 def _free_to_fork() -> bool:
-    """Whether this process may fork a helper now, with a core for it (see :func:`_read_split`)."""
-    if not fork_available() or usable_cores() < 2 or threading.active_count() > 1:
+    """Whether this process may fork a helper now, with a core for it (see :func:`_read_split`).
+
+    zonal_pm25's own validity check thread (``agglo-valid``, GEOS only: it holds no lock a
+    reading child needs) does not count as another thread."""
+    if not fork_available() or usable_cores() < 2:
+        return False
+    main = threading.main_thread()
+    others = [
+        t
+        for t in threading.enumerate()
+        if t is not main and not t.name.startswith("agglo-valid") and t.is_alive()
+    ]
+    if others or threading.current_thread() is not main:
         return False
     return not (multiprocessing.current_process().daemon or multiprocessing.active_children())
 
@@ -678,9 +703,14 @@ def _place(out: np.ndarray, vals: np.ndarray, index: CellIndex) -> None:
     """Put the values of the cells inside the grid into ``out`` (NaN for the others)."""
     if index.inside is None:
         out[:] = vals
-    else:
+        return
+    runs = index.inside_runs
+    if runs is None:
         out[index.inside] = vals
-        out[index.outside] = np.nan
+    else:  # a few runs of slice copies beat a boolean-mask assignment of every cell
+        for a, b, first in runs:
+            out[a:b] = vals[first : first + b - a]
+    out[index.outside] = np.nan
 
 
 def _cf_decode_into(
