@@ -174,9 +174,12 @@ def stage_rows(repeat: int) -> None:
         f"same p-values {same_p}"
     )
     one = results["agglo_one_process"].fit
-    same_one = a[["fit", "p_value", "null_mean", "null_q95"]].equals(
-        one[["fit", "p_value", "null_mean", "null_q95"]]
-    ) and (a["core_cities"] == one["core_cities"]).all()
+    same_one = (
+        a[["fit", "p_value", "null_mean", "null_q95"]].equals(
+            one[["fit", "p_value", "null_mean", "null_q95"]]
+        )
+        and (a["core_cities"] == one["core_cities"]).all()
+    )
     print(f"one process and default equal bit for bit: {same_one}")
     med = {k: float(np.median(v)) for k, v in cpu.items()}
     rnd = {k: [round(x, 3) for x in v] for k, v in cpu.items()}
