@@ -634,11 +634,12 @@ def road_density(
 
     Lengths are geodesic (summed over each line's vertices), areas are geodesic; data in a
     projected CRS is reprojected to EPSG:4326 first, so nothing is ever measured in degrees or
-    in a distorting projection. Lines wholly inside a polygon (no contact with its boundary,
-    tested with prepared ``contains_properly``) are counted with their full length without
-    any intersection; only lines touching a polygon's boundary are clipped exactly
-    (``shapely.intersection``, which inserts the crossing vertex), and the clipped pieces are
-    measured on their own lon/lat vertices.
+    in a distorting projection. Lines wholly inside a polygon count with their full length
+    without any intersection: those whose bounding box lies in cells of a coarse grid owned
+    by one polygon's interior without any predicate, the others near a boundary by prepared
+    ``intersects`` / ``contains_properly``; only lines touching a polygon's boundary are
+    clipped exactly (as ``shapely.intersection``, which inserts the crossing vertex, in one
+    vectorised step), and the clipped pieces are measured on their own lon/lat vertices.
 
     Parameters
     ----------
