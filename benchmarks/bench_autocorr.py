@@ -30,11 +30,20 @@ Results (2026-12-02, 2 cores shared with other jobs, load average 5.3; CPU s, me
     BENCH autocorr agglo_s=0.286 esda_s=24.557 speedup_vs_esda=85.83
 
 (the one unit whose p differs re-draws its own neighbours once: a tie, counted in both tails
-by agglo). In one process with esda's kernels already compiled agglo is slower (0.42 vs 0.18
+by agglo). In one process with esda's kernels already compiled agglo was slower (0.42 vs 0.18
 CPU s: numpy gathers instead of compiled loops, plus agglo's id checks, island handling, FDR
 and G*); every new process, i.e. every ``agglo run``, pays esda's compilation and not agglo's.
 
-**Transitions** (``--markov-only`` runs just this part; it also runs after the above): the LISA
+After session 8 (2026-12-03, load average ~5, ``--quick --repeat 1``): contiguity by sorted
+coordinates, Moran/Geary without ``graph.summary()``, draws made once per (n, seed) (the warm
+figure repeats calls with the same n and seed, so it reuses the draws)::
+
+    moran_i agglo=0.896478 esda=0.896478 identical=True, p equal for 129 of 130 units
+    warm in one process: agglo_cpu_s=0.058 esda_cpu_s=0.179
+    peak_rss_mb agglo=315 esda=505 (own process each)
+    BENCH autocorr agglo_s=0.068 esda_s=24.468 speedup_vs_esda=362.04
+
+**Transitions** (``--parts`` runs only this and the next two parts; without it they run too): the LISA
 and spatial Markov chains of a 130-city x 6-year panel, :mod:`agglo.analysis.markov` versus
 ``giddy.markov.LISA_Markov`` + ``Spatial_Markov``, each in a fresh process with libpysal and
 esda already imported (as in a run) and the method's own imports timed (giddy's: mapclassify
@@ -44,10 +53,29 @@ The numbers must be identical. Results (2026-12-03, load average 4.3, medians of
     identical counts, probabilities, chi2, Q, LR: True
     wall_s agglo=0.011 giddy=1.944 (medians)
     peak_rss_mb agglo=309 giddy=367 (own process each)
-    BENCH autocorr_markov agglo_s=0.007 giddy_s=0.979 speedup_vs_giddy=136.27
+    BENCH autocorr_markov agglo_s=0.007 giddy_s=1.099 speedup_vs_giddy=148.43
+
+**Global statistics**: Moran's I and Geary's C with their randomisation z and p
+(:func:`agglo.analysis.crand.global_statistics`, esda's arithmetic with the weight sums computed
+once) versus ``esda.Moran`` + ``esda.Geary`` with ``permutations=0`` (each calls
+``graph.summary()``), warm in one process on the 84 member cities' queen weights, CPU s per
+call. Results (2026-12-03, load average 4.3)::
+
+    identical I, z, p, C, z, p: True; peak_rss_mb=384 (this process)
+    BENCH autocorr_global agglo_s=0.00076 esda_s=0.01310 speedup_vs_esda=17.21
+
+**Contiguity**: queen weights by ``autocorr._vertex_contiguity`` (libpysal's vertex-set rule
+with sorted coordinates instead of a Python hash loop) versus ``Graph.build_contiguity``, warm
+in one process; the adjacency must be identical. Results (2026-12-03, load average 4.7)::
+
+    queen contiguity: 1068 units, warm in one process
+    identical adjacency: True; peak_rss_mb=425 (this process)
+    BENCH autocorr_contiguity agglo_s=0.0762 libpysal_s=0.4814 speedup_vs_libpysal=6.32
+
+(84 member cities, ``--quick``: 0.0195 vs 0.0829 s.)
 
 Usage: ``python benchmarks/bench_autocorr.py [--quick] [--repeat 3] [--permutations 999]
-[--markov-only]``.
+[--parts]``.
 """
 
 from __future__ import annotations
@@ -172,7 +200,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="130 cities, 99 permutations (< 1 min)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--permutations", type=int, default=999)
-    ap.add_argument("--markov-only", action="store_true", help="only the transitions' timing")
+    ap.add_argument(
+        "--parts",
+        action="store_true",
+        help="only the parts' timings (transitions vs giddy, global statistics vs esda)",
+    )
     ap.add_argument(
         "--child",
         choices=["agglo", "esda", "markov-agglo", "markov-giddy"],
@@ -182,9 +214,94 @@ def main() -> None:
     if args.child:
         child(args.child, args.quick, args.permutations)
         return
-    if not args.markov_only:
+    bench_markov(args)  # first: its children's peak RSS includes this process's (Linux)
+    if not args.parts:
         bench_stats(args)
-    bench_markov(args)
+    bench_global(args)
+    bench_contiguity(args)
+
+
+def bench_contiguity(args) -> None:
+    """Queen contiguity: autocorr._vertex_contiguity vs libpysal's Graph.build_contiguity
+    (the vertex-set rule, strict=False) on the 1,068 counties (84 member cities with
+    ``--quick``), warm in one process, ABAB, CPU medians."""
+    import pandas as pd
+    from libpysal.graph import Graph
+
+    from agglo.analysis.autocorr import _prepare_units, _vertex_contiguity
+    from agglo.reference.boundaries import load_cities, load_counties
+
+    if args.quick:
+        cities = load_cities()
+        units = _prepare_units(cities[cities["agglomeration_id"].notna()], "adcode")
+    else:
+        units = _prepare_units(load_counties(), "adcode")
+    geometry = units.geometry
+    methods = {
+        "agglo": lambda: _vertex_contiguity(geometry, rook=False),
+        "libpysal": lambda: Graph.build_contiguity(geometry, rook=False),
+    }
+    got = {k: fn() for k, fn in methods.items()}
+    try:
+        pd.testing.assert_series_equal(got["agglo"].adjacency, got["libpysal"].adjacency)
+        same = True
+    except AssertionError:
+        same = False
+    times: dict[str, list[float]] = {"agglo": [], "libpysal": []}
+    for _ in range(max(args.repeat, 3)):
+        for name, fn in methods.items():
+            c = time.process_time()
+            fn()
+            times[name].append(time.process_time() - c)
+    cpu = {k: statistics.median(v) for k, v in times.items()}
+    print(f"queen contiguity: {len(units)} units, warm in one process")
+    print(f"identical adjacency: {same}; peak_rss_mb={peak_mb():.0f} (this process)")
+    print(
+        f"BENCH autocorr_contiguity agglo_s={cpu['agglo']:.4f} libpysal_s={cpu['libpysal']:.4f} "
+        f"speedup_vs_libpysal={cpu['libpysal'] / cpu['agglo']:.2f}"
+    )
+
+
+def bench_global(args) -> None:
+    """Moran's I + Geary's C with z and p: crand.global_statistics vs esda.Moran + esda.Geary
+    (permutations=0, the part agglo replaced), warm in one process on the 84 member cities'
+    weights (the run's largest scope), ABAB, CPU medians of ``repeat`` x 50 calls."""
+    import esda
+
+    from agglo.analysis.autocorr import spatial_weights
+    from agglo.analysis.crand import global_statistics
+    from agglo.reference.boundaries import load_cities
+
+    cities = load_cities()
+    members = cities[cities["agglomeration_id"].notna()]
+    w = spatial_weights(members, "queen")
+    y = np.random.default_rng(2).normal(size=w.n)
+
+    def run_agglo():
+        mi, gc = global_statistics(y, w)
+        return mi.I, mi.z_rand, mi.p_rand, gc.C, gc.z_rand, gc.p_rand
+
+    def run_esda():
+        mi = esda.Moran(y, w, transformation=w.transformation, permutations=0)
+        gc = esda.Geary(y, w, transformation=w.transformation, permutations=0)
+        return mi.I, mi.z_rand, mi.p_rand, gc.C, gc.z_rand, gc.p_rand
+
+    methods = {"agglo": run_agglo, "esda": run_esda}
+    same = run_agglo() == run_esda()
+    times: dict[str, list[float]] = {"agglo": [], "esda": []}
+    for _ in range(max(args.repeat, 3)):
+        for name, fn in methods.items():
+            c = time.process_time()
+            for _ in range(50):
+                fn()
+            times[name].append((time.process_time() - c) / 50)
+    cpu = {k: statistics.median(v) for k, v in times.items()}
+    print(f"global statistics: {w.n} member cities, queen (row-standardised); warm, per call")
+    print(f"identical I, z, p, C, z, p: {same}; peak_rss_mb={peak_mb():.0f} (this process)")
+    print(
+        f"BENCH autocorr_global agglo_s={cpu['agglo']:.5f} esda_s={cpu['esda']:.5f} "
+        f"speedup_vs_esda={cpu['esda'] / cpu['agglo']:.2f}"
+    )
 
 
 def bench_markov(args) -> None:

@@ -177,6 +177,43 @@ def test_cross_check_with_esda_and_libpysal_w_on_real_cities(cities):
     assert mine["quadrant"].tolist() == [labels[q] for q in ref_l.q]
 
 
+def _contiguity_cases():
+    """Polygons that exercise the vertex rule: shared corners only, holes, multipolygons,
+    an island, a -0.0 coordinate, duplicated vertices and lines."""
+    box = shapely.box
+    yield "lattice", list(lattice(5).geometry)
+    ring = shapely.Polygon(box(0, 0, 3, 3).exterior.coords, [box(1, 1, 2, 2).exterior.coords])
+    yield "holes", [ring, box(1, 1, 2, 2), box(3, 0, 4, 1), box(-0.0, 3, 1, 4), box(5, 5, 6, 6)]
+    multi = shapely.MultiPolygon([box(0, 0, 1, 1), box(2, 0, 3, 1)])
+    dup = shapely.Polygon([(1, 0), (2, 0), (2, 0), (2, 1), (1, 1)])
+    yield "multi", [multi, dup, box(3, 0, 4, 1), box(1, 1, 2, 2), box(9, 9, 10, 10)]
+    yield "corner", [box(0, 0, 1, 1), box(1, 1, 2, 2), box(2, 0, 3, 1), box(1, -1, 2, 0)]
+    yield "lines", [shapely.LineString([(0, 0), (1, 1)]), shapely.LineString([(1, 1), (2, 0)])]
+
+
+@pytest.mark.parametrize("rook", [False, True], ids=["queen", "rook"])
+def test_vertex_contiguity_equals_libpysal(rook, cities):
+    from libpysal.graph import Graph
+
+    from agglo.analysis.autocorr import _prepare_units, _vertex_contiguity
+
+    cases = dict(_contiguity_cases())
+    members = cities[cities["agglomeration_id"].notna()]
+    for name, geoms in [*cases.items(), ("cities", None), ("members", None)]:
+        if geoms is None:
+            units = _prepare_units(cities if name == "cities" else members, "adcode")
+            geometry = units.geometry
+        else:
+            geometry = gpd.GeoSeries(geoms, index=[f"u{i}" for i in range(len(geoms))])
+        ref = Graph.build_contiguity(geometry, rook=rook)
+        got = _vertex_contiguity(geometry, rook=rook)
+        pd.testing.assert_series_equal(got.adjacency, ref.adjacency, obj=name)
+    # the cases do what they are meant to: a corner is a queen link, not a rook one
+    corner = _vertex_contiguity(gpd.GeoSeries(cases["corner"]), rook=rook)
+    assert (1 in corner[0].index) is not rook
+    assert len(_vertex_contiguity(gpd.GeoSeries(cases["multi"]), rook=rook).isolates) == 1
+
+
 def test_libpysal_w_input_accepted():
     g = five_cities()
     graph = spatial_weights(g, "rook")

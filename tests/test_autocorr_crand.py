@@ -12,6 +12,7 @@ from libpysal.graph import Graph  # noqa: E402
 from agglo.analysis.crand import (  # noqa: E402
     TIE_RTOL,
     conditional_p,
+    global_statistics,
     permutation_statistics,
     permuted_ids,
 )
@@ -128,6 +129,59 @@ def test_global_permutations_equal_esda():
     assert got["moran_p_sim"] == mi.p_sim
     assert got["moran_z_sim"] == mi.z_sim
     assert got["geary_p_sim"] == gc.p_sim
+
+
+def _knn_graph(n: int, k: int) -> Graph:
+    """Asymmetric k-nearest-neighbour weights of random points, distance-decayed."""
+    rng = np.random.default_rng(9)
+    pts = rng.uniform(0, 10, (n, 2))
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    nb = np.argsort(d, axis=1)[:, :k]
+    focal = np.repeat(np.arange(n), k)
+    return Graph.from_arrays(focal, nb.ravel(), 1.0 / d[focal, nb.ravel()])
+
+
+@pytest.mark.parametrize(
+    ("graph", "transform"),
+    [(grid(7), "r"), (grid(9), "b"), (grid(6), "v"), (_knn_graph(40, 4), "r")],
+    ids=["grid-r", "grid-b", "grid-v", "knn-r"],
+)
+def test_global_statistics_equal_esda(graph, transform):
+    w = graph.transform(transform)
+    y = values(w.n)
+    mi, gc = global_statistics(y, w)
+    ref_m = esda.Moran(y, w, transformation=w.transformation, permutations=0)
+    ref_g = esda.Geary(y, w, transformation=w.transformation, permutations=0)
+    summary = w.summary()
+    assert (mi.summary.s0, mi.summary.s1, mi.summary.s2) == (summary.s0, summary.s1, summary.s2)
+    got = [mi.I, mi.EI, mi.z_rand, mi.p_rand, mi.z2ss, gc.C, gc.z_rand, gc.p_rand, gc.den]
+    ref = [ref_m.I, ref_m.EI, ref_m.z_rand, ref_m.p_rand, ref_m.z2ss]
+    ref += [ref_g.C, ref_g.z_rand, ref_g.p_rand, ref_g.den]
+    assert got == ref  # the same arithmetic: equal to the last bit
+    # and the permutation statistics built on them are those built on esda's objects
+    np.random.seed(3)  # noqa: NPY002
+    ours = permutation_statistics(mi, gc, PERMS)
+    np.random.seed(3)  # noqa: NPY002
+    assert ours == permutation_statistics(ref_m, ref_g, PERMS)
+    with pytest.raises(ValueError, match="without isolates"):
+        global_statistics(values(50), grid(7, island=True).transform("r"))
+
+
+def test_global_permutations_with_seed_reuse_esda_draws():
+    """``seed=``: the arrangements are drawn once per (n, permutations, seed) and are esda's
+    (esda.Moran / esda.Geary seeded the same way), call after call."""
+    w = grid(8).transform("r")
+    for k, y in enumerate([values(w.n), values(w.n) ** 2, -values(w.n)]):
+        np.random.seed(21)  # noqa: NPY002
+        mi, gc = esda.Moran(y, w, permutations=PERMS), esda.Geary(y, w, permutations=PERMS)
+        m0, g0 = global_statistics(y, w)
+        got = permutation_statistics(m0, g0, PERMS, seed=21)
+        assert got["moran_p_sim"] == mi.p_sim, k
+        assert got["moran_z_sim"] == mi.z_sim, k
+        assert got["geary_p_sim"] == gc.p_sim, k
+    other = permutation_statistics(m0, g0, PERMS, seed=22)
+    assert other["moran_z_sim"] != got["moran_z_sim"]
 
 
 def _path(n: int) -> Graph:

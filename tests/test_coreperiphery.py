@@ -1019,10 +1019,11 @@ def test_squared_batch_in_scratch_memory_matches_pair_form_and_fresh_calls():
 
 
 def test_nulls_of_several_networks_batched_equal_network_by_network():
-    """The stage fits the nulls of every network of one kind and size in one batch
-    (``_coreness_jobs``); the tables equal :func:`coreness` called on each network alone, bit
-    for bit (continuous, exhaustive and local-search discrete, two sizes each), and the jobs
-    come back in their order."""
+    """The stage fits the observed continuous fits of every network of one size, and the nulls
+    of every network of one kind and size, in one batch (``_coreness_jobs``); the tables
+    equal :func:`coreness` called on each network alone, bit for bit (coreness values, core
+    sets, fits, p-values and null statistics; continuous, exhaustive and local-search
+    discrete, two sizes each), and the jobs come back in their order."""
     from agglo.analysis import coreperiphery as cp
 
     nets = [_frame(_gravity_like(n, seed)) for n, seed in ((6, 1), (7, 2), (6, 3), (7, 4), (6, 5))]
@@ -1051,3 +1052,39 @@ def test_nulls_of_several_networks_batched_equal_network_by_network():
     keys = {p.key() for p in probs}
     assert {k[0] for k in keys} == {"continuous", "exhaustive", "local"}
     assert len(keys) == 4  # continuous 6 and 7, exhaustive 6, local 7
+
+
+def test_nulls_split_across_two_processes_equal_one_process(caplog):
+    """With a free core the stage's nulls are cut in two between this process and a forked child
+    (``_solve_nulls_split``); the joined fits equal one process's bit for bit (continuous,
+    exhaustive and local-search discrete), and a child really ran."""
+    import logging
+
+    from agglo._forked import fork_available
+    from agglo.analysis import coreperiphery as cp
+
+    if not fork_available():
+        pytest.skip("no fork start method")
+    nets = [_frame(_gravity_like(n, seed)) for n, seed in ((6, 1), (7, 2), (6, 3))]
+    jobs = [(t, m) for t in nets for m in ("continuous", "discrete")]
+    kwargs = {"seed": 5, "n_perm": 7, "restarts": 2, "exhaustive_max": 6}
+    probs = [
+        cp._prepare_coreness(t, method=m, transform="none", progress=False, **kwargs).nulls
+        for t, m in jobs
+    ]
+    assert cp._split_obstacle(probs) == "little work"
+    one = cp._solve_nulls(probs)
+    with pytest.MonkeyPatch.context() as mp:
+        # the eigh helper thread exists before the fork (the child's copy of it is dead)
+        mp.setattr(cp, "_core_free", lambda: True)
+        cp._stacked_eigh(np.repeat(np.eye(31)[None], 16, axis=0))
+        assert cp._EIGH_POOL
+        mp.setattr(cp, "_split_obstacle", lambda problems: None)
+        with caplog.at_level(logging.DEBUG, logger="agglo.analysis.coreperiphery"):
+            two, done = cp._solve_nulls_split(probs, meanwhile=lambda: "observed fits")
+    assert "split across two processes" in caplog.text
+    assert done == "observed fits"
+    assert not cp._EIGH_THREAD_OFF[0]  # restored
+    for a, b in zip(one, two, strict=True):
+        assert len(a) == 7
+        np.testing.assert_array_equal(a, b)

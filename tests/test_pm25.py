@@ -682,14 +682,36 @@ def test_undeclared_fills_found_only_among_out_of_range_cells_equal_a_full_scan(
     assert len(notes) == len(fills)
 
 
-@pytest.mark.parametrize("ascending, transpose", [(True, False), (False, False), (True, True)])
-def test_banded_cell_gather_equals_netcdf4_masked_read(tmp_path, monkeypatch, ascending, transpose):
+@pytest.mark.parametrize(
+    "ascending, transpose, split",
+    [(True, False, False), (False, False, False), (True, True, False), (True, False, True)],
+)
+def test_banded_cell_gather_equals_netcdf4_masked_read(
+    tmp_path, monkeypatch, ascending, transpose, split
+):
     """read_indexed (chunk-row bands, raw dtype, CF decode of the gathered cells only) ==
-    netCDF4's own masked+scaled read of the whole variable, cells outside the grid NaN."""
+    netCDF4's own masked+scaled read of the whole variable, cells outside the grid NaN;
+    ``split``: the bands shared with a forked child (shared buffer), same values."""
+    from agglo._forked import fork_available
     from agglo.io import rasters
     from agglo.io.rasters import discover_layers
 
     monkeypatch.setattr(rasters, "_MIN_BAND_ROWS", 1)  # one band per 5-row chunk
+    if split:
+        if not fork_available():
+            pytest.skip("forked reads need Linux with the fork start method")
+        monkeypatch.setattr(rasters, "_SPLIT_READ_CELLS", 0)
+        monkeypatch.setattr(rasters, "_free_to_fork", lambda: True)  # 2 cores, no threads
+        started = []
+        real_start = rasters.ForkedCall.start.__func__
+
+        def spy(cls, *args, **kwargs):
+            started.append(kwargs.get("name"))
+            return real_start(cls, *args, **kwargs)
+
+        monkeypatch.setattr(rasters.ForkedCall, "start", classmethod(spy))
+    else:
+        monkeypatch.setattr(rasters, "_SPLIT_READ_CELLS", 10**12)
 
     rng = np.random.default_rng(3)
     ny, nx = 37, 23
@@ -722,6 +744,8 @@ def test_banded_cell_gather_equals_netcdf4_masked_read(tmp_path, monkeypatch, as
     index = layer.cell_index(rows, cols)
     assert len(index.bands) > 3
     got = layer.read_indexed(index)
+    if split:
+        assert started == ["NetCDF read"]  # the split did happen
     expected = np.r_[np.nan, ref[flat // nx, flat % nx], np.nan]
     np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
     np.testing.assert_array_equal(got, layer.read_cells(rows, cols))
@@ -762,3 +786,26 @@ def test_polygon_partly_off_the_grid_equals_the_closed_form(tmp_path, nan_inside
     assert one(out2) == pytest.approx(40.0 if nan_inside else 30.0, rel=1e-12)
     assert one(out2, "n_cells") == (1 if nan_inside else 2)
     assert one(out2, "valid_fraction") == pytest.approx(0.25 if nan_inside else 0.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("runs", [3, 5000])
+def test_inside_values_placed_by_runs_or_mask_equal_a_boolean_assignment(runs):
+    """_place (slice copies over the runs of cells inside the grid, or a mask when there are
+    many runs) == numpy's boolean-mask assignment, NaN outside."""
+    from agglo.io import rasters
+    from agglo.io.rasters import CellIndex
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    inside = np.ones(n, bool)
+    cuts = np.sort(rng.choice(n, 2 * runs, replace=False))
+    for a, b in cuts.reshape(-1, 2)[::2]:
+        inside[a:b] = False
+    index = CellIndex(n, inside, (), ("test",))
+    assert (index.inside_runs is None) == (runs > 64)
+    vals = rng.uniform(0, 100, int(inside.sum())).astype(np.float32)
+    out = np.full(n, -1.0)
+    rasters._place(out, vals, index)
+    want = np.full(n, np.nan)
+    want[inside] = vals
+    np.testing.assert_array_equal(out, want)

@@ -299,3 +299,34 @@ def test_polygons_digest_tells_geometries_apart_as_wkb_does():
         for j, b in enumerate(arrays):
             same_wkb = list(shapely.to_wkb(a)) == list(shapely.to_wkb(b))
             assert (d == CoverageCache.polygons_digest(b).hexdigest()) == same_wkb, (i, j)
+
+
+def test_forked_digest_keys_the_same_entry_as_the_digest_here(some_cities, tmp_path, monkeypatch):
+    """The polygons' digest computed in a forked child (large polygon sets) equals the one
+    computed in this process: a run digesting in a child reuses the entry of a run that did
+    not, with the same table as a run without any cache."""
+    from agglo._forked import ForkedCall, fork_available
+    from agglo.io import rasters
+
+    if not fork_available():
+        pytest.skip("needs fork")
+    geoms = np.asarray(some_cities.geometry.values, dtype=object)
+    call = ForkedCall.start(m._digest_hex, geoms)
+    assert call.result() == CoverageCache.polygons_digest(geoms).hexdigest()
+    ref = _run(some_cities, None)
+    first = _run(some_cities, tmp_path)  # digest here (below _FORK_DIGEST_VERTICES)
+    monkeypatch.setattr(m, "_FORK_DIGEST_VERTICES", 0)
+    monkeypatch.setattr(rasters, "_free_to_fork", lambda: True)
+    started = []
+    real_start = ForkedCall.start.__func__
+
+    def spy(cls, fn, *args, **kwargs):
+        started.append(kwargs.get("name"))
+        return real_start(cls, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ForkedCall, "start", classmethod(spy))
+    monkeypatch.setattr(m, "_build_plan", lambda *a, **k: pytest.fail("coverage recomputed"))
+    second = _run(some_cities, tmp_path)
+    assert started[:1] == ["polygons digest"]
+    pd.testing.assert_frame_equal(first, second)
+    pd.testing.assert_frame_equal(ref, second, check_exact=False, rtol=1e-12)

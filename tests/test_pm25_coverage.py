@@ -78,7 +78,7 @@ def forced_split(monkeypatch):
 def test_split_plan_matches_exactextract_and_one_process(forced_split, monkeypatch):
     geoms = _polygons()
     split = m._coverage_plan(geoms, GRID, weights="coverage", progress=False, cache=None)
-    assert forced_split == ["_exact_pairs"]  # the split did happen
+    assert forced_split == ["_exact_pairs_into"]  # the split did happen
     ref = _exactextract_fractions(geoms, split.window)
     w = split.weights.tocsr()
     for i, want in enumerate(ref):
@@ -93,6 +93,34 @@ def test_split_plan_matches_exactextract_and_one_process(forced_split, monkeypat
     np.testing.assert_array_equal(one.cells, two_area.cells)
     for a in ("data", "indices", "indptr"):
         np.testing.assert_array_equal(getattr(one.weights, a), getattr(two_area.weights, a))
+
+
+@pytest.mark.parametrize("bound", [None, 1])
+def test_split_pairs_through_shared_buffers_or_the_pipe(forced_split, monkeypatch, bound):
+    """The child's pairs come back in the shared buffers (bound from the bounding boxes: every
+    polygon's pairs fit in it), or through the pipe when they do not fit (a bound of 1): the
+    plan is the one-process plan bit for bit either way."""
+    geoms = _polygons()
+    sent = []
+    result = ForkedCall.result
+
+    def recording(self):
+        got = result(self)
+        sent.append("shared" if len(got) == 2 else "pipe")
+        return got
+
+    monkeypatch.setattr(ForkedCall, "result", recording)
+    if bound is not None:
+        monkeypatch.setattr(m, "_pairs_bound", lambda geoms, grid: bound)
+    two = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
+    assert forced_split == ["_exact_pairs_into"]
+    assert sent == (["pipe"] if bound == 1 else ["shared"])
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 10**12)
+    one = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
+    np.testing.assert_array_equal(one.cells, two.cells)
+    np.testing.assert_array_equal(one.row_area, two.row_area)
+    for a in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(one.weights, a), getattr(two.weights, a))
 
 
 def test_split_point_balances_and_keeps_small_jobs_in_process(monkeypatch):

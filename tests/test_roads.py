@@ -471,6 +471,26 @@ def test_internal_length_matches_geodesy_for_every_geometry_type():
     assert ref[1] == pytest.approx(meridian_arc_km(0, 1) + meridian_arc_km(1, 2), rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "extra", [[], [[(104.0, 30.0), (104.1, 30.2), (104.3, 30.1), (104.2, 30.4)]]]
+)
+def test_two_point_lines_are_measured_like_pyproj(extra):
+    """All two-point lines (one step each, no per-line sum) and a mix with a longer line and an
+    empty one (same number of coordinates as two two-point lines), against pyproj Geod."""
+    from agglo.measures.roads import _geodesic_km
+
+    rng = np.random.default_rng(4)
+    start = rng.uniform((100, 20), (120, 40), (50, 2))
+    end = start + rng.normal(0, 0.05, (50, 2))
+    geoms = list(shapely.linestrings(np.stack([start, end], axis=1)))
+    if extra:
+        geoms += [shapely.LineString(extra[0]), shapely.LineString()]
+    geoms = np.array(geoms, dtype=object)
+    geod = Geod(ellps="WGS84")
+    ref = np.array([geod.geometry_length(g) / 1000 for g in geoms])
+    np.testing.assert_allclose(_geodesic_km(geoms), ref, rtol=1e-12, atol=1e-12)
+
+
 def test_interior_cells_fast_path_agrees_with_contains_properly():
     """Lines the grid assigns to a polygon are inside it properly and touch no other polygon."""
     polys = squares({"W": (110, 30, 110.5, 30.5), "E": (110.5, 30, 111, 30.5)}).geometry.to_numpy()
@@ -492,6 +512,39 @@ def test_interior_cells_fast_path_agrees_with_contains_properly():
     assert (owner[in_overlap] != 1).all()
 
 
+def test_interior_cells_hold_for_boxes_spanning_many_cells():
+    """Long lines (boxes of many grid cells) among short ones: the grid's owner is exact.
+
+    Checked against shapely ``contains_properly`` / ``intersects`` on a 256-vertex disc and a
+    holed square: a line is assigned to a polygon only if inside it properly and touching no
+    other, and most lines wholly inside one polygon far from every boundary are assigned.
+    """
+    disc = shapely.Point(110.5, 30.5).buffer(0.4, quad_segs=64)
+    holed = shapely.Polygon(
+        shapely.box(111, 30, 112, 31).exterior.coords,
+        [shapely.box(111.3, 30.3, 111.7, 30.7).exterior.coords],
+    )
+    polys = np.array([disc, holed], dtype=object)
+    rng = np.random.default_rng(8)
+    n = 6000
+    start = rng.uniform((109.9, 29.9), (112.1, 31.1), (n, 2))
+    scale = np.where(rng.uniform(size=n) < 0.8, 0.005, 0.1)  # 20 % span dozens of cells
+    end = start + rng.normal(0, 1, (n, 2)) * scale[:, None]
+    geoms = shapely.linestrings(np.stack([start, end], axis=1))
+    shapely.prepare(polys)
+    owner = roads_mod._interior_owner(geoms, polys)
+    for j in range(len(polys)):
+        mine = owner == j
+        assert shapely.contains_properly(polys[j], geoms[mine]).all()
+        assert not shapely.intersects(polys[1 - j], geoms[mine]).any()
+    long = scale > 0.01
+    assert (owner[long] >= 0).sum() > 100  # long lines are assigned too, not only short ones
+    # lines that are properly inside and keep well away from every boundary are all found
+    far = shapely.distance(shapely.boundary(polys)[:, None], geoms[None, :]).min(axis=0) > 0.05
+    inside = shapely.contains_properly(polys[:, None], geoms[None, :]).any(axis=0)
+    assert (owner[far & inside] >= 0).mean() > 0.95
+
+
 def test_city_road_density_result_repeats_the_snapshot_per_year():
     from agglo.measures.roads import RoadsOptions, city_road_density
 
@@ -509,3 +562,19 @@ def test_city_road_density_result_repeats_the_snapshot_per_year():
     dens = road_density(road, polys, classes="all")["density_km_per_100km2"].to_numpy()
     np.testing.assert_array_equal(v[v["year"] == 2020]["value"], dens)
     assert "SYNTHETIC" in res.summary_lines()[0] and "SYNTHETIC" in res.source
+
+
+def test_two_point_line_boxes_equal_shapely_bounds():
+    """The boxes taken from the coordinates of two-point lines are ``shapely.bounds``; with a
+    longer line among them no boxes are returned (``shapely.bounds`` is used instead)."""
+    rng = np.random.default_rng(6)
+    start = rng.uniform((100, 20), (120, 40), (200, 2))
+    end = start + rng.normal(0, 0.05, (200, 2))
+    geoms = shapely.linestrings(np.stack([start, end], axis=1))
+    km, bounds = roads_mod._lengths_km(geoms, with_bounds=True)
+    np.testing.assert_array_equal(bounds, shapely.bounds(geoms))
+    geod = Geod(ellps="WGS84")
+    ref = geod.inv(start[:, 0], start[:, 1], end[:, 0], end[:, 1])[2] / 1000
+    np.testing.assert_allclose(km, ref, rtol=1e-12, atol=1e-11)  # 1e-8 m (geodesy docs)
+    mixed = np.append(geoms, shapely.LineString([(0, 0), (0, 1), (1, 1)]))
+    assert roads_mod._lengths_km(mixed, with_bounds=True)[1] is None

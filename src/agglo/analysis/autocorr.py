@@ -23,7 +23,13 @@ false-discovery-rate control by default (``correction="none"`` for a plain alpha
 classic Ord & Getis (1995) statistic on the binary neighbour structure of the weights plus the
 unit itself (esda's analytic variance is exact for binary weights only), computed on values
 shifted to be positive when needed (its z-score and p-value do not change under a shift).
-Permutation p-values (global and local) are esda's, computed in numpy with esda's draws
+Queen / rook contiguity is libpysal's vertex-set rule (``Graph.build_contiguity``) computed by
+sorting coordinates (:func:`_vertex_contiguity`; the same graph, checked against libpysal).
+Global Moran's I and Geary's C with their analytic z and p are esda's arithmetic computed by
+:func:`agglo.analysis.crand.global_statistics` (the weight sums once per call instead of one
+``graph.summary()`` per statistic; equal to esda's to the last bit, esda's own objects are used
+for weights with isolates). Permutation p-values (global and local) are esda's, computed in
+numpy with esda's draws
 (:mod:`agglo.analysis.crand`, nothing compiled), with two documented changes that make them
 reproducible: a simulated statistic that ties with the observed one (within a relative 1e-9)
 counts in both tails, and when there are no more distinct arrangements than permutations
@@ -203,7 +209,7 @@ def _base_graph(
             if kind == "rook":
                 log.info("tolerance_m > 0 uses fuzzy (intersects) contiguity for rook too")
             return g
-        return Graph.build_contiguity(units.geometry, rook=kind == "rook")
+        return _vertex_contiguity(units.geometry, rook=kind == "rook")
     if k < 1 or k >= n:
         raise AggloInputError(f"k must be between 1 and n - 1 = {n - 1}; got {k}.")
     pts = _points_m(units)
@@ -230,6 +236,68 @@ def _base_graph(
     if not bw > 0:
         raise AggloInputError(f"bandwidth must be a positive distance in km; got {bandwidth}.")
     return Graph.build_kernel(pts, kernel=kernel, k=k, bandwidth=bw)
+
+
+def _vertex_contiguity(geometry: gpd.GeoSeries, *, rook: bool):
+    """``Graph.build_contiguity(geometry, rook=rook)`` (libpysal's vertex-set rule), in numpy.
+
+    libpysal hashes every vertex (queen) or boundary segment (rook) in a Python loop (~0.1-0.5
+    CPU-s for the 41,000 vertices of the member cities); here equal vertices / segments are
+    found by sorting their coordinates. The rule is libpysal's: two units are queen neighbours
+    when they share a vertex (exactly equal coordinates), rook neighbours when they share a
+    segment between consecutive vertices of one part (as libpysal, also the segment that
+    joins one ring of a part to the next); a unit with neither is an isolate (a zero
+    self-weight). The graph is built by ``Graph.from_arrays`` as libpysal builds it, so it
+    equals libpysal's, weights' dtype and order included (``tests/test_autocorr.py`` checks
+    it against libpysal). Other geometry types go to libpysal.
+    """
+    import itertools
+
+    import shapely
+    from libpysal.graph import Graph
+
+    arr = np.asarray(geometry.values, dtype=object)
+    kinds = set(shapely.get_type_id(arr).tolist())
+    if not kinds <= {1, 3, 5, 6}:  # (Multi)LineString, (Multi)Polygon, as libpysal accepts
+        return Graph.build_contiguity(geometry, rook=rook)
+    ids = np.asarray(geometry.index)
+    n = len(ids)
+    xy, owner = shapely.get_coordinates(arr, return_index=True)
+    xy = xy + 0.0  # -0.0 and 0.0 are one vertex, as libpysal's tuple keys have them
+    if rook:
+        _, part = shapely.get_coordinates(shapely.get_parts(arr), return_index=True)
+        same = part[:-1] == part[1:]
+        a, b = xy[:-1][same], xy[1:][same]
+        swap = (b[:, 0] < a[:, 0]) | ((b[:, 0] == a[:, 0]) & (b[:, 1] < a[:, 1]))
+        lo, hi = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
+        keys, owner = np.column_stack([lo, hi]), owner[:-1][same]
+    else:
+        keys = xy
+    order = np.lexsort(keys.T[::-1])
+    keys, owner = keys[order], owner[order]
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = (keys[1:] != keys[:-1]).any(axis=1)
+    # distinct (vertex or segment, unit) pairs, sorted by vertex / segment
+    code = np.unique((np.cumsum(new) - 1) * n + owner)
+    group, unit = code // n, code % n
+    start = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    size = np.diff(np.r_[start, len(group)])
+    pairs = [np.empty(0, dtype=np.int64)]
+    for s_ in np.unique(size[size > 1]):
+        members = unit[start[size == s_][:, None] + np.arange(s_)]
+        for i, j in itertools.permutations(range(int(s_)), 2):
+            pairs.append(members[:, i] * n + members[:, j])
+    edges = np.unique(np.concatenate(pairs))
+    focal, neighbor = edges // n, edges % n
+    isolates = np.setdiff1d(np.arange(n), focal)
+    weight = np.ones(len(edges) + len(isolates), dtype=int)
+    weight[len(edges) :] = 0
+    focal = np.concatenate([focal, isolates])
+    neighbor = np.concatenate([neighbor, isolates])
+    by_focal = np.argsort(focal, kind="stable")
+    return Graph.from_arrays(
+        ids[focal[by_focal]], ids[neighbor[by_focal]].astype(ids.dtype), weight[by_focal]
+    )
 
 
 def _subgraph_exact(kind: str, tolerance_m: float) -> bool:
@@ -547,8 +615,8 @@ def _esda_transformation(graph, transformation: str):
     """``graph`` under ``transformation`` (esda's convention: the W's own is not used)."""
     tr = _upper(transformation)
     _refuse(choice_problem("transformation", tr, _TRANSFORMS))
-    if tr != "O":
-        graph = graph.transform(tr)
+    if tr != "O" and graph.transformation != tr:  # (libpysal would return an equal copy,
+        graph = graph.transform(tr)  # without the sparse matrix and isolates cached on graph)
     return graph, graph.transformation
 
 
@@ -708,20 +776,22 @@ def global_autocorrelation(
     >>> round(float(s["moran_i"]), 3), round(float(s["geary_c"]), 3)  # 0.6 and 0.2 by hand
     (0.6, 0.2)
     """
-    import esda
-
-    from agglo.analysis.crand import permutation_statistics
+    from agglo.analysis.crand import global_statistics, permutation_statistics
 
     permutations = _check_perms(permutations)
     graph, y, _ = _align(data, column, w, id_col)
     graph, tr = _esda_transformation(graph, transformation)
     with _seeded(seed):
-        mi = esda.Moran(y, graph, transformation=tr, permutations=0)
-        # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
-        gw = graph.to_W() if len(graph.isolates) else graph
-        gc = esda.Geary(y, gw, transformation=tr, permutations=0)
+        if len(graph.isolates):
+            import esda
+
+            mi = esda.Moran(y, graph, transformation=tr, permutations=0)
+            # esda's Geary on a Graph mis-sizes the isolates' placeholder rows; W handles them
+            gc = esda.Geary(y, graph.to_W(), transformation=tr, permutations=0)
+        else:  # esda's arithmetic without its per-call graph.summary() (crand)
+            mi, gc = global_statistics(y, graph)
         # esda's simulations, drawn in esda's order, computed in one product
-        sims = permutation_statistics(mi, gc, permutations) if permutations else {}
+        sims = permutation_statistics(mi, gc, permutations, seed=seed) if permutations else {}
     out = {
         "n": len(y),
         "moran_i": float(mi.I),

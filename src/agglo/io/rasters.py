@@ -7,7 +7,8 @@ This module finds the year of every file, describes its grid as a north-up :clas
 reads only a window of it (a global 0.01° file is ~2.6 GB as float32: it is never loaded whole).
 
 Layers are small picklable descriptions (path, variable, band, grid), so the per-year reads can
-run on Dask workers.
+run on Dask workers. A large NetCDF read of a coverage plan's cells is shared with a forked child
+when a second core is idle (:func:`_read_split`; HDF5's lock keeps threads from sharing it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import mmap
+import multiprocessing
 import re
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +27,8 @@ from typing import Any
 import numpy as np
 from pyproj import CRS
 
+from agglo._cores import usable_cores
+from agglo._forked import ForkedCall, fork_available
 from agglo.errors import AggloInputError, CRSError
 
 __all__ = [
@@ -241,6 +246,20 @@ class CellIndex:
     inside: np.ndarray | None
     bands: tuple[_Band, ...]
     layout: tuple
+
+    @functools.cached_property
+    def inside_runs(self) -> list[tuple[int, int, int]] | None:
+        """The cells inside the grid as runs ``(start, stop, first value)`` of consecutive
+        positions (a window reaching past the grid's edge has a few: China's counties at
+        0.01°, 11), or None when there are too many to pay (then a mask is used)."""
+        if self.inside is None:
+            return [(0, self.n, 0)]
+        step = np.diff(self.inside.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+        starts, stops = np.flatnonzero(step == 1), np.flatnonzero(step == -1)
+        if starts.size > max(64, self.n // 1024):
+            return None
+        first = np.r_[0, np.cumsum(stops - starts)[:-1]]
+        return list(zip(starts.tolist(), stops.tolist(), first.tolist(), strict=True))
 
     @functools.cached_property
     def outside(self) -> np.ndarray:
@@ -472,22 +491,50 @@ class Layer:
         return out
 
     def _read_netcdf_cells(self, bands: tuple[_Band, ...]) -> tuple[np.ndarray, dict]:
-        """The raw gathered cells (file dtype) and the variable's attributes."""
+        """The raw gathered cells (file dtype) and the variable's attributes.
+
+        A large read (:data:`_SPLIT_READ_CELLS` stored cells or more) is shared with a forked
+        child when a second core is free (:func:`_read_split`): the child reads the first
+        bands and this process the others, each writing its cells into one shared buffer."""
         import netCDF4
 
-        vals = None
+        cut = _read_split(bands)
+        with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
+            var = ds.variables[self.variable]
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+            if cut is None:
+                var.set_auto_maskandscale(False)
+                vals = np.empty(bands[-1].stop, dtype=var.dtype)
+                self._gather_bands(var, bands, vals)
+                return vals, attrs
+            dtype = np.dtype(var.dtype)
+        # an anonymous shared mapping: the child's cells land here without being sent back
+        buf = mmap.mmap(-1, max(bands[-1].stop * dtype.itemsize, 1))
+        vals = np.frombuffer(buf, dtype=dtype, count=bands[-1].stop)
+        half = ForkedCall.start(self._read_bands_into, bands[:cut], vals, name="NetCDF read")
+        try:
+            self._read_bands_into(bands[cut:], vals)
+        except BaseException:
+            half.kill()
+            raise
+        half.result()
+        return vals, attrs
+
+    def _read_bands_into(self, bands: tuple[_Band, ...], vals: np.ndarray) -> None:
+        import netCDF4
+
         with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
             var = ds.variables[self.variable]
             var.set_auto_maskandscale(False)
-            for band in bands:
-                raw = np.asarray(
-                    var[_nc_key(var.ndim, self.index, band.rows, band.cols, self.transpose)]
-                )
-                if vals is None:
-                    vals = np.empty(bands[-1].stop, dtype=raw.dtype)
-                np.take(raw.reshape(-1), band.flat, out=vals[band.start : band.stop])
-            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
-        return vals, attrs
+            self._gather_bands(var, bands, vals)
+
+    def _gather_bands(self, var: Any, bands: tuple[_Band, ...], vals: np.ndarray) -> None:
+        """Read each band raw and gather its cells into ``vals`` (positions of the band)."""
+        for band in bands:
+            raw = np.asarray(
+                var[_nc_key(var.ndim, self.index, band.rows, band.cols, self.transpose)]
+            )
+            np.take(raw.reshape(-1), band.flat, out=vals[band.start : band.stop])
 
     def _read_geotiff_cells(self, bands: tuple[_Band, ...]) -> np.ndarray:
         """GeoTIFF cells read raw at the file's dtype; only the gathered ones are decoded."""
@@ -595,6 +642,54 @@ class Layer:
         return arr
 
 
+#: Stored cells (decompressed) of one NetCDF read from which it is split across two processes
+#: (below it a fork, ~20 ms, costs more than half the read saves; China's counties at 0.01°
+#: read ~15 M a year). Tests set it to 0 to force the split on small data.
+_SPLIT_READ_CELLS = 8_000_000
+
+
+def _read_split(bands: tuple[_Band, ...]) -> int | None:
+    """Where to cut ``bands`` into a forked child's share (the first bands) and this
+    process's, of about equal stored cells to decompress; None to read them all here.
+
+    Departure from DESIGN.md (one process per stage): HDF5 holds a lock (and netCDF4 the GIL)
+    for the whole read, so threads cannot share it, but a forked child reading other bands
+    can; it writes its cells into a shared buffer, so the values are the very same. Only for
+    large reads, on Linux with the ``fork`` start method, with two usable cores, and only
+    from a process that is neither a daemonic worker (which may not fork), nor running
+    other threads (the child would inherit their locks), nor has children of its own at
+    work (the years already split across processes, or the pipeline's stages side by side:
+    no idle core then).
+    """
+    if len(bands) < 2:
+        return None
+    cost = np.cumsum([(b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start) for b in bands])
+    if cost[-1] < max(_SPLIT_READ_CELLS, 1):
+        return None
+    if not _free_to_fork():
+        return None
+    cut = int(np.searchsorted(cost, cost[-1] / 2)) + 1  # the child's bands end at the midpoint
+    return min(max(cut, 1), len(bands) - 1)
+
+
+def _free_to_fork() -> bool:
+    """Whether this process may fork a helper now, with a core for it (see :func:`_read_split`).
+
+    zonal_pm25's own validity check thread (``agglo-valid``, GEOS only: it holds no lock a
+    reading child needs) does not count as another thread."""
+    if not fork_available() or usable_cores() < 2:
+        return False
+    main = threading.main_thread()
+    others = [
+        t
+        for t in threading.enumerate()
+        if t is not main and not t.name.startswith("agglo-valid") and t.is_alive()
+    ]
+    if others or threading.current_thread() is not main:
+        return False
+    return not (multiprocessing.current_process().daemon or multiprocessing.active_children())
+
+
 def _nc_key(ndim: int, index: int | None, srows: slice, cols: slice, transpose: bool) -> tuple:
     spatial = (cols, srows) if transpose else (srows, cols)
     if ndim == 2:
@@ -608,9 +703,14 @@ def _place(out: np.ndarray, vals: np.ndarray, index: CellIndex) -> None:
     """Put the values of the cells inside the grid into ``out`` (NaN for the others)."""
     if index.inside is None:
         out[:] = vals
-    else:
+        return
+    runs = index.inside_runs
+    if runs is None:
         out[index.inside] = vals
-        out[index.outside] = np.nan
+    else:  # a few runs of slice copies beat a boolean-mask assignment of every cell
+        for a, b, first in runs:
+            out[a:b] = vals[first : first + b - a]
+    out[index.outside] = np.nan
 
 
 def _cf_decode_into(

@@ -34,11 +34,14 @@ across a parallel carry an error of order (cell height x tan φ) of their own we
 0.01°). Polygons whose edges follow cell rows (and any longitudes) are exact to rounding.
 
 Around the coverage step: the polygons' validity check (``clean_geometries``) runs in a
-thread beside it when there are >= 2 cores (GEOS releases the GIL; the result and warnings
-are held until the check is done, and invalid polygons are repaired and computed again, so
-the outcome is that of check-then-compute). With ``coverage_cache=`` the polygons are
-serialised to WKB once (cache key and exactextract's input), the plan and, per file layout,
-the read positions come from disk, and the very same polygons found valid before are not
+thread once a core is free for it (GEOS releases the GIL): beside exactextract when the
+coverage runs in this process, after the two halves of a split coverage (which keep both
+cores busy), or beside the reads of a cached plan. The result and warnings are held until the
+check is done, and invalid polygons are repaired and computed again, so the outcome is that
+of check-then-compute. With ``coverage_cache=`` the polygons are digested once (structure
+and coordinates; in a forked child for large sets, while this process imports the readers),
+the plan and, per file layout, the read positions come from disk (mapped, not copied), and
+the very same polygons found valid before are not
 checked again (see :class:`CoverageCache`).
 
 Population weighting (``population=``) takes a raster of persons per cell on any lon/lat grid:
@@ -56,6 +59,7 @@ import importlib.util
 import json
 import logging
 import math
+import mmap
 import multiprocessing
 import operator
 import os
@@ -66,12 +70,11 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import shapely
 from pyproj import CRS
 
@@ -89,6 +92,9 @@ from agglo.io.rasters import (
 )
 from agglo.options import Options, choice_problem, option
 from agglo.results import StageResult
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 __all__ = [
     "OUTPUT_COLUMNS",
@@ -145,6 +151,14 @@ class PM25Options(Options):
         help="Folder of an on-disk coverage cache (reused when polygons and grid are the "
         "same); default off.",
     )
+
+
+def _csr(*args: Any, **kwargs: Any) -> sp.csr_matrix:
+    """scipy.sparse.csr_matrix, imported on first use (its import costs ~0.2 s, which a
+    cached run hides behind the polygons' digest, see :func:`_start_digest`)."""
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(*args, **kwargs)
 
 
 # WGS84 ellipsoid
@@ -243,7 +257,7 @@ class CoveragePlan:
             return self.weights
         w = self.weights
         area = self.row_area[self.cells // self.window.shape[1]]
-        return sp.csr_matrix((w.data / area[w.indices], w.indices, w.indptr), shape=w.shape)
+        return _csr((w.data / area[w.indices], w.indices, w.indptr), shape=w.shape)
 
     @functools.cached_property
     def binary(self) -> sp.csr_matrix:
@@ -251,7 +265,7 @@ class CoveragePlan:
         are exact integers below 2**24 cells per polygon."""
         w = self.weights
         ones = np.ones(w.nnz, dtype=np.float32)
-        return sp.csr_matrix((ones, w.indices, w.indptr), shape=w.shape)
+        return _csr((ones, w.indices, w.indptr), shape=w.shape)
 
     def valid_sums(
         self, index: CellIndex, scratch: np.ndarray | None = None
@@ -322,7 +336,9 @@ class CoverageCache:
     The caller creates and owns it (there is no hidden module-level cache): pass the same
     object, or one on the same folder, to :func:`coverage_plan` / :func:`zonal_pm25` and a
     second run on the same polygons and grid reads the sparse weights from disk instead of
-    computing coverage again. The key is a SHA-1 of the polygons' WKB (in order), the grid's
+    computing coverage again. The key is a SHA-1 of the polygons' digest (their structure and
+    coordinates in order, :meth:`polygons_digest`; earlier versions hashed the grid into the
+    digest's own stream, so their entries are not found and are computed again), the grid's
     identity (:meth:`Grid.key`: origin, cell size, shape, CRS) and the weights mode, so any
     change to a vertex, the order, the grid or the mode is a different entry.
 
@@ -393,9 +409,8 @@ class CoverageCache:
         :meth:`polygons_digest` of ``geoms``, which is then not hashed again)."""
         if digest is None:
             digest = CoverageCache.polygons_digest(geoms)
-        digest = digest.copy()
-        digest.update(repr((grid.key(), weights)).encode())
-        return digest.hexdigest()
+        text = f"agglo-coverage-key-v3 {_hex(digest)} {(grid.key(), weights)!r}"
+        return hashlib.sha1(text.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
         return self.folder / f"coverage-{key}.plan"
@@ -410,7 +425,7 @@ class CoverageCache:
     def _marker(self, digest: Any) -> Path:
         # the check's outcome also depends on GEOS and on this format's rules
         tag = hashlib.sha1(
-            f"{digest.hexdigest()} {shapely.geos_version_string} {self.FORMAT}".encode()
+            f"{_hex(digest)} {shapely.geos_version_string} {self.FORMAT}".encode()
         ).hexdigest()
         return self.folder / f"validated-{tag}"
 
@@ -460,12 +475,29 @@ class CoverageCache:
                 )
                 return None
             base = -(-(len(self._MAGIC) + 8 + n) // 64) * 64
+            size = os.fstat(f.fileno()).st_size
+            # POSIX: the arrays are private (copy-on-write) mappings of the file, not copies
+            # read into new memory (entries are replaced by renaming, never rewritten in place)
+            mapped = (
+                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                if os.name == "posix" and size > base
+                else None
+            )
             arrays = {}
             for name, dtype, shape, off, nbytes, crc in head["arrays"]:
-                a = np.empty(shape, dtype=np.dtype(dtype))
-                f.seek(base + off)
-                buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
-                if nbytes and (f.readinto(buf) != nbytes or zlib.crc32(buf) != crc):
+                dt = np.dtype(dtype)
+                if nbytes != math.prod(shape) * dt.itemsize or base + off + nbytes > size:
+                    raise ValueError(f"array {name} is truncated or damaged")
+                if mapped is not None and nbytes:
+                    a = np.frombuffer(mapped, dt, math.prod(shape), base + off).reshape(shape)
+                    buf = memoryview(a).cast("B")
+                else:
+                    a = np.empty(shape, dtype=dt)
+                    f.seek(base + off)
+                    buf = memoryview(a).cast("B") if nbytes else memoryview(b"")
+                    if nbytes and f.readinto(buf) != nbytes:
+                        raise ValueError(f"array {name} is truncated or damaged")
+                if nbytes and zlib.crc32(buf) != crc:
                     raise ValueError(f"array {name} is truncated or damaged")
                 arrays[name] = a
         return head["meta"], arrays
@@ -501,7 +533,7 @@ class CoverageCache:
 
         def plan_of(meta: dict, z: dict) -> CoveragePlan:
             n, k = meta["shape"]
-            weights = sp.csr_matrix((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
+            weights = _csr((z["weights"], z["indices"], z["indptr"]), shape=(n, k))
             r0, r1, c0, c1 = meta["window"]
             mode = str(meta["mode"])
             plan = CoveragePlan(
@@ -568,6 +600,33 @@ class CoverageCache:
         self._write(self._index_path(key, index.layout), {"layout": repr(index.layout)}, arrays)
 
 
+def _hex(digest: Any) -> str:
+    """A :meth:`CoverageCache.polygons_digest` (or its hex, from :func:`_digest_hex`) as hex."""
+    return digest if isinstance(digest, str) else digest.hexdigest()
+
+
+def _digest_hex(geoms: np.ndarray) -> str:
+    return CoverageCache.polygons_digest(geoms).hexdigest()
+
+
+#: Vertices from which zonal_pm25 digests the polygons (cache key) in a forked child while
+#: it imports what it needs next (~0.2 s each for China's 4 M county vertices); below it the
+#: fork costs more than it hides. Tests set it to 0 to force the fork on small data.
+_FORK_DIGEST_VERTICES = 1_000_000
+
+
+def _start_digest(geoms: np.ndarray) -> ForkedCall | None:
+    """:func:`_digest_hex` of ``geoms`` started in a forked child when that pays and a core is
+    free for it (:func:`agglo.io.rasters._free_to_fork`), else None (digest here)."""
+    from agglo.io.rasters import _free_to_fork
+
+    present = ~shapely.is_missing(geoms)
+    n = int(shapely.get_num_coordinates(geoms[present]).sum()) if present.any() else 0
+    if n < max(_FORK_DIGEST_VERTICES, 1) or not _free_to_fork():
+        return None
+    return ForkedCall.start(_digest_hex, geoms, name="polygons digest")
+
+
 def coverage_plan(
     polygons: gpd.GeoSeries,
     grid: Grid,
@@ -620,16 +679,23 @@ def _coverage_plan(
     cache: CoverageCache | None,
     wkb: np.ndarray | None = None,
     digest: Any = None,
+    on_free_core: Callable[[], None] | None = None,
 ) -> CoveragePlan:
     """:func:`coverage_plan` given the polygons' WKB and its digest when known (computed
-    once per run: they key the cache and feed exactextract)."""
+    once per run: they key the cache and feed exactextract). ``on_free_core`` is called once
+    a core is free for other work (zonal_pm25's validity check): at once for a plan read
+    from the cache, else see :func:`_build_plan`."""
     if cache is not None:
         if digest is None:
             digest = CoverageCache.polygons_digest(geoms)
         key = CoverageCache.key(geoms, grid, weights, digest=digest)
         if (plan := cache.load(key, grid)) is not None:
+            if on_free_core is not None:
+                on_free_core()
             return plan
-    plan = _build_plan(geoms, grid, weights=weights, progress=progress, wkb=wkb)
+    plan = _build_plan(
+        geoms, grid, weights=weights, progress=progress, wkb=wkb, on_free_core=on_free_core
+    )
     if cache is not None:
         cache.save(key, plan)
     return plan
@@ -687,7 +753,12 @@ def _build_plan(
     weights: str,
     progress: bool,
     wkb: np.ndarray | None = None,
+    on_free_core: Callable[[], None] | None = None,
 ) -> CoveragePlan:
+    """The plan of ``geoms`` on ``grid`` from exactextract's coverage, in this process or
+    split across two (:func:`_split_point`). ``on_free_core`` is called before exactextract
+    runs in this process alone (the second core is free), or after the split's halves are
+    done (both cores were busy with them)."""
     from exactextract.raster import NumPyRasterSource
 
     n = len(geoms)
@@ -713,29 +784,56 @@ def _build_plan(
     counts = np.zeros(n, dtype=np.int64)
     ci = np.zeros(0, np.int32)
     cv = np.zeros(0)
+    row_area = None
+    if weights == "area":
+        if not grid.is_geographic:
+            row_area = np.full(nrow, _projected_cell_area(grid))
+        else:
+            row_area = cell_area_km2(window.row_edges(), grid.dx)
+    # "area": coverage fractions x the area of the cell's row, applied by _exact_pairs to
+    # each half where it is computed
+    scale = None if row_area is None else (row_area, ncol)
     if idx.size:
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
-            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress)
+            if on_free_core is not None:
+                on_free_core()
+            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
         else:  # two halves side by side: the first in a forked child, the second here
+            first = geoms[idx[:parts]]
+            out = _shared_pairs(_pairs_bound(first, grid))
             half = ForkedCall.start(
-                _exact_pairs,
+                _exact_pairs_into,
+                out,
                 src,
-                geoms[idx[:parts]],
+                first,
                 crs_wkt,
                 None if sub is None else sub[:parts],
-                False,
+                scale,
                 name="coverage (first half)",
             )
             try:
                 c2, ci2, cv2 = _exact_pairs(
-                    src, geoms[idx[parts:]], crs_wkt, None if sub is None else sub[parts:], False
+                    src,
+                    geoms[idx[parts:]],
+                    crs_wkt,
+                    None if sub is None else sub[parts:],
+                    False,
+                    scale=scale,
                 )
             except BaseException:
                 half.kill()
                 raise
-            c1, ci1, cv1 = half.result()
+            got = half.result()
+            if on_free_core is not None:
+                on_free_core()
+            if len(got) == 2:  # the child's pairs are in the shared buffers
+                c1, k = got
+                ci1, cv1 = out[0][:k], out[1][:k]
+            else:  # more pairs than the bound: sent back through the pipe
+                c1, ci1, cv1 = got
+            del out, got
             c = np.concatenate([c1, c2])
             ci, cv = np.concatenate([ci1, ci2]), np.concatenate([cv1, cv2])
             del c1, c2, ci1, ci2, cv1, cv2
@@ -764,15 +862,8 @@ def _build_plan(
     # pairs come grouped by polygon in input order: the CSR index pointer is a cumulative count
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    row_area = None
-    if weights == "area":
-        if not grid.is_geographic:
-            row_area = np.full(nrow, _projected_cell_area(grid))
-        else:
-            row_area = cell_area_km2(window.row_edges(), grid.dx)
-        cv *= row_area[ci // ncol]  # the row of each pair's cell
     del ci
-    w = sp.csr_matrix((cv, col, indptr), shape=(n, cells.size))
+    w = _csr((cv, col, indptr), shape=(n, cells.size))
     return CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
 
 
@@ -807,12 +898,66 @@ def _split_point(geoms: np.ndarray, grid: Grid) -> int | None:
     return min(max(k, 1), len(geoms) - 1)
 
 
+def _pairs_bound(geoms: np.ndarray, grid: Grid) -> int:
+    """An upper bound on exactextract's pairs for ``geoms`` (all present): the cells of each
+    polygon's bounding box, one more row and column for the edges' cells."""
+    b = shapely.bounds(geoms)
+    rows = np.floor((b[:, 3] - b[:, 1]) / abs(grid.dy)) + 2
+    cols = np.floor((b[:, 2] - b[:, 0]) / abs(grid.dx)) + 2
+    total = float((rows * cols).sum())
+    return int(total) if math.isfinite(total) and total < 2**40 else 0
+
+
+def _shared_pairs(bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-id (int32) and value (float64) buffers of ``bound`` pairs in an anonymous shared
+    mapping: a forked child writes its pairs there instead of pickling them back (pages it
+    does not touch are never allocated)."""
+    bound = max(bound, 1)
+    at = -(-bound * 4 // 8) * 8
+    buf = mmap.mmap(-1, at + bound * 8)
+    return (
+        np.frombuffer(buf, dtype=np.int32, count=bound),
+        np.frombuffer(buf, dtype=np.float64, count=bound, offset=at),
+    )
+
+
+def _exact_pairs_into(
+    out: tuple[np.ndarray, np.ndarray],
+    src: Any,
+    geoms: np.ndarray,
+    crs_wkt: str,
+    wkb: np.ndarray | None,
+    scale: tuple[np.ndarray, int] | None,
+) -> tuple:
+    """:func:`_exact_pairs` in a forked child: the pairs written into the shared ``out``
+    buffers and ``(counts, n_pairs)`` returned, or ``(counts, cell_ids, values)`` when they
+    do not fit."""
+    counts, ci, cv = _exact_pairs(src, geoms, crs_wkt, wkb, False, scale=scale, out=out)
+    k = ci.size
+    if k > out[0].size:
+        return counts, ci, cv
+    if not np.shares_memory(ci, out[0]):
+        out[0][:k] = ci
+        out[1][:k] = cv
+    return counts, k
+
+
 def _exact_pairs(
-    src: Any, geoms: np.ndarray, crs_wkt: str, wkb: np.ndarray | None, progress: bool
+    src: Any,
+    geoms: np.ndarray,
+    crs_wkt: str,
+    wkb: np.ndarray | None,
+    progress: bool,
+    *,
+    scale: tuple[np.ndarray, int] | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """exactextract's covered cells of every polygon of ``geoms`` (all present): pairs per
     polygon (int64), cell ids (int32, in the window) and coverage fractions (float64 > 0),
-    grouped by polygon in input order."""
+    grouped by polygon in input order.
+
+    ``scale=(row_area, ncol)``: the fractions multiplied by the area of each cell's window
+    row. ``out``: cell-id and value buffers to write the pairs into when they fit."""
     from exactextract import exact_extract
 
     n = len(geoms)
@@ -828,8 +973,12 @@ def _exact_pairs(
     counts = np.array([len(c) for c in coverages], dtype=np.int64)
     # copy into one int32 (a window has < 2**31 cells) and one float64 array, freeing
     # exactextract's per-polygon arrays as we go (peak: one copy of the pairs, not two)
-    ci = np.empty(int(counts.sum()), dtype=np.int32)
-    cv = np.empty(ci.size, dtype=np.float64)
+    total = int(counts.sum())
+    if out is not None and total <= out[0].size:
+        ci, cv = out[0][:total], out[1][:total]
+    else:
+        ci = np.empty(total, dtype=np.int32)
+        cv = np.empty(ci.size, dtype=np.float64)
     at = 0
     for k in range(len(coverages)):
         m = len(coverages[k])
@@ -844,6 +993,9 @@ def _exact_pairs(
         counts = np.bincount(pi[keep], minlength=n)
         ci, cv = ci[keep], cv[keep]
         del pi, keep
+    if scale is not None:
+        row_area, ncol = scale
+        cv *= row_area[ci // ncol]  # the row of each pair's cell
     return counts, ci, cv
 
 
@@ -1029,19 +1181,19 @@ def zonal_pm25(
     raw = np.asarray(polygons.geometry.values, dtype=object)
     wkb = digest = None
     if coverage_cache is not None:  # one digest per run: cache keys and validity marker
-        digest = CoverageCache.polygons_digest(raw)
+        child = _start_digest(raw)
+        if child is None:
+            digest = CoverageCache.polygons_digest(raw)
+        else:  # the child hashes while this process imports what it needs next
+            _import_readers()
+            digest = child.result()
     pending = None  # shapely.is_valid running in a thread while coverage is computed
     if digest is not None and coverage_cache.is_validated(digest):
         # the very same polygons (WKB digest) were checked valid by an earlier run: a check
         # now would find them valid again (invalid ones are never marked, so they warn)
         log.info("polygons found valid by an earlier run (coverage cache): check skipped")
     elif _overlap_validity(raw):
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
-        # shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
-        # warnings.catch_warnings, which is not thread-safe (it would swap the warning
-        # filters of the main thread); GEOS notices it raises land in `held` below
-        pending = pool.submit(shapely.lib.is_valid, raw)
-        pool.shutdown(wait=False)
+        pending = _ValidityCheck(raw)  # started when a core is free (see _coverage_plan)
     else:
         cleaned = clean_geometries(polygons, what="polygons", id_col=id_col)
         if digest is not None and cleaned is polygons:
@@ -1101,6 +1253,7 @@ def zonal_pm25(
                         cache=coverage_cache,
                         wkb=wkb if same else None,
                         digest=digest if same else None,
+                        on_free_core=None if pending is None else pending.start,
                     )
                     pop = _population_for(pop_layers, group, plan) if pop_layers else {}
                     results = _run(group, plan, pop, sched, years_per_task, auto=scheduler is None)
@@ -1164,6 +1317,40 @@ def zonal_pm25(
     if synthetic:
         log.warning("PM2.5 from SYNTHETIC rasters: %s", out.attrs["source"])
     return out
+
+
+def _import_readers() -> None:
+    """Import the sparse matrices and the NetCDF reader (first use costs ~0.2 s)."""
+    import scipy.sparse  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import netCDF4  # noqa: F401
+
+
+class _ValidityCheck:
+    """``shapely.is_valid`` of the polygons in a thread (named ``agglo-valid``), started by
+    :meth:`start` once a core is free for it: beside exactextract when the coverage runs in
+    this process alone, after the coverage split (both cores were busy with it) or after a
+    plan read from the cache. :meth:`result` starts it if nobody did, and waits.
+
+    shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
+    warnings.catch_warnings, which is not thread-safe (it would swap the warning filters of
+    the main thread); the GEOS notices it raises are held by zonal_pm25 like the others.
+    """
+
+    def __init__(self, raw: np.ndarray) -> None:
+        self._raw = raw
+        self._future: concurrent.futures.Future | None = None
+
+    def start(self) -> None:
+        if self._future is None:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
+            self._future = pool.submit(shapely.lib.is_valid, self._raw)
+            pool.shutdown(wait=False)
+
+    def result(self) -> np.ndarray:
+        self.start()
+        return self._future.result()
 
 
 def _overlap_validity(raw: np.ndarray) -> bool:

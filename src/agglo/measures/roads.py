@@ -75,8 +75,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-#: boundary edges per linestring in the STRtree of :func:`_clipped_km`
-_RUN = 16
+#: boundary edges per box in the STRtree of :func:`_clipped_km` (4: fewest CPU-s on
+#: benchmarks/bench_roads.py, bundled and full-resolution polygons, 2026-12-03)
+_RUN = 4
 
 #: OSM ``highway`` values counted as 公路 by default (see the module docstring)
 DEFAULT_CLASSES: tuple[str, ...] = (
@@ -633,11 +634,12 @@ def road_density(
 
     Lengths are geodesic (summed over each line's vertices), areas are geodesic; data in a
     projected CRS is reprojected to EPSG:4326 first, so nothing is ever measured in degrees or
-    in a distorting projection. Lines wholly inside a polygon (no contact with its boundary,
-    tested with prepared ``contains_properly``) are counted with their full length without
-    any intersection; only lines touching a polygon's boundary are clipped exactly
-    (``shapely.intersection``, which inserts the crossing vertex), and the clipped pieces are
-    measured on their own lon/lat vertices.
+    in a distorting projection. Lines wholly inside a polygon count with their full length
+    without any intersection: those whose bounding box lies in cells of a coarse grid owned
+    by one polygon's interior without any predicate, the others near a boundary by prepared
+    ``intersects`` / ``contains_properly``; only lines touching a polygon's boundary are
+    clipped exactly (as ``shapely.intersection``, which inserts the crossing vertex, in one
+    vectorised step), and the clipped pieces are measured on their own lon/lat vertices.
 
     Parameters
     ----------
@@ -690,9 +692,9 @@ def road_density(
     0.452
     """
     wanted = resolve_classes(classes)
-    lines, kept = _prepare_roads(roads, wanted, class_col)
+    lines, full, bounds, kept = _prepare_roads(roads, wanted, class_col)
     polys, ids, index = _prepare_polygons(polygons, id_col)
-    lengths, counts = _length_by_polygon(lines, polys, progress=progress)
+    lengths, counts = _length_by_polygon(lines, polys, full=full, bounds=bounds, progress=progress)
     area = geodesic_area_km2(gpd.GeoSeries(polys, crs=WGS84)).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         density = np.where(area > 0, lengths / np.where(area > 0, area, 1.0), np.nan)
@@ -872,7 +874,9 @@ def city_road_density(
 
 def _prepare_roads(
     roads: gpd.GeoDataFrame | gpd.GeoSeries, wanted: tuple[str, ...] | None, class_col: str
-) -> tuple[np.ndarray, dict[str, int]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, int]]:
+    """The lines to measure (nulls and empties dropped), their geodesic km, their bounds
+    (``shapely.bounds``; None unless every line is a two-point LineString) and row counts."""
     if isinstance(roads, gpd.GeoSeries):
         if wanted is not None:
             raise AggloInputError(
@@ -918,16 +922,24 @@ def _prepare_roads(
             ],
             source="roads",
         )
-    coords = shapely.get_coordinates(geoms[~missing])
-    if len(coords) and not np.isfinite(coords).all():
+    geoms = geoms[~missing]
+    # the full lengths (and boxes) are measured here, on the coordinates read for the
+    # finiteness check
+    full, bounds = _lengths_km(geoms, types[~missing], with_bounds=True)
+    if full is None:
         raise AggloInputError("roads contain NaN or infinite coordinates; fix or drop them.")
     if missing.any():
         log.info("roads: %d row(s) with null or empty geometry dropped", int(missing.sum()))
-    return geoms[~missing], {
-        "n_roads_input": n_in,
-        "n_roads_other_class": n_in - len(roads),
-        "n_roads_empty_geometry": int(missing.sum()),
-    }
+    return (
+        geoms,
+        full,
+        bounds,
+        {
+            "n_roads_input": n_in,
+            "n_roads_other_class": n_in - len(roads),
+            "n_roads_empty_geometry": int(missing.sum()),
+        },
+    )
 
 
 def _prepare_polygons(
@@ -979,7 +991,12 @@ def _prepare_polygons(
 
 
 def _length_by_polygon(
-    lines: np.ndarray, polys: np.ndarray, *, progress: bool = False
+    lines: np.ndarray,
+    polys: np.ndarray,
+    *,
+    full: np.ndarray | None = None,
+    bounds: np.ndarray | None = None,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Geodesic km of ``lines`` inside each polygon and the number of lines touching it.
 
@@ -987,14 +1004,17 @@ def _length_by_polygon(
     one polygon (:func:`_interior_cells`) count with their full length without any geometry
     predicate; the remaining lines wholly inside a polygon (prepared ``contains_properly``)
     too; the lines crossing a boundary are clipped all at once by :func:`_clipped_km` instead
-    of one GEOS overlay per line (whose cost grows with the polygon's vertices).
+    of one GEOS overlay per line (whose cost grows with the polygon's vertices). ``full`` is
+    the geodesic km of each whole line (:func:`_geodesic_km`), computed when not given, and
+    ``bounds`` their ``shapely.bounds`` (likewise).
     """
-    full = _geodesic_km(lines)
+    if full is None:
+        full = _geodesic_km(lines)
     polys = polys.copy()
     shapely.prepare(polys)
     total = np.zeros(len(polys))
     count = np.zeros(len(polys), dtype=np.int64)
-    owner = _interior_owner(lines, polys)
+    owner = _interior_owner(lines, polys, bounds)
     fast = owner >= 0
     total += np.bincount(owner[fast], weights=full[fast], minlength=len(polys))
     count += np.bincount(owner[fast], minlength=len(polys))
@@ -1015,11 +1035,12 @@ def _length_by_polygon(
         cand = tree.query(poly)  # envelope candidates
         if not len(cand):
             continue
-        inside = shapely.contains_properly(poly, rest_lines[cand])  # no intersection needed
-        rest = cand[~inside]
-        touch = rest[shapely.intersects(poly, rest_lines[rest])]
-        total[j] += full[rest_idx[cand[inside]]].sum()
-        count[j] += int(inside.sum()) + len(touch)
+        # intersects first: most candidates near a boundary do not touch the polygon
+        hit = cand[shapely.intersects(poly, rest_lines[cand])]
+        inside = shapely.contains_properly(poly, rest_lines[hit])  # no intersection needed
+        touch = hit[~inside]
+        total[j] += full[rest_idx[hit[inside]]].sum()
+        count[j] += len(hit)
         edge_line.append(rest_idx[touch])
         edge_poly.append(np.full(len(touch), j, dtype=np.int64))
     if edge_line:
@@ -1032,18 +1053,28 @@ def _length_by_polygon(
 #: most grid cells of :func:`_interior_owner`, and fewest lines for which it is used
 _MAX_CELLS = 4_000_000
 _MIN_LINES_GRID = 1000
+#: grid cell side of :func:`_interior_owner`, in median line extents (1: fewest CPU-s on
+#: benchmarks/bench_roads.py; finer grids cost more to build than they save)
+_CELL_EXTENTS = 1.0
 
 
-def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
+def _interior_owner(
+    lines: np.ndarray, polys: np.ndarray, bounds: np.ndarray | None = None
+) -> np.ndarray:
     """For each line, the polygon whose interior surely contains it, else -1.
 
-    A coarse lon/lat grid (cells twice the median line extent) is laid over the polygons;
+    ``bounds`` are ``shapely.bounds(lines)`` if already known (they are overwritten).
+
+    A coarse lon/lat grid (cells of :data:`_CELL_EXTENTS` median line extents, at most
+    :data:`_MAX_CELLS` cells) is laid over the polygons;
     every cell touched by a boundary edge (closed cell, edges cut to half a cell) is marked.
     The unmarked cells form connected regions that no boundary crosses, so each lies in the
     interior of the same polygons throughout: one point-in-polygon test per region decides,
     and regions inside exactly one polygon own their cells. A line whose bounding box covers
     only cells owned by polygon j lies in the interior of j and of no other polygon
-    (``contains_properly`` holds; no other polygon touches it).
+    (``contains_properly`` holds; no other polygon touches it). A box covers only cells of one
+    owner exactly when it holds no cell of owner -1 (counted with one summed-area table:
+    unmarked cells in a box are 4-connected, hence in one region).
     """
     from scipy import ndimage
 
@@ -1051,10 +1082,13 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     present = ~(shapely.is_missing(polys) | shapely.is_empty(polys))
     if len(lines) < _MIN_LINES_GRID or not present.any():
         return owner
-    lb = shapely.bounds(lines)
-    ext = np.maximum(lb[:, 2] - lb[:, 0], lb[:, 3] - lb[:, 1])
+    lb = shapely.bounds(lines) if bounds is None else bounds
+    sample = lb[:: max(1, len(lb) // 100_000)]  # the median extent of about 100,000 lines
+    ext = np.maximum(sample[:, 2] - sample[:, 0], sample[:, 3] - sample[:, 1])
     x0, y0, x1, y1 = shapely.total_bounds(polys[present])
-    h = max(2 * float(np.median(ext)), math.sqrt((x1 - x0) * (y1 - y0) / _MAX_CELLS), 1e-6)
+    h = max(
+        _CELL_EXTENTS * float(np.median(ext)), math.sqrt((x1 - x0) * (y1 - y0) / _MAX_CELLS), 1e-6
+    )
     nx, ny = int((x1 - x0) / h) + 1, int((y1 - y0) / h) + 1
     # boundary edges, cut into pieces of at most h/2, marked with their (widened) boxes
     rings = shapely.get_rings(shapely.get_parts(polys[present]))
@@ -1062,12 +1096,16 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     same = ring[1:] == ring[:-1]
     e0, e1 = xy[:-1][same], xy[1:][same]
     n_piece = np.maximum(1, np.ceil(np.abs(e1 - e0).max(axis=1) / (h / 2))).astype(np.int64)
-    k = np.repeat(np.arange(len(e0)), n_piece)
-    step = np.arange(len(k)) - np.repeat(np.cumsum(n_piece) - n_piece, n_piece)
-    f0 = (step / n_piece[k])[:, None]
-    f1 = ((step + 1) / n_piece[k])[:, None]
-    p0 = e0[k] + (e1[k] - e0[k]) * f0
-    p1 = e0[k] + (e1[k] - e0[k]) * f1
+    p0, p1 = e0, e1
+    long = n_piece > 1
+    if long.any():  # only edges longer than half a cell are cut
+        n_long = n_piece[long]
+        k = np.repeat(np.flatnonzero(long), n_long)
+        step = np.arange(len(k)) - np.repeat(np.cumsum(n_long) - n_long, n_long)
+        f0 = (step / n_piece[k])[:, None]
+        f1 = ((step + 1) / n_piece[k])[:, None]
+        p0 = np.concatenate([e0[~long], e0[k] + (e1[k] - e0[k]) * f0])
+        p1 = np.concatenate([e1[~long], e0[k] + (e1[k] - e0[k]) * f1])
     eps = 1e-9 * max(1.0, abs(x0), abs(x1), abs(y0), abs(y1))
     lo = np.minimum(p0, p1) - eps
     hi = np.maximum(p0, p1) + eps
@@ -1086,11 +1124,10 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     if n_regions == 0:
         return owner
     # one cell centre per region: which polygons contain it
-    flat = regions.ravel()
+    # any cell of a region will do (its centre is inside or outside each polygon as the whole
+    # region is): the cell written last for its label, without sorting the grid
     first = np.zeros(n_regions + 1, dtype=np.int64)
-    order = np.argsort(flat, kind="stable")
-    starts = np.searchsorted(flat[order], np.arange(1, n_regions + 1))
-    first[1:] = order[starts]
+    first[regions.ravel()] = np.arange(regions.size)
     cy = y0 + (first[1:] // nx + 0.5) * h
     cx = x0 + (first[1:] % nx + 0.5) * h
     pts = shapely.points(cx, cy)
@@ -1100,31 +1137,31 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     region_owner = np.full(n_regions + 1, -1, dtype=np.int64)
     one = n_in[pi] == 1
     region_owner[pi[one] + 1] = idx[pj[one]]
-    cell_owner = region_owner[regions]  # -1 on marked cells (label 0) and shared regions
-    # a line is fast when every cell of its bounding box has the same owner >= 0: summed-area
-    # tables of (owner + 1) and (owner + 1)² give each box's sum and sum of squares, equal to
-    # n·v and n·v² only when all n cells hold v
-    v = (cell_owner + 1).astype(np.float64)
-    sat1 = np.zeros((ny + 1, nx + 1))
-    sat2 = np.zeros((ny + 1, nx + 1))
-    sat1[1:, 1:] = v.cumsum(0).cumsum(1)
-    sat2[1:, 1:] = (v * v).cumsum(0).cumsum(1)
-    lc0 = np.floor((lb[:, 0] - x0) / h).astype(np.int64)
-    lc1 = np.floor((lb[:, 2] - x0) / h).astype(np.int64)
-    lr0 = np.floor((lb[:, 1] - y0) / h).astype(np.int64)
-    lr1 = np.floor((lb[:, 3] - y0) / h).astype(np.int64)
-    ok = (lc0 >= 0) & (lr0 >= 0) & (lc1 < nx) & (lr1 < ny) & np.isfinite(lb).all(axis=1)
-    i = np.flatnonzero(ok)
-    a0, a1, b0, b1 = lr0[i], lr1[i] + 1, lc0[i], lc1[i] + 1
-
-    def box_sum(sat: np.ndarray) -> np.ndarray:
-        return sat[a1, b1] - sat[a0, b1] - sat[a1, b0] + sat[a0, b0]
-
-    o = v[a0, b0]
-    n = ((a1 - a0) * (b1 - b0)).astype(np.float64)
-    # exact in float64: integer sums far below 2**53
-    good = (o > 0) & (box_sum(sat1) == n * o) & (box_sum(sat2) == n * o * o)
-    owner[i[good]] = o[good].astype(np.int64) - 1
+    # owners and a summed-area table of the cells of owner -1 (marked, or in a region inside no
+    # or several polygons), both on (ny + 1) x (nx + 1) so that one flat index serves both
+    w = nx + 1
+    cell_owner = np.full((ny + 1, w), -1, dtype=np.int32)
+    cell_owner[:ny, :nx] = region_owner[regions]  # -1 on marked cells (label 0)
+    itype = np.int32 if (ny + 1) * w < 2**31 else np.int64  # counts and flat indices
+    n_bad = np.zeros((ny + 1, w), dtype=itype)
+    n_bad[1:, 1:] = (cell_owner[:ny, :nx] < 0).cumsum(0, dtype=itype).cumsum(1, dtype=itype)
+    # a box holding no cell of owner -1 is a 4-connected set of unmarked cells, hence in one
+    # region: its lower-left cell's owner owns it
+    cells = lb  # the line boxes in cell units, in place
+    cells -= (x0, y0, x0, y0)
+    cells /= h
+    np.floor(cells, out=cells)
+    with np.errstate(invalid="ignore"):
+        ok = (cells[:, 0] >= 0) & (cells[:, 1] >= 0) & (cells[:, 2] < nx) & (cells[:, 3] < ny)
+    if not ok.all():
+        cells[~ok] = 0
+    c = cells.astype(itype)
+    lo = c[:, 1] * w + c[:, 0]
+    hi = (c[:, 3] + 1) * w + c[:, 2] + 1
+    width = c[:, 2] + 1 - c[:, 0]
+    flat = n_bad.ravel()
+    good = ok & (flat[hi] - flat[hi - width] - flat[lo + width] + flat[lo] == 0)
+    owner[good] = cell_owner.ravel()[lo[good]]
     return owner
 
 
@@ -1133,8 +1170,9 @@ def _clipped_km(lines: np.ndarray, poly_of: np.ndarray, polys: np.ndarray) -> np
 
     Equal to measuring ``shapely.intersection(line, polygon)`` on its vertices: each line is
     split into its segments, every segment is cut where it meets an edge of its polygon's
-    boundary (crossing parameters found with an STRtree of boundary edges and computed in
-    closed form, planar in lon/lat as GEOS does), and the pieces whose midpoint lies in the
+    boundary (candidate edges from an STRtree of the bounding boxes of runs of :data:`_RUN`
+    consecutive boundary edges; crossing parameters computed in closed form, planar in lon/lat
+    as GEOS does), and the pieces whose midpoint lies in the
     closed polygon (``intersects_xy``: a piece along the boundary counts, as in an overlay)
     are measured on the ellipsoid. ``polys`` must be prepared.
     """
@@ -1142,7 +1180,10 @@ def _clipped_km(lines: np.ndarray, poly_of: np.ndarray, polys: np.ndarray) -> np
     if not len(lines):
         return out
     # the segments of every line, with the pair they belong to
-    parts, part_pair = shapely.get_parts(lines, return_index=True)
+    if (shapely.get_type_id(lines) == 1).all():  # LineStrings: no parts to take apart
+        parts, part_pair = lines, np.arange(len(lines))
+    else:
+        parts, part_pair = shapely.get_parts(lines, return_index=True)
     xy, vpart = shapely.get_coordinates(parts, return_index=True)
     same = vpart[1:] == vpart[:-1]
     a, b = xy[:-1][same], xy[1:][same]
@@ -1161,18 +1202,15 @@ def _clipped_km(lines: np.ndarray, poly_of: np.ndarray, polys: np.ndarray) -> np
     first = np.r_[True, edge_ring[1:] != edge_ring[:-1]]
     start_of_ring = np.maximum.accumulate(np.where(first, np.arange(len(e0)), 0))
     new_run = first | ((np.arange(len(e0)) - start_of_ring) % _RUN == 0)
-    run_of = np.cumsum(new_run) - 1
     run_start = np.flatnonzero(new_run)
     run_len = np.diff(np.r_[run_start, len(e0)])
-    # a run as one linestring: the start of each edge, plus the end of its last edge
-    last = np.r_[run_of[1:] != run_of[:-1], True]
-    pts = np.concatenate([e0, e1[last]])
-    key = np.concatenate([np.arange(len(e0)) * 2, np.flatnonzero(last) * 2 + 1])
-    order = np.argsort(key, kind="stable")
-    runs = shapely.linestrings(pts[order], indices=np.r_[run_of, run_of[last]][order])
-    # segment-run pairs that meet (same polygon), expanded to their edges
+    # a run as the diagonal of its bounding box: the tree only needs its envelope
+    lo = np.minimum.reduceat(np.minimum(e0, e1), run_start, axis=0)
+    hi = np.maximum.reduceat(np.maximum(e0, e1), run_start, axis=0)
+    runs = shapely.linestrings(np.stack([lo, hi], axis=1))
+    # segment-run pairs whose boxes meet (same polygon), expanded to their edges
     segs = shapely.linestrings(np.stack([a, b], axis=1))
-    si, ri = shapely.STRtree(runs).query(segs, predicate="intersects")
+    si, ri = shapely.STRtree(runs).query(segs)
     mine = edge_poly[run_start[ri]] == seg_poly[si]
     si, ri = si[mine], ri[mine]
     reps = run_len[ri]
@@ -1223,19 +1261,48 @@ def _geodesic_km(geoms: np.ndarray) -> np.ndarray:
     (:func:`~agglo.measures.geodesy.geodesic_steps_m` over all consecutive vertex pairs); multi-part geometries and
     collections go through :func:`agglo.measures.geodesy.geodesic_length_km`.
     """
+    out, _ = _lengths_km(geoms)
+    if out is None:
+        raise AggloInputError("lines contain NaN or infinite coordinates; fix or drop them.")
+    return out
+
+
+def _lengths_km(
+    geoms: np.ndarray, types: np.ndarray | None = None, *, with_bounds: bool = False
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`_geodesic_km` of ``geoms`` (None if a coordinate is not finite) and, with
+    ``with_bounds`` and only two-point LineStrings, their ``shapely.bounds`` (else None).
+
+    ``types`` are ``shapely.get_type_id(geoms)`` if already known.
+    """
     out = np.zeros(len(geoms))
+    bounds = None
     if len(geoms) == 0:
-        return out
-    types = shapely.get_type_id(geoms)
+        return out, bounds
+    types = shapely.get_type_id(geoms) if types is None else types
     simple = np.isin(types, (1, 2))  # LineString, LinearRing
-    if simple.any():
-        coords, idx = shapely.get_coordinates(geoms[simple], return_index=True)
+    n = int(simple.sum())
+    if n:
+        coords, idx = shapely.get_coordinates(
+            geoms if n == len(geoms) else geoms[simple], return_index=True
+        )
+        if not np.isfinite(coords).all():
+            return None, None
         if len(coords) > 1:
             same = idx[1:] == idx[:-1]
             dist = geodesic_steps_m(coords[:, 0], coords[:, 1], same)
-            out[simple] = np.bincount(idx[:-1][same], weights=dist, minlength=int(simple.sum()))
-            out[simple] /= 1000.0
+            if len(coords) == 2 * n and len(dist) == n:  # all two-point lines: one step each
+                out[simple] = dist / 1000.0
+                if with_bounds and n == len(geoms):
+                    ends = coords.reshape(n, 2, 2)
+                    bounds = np.empty((n, 4))
+                    np.minimum(ends[:, 0], ends[:, 1], out=bounds[:, :2])
+                    np.maximum(ends[:, 0], ends[:, 1], out=bounds[:, 2:])
+            else:
+                out[simple] = np.bincount(idx[:-1][same], weights=dist, minlength=n) / 1000.0
     other = ~simple & np.isin(types, (5, 7))  # MultiLineString, GeometryCollection
     if other.any():
+        if not np.isfinite(shapely.get_coordinates(geoms[other])).all():
+            return None, None
         out[other] = geodesic_length_km(gpd.GeoSeries(geoms[other], crs=WGS84)).to_numpy()
-    return out
+    return out, bounds
