@@ -588,14 +588,18 @@ except (ImportError, AttributeError):  # pragma: no cover - a numpy without it: 
     _CHOLESKY_LO = None
 
 
-def _cholesky_exists(h: np.ndarray, shift: np.ndarray, sign: float = 1.0) -> np.ndarray:
+def _cholesky_exists(
+    h: np.ndarray, shift: np.ndarray, sign: float = 1.0, only: np.ndarray | None = None
+) -> np.ndarray:
     """Mask of the matrices ``sign H - shift I`` of a stack ``(B, n, n)`` that have a Cholesky
     factor (made in scratch memory). Only those with a positive diagonal (necessary) are
-    factorised."""
+    factorised, and of those only the ones in the mask ``only`` (the others are False)."""
     n = h.shape[1]
     diag = np.arange(n)
     dg = sign * h[:, diag, diag] - shift[:, None]
     out = (dg > 0).all(axis=1)
+    if only is not None:
+        out &= only
     idx = np.flatnonzero(out)
     if not idx.size:
         return out
@@ -648,7 +652,10 @@ def _safely_positive_definite(
 
 
 def _safely_below_floor(
-    h: np.ndarray, g: np.ndarray, bounds: tuple[np.ndarray, ...] | None = None
+    h: np.ndarray,
+    g: np.ndarray,
+    bounds: tuple[np.ndarray, ...] | None = None,
+    only: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mask of the Hessians whose every eigenvalue :func:`_eigh_directions` floors.
 
@@ -660,15 +667,19 @@ def _safely_below_floor(
     matrix (``lambda_max(H) <= tau - delta'``: every computed eigenvalue is at most
     ``tau``); and ``tau >= 1e-12 max(1, |H|_inf)``, so the second floor of
     :func:`_eigh_directions` does not apply. ``bounds`` as in
-    :func:`_safely_positive_definite`.
+    :func:`_safely_positive_definite`. ``only``: test just these (the others are False).
     """
     n = g.shape[1]
     if _CHOLESKY_LO is None:
         return np.zeros(g.shape[0], dtype=bool)
     norm, delta, tau = _hessian_bounds(h, g) if bounds is None else bounds
     ok = np.isfinite(norm) & (tau >= 1e-12 * np.maximum(1.0, norm))
-    ok &= _cholesky_exists(h, 2.0 * delta)
-    return ok & _cholesky_exists(h, 2.0 * n * 1e-14 * (norm + tau) - tau, sign=-1.0)
+    if only is not None:
+        ok &= only
+    # the upper test first: its diagonal condition (every H_ii below the floor) rules out
+    # most Hessians without a factorisation; the conjunction is the same in either order
+    ok &= _cholesky_exists(h, 2.0 * n * 1e-14 * (norm + tau) - tau, sign=-1.0, only=ok)
+    return ok & _cholesky_exists(h, 2.0 * delta, only=ok)
 
 
 def _newton_directions(h: np.ndarray, g: np.ndarray, *, fast: bool = False) -> np.ndarray:
@@ -685,7 +696,7 @@ def _newton_directions(h: np.ndarray, g: np.ndarray, *, fast: bool = False) -> n
     d = np.empty_like(g)
     bounds = _hessian_bounds(h, g)
     safe = _safely_positive_definite(h, g, bounds, wide=not fast)
-    flat = ~safe & _safely_below_floor(h, g, bounds) if fast else np.zeros_like(safe)
+    flat = _safely_below_floor(h, g, bounds, only=~safe) if fast else np.zeros_like(safe)
     if safe.any():
         d[safe] = -np.linalg.solve(h[safe], g[safe][:, :, None])[:, :, 0]
     if flat.any():
