@@ -618,7 +618,7 @@ def _hessian_bounds(h: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
     """``|H|_inf`` (>= the spectral radius), the backward-error bound ``n 1e-14 |H|_inf`` of a
     Cholesky factorisation or eigendecomposition of ``H``, and the floor ``|g| / _MAX_STEP``."""
     n = g.shape[1]
-    norm = np.abs(h).sum(axis=2).max(axis=1)
+    norm = np.abs(h, out=_scratch(h.shape, "abs")).sum(axis=2).max(axis=1)
     floor = np.sqrt(np.einsum("bi,bi->b", g, g)) / _MAX_STEP
     return norm, n * 1e-14 * norm, floor
 
