@@ -17,6 +17,17 @@ systems: gradient (梯度型), dumbbell (哑铃型) and scattered (散点型). T
   for every agglomeration and year, with :class:`CorePeripheryOptions`, returning a
   :class:`CorePeripheryResult`.
 
+Work of the stage (issue 14): every network's observed fit is made and its permutations drawn
+as :func:`coreness` does; the observed continuous fits of networks of one size, and the nulls
+of networks of one kind and size (an agglomeration's years), are then solved in one batch
+each (the same fits, bit for bit, as one network at a time). When a second core is free (the
+1-minute load average), the process is not a daemonic stage worker and the nulls are worth
+it, a forked child fits 55 % of every network's permutations while this process makes the
+observed fits and the other 45 % (:func:`_solve_nulls_split`; the same fits bit for bit).
+Departure from DESIGN.md, which has no process-level parallelism inside a stage: ``agglo run``
+runs this stage beside the others (in a daemonic worker: no split there), ``agglo run
+--workers 1`` and library calls use the idle core.
+
 Borgatti-Everett (2000) patterns used here, on the off-diagonal pairs ``i < j``:
 
 - *continuous*: maximise ``corr(A_ij, c_i c_j)`` over ``c >= 0``; ``c`` is scaled to
