@@ -131,3 +131,27 @@ def test_split_point_balances_and_keeps_small_jobs_in_process(monkeypatch):
     assert m._split_point(geoms, GRID) == 5
     monkeypatch.setattr(m, "usable_cores", lambda: 1)
     assert m._split_point(geoms, GRID) is None
+
+
+def test_validity_check_in_chunks_paused_and_resumed_equals_shapely():
+    """The chunked, pausable validity check thread gives shapely.is_valid's verdict, polygon
+    by polygon, whether or not it was paused (a pause holds it between two chunks)."""
+    import threading
+
+    bowtie = shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])  # self-intersecting: invalid
+    geoms = np.array([*_polygons()[[0, 1, 2, 4, 5, 6, 7]], bowtie] * 9, dtype=object)
+    want = shapely.is_valid(geoms)
+    assert not want.all() and want.any()
+    check = m._ValidityCheck(geoms)
+    np.testing.assert_array_equal(check.result(), want)
+    paused = m._ValidityCheck.__new__(m._ValidityCheck)
+    paused._raw = geoms
+    paused._go = threading.Event()  # paused before its first chunk
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("v", paused._check()))
+    t.start()
+    t.join(0.05)
+    assert t.is_alive() and "v" not in out  # waits while paused
+    paused.resume()
+    t.join()
+    np.testing.assert_array_equal(out["v"], want)

@@ -34,9 +34,8 @@ across a parallel carry an error of order (cell height x tan φ) of their own we
 0.01°). Polygons whose edges follow cell rows (and any longitudes) are exact to rounding.
 
 Around the coverage step: the polygons' validity check (``clean_geometries``) runs in a
-thread once a core is free for it (GEOS releases the GIL): beside exactextract when the
-coverage runs in this process, after the two halves of a split coverage (which keep both
-cores busy), or beside the reads of a cached plan. The result and warnings are held until the
+thread from the start (GEOS releases the GIL), in chunks, paused while the two halves of a
+split coverage keep both cores busy (:class:`_ValidityCheck`). The result and warnings are held until the
 check is done, and invalid polygons are repaired and computed again, so the outcome is that
 of check-then-compute. With ``coverage_cache=`` the polygons are digested once (structure
 and coordinates; in a forked child for large sets, while this process imports the readers),
@@ -679,22 +678,19 @@ def _coverage_plan(
     cache: CoverageCache | None,
     wkb: np.ndarray | None = None,
     digest: Any = None,
-    on_free_core: Callable[[], None] | None = None,
+    side_work: Any = None,
 ) -> CoveragePlan:
     """:func:`coverage_plan` given the polygons' WKB and its digest when known (computed
-    once per run: they key the cache and feed exactextract). ``on_free_core`` is called once
-    a core is free for other work (zonal_pm25's validity check): at once for a plan read
-    from the cache, else see :func:`_build_plan`."""
+    once per run: they key the cache and feed exactextract); ``side_work``: see
+    :func:`_build_plan`."""
     if cache is not None:
         if digest is None:
             digest = CoverageCache.polygons_digest(geoms)
         key = CoverageCache.key(geoms, grid, weights, digest=digest)
         if (plan := cache.load(key, grid)) is not None:
-            if on_free_core is not None:
-                on_free_core()
             return plan
     plan = _build_plan(
-        geoms, grid, weights=weights, progress=progress, wkb=wkb, on_free_core=on_free_core
+        geoms, grid, weights=weights, progress=progress, wkb=wkb, side_work=side_work
     )
     if cache is not None:
         cache.save(key, plan)
@@ -753,12 +749,12 @@ def _build_plan(
     weights: str,
     progress: bool,
     wkb: np.ndarray | None = None,
-    on_free_core: Callable[[], None] | None = None,
+    side_work: Any = None,
 ) -> CoveragePlan:
     """The plan of ``geoms`` on ``grid`` from exactextract's coverage, in this process or
-    split across two (:func:`_split_point`). ``on_free_core`` is called before exactextract
-    runs in this process alone (the second core is free), or after the split's halves are
-    done (both cores were busy with them)."""
+    split across two (:func:`_split_point`). ``side_work`` (zonal_pm25's validity check
+    thread, :class:`_ValidityCheck`) is paused while the split's halves keep both cores
+    busy, and runs beside exactextract otherwise."""
     from exactextract.raster import NumPyRasterSource
 
     n = len(geoms)
@@ -797,37 +793,39 @@ def _build_plan(
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
-            if on_free_core is not None:
-                on_free_core()
             c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
         else:  # two halves side by side: the first in a forked child, the second here
             first = geoms[idx[:parts]]
             out = _shared_pairs(_pairs_bound(first, grid))
-            half = ForkedCall.start(
-                _exact_pairs_into,
-                out,
-                src,
-                first,
-                crs_wkt,
-                None if sub is None else sub[:parts],
-                scale,
-                name="coverage (first half)",
-            )
+            if side_work is not None:
+                side_work.pause()
             try:
-                c2, ci2, cv2 = _exact_pairs(
+                half = ForkedCall.start(
+                    _exact_pairs_into,
+                    out,
                     src,
-                    geoms[idx[parts:]],
+                    first,
                     crs_wkt,
-                    None if sub is None else sub[parts:],
-                    False,
-                    scale=scale,
+                    None if sub is None else sub[:parts],
+                    scale,
+                    name="coverage (first half)",
                 )
-            except BaseException:
-                half.kill()
-                raise
-            got = half.result()
-            if on_free_core is not None:
-                on_free_core()
+                try:
+                    c2, ci2, cv2 = _exact_pairs(
+                        src,
+                        geoms[idx[parts:]],
+                        crs_wkt,
+                        None if sub is None else sub[parts:],
+                        False,
+                        scale=scale,
+                    )
+                except BaseException:
+                    half.kill()
+                    raise
+                got = half.result()
+            finally:
+                if side_work is not None:
+                    side_work.resume()
             if len(got) == 2:  # the child's pairs are in the shared buffers
                 c1, k = got
                 ci1, cv1 = out[0][:k], out[1][:k]
@@ -1193,7 +1191,7 @@ def zonal_pm25(
         # now would find them valid again (invalid ones are never marked, so they warn)
         log.info("polygons found valid by an earlier run (coverage cache): check skipped")
     elif _overlap_validity(raw):
-        pending = _ValidityCheck(raw)  # started when a core is free (see _coverage_plan)
+        pending = _ValidityCheck(raw)  # paused while a coverage split keeps both cores busy
     else:
         cleaned = clean_geometries(polygons, what="polygons", id_col=id_col)
         if digest is not None and cleaned is polygons:
@@ -1253,7 +1251,7 @@ def zonal_pm25(
                         cache=coverage_cache,
                         wkb=wkb if same else None,
                         digest=digest if same else None,
-                        on_free_core=None if pending is None else pending.start,
+                        side_work=pending,
                     )
                     pop = _population_for(pop_layers, group, plan) if pop_layers else {}
                     results = _run(group, plan, pop, sched, years_per_task, auto=scheduler is None)
@@ -1328,28 +1326,46 @@ def _import_readers() -> None:
 
 
 class _ValidityCheck:
-    """``shapely.is_valid`` of the polygons in a thread (named ``agglo-valid``), started by
-    :meth:`start` once a core is free for it: beside exactextract when the coverage runs in
-    this process alone, after the coverage split (both cores were busy with it) or after a
-    plan read from the cache. :meth:`result` starts it if nobody did, and waits.
+    """``shapely.is_valid`` of the polygons in a thread (named ``agglo-valid``), started at
+    once, in chunks of about equal vertex counts so that it can be paused between two
+    (:meth:`pause`, :meth:`resume`): it uses the idle second core before and after a coverage
+    split, not the cores the split's halves keep busy. :meth:`result` resumes it and waits.
 
     shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
     warnings.catch_warnings, which is not thread-safe (it would swap the warning filters of
     the main thread); the GEOS notices it raises are held by zonal_pm25 like the others.
     """
 
+    #: chunks of the check (each one GEOS call on a run of polygons)
+    CHUNKS: ClassVar[int] = 32
+
     def __init__(self, raw: np.ndarray) -> None:
         self._raw = raw
-        self._future: concurrent.futures.Future | None = None
+        self._go = threading.Event()
+        self._go.set()
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
+        self._future = pool.submit(self._check)
+        pool.shutdown(wait=False)
 
-    def start(self) -> None:
-        if self._future is None:
-            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
-            self._future = pool.submit(shapely.lib.is_valid, self._raw)
-            pool.shutdown(wait=False)
+    def _check(self) -> np.ndarray:
+        cum = np.cumsum(shapely.get_num_coordinates(self._raw))
+        k = min(self.CHUNKS, len(self._raw))
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, k) / k) if k > 1 else []
+        out = []
+        for part in np.split(self._raw, np.unique(cuts)):
+            self._go.wait()
+            out.append(shapely.lib.is_valid(part))
+        return np.concatenate(out) if out else np.zeros(0, bool)
+
+    def pause(self) -> None:
+        """Stop after the chunk in progress."""
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
 
     def result(self) -> np.ndarray:
-        self.start()
+        self.resume()
         return self._future.result()
 
 
