@@ -1019,10 +1019,11 @@ def test_squared_batch_in_scratch_memory_matches_pair_form_and_fresh_calls():
 
 
 def test_nulls_of_several_networks_batched_equal_network_by_network():
-    """The stage fits the nulls of every network of one kind and size in one batch
-    (``_coreness_jobs``); the tables equal :func:`coreness` called on each network alone, bit
-    for bit (continuous, exhaustive and local-search discrete, two sizes each), and the jobs
-    come back in their order."""
+    """The stage fits the observed continuous fits of every network of one size, and the nulls
+    of every network of one kind and size, in one batch (``_coreness_jobs``); the tables
+    equal :func:`coreness` called on each network alone, bit for bit (coreness values, core
+    sets, fits, p-values and null statistics; continuous, exhaustive and local-search
+    discrete, two sizes each), and the jobs come back in their order."""
     from agglo.analysis import coreperiphery as cp
 
     nets = [_frame(_gravity_like(n, seed)) for n, seed in ((6, 1), (7, 2), (6, 3), (7, 4), (6, 5))]
@@ -1054,7 +1055,7 @@ def test_nulls_of_several_networks_batched_equal_network_by_network():
 
 
 def test_nulls_split_across_two_processes_equal_one_process(caplog):
-    """With a free core the stage's nulls are halved between this process and a forked child
+    """With a free core the stage's nulls are cut in two between this process and a forked child
     (``_solve_nulls_split``); the joined fits equal one process's bit for bit (continuous,
     exhaustive and local-search discrete), and a child really ran."""
     import logging
@@ -1080,8 +1081,9 @@ def test_nulls_split_across_two_processes_equal_one_process(caplog):
         assert cp._EIGH_POOL
         mp.setattr(cp, "_split_obstacle", lambda problems: None)
         with caplog.at_level(logging.DEBUG, logger="agglo.analysis.coreperiphery"):
-            two = cp._solve_nulls_split(probs)
+            two, done = cp._solve_nulls_split(probs, meanwhile=lambda: "observed fits")
     assert "split across two processes" in caplog.text
+    assert done == "observed fits"
     assert not cp._EIGH_THREAD_OFF[0]  # restored
     for a, b in zip(one, two, strict=True):
         assert len(a) == 7

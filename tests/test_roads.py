@@ -471,6 +471,26 @@ def test_internal_length_matches_geodesy_for_every_geometry_type():
     assert ref[1] == pytest.approx(meridian_arc_km(0, 1) + meridian_arc_km(1, 2), rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "extra", [[], [[(104.0, 30.0), (104.1, 30.2), (104.3, 30.1), (104.2, 30.4)]]]
+)
+def test_two_point_lines_are_measured_like_pyproj(extra):
+    """All two-point lines (one step each, no per-line sum) and a mix with a longer line and an
+    empty one (same number of coordinates as two two-point lines), against pyproj Geod."""
+    from agglo.measures.roads import _geodesic_km
+
+    rng = np.random.default_rng(4)
+    start = rng.uniform((100, 20), (120, 40), (50, 2))
+    end = start + rng.normal(0, 0.05, (50, 2))
+    geoms = list(shapely.linestrings(np.stack([start, end], axis=1)))
+    if extra:
+        geoms += [shapely.LineString(extra[0]), shapely.LineString()]
+    geoms = np.array(geoms, dtype=object)
+    geod = Geod(ellps="WGS84")
+    ref = np.array([geod.geometry_length(g) / 1000 for g in geoms])
+    np.testing.assert_allclose(_geodesic_km(geoms), ref, rtol=1e-12, atol=1e-12)
+
+
 def test_interior_cells_fast_path_agrees_with_contains_properly():
     """Lines the grid assigns to a polygon are inside it properly and touch no other polygon."""
     polys = squares({"W": (110, 30, 110.5, 30.5), "E": (110.5, 30, 111, 30.5)}).geometry.to_numpy()

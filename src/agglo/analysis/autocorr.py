@@ -615,8 +615,8 @@ def _esda_transformation(graph, transformation: str):
     """``graph`` under ``transformation`` (esda's convention: the W's own is not used)."""
     tr = _upper(transformation)
     _refuse(choice_problem("transformation", tr, _TRANSFORMS))
-    if tr != "O":
-        graph = graph.transform(tr)
+    if tr != "O" and graph.transformation != tr:  # (libpysal would return an equal copy,
+        graph = graph.transform(tr)  # without the sparse matrix and isolates cached on graph)
     return graph, graph.transformation
 
 

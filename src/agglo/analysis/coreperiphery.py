@@ -39,9 +39,9 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import geopandas as gpd
@@ -902,14 +902,23 @@ def _fit_continuous(
 
 
 def _discrete_r(s_pp: np.ndarray, n_p: np.ndarray, n: int, total: float, ss: float) -> np.ndarray:
-    """Correlation of the pair weights with the discrete pattern, from periphery sums."""
+    """Correlation of the pair weights with the discrete pattern, from periphery sums.
+
+    ``r = ((total - s_pp) - m mean) / sqrt(max(m - m^2 / pairs, 0) ss)`` (``m`` pairs touching
+    the core), ``-inf`` where the denominator is 0; computed in place on two arrays of the
+    broadcast shape (the searches call it on millions of masks at once, where every extra
+    temporary is a page-faulted allocation).
+    """
     npairs = n * (n - 1) / 2
     m = npairs - n_p * (n_p - 1) / 2  # pairs touching the core
     mean = total / npairs
-    num = (total - s_pp) - m * mean
-    den = np.sqrt(np.clip(m - m**2 / npairs, 0, None) * ss)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(den > 0, num / np.where(den > 0, den, 1.0), -np.inf)
+    num = np.subtract(total, s_pp)
+    num -= m * mean
+    den = np.multiply(np.clip(m - m**2 / npairs, 0, None), ss)
+    np.sqrt(den, out=den)
+    ok = den > 0
+    r = np.full(np.broadcast_shapes(num.shape, den.shape), -np.inf)
+    np.divide(num, den, out=r, where=ok)
     return r
 
 
@@ -1097,20 +1106,48 @@ def _fit(
     if method == "continuous":
         starts = _continuous_starts(a, rng, restarts)
         ((r, c),) = _fit_continuous([a], [starts])
-        interior = _second_share(c[None])[0] >= _STAR_RATIO and c.min() < (1 - 1e-3) * c.max()
-        if a.shape[0] <= _NEWTON_MAX_N and not interior:
-            # a limit pattern (c on one city, -> 0 elsewhere, or c -> constant): the observed
-            # fit is also run with scipy's BFGS from the same starts, which can go further
-            # along the ridge where Newton stops; the better fit is kept
-            r_q, c_q = _fit_continuous_bfgs(a, starts)
-            if r <= r_q + 1e-12:
-                r, c = r_q, c_q
-        return r, c, _core_from_continuous(a, c)
+        return _continuous_result(a, starts, r, c)
     if a.shape[0] <= exhaustive_max:
         r, core = _fit_discrete_exhaustive(a)
     else:
         r, core = _fit_discrete_local(a, rng, 5 * restarts)
     return r, core.astype(float), core
+
+
+def _continuous_result(
+    a: np.ndarray, starts: list, r: float, c: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The observed continuous fit ``(r, c, core)`` from Newton's best ``(r, c)`` of ``starts``."""
+    interior = _second_share(c[None])[0] >= _STAR_RATIO and c.min() < (1 - 1e-3) * c.max()
+    if a.shape[0] <= _NEWTON_MAX_N and not interior:
+        # a limit pattern (c on one city, -> 0 elsewhere, or c -> constant): the observed
+        # fit is also run with scipy's BFGS from the same starts, which can go further
+        # along the ridge where Newton stops; the better fit is kept
+        r_q, c_q = _fit_continuous_bfgs(a, starts)
+        if r <= r_q + 1e-12:
+            r, c = r_q, c_q
+    return r, c, _core_from_continuous(a, c)
+
+
+def _fit_observed_batch(jobs: list[_CorenessJob]) -> list[_CorenessJob]:
+    """Jobs whose observed continuous fit was left for later (``defer``), fitted in batches.
+
+    The Newton runs of every network of one size are solved together (row by row, so the
+    same ``(r, c)`` bit for bit as :func:`_fit` one network at a time), then each network's
+    result is finished as :func:`_fit` does (:func:`_continuous_result`).
+    """
+    out = list(jobs)
+    groups: dict[int, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.pending is not None:
+            groups.setdefault(job.pending[0].shape[0], []).append(i)
+    for idx in groups.values():
+        fits = _fit_continuous([jobs[i].pending[0] for i in idx], [jobs[i].pending[1] for i in idx])
+        for i, (r, c) in zip(idx, fits, strict=True):
+            a, starts = jobs[i].pending
+            r, values, core = _continuous_result(a, starts, r, c)
+            out[i] = replace(jobs[i], r=float(r), values=values, core=core, pending=None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -1264,34 +1301,45 @@ def _solve_nulls_child(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
     return _solve_nulls(problems)
 
 
-def _solve_nulls_split(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
+#: share of every network's permutations fitted by this process when the nulls are split (the
+#: child takes the rest; this process also makes the observed fits meanwhile)
+_SPLIT_SHARE = 0.45
+
+
+def _solve_nulls_split(
+    problems: Sequence[_NullProblems], meanwhile: Callable[[], Any] | None = None
+) -> tuple[list[np.ndarray], Any]:
     """:func:`_solve_nulls`, on two processes when a second core is free and it pays.
 
-    Every network's permutations are halved: this process fits the first halves and a forked
-    child (:class:`agglo._forked.ForkedCall`) the second, both batched by kind and size as in
-    :func:`_solve_nulls`. Each permutation is fitted on its own (row by row), so the joined
-    halves equal one process's fits bit for bit; only wall time changes (about half of the
-    stage's CPU time is in the nulls of its largest networks). When :func:`_split_obstacle`
-    names a reason, everything is fitted here.
+    Every network's permutations are cut in two: a forked child
+    (:class:`agglo._forked.ForkedCall`) fits the last ~55 %, this process runs ``meanwhile``
+    (the observed fits of the stage), then fits the first ~45 % (:data:`_SPLIT_SHARE`), both
+    batched by kind and size as in :func:`_solve_nulls`. Each permutation is fitted on its
+    own (row by row), so the joined parts equal one process's fits bit for bit; only wall
+    time changes (most of the stage's CPU time is in the nulls). When :func:`_split_obstacle`
+    names a reason, everything is fitted here. Returns the fits and ``meanwhile()``.
     """
     obstacle = _split_obstacle(problems)
     if obstacle is not None:
         log.debug("coreness nulls in one process: %s", obstacle)
-        return _solve_nulls(problems)
+        done = meanwhile() if meanwhile is not None else None
+        return _solve_nulls(problems), done
     from agglo._forked import ForkedCall
 
-    def half(prob: _NullProblems, part: int) -> _NullProblems:
-        k = (len(prob.mats) + 1) // 2
-        sl = slice(0, k) if part == 0 else slice(k, None)
+    def part(prob: _NullProblems, first: bool) -> _NullProblems:
+        k = int(len(prob.mats) * _SPLIT_SHARE)
+        sl = slice(0, k) if first else slice(k, None)
         starts = None if prob.starts is None else prob.starts[sl]
         return _NullProblems(prob.kind, prob.mats[sl], starts)
 
-    second = [half(p, 1) for p in problems]
-    child = ForkedCall.start(_solve_nulls_child, second, name="coreperiphery nulls")
+    child = ForkedCall.start(
+        _solve_nulls_child, [part(p, False) for p in problems], name="coreperiphery nulls"
+    )
     off = _EIGH_THREAD_OFF[0]
-    _EIGH_THREAD_OFF[0] = True
+    _EIGH_THREAD_OFF[0] = True  # both cores are busy
     try:
-        mine = _solve_nulls([half(p, 0) for p in problems])
+        done = meanwhile() if meanwhile is not None else None
+        mine = _solve_nulls([part(p, True) for p in problems])
     except BaseException:
         child.kill()
         raise
@@ -1299,7 +1347,7 @@ def _solve_nulls_split(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
         _EIGH_THREAD_OFF[0] = off
     theirs = child.result()
     log.debug("coreness nulls split across two processes")
-    return [np.concatenate([a, b]) for a, b in zip(mine, theirs, strict=True)]
+    return [np.concatenate([a, b]) for a, b in zip(mine, theirs, strict=True)], done
 
 
 def _null_fits(
@@ -1400,7 +1448,7 @@ def coreness(
         progress=progress,
     )
     with _one_blas_thread():
-        nulls = _solve_nulls_split([job.nulls])[0] if job.nulls is not None else None
+        nulls = _solve_nulls_split([job.nulls])[0][0] if job.nulls is not None else None
     return _finish_coreness(job, nulls)
 
 
@@ -1417,6 +1465,8 @@ class _CorenessJob:
     n_perm: int
     seed: int
     transform: str
+    #: ``(a, starts)`` of an observed continuous fit left for :func:`_fit_observed_batch`
+    pending: tuple[np.ndarray, list] | None = None
 
 
 def _prepare_coreness(
@@ -1429,8 +1479,13 @@ def _prepare_coreness(
     exhaustive_max: int,
     transform: str,
     progress: bool,
+    defer: bool = False,
 ) -> _CorenessJob:
-    """Validation, the observed fit and the drawn nulls of :func:`coreness` (same arguments)."""
+    """Validation, the observed fit and the drawn nulls of :func:`coreness` (same arguments).
+
+    ``defer``: a continuous observed fit only draws its starts (``pending``; the generator of
+    the fit is used for nothing else), for :func:`_fit_observed_batch`.
+    """
     problems = [
         p
         for p in (
@@ -1460,8 +1515,13 @@ def _prepare_coreness(
     fit_seq, null_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(fit_seq)
     nulls = None
+    pending = None
     with _one_blas_thread():
-        r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
+        if defer and method == "continuous":
+            pending = (a, _continuous_starts(a, rng, restarts))
+            r, values, core = np.nan, np.empty(0), np.empty(0, dtype=bool)
+        else:
+            r, values, core = _fit(a, method, rng, restarts, exhaustive_max)
         if n_perm > 0:
             prng = np.random.default_rng(null_seq)
             nulls = _null_problems(a, method, prng, n_perm, restarts, exhaustive_max, progress)
@@ -1475,6 +1535,7 @@ def _prepare_coreness(
         n_perm=int(n_perm),
         seed=int(seed),
         transform=transform,
+        pending=pending,
     )
 
 
@@ -2050,20 +2111,24 @@ class CorePeripheryResult(StageResult):
 def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[pd.DataFrame]:
     """:func:`coreness` of every ``(interactions, method)`` job, in order, in this thread.
 
-    Each job's observed fit is made and its permutations drawn as :func:`coreness` does;
-    then the nulls of all jobs are fitted together, those of one kind and size in one batch
-    (:func:`_solve_nulls`: the same fits as job by job, bit for bit, for less work per
-    Newton step). The jobs are not spread over threads: the BFGS refits run scipy's line
+    Each job is validated and its permutations drawn as :func:`coreness` does; the observed
+    continuous fits of networks of one size are then solved in one batch
+    (:func:`_fit_observed_batch`), and the nulls of all jobs, those of one kind and size in
+    one batch (:func:`_solve_nulls_split`): the same fits as job by job, bit for bit, for
+    less work per Newton step. The jobs are not spread over threads: the BFGS refits run scipy's line
     search, which switches warning filters with ``warnings.catch_warnings`` (process-wide
     before Python 3.14), so a second thread's fit could see them half-restored (a
     ``LineSearchWarning`` raised under an ``error`` filter, or a filter left changed).
     ``agglo run`` runs this stage beside the others in its own process instead
     (:mod:`agglo._forked`).
     """
-    prepared = [_prepare_coreness(t, method=m, **kwargs) for t, m in jobs]
+    prepared = [_prepare_coreness(t, method=m, defer=True, **kwargs) for t, m in jobs]
     tested = [i for i, job in enumerate(prepared) if job.nulls is not None]
     with _one_blas_thread():
-        solved = _solve_nulls_split([prepared[i].nulls for i in tested])  # type: ignore[misc]
+        solved, prepared = _solve_nulls_split(
+            [prepared[i].nulls for i in tested],  # type: ignore[misc]
+            meanwhile=lambda: _fit_observed_batch(prepared),
+        )
     nulls: list[np.ndarray | None] = [None] * len(prepared)
     for i, r in zip(tested, solved, strict=True):
         nulls[i] = r

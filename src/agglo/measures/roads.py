@@ -1029,11 +1029,12 @@ def _length_by_polygon(
         cand = tree.query(poly)  # envelope candidates
         if not len(cand):
             continue
-        inside = shapely.contains_properly(poly, rest_lines[cand])  # no intersection needed
-        rest = cand[~inside]
-        touch = rest[shapely.intersects(poly, rest_lines[rest])]
-        total[j] += full[rest_idx[cand[inside]]].sum()
-        count[j] += int(inside.sum()) + len(touch)
+        # intersects first: most candidates near a boundary do not touch the polygon
+        hit = cand[shapely.intersects(poly, rest_lines[cand])]
+        inside = shapely.contains_properly(poly, rest_lines[hit])  # no intersection needed
+        touch = hit[~inside]
+        total[j] += full[rest_idx[hit[inside]]].sum()
+        count[j] += len(hit)
         edge_line.append(rest_idx[touch])
         edge_poly.append(np.full(len(touch), j, dtype=np.int64))
     if edge_line:
@@ -1256,15 +1257,20 @@ def _lengths_km(geoms: np.ndarray) -> tuple[np.ndarray, bool]:
         return out, True
     types = shapely.get_type_id(geoms)
     simple = np.isin(types, (1, 2))  # LineString, LinearRing
-    if simple.any():
-        coords, idx = shapely.get_coordinates(geoms[simple], return_index=True)
+    n = int(simple.sum())
+    if n:
+        coords, idx = shapely.get_coordinates(
+            geoms if n == len(geoms) else geoms[simple], return_index=True
+        )
         if not np.isfinite(coords).all():
             return out, False
         if len(coords) > 1:
             same = idx[1:] == idx[:-1]
             dist = geodesic_steps_m(coords[:, 0], coords[:, 1], same)
-            out[simple] = np.bincount(idx[:-1][same], weights=dist, minlength=int(simple.sum()))
-            out[simple] /= 1000.0
+            if len(coords) == 2 * n and len(dist) == n:  # all two-point lines: one step each
+                out[simple] = dist / 1000.0
+            else:
+                out[simple] = np.bincount(idx[:-1][same], weights=dist, minlength=n) / 1000.0
     other = ~simple & np.isin(types, (5, 7))  # MultiLineString, GeometryCollection
     if other.any():
         if not np.isfinite(shapely.get_coordinates(geoms[other])).all():
