@@ -219,7 +219,9 @@ class CoveragePlan:
     window
         The part of the grid's lattice that covers the polygons.
     cells
-        Flat indices (in ``window``, int32) of the cells used by any polygon, sorted.
+        Flat indices (in ``window``, int32) of the cells used by any polygon, sorted; only
+        cells inside the grid (those outside, always missing, count only in ``total``;
+        plans stored by earlier versions may hold them, and read as missing).
     weights
         CSR matrix, polygons x ``cells``: the weights of ``weights`` mode.
     mode
@@ -320,9 +322,10 @@ class CoveragePlan:
         return index
 
     def __getstate__(self) -> dict:
-        # ship the weights only (workers build their own indices; base derives from weights)
+        # ship the weights and totals only (workers build their own indices; base derives
+        # from weights; total is kept: it includes cells outside the grid, not in weights)
         state = dict(self.__dict__)
-        for derived in ("base", "binary", "total"):
+        for derived in ("base", "binary"):
             state.pop(derived, None)
         state["_indices"] = {}
         state["_cache"] = None
@@ -862,7 +865,93 @@ def _build_plan(
     np.cumsum(counts, out=indptr[1:])
     del ci
     w = _csr((cv, col, indptr), shape=(n, cells.size))
-    return CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
+    del cv, col, indptr
+    off = _off_grid(cells, window)
+    total = None
+    if off is not None:
+        # cells outside the grid (a window past its edge) are missing every year: they
+        # count in each polygon's total weight (valid_fraction) and nowhere else, so the
+        # matrix leaves them out (no per-year masks; the same sums, less the zero terms)
+        total = np.asarray(w.sum(axis=1)).ravel()  # CoveragePlan.total, with them
+        w, cells = _drop_cells(w, cells, off)
+    plan = CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
+    if total is not None:
+        plan.__dict__["total"] = total
+    return plan
+
+
+def _off_grid(cells: np.ndarray, window: Window) -> np.ndarray | None:
+    """Which of ``cells`` (sorted flat indices in ``window``) lie outside the window's grid;
+    None when none does."""
+    g = window.grid
+    nrow, ncol = window.shape
+    lo = min(max(0, -window.r0), nrow) * ncol  # rows north of the grid come first
+    hi = max(min(g.ny - window.r0, nrow), 0) * ncol  # and rows south of it last
+    a, b = np.searchsorted(cells, np.array([lo, hi], dtype=cells.dtype))
+    if a == 0 and b == cells.size and window.c0 >= 0 and window.c1 <= g.nx:
+        return None
+    off = np.ones(cells.size, dtype=bool)
+    off[a:b] = False
+    # columns west or east of the grid: in each window row, one range of flat indices per
+    # side, found by bisection in the sorted cells (no per-cell division)
+    base = np.arange(nrow, dtype=cells.dtype) * ncol  # keys of the cells' dtype: no cast
+    sides = []
+    if window.c0 < 0:
+        sides.append((base, base + min(-window.c0, ncol)))
+    if window.c1 > g.nx:
+        sides.append((base + max(g.nx - window.c0, 0), base + ncol))
+    for lo_ids, hi_ids in sides:
+        i, j = np.searchsorted(cells, lo_ids), np.searchsorted(cells, hi_ids)
+        for s0, s1 in zip(i[j > i].tolist(), j[j > i].tolist(), strict=True):
+            off[s0:s1] = True
+    return off if off.any() else None
+
+
+def _drop_cells(w: sp.csr_matrix, cells: np.ndarray, off: np.ndarray) -> tuple:
+    """``w`` and ``cells`` without the columns where ``off`` is True (same order), compacted
+    in place: the few pairs on those cells are squeezed out of ``w``'s arrays, which are
+    then the new matrix's (no second copy of the weights)."""
+    keep_cell = ~off
+    drop = np.flatnonzero(off[w.indices])  # positions of the pairs to drop, sorted
+    rows = np.searchsorted(w.indptr, drop, side="right") - 1
+    counts = np.diff(w.indptr) - np.bincount(rows, minlength=w.shape[0])
+    indptr = np.zeros(w.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    data, indices = w.data, w.indices
+    if drop.size > max(100_000, data.size // 64):  # many: a boolean copy is the fast way
+        keep = np.ones(data.size, dtype=bool)
+        keep[drop] = False
+        data, indices = data[keep], indices[keep]
+    else:
+        for a in (data, indices):
+            _squeeze_out(a, drop)
+        data, indices = data[: int(indptr[-1])], indices[: int(indptr[-1])]
+    del w
+    new_col = np.cumsum(keep_cell, dtype=np.int32)
+    new_col -= 1
+    np.take(new_col, indices, out=indices, mode="clip")  # valid: clip skips a buffered copy
+    del new_col
+    cells = cells[keep_cell]
+    return _csr((data, indices, indptr), shape=(len(counts), cells.size)), cells
+
+
+def _squeeze_out(a: np.ndarray, drop: np.ndarray, chunk: int = 1 << 20) -> None:
+    """Remove the elements at sorted positions ``drop`` from ``a`` in place: the kept ones
+    move to the front, in order, in chunks of at most ``chunk`` (numpy buffers a copy whose
+    source and target overlap, so the temporary is at most one chunk)."""
+    if drop.size == 0:
+        return
+    # runs of consecutive dropped positions; the kept segments lie between them
+    new_run = np.flatnonzero(np.diff(drop) != 1) + 1
+    starts = drop[np.r_[0, new_run]]
+    stops = drop[np.r_[new_run - 1, drop.size - 1]] + 1
+    dst = int(starts[0])
+    for lo, hi in zip(stops.tolist(), [*starts[1:].tolist(), a.size], strict=True):
+        while lo < hi:
+            m = min(chunk, hi - lo)
+            a[dst : dst + m] = a[lo : lo + m]
+            dst += m
+            lo += m
 
 
 #: Split exactextract's coverage across two processes when the polygons' bounding boxes hold
