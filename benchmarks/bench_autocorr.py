@@ -30,11 +30,20 @@ Results (2026-12-02, 2 cores shared with other jobs, load average 5.3; CPU s, me
     BENCH autocorr agglo_s=0.286 esda_s=24.557 speedup_vs_esda=85.83
 
 (the one unit whose p differs re-draws its own neighbours once: a tie, counted in both tails
-by agglo). In one process with esda's kernels already compiled agglo is slower (0.42 vs 0.18
+by agglo). In one process with esda's kernels already compiled agglo was slower (0.42 vs 0.18
 CPU s: numpy gathers instead of compiled loops, plus agglo's id checks, island handling, FDR
 and G*); every new process, i.e. every ``agglo run``, pays esda's compilation and not agglo's.
 
-**Transitions** (``--parts`` runs only this and the next two parts; all run after the above): the LISA
+After session 8 (2026-12-03, load average ~5, ``--quick --repeat 1``): contiguity by sorted
+coordinates, Moran/Geary without ``graph.summary()``, draws made once per (n, seed) (the warm
+figure repeats calls with the same n and seed, so it reuses the draws)::
+
+    moran_i agglo=0.896478 esda=0.896478 identical=True, p equal for 129 of 130 units
+    warm in one process: agglo_cpu_s=0.058 esda_cpu_s=0.179
+    peak_rss_mb agglo=315 esda=505 (own process each)
+    BENCH autocorr agglo_s=0.068 esda_s=24.468 speedup_vs_esda=362.04
+
+**Transitions** (``--parts`` runs only this and the next two parts; without it they run too): the LISA
 and spatial Markov chains of a 130-city x 6-year panel, :mod:`agglo.analysis.markov` versus
 ``giddy.markov.LISA_Markov`` + ``Spatial_Markov``, each in a fresh process with libpysal and
 esda already imported (as in a run) and the method's own imports timed (giddy's: mapclassify
@@ -205,9 +214,9 @@ def main() -> None:
     if args.child:
         child(args.child, args.quick, args.permutations)
         return
+    bench_markov(args)  # first: its children's peak RSS includes this process's (Linux)
     if not args.parts:
         bench_stats(args)
-    bench_markov(args)
     bench_global(args)
     bench_contiguity(args)
 

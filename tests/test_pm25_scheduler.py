@@ -215,7 +215,7 @@ def test_other_threads_keep_the_years_in_process(rasters, polygons, two_cores, c
     assert any("other thread(s) running" in r.getMessage() for r in caplog.records)
 
 
-def test_processes_need_fork(monkeypatch):
+def test_processes_need_fork(two_cores, monkeypatch):
     monkeypatch.setattr(pm25, "fork_available", lambda: False)
     with pytest.raises(AggloInputError, match=r"scheduler='processes' forks .* only on Linux"):
         pm25._check_scheduler("processes")

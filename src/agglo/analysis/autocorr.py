@@ -791,7 +791,7 @@ def global_autocorrelation(
         else:  # esda's arithmetic without its per-call graph.summary() (crand)
             mi, gc = global_statistics(y, graph)
         # esda's simulations, drawn in esda's order, computed in one product
-        sims = permutation_statistics(mi, gc, permutations) if permutations else {}
+        sims = permutation_statistics(mi, gc, permutations, seed=seed) if permutations else {}
     out = {
         "n": len(y),
         "moran_i": float(mi.I),

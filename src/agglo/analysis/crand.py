@@ -58,6 +58,7 @@ these make that inference reproducible):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -200,7 +201,7 @@ def conditional_p(
         seed = np.random.randint(12345, 12345000)  # noqa: NPY002 (esda's own draw)
     # an island draws one fake neighbour of weight island_weight and no self-weight (esda)
     slots = np.maximum(card, 1)
-    ids = permuted_ids(int(slots.max()), n, permutations, seed)
+    ids = _drawn_ids(int(slots.max()), n, permutations, int(seed))
     p = np.empty(n)
     for key in np.unique(card):  # units with the same number of neighbours (0: islands)
         units = np.flatnonzero(card == key)
@@ -361,13 +362,37 @@ def global_statistics(y: np.ndarray, graph: Any) -> tuple[MoranStatistics, Geary
     return moran, geary
 
 
-def permutation_statistics(moran: Any, geary: Any, permutations: int) -> dict[str, float]:
+@functools.lru_cache(maxsize=8)
+def _drawn_ids(max_card: int, n: int, permutations: int, seed: int) -> np.ndarray:
+    """:func:`permuted_ids`, drawn once per arguments (the same draws every year of a run)."""
+    ids = permuted_ids(max_card, n, permutations, seed)
+    ids.flags.writeable = False
+    return ids
+
+
+@functools.lru_cache(maxsize=4)
+def _global_orders(n: int, permutations: int, seed: int) -> np.ndarray:
+    """The ``2 * permutations`` arrangements esda's Moran then Geary draw after
+    ``np.random.seed(seed)``: ``np.random.permutation(values)`` is ``values[order]`` with
+    ``order = np.random.permutation(n)`` (the same shuffle of the same draws)."""
+    rs = np.random.RandomState(seed)  # what np.random.seed(seed) makes of the global one
+    orders = np.array([rs.permutation(n) for _ in range(2 * permutations)], dtype=np.int64)
+    orders.flags.writeable = False
+    return orders
+
+
+def permutation_statistics(
+    moran: Any, geary: Any, permutations: int, *, seed: int | None = None
+) -> dict[str, float]:
     """Permutation p-values of global Moran's I and Geary's C, as esda computes them.
 
     ``moran`` and ``geary`` are ``esda.Moran`` / ``esda.Geary`` objects made with
     ``permutations=0``, or :func:`global_statistics`' results; the simulations use numpy's global generator in esda's order (all of
     Moran's, then all of Geary's), so seed it as for esda. With ``n! <= permutations`` every
     arrangement of the values is evaluated instead (nothing is drawn; see the module notes).
+    ``seed``: the seed the global generator was just given; its draws are then made once per
+    ``(n, permutations, seed)`` (they only depend on those) and reused, and the global
+    generator is left where the seeding put it (callers that restore it see no difference).
 
     Returns
     -------
@@ -389,13 +414,18 @@ def permutation_statistics(moran: Any, geary: Any, permutations: int) -> dict[st
 
     n = moran.n
     exact = math.factorial(n) <= permutations
+    orders = geary_orders = None
     if exact:
-        orders = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
-    else:  # esda draws from the global generator
-        rng = np.random
-        orders = None
+        orders = geary_orders = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
+    elif seed is not None:
+        drawn = _global_orders(n, permutations, int(seed))
+        orders, geary_orders = drawn[:permutations], drawn[permutations:]
+    rng = np.random  # esda draws from the global generator
     y_m = moran.y - moran.y.mean()  # Moran permutes z = y - mean (before its rescaling)
-    zp = y_m[orders] if exact else np.array([rng.permutation(y_m) for _ in range(permutations)])
+    if orders is not None:
+        zp = y_m[orders]
+    else:
+        zp = np.array([rng.permutation(y_m) for _ in range(permutations)])
     lag = np.asarray(moran.w.sparse @ zp.T).T
     s0 = moran.w.s0 if isinstance(moran.w, W) else moran.summary.s0
     # row sums of a C-ordered array (rows contiguous) round as esda's 1-d sums do
@@ -405,11 +435,10 @@ def permutation_statistics(moran: Any, geary: Any, permutations: int) -> dict[st
     with np.errstate(divide="ignore"):
         z_sim = (moran.I - sim_i.sum() / len(sim_i)) / sim_i.std()
 
-    yp = (
-        geary.y[orders]
-        if exact
-        else np.array([rng.permutation(geary.y) for _ in range(permutations)])
-    )
+    if geary_orders is not None:
+        yp = geary.y[geary_orders]
+    else:
+        yp = np.array([rng.permutation(geary.y) for _ in range(permutations)])
     diff = yp[:, geary._focal_ix] - yp[:, geary._neighbor_ix]
     num = np.ascontiguousarray(geary._weights * diff**2).sum(axis=1)
     sim_c = (geary.n - 1) * num / geary.den

@@ -634,11 +634,12 @@ def road_density(
 
     Lengths are geodesic (summed over each line's vertices), areas are geodesic; data in a
     projected CRS is reprojected to EPSG:4326 first, so nothing is ever measured in degrees or
-    in a distorting projection. Lines wholly inside a polygon (no contact with its boundary,
-    tested with prepared ``contains_properly``) are counted with their full length without
-    any intersection; only lines touching a polygon's boundary are clipped exactly
-    (``shapely.intersection``, which inserts the crossing vertex), and the clipped pieces are
-    measured on their own lon/lat vertices.
+    in a distorting projection. Lines wholly inside a polygon count with their full length
+    without any intersection: those whose bounding box lies in cells of a coarse grid owned
+    by one polygon's interior without any predicate, the others near a boundary by prepared
+    ``intersects`` / ``contains_properly``; only lines touching a polygon's boundary are
+    clipped exactly (as ``shapely.intersection``, which inserts the crossing vertex, in one
+    vectorised step), and the clipped pieces are measured on their own lon/lat vertices.
 
     Parameters
     ----------
@@ -691,9 +692,9 @@ def road_density(
     0.452
     """
     wanted = resolve_classes(classes)
-    lines, full, kept = _prepare_roads(roads, wanted, class_col)
+    lines, full, bounds, kept = _prepare_roads(roads, wanted, class_col)
     polys, ids, index = _prepare_polygons(polygons, id_col)
-    lengths, counts = _length_by_polygon(lines, polys, full=full, progress=progress)
+    lengths, counts = _length_by_polygon(lines, polys, full=full, bounds=bounds, progress=progress)
     area = geodesic_area_km2(gpd.GeoSeries(polys, crs=WGS84)).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         density = np.where(area > 0, lengths / np.where(area > 0, area, 1.0), np.nan)
@@ -873,8 +874,9 @@ def city_road_density(
 
 def _prepare_roads(
     roads: gpd.GeoDataFrame | gpd.GeoSeries, wanted: tuple[str, ...] | None, class_col: str
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """The lines to measure (nulls and empties dropped), their geodesic km, and row counts."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, int]]:
+    """The lines to measure (nulls and empties dropped), their geodesic km, their bounds
+    (``shapely.bounds``; None unless every line is a two-point LineString) and row counts."""
     if isinstance(roads, gpd.GeoSeries):
         if wanted is not None:
             raise AggloInputError(
@@ -921,15 +923,17 @@ def _prepare_roads(
             source="roads",
         )
     geoms = geoms[~missing]
-    # the full lengths are measured here, on the coordinates read for the finiteness check
-    full, finite = _lengths_km(geoms)
-    if not finite:
+    # the full lengths (and boxes) are measured here, on the coordinates read for the
+    # finiteness check
+    full, bounds = _lengths_km(geoms, types[~missing], with_bounds=True)
+    if full is None:
         raise AggloInputError("roads contain NaN or infinite coordinates; fix or drop them.")
     if missing.any():
         log.info("roads: %d row(s) with null or empty geometry dropped", int(missing.sum()))
     return (
         geoms,
         full,
+        bounds,
         {
             "n_roads_input": n_in,
             "n_roads_other_class": n_in - len(roads),
@@ -991,16 +995,18 @@ def _length_by_polygon(
     polys: np.ndarray,
     *,
     full: np.ndarray | None = None,
+    bounds: np.ndarray | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Geodesic km of ``lines`` inside each polygon and the number of lines touching it.
 
     Three tiers: lines whose bounding box lies in cells of a coarse grid that are wholly inside
-    one polygon (:func:`_interior_cells`) count with their full length without any geometry
+    one polygon (:func:`_interior_owner`) count with their full length without any geometry
     predicate; the remaining lines wholly inside a polygon (prepared ``contains_properly``)
     too; the lines crossing a boundary are clipped all at once by :func:`_clipped_km` instead
     of one GEOS overlay per line (whose cost grows with the polygon's vertices). ``full`` is
-    the geodesic km of each whole line (:func:`_geodesic_km`), computed when not given.
+    the geodesic km of each whole line (:func:`_geodesic_km`), computed when not given, and
+    ``bounds`` their ``shapely.bounds`` (likewise).
     """
     if full is None:
         full = _geodesic_km(lines)
@@ -1008,7 +1014,7 @@ def _length_by_polygon(
     shapely.prepare(polys)
     total = np.zeros(len(polys))
     count = np.zeros(len(polys), dtype=np.int64)
-    owner = _interior_owner(lines, polys)
+    owner = _interior_owner(lines, polys, bounds)
     fast = owner >= 0
     total += np.bincount(owner[fast], weights=full[fast], minlength=len(polys))
     count += np.bincount(owner[fast], minlength=len(polys))
@@ -1052,8 +1058,12 @@ _MIN_LINES_GRID = 1000
 _CELL_EXTENTS = 1.0
 
 
-def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
+def _interior_owner(
+    lines: np.ndarray, polys: np.ndarray, bounds: np.ndarray | None = None
+) -> np.ndarray:
     """For each line, the polygon whose interior surely contains it, else -1.
+
+    ``bounds`` are ``shapely.bounds(lines)`` if already known (they are overwritten).
 
     A coarse lon/lat grid (cells of :data:`_CELL_EXTENTS` median line extents, at most
     :data:`_MAX_CELLS` cells) is laid over the polygons;
@@ -1072,8 +1082,9 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     present = ~(shapely.is_missing(polys) | shapely.is_empty(polys))
     if len(lines) < _MIN_LINES_GRID or not present.any():
         return owner
-    lb = shapely.bounds(lines)
-    ext = np.maximum(lb[:, 2] - lb[:, 0], lb[:, 3] - lb[:, 1])
+    lb = shapely.bounds(lines) if bounds is None else bounds
+    sample = lb[:: max(1, len(lb) // 100_000)]  # the median extent of about 100,000 lines
+    ext = np.maximum(sample[:, 2] - sample[:, 0], sample[:, 3] - sample[:, 1])
     x0, y0, x1, y1 = shapely.total_bounds(polys[present])
     h = max(
         _CELL_EXTENTS * float(np.median(ext)), math.sqrt((x1 - x0) * (y1 - y0) / _MAX_CELLS), 1e-6
@@ -1085,12 +1096,16 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     same = ring[1:] == ring[:-1]
     e0, e1 = xy[:-1][same], xy[1:][same]
     n_piece = np.maximum(1, np.ceil(np.abs(e1 - e0).max(axis=1) / (h / 2))).astype(np.int64)
-    k = np.repeat(np.arange(len(e0)), n_piece)
-    step = np.arange(len(k)) - np.repeat(np.cumsum(n_piece) - n_piece, n_piece)
-    f0 = (step / n_piece[k])[:, None]
-    f1 = ((step + 1) / n_piece[k])[:, None]
-    p0 = e0[k] + (e1[k] - e0[k]) * f0
-    p1 = e0[k] + (e1[k] - e0[k]) * f1
+    p0, p1 = e0, e1
+    long = n_piece > 1
+    if long.any():  # only edges longer than half a cell are cut
+        n_long = n_piece[long]
+        k = np.repeat(np.flatnonzero(long), n_long)
+        step = np.arange(len(k)) - np.repeat(np.cumsum(n_long) - n_long, n_long)
+        f0 = (step / n_piece[k])[:, None]
+        f1 = ((step + 1) / n_piece[k])[:, None]
+        p0 = np.concatenate([e0[~long], e0[k] + (e1[k] - e0[k]) * f0])
+        p1 = np.concatenate([e1[~long], e0[k] + (e1[k] - e0[k]) * f1])
     eps = 1e-9 * max(1.0, abs(x0), abs(x1), abs(y0), abs(y1))
     lo = np.minimum(p0, p1) - eps
     hi = np.maximum(p0, p1) + eps
@@ -1109,11 +1124,10 @@ def _interior_owner(lines: np.ndarray, polys: np.ndarray) -> np.ndarray:
     if n_regions == 0:
         return owner
     # one cell centre per region: which polygons contain it
-    flat = regions.ravel()
+    # any cell of a region will do (its centre is inside or outside each polygon as the whole
+    # region is): the cell written last for its label, without sorting the grid
     first = np.zeros(n_regions + 1, dtype=np.int64)
-    order = np.argsort(flat, kind="stable")
-    starts = np.searchsorted(flat[order], np.arange(1, n_regions + 1))
-    first[1:] = order[starts]
+    first[regions.ravel()] = np.arange(regions.size)
     cy = y0 + (first[1:] // nx + 0.5) * h
     cx = x0 + (first[1:] % nx + 0.5) * h
     pts = shapely.points(cx, cy)
@@ -1195,7 +1209,11 @@ def _clipped_km(lines: np.ndarray, poly_of: np.ndarray, polys: np.ndarray) -> np
     hi = np.maximum.reduceat(np.maximum(e0, e1), run_start, axis=0)
     runs = shapely.linestrings(np.stack([lo, hi], axis=1))
     # segment-run pairs whose boxes meet (same polygon), expanded to their edges
-    segs = shapely.linestrings(np.stack([a, b], axis=1))
+    seg_part = vpart[:-1][same]
+    if len(seg_part) == len(parts) and (seg_part == np.arange(len(parts))).all():
+        segs = parts  # two-point lines: each is its own segment (the tree needs only boxes)
+    else:
+        segs = shapely.linestrings(np.stack([a, b], axis=1))
     si, ri = shapely.STRtree(runs).query(segs)
     mine = edge_poly[run_start[ri]] == seg_poly[si]
     si, ri = si[mine], ri[mine]
@@ -1247,15 +1265,25 @@ def _geodesic_km(geoms: np.ndarray) -> np.ndarray:
     (:func:`~agglo.measures.geodesy.geodesic_steps_m` over all consecutive vertex pairs); multi-part geometries and
     collections go through :func:`agglo.measures.geodesy.geodesic_length_km`.
     """
-    return _lengths_km(geoms)[0]
+    out, _ = _lengths_km(geoms)
+    if out is None:
+        raise AggloInputError("lines contain NaN or infinite coordinates; fix or drop them.")
+    return out
 
 
-def _lengths_km(geoms: np.ndarray) -> tuple[np.ndarray, bool]:
-    """:func:`_geodesic_km` of ``geoms`` and True, or (zeros, False) if a coordinate is not finite."""
+def _lengths_km(
+    geoms: np.ndarray, types: np.ndarray | None = None, *, with_bounds: bool = False
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`_geodesic_km` of ``geoms`` (None if a coordinate is not finite) and, with
+    ``with_bounds`` and only two-point LineStrings, their ``shapely.bounds`` (else None).
+
+    ``types`` are ``shapely.get_type_id(geoms)`` if already known.
+    """
     out = np.zeros(len(geoms))
+    bounds = None
     if len(geoms) == 0:
-        return out, True
-    types = shapely.get_type_id(geoms)
+        return out, bounds
+    types = shapely.get_type_id(geoms) if types is None else types
     simple = np.isin(types, (1, 2))  # LineString, LinearRing
     n = int(simple.sum())
     if n:
@@ -1263,17 +1291,22 @@ def _lengths_km(geoms: np.ndarray) -> tuple[np.ndarray, bool]:
             geoms if n == len(geoms) else geoms[simple], return_index=True
         )
         if not np.isfinite(coords).all():
-            return out, False
+            return None, None
         if len(coords) > 1:
             same = idx[1:] == idx[:-1]
             dist = geodesic_steps_m(coords[:, 0], coords[:, 1], same)
             if len(coords) == 2 * n and len(dist) == n:  # all two-point lines: one step each
                 out[simple] = dist / 1000.0
+                if with_bounds and n == len(geoms):
+                    ends = coords.reshape(n, 2, 2)
+                    bounds = np.empty((n, 4))
+                    np.minimum(ends[:, 0], ends[:, 1], out=bounds[:, :2])
+                    np.maximum(ends[:, 0], ends[:, 1], out=bounds[:, 2:])
             else:
                 out[simple] = np.bincount(idx[:-1][same], weights=dist, minlength=n) / 1000.0
     other = ~simple & np.isin(types, (5, 7))  # MultiLineString, GeometryCollection
     if other.any():
         if not np.isfinite(shapely.get_coordinates(geoms[other])).all():
-            return out, False
+            return None, None
         out[other] = geodesic_length_km(gpd.GeoSeries(geoms[other], crs=WGS84)).to_numpy()
-    return out, True
+    return out, bounds
