@@ -24,7 +24,29 @@ sets and p-values agree.
 Usage: ``python benchmarks/bench_coreperiphery.py [--quick] [--repeat 3] [--stage-repeat 2]``
 (``--stage-only`` runs just the stage rows).
 
-Results (2026-12-02, 20:40 UTC, 2 cores shared with other helpers' jobs, 1-minute load
+Results (2026-12-03, issue 14 session 8): the observed continuous fits of networks of one
+size and the nulls of networks of one kind and size (an agglomeration's three years) solved
+in one batch each; the discrete fit's r in place; the below-floor Cholesky test's cheap
+bound first; all bit for bit the same tables. Session start (05:33 UTC, load 0): stage
+4.29-4.40 s wall, 5.0-5.2 CPU-s. Both versions in one process, A B A B, 4 rounds (06:49 UTC,
+load 1.5-2.7, the second core idle, no split or eigh thread): CPU median 4.93 -> 4.40 s
+(-11 %), wall 4.96 -> 4.40 s. With the nulls split across a forked child (06:51 UTC, second
+core idle, A B 3 rounds): wall 4.31 -> 2.61 s, CPU (this process + child) 4.30 -> 4.73 s;
+with the second core taken by another job (load ~2) the split was slower (4.52 -> 4.79 s
+wall), and at load 4-6 slower still, hence the load gate (1-minute load average below 1.5
+on 2 cores; ``agglo run`` runs the stage in a daemonic worker beside the others: no split
+there). Under load 5.5-6 the ``--stage-only`` rows gave agglo 5.71 CPU-s (no split: no free
+core), one process 5.86, BFGS one by one 70.4 (wall 21.1 / 19.7 / 227 s). Component times
+(load ~4.5): continuous nulls 3.86 -> 3.52 CPU-s by the batching, observed Newton fits 0.23
+-> 0.13, discrete nulls 0.48 -> 0.44. Still short of 3 s on one core: ~1.55 CPU-s are the
+~38k eigendecompositions the same Newton steps need (LAPACK syevd, ~90 us at 31 x 31; no
+faster LAPACK driver here: syev/syevr/tridiagonal subsets cost as much or more through
+scipy's per-matrix wrappers), ~0.6 s Hessians and line searches, ~0.75 s scipy's BFGS
+(refits of near-constant null runs and the observed limit patterns, which define results);
+a longer Newton step (0.5 or 1 instead of 0.25) cut the nulls to 2.9 / 2.25 s but changed 4-5
+of the 735 null fits (null means by up to 2e-4): not taken.
+
+Session 6 (2026-12-02, 20:40 UTC, 2 cores shared with other helpers' jobs, 1-minute load
 average 3.9-5; no quiet period in this session):
 ``BENCH coreperiphery_stage agglo_s=5.768 scipy_bfgs_s=63.670 speedup_vs_scipy_bfgs=11.04``
 (CPU s, median of 6.47 and 5.07; wall 26.3 / 6.9 s vs 131.5 / 84.6 s; peak 316 MB; same

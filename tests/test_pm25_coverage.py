@@ -81,11 +81,20 @@ def test_split_plan_matches_exactextract_and_one_process(forced_split, monkeypat
     assert forced_split == ["_exact_pairs_into"]  # the split did happen
     ref = _exactextract_fractions(geoms, split.window)
     w = split.weights.tocsr()
-    for i, want in enumerate(ref):
+    ncol, win = split.window.shape[1], split.window
+    for i, every in enumerate(ref):
         row = w.getrow(i)
         got = {int(c): float(v) for c, v in zip(split.cells[row.indices], row.data, strict=True)}
+        # the plan holds the cells inside the grid; its totals, every covered cell
+        want = {
+            k: v
+            for k, v in every.items()
+            if 0 <= k // ncol + win.r0 < GRID.ny and 0 <= k % ncol + win.c0 < GRID.nx
+        }
         assert got.keys() == want.keys(), i
         np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-12)
+        assert split.total[i] == pytest.approx(sum(every.values()), rel=1e-12, abs=0), i
+    assert any(len(e) > 0 and split.total[i] > w.getrow(i).sum() for i, e in enumerate(ref))
     monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 10**12)
     one = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
     monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 0)
@@ -131,3 +140,37 @@ def test_split_point_balances_and_keeps_small_jobs_in_process(monkeypatch):
     assert m._split_point(geoms, GRID) == 5
     monkeypatch.setattr(m, "usable_cores", lambda: 1)
     assert m._split_point(geoms, GRID) is None
+
+
+def test_validity_check_in_chunks_paused_and_resumed_equals_shapely():
+    """The chunked, pausable validity check thread gives shapely.is_valid's verdict, polygon
+    by polygon, whether or not it was paused (a pause holds it between two chunks)."""
+    import threading
+
+    bowtie = shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])  # self-intersecting: invalid
+    geoms = np.array([*_polygons()[[0, 1, 2, 4, 5, 6, 7]], bowtie] * 9, dtype=object)
+    want = shapely.is_valid(geoms)
+    assert not want.all() and want.any()
+    check = m._ValidityCheck(geoms)
+    np.testing.assert_array_equal(check.result(), want)
+    paused = m._ValidityCheck.__new__(m._ValidityCheck)
+    paused._raw = geoms
+    paused._go = threading.Event()  # paused before its first chunk
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("v", paused._check()))
+    t.start()
+    t.join(0.05)
+    assert t.is_alive() and "v" not in out  # waits while paused
+    paused.resume()
+    t.join()
+    np.testing.assert_array_equal(out["v"], want)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_squeeze_out_equals_numpy_delete(chunk):
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 1000, 5000)
+    drop = np.unique(np.r_[rng.choice(5000, 300, replace=False), np.arange(100, 140), 4999])
+    want = np.delete(a, drop)
+    m._squeeze_out(a, drop, chunk=chunk)
+    np.testing.assert_array_equal(a[: want.size], want)

@@ -113,11 +113,12 @@ def test_cross_check_with_geopandas_clip_and_pyproj(cities):
     np.testing.assert_allclose(ours.loc[ref.index, "length_km"], ref, rtol=1e-9)
 
 
-@pytest.mark.parametrize("grid", [False, True])
-def test_clip_equals_shapely_intersection_on_edge_cases(grid, monkeypatch):
+@pytest.mark.parametrize(("grid", "two_point"), [(False, False), (True, False), (True, True)])
+def test_clip_equals_shapely_intersection_on_edge_cases(grid, two_point, monkeypatch):
     """Lines along edges, through vertices, in holes, across multipolygons and many vertices.
 
-    With ``grid`` the interior-cell fast path is used too (normally from 1,000 lines on).
+    With ``grid`` the interior-cell fast path is used too (normally from 1,000 lines on); with
+    ``two_point`` every line is a single segment (the clip then uses the lines as segments).
     """
     monkeypatch.setattr(roads_mod, "_MIN_LINES_GRID", 0 if grid else 10**9)
     ring = shapely.Point(111, 31).buffer(0.5, quad_segs=64)  # 256 vertices
@@ -146,6 +147,13 @@ def test_clip_equals_shapely_intersection_on_edge_cases(grid, monkeypatch):
         shapely.MultiLineString([[(112.4, 30.1), (112.6, 30.1)], [(113.4, 30.4), (113.6, 30.6)]]),
         shapely.LineString([(110.5, 30.5), (112.5, 30.5), (113.0, 30.5)]),  # vertex on corner
     ]
+    if two_point:  # every segment of every line as its own line
+        geoms = [
+            shapely.LineString(seg)
+            for g in geoms
+            for part in shapely.get_parts(g)
+            for seg in zip(part.coords[:-1], part.coords[1:], strict=True)
+        ]
     road = lines(geoms)
     ours = road_density(road, polys, classes="all").set_index("adcode")
     geod = Geod(ellps="WGS84")

@@ -17,6 +17,17 @@ systems: gradient (梯度型), dumbbell (哑铃型) and scattered (散点型). T
   for every agglomeration and year, with :class:`CorePeripheryOptions`, returning a
   :class:`CorePeripheryResult`.
 
+Work of the stage (issue 14): every network's observed fit is made and its permutations drawn
+as :func:`coreness` does; the observed continuous fits of networks of one size, and the nulls
+of networks of one kind and size (an agglomeration's years), are then solved in one batch
+each (the same fits, bit for bit, as one network at a time). When a second core is free (the
+1-minute load average), the process is not a daemonic stage worker and the nulls are worth
+it, a forked child fits 55 % of every network's permutations while this process makes the
+observed fits and the other 45 % (:func:`_solve_nulls_split`; the same fits bit for bit).
+Departure from DESIGN.md, which has no process-level parallelism inside a stage: ``agglo run``
+runs this stage beside the others (in a daemonic worker: no split there), ``agglo run
+--workers 1`` and library calls use the idle core.
+
 Borgatti-Everett (2000) patterns used here, on the off-diagonal pairs ``i < j``:
 
 - *continuous*: maximise ``corr(A_ij, c_i c_j)`` over ``c >= 0``; ``c`` is scaled to
@@ -588,14 +599,18 @@ except (ImportError, AttributeError):  # pragma: no cover - a numpy without it: 
     _CHOLESKY_LO = None
 
 
-def _cholesky_exists(h: np.ndarray, shift: np.ndarray, sign: float = 1.0) -> np.ndarray:
+def _cholesky_exists(
+    h: np.ndarray, shift: np.ndarray, sign: float = 1.0, only: np.ndarray | None = None
+) -> np.ndarray:
     """Mask of the matrices ``sign H - shift I`` of a stack ``(B, n, n)`` that have a Cholesky
     factor (made in scratch memory). Only those with a positive diagonal (necessary) are
-    factorised."""
+    factorised, and of those only the ones in the mask ``only`` (the others are False)."""
     n = h.shape[1]
     diag = np.arange(n)
     dg = sign * h[:, diag, diag] - shift[:, None]
     out = (dg > 0).all(axis=1)
+    if only is not None:
+        out &= only
     idx = np.flatnonzero(out)
     if not idx.size:
         return out
@@ -614,7 +629,7 @@ def _hessian_bounds(h: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, ...]:
     """``|H|_inf`` (>= the spectral radius), the backward-error bound ``n 1e-14 |H|_inf`` of a
     Cholesky factorisation or eigendecomposition of ``H``, and the floor ``|g| / _MAX_STEP``."""
     n = g.shape[1]
-    norm = np.abs(h).sum(axis=2).max(axis=1)
+    norm = np.abs(h, out=_scratch(h.shape, "abs")).sum(axis=2).max(axis=1)
     floor = np.sqrt(np.einsum("bi,bi->b", g, g)) / _MAX_STEP
     return norm, n * 1e-14 * norm, floor
 
@@ -648,7 +663,10 @@ def _safely_positive_definite(
 
 
 def _safely_below_floor(
-    h: np.ndarray, g: np.ndarray, bounds: tuple[np.ndarray, ...] | None = None
+    h: np.ndarray,
+    g: np.ndarray,
+    bounds: tuple[np.ndarray, ...] | None = None,
+    only: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mask of the Hessians whose every eigenvalue :func:`_eigh_directions` floors.
 
@@ -660,15 +678,19 @@ def _safely_below_floor(
     matrix (``lambda_max(H) <= tau - delta'``: every computed eigenvalue is at most
     ``tau``); and ``tau >= 1e-12 max(1, |H|_inf)``, so the second floor of
     :func:`_eigh_directions` does not apply. ``bounds`` as in
-    :func:`_safely_positive_definite`.
+    :func:`_safely_positive_definite`. ``only``: test just these (the others are False).
     """
     n = g.shape[1]
     if _CHOLESKY_LO is None:
         return np.zeros(g.shape[0], dtype=bool)
     norm, delta, tau = _hessian_bounds(h, g) if bounds is None else bounds
     ok = np.isfinite(norm) & (tau >= 1e-12 * np.maximum(1.0, norm))
-    ok &= _cholesky_exists(h, 2.0 * delta)
-    return ok & _cholesky_exists(h, 2.0 * n * 1e-14 * (norm + tau) - tau, sign=-1.0)
+    if only is not None:
+        ok &= only
+    # the upper test first: its diagonal condition (every H_ii below the floor) rules out
+    # most Hessians without a factorisation; the conjunction is the same in either order
+    ok &= _cholesky_exists(h, 2.0 * n * 1e-14 * (norm + tau) - tau, sign=-1.0, only=ok)
+    return ok & _cholesky_exists(h, 2.0 * delta, only=ok)
 
 
 def _newton_directions(h: np.ndarray, g: np.ndarray, *, fast: bool = False) -> np.ndarray:
@@ -685,7 +707,7 @@ def _newton_directions(h: np.ndarray, g: np.ndarray, *, fast: bool = False) -> n
     d = np.empty_like(g)
     bounds = _hessian_bounds(h, g)
     safe = _safely_positive_definite(h, g, bounds, wide=not fast)
-    flat = ~safe & _safely_below_floor(h, g, bounds) if fast else np.zeros_like(safe)
+    flat = _safely_below_floor(h, g, bounds, only=~safe) if fast else np.zeros_like(safe)
     if safe.any():
         d[safe] = -np.linalg.solve(h[safe], g[safe][:, :, None])[:, :, 0]
     if flat.any():

@@ -305,7 +305,10 @@ class CellIndex:
         flat = arrays["flat"]
         bands, at = [], 0
         for r0, r1, c0, c1, a, b in arrays["bands"].tolist():
-            bands.append(_Band(slice(r0, r1), slice(c0, c1), a, b, flat[at : at + b - a]))
+            part = flat[at : at + b - a]
+            if part.size and (part.min() < 0 or part.max() >= (r1 - r0) * (c1 - c0)):
+                raise ValueError("cell index: positions outside their band")
+            bands.append(_Band(slice(r0, r1), slice(c0, c1), a, b, part))
             at += b - a
         if at != flat.size:
             raise ValueError("cell index: band table and positions disagree")
@@ -534,7 +537,9 @@ class Layer:
             raw = np.asarray(
                 var[_nc_key(var.ndim, self.index, band.rows, band.cols, self.transpose)]
             )
-            np.take(raw.reshape(-1), band.flat, out=vals[band.start : band.stop])
+            # positions within the band by construction (checked when read from a cache):
+            # mode="clip" spares the buffered copy numpy makes of `out` with mode="raise"
+            np.take(raw.reshape(-1), band.flat, out=vals[band.start : band.stop], mode="clip")
 
     def _read_geotiff_cells(self, bands: tuple[_Band, ...]) -> np.ndarray:
         """GeoTIFF cells read raw at the file's dtype; only the gathered ones are decoded."""

@@ -36,9 +36,8 @@ across a parallel carry an error of order (cell height x tan φ) of their own we
 0.01°). Polygons whose edges follow cell rows (and any longitudes) are exact to rounding.
 
 Around the coverage step: the polygons' validity check (``clean_geometries``) runs in a
-thread once a core is free for it (GEOS releases the GIL): beside exactextract when the
-coverage runs in this process, after the two halves of a split coverage (which keep both
-cores busy), or beside the reads of a cached plan. The result and warnings are held until the
+thread from the start (GEOS releases the GIL), in chunks, paused while the two halves of a
+split coverage keep both cores busy (:class:`_ValidityCheck`). The result and warnings are held until the
 check is done, and invalid polygons are repaired and computed again, so the outcome is that
 of check-then-compute. With ``coverage_cache=`` the polygons are digested once (structure
 and coordinates; in a forked child for large sets, while this process imports the readers),
@@ -222,7 +221,9 @@ class CoveragePlan:
     window
         The part of the grid's lattice that covers the polygons.
     cells
-        Flat indices (in ``window``, int32) of the cells used by any polygon, sorted.
+        Flat indices (in ``window``, int32) of the cells used by any polygon, sorted; only
+        cells inside the grid (those outside, always missing, count only in ``total``;
+        plans stored by earlier versions may hold them, and read as missing).
     weights
         CSR matrix, polygons x ``cells``: the weights of ``weights`` mode.
     mode
@@ -323,9 +324,10 @@ class CoveragePlan:
         return index
 
     def __getstate__(self) -> dict:
-        # ship the weights only (workers build their own indices; base derives from weights)
+        # ship the weights and totals only (workers build their own indices; base derives
+        # from weights; total is kept: it includes cells outside the grid, not in weights)
         state = dict(self.__dict__)
-        for derived in ("base", "binary", "total"):
+        for derived in ("base", "binary"):
             state.pop(derived, None)
         state["_indices"] = {}
         state["_cache"] = None
@@ -681,22 +683,19 @@ def _coverage_plan(
     cache: CoverageCache | None,
     wkb: np.ndarray | None = None,
     digest: Any = None,
-    on_free_core: Callable[[], None] | None = None,
+    side_work: Any = None,
 ) -> CoveragePlan:
     """:func:`coverage_plan` given the polygons' WKB and its digest when known (computed
-    once per run: they key the cache and feed exactextract). ``on_free_core`` is called once
-    a core is free for other work (zonal_pm25's validity check): at once for a plan read
-    from the cache, else see :func:`_build_plan`."""
+    once per run: they key the cache and feed exactextract); ``side_work``: see
+    :func:`_build_plan`."""
     if cache is not None:
         if digest is None:
             digest = CoverageCache.polygons_digest(geoms)
         key = CoverageCache.key(geoms, grid, weights, digest=digest)
         if (plan := cache.load(key, grid)) is not None:
-            if on_free_core is not None:
-                on_free_core()
             return plan
     plan = _build_plan(
-        geoms, grid, weights=weights, progress=progress, wkb=wkb, on_free_core=on_free_core
+        geoms, grid, weights=weights, progress=progress, wkb=wkb, side_work=side_work
     )
     if cache is not None:
         cache.save(key, plan)
@@ -755,12 +754,12 @@ def _build_plan(
     weights: str,
     progress: bool,
     wkb: np.ndarray | None = None,
-    on_free_core: Callable[[], None] | None = None,
+    side_work: Any = None,
 ) -> CoveragePlan:
     """The plan of ``geoms`` on ``grid`` from exactextract's coverage, in this process or
-    split across two (:func:`_split_point`). ``on_free_core`` is called before exactextract
-    runs in this process alone (the second core is free), or after the split's halves are
-    done (both cores were busy with them)."""
+    split across two (:func:`_split_point`). ``side_work`` (zonal_pm25's validity check
+    thread, :class:`_ValidityCheck`) is paused while the split's halves keep both cores
+    busy, and runs beside exactextract otherwise."""
     from exactextract.raster import NumPyRasterSource
 
     n = len(geoms)
@@ -799,37 +798,39 @@ def _build_plan(
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
-            if on_free_core is not None:
-                on_free_core()
             c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
         else:  # two halves side by side: the first in a forked child, the second here
             first = geoms[idx[:parts]]
             out = _shared_pairs(_pairs_bound(first, grid))
-            half = ForkedCall.start(
-                _exact_pairs_into,
-                out,
-                src,
-                first,
-                crs_wkt,
-                None if sub is None else sub[:parts],
-                scale,
-                name="coverage (first half)",
-            )
+            if side_work is not None:
+                side_work.pause()
             try:
-                c2, ci2, cv2 = _exact_pairs(
+                half = ForkedCall.start(
+                    _exact_pairs_into,
+                    out,
                     src,
-                    geoms[idx[parts:]],
+                    first,
                     crs_wkt,
-                    None if sub is None else sub[parts:],
-                    False,
-                    scale=scale,
+                    None if sub is None else sub[:parts],
+                    scale,
+                    name="coverage (first half)",
                 )
-            except BaseException:
-                half.kill()
-                raise
-            got = half.result()
-            if on_free_core is not None:
-                on_free_core()
+                try:
+                    c2, ci2, cv2 = _exact_pairs(
+                        src,
+                        geoms[idx[parts:]],
+                        crs_wkt,
+                        None if sub is None else sub[parts:],
+                        False,
+                        scale=scale,
+                    )
+                except BaseException:
+                    half.kill()
+                    raise
+                got = half.result()
+            finally:
+                if side_work is not None:
+                    side_work.resume()
             if len(got) == 2:  # the child's pairs are in the shared buffers
                 c1, k = got
                 ci1, cv1 = out[0][:k], out[1][:k]
@@ -866,7 +867,93 @@ def _build_plan(
     np.cumsum(counts, out=indptr[1:])
     del ci
     w = _csr((cv, col, indptr), shape=(n, cells.size))
-    return CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
+    del cv, col, indptr
+    off = _off_grid(cells, window)
+    total = None
+    if off is not None:
+        # cells outside the grid (a window past its edge) are missing every year: they
+        # count in each polygon's total weight (valid_fraction) and nowhere else, so the
+        # matrix leaves them out (no per-year masks; the same sums, less the zero terms)
+        total = np.asarray(w.sum(axis=1)).ravel()  # CoveragePlan.total, with them
+        w, cells = _drop_cells(w, cells, off)
+    plan = CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
+    if total is not None:
+        plan.__dict__["total"] = total
+    return plan
+
+
+def _off_grid(cells: np.ndarray, window: Window) -> np.ndarray | None:
+    """Which of ``cells`` (sorted flat indices in ``window``) lie outside the window's grid;
+    None when none does."""
+    g = window.grid
+    nrow, ncol = window.shape
+    lo = min(max(0, -window.r0), nrow) * ncol  # rows north of the grid come first
+    hi = max(min(g.ny - window.r0, nrow), 0) * ncol  # and rows south of it last
+    a, b = np.searchsorted(cells, np.array([lo, hi], dtype=cells.dtype))
+    if a == 0 and b == cells.size and window.c0 >= 0 and window.c1 <= g.nx:
+        return None
+    off = np.ones(cells.size, dtype=bool)
+    off[a:b] = False
+    # columns west or east of the grid: in each window row, one range of flat indices per
+    # side, found by bisection in the sorted cells (no per-cell division)
+    base = np.arange(nrow, dtype=cells.dtype) * ncol  # keys of the cells' dtype: no cast
+    sides = []
+    if window.c0 < 0:
+        sides.append((base, base + min(-window.c0, ncol)))
+    if window.c1 > g.nx:
+        sides.append((base + max(g.nx - window.c0, 0), base + ncol))
+    for lo_ids, hi_ids in sides:
+        i, j = np.searchsorted(cells, lo_ids), np.searchsorted(cells, hi_ids)
+        for s0, s1 in zip(i[j > i].tolist(), j[j > i].tolist(), strict=True):
+            off[s0:s1] = True
+    return off if off.any() else None
+
+
+def _drop_cells(w: sp.csr_matrix, cells: np.ndarray, off: np.ndarray) -> tuple:
+    """``w`` and ``cells`` without the columns where ``off`` is True (same order), compacted
+    in place: the few pairs on those cells are squeezed out of ``w``'s arrays, which are
+    then the new matrix's (no second copy of the weights)."""
+    keep_cell = ~off
+    drop = np.flatnonzero(off[w.indices])  # positions of the pairs to drop, sorted
+    rows = np.searchsorted(w.indptr, drop, side="right") - 1
+    counts = np.diff(w.indptr) - np.bincount(rows, minlength=w.shape[0])
+    indptr = np.zeros(w.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    data, indices = w.data, w.indices
+    if drop.size > max(100_000, data.size // 64):  # many: a boolean copy is the fast way
+        keep = np.ones(data.size, dtype=bool)
+        keep[drop] = False
+        data, indices = data[keep], indices[keep]
+    else:
+        for a in (data, indices):
+            _squeeze_out(a, drop)
+        data, indices = data[: int(indptr[-1])], indices[: int(indptr[-1])]
+    del w
+    new_col = np.cumsum(keep_cell, dtype=np.int32)
+    new_col -= 1
+    np.take(new_col, indices, out=indices, mode="clip")  # valid: clip skips a buffered copy
+    del new_col
+    cells = cells[keep_cell]
+    return _csr((data, indices, indptr), shape=(len(counts), cells.size)), cells
+
+
+def _squeeze_out(a: np.ndarray, drop: np.ndarray, chunk: int = 1 << 20) -> None:
+    """Remove the elements at sorted positions ``drop`` from ``a`` in place: the kept ones
+    move to the front, in order, in chunks of at most ``chunk`` (numpy buffers a copy whose
+    source and target overlap, so the temporary is at most one chunk)."""
+    if drop.size == 0:
+        return
+    # runs of consecutive dropped positions; the kept segments lie between them
+    new_run = np.flatnonzero(np.diff(drop) != 1) + 1
+    starts = drop[np.r_[0, new_run]]
+    stops = drop[np.r_[new_run - 1, drop.size - 1]] + 1
+    dst = int(starts[0])
+    for lo, hi in zip(stops.tolist(), [*starts[1:].tolist(), a.size], strict=True):
+        while lo < hi:
+            m = min(chunk, hi - lo)
+            a[dst : dst + m] = a[lo : lo + m]
+            dst += m
+            lo += m
 
 
 #: Split exactextract's coverage across two processes when the polygons' bounding boxes hold
@@ -1195,7 +1282,7 @@ def zonal_pm25(
         # now would find them valid again (invalid ones are never marked, so they warn)
         log.info("polygons found valid by an earlier run (coverage cache): check skipped")
     elif _overlap_validity(raw):
-        pending = _ValidityCheck(raw)  # started when a core is free (see _coverage_plan)
+        pending = _ValidityCheck(raw)  # paused while a coverage split keeps both cores busy
     else:
         cleaned = clean_geometries(polygons, what="polygons", id_col=id_col)
         if digest is not None and cleaned is polygons:
@@ -1255,7 +1342,7 @@ def zonal_pm25(
                         cache=coverage_cache,
                         wkb=wkb if same else None,
                         digest=digest if same else None,
-                        on_free_core=None if pending is None else pending.start,
+                        side_work=pending,
                     )
                     pop = _population_for(pop_layers, group, plan) if pop_layers else {}
                     results = _run(group, plan, pop, sched, years_per_task, auto=scheduler is None)
@@ -1330,28 +1417,46 @@ def _import_readers() -> None:
 
 
 class _ValidityCheck:
-    """``shapely.is_valid`` of the polygons in a thread (named ``agglo-valid``), started by
-    :meth:`start` once a core is free for it: beside exactextract when the coverage runs in
-    this process alone, after the coverage split (both cores were busy with it) or after a
-    plan read from the cache. :meth:`result` starts it if nobody did, and waits.
+    """``shapely.is_valid`` of the polygons in a thread (named ``agglo-valid``), started at
+    once, in chunks of about equal vertex counts so that it can be paused between two
+    (:meth:`pause`, :meth:`resume`): it uses the idle second core before and after a coverage
+    split, not the cores the split's halves keep busy. :meth:`result` resumes it and waits.
 
     shapely.lib.is_valid, not shapely.is_valid: the latter wraps the call in
     warnings.catch_warnings, which is not thread-safe (it would swap the warning filters of
     the main thread); the GEOS notices it raises are held by zonal_pm25 like the others.
     """
 
+    #: chunks of the check (each one GEOS call on a run of polygons)
+    CHUNKS: ClassVar[int] = 32
+
     def __init__(self, raw: np.ndarray) -> None:
         self._raw = raw
-        self._future: concurrent.futures.Future | None = None
+        self._go = threading.Event()
+        self._go.set()
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
+        self._future = pool.submit(self._check)
+        pool.shutdown(wait=False)
 
-    def start(self) -> None:
-        if self._future is None:
-            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="agglo-valid")
-            self._future = pool.submit(shapely.lib.is_valid, self._raw)
-            pool.shutdown(wait=False)
+    def _check(self) -> np.ndarray:
+        cum = np.cumsum(shapely.get_num_coordinates(self._raw))
+        k = min(self.CHUNKS, len(self._raw))
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, k) / k) if k > 1 else []
+        out = []
+        for part in np.split(self._raw, np.unique(cuts)):
+            self._go.wait()
+            out.append(shapely.lib.is_valid(part))
+        return np.concatenate(out) if out else np.zeros(0, bool)
+
+    def pause(self) -> None:
+        """Stop after the chunk in progress."""
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
 
     def result(self) -> np.ndarray:
-        self.start()
+        self.resume()
         return self._future.result()
 
 

@@ -1001,7 +1001,7 @@ def _length_by_polygon(
     """Geodesic km of ``lines`` inside each polygon and the number of lines touching it.
 
     Three tiers: lines whose bounding box lies in cells of a coarse grid that are wholly inside
-    one polygon (:func:`_interior_cells`) count with their full length without any geometry
+    one polygon (:func:`_interior_owner`) count with their full length without any geometry
     predicate; the remaining lines wholly inside a polygon (prepared ``contains_properly``)
     too; the lines crossing a boundary are clipped all at once by :func:`_clipped_km` instead
     of one GEOS overlay per line (whose cost grows with the polygon's vertices). ``full`` is
@@ -1209,7 +1209,11 @@ def _clipped_km(lines: np.ndarray, poly_of: np.ndarray, polys: np.ndarray) -> np
     hi = np.maximum.reduceat(np.maximum(e0, e1), run_start, axis=0)
     runs = shapely.linestrings(np.stack([lo, hi], axis=1))
     # segment-run pairs whose boxes meet (same polygon), expanded to their edges
-    segs = shapely.linestrings(np.stack([a, b], axis=1))
+    seg_part = vpart[:-1][same]
+    if len(seg_part) == len(parts) and (seg_part == np.arange(len(parts))).all():
+        segs = parts  # two-point lines: each is its own segment (the tree needs only boxes)
+    else:
+        segs = shapely.linestrings(np.stack([a, b], axis=1))
     si, ri = shapely.STRtree(runs).query(segs)
     mine = edge_poly[run_start[ri]] == seg_poly[si]
     si, ri = si[mine], ri[mine]
