@@ -42,7 +42,7 @@ Tables equal bit for bit in every run. The goals (1 year <= 2.5 s, cached <= 0.8
 second core; they were not measured at load <= 1 this session.
 
 Session 8 (2026-12-03), 26 years, the years split across forked processes (``scheduler=None``
-chooses it on 2 cores when each process gets >= 16 M stored cells to read; the counties read
+chooses it on 2 cores when each process gets >= 8 M stored cells to read; the counties read
 14 M a year): this process reads and reduces 1998-2010 while a forked child does 2011-2023
 (same per-year code on the inherited plan: tables identical bit for bit). Full run at 06:57
 UTC, load 1.1-1.3::

@@ -9,7 +9,7 @@ file's dtype, at positions computed once per file layout) and one sparse matrix-
 processes, on local Dask threads, or on a ``dask.distributed`` cluster (``scheduler=``).
 
 Scheduler (``scheduler=None``, chosen per raster group by data size and cores): forked
-processes when >= 2 cores are usable, there are >= 2 years and each process gets >= 16 M
+processes when >= 2 cores are usable, there are >= 2 years and each process gets >= 8 M
 stored cells to read (:data:`_CELLS_PER_PROCESS`; China's counties at 0.01° read ~14 M a
 year), one per core at most; otherwise the years in turn on <= 2 cores (Dask threads there
 doubled kernel time and added 1 GB: NetCDF reads hold a lock) and Dask threads with more.
@@ -1668,10 +1668,12 @@ def _warn_missing(out: pd.DataFrame, id_col: str | None) -> None:
 #: scheduler names accepted besides a dask.distributed address or Client
 SCHEDULERS = ("synchronous", "threads", "processes")
 #: Stored cells (read and decompressed) per worker process below which ``scheduler=None``
-#: does not split the years across processes: a fork and collecting a year's sums cost
-#: ~30 ms, reading and reducing 16 M stored cells ~0.3 CPU-s (0.01° NetCDF, zlib level 1).
+#: does not split the years across processes: the threshold from which one NetCDF read is
+#: split with a forked child (``agglo.io.rasters._SPLIT_READ_CELLS``: a fork costs ~20 ms,
+#: reading and reducing 8 M stored cells ~0.2 CPU-s at 0.01°, zlib level 1). Where the years
+#: are split, each process reads its years whole (one fork for all of them, not one a year).
 #: Tests set it to 0 to let small data fork.
-_CELLS_PER_PROCESS = 16_000_000
+_CELLS_PER_PROCESS = 8_000_000
 
 
 def _run(
@@ -1720,9 +1722,9 @@ def _process_count(layers: Sequence[Layer], plan: CoveragePlan, *, explicit: boo
     At most one per usable core and per year, and only where forking is safe
     (:func:`_fork_obstacle`). Chosen (``explicit=False``, ``scheduler=None``): also at most
     one per :data:`_CELLS_PER_PROCESS` stored cells to read, so that each process has enough
-    work to pay for its fork; on 2 cores the 26 years of China's counties at 0.01° (~364 M
-    stored cells) take 2, one or two years none. Asked for (``scheduler="processes"``): whatever the
-    data size.
+    work to pay for its fork; on 2 cores China's counties at 0.01° (14 M stored cells a
+    year) take 2 from 2 years on, a single year none (its read may still be split, see
+    :mod:`agglo.io.rasters`). Asked for (``scheduler="processes"``): whatever the data size.
     """
     workers = min(usable_cores(), len(layers))
     if workers < 2:
