@@ -9,8 +9,9 @@ polygons, so it includes the process baseline: interpreter, libraries and the po
 
 - agglo: ``zonal_pm25(folder, counties, weights="area")`` for 1 year and for all years
   (coverage computed once, then per year one banded raw read of the used cells and one sparse
-  mat-vec; synchronous on <= 2 cores, Dask threads only with more cores), and a second 1-year
-  run from the on-disk coverage cache (``agglo (cache)``);
+  mat-vec; ``scheduler=None``: for the 26 years the years are split across two forked
+  processes on 2 cores, a single year runs in this process), and a second 1-year run from the
+  on-disk coverage cache (``agglo (cache)``);
 - exactextract 0.3: ``mean(coverage_weight=area_spherical_m2)`` (its area-weighted mean), run
   once per year as a user would, and for many years also given the list of all rasters in one
   call (``exactextract_list``, its best mode: one coverage computation for every raster);
@@ -39,6 +40,30 @@ this process's CPU (the critical path when the second core is free) 1 year 2.77-
 3.0-4.2 vs 3.9-4.2 s, cached 0.82-1.04 vs 0.75-1.16 s): the forks pay only with a free core.
 Tables equal bit for bit in every run. The goals (1 year <= 2.5 s, cached <= 0.8 s) need the
 second core; they were not measured at load <= 1 this session.
+
+Session 8 (2026-12-03), 26 years, the years split across forked processes (``scheduler=None``
+chooses it on 2 cores when each process gets >= 16 M stored cells to read; the counties read
+14 M a year): this process reads and reduces 1998-2010 while a forked child does 2011-2023
+(same per-year code on the inherited plan: tables identical bit for bit). Full run at 06:57
+UTC, load 1.1-1.3::
+
+    BENCH zonal_full_26yr agglo_s=7.66 exactextract_list_s=45.58
+          speedup_vs_exactextract_list=5.95 peak_mb_agglo=911 peak_mb_exactextract_list=3394
+          (12.51 CPU-s, this process and the child; 1 year 2.65 s, cached 0.83 s)
+
+Before (years in turn; the same bench at 06:55 UTC, load 1.2-1.7, where a multiprocessing
+queue's feeder thread kept agglo from forking): 10.96 s wall, 12.11 CPU-s, 727 MB; the lead's
+run at 05:35 UTC (load ~1): 11.06 s, 12.82 CPU-s, 728 MB. Interleaved A/B in fresh processes
+(``synchronous`` vs None, 26 years, load 1.8-2.6): 12.80 / 11.91 s vs 7.82 / 17.62 s wall,
+12.15-12.27 vs 12.35-12.39 CPU-s; the years alone (plan built, one process, load 2.5): 8.35
+CPU-s in turn vs 4.30 + 4.36 CPU-s in parent + child. The child adds ~210 MB of private pages
+(its values buffer and read bands). The wall gain needs the second core idle: this machine
+shares CPU time per session group (autogroup), so when another job keeps one core busy the
+two processes share one core and take as long as the years in turn (+0.1-0.3 CPU-s for the
+fork and page faults). Memory is now sampled from the benchmark's own process, and the
+measured process answers through a pipe: a sampling thread or a queue's feeder thread in it
+would keep agglo from forking (it does not fork while other threads run), and a child's
+``smaps_rollup`` (3 ms of CPU per read, under the child's memory lock) is read every 50 ms.
 
 Session 7 (2026-12-03, 02:53-02:57 UTC, load 0.5-1.0; ``--years 1 --no-rasterstats``), the
 1-year coverage split across two processes (a forked child computes exactextract's coverage
@@ -98,6 +123,7 @@ Still short of the issue's absolute goals on this machine (~1.3x slower than the
 MB (goal 800), 26 years 11.9-16.3 s loaded (goal 9 s: per year ~0.2 CPU-s of zlib
 decompression, serial because HDF5 under netCDF4 holds a lock and h5py is not installed for a
 raw-chunk path). The ratios are met: >= 3x exactextract for 1 year, >= 2.2x its list mode.
+(Session 6 text; the 26-year row met 9 s in session 8 with the years on two processes.)
 
 Usage::
 
@@ -116,6 +142,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -231,12 +258,14 @@ class _TreePeak:
         return self.peak_kb / 1024
 
 
-def _job(kind: str, polygons: str, rasters: list[str], cache_dir: str, queue: mp.Queue) -> None:
+def _job(kind: str, polygons: str, rasters: list[str], cache_dir: str, conn: Connection) -> None:
     import geopandas as gpd
 
     counties = gpd.read_file(polygons)
     _reset_peak_rss()
-    queue.put("start")  # the parent samples this process's memory from now on
+    # a pipe, not a multiprocessing.Queue: a queue's feeder thread would keep agglo from
+    # forking (it does not fork while other threads run)
+    conn.send("start")  # the parent samples this process's memory from now on
     c0 = time.process_time()
     k0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -279,21 +308,23 @@ def _job(kind: str, polygons: str, rasters: list[str], cache_dir: str, queue: mp
     cpu = time.process_time() - c0 + (k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime)
     peak_mb = _peak_rss_mb()
     print(f"  [{kind} {len(rasters)} raster(s): {seconds:.2f} s wall, {cpu:.2f} CPU-s]")
-    queue.put((seconds, peak_mb, means))
+    conn.send((seconds, peak_mb, means))
+    conn.close()
 
 
 def measure(
     kind: str, polygons: Path, rasters: list[Path], cache_dir: Path | None = None
 ) -> tuple[float, float, np.ndarray]:
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    args = (kind, str(polygons), [str(r) for r in rasters], str(cache_dir), q)
+    recv, send = ctx.Pipe(duplex=False)
+    args = (kind, str(polygons), [str(r) for r in rasters], str(cache_dir), send)
     p = ctx.Process(target=_job, args=args)
     p.start()
-    if q.get() != "start":
+    send.close()
+    if recv.recv() != "start":
         raise RuntimeError(f"{kind}: the measured process did not start")
     tree = _TreePeak(p.pid)
-    seconds, peak_mb, means = q.get()
+    seconds, peak_mb, means = recv.recv()
     tree_mb = tree.stop_mb()
     p.join()
     return seconds, max(peak_mb, tree_mb), means
