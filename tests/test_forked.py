@@ -89,3 +89,53 @@ def test_ctrl_c_is_the_parents_a_child_ignores_it():
     time.sleep(0.3)
     os.kill(call.process.pid, signal.SIGINT)
     assert call.result() is None  # the child slept on; the parent decides what to stop
+
+
+def _thread_named(name: str):
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, name=name, daemon=True)
+    t.start()
+    return t, stop
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks"),
+    [
+        ("reader-0", True),
+        ("ThreadPoolExecutor-3_0", True),
+        ("Dask-Offload_0", False),
+        ("agglo-valid-2", False),
+        ("agglo-eigh_0", False),
+        ("tqdm_monitor", False),
+    ],
+)
+def test_fork_obstacle_names_a_running_thread_unless_it_is_fork_safe(name, blocks):
+    from agglo._forked import fork_obstacle
+
+    assert fork_obstacle() is None  # nothing else runs in the test process at first
+    t, stop = _thread_named(name)
+    try:
+        why = fork_obstacle()
+        assert (why is not None and name in why) if blocks else why is None
+    finally:
+        stop.set()
+        t.join()
+    assert fork_obstacle() is None
+
+
+def test_fork_obstacle_in_a_daemonic_process_and_beside_children(monkeypatch):
+    import multiprocessing
+
+    from agglo._forked import fork_obstacle
+
+    call = ForkedCall.start(os.getpid, name="pid")
+    try:
+        assert fork_obstacle() is None  # children do not stop a split by default
+        if multiprocessing.active_children():
+            assert "children" in fork_obstacle(children=False)
+    finally:
+        call.result()
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    assert "daemonic" in fork_obstacle()

@@ -505,7 +505,12 @@ def test_local_cluster_gives_identical_results(some_cities):
 
 
 def test_threads_and_synchronous_identical(some_cities):
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
     a = zonal_pm25(DEMO, some_cities, scheduler="threads", years_per_task=1)
+    # the threads are this call's own and joined: none is left to keep a later call from forking
+    assert {t.ident for t in threading.enumerate() if t.is_alive()} <= before
     b = zonal_pm25(DEMO, some_cities, scheduler="synchronous")
     pd.testing.assert_frame_equal(a, b)
 

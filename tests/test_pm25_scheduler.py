@@ -216,7 +216,10 @@ def test_other_threads_keep_the_years_in_process(rasters, polygons, two_cores, c
 
 
 def test_processes_need_fork(two_cores, monkeypatch):
+    import agglo._forked
+
     monkeypatch.setattr(pm25, "fork_available", lambda: False)
+    monkeypatch.setattr(agglo._forked, "fork_available", lambda: False)
     with pytest.raises(AggloInputError, match=r"scheduler='processes' forks .* only on Linux"):
         pm25._check_scheduler("processes")
     assert pm25._process_count([None, None], None, explicit=True) == 0

@@ -30,6 +30,7 @@ import multiprocessing
 import pickle
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -37,7 +38,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-__all__ = ["ForkedCall", "ForkedError", "fork_available", "wait_any"]
+__all__ = [
+    "FORK_SAFE_THREADS",
+    "ForkedCall",
+    "ForkedError",
+    "fork_available",
+    "fork_obstacle",
+    "wait_any",
+]
 
 
 class ForkedError(RuntimeError):
@@ -53,6 +61,52 @@ def fork_available() -> bool:
     True
     """
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+#: name prefixes of the threads that may run beside a fork: they hold no lock a forked child
+#: needs. zonal_pm25's validity check (GEOS only), the core-periphery eigh helper (idle
+#: between calls, never used by a child), tqdm's monitor (tqdm's own lock only) and
+#: dask.distributed's offload pool (idle but for a Client's serialisation, never used by a
+#: child; it outlives every Client, so one Client once in a session would otherwise stop
+#: every later split). Threads reading rasters (HDF5 holds a lock) are never among them.
+FORK_SAFE_THREADS = ("agglo-valid", "agglo-eigh", "tqdm_monitor", "Dask-Offload")
+
+
+def fork_obstacle(*, children: bool = True) -> str | None:
+    """Why this process should not fork a helper child now, or None when it may.
+
+    The rule every stage that splits its own work across processes follows: Linux with the
+    ``fork`` start method (:func:`fork_available`); not from a daemonic process (the
+    pipeline runs stages side by side in daemonic children, which may not have children and
+    whose sibling takes the other core); from the main thread, with no other thread running
+    but those of :data:`FORK_SAFE_THREADS` (a child inherits the locks other threads hold and
+    could hang on them); with ``children=False``, also not while this process has children
+    at work (its cores are taken). Whether the split pays (cores, load, size) is the
+    caller's to decide.
+
+    Examples
+    --------
+    >>> fork_obstacle() is None or isinstance(fork_obstacle(), str)
+    True
+    """
+    if not fork_available():
+        return "no fork start method on this platform"
+    if multiprocessing.current_process().daemon:
+        return "already in a daemonic worker process"
+    if threading.current_thread() is not threading.main_thread():
+        return "not called from the main thread"
+    others = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.current_thread()
+        and t.is_alive()
+        and not t.name.startswith(FORK_SAFE_THREADS)
+    ]
+    if others:
+        return f"other thread(s) running: {', '.join(others)}"
+    if not children and multiprocessing.active_children():
+        return "this process has children at work"
+    return None
 
 
 class _Collect(logging.Handler):

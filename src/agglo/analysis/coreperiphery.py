@@ -1270,12 +1270,6 @@ def _solve_nulls(problems: Sequence[_NullProblems]) -> list[np.ndarray]:
 _SPLIT_MIN_WORK = 4_000_000
 
 
-#: threads that do not keep the split from forking: the eigh helper (idle between calls;
-#: never used by the child) and tqdm's monitor (it takes only tqdm's lock, which the child
-#: does not use: the nulls are drawn, and their progress shown, before the split)
-_FORK_SAFE_THREADS = ("agglo-eigh", "tqdm_monitor")
-
-
 def _null_work(problems: Sequence[_NullProblems]) -> int:
     """Rough cost of fitting ``problems``: rows x n^3 (continuous: every start is a row)."""
     work = 0
@@ -1294,26 +1288,16 @@ def _split_obstacle(problems: Sequence[_NullProblems]) -> str | None:
     time from the other jobs); not without the ``fork`` start method; not from a daemonic
     process (``agglo run`` runs this stage beside the others in one, where the other core is
     taken anyway; daemonic processes may not have children); not while another thread runs
-    (the child would inherit the locks it holds), except those of
-    :data:`_FORK_SAFE_THREADS`.
+    (the child would inherit the locks it holds), except the eigh helper, tqdm's monitor and
+    the others of :data:`agglo._forked.FORK_SAFE_THREADS` (:func:`agglo._forked.fork_obstacle`).
     """
-    import multiprocessing
-
-    from agglo._forked import fork_available
+    from agglo._forked import fork_obstacle
 
     if sum(len(p.mats) for p in problems) < 2 or _null_work(problems) < _SPLIT_MIN_WORK:
         return "little work"
     if not _core_free():
         return "no free core"
-    if not fork_available():
-        return "no fork start method"
-    if multiprocessing.current_process().daemon:
-        return "in a daemonic process"
-    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
-    others = [t for t in others if not t.name.startswith(_FORK_SAFE_THREADS)]
-    if others:
-        return f"other threads running ({', '.join(t.name for t in others)})"
-    return None
+    return fork_obstacle()
 
 
 def _solve_nulls_child(problems: Sequence[_NullProblems]) -> list[np.ndarray]:

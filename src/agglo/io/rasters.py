@@ -17,7 +17,6 @@ import functools
 import logging
 import math
 import mmap
-import multiprocessing
 import re
 import threading
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import numpy as np
 from pyproj import CRS
 
 from agglo._cores import usable_cores
-from agglo._forked import ForkedCall, fork_available
+from agglo._forked import ForkedCall, fork_obstacle
 from agglo.errors import AggloInputError, CRSError
 
 __all__ = [
@@ -678,21 +677,11 @@ def _read_split(bands: tuple[_Band, ...]) -> int | None:
 
 
 def _free_to_fork() -> bool:
-    """Whether this process may fork a helper now, with a core for it (see :func:`_read_split`).
-
-    zonal_pm25's own validity check thread (``agglo-valid``, GEOS only: it holds no lock a
-    reading child needs) does not count as another thread."""
-    if not fork_available() or usable_cores() < 2:
-        return False
-    main = threading.main_thread()
-    others = [
-        t
-        for t in threading.enumerate()
-        if t is not main and not t.name.startswith("agglo-valid") and t.is_alive()
-    ]
-    if others or threading.current_thread() is not main:
-        return False
-    return not (multiprocessing.current_process().daemon or multiprocessing.active_children())
+    """Whether this process may fork a helper now, with a core for it (see :func:`_read_split`):
+    two usable cores and :func:`agglo._forked.fork_obstacle` with no children at work (its
+    allowed threads include zonal_pm25's validity check, GEOS only: it holds no lock a reading
+    child needs)."""
+    return usable_cores() >= 2 and fork_obstacle(children=False) is None
 
 
 def _nc_key(ndim: int, index: int | None, srows: slice, cols: slice, transpose: bool) -> tuple:

@@ -61,7 +61,6 @@ import json
 import logging
 import math
 import mmap
-import multiprocessing
 import operator
 import os
 import struct
@@ -80,7 +79,7 @@ import shapely
 from pyproj import CRS
 
 from agglo._cores import usable_cores
-from agglo._forked import ForkedCall, ForkedError, fork_available
+from agglo._forked import ForkedCall, ForkedError, fork_available, fork_obstacle
 from agglo._validate import check_crs, check_overlap, clean_geometries
 from agglo.errors import AggloDataWarning, AggloInputError, CRSError, require
 from agglo.io.rasters import (
@@ -1702,7 +1701,13 @@ def _run(
     if sched == "threads":
         dask = require("dask", "dask", "zonal_pm25(scheduler='threads')")
         tasks = [dask.delayed(_reduce_years, pure=False)(c, plan, pop) for c in chunks]
-        results = dask.compute(*tasks, scheduler="threads")
+        # a pool of this call's own, joined before returning: dask's default pool would leave
+        # idle threads behind, and a later scheduler=None / 'processes' call does not fork
+        # beside running threads (see _can_fork), so it would run its years in turn
+        with concurrent.futures.ThreadPoolExecutor(
+            min(usable_cores(), len(chunks)), thread_name_prefix="agglo-pm25"
+        ) as pool:
+            results = dask.compute(*tasks, scheduler="threads", pool=pool)
         return [r for chunk in results for r in chunk]
     client, own = _client(sched)
     try:
@@ -1751,25 +1756,18 @@ def _cells_read(index: CellIndex) -> int:
 
 
 def _fork_obstacle() -> str | None:
-    """Why this process may not fork workers now, or None when it may.
-
-    Not without the ``fork`` start method on Linux (:func:`agglo._forked.fork_available`);
-    not from a daemonic process (the pipeline runs stages side by side in daemonic forked
-    children, which may not have children of their own); not while another thread runs (a
-    child would inherit the locks it holds, e.g. the NetCDF reader's, and could hang).
+    """Why this process may not fork workers now, or None when it may
+    (:func:`agglo._forked.fork_obstacle`: Linux ``fork``, not a daemonic process — the
+    pipeline runs stages side by side in daemonic forked children, which may not have
+    children of their own — and no thread running but the fork-safe ones; a child would
+    inherit the locks other threads hold, e.g. the NetCDF reader's, and could hang).
     zonal_pm25's own validity check thread is waited for first: its result is waited for
     after the years anyway.
     """
-    if not fork_available():
-        return "no fork start method on this platform"
-    if multiprocessing.current_process().daemon:
-        return "already in a daemonic worker process"
     for thread in threading.enumerate():
         if thread.name.startswith("agglo-valid"):
             thread.join()
-    if threading.active_count() > 1:
-        return f"{threading.active_count() - 1} other thread(s) running"
-    return None
+    return fork_obstacle()
 
 
 def _run_processes(
