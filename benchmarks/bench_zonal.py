@@ -64,6 +64,12 @@ fork and page faults). Memory is now sampled from the benchmark's own process, a
 measured process answers through a pipe: a sampling thread or a queue's feeder thread in it
 would keep agglo from forking (it does not fork while other threads run), and a child's
 ``smaps_rollup`` (3 ms of CPU per read, under the child's memory lock) is read every 50 ms.
+After merging the NetCDF read split (a forked child per large read, not used while the years
+are split), 07:06 UTC, load 1.2-1.4: 26 years 9.61 s, 14.84 CPU-s, 898 MB (1 year 2.95 s,
+cached 0.91 s, exactextract list 45.72 s: 4.76x); interleaved in fresh processes at 07:08
+(load 1.3), ``synchronous`` (each year's read split: 26 forks) vs None (one fork for the
+years): 12.09 / 11.71 s vs 7.70 / 7.46 s wall, 16.56 / 16.01 vs 12.43 / 12.25 CPU-s, 770 / 755
+vs 891 / 894 MB.
 
 Session 7 (2026-12-03, 02:53-02:57 UTC, load 0.5-1.0; ``--years 1 --no-rasterstats``), the
 1-year coverage split across two processes (a forked child computes exactextract's coverage
