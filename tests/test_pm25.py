@@ -814,3 +814,32 @@ def test_inside_values_placed_by_runs_or_mask_equal_a_boolean_assignment(runs):
     want = np.full(n, np.nan)
     want[inside] = vals
     np.testing.assert_array_equal(out, want)
+
+
+def test_years_in_turn_read_whole_one_year_may_split(monkeypatch):
+    """zonal_pm25(scheduler='synchronous') over several years reads each whole (a fork per
+    year's read does not pay); the read split is still offered to one year's read."""
+    import agglo.measures.pm25 as pm25
+    from agglo.io import rasters
+
+    monkeypatch.setattr(rasters, "_SPLIT_READ_CELLS", 0)
+    monkeypatch.setattr(rasters, "_free_to_fork", lambda: True)
+    flat = np.arange(16)
+    bands = (
+        rasters._Band(rows=slice(0, 4), cols=slice(0, 4), start=0, stop=16, flat=flat),
+        rasters._Band(rows=slice(4, 8), cols=slice(0, 4), start=16, stop=32, flat=flat),
+    )
+    assert rasters._read_split(bands) == 1
+    with rasters.whole_reads():
+        assert rasters._read_split(bands) is None
+        with rasters.whole_reads():
+            assert rasters._read_split(bands) is None
+        assert rasters._read_split(bands) is None
+    assert rasters._read_split(bands) == 1
+    seen = []
+    monkeypatch.setattr(
+        pm25, "_reduce_years", lambda c, *a: seen.append(rasters._WHOLE_READS[0]) or []
+    )
+    pm25._run([None, None], None, {}, "synchronous", 1)
+    pm25._run([None], None, {}, "synchronous", 1)
+    assert seen == [1, 1, 0]

@@ -142,6 +142,21 @@ def test_split_point_balances_and_keeps_small_jobs_in_process(monkeypatch):
     assert m._split_point(geoms, GRID) is None
 
 
+def _split_point_in_daemon(geoms):
+    import multiprocessing
+
+    assert multiprocessing.current_process().daemon
+    m._SPLIT_MIN_CELLS, m.usable_cores = 0, lambda: 2  # this child's module only
+    return m._split_point(geoms, GRID)
+
+
+def test_no_split_in_a_daemonic_worker():
+    # the pipeline's stages run side by side in daemonic children, which may not fork: the
+    # coverage stays in process there instead of failing on a China-scale job
+    geoms = np.array([shapely.box(100 + i * 0.1, 27, 100.1 + i * 0.1, 28) for i in range(10)])
+    assert ForkedCall.start(_split_point_in_daemon, geoms, name="split").result() is None
+
+
 def test_validity_check_in_chunks_paused_and_resumed_equals_shapely():
     """The chunked, pausable validity check thread gives shapely.is_valid's verdict, polygon
     by polygon, whether or not it was paused (a pause holds it between two chunks)."""

@@ -89,6 +89,7 @@ from agglo.io.rasters import (
     Window,
     discover_layers,
     screen_pm25_values,
+    whole_reads,
 )
 from agglo.options import Options, choice_problem, option
 from agglo.results import StageResult
@@ -973,8 +974,8 @@ def _split_point(geoms: np.ndarray, grid: Grid) -> int | None:
     call, and exactextract computes each polygon's coverage independently of the others: the
     plan is identical bit for bit.
     """
-    if len(geoms) < 2 or not fork_available() or usable_cores() < 2:
-        return None
+    if len(geoms) < 2 or usable_cores() < 2 or fork_obstacle() is not None:
+        return None  # e.g. in the pipeline's daemonic stage workers, which may not fork
     b = shapely.bounds(geoms)
     cells = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / abs(grid.dx * grid.dy)
     if not np.isfinite(cells.sum()) or cells.sum() < _SPLIT_MIN_CELLS:
@@ -1466,7 +1467,7 @@ def _overlap_validity(raw: np.ndarray) -> bool:
     core the check (~0.4 s for China's 2,875 counties) is hidden behind the coverage step; on
     one core it would only interleave. Null or empty geometries go straight to
     :func:`clean_geometries` (it raises on them)."""
-    if (os.cpu_count() or 1) < 2 or len(raw) == 0:
+    if usable_cores() < 2 or len(raw) == 0:
         return False
     return not (shapely.is_missing(raw) | shapely.is_empty(raw)).any()
 
@@ -1697,7 +1698,10 @@ def _run(
             sched = "synchronous"
     chunks = [layers[i : i + years_per_task] for i in range(0, len(layers), years_per_task)]
     if sched == "synchronous" or (len(chunks) == 1 and sched == "threads"):
-        return [r for c in chunks for r in _reduce_years(c, plan, pop)]
+        if len(layers) < 2:
+            return _reduce_years(layers, plan, pop)
+        with whole_reads():  # years in turn: one read split (a fork) per year would not pay
+            return [r for c in chunks for r in _reduce_years(c, plan, pop)]
     if sched == "threads":
         dask = require("dask", "dask", "zonal_pm25(scheduler='threads')")
         tasks = [dask.delayed(_reduce_years, pure=False)(c, plan, pop) for c in chunks]
