@@ -213,7 +213,10 @@ def stage_rows(repeat: int) -> None:
     print(f"peak memory: {peak_mb():.0f} MB")
     print(
         f"BENCH coreperiphery_stage agglo_s={med['agglo']:.3f} scipy_bfgs_s={med['peer']:.3f} "
-        f"speedup_vs_scipy_bfgs={med['peer'] / med['agglo']:.2f}"
+        f"speedup_vs_scipy_bfgs={med['peer'] / med['agglo']:.2f} (CPU-s incl. children) "
+        f"agglo_wall_s={np.median(wall['agglo']):.3f} "
+        f"agglo_one_process_wall_s={np.median(wall['agglo_one_process']):.3f} "
+        f"scipy_bfgs_wall_s={np.median(wall['peer']):.3f} peak_mb={peak_mb():.0f}"
     )
 
 
