@@ -246,7 +246,8 @@ def _union_pieces(
     the union, so none of its vertices survive. The rest is united in three batches (every
     other sweep, the other sweeps, the discs), each without the pieces the union so far covers
     (:func:`_covering_union`: about half the second batch and nine in ten discs go, which
-    halves the overlay work). Only the rounding of computed crossing points may differ from
+    halves the overlay work); ``inner`` joins after the sweeps, before the discs, in one
+    binary overlay (joining it to the first batch's cascaded union cost ~10 % more). Only the rounding of computed crossing points may differ from
     ``union_all`` (areas to ~1e-14 relative, checked in tests/test_metro.py).
     ``prune=False``: plain ``union_all`` of every piece (the reference).
     """
@@ -308,11 +309,16 @@ def _union_pieces(
         out = ~shapely.contains_properly(inner, pieces)
         pieces, is_ring = pieces[out], is_ring[out]
     rings_kept = pieces[is_ring]
-    # half the sweeps, then the other half and the discs: most of these are already covered
-    # by the union so far (the discs by the sweeps from their node), so they are dropped
-    # before the expensive overlay
-    batches = [rings_kept[0::2], rings_kept[1::2], pieces[~is_ring]]
-    union = _covering_union(inner, batches)
+    # half the sweeps, then the other half: about half of the second half is already covered
+    # by the first and is dropped before the expensive overlay. ``inner`` (a staircase of
+    # many vertices, all of which lie inside the union and vanish) is joined to the sweeps'
+    # union in one binary overlay instead of riding through every merge of the cascaded union
+    # of the first batch (~10 % less union CPU on the bundled roads); then the discs, nine in
+    # ten of which the union so far covers.
+    union = _covering_union(None, [rings_kept[0::2], rings_kept[1::2]])
+    if inner is not None:
+        union = inner if union is None else _union_all(np.array([inner, union], dtype=object))
+    union = _covering_union(union, [pieces[~is_ring]])
     return shapely.Polygon() if union is None else union
 
 
