@@ -23,6 +23,15 @@
 Usage: ``python benchmarks/bench_metro.py [--quick] [--catchments-only]``; prints one ``BENCH``
 line per peer.
 
+Results (2026-12-03, session 8, inner cells joined after the sweeps' union; A/B against the
+previous commit 57b5ae2 in the same period, load average 1.1-2.1, CPU seconds)::
+
+    catchment polygons (44): pruned union 3.21 CPU s (before 3.42), union_all of every piece
+      10.66 (11.09), max relative area difference 9.9e-15; stage path 1 thread 3.14 CPU s
+      (3.44), 2 threads 3.57 CPU s / 1.84 wall s (3.89 / 2.01), identical polygons
+    BENCH metro_catchments_44polygons agglo_s=3.212 union_all_s=10.658 speedup_vs_union_all=3.32
+    (the unions alone, 44 catchments ABAB x6 in one process: 2.87 vs 2.97 CPU s, median)
+
 Results (2026-12-02, session 6, 2-core VM shared with other jobs, load average 5.4-6.5, so wall
 times are not comparable; CPU seconds)::
 
