@@ -225,6 +225,11 @@ class _Band:
     stop: int
     flat: np.ndarray  # positions of the cells in the band's block (C order as stored)
 
+    @property
+    def stored_cells(self) -> int:
+        """Cells of the stored block this band reads and decompresses (its read cost)."""
+        return (self.rows.stop - self.rows.start) * (self.cols.stop - self.cols.start)
+
 
 @dataclass(frozen=True, eq=False)
 class CellIndex:
@@ -247,6 +252,11 @@ class CellIndex:
     inside: np.ndarray | None
     bands: tuple[_Band, ...]
     layout: tuple
+
+    @property
+    def stored_cells(self) -> int:
+        """Stored cells a read of this index decompresses (whole bands)."""
+        return sum(b.stored_cells for b in self.bands)
 
     @functools.cached_property
     def inside_runs(self) -> list[tuple[int, int, int]] | None:
@@ -694,7 +704,7 @@ def _read_split(bands: tuple[_Band, ...]) -> int | None:
     """
     if len(bands) < 2 or _WHOLE_READS[0]:
         return None
-    cost = np.cumsum([(b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start) for b in bands])
+    cost = np.cumsum([b.stored_cells for b in bands])
     if cost[-1] < max(_SPLIT_READ_CELLS, 1):
         return None
     if not _free_to_fork():

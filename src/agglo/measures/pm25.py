@@ -1756,7 +1756,7 @@ def _process_count(layers: Sequence[Layer], plan: CoveragePlan, *, explicit: boo
 
 def _cells_read(index: CellIndex) -> int:
     """Stored cells a year of ``index`` reads (whole bands: the decompression work)."""
-    return sum((b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start) for b in index.bands)
+    return index.stored_cells
 
 
 def _fork_obstacle() -> str | None:
