@@ -140,10 +140,20 @@ def scipy_perm_test(a: np.ndarray, seed: int, n_perm: int, restarts: int) -> tup
 
 
 def _bfgs_one_by_one(mats, starts, *, star_limit: bool = False, fast: bool = False) -> list:
-    """The peer of :func:`agglo.analysis.coreperiphery._fit_continuous`: scipy BFGS per start."""
+    """The peer of :func:`agglo.analysis.coreperiphery._fit_continuous`: scipy BFGS per start
+    (``scipy.optimize.minimize`` itself: agglo's BFGS is its copy without the wrappers)."""
+    from unittest import mock
+
+    from scipy import optimize
+
     from agglo.analysis import coreperiphery as cp
 
-    return [cp._fit_continuous_bfgs(a, s) for a, s in zip(mats, starts, strict=True)]
+    def scipy_bfgs(fun, x0, args, *, gtol, maxiter):
+        options = {"gtol": gtol, "maxiter": maxiter}
+        return optimize.minimize(fun, x0, args=args, jac=True, method="BFGS", options=options)
+
+    with mock.patch.object(cp, "minimize_bfgs", scipy_bfgs):
+        return [cp._fit_continuous_bfgs(a, s) for a, s in zip(mats, starts, strict=True)]
 
 
 def stage_rows(repeat: int) -> None:

@@ -62,6 +62,7 @@ from pyproj import Geod
 from scipy import optimize
 
 from agglo._cores import usable_cores
+from agglo.analysis._bfgs import minimize_bfgs
 from agglo.errors import AggloDataWarning, AggloInputError, ValidationError
 from agglo.measures.geodesy import ensure_wgs84
 from agglo.options import RUN_SEED, Options, choice_problem, option
@@ -335,15 +336,16 @@ def _pair_values(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _continuous_objective(c: np.ndarray, ac: np.ndarray, na: float, iu: tuple) -> tuple:
     """Negative correlation of the pair weights with ``c_i c_j`` and its gradient."""
-    p = c[iu[0]] * c[iu[1]]
-    pc = p - p.mean()
-    npc = float(np.sqrt(pc @ pc))
+    ci, cj = c[iu[0]], c[iu[1]]
+    p = ci * cj
+    pc = p - np.add.reduce(p) / p.size  # p.mean(), without its dispatch (same value)
+    npc = math.sqrt(pc @ pc)
     if npc < 1e-300:
         return 0.0, np.zeros_like(c)
     r = float(ac @ pc) / (na * npc)
     g = ac / (na * npc) - r * pc / npc**2  # d r / d p (both vectors are centred)
-    grad = np.bincount(iu[0], weights=g * c[iu[1]], minlength=len(c)) + np.bincount(
-        iu[1], weights=g * c[iu[0]], minlength=len(c)
+    grad = np.bincount(iu[0], weights=g * cj, minlength=len(c)) + np.bincount(
+        iu[1], weights=g * ci, minlength=len(c)
     )
     return -r, -grad
 
@@ -819,22 +821,19 @@ def _starts_from(a: np.ndarray, v: np.ndarray, randoms: list) -> list:
 
 
 def _fit_continuous_bfgs(a: np.ndarray, starts: list) -> tuple[float, np.ndarray]:
-    """Best fit ``(r, c)`` of ``a`` by scipy's BFGS on ``c = x**2`` from each start."""
+    """Best fit ``(r, c)`` of ``a`` by BFGS on ``c = x**2`` from each start.
+
+    BFGS is scipy's (``scipy.optimize.minimize(method="BFGS")``, ``gtol = 1e-7``) as
+    :func:`agglo.analysis._bfgs.minimize_bfgs` computes it: the same points bit for bit.
+    """
     n = a.shape[0]
     iu = np.triu_indices(n, 1)
     ac = a[iu] - a[iu].mean()
     na = float(np.sqrt(ac @ ac))
     best_r, best_c = -np.inf, np.ones(n)
     for c0 in starts:
-        res = optimize.minimize(
-            _squared_objective,
-            np.sqrt(c0),
-            args=(ac, na, iu),
-            jac=True,
-            method="BFGS",
-            options={"gtol": 1e-7, "maxiter": 2000},
-        )
-        c = res.x * res.x
+        c = minimize_bfgs(_squared_objective, np.sqrt(c0), (ac, na, iu), gtol=1e-7, maxiter=2000).x
+        c = c * c
         if c.max() <= 0:
             continue
         r = -_continuous_objective(c, ac, na, iu)[0]
@@ -880,15 +879,10 @@ def _fit_continuous(
             fast=fast,
         )
         for k in np.flatnonzero(~ok):  # rare: degenerate runs, solved one by one as before
-            res = optimize.minimize(
-                _squared_objective,
-                np.sqrt(c0[k]),
-                args=(acs[owner[k]], nas[owner[k]], iu),
-                jac=True,
-                method="BFGS",
-                options={"gtol": 1e-7, "maxiter": 2000},
-            )
-            x[k] = res.x
+            args = (acs[owner[k]], nas[owner[k]], iu)
+            x[k] = minimize_bfgs(
+                _squared_objective, np.sqrt(c0[k]), args, gtol=1e-7, maxiter=2000
+            ).x
         log.debug("coreness: %d of %d Newton runs refitted by BFGS", int((~ok).sum()), ok.size)
         cs = x * x
         if star_limit:
