@@ -40,7 +40,7 @@ thread from the start (GEOS releases the GIL), in chunks, paused while the two h
 split coverage keep both cores busy (:class:`_ValidityCheck`). The result and warnings are held until the
 check is done, and invalid polygons are repaired and computed again, so the outcome is that
 of check-then-compute. With ``coverage_cache=`` the polygons are digested once (structure
-and coordinates; in a forked child for large sets, while this process imports the readers),
+and coordinates; SHA-1 in a thread while this one imports the readers),
 the plan and, per file layout, the read positions come from disk (mapped, not copied), and
 the very same polygons found valid before are not
 checked again (see :class:`CoverageCache`).
@@ -155,8 +155,9 @@ class PM25Options(Options):
 
 
 def _csr(*args: Any, **kwargs: Any) -> sp.csr_matrix:
-    """scipy.sparse.csr_matrix, imported on first use (its import costs ~0.2 s, which a
-    cached run hides behind the polygons' digest, see :func:`_start_digest`)."""
+    """scipy.sparse.csr_matrix, imported on first use (its import costs ~0.12-0.2 s: a cached
+    run imports it beside the polygons' digest, :func:`_digest_beside_imports`; a split
+    coverage while the forked half finishes, :func:`_build_plan`)."""
     import scipy.sparse
 
     return scipy.sparse.csr_matrix(*args, **kwargs)
@@ -281,11 +282,14 @@ class CoveragePlan:
         key = ("valid_sums", index.layout)
         if key not in self._indices:
             w = self.weights
+            # the scratch values are written in place: no new array of one value per cell
+            # (its page faults cost more than the mat-vec)
+            x = np.empty(w.shape[1]) if scratch is None else scratch
             if index.inside is None:
-                den = w @ np.ones(w.shape[1])
+                x.fill(1.0)
+                den = w @ x
                 n = np.diff(w.indptr).astype(np.float64)
             else:
-                x = np.empty(w.shape[1]) if scratch is None else scratch
                 np.copyto(x, index.inside)
                 den = w @ x
                 # cells per polygon inside the grid: exact integer counts (as binary @ mask)
@@ -387,23 +391,12 @@ class CoverageCache:
 
         Hashes, per geometry, its type and number of parts, per part its number of rings,
         per ring its number of vertices, then every coordinate (float64; z when any has one).
-        That determines the geometries as WKB would, without serialising them (0.12 s instead
-        of 0.20 s for China's 4 M county vertices; the WKB is then built only when
-        exactextract needs it, on a cache miss).
+        That determines the geometries as WKB would, without serialising them (WKB is built
+        only when exactextract needs it, on a cache miss). China's 4 M county vertices: ~0.1 s
+        (0.05 s of it SHA-1, which :func:`zonal_pm25` runs in a thread beside its imports).
         """
-        types = shapely.get_type_id(geoms).astype(np.int64)  # -1: missing
-        parts, part_of = shapely.get_parts(geoms, return_index=True)
-        rings, ring_of = shapely.get_rings(parts, return_index=True)
-        has_z = bool(shapely.has_z(geoms[types >= 0]).any()) if (types >= 0).any() else False
         digest = hashlib.sha1(b"agglo-polygons-v2")
-        for a in (
-            np.array([len(geoms), int(has_z)], np.int64),
-            types,
-            np.bincount(part_of, minlength=len(geoms)).astype(np.int64),
-            np.bincount(ring_of, minlength=len(parts)).astype(np.int64),
-            shapely.get_num_coordinates(rings).astype(np.int64),
-            np.ascontiguousarray(shapely.get_coordinates(geoms, include_z=has_z)),
-        ):
+        for a in _digest_arrays(geoms):
             digest.update(memoryview(a).cast("B"))  # no copy
         return digest
 
@@ -605,30 +598,67 @@ class CoverageCache:
 
 
 def _hex(digest: Any) -> str:
-    """A :meth:`CoverageCache.polygons_digest` (or its hex, from :func:`_digest_hex`) as hex."""
+    """A :meth:`CoverageCache.polygons_digest` (or its hex) as hex."""
     return digest if isinstance(digest, str) else digest.hexdigest()
 
 
-def _digest_hex(geoms: np.ndarray) -> str:
-    return CoverageCache.polygons_digest(geoms).hexdigest()
+def _digest_arrays(geoms: np.ndarray) -> list[np.ndarray]:
+    """The arrays :meth:`CoverageCache.polygons_digest` hashes, in order."""
+    types = shapely.get_type_id(geoms).astype(np.int64)  # -1: missing
+    parts, part_of = shapely.get_parts(geoms, return_index=True)
+    has_z = bool(shapely.has_z(geoms[types >= 0]).any()) if (types >= 0).any() else False
+    rings_per_part, coords_per_ring = _ring_structure(parts)
+    return [
+        np.array([len(geoms), int(has_z)], np.int64),
+        types,
+        np.bincount(part_of, minlength=len(geoms)).astype(np.int64),
+        rings_per_part,
+        coords_per_ring,
+        np.ascontiguousarray(shapely.get_coordinates(geoms, include_z=has_z)),
+    ]
 
 
-#: Vertices from which zonal_pm25 digests the polygons (cache key) in a forked child while
-#: it imports what it needs next (~0.2 s each for China's 4 M county vertices); below it the
-#: fork costs more than it hides. Tests set it to 0 to force the fork on small data.
-_FORK_DIGEST_VERTICES = 1_000_000
+def _ring_structure(parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rings of each of ``parts`` and vertices of each ring, in order (int64): the same as
+    ``np.bincount(ring_of, minlength=len(parts))`` and ``shapely.get_num_coordinates(rings)``
+    of ``rings, ring_of = shapely.get_rings(parts, return_index=True)``, without copying
+    the rings of the parts that are non-empty polygons without holes (one ring holding all
+    their vertices; shapely's rings are copies of GEOS's, ~0.08 s for China's counties)."""
+    simple = (shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)
+    simple &= shapely.get_num_interior_rings(parts) == 0
+    other = np.flatnonzero(~simple)
+    rings, ring_of = shapely.get_rings(parts[other], return_index=True)
+    per_part = np.ones(len(parts), dtype=np.int64)
+    per_part[other] = np.bincount(ring_of, minlength=other.size)
+    first = np.cumsum(per_part) - per_part  # each part's first ring
+    coords = np.empty(int(per_part.sum()), dtype=np.int64)
+    of_simple = np.zeros(coords.size, dtype=bool)
+    of_simple[first[simple]] = True
+    coords[of_simple] = shapely.get_num_coordinates(parts[simple])
+    coords[~of_simple] = shapely.get_num_coordinates(rings)
+    return per_part, coords
 
 
-def _start_digest(geoms: np.ndarray) -> ForkedCall | None:
-    """:func:`_digest_hex` of ``geoms`` started in a forked child when that pays and a core is
-    free for it (:func:`agglo.io.rasters._free_to_fork`), else None (digest here)."""
-    from agglo.io.rasters import _free_to_fork
+def _digest_beside_imports(geoms: np.ndarray) -> Any:
+    """:meth:`CoverageCache.polygons_digest` of ``geoms``, hashed in a thread (SHA-1 releases
+    the GIL) while this one imports what a cached run needs next (:func:`_import_readers`).
 
-    present = ~shapely.is_missing(geoms)
-    n = int(shapely.get_num_coordinates(geoms[present]).sum()) if present.any() else 0
-    if n < max(_FORK_DIGEST_VERTICES, 1) or not _free_to_fork():
-        return None
-    return ForkedCall.start(_digest_hex, geoms, name="polygons digest")
+    The thread touches nothing but the hash and the arrays, and is joined before returning
+    (a fork later on sees no other thread)."""
+    arrays = _digest_arrays(geoms)
+    digest = hashlib.sha1(b"agglo-polygons-v2")
+
+    def hash_all() -> None:
+        for a in arrays:
+            digest.update(memoryview(a).cast("B"))
+
+    thread = threading.Thread(target=hash_all, name="agglo-digest", daemon=True)
+    thread.start()
+    try:
+        _import_readers()
+    finally:
+        thread.join()
+    return digest
 
 
 def coverage_plan(
@@ -827,6 +857,13 @@ def _build_plan(
                 except BaseException:
                     half.kill()
                     raise
+                # this half is done: while the child finishes, this core takes the side work
+                # and the import the matrices need next (off the critical path when the
+                # child is the slower half)
+                if side_work is not None:
+                    side_work.resume()
+                import scipy.sparse  # noqa: F401
+
                 got = half.result()
             finally:
                 if side_work is not None:
@@ -1270,12 +1307,7 @@ def zonal_pm25(
     raw = np.asarray(polygons.geometry.values, dtype=object)
     wkb = digest = None
     if coverage_cache is not None:  # one digest per run: cache keys and validity marker
-        child = _start_digest(raw)
-        if child is None:
-            digest = CoverageCache.polygons_digest(raw)
-        else:  # the child hashes while this process imports what it needs next
-            _import_readers()
-            digest = child.result()
+        digest = _digest_beside_imports(raw)
     pending = None  # shapely.is_valid running in a thread while coverage is computed
     if digest is not None and coverage_cache.is_validated(digest):
         # the very same polygons (WKB digest) were checked valid by an earlier run: a check
