@@ -91,6 +91,7 @@ def plans_with_off_grid_cells(monkeypatch):
     """Plans that keep the cells outside the grid, as stored by earlier versions (read with
     an inside mask): the machinery that reads them is still checked."""
     monkeypatch.setattr(m, "_off_grid", lambda cells, window: None)
+    monkeypatch.setattr(m, "_take_off_grid", lambda used, window: None)
 
 
 def test_read_positions_of_cells_outside_the_grid_round_trip(tmp_path, plans_with_off_grid_cells):
@@ -428,6 +429,7 @@ def test_plan_without_off_grid_cells_gives_the_same_table_as_one_with_them(
     plan = coverage_plan(some_cities.geometry, grid, weights=weights)
     assert plan.cell_index(Layer(2020, "xarray", grid)).inside is None  # none outside
     monkeypatch.setattr(m, "_off_grid", lambda cells, window: None)
+    monkeypatch.setattr(m, "_take_off_grid", lambda used, window: None)
     old = run()
     assert (old["valid_fraction"] < 1).any() and (old["valid_fraction"] > 0).any()
     pd.testing.assert_frame_equal(new, old, check_exact=True)
