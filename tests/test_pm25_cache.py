@@ -91,6 +91,7 @@ def plans_with_off_grid_cells(monkeypatch):
     """Plans that keep the cells outside the grid, as stored by earlier versions (read with
     an inside mask): the machinery that reads them is still checked."""
     monkeypatch.setattr(m, "_off_grid", lambda cells, window: None)
+    monkeypatch.setattr(m, "_take_off_grid", lambda used, window: None)
 
 
 def test_read_positions_of_cells_outside_the_grid_round_trip(tmp_path, plans_with_off_grid_cells):
@@ -310,33 +311,83 @@ def test_polygons_digest_tells_geometries_apart_as_wkb_does():
             assert (d == CoverageCache.polygons_digest(b).hexdigest()) == same_wkb, (i, j)
 
 
-def test_forked_digest_keys_the_same_entry_as_the_digest_here(some_cities, tmp_path, monkeypatch):
-    """The polygons' digest computed in a forked child (large polygon sets) equals the one
-    computed in this process: a run digesting in a child reuses the entry of a run that did
-    not, with the same table as a run without any cache."""
-    from agglo._forked import ForkedCall, fork_available
-    from agglo.io import rasters
+def _reference_digest(geoms: np.ndarray) -> str:
+    """The digest's stream built from shapely's rings of every part (copies of each ring)."""
+    import hashlib
 
-    if not fork_available():
-        pytest.skip("needs fork")
-    geoms = np.asarray(some_cities.geometry.values, dtype=object)
-    call = ForkedCall.start(m._digest_hex, geoms)
-    assert call.result() == CoverageCache.polygons_digest(geoms).hexdigest()
+    types = shapely.get_type_id(geoms).astype(np.int64)
+    parts, part_of = shapely.get_parts(geoms, return_index=True)
+    rings, ring_of = shapely.get_rings(parts, return_index=True)
+    has_z = bool(shapely.has_z(geoms[types >= 0]).any()) if (types >= 0).any() else False
+    digest = hashlib.sha1(b"agglo-polygons-v2")
+    for a in (
+        np.array([len(geoms), int(has_z)], np.int64),
+        types,
+        np.bincount(part_of, minlength=len(geoms)).astype(np.int64),
+        np.bincount(ring_of, minlength=len(parts)).astype(np.int64),
+        shapely.get_num_coordinates(rings).astype(np.int64),
+        np.ascontiguousarray(shapely.get_coordinates(geoms, include_z=has_z)),
+    ):
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def test_ring_structure_without_copies_equals_shapely_rings():
+    """Rings per part and vertices per ring, skipping the copy of simple parts' rings, equal
+    those of shapely.get_rings on every part (holes, empties, mixed types, multi-parts)."""
+    sq = shapely.box(0, 0, 2, 2)
+    holed = shapely.Polygon(sq.exterior, [[(0.5, 0.5), (1, 0.5), (1, 1)]])
+    parts = np.array(
+        [
+            sq,
+            holed,
+            shapely.Polygon(),
+            shapely.box(3, 3, 5, 4),
+            shapely.Point(1, 1),
+            shapely.LineString([(0, 0), (1, 1)]),
+            holed,
+            sq,
+        ],
+        dtype=object,
+    )
+    for sub in (parts, parts[:1], parts[1:2], parts[2:3], parts[:0]):
+        rings, ring_of = shapely.get_rings(sub, return_index=True)
+        per_part, coords = m._ring_structure(sub)
+        np.testing.assert_array_equal(per_part, np.bincount(ring_of, minlength=len(sub)))
+        np.testing.assert_array_equal(coords, shapely.get_num_coordinates(rings))
+        assert per_part.dtype == coords.dtype == np.int64
+
+
+def test_digest_equals_the_reference_stream_and_the_threaded_one(cities):
+    """polygons_digest (and zonal_pm25's digest hashed in a thread beside its imports) equal
+    the stream hashed from shapely's own rings, so the cache keys are those of before."""
+    sq = shapely.box(0, 0, 2, 2)
+    mixed = np.array(
+        [
+            shapely.MultiPolygon([sq, shapely.box(3, 3, 4, 4)]),
+            None,
+            shapely.Polygon(),
+            shapely.Polygon(sq.exterior, [[(0.5, 0.5), (1, 0.5), (1, 1)]]),
+            sq,
+        ],
+        dtype=object,
+    )
+    for geoms in (np.asarray(cities.geometry.values, dtype=object), mixed):
+        want = _reference_digest(geoms)
+        assert CoverageCache.polygons_digest(geoms).hexdigest() == want
+        assert m._digest_beside_imports(geoms).hexdigest() == want
+
+
+def test_cached_run_reuses_the_entry_without_computing_coverage(some_cities, tmp_path, monkeypatch):
+    """A second run on the same polygons reads the stored plan (keyed by the digest): the
+    same table as the first run, and as a run without any cache."""
+    import threading
+
     ref = _run(some_cities, None)
-    first = _run(some_cities, tmp_path)  # digest here (below _FORK_DIGEST_VERTICES)
-    monkeypatch.setattr(m, "_FORK_DIGEST_VERTICES", 0)
-    monkeypatch.setattr(rasters, "_free_to_fork", lambda: True)
-    started = []
-    real_start = ForkedCall.start.__func__
-
-    def spy(cls, fn, *args, **kwargs):
-        started.append(kwargs.get("name"))
-        return real_start(cls, fn, *args, **kwargs)
-
-    monkeypatch.setattr(ForkedCall, "start", classmethod(spy))
+    first = _run(some_cities, tmp_path)
     monkeypatch.setattr(m, "_build_plan", lambda *a, **k: pytest.fail("coverage recomputed"))
     second = _run(some_cities, tmp_path)
-    assert started[:1] == ["polygons digest"]
+    assert not [t for t in threading.enumerate() if t.name == "agglo-digest"]  # joined
     pd.testing.assert_frame_equal(first, second)
     pd.testing.assert_frame_equal(ref, second, check_exact=False, rtol=1e-12)
 
@@ -378,6 +429,7 @@ def test_plan_without_off_grid_cells_gives_the_same_table_as_one_with_them(
     plan = coverage_plan(some_cities.geometry, grid, weights=weights)
     assert plan.cell_index(Layer(2020, "xarray", grid)).inside is None  # none outside
     monkeypatch.setattr(m, "_off_grid", lambda cells, window: None)
+    monkeypatch.setattr(m, "_take_off_grid", lambda used, window: None)
     old = run()
     assert (old["valid_fraction"] < 1).any() and (old["valid_fraction"] > 0).any()
     pd.testing.assert_frame_equal(new, old, check_exact=True)

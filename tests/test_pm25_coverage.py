@@ -132,6 +132,48 @@ def test_split_pairs_through_shared_buffers_or_the_pipe(forced_split, monkeypatc
         np.testing.assert_array_equal(getattr(one.weights, a), getattr(two.weights, a))
 
 
+@pytest.mark.parametrize("weights", ["area", "coverage", "centroid"])
+@pytest.mark.parametrize("split", [False, True])
+def test_dense_compression_equals_scipy_column_selection(forced_split, monkeypatch, weights, split):
+    """The plan's columns compressed through the dense lookup table, the cells outside the
+    grid left out as they are numbered (every side of the grid cut, halves of a split
+    coverage taken as they come), equal scipy's column selection of the cells inside the grid
+    from the plan of every covered cell (sorted, nothing left out), bit for bit; the totals
+    equal that plan's row sums."""
+    grid = Grid(west=100.5, north=29.5, dx=0.1, dy=0.1, nx=25, ny=20)  # cuts every polygon side
+    geoms = _polygons()
+    if not split:
+        monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 10**12)
+    dense = m._coverage_plan(geoms, grid, weights=weights, progress=False, cache=None)
+    assert forced_split == (["_exact_pairs_into"] if split else [])
+    monkeypatch.setattr(m, "_DENSE_WINDOW_CELLS", 0)
+    monkeypatch.setattr(m, "_off_grid", lambda cells, window: None)
+    every = m._coverage_plan(geoms, grid, weights=weights, progress=False, cache=None)
+    win = every.window
+    rows, cols = every.rows_cols()
+    rows, cols = rows + win.r0, cols + win.c0
+    inside = (rows >= 0) & (rows < grid.ny) & (cols >= 0) & (cols < grid.nx)
+    for edge in (rows < 0, rows >= grid.ny, cols < 0, cols >= grid.nx):
+        assert edge.any()  # cells outside the grid on every side
+    want = every.weights[:, np.flatnonzero(inside)].tocsr()
+    np.testing.assert_array_equal(dense.cells, every.cells[inside])
+    assert dense.cells.dtype == np.int32 and dense.weights.indices.dtype == np.int32
+    for a in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(dense.weights, a), getattr(want, a))
+    np.testing.assert_array_equal(dense.total, np.asarray(every.weights.sum(axis=1)).ravel())
+    assert (dense.total > np.asarray(want.sum(axis=1)).ravel()).any()
+
+
+def test_flatnonzero32_equals_numpy():
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 7, 100_003):
+        mask = rng.random(size) < 0.3
+        for chunk in (1, 5, 1 << 20):
+            got = m._flatnonzero32(mask, chunk=chunk)
+            assert got.dtype == np.int32
+            np.testing.assert_array_equal(got, np.flatnonzero(mask))
+
+
 def test_split_point_balances_and_keeps_small_jobs_in_process(monkeypatch):
     geoms = np.array([shapely.box(100 + i * 0.1, 27, 100.1 + i * 0.1, 28) for i in range(10)])
     assert m._split_point(geoms, GRID) is None  # 100 cells: below _SPLIT_MIN_CELLS

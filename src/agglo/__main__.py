@@ -1,8 +1,6 @@
 """``python -m agglo``: the ``agglo`` command (same as the console script)."""
 
-import sys
-
-from agglo.cli import main
+from agglo.cli import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

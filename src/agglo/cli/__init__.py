@@ -2,20 +2,30 @@
 
 Exit codes: 0 success, 1 unexpected error (a bug: please report it), 2 bad input (one-line
 reason on stderr; ``--verbose`` shows the full message), 130 interrupted (Ctrl-C).
+
+The console script (:func:`console`) ends the process without tearing the interpreter down
+(:func:`quick_exit`), and the long commands call :func:`freeze_imported` before their work: a
+command runs once, so the objects alive then are never freed anyway.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import gc
 import importlib
 import logging
+import os
 import sys
+import threading
+from typing import NoReturn
 
 import typer
 
 from agglo._version import __version__
 from agglo.errors import AggloInputError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "console", "freeze_imported", "main", "quick_exit"]
 
 #: sub-command modules of this package; each defines ``register(app)``
 COMMAND_MODULES = (
@@ -163,5 +173,51 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def freeze_imported() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
+
+    For a command's process only, once its modules are imported: those objects live until the
+    process ends, yet every full collection would walk them again, in this process and in every
+    forked worker (where walking them also copies their memory pages; the Python docs recommend
+    ``gc.freeze()`` before ``fork()`` for this reason). In a bundled ``agglo run`` this saves
+    about 0.3 CPU-s of collections in the main process. Only in the console script's process
+    (:func:`console`): where :func:`main` is called from Python (tests, notebooks), the
+    caller's objects are left to the collector.
+    """
+    if _in_console:
+        gc.freeze()
+
+
+def quick_exit(code: int) -> NoReturn:
+    """End the process with ``code`` after the exit handlers, without tearing the interpreter down.
+
+    The exit handlers (:mod:`atexit`: logging's flush, multiprocessing's joins, temporary
+    files) run and the standard streams are flushed; then :func:`os._exit` skips the
+    interpreter's teardown, which after ``agglo run`` spends ~0.85 s freeing objects one by one
+    and collecting garbage. Every output is written, closed and renamed into place before
+    :func:`main` returns. While a non-daemon thread other than this one is running, the normal
+    exit (which waits for it) is used instead.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    if any(not t.daemon for t in others):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
+#: True in the process of the console script (set by :func:`console`)
+_in_console = False
+
+
+def console() -> NoReturn:
+    """The ``agglo`` console script and ``python -m agglo``: :func:`main`, then :func:`quick_exit`."""
+    global _in_console
+    _in_console = True
+    quick_exit(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()

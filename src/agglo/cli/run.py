@@ -39,11 +39,12 @@ def register(app: typer.Typer) -> None:
         [panel] section, as in `agglo index`; the other stages take their options from the
         config file.
         """
-        from agglo.cli import progress_wanted
+        from agglo.cli import freeze_imported, progress_wanted
         from agglo.cli._stage import config_with
         from agglo.pipeline import run
 
         cfg = config_with(config, given, panel=panel)
+        freeze_imported()
         ctx = run(cfg, out, force=force, progress=progress_wanted(), workers=workers)
         for line in ctx.summary:
             typer.echo(line)

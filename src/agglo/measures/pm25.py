@@ -40,7 +40,7 @@ thread from the start (GEOS releases the GIL), in chunks, paused while the two h
 split coverage keep both cores busy (:class:`_ValidityCheck`). The result and warnings are held until the
 check is done, and invalid polygons are repaired and computed again, so the outcome is that
 of check-then-compute. With ``coverage_cache=`` the polygons are digested once (structure
-and coordinates; in a forked child for large sets, while this process imports the readers),
+and coordinates; SHA-1 in a thread while this one imports the readers),
 the plan and, per file layout, the read positions come from disk (mapped, not copied), and
 the very same polygons found valid before are not
 checked again (see :class:`CoverageCache`).
@@ -155,8 +155,9 @@ class PM25Options(Options):
 
 
 def _csr(*args: Any, **kwargs: Any) -> sp.csr_matrix:
-    """scipy.sparse.csr_matrix, imported on first use (its import costs ~0.2 s, which a
-    cached run hides behind the polygons' digest, see :func:`_start_digest`)."""
+    """scipy.sparse.csr_matrix, imported on first use (its import costs ~0.12-0.2 s: a cached
+    run imports it beside the polygons' digest, :func:`_digest_beside_imports`; a split
+    coverage while the forked half finishes, :func:`_build_plan`)."""
     import scipy.sparse
 
     return scipy.sparse.csr_matrix(*args, **kwargs)
@@ -281,11 +282,14 @@ class CoveragePlan:
         key = ("valid_sums", index.layout)
         if key not in self._indices:
             w = self.weights
+            # the scratch values are written in place: no new array of one value per cell
+            # (its page faults cost more than the mat-vec)
+            x = np.empty(w.shape[1]) if scratch is None else scratch
             if index.inside is None:
-                den = w @ np.ones(w.shape[1])
+                x.fill(1.0)
+                den = w @ x
                 n = np.diff(w.indptr).astype(np.float64)
             else:
-                x = np.empty(w.shape[1]) if scratch is None else scratch
                 np.copyto(x, index.inside)
                 den = w @ x
                 # cells per polygon inside the grid: exact integer counts (as binary @ mask)
@@ -387,23 +391,12 @@ class CoverageCache:
 
         Hashes, per geometry, its type and number of parts, per part its number of rings,
         per ring its number of vertices, then every coordinate (float64; z when any has one).
-        That determines the geometries as WKB would, without serialising them (0.12 s instead
-        of 0.20 s for China's 4 M county vertices; the WKB is then built only when
-        exactextract needs it, on a cache miss).
+        That determines the geometries as WKB would, without serialising them (WKB is built
+        only when exactextract needs it, on a cache miss). China's 4 M county vertices: ~0.1 s
+        (0.05 s of it SHA-1, which :func:`zonal_pm25` runs in a thread beside its imports).
         """
-        types = shapely.get_type_id(geoms).astype(np.int64)  # -1: missing
-        parts, part_of = shapely.get_parts(geoms, return_index=True)
-        rings, ring_of = shapely.get_rings(parts, return_index=True)
-        has_z = bool(shapely.has_z(geoms[types >= 0]).any()) if (types >= 0).any() else False
         digest = hashlib.sha1(b"agglo-polygons-v2")
-        for a in (
-            np.array([len(geoms), int(has_z)], np.int64),
-            types,
-            np.bincount(part_of, minlength=len(geoms)).astype(np.int64),
-            np.bincount(ring_of, minlength=len(parts)).astype(np.int64),
-            shapely.get_num_coordinates(rings).astype(np.int64),
-            np.ascontiguousarray(shapely.get_coordinates(geoms, include_z=has_z)),
-        ):
+        for a in _digest_arrays(geoms):
             digest.update(memoryview(a).cast("B"))  # no copy
         return digest
 
@@ -605,30 +598,67 @@ class CoverageCache:
 
 
 def _hex(digest: Any) -> str:
-    """A :meth:`CoverageCache.polygons_digest` (or its hex, from :func:`_digest_hex`) as hex."""
+    """A :meth:`CoverageCache.polygons_digest` (or its hex) as hex."""
     return digest if isinstance(digest, str) else digest.hexdigest()
 
 
-def _digest_hex(geoms: np.ndarray) -> str:
-    return CoverageCache.polygons_digest(geoms).hexdigest()
+def _digest_arrays(geoms: np.ndarray) -> list[np.ndarray]:
+    """The arrays :meth:`CoverageCache.polygons_digest` hashes, in order."""
+    types = shapely.get_type_id(geoms).astype(np.int64)  # -1: missing
+    parts, part_of = shapely.get_parts(geoms, return_index=True)
+    has_z = bool(shapely.has_z(geoms[types >= 0]).any()) if (types >= 0).any() else False
+    rings_per_part, coords_per_ring = _ring_structure(parts)
+    return [
+        np.array([len(geoms), int(has_z)], np.int64),
+        types,
+        np.bincount(part_of, minlength=len(geoms)).astype(np.int64),
+        rings_per_part,
+        coords_per_ring,
+        np.ascontiguousarray(shapely.get_coordinates(geoms, include_z=has_z)),
+    ]
 
 
-#: Vertices from which zonal_pm25 digests the polygons (cache key) in a forked child while
-#: it imports what it needs next (~0.2 s each for China's 4 M county vertices); below it the
-#: fork costs more than it hides. Tests set it to 0 to force the fork on small data.
-_FORK_DIGEST_VERTICES = 1_000_000
+def _ring_structure(parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rings of each of ``parts`` and vertices of each ring, in order (int64): the same as
+    ``np.bincount(ring_of, minlength=len(parts))`` and ``shapely.get_num_coordinates(rings)``
+    of ``rings, ring_of = shapely.get_rings(parts, return_index=True)``, without copying
+    the rings of the parts that are non-empty polygons without holes (one ring holding all
+    their vertices; shapely's rings are copies of GEOS's, ~0.08 s for China's counties)."""
+    simple = (shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)
+    simple &= shapely.get_num_interior_rings(parts) == 0
+    other = np.flatnonzero(~simple)
+    rings, ring_of = shapely.get_rings(parts[other], return_index=True)
+    per_part = np.ones(len(parts), dtype=np.int64)
+    per_part[other] = np.bincount(ring_of, minlength=other.size)
+    first = np.cumsum(per_part) - per_part  # each part's first ring
+    coords = np.empty(int(per_part.sum()), dtype=np.int64)
+    of_simple = np.zeros(coords.size, dtype=bool)
+    of_simple[first[simple]] = True
+    coords[of_simple] = shapely.get_num_coordinates(parts[simple])
+    coords[~of_simple] = shapely.get_num_coordinates(rings)
+    return per_part, coords
 
 
-def _start_digest(geoms: np.ndarray) -> ForkedCall | None:
-    """:func:`_digest_hex` of ``geoms`` started in a forked child when that pays and a core is
-    free for it (:func:`agglo.io.rasters._free_to_fork`), else None (digest here)."""
-    from agglo.io.rasters import _free_to_fork
+def _digest_beside_imports(geoms: np.ndarray) -> Any:
+    """:meth:`CoverageCache.polygons_digest` of ``geoms``, hashed in a thread (SHA-1 releases
+    the GIL) while this one imports what a cached run needs next (:func:`_import_readers`).
 
-    present = ~shapely.is_missing(geoms)
-    n = int(shapely.get_num_coordinates(geoms[present]).sum()) if present.any() else 0
-    if n < max(_FORK_DIGEST_VERTICES, 1) or not _free_to_fork():
-        return None
-    return ForkedCall.start(_digest_hex, geoms, name="polygons digest")
+    The thread touches nothing but the hash and the arrays, and is joined before returning
+    (a fork later on sees no other thread)."""
+    arrays = _digest_arrays(geoms)
+    digest = hashlib.sha1(b"agglo-polygons-v2")
+
+    def hash_all() -> None:
+        for a in arrays:
+            digest.update(memoryview(a).cast("B"))
+
+    thread = threading.Thread(target=hash_all, name="agglo-digest", daemon=True)
+    thread.start()
+    try:
+        _import_readers()
+    finally:
+        thread.join()
+    return digest
 
 
 def coverage_plan(
@@ -783,8 +813,7 @@ def _build_plan(
     )
     idx = np.flatnonzero(present)
     counts = np.zeros(n, dtype=np.int64)
-    ci = np.zeros(0, np.int32)
-    cv = np.zeros(0)
+    ci_parts, cv_parts = [np.zeros(0, np.int32)], [np.zeros(0)]
     row_area = None
     if weights == "area":
         if not grid.is_geographic:
@@ -827,6 +856,13 @@ def _build_plan(
                 except BaseException:
                     half.kill()
                     raise
+                # this half is done: while the child finishes, this core takes the side work
+                # and the import the matrices need next (off the critical path when the
+                # child is the slower half)
+                if side_work is not None:
+                    side_work.resume()
+                import scipy.sparse  # noqa: F401
+
                 got = half.result()
             finally:
                 if side_work is not None:
@@ -837,49 +873,139 @@ def _build_plan(
             else:  # more pairs than the bound: sent back through the pipe
                 c1, ci1, cv1 = got
             del out, got
-            c = np.concatenate([c1, c2])
-            ci, cv = np.concatenate([ci1, ci2]), np.concatenate([cv1, cv2])
+            counts[idx] = np.concatenate([c1, c2])
+            ci_parts, cv_parts = [ci1, ci2], [cv1, cv2]
             del c1, c2, ci1, ci2, cv1, cv2
-        counts[idx] = c
-        del c
+        if parts is None:
+            counts[idx] = c
+            ci_parts, cv_parts = [ci], [cv]
+            del c, ci, cv
     if weights == "centroid":
+        ci = np.concatenate(ci_parts) if len(ci_parts) > 1 else ci_parts[0]
+        cv = np.concatenate(cv_parts) if len(cv_parts) > 1 else cv_parts[0]
         pi = np.repeat(np.arange(n, dtype=np.int64), counts)  # polygon of each pair, in order
         cv = _centroid_weights(geoms, pi, ci, cv, window)
         keep = cv > 0
         counts = np.bincount(pi[keep], minlength=n)
-        ci, cv = ci[keep], cv[keep]
-        del pi, keep
-    # compress the columns to the cells in use (O(n), no sort)
-    if nrow * ncol <= 64_000_000:
-        used = np.zeros(nrow * ncol, dtype=bool)  # nonzero() of a bool mask is the fast one
-        used[ci] = True
-        cells = np.flatnonzero(used).astype(np.int32)
-        del used
-        col_of = np.empty(nrow * ncol, dtype=np.int32)  # read only where written
-        col_of[cells] = np.arange(cells.size, dtype=np.int32)
-        col = col_of[ci]
-        del col_of
-    else:  # a huge (e.g. global 0.01°) window: sort instead of a dense lookup table
-        cells, col = np.unique(ci, return_inverse=True)
-        col = col.astype(np.int32)
-    # pairs come grouped by polygon in input order: the CSR index pointer is a cumulative count
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    del ci
-    w = _csr((cv, col, indptr), shape=(n, cells.size))
-    del cv, col, indptr
-    off = _off_grid(cells, window)
-    total = None
-    if off is not None:
-        # cells outside the grid (a window past its edge) are missing every year: they
-        # count in each polygon's total weight (valid_fraction) and nowhere else, so the
-        # matrix leaves them out (no per-year masks; the same sums, less the zero terms)
-        total = np.asarray(w.sum(axis=1)).ravel()  # CoveragePlan.total, with them
-        w, cells = _drop_cells(w, cells, off)
+        ci_parts, cv_parts = [ci[keep]], [cv[keep]]
+        del pi, keep, ci, cv
+    w, cells, total = _compress(ci_parts, cv_parts, counts, window)
+    del ci_parts, cv_parts
     plan = CoveragePlan(window=window, cells=cells, weights=w, mode=weights, row_area=row_area)
     if total is not None:
         plan.__dict__["total"] = total
     return plan
+
+
+#: Windows of at most this many cells compress the plan's columns through a dense lookup
+#: table (one int32 per window cell, O(n)); larger ones (e.g. global 0.01°) sort instead.
+#: Tests set it to 0 to force the sort.
+_DENSE_WINDOW_CELLS = 64_000_000
+
+
+def _compress(
+    ci_parts: list[np.ndarray], cv_parts: list[np.ndarray], counts: np.ndarray, window: Window
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray | None]:
+    """The plan's matrix, its cells and totals from the coverage pairs.
+
+    ``ci_parts`` / ``cv_parts``: cell ids (in ``window``) and weights of the pairs, grouped by
+    polygon in input order, in one or more consecutive runs (the halves of a split coverage,
+    not joined: the cell ids go straight through the lookup table into one array);
+    ``counts``: pairs per polygon. Returns the CSR matrix (polygons x cells), its columns the
+    cells in use inside the grid (sorted int32 flat ids), and each polygon's total weight
+    when cells outside the grid were left out (they count in ``total`` only, see
+    :class:`CoveragePlan`), else None.
+    """
+    nrow, ncol = window.shape
+    n = len(counts)
+    # pairs come grouped by polygon in input order: the CSR index pointer is a cumulative count
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    cv = cv_parts[0] if len(cv_parts) == 1 else np.concatenate(cv_parts)
+    if nrow * ncol > _DENSE_WINDOW_CELLS:  # a huge window: sort instead of a lookup table
+        ci = ci_parts[0] if len(ci_parts) == 1 else np.concatenate(ci_parts)
+        cells, col = np.unique(ci, return_inverse=True)
+        del ci
+        w = _csr((cv, col.astype(np.int32), indptr), shape=(n, cells.size))
+        off = _off_grid(cells, window)
+        if off is None:
+            return w, cells, None
+        total = np.asarray(w.sum(axis=1)).ravel()
+        w, cells = _drop_cells(w, cells, off)
+        return w, cells, total
+    used = np.zeros(nrow * ncol, dtype=bool)  # nonzero() of a bool mask is the fast one
+    for ci in ci_parts:
+        used[ci] = True
+    # the cells outside the grid (a window past its edge) are missing every year: they count
+    # in each polygon's total weight (valid_fraction) and nowhere else, so the matrix leaves
+    # them out (no per-year masks; the same sums, less the zero terms)
+    off = _take_off_grid(used, window)
+    cells = _flatnonzero32(used)
+    del used
+    col_of = np.empty(nrow * ncol, dtype=np.int32)  # read only where written
+    col_of[cells] = np.arange(cells.size, dtype=np.int32)
+    if off is not None:
+        col_of[off] = -1  # pairs to drop
+    col = np.empty(int(indptr[-1]), dtype=np.int32)
+    at = 0
+    for ci in ci_parts:  # ids in the window: mode="clip" spares numpy's buffered copy
+        np.take(col_of, ci, out=col[at : at + ci.size], mode="clip")
+        at += ci.size
+    del col_of
+    total = None
+    if off is not None:
+        total = _row_sums(cv, indptr)  # CoveragePlan.total, with the cells outside
+        cv, col, indptr = _drop_pairs(cv, col, indptr, np.flatnonzero(col < 0))
+    return _csr((cv, col, indptr), shape=(n, cells.size)), cells, total
+
+
+def _row_sums(data: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Row sums of the CSR matrix of ``data`` and ``indptr`` (float64), as its
+    ``sum(axis=1)``: they do not depend on the column indices, which stand in as zeros
+    (never read, so never allocated)."""
+    zeros = np.zeros(data.size, dtype=np.int32)
+    m = _csr((data, zeros, indptr), shape=(indptr.size - 1, 1))
+    return np.asarray(m.sum(axis=1)).ravel()
+
+
+def _take_off_grid(used: np.ndarray, window: Window) -> np.ndarray | None:
+    """Flat ids (int64) of the cells marked in ``used`` (a mask of ``window``'s cells) that
+    lie outside the window's grid, unmarked in ``used``; None when there is none."""
+    g = window.grid
+    nrow, ncol = window.shape
+    north = min(max(0, -window.r0), nrow)  # rows before it are north of the grid
+    south = max(min(g.ny - window.r0, nrow), north)  # rows from it on are south of it
+    west = min(max(0, -window.c0), ncol)
+    east = max(min(g.nx - window.c0, ncol), west)
+    if north == 0 and south == nrow and west == 0 and east == ncol:
+        return None
+    pieces = [
+        np.flatnonzero(used[a * ncol : b * ncol]) + a * ncol
+        for a, b in ((0, north), (south, nrow))
+        if b > a
+    ]
+    rows = used.reshape(nrow, ncol)[north:south]
+    for a, b in ((0, west), (east, ncol)):
+        if b > a and south > north:
+            r, c = np.nonzero(rows[:, a:b])
+            pieces.append((r + north) * ncol + (c + a))
+    off = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    if off.size == 0:
+        return None
+    used[off] = False
+    return off
+
+
+def _flatnonzero32(mask: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """``np.flatnonzero(mask).astype(np.int32)`` (a mask of < 2**31 values) in chunks: no
+    int64 array of every position."""
+    out = np.empty(int(np.count_nonzero(mask)), dtype=np.int32)
+    at = 0
+    for a in range(0, mask.size, chunk):
+        nz = np.flatnonzero(mask[a : a + chunk])
+        np.add(nz, a, out=out[at : at + nz.size], casting="unsafe")
+        at += nz.size
+    return out
 
 
 def _off_grid(cells: np.ndarray, window: Window) -> np.ndarray | None:
@@ -914,27 +1040,33 @@ def _drop_cells(w: sp.csr_matrix, cells: np.ndarray, off: np.ndarray) -> tuple:
     in place: the few pairs on those cells are squeezed out of ``w``'s arrays, which are
     then the new matrix's (no second copy of the weights)."""
     keep_cell = ~off
-    drop = np.flatnonzero(off[w.indices])  # positions of the pairs to drop, sorted
-    rows = np.searchsorted(w.indptr, drop, side="right") - 1
-    counts = np.diff(w.indptr) - np.bincount(rows, minlength=w.shape[0])
-    indptr = np.zeros(w.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    data, indices = w.data, w.indices
-    if drop.size > max(100_000, data.size // 64):  # many: a boolean copy is the fast way
-        keep = np.ones(data.size, dtype=bool)
-        keep[drop] = False
-        data, indices = data[keep], indices[keep]
-    else:
-        for a in (data, indices):
-            _squeeze_out(a, drop)
-        data, indices = data[: int(indptr[-1])], indices[: int(indptr[-1])]
+    n = w.shape[0]
+    data, indices, indptr = _drop_pairs(w.data, w.indices, w.indptr, np.flatnonzero(off[w.indices]))
     del w
     new_col = np.cumsum(keep_cell, dtype=np.int32)
     new_col -= 1
     np.take(new_col, indices, out=indices, mode="clip")  # valid: clip skips a buffered copy
     del new_col
     cells = cells[keep_cell]
-    return _csr((data, indices, indptr), shape=(len(counts), cells.size)), cells
+    return _csr((data, indices, indptr), shape=(n, cells.size)), cells
+
+
+def _drop_pairs(
+    data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, drop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSR arrays without the pairs at the sorted positions ``drop`` (compacted in place
+    when they are few: the arrays returned are views of ``data`` and ``indices``)."""
+    rows = np.searchsorted(indptr, drop, side="right") - 1
+    counts = np.diff(indptr) - np.bincount(rows, minlength=indptr.size - 1)
+    indptr = np.zeros(indptr.size, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    if drop.size > max(100_000, data.size // 64):  # many: a boolean copy is the fast way
+        keep = np.ones(data.size, dtype=bool)
+        keep[drop] = False
+        return data[keep], indices[keep], indptr
+    for a in (data, indices):
+        _squeeze_out(a, drop)
+    return data[: int(indptr[-1])], indices[: int(indptr[-1])], indptr
 
 
 def _squeeze_out(a: np.ndarray, drop: np.ndarray, chunk: int = 1 << 20) -> None:
@@ -1270,12 +1402,7 @@ def zonal_pm25(
     raw = np.asarray(polygons.geometry.values, dtype=object)
     wkb = digest = None
     if coverage_cache is not None:  # one digest per run: cache keys and validity marker
-        child = _start_digest(raw)
-        if child is None:
-            digest = CoverageCache.polygons_digest(raw)
-        else:  # the child hashes while this process imports what it needs next
-            _import_readers()
-            digest = child.result()
+        digest = _digest_beside_imports(raw)
     pending = None  # shapely.is_valid running in a thread while coverage is computed
     if digest is not None and coverage_cache.is_validated(digest):
         # the very same polygons (WKB digest) were checked valid by an earlier run: a check
