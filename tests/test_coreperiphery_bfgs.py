@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import optimize
+from test_coreperiphery import _gravity_like  # the test networks of the module's own tests
 
 from agglo.analysis import _bfgs
 from agglo.analysis._bfgs import minimize_bfgs
 from agglo.analysis.coreperiphery import _squared_objective
-
-
-def _gravity_like(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    m = rng.lognormal(0, 1, n)
-    xy = rng.uniform(0, 5, (n, 2))
-    d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
-    np.fill_diagonal(d, 1.0)
-    a = np.outer(m, m) / d**2
-    np.fill_diagonal(a, 0.0)
-    return a
 
 
 def _fit_problems() -> list[tuple]:
