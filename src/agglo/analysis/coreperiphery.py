@@ -2115,12 +2115,12 @@ def _coreness_jobs(jobs: list[tuple[pd.DataFrame, str]], **kwargs: Any) -> list[
     continuous fits of networks of one size are then solved in one batch
     (:func:`_fit_observed_batch`), and the nulls of all jobs, those of one kind and size in
     one batch (:func:`_solve_nulls_split`): the same fits as job by job, bit for bit, for
-    less work per Newton step. The jobs are not spread over threads: the BFGS refits run scipy's line
-    search, which switches warning filters with ``warnings.catch_warnings`` (process-wide
-    before Python 3.14), so a second thread's fit could see them half-restored (a
-    ``LineSearchWarning`` raised under an ``error`` filter, or a filter left changed).
-    ``agglo run`` runs this stage beside the others in its own process instead
-    (:mod:`agglo._forked`).
+    less work per Newton step. The jobs are not spread over threads. The BFGS refits no longer
+    switch warning filters (:func:`agglo.analysis._bfgs.minimize_bfgs`, unlike scipy's line
+    search with its process-wide ``warnings.catch_warnings`` before Python 3.14), but the
+    large-network path still calls ``scipy.optimize.minimize`` (L-BFGS-B), whose thread
+    safety was not checked. ``agglo run`` runs this stage beside the others in its own process
+    instead (:mod:`agglo._forked`).
     """
     prepared = [_prepare_coreness(t, method=m, defer=True, **kwargs) for t, m in jobs]
     tested = [i for i, job in enumerate(prepared) if job.nulls is not None]
