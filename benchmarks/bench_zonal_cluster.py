@@ -41,6 +41,14 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _own_peak_mb() -> float:
+    """This process's own peak RSS (VmHWM): unlike ``ru_maxrss``, not inherited across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="0.05° cells, 3 years (< 1 min)")
@@ -81,7 +89,7 @@ def main() -> None:
             Client(cluster) as client,
         ):
             cluster_s, on_cluster = run(client)
-            worker_mb = client.run(_peak_mb)
+            worker_mb = client.run(_own_peak_mb)
         print(
             f"LocalCluster: {cluster_s:7.2f} s  (2 workers x 1 thread; worker peaks "
             + ", ".join(f"{mb:.0f} MB" for mb in worker_mb.values())
