@@ -16,7 +16,7 @@ runs out of memory at this scale, so no peer is run here (the BENCH line gives a
 Usage::
 
     python benchmarks/bench_roads_china.py                 # 8 M ways (long)
-    python benchmarks/bench_roads_china.py --ways 200000   # a quick check
+    python benchmarks/bench_roads_china.py --quick         # 200,000 ways, a quick check
 """
 
 from __future__ import annotations
@@ -103,7 +103,10 @@ def main() -> None:
     ap.add_argument("--ways", type=int, default=8_000_000)
     ap.add_argument("--chunk", type=int, default=500_000, help="ways per streamed chunk")
     ap.add_argument("--seed", type=int, default=20101115)
+    ap.add_argument("--quick", action="store_true", help="200,000 ways (what `make bench` runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.ways = 200_000
 
     counties = agglo.load_counties(region="china")[["adcode", "geometry"]]
     with tempfile.TemporaryDirectory(prefix="bench_roads_china_") as tmp:

@@ -526,8 +526,8 @@ def test_save_figure_matches_savefig_tight(tmp_path):
 
 
 def test_layout_pass_without_rendering_equals_a_rendered_one(tmp_path, monkeypatch):
-    # _fix_layout measures with drawing switched off; a fully rasterised layout pass (the
-    # reference) must give the same bounding box and the same pixels
+    # _fix_layout only runs the layout engine and measures; a fully rasterised layout pass
+    # (the reference) must give the same bounding box and the same pixels
     import contextlib
 
     from matplotlib.backends.backend_agg import RendererAgg
@@ -543,6 +543,7 @@ def test_layout_pass_without_rendering_equals_a_rendered_one(tmp_path, monkeypat
             return np.asarray(im).copy(), fig.get_size_inches()
 
     fast, fast_size = saved("fast")
+    monkeypatch.setattr(plot, "_LAYOUT_ONLY", False)
     monkeypatch.setattr(RendererAgg, "_draw_disabled", lambda self: contextlib.nullcontext())
     full, full_size = saved("full")
     assert fast.shape == full.shape and (fast == full).all()

@@ -307,9 +307,9 @@ class IndexResult(StageResult):
     def sensitivity_table(self) -> pd.DataFrame | None:
         """``index_sensitivity`` (when ``options.sensitivity``), computed on first use."""
         if self.sensitivity is None and self._sensitivity_args is not None:
-            from agglo.analysis.sensitivity import index_sensitivity
+            from agglo.analysis.sensitivity import prepared_sensitivity
 
-            self.sensitivity = index_sensitivity(**self._sensitivity_args)
+            self.sensitivity = prepared_sensitivity(**self._sensitivity_args)
             self._sensitivity_args = None
         return self.sensitivity
 
@@ -690,6 +690,14 @@ _RUN = "_run"
 
 
 def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) -> pd.DataFrame:
+    return _cell_factors(_cell_stats(prep, cfg, report, warn=warn), prep, cfg)
+
+
+def _cell_stats(
+    prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool
+) -> pd.DataFrame:
+    """The kept cells with ``n_cities, mean, sd, cv`` (they depend on ``ddof``,
+    ``min_cities`` and ``constant_indicator`` only; :func:`_cell_factors` adds the rest)."""
     v = prep.values
     run = [_RUN] if _RUN in v else []
     g = v.groupby([*run, "agglomeration_id", "year", "indicator"], sort=True)["value"]
@@ -750,6 +758,14 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
     sd = cells["sd"].fillna(0.0)  # one city with ddof=1 -> undefined sd; treated as 0
     cells["sd"] = sd
     cells["cv"] = np.where(mean > 0, sd / mean.where(mean > 0, 1.0), 0.0)
+    return cells
+
+
+def _cell_factors(cells: pd.DataFrame, prep: _Prepared, cfg: IndexConfig) -> pd.DataFrame:
+    """``k, R, f_pos, f, K`` (and ``dimension, direction``) of the :func:`_cell_stats` cells
+    under ``cfg``'s pooling, level and adjustment choices (``cells`` is not modified)."""
+    cells = cells.copy()
+    run = [_RUN] if _RUN in cells else []
     by_run = [cells[c] for c in run]
     keys_k = (
         by_run
@@ -874,11 +890,13 @@ def _note(msg: str, report: list[str], warn: bool) -> None:
 def _short_dimensions(cells: pd.DataFrame, report: list[str], warn: bool) -> None:
     """Warn about dimension scores built from fewer indicators than the run uses (the
     indicators scored in any agglomeration-year)."""
-    in_use = [i for i in INDICATORS if i in set(cells["indicator"])]
+    scored = set(cells["indicator"])
+    in_use = [i for i in INDICATORS if i in scored]
     expected = {d: [i for i in in_use if INDICATORS[i].dimension == d] for d in DIMENSIONS}
     short = []
     for (g, y, d), part in cells.groupby(["agglomeration_id", "year", "dimension"], sort=True):
-        lack = [i for i in expected.get(d, []) if i not in set(part["indicator"])]
+        have = set(part["indicator"])
+        lack = [i for i in expected.get(d, []) if i not in have]
         if lack:
             short.append(f"{g} {y} {d} lacks {', '.join(lack)}")
     if short:
@@ -1226,12 +1244,12 @@ def integration_index(
         coverage=coverage,
     )
     if cfg.sensitivity:  # computed when first asked for (tables(), sensitivity_table())
+        # from this preparation and composite: index_sensitivity would redo both, the same
         result._sensitivity_args = {
-            "panel": panel,
-            "membership": membership,
+            "prep": prep,
             "options": cfg,
-            "employment": employment,
             "progress": progress,
+            "base": comp[["agglomeration_id", "year", "score", "rank"]].copy(),
         }
     if cities is not None:
         result.agglomerations = agglomeration_layer(cities, result)
@@ -1262,7 +1280,6 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
         ``cities``.
     """
     import geopandas as gpd
-    import shapely
 
     from agglo.measures.geodesy import geodesic_area_km2
     from agglo.reference.boundaries import AGGLOMERATIONS
@@ -1272,7 +1289,7 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
     for g, part in members.groupby("agglomeration_id", sort=True):
         zh, en = AGGLOMERATIONS.get(g, (g, g))
         rows.append({"agglomeration_id": g, "name_zh": zh, "name_en": en, "n_cities": len(part)})
-        geoms.append(shapely.union_all(part.geometry.to_numpy()))
+        geoms.append(_dissolve(part.geometry.to_numpy()))
     gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=cities.crs)
     gdf["area_km2"] = np.asarray(geodesic_area_km2(gdf), dtype=float).round(1)
     c = result.composite
@@ -1286,6 +1303,21 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
             gdf[f"institutions_{y}"] = gdf["agglomeration_id"].map(iy["score"])
     cols = [c for c in gdf.columns if c != "geometry"] + ["geometry"]
     return gdf[cols]
+
+
+def _dissolve(polygons: np.ndarray) -> Any:
+    """The union of ``polygons``: by ``coverage_union_all`` when they form a valid coverage
+    (edge-matched, no overlaps: city boundaries cut from one map), else ``union_all``.
+
+    On a valid coverage both give the same polygon (the same vertices; the ring may start
+    at another vertex: equal after ``shapely.normalize``, ``tests/test_index.py`` checks
+    it), the coverage union several times faster.
+    """
+    import shapely
+
+    if shapely.coverage_is_valid(polygons):
+        return shapely.coverage_union_all(polygons)
+    return shapely.union_all(polygons)
 
 
 # ---------------------------------------------------------------------------------------

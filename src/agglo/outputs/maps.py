@@ -799,19 +799,25 @@ def draw_figures(
     ]
     one = dataclasses.replace(options, workers=1)
     out = {}
-    for job in jobs:
-        spec, _d, _o, full = job
-        targets = [out_dir / f"{spec.stem}.{fmt}" for fmt in options.formats]
-        before = {t for t in targets if t.exists()}
-        (outcome,) = _run_jobs([job], one, force)
-        if isinstance(outcome, BaseException):
-            log.debug("figure %s not drawn early: %s", spec.stem, outcome)
-            # files it wrote before failing (one format of two) are replaced by draw_maps
-            written = tuple(t for t in targets if t.exists() and (force or t not in before))
-            out[spec.stem] = DrawnFigure(full, written, f"{type(outcome).__name__}: {outcome}")
-        else:
-            out[spec.stem] = DrawnFigure(full, tuple(outcome))
+    with plot.shared_geometries():  # for all the figures, not each _run_jobs call
+        for job in jobs:
+            _draw_early(job, one, force, out)
     return out
+
+
+def _draw_early(job, one: PlotOptions, force: bool, out: dict[str, DrawnFigure]) -> None:
+    """Draw one figure job of :func:`draw_figures` here and put its outcome into ``out``."""
+    spec, out_dir, _o, full = job
+    targets = [out_dir / f"{spec.stem}.{fmt}" for fmt in one.formats]
+    before = {t for t in targets if t.exists()}
+    (outcome,) = _run_jobs([job], one, force)
+    if isinstance(outcome, BaseException):
+        log.debug("figure %s not drawn early: %s", spec.stem, outcome)
+        # files it wrote before failing (one format of two) are replaced by draw_maps
+        written = tuple(t for t in targets if t.exists() and (force or t not in before))
+        out[spec.stem] = DrawnFigure(full, written, f"{type(outcome).__name__}: {outcome}")
+    else:
+        out[spec.stem] = DrawnFigure(full, tuple(outcome))
 
 
 #: the figure jobs of the draw_maps call in progress; forked workers read them from here
@@ -862,13 +868,17 @@ def _run_jobs(jobs, options: PlotOptions, force: bool) -> list[list[Path] | Base
     workers = _n_workers(options, len(jobs))
     _JOBS = list(jobs)
     try:
-        if workers == 1:
-            return [here(i) for i in range(len(jobs))]
-        # costliest first, so no worker is left with a long figure at the end
-        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].cost)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {i: pool.submit(_save_job, i, force) for i in order}
-            out = [futures[i].exception() or futures[i].result() for i in range(len(jobs))]
+        # the figures drawn by one process share reprojected geometries, polygon paths and
+        # text sizes; forked workers inherit the caches (empty) and fill their own
+        with plot.shared_geometries():
+            if workers == 1:
+                return [here(i) for i in range(len(jobs))]
+            # costliest first, so no worker is left with a long figure at the end
+            order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].cost)
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = {i: pool.submit(_save_job, i, force) for i in order}
+                out = [futures[i].exception() or futures[i].result() for i in range(len(jobs))]
         broken = [i for i, o in enumerate(out) if isinstance(o, BrokenProcessPool)]
         if broken:  # a worker died (not a figure's own error): draw those here
             log.warning("a figure worker process died; drawing %d figure(s) here", len(broken))

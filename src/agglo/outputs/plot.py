@@ -38,6 +38,7 @@ import geopandas as gpd
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from pyproj import CRS
@@ -212,6 +213,86 @@ def _advances(size_pt: float):
     return advance
 
 
+class _SharedCaches:
+    """What the figures drawn inside :func:`shared_geometries` share (one set per process)."""
+
+    def __init__(self) -> None:
+        #: (source CRS WKT, target CRS WKT) -> id(geometry) -> (geometry, projected geometry)
+        self.projected: dict[tuple[str, str], dict[int, tuple[Any, Any]]] = {}
+        #: id(projected geometry) -> (geometry, its matplotlib path), as in _plot_polygons
+        self.paths: dict[int, tuple[Any, Any]] = {}
+        #: text metrics of the Agg renderers (see _SharedMetricsCanvasAgg)
+        self.metrics: dict[tuple, tuple[float, float, float]] = {}
+
+
+_SHARED: _SharedCaches | None = None
+
+
+@contextlib.contextmanager
+def shared_geometries() -> Iterator[None]:
+    """Let the figures drawn inside share reprojected geometries, polygon paths and text metrics.
+
+    The maps of one run draw the same cities again and again: inside this context each
+    geometry is projected to a map CRS once (then looked up by identity), its path is built
+    once, and the text sizes measured for one figure's PNG serve the next. Projections are
+    pointwise, so a geometry projected alone has the coordinates it gets in a whole layer:
+    the files are the same bytes. Forked processes inherit the (then separate) caches; they
+    are dropped when the context ends.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> g = gpd.GeoDataFrame(geometry=[shapely.box(100, 30, 101, 31)], crs=4326)
+    >>> with shared_geometries():
+    ...     a, b = _to_crs(g, 3857), _to_crs(g.copy(), 3857)
+    >>> a.geometry.iloc[0] is b.geometry.iloc[0], a.geom_equals(g.to_crs(3857)).all()
+    (True, np.True_)
+    """
+    global _SHARED
+    outer = _SHARED
+    if outer is None:
+        _SHARED = _SharedCaches()
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
+def _to_crs(data, crs):
+    """``data.to_crs(crs)`` (GeoDataFrame or GeoSeries), from the shared projections if any.
+
+    Inside :func:`shared_geometries` each geometry object is projected once per CRS pair and
+    the projected object reused (so the polygon paths built from it are found again too).
+    """
+    shared = _SHARED
+    if shared is None or data.crs is None:
+        return data.to_crs(crs)
+    target = CRS.from_user_input(crs)
+    if data.crs.is_exact_same(target):
+        return data.to_crs(target)
+    cache = shared.projected.setdefault((data.crs.to_wkt(), target.to_wkt()), {})
+    series = data.geometry if isinstance(data, gpd.GeoDataFrame) else data
+    geoms = series.to_numpy()
+    new = {
+        id(g): g
+        for g in geoms
+        if g is not None and ((hit := cache.get(id(g))) is None or hit[0] is not g)
+    }
+    if new:
+        todo = np.fromiter(new.values(), dtype=object, count=len(new))
+        done = gpd.GeoSeries(todo, crs=data.crs).to_crs(target).to_numpy()
+        for g, p in zip(todo, done, strict=True):
+            cache[id(g)] = (g, p)
+    projected = np.empty(len(geoms), dtype=object)
+    projected[:] = [None if g is None else cache[id(g)][1] for g in geoms]
+    out = gpd.GeoSeries(projected, index=series.index, name=series.name, crs=target)
+    if not isinstance(data, gpd.GeoDataFrame):
+        return out
+    frame = data.copy()
+    frame.geometry = out
+    return frame
+
+
 def map_crs(gdf: gpd.GeoDataFrame) -> CRS:
     """Albers equal-area CRS fitted to the layer's extent (used to draw every map).
 
@@ -225,7 +306,7 @@ def map_crs(gdf: gpd.GeoDataFrame) -> CRS:
     """
     if gdf.crs is None:
         raise CRSError("the layer has no CRS; set it (e.g. gdf.set_crs(4326)) before mapping.")
-    minx, miny, maxx, maxy = gdf.to_crs(4326).total_bounds
+    minx, miny, maxx, maxy = _to_crs(gdf, 4326).total_bounds
     if not np.isfinite([minx, miny, maxx, maxy]).all():
         raise AggloInputError("the layer has no geometries to map.")
     h = maxy - miny
@@ -314,7 +395,7 @@ def _extent(gdf: gpd.GeoDataFrame, others: gpd.GeoDataFrame | None) -> gpd.GeoDa
         return gdf
     if gdf.crs is None:
         raise CRSError("the layer has no CRS; set it (e.g. gdf.set_crs(4326)) before mapping.")
-    geoms = [gdf.geometry.to_crs(4326), others.geometry.to_crs(4326)]
+    geoms = [_to_crs(gdf.geometry, 4326), _to_crs(others.geometry, 4326)]
     return gpd.GeoDataFrame(geometry=pd.concat(geoms, ignore_index=True), crs=4326)
 
 
@@ -354,7 +435,7 @@ def _plot_polygons(ax, gdf: gpd.GeoDataFrame, *, paths: dict | None = None, **st
         return
     import shapely
 
-    cache = paths if paths is not None else {}
+    cache = paths if paths is not None else _SHARED.paths if _SHARED is not None else {}
     new = [g for g in geoms if (hit := cache.get(id(g))) is None or hit[0] is not g]
     # normalised (ring orientation, part order, first vertex) as GeoDataFrame.plot draws them
     for g, norm in zip(new, shapely.normalize(np.asarray(new, dtype=object)), strict=True):
@@ -387,7 +468,7 @@ def _draw_others(ax, others: gpd.GeoDataFrame | None, crs, label: str, paths=Non
 
     _plot_polygons(
         ax,
-        others if others.crs == crs else others.to_crs(crs),
+        others if others.crs == crs else _to_crs(others, crs),
         paths=paths,
         color=NON_MEMBER_COLOUR,
         edgecolor="white",
@@ -399,9 +480,29 @@ def _draw_others(ax, others: gpd.GeoDataFrame | None, crs, label: str, paths=Non
     ]
 
 
+#: the fast paths of drawing and saving a figure, each the same bytes as its reference (False):
+#: hidden axes without tick locators, a layout pass that only lays out, text sizes measured
+#: once per figure (and shared inside shared_geometries)
+_NO_HIDDEN_TICKS = True
+_LAYOUT_ONLY = True
+_SHARE_TEXT_METRICS = True
+
+
+def _hide_axis(ax) -> None:
+    """Switch the axes' axis off, with no ticks: a title's placement would still compute them."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_axis_off()
+    if not _NO_HIDDEN_TICKS:
+        return
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(NullLocator())
+        axis.set_minor_locator(NullLocator())
+
+
 def _finish_map(ax, *, title: str | None, scale_bar: bool, north_arrow: bool) -> None:
     ax.set_aspect("equal")
-    ax.set_axis_off()
+    _hide_axis(ax)
     if title:
         ax.set_title(title, fontsize=12)
     if scale_bar:
@@ -415,7 +516,7 @@ def _draw_outlines(ax, outlines, crs, label: str) -> list:
         return []
     from matplotlib.lines import Line2D
 
-    outlines.to_crs(crs).boundary.plot(ax=ax, color="#222222", linewidth=1.2, zorder=5)
+    _to_crs(outlines, crs).boundary.plot(ax=ax, color="#222222", linewidth=1.2, zorder=5)
     return [Line2D([], [], color="#222222", linewidth=1.2, label=label)]
 
 
@@ -694,9 +795,9 @@ def choropleth(
         lower, upper = (np.asarray(b, dtype=float) for b in classes)
     colours = class_colours(lower, upper, cmap, centre=centre)
     crs = map_crs(_extent(gdf, others))
-    data = gdf.to_crs(crs)
+    data = _to_crs(gdf, crs)
     with _style():
-        fig, ax = _new_axes(ax, figsize, _extent(data, others).to_crs(crs))
+        fig, ax = _new_axes(ax, figsize, _to_crs(_extent(data, others), crs))
         neutral = _draw_others(ax, others, crs, others_label)
         handles = _draw_classes(ax, data, values, lower, upper, colours, unit) + neutral
         handles += _draw_outlines(ax, outlines, crs, outline_label)
@@ -752,10 +853,10 @@ def category_map(
     _check_column(gdf, column)
     category_labels = category_labels or {}
     crs = map_crs(_extent(gdf, others))
-    data = gdf.to_crs(crs)
+    data = _to_crs(gdf, crs)
     cats = data[column].astype(object).where(data[column].notna(), None)
     with _style():
-        fig, ax = _new_axes(ax, figsize, _extent(data, others).to_crs(crs))
+        fig, ax = _new_axes(ax, figsize, _to_crs(_extent(data, others), crs))
         neutral = _draw_others(ax, others, crs, others_label)
         handles = _draw_categories(ax, data, cats, colours, category_labels, other_label)
         handles += neutral + _draw_outlines(ax, outlines, crs, outline_label)
@@ -974,9 +1075,10 @@ def small_multiples(
         lower, upper = classify(all_values, scheme=scheme, k=k, centre=centre)
         ramp = class_colours(lower, upper, cmap, centre=centre)
     crs = map_crs(_extent(gdf, others))
-    base = gdf.to_crs(crs)
-    context = others.to_crs(crs) if others is not None else None
-    paths: dict = {}  # the polygons' paths, built once for all panels
+    base = _to_crs(gdf, crs)
+    context = _to_crs(others, crs) if others is not None else None
+    # the polygons' paths, built once for all panels (and for all figures, if shared)
+    paths: dict = _SHARED.paths if _SHARED is not None else {}
     n = len(panels)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
@@ -984,7 +1086,7 @@ def small_multiples(
         fig = Figure(
             figsize=(
                 panel_size * ncols,
-                _map_figsize(_extent(base, others).to_crs(crs), panel_size)[1] * nrows + 0.4,
+                _map_figsize(_to_crs(_extent(base, others), crs), panel_size)[1] * nrows + 0.4,
             ),
             layout="constrained",
         )
@@ -1003,7 +1105,7 @@ def small_multiples(
                 _draw_outlines(ax, outlines, crs, "")
             _finish_map(ax, title=str(panel), scale_bar=i == 0, north_arrow=i == 0)
         for ax in axes[n:]:
-            ax.set_axis_off()
+            _hide_axis(ax)
         if categorical:
             texts = [str((category_labels or {}).get(c, c)) for c in colours]
         else:
@@ -1269,18 +1371,26 @@ def save_figure(
     written = []
     # svg.hashsalt fixes the clip-path and glyph ids (else random per save) and Date=None
     # leaves out the time stamp, so one figure saved twice gives the same bytes (PNG already)
+    metrics = _SHARED.metrics if _SHARED is not None else {}
     with _style(), matplotlib.rc_context({"svg.hashsalt": "agglo"}):
-        bbox = _fix_layout(fig, dpi)
+        bbox = _fix_layout(fig, dpi, metrics)
         for fmt in formats:
             target = stem.with_name(f"{stem.name}.{fmt}")
+            canvas = fig.canvas
             with atomic_path(target, force=force) as tmp:
                 meta: dict[str, str | None] = {"Description": caption} if caption else {}
                 extra: dict[str, Any] = {}
                 if fmt == "png":
                     extra["pil_kwargs"] = {"compress_level": _PNG_COMPRESS_LEVEL}
+                    # savefig draws the PNG on the figure's canvas: ours, with the text sizes
+                    # the layout pass measured
+                    _SharedMetricsCanvasAgg(fig, metrics)
                 else:
                     meta["Date"] = None
-                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=bbox, metadata=meta, **extra)
+                try:
+                    fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=bbox, metadata=meta, **extra)
+                finally:
+                    fig.set_canvas(canvas)
             written.append(target)
     return written
 
@@ -1290,23 +1400,26 @@ def save_figure(
 _PNG_COMPRESS_LEVEL = 3
 
 
-def _fix_layout(fig: Figure, dpi: float):
+def _fix_layout(fig: Figure, dpi: float, metrics: dict | None = None):
     """Lay ``fig`` out once and return its tight bounding box (inches, padded as savefig does).
 
     The layout engine is then switched off (the axes keep their places), so each format is
     drawn once: ``savefig`` with ``bbox_inches="tight"`` and a layout engine draws the figure
     twice per format, and the text layout (CJK font) dominates the cost of a map. The layout
-    pass draws with the renderer's drawing switched off (nothing is rasterised).
+    pass runs only the layout engine and measures the artists; nothing is drawn (the text
+    sizes it measures go into ``metrics``, for the PNG: :class:`_SharedMetricsCanvasAgg`).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     canvas, old_dpi = fig.canvas, fig.dpi
     try:
         fig.dpi = dpi
-        renderer = FigureCanvasAgg(fig).get_renderer()
-        # lay out and measure without rasterising, as savefig(bbox_inches="tight") does itself
-        with renderer._draw_disabled():
-            fig.draw(renderer)
+        renderer = _SharedMetricsCanvasAgg(fig, metrics).get_renderer()
+        engine = fig.get_layout_engine()
+        if not _LAYOUT_ONLY:  # the reference: a whole draw, as savefig's own layout pass
+            with renderer._draw_disabled():
+                fig.draw(renderer)
+        elif engine is not None and fig.axes:
+            with contextlib.suppress(ValueError):  # as Figure.draw: a layout that cannot fit
+                engine.execute(fig)
         bbox = fig.get_tightbbox(renderer).padded(matplotlib.rcParams["savefig.pad_inches"])
     finally:
         fig.dpi = old_dpi
@@ -1316,3 +1429,48 @@ def _fix_layout(fig: Figure, dpi: float):
     ):
         fig.set_layout_engine(None)
     return bbox
+
+
+class _SharedMetricsCanvasAgg(FigureCanvasAgg):
+    """An Agg canvas whose renderers measure each text once per ``metrics`` memo.
+
+    Matplotlib keeps text sizes per renderer, and the layout pass and the PNG each have
+    their own (the PNG's is the size of the cropped figure), so every text of a figure was
+    laid out with FreeType twice. The renderers of this canvas look sizes up in ``metrics``
+    first (shared by the layout pass and the PNG of a figure, and by the figures drawn inside
+    :func:`shared_geometries`); a size depends only on the string, font properties, DPI and
+    the font rc settings, which are the key. The drawing itself is matplotlib's. Math text
+    is measured as before. Should a matplotlib version draw without calling
+    :meth:`get_renderer`, the text is measured again, as it was: the same pixels.
+    """
+
+    def __init__(self, figure: Figure, metrics: dict | None = None) -> None:
+        super().__init__(figure)
+        self.text_metrics: dict = {} if metrics is None else metrics
+
+    def get_renderer(self):
+        renderer = super().get_renderer()
+        if _SHARE_TEXT_METRICS and getattr(renderer, "_agglo_text_metrics", None) is not (
+            self.text_metrics
+        ):
+            _measure_once(renderer, self.text_metrics)
+        return renderer
+
+
+def _measure_once(renderer, metrics: dict) -> None:
+    """Make ``renderer.get_text_width_height_descent`` look sizes up in ``metrics`` first."""
+    measure = renderer.get_text_width_height_descent  # the renderer's own (bound) method
+    rc = matplotlib.rcParams
+
+    def get_text_width_height_descent(s, prop, ismath):
+        if ismath:
+            return measure(s, prop, ismath)
+        settings = (rc["text.hinting"], rc["text.hinting_factor"], rc["text.kerning_factor"])
+        key = (s, prop, renderer.dpi, settings)
+        size = metrics.get(key)
+        if size is None:
+            size = metrics[(s, prop.copy(), renderer.dpi, settings)] = measure(s, prop, ismath)
+        return size
+
+    renderer.get_text_width_height_descent = get_text_width_height_descent
+    renderer._agglo_text_metrics = metrics
