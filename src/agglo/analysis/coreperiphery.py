@@ -953,24 +953,34 @@ def _fit_continuous(
     return [(r, c / c.max()) for r, c in best]
 
 
-def _discrete_r(s_pp: np.ndarray, n_p: np.ndarray, n: int, total: float, ss: float) -> np.ndarray:
+def _discrete_r(
+    s_pp: np.ndarray,
+    n_p: np.ndarray,
+    n: int,
+    total: float,
+    ss: float,
+    work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Correlation of the pair weights with the discrete pattern, from periphery sums.
 
     ``r = ((total - s_pp) - m mean) / sqrt(max(m - m^2 / pairs, 0) ss)`` (``m`` pairs touching
     the core), ``-inf`` where the denominator is 0; computed in place on two arrays of the
     broadcast shape (the searches call it on millions of masks at once, where every extra
-    temporary is a page-faulted allocation).
+    temporary is a page-faulted allocation). ``work``: two float arrays and a bool array of
+    that shape to compute in (the result is the first), e.g. reused over the chunks of the
+    exhaustive search; the same values as without.
     """
     npairs = n * (n - 1) / 2
     m = npairs - n_p * (n_p - 1) / 2  # pairs touching the core
     mean = total / npairs
-    num = np.subtract(total, s_pp)
-    num -= m * mean
-    den = np.multiply(np.clip(m - m**2 / npairs, 0, None), ss)
+    out, tmp, ok = (None, None, None) if work is None else work
+    r = np.subtract(total, s_pp, out=out)
+    r -= np.multiply(m, mean, out=tmp)
+    den = np.multiply(np.clip(m - m**2 / npairs, 0, None), ss, out=tmp)
     np.sqrt(den, out=den)
-    ok = den > 0
-    r = np.full(np.broadcast_shapes(num.shape, den.shape), -np.inf)
-    np.divide(num, den, out=r, where=ok)
+    ok = np.greater(den, 0, out=ok)
+    np.divide(r, den, out=r, where=ok)
+    np.copyto(r, -np.inf, where=np.logical_not(ok, out=ok))
     return r
 
 
@@ -981,12 +991,13 @@ def _best_of(r: np.ndarray, sizes: np.ndarray) -> int:
     return int(cand[np.argmin(sizes[cand])])
 
 
-def _periphery_sums(a: np.ndarray) -> np.ndarray:
+def _periphery_sums(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``0.5 y^T A y`` for the periphery ``y`` of every core mask ``0 .. 2^n - 1`` (bit i = city i).
 
     Splits the cities in a low and a high half: the sum is the low half's own pairs plus the
     high half's plus the cross pairs, the last for all mask pairs in one matrix product
-    (``O(2^n)`` memory and time instead of ``O(2^n n^2)``).
+    (``O(2^n)`` memory and time instead of ``O(2^n n^2)``). ``out``: a contiguous array of
+    ``2^n`` to write the sums to (returned).
     """
     n = a.shape[0]
     lo_n = n // 2
@@ -1000,7 +1011,9 @@ def _periphery_sums(a: np.ndarray) -> np.ndarray:
     sl = 0.5 * np.einsum("ij,jk,ik->i", yl, al, yl)
     sh = 0.5 * np.einsum("ij,jk,ik->i", yh, ah, yh)
     cross = yh @ (yl @ alh).T  # (high mask, low mask)
-    return (sh[:, None] + sl[None, :] + cross).ravel()  # index = high << lo_n | low
+    grid = np.add(sh[:, None], sl[None, :], out=None if out is None else out.reshape(cross.shape))
+    grid += cross
+    return grid.ravel()  # index = high << lo_n | low
 
 
 def _pair_stats(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1037,19 +1050,34 @@ def _discrete_exhaustive_batch(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray
     best_r = np.full(n_mats, -np.inf)
     best_mask = np.zeros(n_mats, dtype=np.int64)
     best_size = np.full(n_mats, n)
+    small_sizes = sizes.astype(np.int8)  # n < 127: the tie-break in a smaller array
     group = max(1, _MASK_BUDGET >> n)
+    chunk = min(_MASK_CHUNK, (1 << n) - 1)
+    # the work arrays of every chunk, made once (each is page-faulted memory when fresh)
+    s_all = np.empty((min(group, n_mats), 1 << n))
+    work = (np.empty((len(s_all), chunk)), np.empty((len(s_all), chunk)))
+    flags = (np.empty((len(s_all), chunk), dtype=bool), np.empty((len(s_all), chunk), dtype=bool))
     for g0 in range(0, n_mats, group):
         sl = slice(g0, min(g0 + group, n_mats))
-        s_all = np.stack([_periphery_sums(a) for a in mats[sl]])
-        rows = np.arange(s_all.shape[0])
+        for i, a in enumerate(mats[sl]):
+            _periphery_sums(a, out=s_all[i])
+        rows = np.arange(sl.stop - sl.start)
         tot, sq = total[sl, None], ss[sl, None]
         br, bm, bs = best_r[sl], best_mask[sl], best_size[sl]
         for start in range(1, 1 << n, _MASK_CHUNK):
             stop = min(start + _MASK_CHUNK, 1 << n)
-            r = _discrete_r(s_all[:, start:stop], n_p[None, start:stop], n, tot, sq)
+            cut = (slice(0, rows.size), slice(0, stop - start))
+            r = _discrete_r(
+                s_all[cut[0], start:stop],
+                n_p[None, start:stop],
+                n,
+                tot,
+                sq,
+                work=(work[0][cut], work[1][cut], flags[0][cut]),
+            )
             size = sizes[start:stop]
-            cand = r >= r.max(axis=1, keepdims=True) - 1e-12
-            sz = np.where(cand, size[None, :], n + 1)
+            cand = np.greater_equal(r, r.max(axis=1, keepdims=True) - 1e-12, out=flags[1][cut])
+            sz = np.where(cand, small_sizes[None, start:stop], np.int8(n + 1))
             k = np.argmax(sz == sz.min(axis=1, keepdims=True), axis=1)
             rk, sk = r[rows, k], size[k]
             better = (rk > br + 1e-12) | ((np.abs(rk - br) <= 1e-12) & (sk < bs))
