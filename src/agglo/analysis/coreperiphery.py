@@ -45,6 +45,7 @@ Networks* 21, 375-395.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -517,6 +518,18 @@ def _second_share(c: np.ndarray) -> np.ndarray:
     return top[:, 0] / np.maximum(top[:, 1], 1e-300)
 
 
+@functools.lru_cache(maxsize=64)
+def _star_metric(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``Q = I - 11^T / m`` of :func:`_star_fit` for ``n`` cities and its Cholesky factor,
+    made once per size (read-only: shared by every call)."""
+    q = np.eye(n - 1) - 1.0 / (n * (n - 1) / 2)
+    low = np.linalg.cholesky(q)
+    out = (q, low)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
     """Supremum of the continuous fit on the star ridge of city ``k``, in closed form.
 
@@ -531,8 +544,7 @@ def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
     """
     n = ac.shape[0]
     u = np.delete(ac[k], k)
-    q = np.eye(n - 1) - 1.0 / (n * (n - 1) / 2)
-    low = np.linalg.cholesky(q)
+    q, low = _star_metric(n)
     w, _ = optimize.nnls(low.T, np.linalg.solve(low, u))
     den = float(np.sqrt(w @ q @ w))
     return float(u @ w) / (na * den) if den > 0 else -np.inf
@@ -972,11 +984,25 @@ def _discrete_r(
     """
     npairs = n * (n - 1) / 2
     m = npairs - n_p * (n_p - 1) / 2  # pairs touching the core
-    mean = total / npairs
+    return _discrete_r_of(s_pp, m, np.clip(m - m**2 / npairs, 0, None), n, total, ss, work)
+
+
+def _discrete_r_of(
+    s_pp: np.ndarray,
+    m: np.ndarray,
+    spread: np.ndarray,
+    n: int,
+    total: float,
+    ss: float,
+    work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """:func:`_discrete_r` given ``m`` and ``spread = max(m - m^2 / pairs, 0)`` (the same values:
+    the local search looks both up by periphery size)."""
+    mean = total / (n * (n - 1) / 2)
     out, tmp, ok = (None, None, None) if work is None else work
     r = np.subtract(total, s_pp, out=out)
     r -= np.multiply(m, mean, out=tmp)
-    den = np.multiply(np.clip(m - m**2 / npairs, 0, None), ss, out=tmp)
+    den = np.multiply(spread, ss, out=tmp)
     np.sqrt(den, out=den)
     ok = np.greater(den, 0, out=ok)
     np.divide(r, den, out=r, where=ok)
@@ -1122,6 +1148,12 @@ def _discrete_local_batch(mats: np.ndarray, starts: np.ndarray) -> tuple[np.ndar
     core = starts.copy()
     active = np.ones((n_mats, n_starts), dtype=bool)
     final = np.full((n_mats, n_starts), -np.inf)
+    # m and the spread of _discrete_r for every periphery size -1 .. n + 1, looked up below
+    # (the same arithmetic as on the flipped sizes themselves)
+    sizes = np.arange(-1.0, n + 2.0)
+    npairs = n * (n - 1) / 2
+    m_of = npairs - sizes * (sizes - 1) / 2
+    spread_of = np.clip(m_of - m_of**2 / npairs, 0, None)
     while active.any():
         y = (~core).astype(float)
         rowp = np.matmul(y, mats)  # A is symmetric: row i of A @ y
@@ -1129,9 +1161,12 @@ def _discrete_local_batch(mats: np.ndarray, starts: np.ndarray) -> tuple[np.ndar
         n_p = y.sum(axis=2)
         cur = _discrete_r(s_pp, n_p, n, tot, sq)
         # flipping i: periphery -> core removes its periphery ties, core -> periphery adds
-        s_new = np.where(core, s_pp[..., None] + rowp, s_pp[..., None] - rowp)
-        np_new = np.where(core, n_p[..., None] + 1, n_p[..., None] - 1)
-        r = _discrete_r(s_new, np_new, n, tot[..., None], sq[..., None])
+        s_new = np.subtract(s_pp[..., None], rowp)
+        np.add(s_pp[..., None], rowp, out=s_new, where=core)
+        size_new = np.where(core, 2, 0) + n_p.astype(np.intp)[..., None]  # index of n_p -/+ 1
+        r = _discrete_r_of(
+            s_new, m_of[size_new], spread_of[size_new], n, tot[..., None], sq[..., None]
+        )
         i = np.argmax(r, axis=2)
         up = active & (np.take_along_axis(r, i[..., None], axis=2)[..., 0] > cur + 1e-12)
         stop = active & ~up
