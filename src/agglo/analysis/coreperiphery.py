@@ -407,7 +407,8 @@ def _squared_batch(
     *,
     value_only: bool = False,
     rank5: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    parts: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """Objective, gradient and Hessian in ``c = x**2`` for a batch of problems (matrix form).
 
     ``f(x) = -corr(A_ij, c_i c_j) + (sum(c) - 1)^2`` over pairs ``i < j``, with ``c = x**2``
@@ -420,6 +421,7 @@ def _squared_batch(
     ``-(A P^T + P A^T) / (|A| S^3) + 3 r P P^T / S^4 - r (I - J/m) / S^2``, chained to ``c``
     through ``dp_ij/dc = c_j e_i + c_i e_j``. ``rank5``: the Hessian in its rank-5 form (see
     below; 2.5x faster on 196 x 31 x 31, equal to rounding) instead of term by term.
+    ``parts``: instead of the Hessian, the vectors :func:`_rank5_hessian` makes it from.
     """
     n = x.shape[1]
     m = n * (n - 1) / 2
@@ -446,10 +448,12 @@ def _squared_batch(
     k_p = r / s2
     gc = k_a[:, None] * u_a - k_p[:, None] * u_p  # d r / d c
     grad = -2.0 * x * gc + 4.0 * pen[:, None] * x
+    if parts:  # for _rank5_hessian
+        return f, grad, (c, sc, mu, u_a, u_p, k_a, k_p, s2, gc, pen)
     if not hessian:
         return f, grad, None
-    u_1 = sc[:, None] - c
     if not rank5:
+        u_1 = sc[:, None] - c
         # hc = -(k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
         #      - k_p (dtd - u_1 u_1^T / m) + k_a A - k_p P, term by term in scratch memory (the
         # same operations in the same order as the one expression, so the same values)
@@ -479,6 +483,17 @@ def _squared_batch(
         term *= 8.0
         hx += term
         return f, grad, hx
+    return f, grad, _rank5_hessian(x, ac, (c, sc, mu, u_a, u_p, k_a, k_p, s2, gc, pen))
+
+
+def _rank5_hessian(x: np.ndarray, ac: np.ndarray, parts: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The Hessian of :func:`_squared_batch` in its rank-5 form, from the per-problem vectors
+    ``parts`` that its gradient was computed from (``parts=True`` there): the same values as
+    ``_squared_batch(..., True, rank5=True)``, also for a subset of the rows made later."""
+    c, sc, mu, u_a, u_p, k_a, k_p, s2, gc, pen = parts
+    b, n = x.shape
+    m = n * (n - 1) / 2
+    u_1 = sc[:, None] - c
     # In c: hc = k_a A - (k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
     #   - k_p (dtd - u_1 u_1^T / m) - k_p P, with dtd = c c^T + diag(|c|^2 - 2 c^2) and
     #   P = c c^T - mu 11^T + diag(mu - c^2): k_a A plus rank-one terms plus a diagonal.
@@ -486,7 +501,6 @@ def _squared_batch(
     # hx = -4 k_a X A X + Y M Y^T + diagonal with Y = X [u_a, u_p, c, u_1, 1] (n x 5):
     # two passes over (B, n, n) for X A X and one small matrix product, instead of one
     # pass per term.
-    b = x.shape[0]
     y = np.stack([x * u_a, x * u_p, x * c, x * u_1, x], axis=2)
     mm = np.zeros((b, 5, 5))
     mm[:, 0, 1] = mm[:, 1, 0] = 4.0 * k_a / s2
@@ -495,13 +509,14 @@ def _squared_batch(
     mm[:, 3, 3] = -4.0 * k_p / m
     mm[:, 4, 4] = 8.0 - 4.0 * k_p * mu
     hx = np.matmul(np.matmul(y, mm), y.transpose(0, 2, 1))  # returned: fresh memory
-    xa = np.multiply(((-4.0 * k_a)[:, None] * x)[:, :, None], ac, out=_scratch(pm.shape, "hc"))
+    xa = np.multiply(((-4.0 * k_a)[:, None] * x)[:, :, None], ac, out=_scratch((b, n, n), "hc"))
     xa *= x[:, None, :]
     hx += xa
     c2 = c * c
     inner = c2.sum(axis=1)[:, None] - 3.0 * c2 + mu[:, None]
+    diag = np.arange(n)
     hx[:, diag, diag] += 4.0 * k_p[:, None] * c * inner - 2.0 * gc + 4.0 * pen[:, None]
-    return f, grad, hx
+    return hx
 
 
 #: largest move of x = sqrt(c) along one eigenvector of the Hessian in one Newton step
@@ -777,11 +792,12 @@ def _newton_batch(
             break
         d = _newton_directions(ha, ga, fast=fast)
         slope = np.einsum("bi,bi->b", ga, d)
-        # the full step with its gradient and Hessian first: most runs take it, and the values
-        # are those of the step's line search and of the new point alike (row by row)
+        # the full step with its gradient (and Hessian) first: most runs take it, and the
+        # values are those of the step's line search and of the new point alike (row by row);
+        # fast: the Hessian only where the runs go on from (made from the gradient's parts)
         t = np.ones(act.size)
         xn = xa + t[:, None] * d
-        fn, gn, hn = _squared_batch(xn, aca, naa, True, rank5=fast)
+        fn, gn, hn = _squared_batch(xn, aca, naa, not fast, parts=fast)
         todo = np.flatnonzero(fn > fa + 1e-4 * t * slope)
         moved = fn < fa
         if todo.size:  # backtracking (Armijo) as before: 40 trial steps in all
@@ -812,9 +828,14 @@ def _newton_batch(
             redo = shorter[moved[shorter]]
             if redo.size:
                 xn[redo] = xa[redo] + t[redo, None] * d[redo]
-                fn[redo], gn[redo], hn[redo] = _squared_batch(
-                    xn[redo], _rows(aca, redo, "search"), naa[redo], True, rank5=fast
+                fn[redo], gn[redo], h_redo = _squared_batch(
+                    xn[redo], _rows(aca, redo, "search"), naa[redo], not fast, parts=fast
                 )
+                if fast:
+                    for whole, part in zip(hn, h_redo, strict=True):
+                        whole[redo] = part
+                else:
+                    hn[redo] = h_redo
         stay = ~moved  # no decrease: the run ends where it was
         xn[stay], fn[stay] = xa[stay], fa[stay]
         x[act] = xn
@@ -831,9 +852,10 @@ def _newton_batch(
         if done.any():
             keep = np.flatnonzero(~done)
             act, share = act[keep], share[keep]
-            xn, fn, gn, hn, naa = xn[keep], fn[keep], gn[keep], hn[keep], naa[keep]
+            xn, fn, gn, naa = xn[keep], fn[keep], gn[keep], naa[keep]
+            hn = tuple(v[keep] for v in hn) if fast else hn[keep]
             aca = aca[keep]
-        xa, fa, ga, ha = xn, fn, gn, hn
+        xa, fa, ga, ha = xn, fn, gn, _rank5_hessian(xn, aca, hn) if fast else hn
     return x, ~flat_end
 
 
