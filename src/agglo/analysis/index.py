@@ -428,16 +428,17 @@ class IndexResult(StageResult):
         lines = [f"{'agglomeration':<28}" + "".join(f"{y:>16}" for y in years)]
         order = comp[comp["year"] == years[-1]].sort_values("rank")["agglomeration_id"].tolist()
         order += [g for g in comp["agglomeration_id"].unique() if g not in order]
+        found: dict[tuple[Any, Any], tuple[float, int]] = {}
+        for g, y, score, rank in comp[["agglomeration_id", "year", "score", "rank"]].itertuples(
+            index=False
+        ):
+            found.setdefault((g, y), (score, rank))
         for g in order:
             zh = AGGLOMERATIONS.get(g, (g, g))[0]
             cells = []
             for y in years:
-                r = comp[(comp["agglomeration_id"] == g) & (comp["year"] == y)]
-                cells.append(
-                    f"{r['score'].iloc[0]:>9.2f} (#{int(r['rank'].iloc[0])})"
-                    if len(r)
-                    else f"{'-':>14}"
-                )
+                r = found.get((g, y))
+                cells.append(f"{r[0]:>9.2f} (#{int(r[1])})" if r is not None else f"{'-':>14}")
             label = f"{g} {zh}"
             pad = 28 - sum(2 if ord(ch) > 0x2E80 else 1 for ch in label)
             lines.append(label + " " * max(pad, 1) + "".join(f"{c:>16}" for c in cells))
@@ -485,7 +486,7 @@ def _validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
             f"{int(nonnum.sum())} non-numeric value(s), e.g. {df.loc[nonnum, 'value'].iloc[0]!r}"
         )
     df["value"] = values.astype(float)
-    unknown = sorted(set(df["indicator"]) - set(VARIABLES))
+    unknown = sorted(set(df["indicator"].unique()) - set(VARIABLES))
     if unknown:
         problems.append(_unknown_ids_message(unknown, "panel"))
     idx = df["indicator"].isin(list(INDICATORS))
@@ -567,7 +568,7 @@ def _prepare(
     df = _validate_panel(panel)
     m = _prepare_membership(membership, cfg, report)
     df = df[df["indicator"].isin(list(INDICATORS))]
-    if employment is not None and "krugman_index" not in set(df["indicator"]):
+    if employment is not None and "krugman_index" not in set(df["indicator"].unique()):
         kr = krugman_specialisation(employment, membership=m)
         kr = kr[["adcode", "year", "indicator", "value"]]
         if "provenance" in df:
@@ -576,7 +577,7 @@ def _prepare(
         report.append(
             f"krugman_index computed from sector employment for {kr['adcode'].nunique()} cities"
         )
-    outside = sorted(set(df["adcode"]) - set(m["adcode"]))
+    outside = sorted(set(df["adcode"].unique()) - set(m["adcode"].unique()))
     if outside:
         log.info("%d panel cities are not agglomeration members; ignored", len(outside))
         report.append(f"{len(outside)} panel cities outside the membership ignored")
@@ -584,7 +585,7 @@ def _prepare(
     if not years:
         raise AggloInputError("panel holds no index indicator rows.")
     wanted = list(cfg.indicators) if cfg.indicators is not None else list(INDICATORS)
-    present = set(df.loc[df["value"].notna(), "indicator"])
+    present = set(df.loc[df["value"].notna(), "indicator"].unique())
     absent = [i for i in wanted if i not in present]
     if absent:
         msg = (
@@ -790,7 +791,8 @@ def _cell_factors(cells: pd.DataFrame, prep: _Prepared, cfg: IndexConfig) -> pd.
         floor + (1 - floor) * ((cells["mean"] - l_min) / lspan.where(lspan > 0, 1.0)).clip(0, 1),
         1.0,
     )
-    direction = cells["indicator"].map(cfg.direction).astype(int)
+    ids = cells["indicator"].unique()
+    direction = cells["indicator"].map({i: cfg.direction(i) for i in ids}).astype(int)
     f_neg = 1.0 + floor - f_pos
     f_negative = {
         "sqrt": np.sqrt(f_pos * f_neg),
@@ -800,7 +802,7 @@ def _cell_factors(cells: pd.DataFrame, prep: _Prepared, cfg: IndexConfig) -> pd.
     f = np.where(direction < 0, f_negative, f_pos)
     if not cfg.use_f:
         f = np.ones(len(cells))
-    cells["dimension"] = cells["indicator"].map(lambda i: INDICATORS[i].dimension)
+    cells["dimension"] = cells["indicator"].map({i: INDICATORS[i].dimension for i in ids})
     cells["direction"] = direction
     R = prep.n_members / prep.n_members.sum() if cfg.use_R else prep.n_members * 0 + 1.0
     cells["R"] = cells["agglomeration_id"].map(R).astype(float)
@@ -890,7 +892,7 @@ def _note(msg: str, report: list[str], warn: bool) -> None:
 def _short_dimensions(cells: pd.DataFrame, report: list[str], warn: bool) -> None:
     """Warn about dimension scores built from fewer indicators than the run uses (the
     indicators scored in any agglomeration-year)."""
-    scored = set(cells["indicator"])
+    scored = set(cells["indicator"].unique())
     in_use = [i for i in INDICATORS if i in scored]
     expected = {d: [i for i in in_use if INDICATORS[i].dimension == d] for d in DIMENSIONS}
     short = []
@@ -1210,8 +1212,11 @@ def integration_index(
     prep = _prepare(panel, membership, cfg, report, employment)
     cells, dims, comp, weights = _core(prep, cfg, report, warn=True)
     if "provenance" in prep.values:
-        labels = prep.values.groupby(["agglomeration_id", "year", "indicator"])["provenance"]
-        joined = labels.agg(lambda s: "; ".join(sorted(set(s)))).rename("provenance")
+        from agglo.io.indicators import provenance_by
+
+        keys = ["agglomeration_id", "year", "indicator"]
+        labels = prep.values[[*keys, "provenance"]].assign(input="")
+        joined = provenance_by(labels, keys, inputs=False).set_index(keys)["provenance"]
         cells = cells.join(joined, on=["agglomeration_id", "year", "indicator"])
     coverage = _coverage(prep, cells)
     between = _between(dims, comp, cfg.ddof)
