@@ -209,3 +209,37 @@ def test_condition_index_matches_spreg_and_warns_on_collinear_controls():
     opts = ConvergenceOptions(spatial=False, controls=("twin",), group_effects=False)
     with pytest.warns(AggloDataWarning, match="nearly collinear"):
         convergence(pd.concat([t, twin], ignore_index=True), None, opts)
+
+
+@pytest.mark.parametrize("n_controls", [0, 2])
+def test_fit_without_summary_equals_spreg_wrappers_bit_for_bit(n_controls):
+    """``_fit`` (spreg's base classes and statistics, no text summary) gives exactly the
+    numbers of ``spreg.OLS`` / ``ML_Lag`` / ``ML_Error``."""
+    import contextlib
+    import io
+
+    import spreg
+
+    from agglo.analysis.convergence import _fit
+
+    rng = np.random.default_rng(7)
+    n = SIDE * SIDE
+    x = np.column_stack([rng.lognormal(0, 0.5, n), *rng.normal(size=(n_controls, n))])
+    y = 0.05 - 0.02 * np.log(x[:, 0]) + rng.normal(0, 0.005, n)
+    w = _graph().transform("r").to_W()
+    ols = spreg.OLS(y.reshape(-1, 1), x, nonspat_diag=False)
+    mine = _fit("ols", y, x)
+    np.testing.assert_array_equal(mine.betas, ols.betas)
+    np.testing.assert_array_equal(mine.std_err, ols.std_err)
+    np.testing.assert_array_equal(np.asarray(mine.t_stat), np.asarray(ols.t_stat))
+    assert mine.r2 == ols.r2
+    for model, cls in (("spatial_lag", spreg.ML_Lag), ("spatial_error", spreg.ML_Error)):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.filterwarnings("ignore", "Method 'bounded' does not support", RuntimeWarning)
+            kw = {"spat_impacts": None} if model == "spatial_lag" else {}
+            ref = cls(y.reshape(-1, 1), x, w, method="full", **kw)
+        mine = _fit(model, y, x, w)
+        np.testing.assert_array_equal(mine.betas, ref.betas)
+        np.testing.assert_array_equal(mine.std_err, ref.std_err)
+        np.testing.assert_array_equal(np.asarray(mine.z_stat), np.asarray(ref.z_stat))
+        assert mine.pr2 == ref.pr2

@@ -689,3 +689,94 @@ def test_composite_from_fewer_dimensions_warns_naming_them():
     assert (
         cell(res, "composite", "C", 2010, "n_dimensions") == res.composite["n_dimensions"].max() - 1
     )
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"k_pool": "all", "level_pool": "indicator_year", "rescale": "max"},
+        {"ddof": 1, "negative_rule": "reverse", "dimension_weights": "entropy"},
+        {"dimension_weights": {"development": 2.0, "ecology": 1.0}, "use_f": False},
+    ],
+)
+def test_sensitivity_scenarios_batch_equals_each_scenario_alone(opts):
+    """The scenarios are scored in one batch from shared cell statistics; each must equal
+    the index scored under its options alone (the same numbers, bit for bit)."""
+    from dataclasses import replace
+
+    from agglo.analysis.index import _core, _prepare, index_options
+    from agglo.analysis.sensitivity import SCENARIOS
+
+    panel, m = toy_panel(), toy_membership()
+    cfg = index_options(opts)
+    names = ["no_f", *SCENARIOS]  # repeated and out of registry order: kept as asked
+    t = index_sensitivity(panel, m, cfg, scenarios=names, leave_one_out=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = _prepare(panel, m, cfg, [], None)
+    _, _, base, _ = _core(prep, cfg, [], warn=False)
+    base = base.set_index(["agglomeration_id", "year"])
+    rows_of = t.groupby("scenario").size() // pd.Series(names).value_counts()
+    assert t["scenario"].tolist() == [n for n in names for _ in range(rows_of[n])]
+    for name in dict.fromkeys(names):
+        _, _, alone, _ = _core(prep, replace(cfg, **SCENARIOS[name][0]), [], warn=False)
+        got = t[t["scenario"] == name]
+        want = alone.set_index(["agglomeration_id", "year"]).loc[
+            base.index.intersection(alone.set_index(["agglomeration_id", "year"]).index, sort=False)
+        ]
+        n = len(want)
+        assert len(got) == n * names.count(name)
+        for k in range(names.count(name)):
+            part = got.iloc[k * n : (k + 1) * n]
+            np.testing.assert_array_equal(part["score"], want["score"])
+            np.testing.assert_array_equal(part["rank"], want["rank"])
+            np.testing.assert_array_equal(
+                part[["agglomeration_id", "year"]].to_numpy(), want.index.to_frame().to_numpy()
+            )
+
+
+def test_result_sensitivity_from_its_own_preparation_equals_index_sensitivity():
+    panel, m = toy_panel(), toy_membership()
+    opts = {"k_pool": "indicator_year"}
+    res = integration_index(panel, m, opts, institutions=NO_INST)
+    pd.testing.assert_frame_equal(res.sensitivity_table(), index_sensitivity(panel, m, opts))
+
+
+@pytest.mark.parametrize("opts", [{}, {"k_pool": "all", "ddof": 1, "min_cities": 4}])
+def test_leave_one_out_batch_equals_the_full_stack(opts):
+    """The batch recomputes only the left-out city's agglomeration: the composite equals
+    scoring the full stack of every variant (the former method) exactly."""
+    from dataclasses import replace
+
+    from agglo.analysis.index import _RUN, _core, _prepare, index_options
+    from agglo.analysis.sensitivity import _leave_one_out_batch
+
+    rng = np.random.default_rng(5)
+    members = pd.DataFrame(
+        {
+            "agglomeration_id": np.repeat(["g1", "g2", "g3", "g4"], [6, 5, 4, 3]),
+            "adcode": [f"{i:06d}" for i in range(18)],
+        }
+    )
+    inds = ["gdp_per_capita", "pm25", "hsr", "avg_wage", "patents_per_10k"]
+    rows = [
+        (a, y, i, float(rng.integers(0, 2)) if i == "hsr" else float(rng.uniform(1, 9)))
+        for a in members["adcode"]
+        for y in (2010, 2015, 2020)
+        for i in inds
+    ]
+    panel = pd.DataFrame(rows, columns=["adcode", "year", "indicator", "value"])
+    panel.loc[rng.random(len(panel)) < 0.1, "value"] = np.nan
+    cfg = index_options(opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = _prepare(panel, members, cfg, [], None)
+    cities = prep.values["adcode"].drop_duplicates()
+    got = _leave_one_out_batch(prep, cfg, cities)
+    codes = prep.values["adcode"].to_numpy()
+    parts = [np.flatnonzero(codes != a) for a in cities]
+    stacked = prep.values.iloc[np.concatenate(parts)].reset_index(drop=True)
+    stacked.insert(0, _RUN, np.repeat(np.arange(len(parts)), [len(p) for p in parts]))
+    _, _, want, _ = _core(replace(prep, values=stacked), cfg, [], warn=False)
+    pd.testing.assert_frame_equal(got, want)

@@ -164,3 +164,21 @@ def test_cli_config_section(tmp_path, capsys):
     code = main(["index", "--panel", str(DEMO_PANEL), "--config", str(cfg), "--out", str(tmp_path)])
     assert code == 2
     assert "negative_rule must be one of" in capsys.readouterr().err
+
+
+def test_dissolve_equals_union_all_on_the_bundled_cities_and_overlaps(cities):
+    """The agglomeration polygons by coverage union equal shapely's union_all (the same
+    vertices, compared normalised); overlapping polygons take union_all itself."""
+    import shapely
+
+    from agglo.analysis.index import _dissolve
+
+    members = cities[cities["agglomeration_id"].notna()]
+    for _, part in members.groupby("agglomeration_id"):
+        polygons = part.geometry.to_numpy()
+        assert shapely.coverage_is_valid(polygons)  # the coverage path is the one tested
+        got, want = _dissolve(polygons), shapely.union_all(polygons)
+        assert shapely.equals_exact(shapely.normalize(got), shapely.normalize(want), 0.0)
+    overlapping = np.array([shapely.box(0, 0, 2, 2), shapely.box(1, 1, 3, 3)])
+    assert not shapely.coverage_is_valid(overlapping)
+    assert _dissolve(overlapping).equals_exact(shapely.union_all(overlapping), 0.0)

@@ -81,3 +81,49 @@ def test_measured_codes_take_the_panel_code_type(panel):
     assert out["adcode"].map(type).eq(str).all()
     assert sorted(out.loc[out["indicator"] == "pm25", "adcode"]) == ["320100", "320200"]
     assert out.groupby("adcode").size().to_dict() == {"320100": 2, "320200": 2}
+
+
+def _random_labels(seed: int, n: int = 400) -> pd.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    provs = np.array(
+        ["real:census-2010", "real:yearbook", "interpolated:census-2010-2020", "synthetic",
+         "imputed:drop", "computed:x", "odd label", None],
+        dtype=object,
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "adcode": rng.choice(["110000", "120000", "310000", "320100"], n),
+            "year": rng.choice([2010, 2015, 2020], n).astype("int32"),
+            "agglomeration_id": pd.Categorical(rng.choice(["bth", "yrd", "prd"], n)),
+            "input": rng.choice(["gdp", "population", "pm25", "hsr"], n),
+            "provenance": provs[rng.integers(0, len(provs), n)],
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "by",
+    [["adcode"], ["year"], ["agglomeration_id", "year"], ["year", "agglomeration_id", "adcode"]],
+)
+@pytest.mark.parametrize("inputs", [True, False])
+def test_provenance_by_codes_equals_the_loop(seed, by, inputs):
+    from agglo.io.indicators import _provenance_by_codes, _provenance_by_loop, provenance_by
+
+    labels = _random_labels(seed)
+    want = _provenance_by_loop(labels, by, inputs)
+    got = _provenance_by_codes(labels, by, inputs)
+    pd.testing.assert_frame_equal(got, want)
+    pd.testing.assert_frame_equal(provenance_by(labels, by, inputs=inputs), want)
+
+
+def test_provenance_by_keys_with_missing_values_take_the_loop():
+    from agglo.io.indicators import _provenance_by_loop, provenance_by
+
+    labels = _random_labels(3, 50)
+    labels.loc[::7, "adcode"] = None
+    got = provenance_by(labels, ["adcode", "year"])
+    pd.testing.assert_frame_equal(got, _provenance_by_loop(labels, ["adcode", "year"], True))
+    assert got["adcode"].isna().any()

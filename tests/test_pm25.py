@@ -691,12 +691,15 @@ def test_undeclared_fills_found_only_among_out_of_range_cells_equal_a_full_scan(
     "ascending, transpose, split",
     [(True, False, False), (False, False, False), (True, True, False), (True, False, True)],
 )
+@pytest.mark.parametrize("off_grid", [True, False])
 def test_banded_cell_gather_equals_netcdf4_masked_read(
-    tmp_path, monkeypatch, ascending, transpose, split
+    tmp_path, monkeypatch, ascending, transpose, split, off_grid
 ):
     """read_indexed (chunk-row bands, raw dtype, CF decode of the gathered cells only) ==
     netCDF4's own masked+scaled read of the whole variable, cells outside the grid NaN;
-    ``split``: the bands shared with a forked child (shared buffer), same values."""
+    ``split``: the bands shared with a forked child (shared buffer), same values;
+    ``off_grid=False``: every cell inside the grid, decoded band by band into the result
+    (into a shared one with the split, or copied into an ``out`` given)."""
     from agglo._forked import fork_available
     from agglo.io import rasters
     from agglo.io.rasters import discover_layers
@@ -744,16 +747,21 @@ def test_banded_cell_gather_equals_netcdf4_masked_read(
     assert layer.flip_rows == ascending and layer.transpose == transpose
     flat = np.sort(rng.choice(ny * nx, 300, replace=False))
     rows, cols = flat // nx, flat % nx
-    rows = np.r_[-1, rows, ny + 2]  # outside the grid: NaN
-    cols = np.r_[0, cols, 3]
+    expected = ref[flat // nx, flat % nx]
+    if off_grid:
+        rows = np.r_[-1, rows, ny + 2]  # outside the grid: NaN
+        cols = np.r_[0, cols, 3]
+        expected = np.r_[np.nan, expected, np.nan]
     index = layer.cell_index(rows, cols)
-    assert len(index.bands) > 3
+    assert len(index.bands) > 3 and (index.inside is None) != off_grid
     got = layer.read_indexed(index)
     if split:
         assert started == ["NetCDF read"]  # the split did happen
-    expected = np.r_[np.nan, ref[flat // nx, flat % nx], np.nan]
     np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
     np.testing.assert_array_equal(got, layer.read_cells(rows, cols))
+    given = np.full(index.n, -7.0)
+    assert layer.read_indexed(index, out=given) is given
+    np.testing.assert_array_equal(given, got)
 
 
 def test_area_plan_base_and_counts_equal_the_coverage_plan(some_cities):

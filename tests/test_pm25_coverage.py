@@ -231,3 +231,57 @@ def test_squeeze_out_equals_numpy_delete(chunk):
     want = np.delete(a, drop)
     m._squeeze_out(a, drop, chunk=chunk)
     np.testing.assert_array_equal(a[: want.size], want)
+
+
+@pytest.mark.parametrize("bound", [0, 3])
+def test_pairs_grown_past_the_bound_or_without_one(monkeypatch, bound):
+    """exactextract's pairs copied polygon by polygon into buffers grown as they come (no
+    bound, or one too small for them) give the plan of buffers sized by the bounding boxes,
+    bit for bit, in one process and split (the halves then joined by concatenation)."""
+    geoms = _polygons()
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 10**12)
+    want = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
+    monkeypatch.setattr(m, "_pairs_bound", lambda geoms, grid: bound)
+    got = [m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)]
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 0)
+    monkeypatch.setattr(m, "usable_cores", lambda: 2)
+    got.append(m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None))
+    for plan in got:
+        np.testing.assert_array_equal(plan.cells, want.cells)
+        np.testing.assert_array_equal(plan.total, want.total)
+        for a in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(getattr(plan.weights, a), getattr(want.weights, a))
+
+
+def test_shared_pairs_join_moves_the_second_run_next_to_the_first():
+    shared = m._PairBuffers(3 * (1 << 20), shared=True)
+    k1, start, k2 = 5, (1 << 20) + 7, (1 << 20) + 11  # a run longer than its gap: overlap
+    ci, cv = shared.part(0, shared.size)
+    ci[:k1], cv[:k1] = np.arange(k1), np.arange(k1) / 2
+    ci[start : start + k2] = np.arange(k1, k1 + k2)
+    cv[start : start + k2] = np.arange(k1, k1 + k2) / 2
+    ci_all, cv_all = shared.join(k1, start, k2)
+    np.testing.assert_array_equal(ci_all, np.arange(k1 + k2))
+    np.testing.assert_array_equal(cv_all, np.arange(k1 + k2) / 2)
+    assert shared.holds(ci_all) and shared.holds(cv_all)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_plan_holds_the_pair_buffers_not_a_copy(forced_split, monkeypatch, split):
+    """The plan's matrix holds the buffers exactextract's pairs were written into (arrays of
+    their own length: scipy copies views of a much larger array), in one process or split."""
+    if not split:
+        monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 10**12)
+    made = []
+    real = m._PairBuffers.__init__
+
+    def recording(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(m._PairBuffers, "__init__", recording)
+    monkeypatch.setattr(m, "_pairs_bound", lambda geoms, grid: 10_000)  # a loose bound
+    plan = m._coverage_plan(_polygons(), GRID, weights="area", progress=False, cache=None)
+    (buffers,) = made
+    assert buffers.size > 2 * plan.weights.nnz
+    assert buffers.holds(plan.weights.data) and buffers.holds(plan.weights.indices)

@@ -28,8 +28,6 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -255,9 +253,55 @@ def condition_index(x: np.ndarray) -> float:
     return float(np.sqrt(eig.max() / eig.min())) if eig.min() > 0 else float("inf")
 
 
-def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
-    spreg = _spreg()
+def _fit(model: str, y: np.ndarray, x: np.ndarray, w: Any = None) -> Any:
+    """spreg's estimate of ``model`` (``ols``, ``spatial_lag``, ``spatial_error``), unprinted.
 
+    The inputs go through the checks of ``spreg.OLS`` / ``ML_Lag`` / ``ML_Error`` (a constant
+    column first; constant regressors removed), the estimate is their base class's
+    (``BaseOLS``, ``BaseML_Lag``, ``BaseML_Error``, method ``full``) and the statistics agglo
+    reports come from the functions the wrappers call (``se_betas``, ``t_stat``, ``r2``,
+    ``pr2_aspatial``): the same numbers bit for bit (``tests/test_convergence.py`` compares
+    them with the wrappers). Only the wrappers' text summary, built with pandas on every fit
+    and never read, is left out.
+
+    Returns
+    -------
+    object
+        The base model with ``std_err`` and ``t_stat`` (OLS) / ``z_stat`` (ML) set, and
+        ``r2`` (OLS) or ``pr2`` (ML).
+    """
+    _spreg()
+    from spreg import diagnostics, diagnostics_tsls, user_output
+    from spreg.ml_error import BaseML_Error
+    from spreg.ml_lag import BaseML_Lag
+    from spreg.ols import BaseOLS
+
+    n = user_output.check_arrays(y.reshape(-1, 1), x)
+    y, _ = user_output.check_y(y.reshape(-1, 1), n)
+    if model != "ols":
+        w = user_output.check_weights(w, y, w_required=True)
+    design, _, _ = user_output.check_constant(x)
+    if model == "ols":
+        m = BaseOLS(y=y, x=design, sig2n_k=True)
+        m.std_err = diagnostics.se_betas(m)
+        m.t_stat = diagnostics.t_stat(m)
+        m.r2 = diagnostics.r2(m)
+        return m
+    # spreg 1.9 warns that method 'bounded' ignores the initial guess spreg passes
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Method 'bounded' does not support", RuntimeWarning)
+        if model == "spatial_lag":
+            m = BaseML_Lag(y=y, x=design, w=w, method="FULL", epsilon=1e-7)
+            m.k += 1  # as ML_Lag: rho counts as a coefficient
+        else:
+            m = BaseML_Error(y=y, x=design, w=w, method="FULL", epsilon=1e-7)
+    m.std_err = diagnostics.se_betas(m)
+    m.z_stat = diagnostics.t_stat(m, z_stat=True)
+    m.pr2 = diagnostics_tsls.pr2_aspatial(m)
+    return m
+
+
+def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
     ci = condition_index(x)
     if ci > CONDITION_INDEX_LIMIT:
         warnings.warn(
@@ -267,8 +311,7 @@ def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
             AggloDataWarning,
             stacklevel=3,
         )
-    # estimates, standard errors, t and r2 are computed either way; the diagnostics are not used
-    m = spreg.OLS(y.reshape(-1, 1), x, name_x=names, nonspat_diag=False)
+    m = _fit("ols", y, x)
     se = np.asarray(m.std_err).ravel()
     t, p = zip(*m.t_stat, strict=True)
     b = np.asarray(m.betas).ravel()
@@ -276,15 +319,7 @@ def _ols(y: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, Any]:
 
 
 def _spatial(model: str, y: np.ndarray, x: np.ndarray, w: Any) -> dict[str, Any]:
-    spreg = _spreg()
-
-    # spreg 1.9 prints the model class name from its summary code; keep stdout clean
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.filterwarnings("ignore", "Method 'bounded' does not support", RuntimeWarning)
-        if model == "spatial_lag":
-            m = spreg.ML_Lag(y.reshape(-1, 1), x, w, method="full", spat_impacts=None)
-        else:
-            m = spreg.ML_Error(y.reshape(-1, 1), x, w, method="full")
+    m = _fit(model, y, x, w)
     b = np.asarray(m.betas).ravel()
     se = np.asarray(m.std_err).ravel()
     z, p = zip(*m.z_stat, strict=True)
@@ -335,7 +370,8 @@ def convergence(
     options = options or ConvergenceOptions()
     v = _check_table(values, ["adcode", "agglomeration_id", "year", "variable", "value"])
     var = options.variable
-    missing = [x for x in (var, *options.controls) if x not in set(v["variable"])]
+    present = set(v["variable"].unique())
+    missing = [x for x in (var, *options.controls) if x not in present]
     if missing:
         raise AggloInputError(
             f"convergence: variable(s) {missing} not in the values table; available: "
@@ -390,6 +426,7 @@ def convergence(
     graph = _as_graph(weights) if weights is not None else None
     if graph is None and options.spatial:
         notes.append("convergence: no spatial weights given; spatial β models skipped")
+    in_weights = set(graph.unique_ids) if graph is not None else set()
     rows = []
     for grp, gdf in [(POOLED, cs), *cs.groupby("agglomeration_id", sort=True)]:
         n = len(gdf)
@@ -415,7 +452,7 @@ def convergence(
                 f"{options.min_cities_spatial}; no spatial β"
             )
             continue
-        ids = [i for i in gdf.index if i in set(graph.unique_ids)]
+        ids = [i for i in gdf.index if i in in_weights]
         if len(ids) < n:
             notes.append(f"convergence {grp}: {n - len(ids)} city(ies) not in the weights")
             gdf = gdf.loc[ids]

@@ -308,7 +308,8 @@ def city_scores(panel: pd.DataFrame, options: CoordinationOptions | None = None)
     need = ["adcode", "agglomeration_id", "year", "indicator", "value"]
     if not isinstance(panel, pd.DataFrame) or any(c not in panel.columns for c in need):
         raise AggloInputError(f"panel must be a DataFrame with columns {need}.")
-    use = [i for i in INDICATORS if INDICATORS[i].dimension and i in set(panel["indicator"])]
+    present = set(panel["indicator"].unique())
+    use = [i for i in INDICATORS if INDICATORS[i].dimension and i in present]
     if not use:
         raise AggloInputError("panel holds no registry indicator with a dimension.")
     keys = ["adcode", "agglomeration_id", "year"]
@@ -347,7 +348,8 @@ def city_scores(panel: pd.DataFrame, options: CoordinationOptions | None = None)
     n_dim = wt.groupby("dimension")["indicator"].transform("size")
     wt["dimension_weight"] = np.where(dsum > 0, wt["weight"] / dsum.where(dsum > 0, 1), 1 / n_dim)
     scores = pd.DataFrame(index=norm.index)
-    for dim in [d for d in DIMENSIONS if d in set(wt["dimension"])]:
+    used = set(wt["dimension"])
+    for dim in [d for d in DIMENSIONS if d in used]:
         rows = wt[wt["dimension"] == dim]
         scores[dim] = norm[list(rows["indicator"])].to_numpy(float) @ rows[
             "dimension_weight"

@@ -307,9 +307,9 @@ class IndexResult(StageResult):
     def sensitivity_table(self) -> pd.DataFrame | None:
         """``index_sensitivity`` (when ``options.sensitivity``), computed on first use."""
         if self.sensitivity is None and self._sensitivity_args is not None:
-            from agglo.analysis.sensitivity import index_sensitivity
+            from agglo.analysis.sensitivity import prepared_sensitivity
 
-            self.sensitivity = index_sensitivity(**self._sensitivity_args)
+            self.sensitivity = prepared_sensitivity(**self._sensitivity_args)
             self._sensitivity_args = None
         return self.sensitivity
 
@@ -428,16 +428,17 @@ class IndexResult(StageResult):
         lines = [f"{'agglomeration':<28}" + "".join(f"{y:>16}" for y in years)]
         order = comp[comp["year"] == years[-1]].sort_values("rank")["agglomeration_id"].tolist()
         order += [g for g in comp["agglomeration_id"].unique() if g not in order]
+        found: dict[tuple[Any, Any], tuple[float, int]] = {}
+        for g, y, score, rank in comp[["agglomeration_id", "year", "score", "rank"]].itertuples(
+            index=False
+        ):
+            found.setdefault((g, y), (score, rank))
         for g in order:
             zh = AGGLOMERATIONS.get(g, (g, g))[0]
             cells = []
             for y in years:
-                r = comp[(comp["agglomeration_id"] == g) & (comp["year"] == y)]
-                cells.append(
-                    f"{r['score'].iloc[0]:>9.2f} (#{int(r['rank'].iloc[0])})"
-                    if len(r)
-                    else f"{'-':>14}"
-                )
+                r = found.get((g, y))
+                cells.append(f"{r[0]:>9.2f} (#{int(r[1])})" if r is not None else f"{'-':>14}")
             label = f"{g} {zh}"
             pad = 28 - sum(2 if ord(ch) > 0x2E80 else 1 for ch in label)
             lines.append(label + " " * max(pad, 1) + "".join(f"{c:>16}" for c in cells))
@@ -485,7 +486,7 @@ def _validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
             f"{int(nonnum.sum())} non-numeric value(s), e.g. {df.loc[nonnum, 'value'].iloc[0]!r}"
         )
     df["value"] = values.astype(float)
-    unknown = sorted(set(df["indicator"]) - set(VARIABLES))
+    unknown = sorted(set(df["indicator"].unique()) - set(VARIABLES))
     if unknown:
         problems.append(_unknown_ids_message(unknown, "panel"))
     idx = df["indicator"].isin(list(INDICATORS))
@@ -567,7 +568,7 @@ def _prepare(
     df = _validate_panel(panel)
     m = _prepare_membership(membership, cfg, report)
     df = df[df["indicator"].isin(list(INDICATORS))]
-    if employment is not None and "krugman_index" not in set(df["indicator"]):
+    if employment is not None and "krugman_index" not in set(df["indicator"].unique()):
         kr = krugman_specialisation(employment, membership=m)
         kr = kr[["adcode", "year", "indicator", "value"]]
         if "provenance" in df:
@@ -576,7 +577,7 @@ def _prepare(
         report.append(
             f"krugman_index computed from sector employment for {kr['adcode'].nunique()} cities"
         )
-    outside = sorted(set(df["adcode"]) - set(m["adcode"]))
+    outside = sorted(set(df["adcode"].unique()) - set(m["adcode"].unique()))
     if outside:
         log.info("%d panel cities are not agglomeration members; ignored", len(outside))
         report.append(f"{len(outside)} panel cities outside the membership ignored")
@@ -584,7 +585,7 @@ def _prepare(
     if not years:
         raise AggloInputError("panel holds no index indicator rows.")
     wanted = list(cfg.indicators) if cfg.indicators is not None else list(INDICATORS)
-    present = set(df.loc[df["value"].notna(), "indicator"])
+    present = set(df.loc[df["value"].notna(), "indicator"].unique())
     absent = [i for i in wanted if i not in present]
     if absent:
         msg = (
@@ -690,6 +691,14 @@ _RUN = "_run"
 
 
 def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) -> pd.DataFrame:
+    return _cell_factors(_cell_stats(prep, cfg, report, warn=warn), prep, cfg)
+
+
+def _cell_stats(
+    prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool
+) -> pd.DataFrame:
+    """The kept cells with ``n_cities, mean, sd, cv`` (they depend on ``ddof``,
+    ``min_cities`` and ``constant_indicator`` only; :func:`_cell_factors` adds the rest)."""
     v = prep.values
     run = [_RUN] if _RUN in v else []
     g = v.groupby([*run, "agglomeration_id", "year", "indicator"], sort=True)["value"]
@@ -750,6 +759,14 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
     sd = cells["sd"].fillna(0.0)  # one city with ddof=1 -> undefined sd; treated as 0
     cells["sd"] = sd
     cells["cv"] = np.where(mean > 0, sd / mean.where(mean > 0, 1.0), 0.0)
+    return cells
+
+
+def _cell_factors(cells: pd.DataFrame, prep: _Prepared, cfg: IndexConfig) -> pd.DataFrame:
+    """``k, R, f_pos, f, K`` (and ``dimension, direction``) of the :func:`_cell_stats` cells
+    under ``cfg``'s pooling, level and adjustment choices (``cells`` is not modified)."""
+    cells = cells.copy()
+    run = [_RUN] if _RUN in cells else []
     by_run = [cells[c] for c in run]
     keys_k = (
         by_run
@@ -774,7 +791,8 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
         floor + (1 - floor) * ((cells["mean"] - l_min) / lspan.where(lspan > 0, 1.0)).clip(0, 1),
         1.0,
     )
-    direction = cells["indicator"].map(cfg.direction).astype(int)
+    ids = cells["indicator"].unique()
+    direction = cells["indicator"].map({i: cfg.direction(i) for i in ids}).astype(int)
     f_neg = 1.0 + floor - f_pos
     f_negative = {
         "sqrt": np.sqrt(f_pos * f_neg),
@@ -784,7 +802,7 @@ def _cells(prep: _Prepared, cfg: IndexConfig, report: list[str], *, warn: bool) 
     f = np.where(direction < 0, f_negative, f_pos)
     if not cfg.use_f:
         f = np.ones(len(cells))
-    cells["dimension"] = cells["indicator"].map(lambda i: INDICATORS[i].dimension)
+    cells["dimension"] = cells["indicator"].map({i: INDICATORS[i].dimension for i in ids})
     cells["direction"] = direction
     R = prep.n_members / prep.n_members.sum() if cfg.use_R else prep.n_members * 0 + 1.0
     cells["R"] = cells["agglomeration_id"].map(R).astype(float)
@@ -874,11 +892,13 @@ def _note(msg: str, report: list[str], warn: bool) -> None:
 def _short_dimensions(cells: pd.DataFrame, report: list[str], warn: bool) -> None:
     """Warn about dimension scores built from fewer indicators than the run uses (the
     indicators scored in any agglomeration-year)."""
-    in_use = [i for i in INDICATORS if i in set(cells["indicator"])]
+    scored = set(cells["indicator"].unique())
+    in_use = [i for i in INDICATORS if i in scored]
     expected = {d: [i for i in in_use if INDICATORS[i].dimension == d] for d in DIMENSIONS}
     short = []
     for (g, y, d), part in cells.groupby(["agglomeration_id", "year", "dimension"], sort=True):
-        lack = [i for i in expected.get(d, []) if i not in set(part["indicator"])]
+        have = set(part["indicator"])
+        lack = [i for i in expected.get(d, []) if i not in have]
         if lack:
             short.append(f"{g} {y} {d} lacks {', '.join(lack)}")
     if short:
@@ -1192,8 +1212,11 @@ def integration_index(
     prep = _prepare(panel, membership, cfg, report, employment)
     cells, dims, comp, weights = _core(prep, cfg, report, warn=True)
     if "provenance" in prep.values:
-        labels = prep.values.groupby(["agglomeration_id", "year", "indicator"])["provenance"]
-        joined = labels.agg(lambda s: "; ".join(sorted(set(s)))).rename("provenance")
+        from agglo.io.indicators import provenance_by
+
+        keys = ["agglomeration_id", "year", "indicator"]
+        labels = prep.values[[*keys, "provenance"]].assign(input="")
+        joined = provenance_by(labels, keys, inputs=False).set_index(keys)["provenance"]
         cells = cells.join(joined, on=["agglomeration_id", "year", "indicator"])
     coverage = _coverage(prep, cells)
     between = _between(dims, comp, cfg.ddof)
@@ -1226,12 +1249,12 @@ def integration_index(
         coverage=coverage,
     )
     if cfg.sensitivity:  # computed when first asked for (tables(), sensitivity_table())
+        # from this preparation and composite: index_sensitivity would redo both, the same
         result._sensitivity_args = {
-            "panel": panel,
-            "membership": membership,
+            "prep": prep,
             "options": cfg,
-            "employment": employment,
             "progress": progress,
+            "base": comp[["agglomeration_id", "year", "score", "rank"]].copy(),
         }
     if cities is not None:
         result.agglomerations = agglomeration_layer(cities, result)
@@ -1262,7 +1285,6 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
         ``cities``.
     """
     import geopandas as gpd
-    import shapely
 
     from agglo.measures.geodesy import geodesic_area_km2
     from agglo.reference.boundaries import AGGLOMERATIONS
@@ -1272,7 +1294,7 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
     for g, part in members.groupby("agglomeration_id", sort=True):
         zh, en = AGGLOMERATIONS.get(g, (g, g))
         rows.append({"agglomeration_id": g, "name_zh": zh, "name_en": en, "n_cities": len(part)})
-        geoms.append(shapely.union_all(part.geometry.to_numpy()))
+        geoms.append(_dissolve(part.geometry.to_numpy()))
     gdf = gpd.GeoDataFrame(rows, geometry=geoms, crs=cities.crs)
     gdf["area_km2"] = np.asarray(geodesic_area_km2(gdf), dtype=float).round(1)
     c = result.composite
@@ -1286,6 +1308,21 @@ def agglomeration_layer(cities: Any, result: IndexResult) -> Any:
             gdf[f"institutions_{y}"] = gdf["agglomeration_id"].map(iy["score"])
     cols = [c for c in gdf.columns if c != "geometry"] + ["geometry"]
     return gdf[cols]
+
+
+def _dissolve(polygons: np.ndarray) -> Any:
+    """The union of ``polygons``: by ``coverage_union_all`` when they form a valid coverage
+    (edge-matched, no overlaps: city boundaries cut from one map), else ``union_all``.
+
+    On a valid coverage both give the same polygon (the same vertices; the ring may start
+    at another vertex: equal after ``shapely.normalize``, ``tests/test_index.py`` checks
+    it), the coverage union several times faster.
+    """
+    import shapely
+
+    if shapely.coverage_is_valid(polygons):
+        return shapely.coverage_union_all(polygons)
+    return shapely.union_all(polygons)
 
 
 # ---------------------------------------------------------------------------------------

@@ -266,24 +266,35 @@ def label_tables(
     (and the controls at the start) of the group's cities.
     """
     from agglo.analysis.convergence import POOLED
-    from agglo.io.indicators import with_provenance
+    from agglo.io.indicators import attach_provenance, provenance_by, with_provenance
 
     out = dict(tables)
+    # tables with the same keys and labels share one provenance_by (the three city-year
+    # composite tables)
+    done: dict[tuple[Any, ...], pd.DataFrame] = {}
     for name, (keys, variable, several) in _ROW_KEYS.items():
         if name not in out:
             continue
-        lab = labels
-        if variable == "composite":
-            lab = lab[lab["variable"] == "composite"]
-            if "year" in keys and out[name]["year"].astype(str).eq(POOLED).any():
-                lab = pd.concat([lab, lab.assign(year=POOLED)], ignore_index=True)
-        elif variable in ("indicator", "dimension"):
-            lab = lab.rename(columns={"variable": variable})
-            if variable == "indicator":
-                lab = lab[lab[variable] == lab["input"]]
-            else:
-                lab = lab[lab[variable] != lab["input"]]
-        out[name] = with_provenance(out[name], lab, keys, inputs=several)
+        pooled = (
+            variable == "composite"
+            and "year" in keys
+            and out[name]["year"].astype(str).eq(POOLED).any()
+        )
+        job = (keys, variable, several, pooled)
+        if job not in done:
+            lab = labels
+            if variable == "composite":
+                lab = lab[lab["variable"] == "composite"]
+                if pooled:
+                    lab = pd.concat([lab, lab.assign(year=POOLED)], ignore_index=True)
+            elif variable in ("indicator", "dimension"):
+                lab = lab.rename(columns={"variable": variable})
+                if variable == "indicator":
+                    lab = lab[lab[variable] == lab["input"]]
+                else:
+                    lab = lab[lab[variable] != lab["input"]]
+            done[job] = provenance_by(lab, list(keys), inputs=several)
+        out[name] = attach_provenance(out[name], done[job], keys)
     if "disparity_dagum_pairs" in out:
         pairs = out["disparity_dagum_pairs"]
         keys = ["variable", "year", "group_high", "group_low"]
@@ -377,7 +388,7 @@ def regional_disparity(
     )
     graph = None
     if convergence_options.spatial and cities is not None:
-        members = cities[cities["adcode"].isin(set(values["adcode"]))]
+        members = cities[cities["adcode"].isin(values["adcode"].unique())]
         graph = spatial_weights(members, weights, islands="nearest")
     coord = coordination(values, coordination_options, reference=reference)
     indicators = values.rename(columns={"indicator": "variable"})[

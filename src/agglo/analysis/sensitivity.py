@@ -14,15 +14,18 @@ from agglo.analysis.index import (
     _RUN,
     IndexOptions,
     IndexWarning,
+    _cell_factors,
+    _cell_stats,
     _core,
     _prepare,
     _Prepared,
+    _scores,
     index_options,
 )
 from agglo.errors import AggloInputError, ValidationError
 from agglo.options import choice_problem
 
-__all__ = ["SCENARIOS", "index_sensitivity"]
+__all__ = ["SCENARIOS", "index_sensitivity", "prepared_sensitivity"]
 
 #: alternative settings compared with the base run: name -> (option overrides, description)
 SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
@@ -77,22 +80,58 @@ def index_sensitivity(
     problems = [p for s in names if (p := choice_problem("index scenario", s, list(SCENARIOS)))]
     if problems:
         raise ValidationError(problems, source="index_sensitivity")
-    report: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IndexWarning)
-        prep = _prepare(panel, membership, cfg, report, employment)
-        _, _, base, _ = _core(prep, cfg, report, warn=False)
+        prep = _prepare(panel, membership, cfg, [], employment)
+    return prepared_sensitivity(
+        prep, cfg, scenarios=names, leave_one_out=leave_one_out, progress=progress
+    )
+
+
+def prepared_sensitivity(
+    prep: _Prepared,
+    options: IndexOptions,
+    *,
+    scenarios: Sequence[str] | None = None,
+    leave_one_out: bool = True,
+    progress: bool = False,
+    base: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`index_sensitivity` of an already prepared panel (the index's own preparation).
+
+    The scenarios' cells share the group statistics of their ``ddof`` (computed once), take
+    their own pooling, level and adjustment factors, and are scored together as variants
+    (column :data:`agglo.analysis.index._RUN`) in one pass, every group, pool and rank taken
+    per variant: each scenario's numbers are those of scoring it alone
+    (``tests/test_index.py`` checks it). Entropy-weighted scenarios are scored one by one.
+
+    Parameters
+    ----------
+    prep
+        The prepared panel (``agglo.analysis.index._prepare``).
+    options
+        The index options the scenarios depart from.
+    scenarios, leave_one_out, progress
+        As in :func:`index_sensitivity` (``scenarios`` already checked).
+    base
+        The composite under ``options`` when already computed (``integration_index``'s).
+    """
+    cfg = options
+    names = list(SCENARIOS) if scenarios is None else list(scenarios)
+    if base is None:
+        _, _, base, _ = _core(prep, cfg, [], warn=False)
     keys = ["agglomeration_id", "year"]
     base = base[[*keys, "score", "rank"]].assign(_pos=np.arange(len(base)))
     out = []
 
-    def compare(comp: pd.DataFrame, scenario: Any, desc: Any, left_out: Any) -> None:
+    def compare(comp: pd.DataFrame, scenario: Any, desc: Any, left_out: Any) -> np.ndarray:
         """Rows of the variants of ``comp`` (one, or one per ``_RUN`` with labels per run),
-        each in the base table's row order (agglomeration-years of both only)."""
+        each in the base table's row order (agglomeration-years of both only); returns the
+        variant of each row."""
         c = comp[[*([_RUN] if _RUN in comp else []), *keys, "score", "rank"]]
         j = base.merge(c, on=keys, suffixes=("", "_s"))
         j = j.sort_values([_RUN, "_pos"] if _RUN in j else "_pos", kind="stable")
-        run = j[_RUN].to_numpy() if _RUN in j else 0
+        run = j[_RUN].to_numpy() if _RUN in j else np.zeros(len(j), dtype=int)
         t = pd.DataFrame(
             {
                 "scenario": np.asarray(scenario, dtype=object)[run],
@@ -109,12 +148,17 @@ def index_sensitivity(
             }
         )
         out.append(t)
+        return run
 
-    for name in names:
-        overrides, desc = SCENARIOS[name]
-        alt = replace(cfg, **overrides)
-        _, _, comp, _ = _core(prep, alt, [], warn=False)
-        compare(comp, [name], [desc], [""])
+    if names:
+        place = []  # of each scenario row: its scenario's position in ``names``
+        for comp, at in _scenario_composites(prep, cfg, names):
+            run_names = [names[i] for i in at]
+            run = compare(comp, run_names, [SCENARIOS[n][1] for n in run_names], [""] * len(at))
+            place.append(np.asarray(at)[run])
+        if len(out) > 1:  # entropy scenarios scored apart: back into the requested order
+            rows = pd.concat(out, ignore_index=True)
+            out = [rows.iloc[np.argsort(np.concatenate(place), kind="stable")]]
     if leave_one_out:
         cities = prep.values[["adcode", "agglomeration_id"]].drop_duplicates()
         labels = [f"without city {a} ({g})" for a, g in cities.itertuples(index=False)]
@@ -153,6 +197,44 @@ def index_sensitivity(
     return res
 
 
+def _scenario_composites(
+    prep: _Prepared, cfg: IndexOptions, names: list[str]
+) -> list[tuple[pd.DataFrame, list[int]]]:
+    """The composite of each scenario in ``names``: ``(composite, positions in names)`` pairs.
+
+    One pair holds every scenario with fixed dimension weights, scored as ``_RUN`` variants
+    in one :func:`agglo.analysis.index._scores` call (run ``i`` is the ``i``-th of its
+    positions); an entropy-weighted scenario (weights from its own scores) is a pair of its
+    own.
+    """
+    stats: dict[tuple[Any, ...], pd.DataFrame] = {}
+
+    def cells_of(alt: IndexOptions) -> pd.DataFrame:
+        key = (alt.ddof, alt.min_cities, alt.constant_indicator)
+        if key not in stats:
+            stats[key] = _cell_stats(prep, alt, [], warn=False)
+        return _cell_factors(stats[key], prep, alt)
+
+    pairs: list[tuple[pd.DataFrame, list[int]]] = []
+    batch, batch_at, batch_cfg = [], [], None
+    for i, name in enumerate(names):
+        alt = replace(cfg, **SCENARIOS[name][0])
+        cells = cells_of(alt)
+        if alt.dimension_weights == "entropy":
+            _, comp, _ = _scores(cells, alt, [], warn=False)
+            pairs.append((comp, [i]))
+            continue
+        batch.append(cells.assign(**{_RUN: len(batch)}))
+        batch_at.append(i)
+        batch_cfg = alt  # the scores take dimension_weights and rescale: alike in the batch
+    if batch:
+        stacked = pd.concat(batch, ignore_index=True)
+        stacked = stacked[[_RUN, *(c for c in stacked.columns if c != _RUN)]]
+        _, comp, _ = _scores(stacked, batch_cfg, [], warn=False)
+        pairs.append((comp, batch_at))
+    return pairs
+
+
 def _leave_one_out_batch(
     prep: _Prepared, cfg: IndexOptions, left_out: pd.Series
 ) -> pd.DataFrame | None:
@@ -163,14 +245,41 @@ def _leave_one_out_batch(
     taken per variant, so each variant's numbers are those of scoring it alone (the same
     values in the same order in each group; ``tests/test_index.py`` checks it). A variant
     with no cell left has no rows; ``None`` when no variant has any.
+
+    Only the cells of the left-out city's agglomeration change: their statistics are
+    computed from the stacked rows of that agglomeration without the city, the other
+    agglomerations' cells are the base cells (statistics of the same values in the same
+    order), so the stack holds ``Σ n_g (n_g − 1)`` cities' rows instead of ``n²``.
     """
     values = prep.values
     codes = values["adcode"].to_numpy()
-    rows = [np.flatnonzero(codes != a) for a in left_out]
-    stacked = values.iloc[np.concatenate(rows)].reset_index(drop=True)
-    stacked.insert(0, _RUN, np.repeat(np.arange(len(rows)), [len(r) for r in rows]))
+    group = values["agglomeration_id"].to_numpy()
+    group_of = dict(zip(codes, group, strict=True))
     try:
-        _, _, comp, _ = _core(replace(prep, values=stacked), cfg, [], warn=False)
-    except AggloInputError:  # no variant has a cell left
+        base = _cell_stats(prep, cfg, [], warn=False)
+    except AggloInputError:  # no cell has min_cities reporters even with every city
         return None
+    base_group = base["agglomeration_id"].to_numpy()
+    rows, kept = [], []
+    for a in left_out:
+        g = group_of[a]
+        rows.append(np.flatnonzero((group == g) & (codes != a)))
+        kept.append(np.flatnonzero(base_group != g))
+    runs = np.arange(len(rows))
+    stacked = values.iloc[np.concatenate(rows)].reset_index(drop=True)
+    stacked.insert(0, _RUN, np.repeat(runs, [len(r) for r in rows]))
+    try:
+        changed = _cell_stats(replace(prep, values=stacked), cfg, [], warn=False)
+    except AggloInputError:  # no variant keeps a cell of its city's agglomeration
+        changed = None
+    same = base.iloc[np.concatenate(kept)].reset_index(drop=True)
+    same.insert(0, _RUN, np.repeat(runs, [len(k) for k in kept]))
+    keys = [_RUN, "agglomeration_id", "year", "indicator"]
+    stats = pd.concat([same, changed], ignore_index=True) if changed is not None else same
+    if stats.empty:
+        return None
+    # the order of a groupby over the whole stack (the scores' means depend on it)
+    stats = stats.sort_values(keys, kind="stable").reset_index(drop=True)
+    cells = _cell_factors(stats, prep, cfg)
+    _, comp, _ = _scores(cells, cfg, [], warn=False)
     return comp

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from agglo.errors import AggloInputError
@@ -23,6 +24,7 @@ __all__ = [
     "MEASURE_VALUE_COLUMNS",
     "AnalysisPanel",
     "analysis_panel",
+    "attach_provenance",
     "combine_provenance",
     "describe_provenance",
     "joined_labels",
@@ -266,9 +268,76 @@ def provenance_by(labels: pd.DataFrame, by: Sequence[str], *, inputs: bool = Tru
       'provenance_inputs': 'real: population | synthetic: gdp'},
      {'year': 2010, 'provenance': 'synthetic', 'provenance_inputs': 'synthetic: gdp'}]
     """
+    by = list(by)
+    labels = labels[[*by, "input", "provenance"]]
+    labels.attrs = {}  # (a copy) pandas would deep-copy them on every column taken below
+    if by and len(labels) and not any(labels[c].isna().any() for c in by):
+        out = _provenance_by_codes(labels, by, inputs)
+        if out is not None:
+            return out
+    return _provenance_by_loop(labels, by, inputs)
+
+
+#: most cells of the group x (label + input) tables :func:`_provenance_by_codes` builds
+_CODES_MAX_CELLS = 20_000_000
+
+
+def _provenance_by_codes(labels: pd.DataFrame, by: list[str], inputs: bool) -> pd.DataFrame | None:
+    """:func:`provenance_by` on integer codes (``None`` when its tables would be too large).
+
+    Groups, labels and inputs are factorised; each group's set of labels and each
+    (group, input)'s set of statuses become rows of small 0/1 and bit-mask tables, and the
+    text is built once per distinct row pattern (a run has few). The keys need no missing
+    values (:func:`_provenance_by_loop` takes those); the result equals the loop's
+    (``tests/test_provenance.py`` compares them).
+    """
+    from agglo.io.panel import VALUE_STATUSES, value_status
+
+    group = np.zeros(len(labels), dtype=np.int64)
+    for c in by:  # combined first-seen codes of the key columns
+        codes, uniques = pd.factorize(labels[c])
+        group, _ = pd.factorize(group * len(uniques) + codes)
+    n_groups = int(group.max()) + 1
+    prov_codes, prov_uniques = pd.factorize(labels["provenance"])  # missing -> -1
+    prov_text = [str(x) for x in prov_uniques] + ["unknown"]
+    prov_codes = np.where(prov_codes < 0, len(prov_text) - 1, prov_codes)
+    names = labels["input"].astype(str) if inputs else pd.Series("", index=labels.index)
+    input_codes, input_names = pd.factorize(names)
+    n_prov, n_inputs = len(prov_text), len(input_names)
+    if n_groups * (n_prov + n_inputs) > _CODES_MAX_CELLS:
+        return None
+    has_label = np.zeros((n_groups, n_prov), dtype=np.uint8)
+    has_label[group, prov_codes] = 1
+    status_bit = np.array(
+        [1 << VALUE_STATUSES.index(value_status(p)) for p in prov_text], dtype=np.uint8
+    )
+    statuses = np.zeros((n_groups, n_inputs), dtype=np.uint8)
+    if inputs:
+        np.bitwise_or.at(statuses, (group, input_codes), status_bit[prov_codes])
+    patterns, which = np.unique(np.hstack([has_label, statuses]), axis=0, return_inverse=True)
+    text, inputs_text = [], []
+    for row in patterns:
+        text.append("; ".join(sorted({prov_text[j] for j in np.flatnonzero(row[:n_prov])})))
+        if inputs:
+            of = {
+                str(input_names[i]): {st for b, st in enumerate(VALUE_STATUSES) if m >> b & 1}
+                for i, m in enumerate(row[n_prov:])
+                if m
+            }
+            inputs_text.append(_inputs_text(of))
+    which = which.ravel()
+    _, first = np.unique(group, return_index=True)  # each group's first row: its keys
+    out = pd.DataFrame({c: labels[c].iloc[first].reset_index(drop=True) for c in by})
+    out["provenance"] = np.asarray(text, dtype=object)[which]
+    if inputs:
+        out["provenance_inputs"] = np.asarray(inputs_text, dtype=object)[which]
+    return out
+
+
+def _provenance_by_loop(labels: pd.DataFrame, by: list[str], inputs: bool) -> pd.DataFrame:
+    """:func:`provenance_by` by a loop over the distinct rows (any keys, missing ones too)."""
     from agglo.io.panel import value_status
 
-    by = list(by)
     # the distinct (row, input, label) triples (hashed by pandas), then plain dicts: a pandas
     # groupby builds one Series per group, 50x slower on these sizes
     labels = labels[[*by, "input", "provenance"]].drop_duplicates()
@@ -328,10 +397,18 @@ def with_provenance(
     ['real:census-2020', 'synthetic']
     """
     on = list(on)
-    prov = provenance_by(labels, on, inputs=inputs)
+    return attach_provenance(table, provenance_by(labels, on, inputs=inputs), on)
+
+
+def attach_provenance(table: pd.DataFrame, prov: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:
+    """``table`` with the columns of ``prov`` (a :func:`provenance_by` result) on its ``on``
+    keys (rows and order kept; ``unknown`` where no labelled value); ``prov`` is not
+    modified, so one result may label several tables (:func:`with_provenance` is
+    ``provenance_by`` then this)."""
+    on = list(on)
     for col in on:  # merge keys of one dtype (codes as text, years as integers)
         if col in table and table[col].dtype != prov[col].dtype:
-            prov[col] = prov[col].astype(table[col].dtype)
+            prov = prov.assign(**{col: prov[col].astype(table[col].dtype)})
     cols = [c for c in prov.columns if c not in on]
     merged = table.drop(columns=cols, errors="ignore").merge(prov, on=on, how="left")
     merged.index = table.index

@@ -464,7 +464,8 @@ class Layer:
 
         NetCDF and GeoTIFF bands are read raw at the file's dtype (no masked array, no float64
         copy of a block) and only the gathered cells are decoded (fill/nodata values, valid
-        range, scale/offset); NetCDF cells are decoded straight into the result.
+        range, scale/offset); NetCDF cells are decoded straight into the result, band by band
+        when every cell is inside the grid (no array of all the raw cells).
 
         Parameters
         ----------
@@ -472,17 +473,34 @@ class Layer:
             From :meth:`cell_index` on a layer of the same layout.
         out
             A float64 array of ``index.n`` values to write the result into (to reuse one
-            buffer across years); default a new array.
+            buffer across years); default a new array (in a shared mapping when the read is
+            split with a forked child, which decodes its cells into it).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``out``, or the new array.
         """
         if index.layout != self.layout:
             raise ValueError(f"cell index of layout {index.layout} used on {self.layout}")
-        if out is None:
-            out = np.empty(index.n)
-        elif out.shape != (index.n,) or out.dtype != np.float64:
+        if out is not None and (out.shape != (index.n,) or out.dtype != np.float64):
             raise ValueError(f"out must be a float64 array of {index.n} values")
         if not index.bands:
+            out = np.empty(index.n) if out is None else out
             out.fill(np.nan)
             return out
+        if self.kind == "netcdf" and index.inside is None:
+            try:
+                return self._read_netcdf_into(index.bands, out)
+            except AggloInputError:
+                raise
+            except Exception as exc:
+                raise AggloInputError(
+                    f"{self.name}: could not read the data ({type(exc).__name__}: {exc}). The "
+                    "file may be truncated or corrupt: download it again."
+                ) from exc
+        if out is None:
+            out = np.empty(index.n)
         try:
             if self.kind == "xarray":
                 vals = np.empty(index.bands[-1].stop)
@@ -518,6 +536,7 @@ class Layer:
             attrs = {k: var.getncattr(k) for k in var.ncattrs()}
             if cut is None:
                 var.set_auto_maskandscale(False)
+                _no_chunk_cache(var)
                 vals = np.empty(bands[-1].stop, dtype=var.dtype)
                 self._gather_bands(var, bands, vals)
                 return vals, attrs
@@ -534,12 +553,61 @@ class Layer:
         half.result()
         return vals, attrs
 
+    def _read_netcdf_into(self, bands: tuple[_Band, ...], out: np.ndarray | None) -> np.ndarray:
+        """The cells of ``bands`` (every one inside the grid: a band's cells are the
+        positions ``start:stop``) read and decoded band by band into ``out`` (a new array
+        when None), shared with a forked child like :meth:`_read_netcdf_cells`: both decode
+        their bands into one array in a shared mapping (``out`` itself when None, else
+        copied into ``out``)."""
+        n = bands[-1].stop
+        cut = _read_split(bands)
+        if cut is None:
+            out = np.empty(n) if out is None else out
+            self._decode_bands_into(bands, out)
+            return out
+        # an anonymous shared mapping: the child's cells land here without being sent back.
+        # Populated at once (one kernel call, not a fault per page in each process): its pages
+        # are this process's from the start, never the child's own
+        populate = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        shared = np.frombuffer(mmap.mmap(-1, n * 8, flags=populate), dtype=np.float64, count=n)
+        half = ForkedCall.start(self._decode_bands_into, bands[:cut], shared, name="NetCDF read")
+        try:
+            self._decode_bands_into(bands[cut:], shared)
+        except BaseException:
+            half.kill()
+            raise
+        half.result()
+        if out is None:
+            return shared
+        np.copyto(out, shared)
+        return out
+
+    def _decode_bands_into(self, bands: tuple[_Band, ...], out: np.ndarray) -> None:
+        """Read each band raw, gather its cells and CF-decode them into their positions of
+        ``out`` (a band's temporaries only: no array of every raw cell)."""
+        import netCDF4
+
+        with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
+            var = ds.variables[self.variable]
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+            var.set_auto_maskandscale(False)
+            _no_chunk_cache(var)
+            for band in bands:
+                raw = np.asarray(
+                    var[_nc_key(var.ndim, self.index, band.rows, band.cols, self.transpose)]
+                )
+                # positions within the band by construction (checked when read from a cache)
+                cells = np.take(raw.reshape(-1), band.flat, mode="clip")
+                del raw
+                _cf_decode(out[band.start : band.stop], cells, attrs)
+
     def _read_bands_into(self, bands: tuple[_Band, ...], vals: np.ndarray) -> None:
         import netCDF4
 
         with _NC_LOCK, netCDF4.Dataset(self.path) as ds:
             var = ds.variables[self.variable]
             var.set_auto_maskandscale(False)
+            _no_chunk_cache(var)
             self._gather_bands(var, bands, vals)
 
     def _gather_bands(self, var: Any, bands: tuple[_Band, ...], vals: np.ndarray) -> None:
@@ -721,6 +789,15 @@ def _free_to_fork() -> bool:
     return usable_cores() >= 2 and fork_obstacle(children=False) is None
 
 
+def _no_chunk_cache(var: Any) -> None:
+    """Turn off HDF5's chunk cache of ``var`` (open for a banded read): the bands of a
+    :class:`CellIndex` are whole rows of chunks, so each chunk is decompressed once and the
+    cache (64 MB per variable by default) would only hold chunks never read again: it cost a
+    split read's child 64 MB of private pages, and each band a copy (same values either way)."""
+    with contextlib.suppress(Exception):  # an older netCDF4, or no HDF5 cache to size
+        var.set_var_chunk_cache(size=0)
+
+
 def _nc_key(ndim: int, index: int | None, srows: slice, cols: slice, transpose: bool) -> tuple:
     spatial = (cols, srows) if transpose else (srows, cols)
     if ndim == 2:
@@ -751,6 +828,9 @@ def _cf_decode_into(
     and offset) written into ``out`` (all of ``index``'s cells): the missing-value tests run
     on the raw values, there is no float64 copy of them, and NaN is written only where a
     cell is missing."""
+    if index.inside is None:
+        _cf_decode(out, vals, attrs)
+        return
     bad = _cf_bad(vals, attrs)
     if vals.dtype.kind == "f":
         bad |= ~np.isfinite(vals)
@@ -769,6 +849,23 @@ def _cf_decode_into(
             full = np.zeros(index.n, dtype=bool)
             full[index.inside] = bad
             out[full] = np.nan
+
+
+def _cf_decode(out: np.ndarray, vals: np.ndarray, attrs: dict[str, Any]) -> None:
+    """CF decoding of the raw ``vals`` into ``out`` (same length; see :func:`_cf_decode_into`,
+    of which this is the case of every cell inside the grid)."""
+    bad = _cf_bad(vals, attrs)
+    if vals.dtype.kind == "f":
+        bad |= ~np.isfinite(vals)
+    out[:] = vals
+    if "scale_factor" in attrs:
+        out *= float(attrs["scale_factor"])
+    if "add_offset" in attrs:
+        out += float(attrs["add_offset"])
+    if "scale_factor" in attrs or "add_offset" in attrs:
+        bad |= ~np.isfinite(out)  # a scaled value that overflows is missing
+    if bad.any():
+        out[bad] = np.nan
 
 
 def _cf_bad(vals: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:

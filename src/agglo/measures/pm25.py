@@ -732,6 +732,10 @@ def _coverage_plan(
     return plan
 
 
+#: polygons serialised to WKB at a time for exactextract (:func:`_wkb_source`)
+_WKB_RUN = 64
+
+
 def _wkb_source(geoms: np.ndarray, srs_wkt: str, wkb: np.ndarray | None = None) -> Any:
     """An exactextract feature source handing over WKB directly.
 
@@ -760,16 +764,19 @@ def _wkb_source(geoms: np.ndarray, srs_wkt: str, wkb: np.ndarray | None = None) 
             return []
 
     class _WKBSource(FeatureSource):
-        def __init__(self) -> None:
-            super().__init__()
-            self._wkbs = shapely.to_wkb(geoms) if wkb is None else wkb
-
         def count(self) -> int:
-            return len(self._wkbs)
+            return len(geoms)
 
         def __iter__(self) -> Any:
-            for i, w in enumerate(self._wkbs):
-                yield _WKBFeature(bytes(w), i)
+            if wkb is not None:
+                for i, w in enumerate(wkb):
+                    yield _WKBFeature(bytes(w), i)
+                return
+            # serialised a run of polygons at a time, as exactextract asks for them: the
+            # WKB of every polygon is never held at once (China's counties: ~64 MB)
+            for a in range(0, len(geoms), _WKB_RUN):
+                for i, w in enumerate(shapely.to_wkb(geoms[a : a + _WKB_RUN]), start=a):
+                    yield _WKBFeature(w, i)
 
         def srs_wkt(self) -> str:
             return srs_wkt
@@ -827,16 +834,26 @@ def _build_plan(
         sub = None if wkb is None else wkb[idx]
         parts = _split_point(geoms[idx], grid)
         if parts is None:
-            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale)
+            bound = min(_pairs_bound(geoms[idx], grid), _PAIRS_BUFFER_MAX)
+            own = _PairBuffers(bound, shared=False) if bound > 0 else None
+            out = None if own is None else own.part(0, own.size)
+            c, ci, cv = _exact_pairs(src, geoms[idx], crs_wkt, sub, progress, scale=scale, out=out)
+            if own is not None and own.holds(ci):
+                ci, cv = own.exact(ci.size)
+            del own, out
         else:  # two halves side by side: the first in a forked child, the second here
-            first = geoms[idx[:parts]]
-            out = _shared_pairs(_pairs_bound(first, grid))
+            first, second = geoms[idx[:parts]], geoms[idx[parts:]]
+            # one shared mapping for both halves: the child's pairs from its start, this
+            # process's after the child's bound, moved down next to the child's afterwards
+            # (one array of pairs for the matrix, no concatenated copy)
+            b1, b2 = (min(_pairs_bound(g, grid), _PAIRS_BUFFER_MAX) for g in (first, second))
+            shared = _PairBuffers(b1 + b2 if b1 and b2 else b1, shared=True)
             if side_work is not None:
                 side_work.pause()
             try:
                 half = ForkedCall.start(
                     _exact_pairs_into,
-                    out,
+                    shared.part(0, b1),
                     src,
                     first,
                     crs_wkt,
@@ -847,11 +864,12 @@ def _build_plan(
                 try:
                     c2, ci2, cv2 = _exact_pairs(
                         src,
-                        geoms[idx[parts:]],
+                        second,
                         crs_wkt,
                         None if sub is None else sub[parts:],
                         False,
                         scale=scale,
+                        out=shared.part(b1, shared.size) if b2 else None,
                     )
                 except BaseException:
                     half.kill()
@@ -867,15 +885,17 @@ def _build_plan(
             finally:
                 if side_work is not None:
                     side_work.resume()
-            if len(got) == 2:  # the child's pairs are in the shared buffers
-                c1, k = got
-                ci1, cv1 = out[0][:k], out[1][:k]
+            counts[idx[:parts]], counts[idx[parts:]] = got[0], c2
+            if len(got) == 2 and shared.holds(ci2):  # both halves in the shared mapping
+                ci, cv = shared.join(got[1], b1, ci2.size)
+                ci_parts, cv_parts = [ci], [cv]
+                del ci, cv
+            elif len(got) == 2:  # the child's pairs are shared, this process's did not fit
+                k = got[1]
+                ci_parts, cv_parts = [shared.ci[:k], ci2], [shared.cv[:k], cv2]
             else:  # more pairs than the bound: sent back through the pipe
-                c1, ci1, cv1 = got
-            del out, got
-            counts[idx] = np.concatenate([c1, c2])
-            ci_parts, cv_parts = [ci1, ci2], [cv1, cv2]
-            del c1, c2, ci1, ci2, cv1, cv2
+                ci_parts, cv_parts = [got[1], ci2], [got[2], cv2]
+            del shared, got, c2, ci2, cv2
         if parts is None:
             counts[idx] = c
             ci_parts, cv_parts = [ci], [cv]
@@ -914,8 +934,10 @@ def _compress(
     ``counts``: pairs per polygon. Returns the CSR matrix (polygons x cells), its columns the
     cells in use inside the grid (sorted int32 flat ids), and each polygon's total weight
     when cells outside the grid were left out (they count in ``total`` only, see
-    :class:`CoveragePlan`), else None.
+    :class:`CoveragePlan`), else None. The arrays given are used up: the matrix holds them
+    (the cell ids overwritten by their columns) when they come in one part.
     """
+    chunk = 1 << 20
     nrow, ncol = window.shape
     n = len(counts)
     # pairs come grouped by polygon in input order: the CSR index pointer is a cumulative count
@@ -943,14 +965,16 @@ def _compress(
     cells = _flatnonzero32(used)
     del used
     col_of = np.empty(nrow * ncol, dtype=np.int32)  # read only where written
-    col_of[cells] = np.arange(cells.size, dtype=np.int32)
+    for a in range(0, cells.size, chunk):  # no int32 range of every cell at once
+        b = min(a + chunk, cells.size)
+        col_of[cells[a:b]] = np.arange(a, b, dtype=np.int32)
     if off is not None:
         col_of[off] = -1  # pairs to drop
-    col = np.empty(int(indptr[-1]), dtype=np.int32)
-    at = 0
-    for ci in ci_parts:  # ids in the window: mode="clip" spares numpy's buffered copy
-        np.take(col_of, ci, out=col[at : at + ci.size], mode="clip")
-        at += ci.size
+    # each pair's column written over its cell id (the ids are ours and not needed after),
+    # in chunks: no second array of the pairs, and no intp copy of the ids (np.take's)
+    col = ci_parts[0] if len(ci_parts) == 1 else np.concatenate(ci_parts)
+    for a in range(0, col.size, chunk):
+        col[a : a + chunk] = col_of[col[a : a + chunk]]
     del col_of
     total = None
     if off is not None:
@@ -1129,17 +1153,77 @@ def _pairs_bound(geoms: np.ndarray, grid: Grid) -> int:
     return int(total) if math.isfinite(total) and total < 2**40 else 0
 
 
-def _shared_pairs(bound: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cell-id (int32) and value (float64) buffers of ``bound`` pairs in an anonymous shared
-    mapping: a forked child writes its pairs there instead of pickling them back (pages it
-    does not touch are never allocated)."""
-    bound = max(bound, 1)
-    at = -(-bound * 4 // 8) * 8
-    buf = mmap.mmap(-1, at + bound * 8)
-    return (
-        np.frombuffer(buf, dtype=np.int32, count=bound),
-        np.frombuffer(buf, dtype=np.float64, count=bound, offset=at),
-    )
+#: Most pairs a buffer is reserved for up front (its pages are allocated only as the pairs
+#: are written; 3.2 GB of address space): past it, or without a bound, they grow as they come.
+_PAIRS_BUFFER_MAX = 1 << 28
+
+
+class _PairBuffers:
+    """Cell-id (int32) and value (float64) buffers of ``size`` pairs in one anonymous
+    mapping (pages never written are never allocated). ``shared``: a forked child writes
+    its pairs there instead of pickling them back, and this process writes its own after
+    them (:meth:`join`).
+
+    The pairs are handed on as arrays of their own length (:meth:`exact`), not as views of
+    the whole buffers: scipy.sparse copies the arrays of a matrix that are views of an array
+    more than twice their size (``_prune_array``)."""
+
+    def __init__(self, size: int, *, shared: bool) -> None:
+        self.size = max(size, 1)
+        self._at = -(-self.size * 4 // 8) * 8  # byte offset of the values
+        nbytes = self._at + self.size * 8
+        if shared:
+            self._buf = mmap.mmap(-1, nbytes)
+        else:
+            self._buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
+            if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its large arrays
+                with contextlib.suppress(OSError, ValueError):
+                    self._buf.madvise(mmap.MADV_HUGEPAGE)
+        self.ci, self.cv = self.exact(self.size)
+
+    def exact(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The buffers of the first ``n`` pairs, as arrays of ``n`` values."""
+        return (
+            np.frombuffer(self._buf, dtype=np.int32, count=n),
+            np.frombuffer(self._buf, dtype=np.float64, count=n, offset=self._at),
+        )
+
+    def part(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers of the pairs ``start:stop``."""
+        return self.ci[start:stop], self.cv[start:stop]
+
+    def holds(self, a: np.ndarray) -> bool:
+        """Whether ``a`` is a view of these buffers."""
+        return a.size > 0 and (np.shares_memory(a, self.ci) or np.shares_memory(a, self.cv))
+
+    def join(self, k1: int, start: int, k2: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k1`` pairs at the start and the ``k2`` pairs at ``start`` as one run of
+        ``k1 + k2`` pairs (the second moved down in place, the pages it leaves given back
+        to the system)."""
+        for a in (self.ci, self.cv):
+            _move_down(a, start, k1, k2)
+        # the pages past the joined pairs that the second run had written: freed
+        # (MADV_REMOVE: a shared mapping's pages stay allocated until removed)
+        if start > k1 and hasattr(mmap, "MADV_REMOVE"):
+            page = mmap.PAGESIZE
+            for base, item in ((0, 4), (self._at, 8)):
+                lo = -(-(base + (k1 + k2) * item) // page) * page
+                hi = (base + (start + k2) * item) // page * page
+                if hi > lo:
+                    with contextlib.suppress(OSError, ValueError):
+                        self._buf.madvise(mmap.MADV_REMOVE, lo, hi - lo)
+        return self.exact(k1 + k2)
+
+
+def _move_down(a: np.ndarray, start: int, to: int, n: int, chunk: int = 1 << 20) -> None:
+    """Move ``a[start:start + n]`` to ``a[to:to + n]`` (``to <= start``) in place, in
+    chunks (numpy buffers a copy whose source and target overlap, so the temporary is at
+    most one chunk)."""
+    if start == to:
+        return
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        a[to + s : to + s + m] = a[start + s : start + s + m]
 
 
 def _exact_pairs_into(
@@ -1154,13 +1238,78 @@ def _exact_pairs_into(
     buffers and ``(counts, n_pairs)`` returned, or ``(counts, cell_ids, values)`` when they
     do not fit."""
     counts, ci, cv = _exact_pairs(src, geoms, crs_wkt, wkb, False, scale=scale, out=out)
-    k = ci.size
-    if k > out[0].size:
-        return counts, ci, cv
-    if not np.shares_memory(ci, out[0]):
-        out[0][:k] = ci
-        out[1][:k] = cv
-    return counts, k
+    if ci.size == 0 or np.shares_memory(ci, out[0]):
+        return counts, ci.size
+    return counts, ci, cv
+
+
+class _PairSink:
+    """exactextract's covered cells, polygon by polygon as it computes them, copied into
+    one int32 and one float64 array (``out`` while the pairs fit, else arrays grown as
+    needed): its per-polygon arrays are never all held at once."""
+
+    def __init__(
+        self,
+        n: int,
+        out: tuple[np.ndarray, np.ndarray] | None,
+        scale: tuple[np.ndarray, int] | None,
+    ) -> None:
+        self.counts = np.zeros(n, dtype=np.int64)
+        if out is None:
+            out = (np.zeros(0, dtype=np.int32), np.zeros(0))
+        self.ci, self.cv = out
+        self.pairs = 0
+        self.polygons = 0
+        self._scale = scale
+
+    def add(self, cell_ids: np.ndarray | None, coverage: np.ndarray | None) -> None:
+        """The next polygon's pairs (only its covered cells are kept)."""
+        if cell_ids is None or coverage is None:
+            cell_ids, coverage = np.zeros(0, np.int64), np.zeros(0)
+        cell_ids, coverage = np.asarray(cell_ids), np.asarray(coverage, dtype=np.float64)
+        keep = coverage > 0
+        if not keep.all():
+            cell_ids, coverage = cell_ids[keep], coverage[keep]
+        m, at = coverage.size, self.pairs
+        if at + m > self.ci.size:
+            self._grow(at + m)
+        self.ci[at : at + m] = cell_ids
+        if self._scale is None:
+            self.cv[at : at + m] = coverage
+        else:  # the fractions x the area of each cell's window row
+            row_area, ncol = self._scale
+            np.multiply(coverage, row_area[cell_ids // ncol], out=self.cv[at : at + m])
+        self.counts[self.polygons] = m
+        self.polygons += 1
+        self.pairs = at + m
+
+    def _grow(self, need: int) -> None:
+        size = max(need, 2 * self.ci.size, 1 << 16)
+        ci, cv = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float64)
+        ci[: self.pairs] = self.ci[: self.pairs]
+        cv[: self.pairs] = self.cv[: self.pairs]
+        self.ci, self.cv = ci, cv
+
+
+def _pairs_writer(sink: _PairSink) -> Any:
+    """An exactextract output writer handing each polygon's results to ``sink``."""
+    from exactextract.feature import JSONFeature
+    from exactextract.writer import Writer
+
+    class _PairsWriter(Writer):
+        def add_operation(self, op: Any) -> None:
+            pass
+
+        def write(self, feature: Any) -> None:
+            f = JSONFeature()
+            feature.copy_to(f)
+            props = f.feature["properties"]
+            sink.add(props.get("cell_id"), props.get("coverage"))
+
+        def features(self) -> _PairSink:
+            return sink
+
+    return _PairsWriter()
 
 
 def _exact_pairs(
@@ -1178,46 +1327,25 @@ def _exact_pairs(
     grouped by polygon in input order.
 
     ``scale=(row_area, ncol)``: the fractions multiplied by the area of each cell's window
-    row. ``out``: cell-id and value buffers to write the pairs into when they fit."""
+    row. ``out``: cell-id and value buffers to write the pairs into while they fit (the
+    arrays returned are then views of them). The pairs are copied as exactextract writes
+    each polygon's (:class:`_PairSink`), not gathered into a table first: China's counties
+    at 0.01° have ~11 M pairs, 16 bytes each in exactextract's arrays."""
     from exactextract import exact_extract
 
     n = len(geoms)
-    res = exact_extract(
+    sink = _PairSink(n, out, scale)
+    exact_extract(
         src,
         _wkb_source(geoms, crs_wkt, wkb),
         ["cell_id", "coverage"],
-        output="pandas",
+        output=_pairs_writer(sink),
         progress=progress,
     )
-    cell_ids, coverages = list(res["cell_id"]), list(res["coverage"])
-    del res
-    counts = np.array([len(c) for c in coverages], dtype=np.int64)
-    # copy into one int32 (a window has < 2**31 cells) and one float64 array, freeing
-    # exactextract's per-polygon arrays as we go (peak: one copy of the pairs, not two)
-    total = int(counts.sum())
-    if out is not None and total <= out[0].size:
-        ci, cv = out[0][:total], out[1][:total]
-    else:
-        ci = np.empty(total, dtype=np.int32)
-        cv = np.empty(ci.size, dtype=np.float64)
-    at = 0
-    for k in range(len(coverages)):
-        m = len(coverages[k])
-        ci[at : at + m] = cell_ids[k]
-        cv[at : at + m] = coverages[k]
-        cell_ids[k] = coverages[k] = None
-        at += m
-    del cell_ids, coverages
-    if (cv <= 0).any():  # keep only covered cells
-        pi = np.repeat(np.arange(n, dtype=np.int64), counts)
-        keep = cv > 0
-        counts = np.bincount(pi[keep], minlength=n)
-        ci, cv = ci[keep], cv[keep]
-        del pi, keep
-    if scale is not None:
-        row_area, ncol = scale
-        cv *= row_area[ci // ncol]  # the row of each pair's cell
-    return counts, ci, cv
+    if sink.polygons != n:
+        raise RuntimeError(f"exactextract returned {sink.polygons} results for {n} polygons")
+    k = sink.pairs
+    return sink.counts, sink.ci[:k], sink.cv[:k]
 
 
 def _centroid_weights(
@@ -1264,10 +1392,12 @@ def _reduce_years(
     (a Dask task runs a chunk of years)."""
     total = plan.total
     out = []
-    buf = np.empty(plan.cells.size)  # one values buffer for every year (no page faults)
+    buf = None  # one values buffer for every year (no page faults after the first)
     for layer in layers:
         index = plan.cell_index(layer)
-        v, notes = screen_pm25_values(layer.read_indexed(index, out=buf), layer)
+        # the first year's buffer is the reader's (in a shared mapping when its read is split)
+        buf = layer.read_indexed(index, out=buf)
+        v, notes = screen_pm25_values(buf, layer)
         invalid = np.isnan(v)
         # cells outside the grid are missing every year: when they are the only missing ones,
         # the mask sums are those of the layout (computed once)
