@@ -389,7 +389,9 @@ def _rows(a: np.ndarray, rows: np.ndarray, slot: str) -> np.ndarray:
     """``a[rows]`` in the scratch memory of ``slot`` (``a`` itself when ``rows`` is all of it)."""
     if rows.size == a.shape[0] and (rows == np.arange(rows.size)).all():
         return a
-    return np.take(a, rows, axis=0, out=_scratch((rows.size, *a.shape[1:]), slot))
+    # mode="clip": the rows are valid, and with the default mode numpy buffers ``out`` (a
+    # second copy; 2.1 -> 0.75 ms for 588 x 31 x 31)
+    return np.take(a, rows, axis=0, out=_scratch((rows.size, *a.shape[1:]), slot), mode="clip")
 
 
 def _outer(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -423,7 +425,8 @@ def _squared_batch(
     c = x * x
     sc = c.sum(axis=1)
     mu = (sc * sc - (c * c).sum(axis=1)) / (2 * m)  # mean of c_i c_j over pairs
-    pm = np.multiply(c[:, :, None], c[:, None, :], out=_scratch((x.shape[0], n, n)))
+    # the outer product by einsum: the same products as broadcasting, in half the time
+    pm = np.einsum("bi,bj->bij", c, c, out=_scratch((x.shape[0], n, n)))
     pm -= mu[:, None, None]
     diag = np.arange(n)
     pm[:, diag, diag] = 0.0
@@ -616,7 +619,7 @@ def _cholesky_exists(
     idx = np.flatnonzero(out)
     if not idx.size:
         return out
-    m = np.take(h, idx, axis=0, out=_scratch((idx.size, n, n), "chol_in"))
+    m = np.take(h, idx, axis=0, out=_scratch((idx.size, n, n), "chol_in"), mode="clip")
     if sign != 1.0:
         m *= sign
     m[:, diag, diag] = dg[idx]
@@ -749,49 +752,82 @@ def _newton_batch(
     ``c`` is reported, keep the steps and Hessians they had before issue 14, bit for bit.
     """
     x = x.copy()
+    n = x.shape[1]
     f, g, h = _squared_batch(x, ac, na, True, rank5=fast)
     act = np.flatnonzero(np.abs(g).max(axis=1) >= gtol)
     flat_end = np.zeros(x.shape[0], dtype=bool)
-    share = np.full(x.shape[0], np.inf)
+    # the state of the active runs, compacted when runs finish (not gathered every step)
+    xa, fa, ga, ha, naa = x[act], f[act], g[act], h[act], na[act]
+    aca = ac if act.size == ac.shape[0] else ac[act]
+    share = np.full(act.size, np.inf)
     for _ in range(maxiter):
         if not act.size:
             break
-        xa, fa, ga, naa = x[act], f[act], g[act], na[act]
-        aca = _rows(ac, act, "active")
-        d = _newton_directions(_rows(h, act, "hessians"), ga, fast=fast)
+        d = _newton_directions(ha, ga, fast=fast)
         slope = np.einsum("bi,bi->b", ga, d)
+        # the full step with its gradient and Hessian first: most runs take it, and the values
+        # are those of the step's line search and of the new point alike (row by row)
         t = np.ones(act.size)
-        fn = np.empty(act.size)
-        todo = np.arange(act.size)
-        for _ in range(40):
-            fn[todo] = _squared_batch(
-                xa[todo] + t[todo, None] * d[todo],
-                _rows(aca, todo, "search"),
-                naa[todo],
-                False,
-                value_only=True,
-            )[0]
-            todo = todo[fn[todo] > fa[todo] + 1e-4 * t[todo] * slope[todo]]
-            if not todo.size:
-                break
-            t[todo] *= 0.5
+        xn = xa + t[:, None] * d
+        fn, gn, hn = _squared_batch(xn, aca, naa, True, rank5=fast)
+        todo = np.flatnonzero(fn > fa + 1e-4 * t * slope)
         moved = fn < fa
-        xn = np.where(moved[:, None], xa + t[:, None] * d, xa)
-        fn2, gn, hn = _squared_batch(xn, aca, naa, True, rank5=fast)
-        x[act], f[act], g[act], h[act] = xn, fn2, gn, hn
+        if todo.size:  # backtracking (Armijo) as before: 40 trial steps in all
+            shorter = todo
+            t[todo] *= 0.5
+            trials = 1
+            while todo.size and trials < 40:
+                # a few runs left: their next halvings in one call (values row by row, the
+                # first acceptable step wins), not one call per halving
+                k = min(max(1, _BACKTRACK_ROWS // todo.size), 8, 40 - trials)
+                ts = t[todo, None] * _HALVINGS[:k]  # t, t/2, ... (powers of 2: exact)
+                rows = np.repeat(todo, k)
+                fs = _squared_batch(
+                    (xa[todo, None, :] + ts[:, :, None] * d[todo, None, :]).reshape(-1, n),
+                    _rows(aca, rows, "search"),
+                    naa[rows],
+                    False,
+                    value_only=True,
+                )[0].reshape(todo.size, k)
+                rejected = fs > fa[todo, None] + 1e-4 * ts * slope[todo, None]
+                taken = np.where(rejected.all(axis=1), k - 1, np.argmin(rejected, axis=1))
+                pick = np.arange(todo.size), taken
+                fn[todo], t[todo] = fs[pick], ts[pick]
+                trials += k
+                todo = todo[rejected[pick]]
+                t[todo] *= 0.5
+            moved[shorter] = fn[shorter] < fa[shorter]
+            redo = shorter[moved[shorter]]
+            if redo.size:
+                xn[redo] = xa[redo] + t[redo, None] * d[redo]
+                fn[redo], gn[redo], hn[redo] = _squared_batch(
+                    xn[redo], _rows(aca, redo, "search"), naa[redo], True, rank5=fast
+                )
+        stay = ~moved  # no decrease: the run ends where it was
+        xn[stay], fn[stay] = xa[stay], fa[stay]
+        x[act] = xn
         # c near constant: the pattern tends to an additive one (c_i + c_j), r's sup is not
         # attained and its rounding grows as 1 / spread; stop while r is still exact
         cn = xn * xn
         flat = cn.max(axis=1) - cn.min(axis=1) < _MIN_SPREAD * cn.max(axis=1)
         flat_end[act] = flat
-        done = ~moved | flat | (np.abs(gn).max(axis=1) < gtol)
+        done = stay | flat | (np.abs(gn).max(axis=1) < gtol)
         if star_ratio is not None:  # on a star ridge and still shrinking onto it: stop
             second = _second_share(cn)
-            done |= (second < star_ratio) & (second < share[act])
-            share[act] = second
-        act = act[~done]
+            done |= (second < star_ratio) & (second < share)
+            share = second
+        if done.any():
+            keep = np.flatnonzero(~done)
+            act, share = act[keep], share[keep]
+            xn, fn, gn, hn, naa = xn[keep], fn[keep], gn[keep], hn[keep], naa[keep]
+            aca = aca[keep]
+        xa, fa, ga, ha = xn, fn, gn, hn
     return x, ~flat_end
 
+
+#: most trial points of one backtracking call of :func:`_newton_batch` made to save calls
+_BACKTRACK_ROWS = 32
+_HALVINGS = 0.5 ** np.arange(8)
 
 #: largest network fitted by batched Newton on c = x**2 (above: L-BFGS-B with bounds)
 _NEWTON_MAX_N = 40
