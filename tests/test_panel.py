@@ -823,3 +823,55 @@ def test_empty_result_names_the_filter(tmp_path):
     path = write_csv(tmp_path / "q.csv", [["city", "year", "x"], ["成都", "2010", "2"]])
     with pytest.raises(AggloInputError, match="ignore_unknown=True dropped 1 column"):
         read_panel(path, ignore_unknown=True)
+
+
+def _indicator_provenance_per_value(panel: pd.DataFrame) -> pd.DataFrame:
+    """indicator_provenance as first written: statuses and texts taken value by value."""
+    from agglo.io.panel import READABLE, joined_status, value_status
+
+    rows = []
+    order = {v: i for i, v in enumerate(READABLE)}
+    labelled = panel[panel["value"].notna()] if "value" in panel else panel
+    for ind, labels in labelled.groupby("indicator")["provenance"]:
+        counts = labels.map(value_status).value_counts()
+        rows.append(
+            {
+                "indicator": ind,
+                "data_status": joined_status(labels),
+                "n_values": len(labels),
+                "n_real": int(counts.get("real", 0)),
+                "n_interpolated": int(counts.get("interpolated", 0)),
+                "n_synthetic": int(counts.get("synthetic", 0)),
+                "n_other": int(
+                    len(labels)
+                    - counts.reindex(["real", "interpolated", "synthetic"]).fillna(0).sum()
+                ),
+                "sources": "; ".join(sorted(set(labels.astype(str)))),
+            }
+        )
+    out = pd.DataFrame(rows, columns=list(rows[0]))
+    return out.sort_values("indicator", key=lambda s: s.map(order).fillna(len(order))).reset_index(
+        drop=True
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_indicator_provenance_equals_counting_value_by_value(seed):
+    from agglo.io.panel import indicator_provenance
+
+    rng = np.random.default_rng(seed)
+    n = 500
+    labels = np.array(
+        ["real:census-2010", "interpolated:census-2010-2020", "synthetic", "imputed:drop",
+         "computed:x", "odd", "real:yearbook"], dtype=object
+    )  # fmt: skip
+    panel = pd.DataFrame(
+        {
+            "indicator": rng.choice(["pm25", "hsr", "gdp", "population", "zz_extra", "aa_x"], n),
+            "value": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+            "provenance": labels[rng.integers(0, len(labels), n)],
+        }
+    )
+    pd.testing.assert_frame_equal(
+        indicator_provenance(panel), _indicator_provenance_per_value(panel)
+    )

@@ -404,8 +404,9 @@ def test_score_bars_heights_are_the_scores():
 
 @pytest.mark.parametrize("kind", ["choropleth", "multiples", "categories", "catchment"])
 def test_polygons_drawn_as_geodataframe_plot_draws_them(tmp_path, monkeypatch, kind):
-    # the path collections of _plot_polygons against GeoDataFrame.plot (the reference): the
-    # same PNG pixels and SVG bytes, with holes, multi-part units, no-data and context units
+    # the path collections of _plot_polygons (and the outlines' lines of _plot_boundaries)
+    # against GeoDataFrame.plot (the reference): the same PNG pixels and SVG bytes, with
+    # holes, multi-part units, no-data and context units
     g = toy_cities().assign(v=[1.0, 2.0, np.nan, 4.0, 5.0, 6.0])
     holed = shapely.box(103.0, 30.0, 103.5, 30.5).difference(shapely.box(103.2, 30.2, 103.3, 30.3))
     two = shapely.MultiPolygon(
@@ -424,7 +425,9 @@ def test_polygons_drawn_as_geodataframe_plot_draws_them(tmp_path, monkeypatch, k
 
     def draw():
         if kind == "choropleth":
-            return plot.choropleth(members, "v", k=2, others=rest, labels="name_zh")
+            return plot.choropleth(
+                members, "v", k=2, others=rest, labels="name_zh", outlines=members
+            )
         if kind == "multiples":
             return plot.small_multiples(members, values, k=2, others=rest)
         if kind == "categories":

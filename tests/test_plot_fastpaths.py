@@ -25,8 +25,9 @@ def _maps_files(ctx, options) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_maps_stage_files_equal_those_of_the_reference_paths(tmp_path, monkeypatch, workers):
-    # every figure of the maps stage, PNG and SVG: drawn with the fast paths (shared
-    # projections, paths and text sizes; layout-only pass; no ticks on hidden axes) and with
+    # every figure of the maps stage, PNG and SVG: drawn with the fast paths (polygons and
+    # outlines as collections; shared projections, paths, outlines and text sizes; a
+    # layout-only pass; no ticks on hidden axes) and with
     # the reference of each, byte for byte; with workers=2 the figures are drawn by forked
     # processes, each with its own caches
     from agglo.outputs import maps
@@ -36,7 +37,7 @@ def test_maps_stage_files_equal_those_of_the_reference_paths(tmp_path, monkeypat
     if workers > 1 and maps._n_workers(options, 2) < 2:
         pytest.skip("no fork start method on this platform")
     fast = _maps_files(toy_context(tmp_path / "fast"), options)
-    for flag in ("_NO_HIDDEN_TICKS", "_LAYOUT_ONLY", "_SHARE_TEXT_METRICS"):
+    for flag in ("_FAST_POLYGONS", "_NO_HIDDEN_TICKS", "_LAYOUT_ONLY", "_SHARE_TEXT_METRICS"):
         monkeypatch.setattr(plot, flag, False)
     monkeypatch.setattr(plot, "shared_geometries", contextlib.nullcontext)
     reference = _maps_files(toy_context(tmp_path / "reference"), options)
@@ -69,7 +70,7 @@ def test_each_fast_path_alone_keeps_the_bytes(tmp_path, monkeypatch):
             ]
 
     fast = saved("fast")
-    for flag in ("_NO_HIDDEN_TICKS", "_LAYOUT_ONLY", "_SHARE_TEXT_METRICS"):
+    for flag in ("_FAST_POLYGONS", "_NO_HIDDEN_TICKS", "_LAYOUT_ONLY", "_SHARE_TEXT_METRICS"):
         with monkeypatch.context() as m:
             m.setattr(plot, flag, False)
             assert saved(flag) == fast, flag

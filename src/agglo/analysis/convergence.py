@@ -370,7 +370,7 @@ def convergence(
     options = options or ConvergenceOptions()
     v = _check_table(values, ["adcode", "agglomeration_id", "year", "variable", "value"])
     var = options.variable
-    present = set(v["variable"])
+    present = set(v["variable"].unique())
     missing = [x for x in (var, *options.controls) if x not in present]
     if missing:
         raise AggloInputError(

@@ -308,7 +308,7 @@ def city_scores(panel: pd.DataFrame, options: CoordinationOptions | None = None)
     need = ["adcode", "agglomeration_id", "year", "indicator", "value"]
     if not isinstance(panel, pd.DataFrame) or any(c not in panel.columns for c in need):
         raise AggloInputError(f"panel must be a DataFrame with columns {need}.")
-    present = set(panel["indicator"])
+    present = set(panel["indicator"].unique())
     use = [i for i in INDICATORS if INDICATORS[i].dimension and i in present]
     if not use:
         raise AggloInputError("panel holds no registry indicator with a dimension.")

@@ -560,7 +560,7 @@ def disparity(values: pd.DataFrame, options: DisparityOptions | None = None) -> 
     need = ["adcode", "agglomeration_id", "year", "variable", "value"]
     v = _check_table(values, need)
     v = v[v["variable"].isin(options.variables)]
-    present = set(v["variable"])
+    present = set(v["variable"].unique())
     absent = [x for x in options.variables if x not in present]
     if absent:
         raise AggloInputError(

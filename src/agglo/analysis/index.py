@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -428,16 +428,17 @@ class IndexResult(StageResult):
         lines = [f"{'agglomeration':<28}" + "".join(f"{y:>16}" for y in years)]
         order = comp[comp["year"] == years[-1]].sort_values("rank")["agglomeration_id"].tolist()
         order += [g for g in comp["agglomeration_id"].unique() if g not in order]
+        found: dict[tuple[Any, Any], tuple[float, int]] = {}
+        for g, y, score, rank in comp[["agglomeration_id", "year", "score", "rank"]].itertuples(
+            index=False
+        ):
+            found.setdefault((g, y), (score, rank))
         for g in order:
             zh = AGGLOMERATIONS.get(g, (g, g))[0]
             cells = []
             for y in years:
-                r = comp[(comp["agglomeration_id"] == g) & (comp["year"] == y)]
-                cells.append(
-                    f"{r['score'].iloc[0]:>9.2f} (#{int(r['rank'].iloc[0])})"
-                    if len(r)
-                    else f"{'-':>14}"
-                )
+                r = found.get((g, y))
+                cells.append(f"{r[0]:>9.2f} (#{int(r[1])})" if r is not None else f"{'-':>14}")
             label = f"{g} {zh}"
             pad = 28 - sum(2 if ord(ch) > 0x2E80 else 1 for ch in label)
             lines.append(label + " " * max(pad, 1) + "".join(f"{c:>16}" for c in cells))
@@ -485,7 +486,7 @@ def _validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
             f"{int(nonnum.sum())} non-numeric value(s), e.g. {df.loc[nonnum, 'value'].iloc[0]!r}"
         )
     df["value"] = values.astype(float)
-    unknown = sorted(set(df["indicator"]) - set(VARIABLES))
+    unknown = sorted(set(df["indicator"].unique()) - set(VARIABLES))
     if unknown:
         problems.append(_unknown_ids_message(unknown, "panel"))
     idx = df["indicator"].isin(list(INDICATORS))
@@ -567,7 +568,7 @@ def _prepare(
     df = _validate_panel(panel)
     m = _prepare_membership(membership, cfg, report)
     df = df[df["indicator"].isin(list(INDICATORS))]
-    if employment is not None and "krugman_index" not in set(df["indicator"]):
+    if employment is not None and "krugman_index" not in set(df["indicator"].unique()):
         kr = krugman_specialisation(employment, membership=m)
         kr = kr[["adcode", "year", "indicator", "value"]]
         if "provenance" in df:
@@ -576,7 +577,7 @@ def _prepare(
         report.append(
             f"krugman_index computed from sector employment for {kr['adcode'].nunique()} cities"
         )
-    outside = sorted(set(df["adcode"]) - set(m["adcode"]))
+    outside = sorted(set(df["adcode"].unique()) - set(m["adcode"].unique()))
     if outside:
         log.info("%d panel cities are not agglomeration members; ignored", len(outside))
         report.append(f"{len(outside)} panel cities outside the membership ignored")
@@ -584,7 +585,7 @@ def _prepare(
     if not years:
         raise AggloInputError("panel holds no index indicator rows.")
     wanted = list(cfg.indicators) if cfg.indicators is not None else list(INDICATORS)
-    present = set(df.loc[df["value"].notna(), "indicator"])
+    present = set(df.loc[df["value"].notna(), "indicator"].unique())
     absent = [i for i in wanted if i not in present]
     if absent:
         msg = (
@@ -684,6 +685,27 @@ def _minmax_pool(s: pd.Series, keys: list[pd.Series] | None) -> tuple[pd.Series,
     return g.transform("max"), g.transform("min")
 
 
+#: the cell columns each pool of the k and level extremes groups by (besides the variant)
+POOL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "indicator": ("indicator",),
+    "indicator_year": ("indicator", "year"),
+    "all": (),
+}
+
+
+def _pool_keys(cells: pd.DataFrame, pool: Any, columns: Mapping[str, tuple[str, ...]]) -> list:
+    """The group keys of ``pool`` (one name, or one per row: a column takes part only in the
+    rows whose pool groups by it, elsewhere it is one constant)."""
+    if np.ndim(pool) == 0:
+        return [cells[c] for c in columns[pool]]
+    used = sorted({c for p in set(pool) for c in columns[p]})
+    blank = {"indicator": "", "year": -1}
+    return [
+        cells[c].where(np.isin(pool, [p for p in columns if c in columns[p]]), blank[c])
+        for c in used
+    ]
+
+
 #: column of :attr:`_Prepared.values` numbering the variants scored together (the
 #: leave-one-city-out sensitivity): every computation below is then done per variant
 _RUN = "_run"
@@ -761,49 +783,80 @@ def _cell_stats(
     return cells
 
 
-def _cell_factors(cells: pd.DataFrame, prep: _Prepared, cfg: IndexConfig) -> pd.DataFrame:
+def _cell_factors(
+    cells: pd.DataFrame, prep: _Prepared, cfg: IndexConfig | Sequence[IndexConfig]
+) -> pd.DataFrame:
     """``k, R, f_pos, f, K`` (and ``dimension, direction``) of the :func:`_cell_stats` cells
-    under ``cfg``'s pooling, level and adjustment choices (``cells`` is not modified)."""
+    under ``cfg``'s pooling, level and adjustment choices (``cells`` is not modified).
+
+    ``cfg`` may also be one options object per variant (``cfg[r]`` for the rows of ``_RUN``
+    ``r``, the sensitivity's scenarios; their directions must be alike): every pool is then
+    taken per variant under its own choice and every other step is the same arithmetic row
+    by row, so each variant's factors are those of its options alone.
+    """
     cells = cells.copy()
     run = [_RUN] if _RUN in cells else []
     by_run = [cells[c] for c in run]
-    keys_k = (
-        by_run
-        + {
-            "indicator": [cells["indicator"]],
-            "indicator_year": [cells["indicator"], cells["year"]],
-            "all": [],
-        }[cfg.k_pool]
-    )
+    if isinstance(cfg, IndexOptions):
+        base = cfg
+
+        def opt(name: str) -> Any:
+            return getattr(cfg, name)
+    else:
+        base = cfg[0]
+        if any(o.directions != base.directions for o in cfg):
+            raise ValueError("variants with other directions are not scored together")
+        at = cells[_RUN].to_numpy()
+
+        def opt(name: str) -> Any:
+            return np.asarray([getattr(o, name) for o in cfg])[at]
+
+    keys_k = by_run + _pool_keys(cells, opt("k_pool"), POOL_COLUMNS)
     cv_max, cv_min = _minmax_pool(cells["cv"], keys_k)
     span = cv_max - cv_min
     ratio = ((cv_max - cells["cv"]) / span.where(span > 0, 1.0)).clip(0.0, 1.0)
     cells["k"] = np.where(span > 0, 100.0 * ratio, 100.0)
-    keys_f = [*by_run, cells["indicator"]] + (
-        [cells["year"]] if cfg.level_pool == "indicator_year" else []
-    )
+    keys_f = by_run + _pool_keys(cells, opt("level_pool"), POOL_COLUMNS)
     l_max, l_min = _minmax_pool(cells["mean"], keys_f)
     lspan = l_max - l_min
-    floor = float(cfg.level_floor)
+    floor = opt("level_floor")
+    floor = float(floor) if np.ndim(floor) == 0 else floor.astype(float)
     f_pos = np.where(
         lspan > 0,
         floor + (1 - floor) * ((cells["mean"] - l_min) / lspan.where(lspan > 0, 1.0)).clip(0, 1),
         1.0,
     )
-    direction = cells["indicator"].map(cfg.direction).astype(int)
+    ids = cells["indicator"].unique()
+    direction = cells["indicator"].map({i: base.direction(i) for i in ids}).astype(int)
     f_neg = 1.0 + floor - f_pos
     f_negative = {
         "sqrt": np.sqrt(f_pos * f_neg),
         "reverse": f_neg,
         "ignore": f_pos,
-    }[cfg.negative_rule]
-    f = np.where(direction < 0, f_negative, f_pos)
-    if not cfg.use_f:
-        f = np.ones(len(cells))
-    cells["dimension"] = cells["indicator"].map(lambda i: INDICATORS[i].dimension)
+    }
+    rule = opt("negative_rule")
+    if np.ndim(rule) == 0:
+        chosen = f_negative[rule]
+    else:
+        chosen = np.select(
+            [rule == r for r in NEGATIVE_RULES], [f_negative[r] for r in NEGATIVE_RULES]
+        )
+    f = np.where(direction < 0, chosen, f_pos)
+    use_f = opt("use_f")
+    if np.ndim(use_f) == 0:
+        if not use_f:
+            f = np.ones(len(cells))
+    else:
+        f = np.where(use_f, f, 1.0)
+    cells["dimension"] = cells["indicator"].map({i: INDICATORS[i].dimension for i in ids})
     cells["direction"] = direction
-    R = prep.n_members / prep.n_members.sum() if cfg.use_R else prep.n_members * 0 + 1.0
-    cells["R"] = cells["agglomeration_id"].map(R).astype(float)
+    use_R = opt("use_R")
+    if np.ndim(use_R) == 0:
+        R = prep.n_members / prep.n_members.sum() if use_R else prep.n_members * 0 + 1.0
+        cells["R"] = cells["agglomeration_id"].map(R).astype(float)
+    else:
+        R = cells["agglomeration_id"].map(prep.n_members / prep.n_members.sum()).astype(float)
+        cells["R"] = np.where(use_R, R, 1.0)
     cells["f_pos"] = f_pos
     cells["f"] = f
     cells["K"] = cells["k"] * cells["R"] * cells["f"]
@@ -890,12 +943,17 @@ def _note(msg: str, report: list[str], warn: bool) -> None:
 def _short_dimensions(cells: pd.DataFrame, report: list[str], warn: bool) -> None:
     """Warn about dimension scores built from fewer indicators than the run uses (the
     indicators scored in any agglomeration-year)."""
-    scored = set(cells["indicator"])
+    scored = set(cells["indicator"].unique())
     in_use = [i for i in INDICATORS if i in scored]
     expected = {d: [i for i in in_use if INDICATORS[i].dimension == d] for d in DIMENSIONS}
+    keys = ["agglomeration_id", "year", "dimension"]
+    known = cells[keys].notna().all(axis=1)  # (a groupby leaves such rows out)
+    found: dict[tuple[Any, ...], set[str]] = {}
+    columns = [cells.loc[known, c].tolist() for c in [*keys, "indicator"]]
+    for g, y, d, i in zip(*columns, strict=True):
+        found.setdefault((g, y, d), set()).add(i)
     short = []
-    for (g, y, d), part in cells.groupby(["agglomeration_id", "year", "dimension"], sort=True):
-        have = set(part["indicator"])
+    for (g, y, d), have in sorted(found.items()):  # the groupby's order
         lack = [i for i in expected.get(d, []) if i not in have]
         if lack:
             short.append(f"{g} {y} {d} lacks {', '.join(lack)}")
@@ -1110,19 +1168,34 @@ def _core(
 
 
 def _coverage(prep: _Prepared, cells: pd.DataFrame) -> pd.DataFrame:
-    """Cells whose members do not all report, with the missing cities named."""
+    """Cells whose members do not all report, with the missing cities named.
+
+    Every cell is paired with its agglomeration's members (membership order) and the pairs
+    without a value in the cell are the missing cities: one merge, not a set per cell.
+    """
     m = prep.members
     names = m.set_index("adcode")["name_zh"] if "name_zh" in m else None
-    have = prep.values.groupby(["agglomeration_id", "year", "indicator"])["adcode"].agg(set)
-    members = m.groupby("agglomeration_id")["adcode"].agg(list)
+    keys = ["agglomeration_id", "year", "indicator"]
+    n_members = m.groupby("agglomeration_id").size()
+    cell = cells[[*keys, "n_cities"]].reset_index(drop=True)
+    cell["_cell"] = np.arange(len(cell))
+    members = m[["agglomeration_id", "adcode"]].assign(_order=np.arange(len(m)))
+    pairs = cell[["_cell", "agglomeration_id", "year", "indicator"]].merge(
+        members, on="agglomeration_id"
+    )
+    reported = prep.values[[*keys, "adcode"]].drop_duplicates().assign(_reported=True)
+    pairs = pairs.merge(reported, on=[*keys, "adcode"], how="left")
+    lacking = pairs[pairs["_reported"].isna()].sort_values(["_cell", "_order"], kind="stable")
+    missing: dict[int, list[str]] = {}
+    for at, a in zip(lacking["_cell"].tolist(), lacking["adcode"].tolist(), strict=True):
+        missing.setdefault(at, []).append(a)
+    group, year, indicator, n_cities = (cell[c].tolist() for c in [*keys, "n_cities"])
+    size = n_members.to_dict()
     rows = []
-    for r in cells[["agglomeration_id", "year", "indicator", "n_cities"]].itertuples(index=False):
-        everyone = members[r.agglomeration_id]
-        got = have.get((r.agglomeration_id, r.year, r.indicator), set())
-        lack = [a for a in everyone if a not in got]
-        if lack:
-            text = "; ".join(f"{a} {names[a]}" if names is not None else a for a in lack)
-            rows.append((*r[:3], len(everyone), int(r.n_cities), text))
+    for at, lack in missing.items():
+        text = "; ".join(f"{a} {names[a]}" if names is not None else a for a in lack)
+        g = group[at]
+        rows.append((g, year[at], indicator[at], int(size[g]), int(n_cities[at]), text))
     cols = ["agglomeration_id", "year", "indicator", "n_members", "n_cities", "missing_cities"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -1210,8 +1283,11 @@ def integration_index(
     prep = _prepare(panel, membership, cfg, report, employment)
     cells, dims, comp, weights = _core(prep, cfg, report, warn=True)
     if "provenance" in prep.values:
-        labels = prep.values.groupby(["agglomeration_id", "year", "indicator"])["provenance"]
-        joined = labels.agg(lambda s: "; ".join(sorted(set(s)))).rename("provenance")
+        from agglo.io.indicators import provenance_by
+
+        keys = ["agglomeration_id", "year", "indicator"]
+        labels = prep.values[[*keys, "provenance"]].assign(input="")
+        joined = provenance_by(labels, keys, inputs=False).set_index(keys)["provenance"]
         cells = cells.join(joined, on=["agglomeration_id", "year", "indicator"])
     coverage = _coverage(prep, cells)
     between = _between(dims, comp, cfg.ddof)

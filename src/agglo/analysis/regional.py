@@ -388,7 +388,7 @@ def regional_disparity(
     )
     graph = None
     if convergence_options.spatial and cities is not None:
-        members = cities[cities["adcode"].isin(set(values["adcode"]))]
+        members = cities[cities["adcode"].isin(values["adcode"].unique())]
         graph = spatial_weights(members, weights, islands="nearest")
     coord = coordination(values, coordination_options, reference=reference)
     indicators = values.rename(columns={"indicator": "variable"})[

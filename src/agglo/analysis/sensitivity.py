@@ -203,34 +203,37 @@ def _scenario_composites(
     """The composite of each scenario in ``names``: ``(composite, positions in names)`` pairs.
 
     One pair holds every scenario with fixed dimension weights, scored as ``_RUN`` variants
-    in one :func:`agglo.analysis.index._scores` call (run ``i`` is the ``i``-th of its
-    positions); an entropy-weighted scenario (weights from its own scores) is a pair of its
-    own.
+    in one :func:`agglo.analysis.index._cell_factors` (each under its own options) and one
+    :func:`agglo.analysis.index._scores` call (run ``i`` is the ``i``-th of its positions);
+    an entropy-weighted scenario (weights from its own scores) is a pair of its own.
     """
     stats: dict[tuple[Any, ...], pd.DataFrame] = {}
 
-    def cells_of(alt: IndexOptions) -> pd.DataFrame:
+    def stats_of(alt: IndexOptions) -> pd.DataFrame:
         key = (alt.ddof, alt.min_cities, alt.constant_indicator)
         if key not in stats:
             stats[key] = _cell_stats(prep, alt, [], warn=False)
-        return _cell_factors(stats[key], prep, alt)
+        return stats[key]
 
     pairs: list[tuple[pd.DataFrame, list[int]]] = []
-    batch, batch_at, batch_cfg = [], [], None
+    batch, batch_at, batch_cfg = [], [], []
     for i, name in enumerate(names):
         alt = replace(cfg, **SCENARIOS[name][0])
-        cells = cells_of(alt)
         if alt.dimension_weights == "entropy":
+            cells = _cell_factors(stats_of(alt), prep, alt)
             _, comp, _ = _scores(cells, alt, [], warn=False)
             pairs.append((comp, [i]))
             continue
-        batch.append(cells.assign(**{_RUN: len(batch)}))
+        batch.append(stats_of(alt).assign(**{_RUN: len(batch)}))
         batch_at.append(i)
-        batch_cfg = alt  # the scores take dimension_weights and rescale: alike in the batch
+        batch_cfg.append(alt)
     if batch:
         stacked = pd.concat(batch, ignore_index=True)
         stacked = stacked[[_RUN, *(c for c in stacked.columns if c != _RUN)]]
-        _, comp, _ = _scores(stacked, batch_cfg, [], warn=False)
+        # each variant's factors under its own options; the scores take dimension_weights
+        # and rescale, alike in the batch
+        cells = _cell_factors(stacked, prep, batch_cfg)
+        _, comp, _ = _scores(cells, batch_cfg[0], [], warn=False)
         pairs.append((comp, batch_at))
     return pairs
 

@@ -270,6 +270,7 @@ def provenance_by(labels: pd.DataFrame, by: Sequence[str], *, inputs: bool = Tru
     """
     by = list(by)
     labels = labels[[*by, "input", "provenance"]]
+    labels.attrs = {}  # (a copy) pandas would deep-copy them on every column taken below
     if by and len(labels) and not any(labels[c].isna().any() for c in by):
         out = _provenance_by_codes(labels, by, inputs)
         if out is not None:

@@ -404,22 +404,32 @@ def indicator_provenance(panel: pd.DataFrame) -> pd.DataFrame:
     rows = []
     order = {v: i for i, v in enumerate(READABLE)}
     labelled = panel[panel["value"].notna()] if "value" in panel else panel
-    for ind, labels in labelled.groupby("indicator")["provenance"]:
-        status = labels.map(value_status)
-        counts = status.value_counts()
+    # one count per (indicator, label text): a run has few labels, so the statuses are taken
+    # once per distinct label instead of once per value (value_status(x) is that of str(x))
+    texts = labelled["provenance"].astype(str).rename("provenance")
+    pairs = labelled.groupby([labelled["indicator"], texts], sort=True, dropna=False).size()
+    pairs = pairs[pairs.index.get_level_values("indicator").notna()]
+    text = [str(x) for x in pairs.index.get_level_values("provenance")]
+    status = [value_status(x) for x in text]
+    by_indicator: dict[Any, list[int]] = {}
+    for k, ind in enumerate(pairs.index.get_level_values("indicator")):
+        by_indicator.setdefault(ind, []).append(k)
+    sizes = pairs.to_numpy()
+    for ind, at in by_indicator.items():
+        n = {st: 0 for st in VALUE_STATUSES}
+        for k in at:
+            n[status[k]] += int(sizes[k])
+        total = sum(n.values())
         rows.append(
             {
                 "indicator": ind,
-                "data_status": joined_status(labels),
-                "n_values": len(labels),
-                "n_real": int(counts.get("real", 0)),
-                "n_interpolated": int(counts.get("interpolated", 0)),
-                "n_synthetic": int(counts.get("synthetic", 0)),
-                "n_other": int(
-                    len(labels)
-                    - counts.reindex(["real", "interpolated", "synthetic"]).fillna(0).sum()
-                ),
-                "sources": "; ".join(sorted(set(labels.astype(str)))),
+                "data_status": "+".join(st for st in VALUE_STATUSES if n[st]),
+                "n_values": total,
+                "n_real": n["real"],
+                "n_interpolated": n["interpolated"],
+                "n_synthetic": n["synthetic"],
+                "n_other": total - n["real"] - n["interpolated"] - n["synthetic"],
+                "sources": "; ".join(sorted({text[k] for k in at})),
             }
         )
     cols = [

@@ -221,6 +221,8 @@ class _SharedCaches:
         self.projected: dict[tuple[str, str], dict[int, tuple[Any, Any]]] = {}
         #: id(projected geometry) -> (geometry, its matplotlib path), as in _plot_polygons
         self.paths: dict[int, tuple[Any, Any]] = {}
+        #: id(projected polygon) -> (polygon, its boundary's lines), as in _plot_boundaries
+        self.rings: dict[int, tuple[Any, list]] = {}
         #: text metrics of the Agg renderers (see _SharedMetricsCanvasAgg)
         self.metrics: dict[tuple, tuple[float, float, float]] = {}
 
@@ -516,8 +518,43 @@ def _draw_outlines(ax, outlines, crs, label: str) -> list:
         return []
     from matplotlib.lines import Line2D
 
-    _to_crs(outlines, crs).boundary.plot(ax=ax, color="#222222", linewidth=1.2, zorder=5)
+    _plot_boundaries(ax, _to_crs(outlines, crs), color="#222222", linewidth=1.2, zorder=5)
     return [Line2D([], [], color="#222222", linewidth=1.2, label=label)]
+
+
+def _plot_boundaries(ax, gdf: gpd.GeoDataFrame, **style) -> None:
+    """``gdf.boundary.plot(ax=ax, **style)`` for polygon layers: the same line collection.
+
+    The rings' coordinates are taken once per polygon inside :func:`shared_geometries` (the
+    agglomeration outlines are drawn on most maps, and in every panel of the small
+    multiples). Anything but non-empty (Multi)Polygons goes through GeoSeries.plot as before.
+    """
+    geoms = gdf.geometry.to_numpy()
+    kinds = {getattr(g, "geom_type", None) for g in geoms}
+    if (
+        not _FAST_POLYGONS
+        or not len(geoms)
+        or not kinds <= {"Polygon", "MultiPolygon"}
+        or any(g.is_empty for g in geoms)
+    ):
+        gdf.boundary.plot(ax=ax, **style)
+        return
+    import shapely
+    from matplotlib.collections import LineCollection
+
+    cache = _SHARED.rings if _SHARED is not None else {}
+    segments = []
+    for g in geoms:
+        hit = cache.get(id(g))
+        if hit is None or hit[0] is not g:
+            # as GeoSeries.plot draws a boundary: normalised, its parts, each line's x, y
+            lines = shapely.get_parts(shapely.normalize(g.boundary))
+            rings = [np.array(r.coords)[:, :2] for r in lines]
+            hit = cache[id(g)] = (g, rings)
+        segments.extend(hit[1])
+    ax.set_aspect("equal")  # as GeoSeries.plot does for a projected CRS
+    ax.add_collection(LineCollection(segments, **style), autolim=True)
+    ax.autoscale_view()
 
 
 def _draw_labels(ax, data: gpd.GeoDataFrame, labels: str | None, size: float = 6) -> int:
@@ -990,8 +1027,13 @@ def catchment_map(
         data = metro_areas.to_crs(crs).reset_index(drop=True)
         for i, row in data.iterrows():
             colour = palette[i % len(palette)]
-            gpd.GeoSeries([row.geometry], crs=crs).plot(
-                ax=ax, color=colour, alpha=opacity, edgecolor=colour, linewidth=1.0
+            _plot_polygons(
+                ax,
+                gpd.GeoSeries([row.geometry], crs=crs),
+                color=colour,
+                alpha=opacity,
+                edgecolor=colour,
+                linewidth=1.0,
             )
             name = row[label_column] if label_column else f"area {i + 1}"
             handles.append(
@@ -999,7 +1041,9 @@ def catchment_map(
             )
         if isochrones is not None and len(isochrones):
             # bands as light fills: their many vertices drawn as edges made a black scribble
-            isochrones.to_crs(crs).plot(ax=ax, color="#2171b5", alpha=0.10, edgecolor="none")
+            _plot_polygons(
+                ax, isochrones.to_crs(crs), color="#2171b5", alpha=0.10, edgecolor="none"
+            )
             handles.append(
                 Patch(facecolor="#2171b5", alpha=0.10, edgecolor="none", label="isochrone 等时圈")
             )
