@@ -95,11 +95,15 @@ def minimize_bfgs(
     def fg(x: np.ndarray) -> tuple[Any, np.ndarray]:
         # ScalarFunction + MemoizeJac: one evaluation per distinct point (compared by ==)
         last = cache[0]
-        if last is None or not (x == last).all():
+        # logical_and.reduce: (x == last).all() without its dispatch; atleast_1d only when
+        # needed (it returns an array of at least one dimension unchanged)
+        if last is None or not np.logical_and.reduce(x == last):
             f, g = fun(x, *args)
             if not np.isscalar(f):
                 f = np.asarray(f).item()
-            cache[0], cache[1], cache[2] = x.copy(), f, np.atleast_1d(g)
+            if not (isinstance(g, np.ndarray) and g.ndim):
+                g = np.atleast_1d(g)
+            cache[0], cache[1], cache[2] = x.copy(), f, g
         return cache[1], cache[2]
 
     x0 = np.asarray(x0, dtype=float).flatten()
@@ -114,7 +118,7 @@ def minimize_bfgs(
     old_old_fval = old_fval + np.linalg.norm(gfk) / 2
     xk = x0
     warnflag = 0
-    gnorm = np.amax(np.abs(gfk))
+    gnorm = _amax_abs(gfk)
     while (gnorm > gtol) and (k < maxiter):
         pk = -np.dot(hk, gfk)
         try:
@@ -132,7 +136,7 @@ def minimize_bfgs(
         yk = gfkp1 - gfk
         gfk = gfkp1
         k += 1
-        gnorm = np.amax(np.abs(gfk))
+        gnorm = _amax_abs(gfk)
         if gnorm <= gtol:
             break
         if alpha_k * _vecnorm2(pk) <= 0 * (0 + _vecnorm2(xk)):  # xrtol = 0
@@ -154,7 +158,13 @@ def minimize_bfgs(
 
 
 def _vecnorm2(x: np.ndarray) -> Any:
-    return np.sum(np.abs(x) ** 2, axis=0) ** (1.0 / 2)
+    # np.sum(np.abs(x) ** 2, axis=0) ** (1.0 / 2) without np.sum's dispatch (the same reduce)
+    return np.add.reduce(np.abs(x) ** 2, axis=0) ** (1.0 / 2)
+
+
+def _amax_abs(x: np.ndarray) -> Any:
+    # np.amax(np.abs(x)) without np.amax's dispatch (the same reduce)
+    return np.maximum.reduce(np.abs(x), axis=None)
 
 
 def _line_search_wolfe12(
