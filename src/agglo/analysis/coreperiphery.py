@@ -777,6 +777,14 @@ def _newton_batch(
     rounding, but on a limit ridge (where the fit is flat) any rounding moves the point where
     a run stops, by up to ~1e-9 in ``c`` on the bundled data, so the observed fits, whose
     ``c`` is reported, keep the steps and Hessians they had before issue 14, bit for bit.
+
+    Work per step (issue 14, session 10; the same points bit for bit as the plain loop of
+    ``tests/test_coreperiphery_newton.py``, every value computed row by row): the state of
+    the active runs is kept compacted (gathered when runs finish, not every step); the full
+    step is evaluated with its gradient at once, which is both the first trial of the line
+    search and the new point of the runs that take it; the halvings of the few runs that
+    backtrack far are tried several in one call; ``fast``: the Hessian is made after the
+    line search, only for the runs that go on (:func:`_rank5_hessian`).
     """
     x = x.copy()
     n = x.shape[1]
@@ -1182,20 +1190,22 @@ def _discrete_local_batch(mats: np.ndarray, starts: np.ndarray) -> tuple[np.ndar
         s_pp = 0.5 * np.einsum("psi,psi->ps", y, rowp)
         n_p = y.sum(axis=2)
         cur = _discrete_r(s_pp, n_p, n, tot, sq)
+        # the flips of the runs still going (elementwise: the values of all runs at once)
+        pa, sa = np.nonzero(active)
+        rowp_a, core_a, s_pp_a = rowp[pa, sa], core[pa, sa], s_pp[pa, sa, None]
         # flipping i: periphery -> core removes its periphery ties, core -> periphery adds
-        s_new = np.subtract(s_pp[..., None], rowp)
-        np.add(s_pp[..., None], rowp, out=s_new, where=core)
-        size_new = np.where(core, 2, 0) + n_p.astype(np.intp)[..., None]  # index of n_p -/+ 1
+        s_new = np.subtract(s_pp_a, rowp_a)
+        np.add(s_pp_a, rowp_a, out=s_new, where=core_a)
+        size_new = np.where(core_a, 2, 0) + n_p[pa, sa].astype(np.intp)[:, None]  # n_p -/+ 1
         r = _discrete_r_of(
-            s_new, m_of[size_new], spread_of[size_new], n, tot[..., None], sq[..., None]
+            s_new, m_of[size_new], spread_of[size_new], n, total[pa, None], ss[pa, None]
         )
-        i = np.argmax(r, axis=2)
-        up = active & (np.take_along_axis(r, i[..., None], axis=2)[..., 0] > cur + 1e-12)
-        stop = active & ~up
-        final[stop] = cur[stop]
-        p, s = np.nonzero(up)
-        core[p, s, i[p, s]] = ~core[p, s, i[p, s]]
-        active = up
+        i = np.argmax(r, axis=1)
+        up = r[np.arange(pa.size), i] > cur[pa, sa] + 1e-12
+        final[pa[~up], sa[~up]] = cur[pa[~up], sa[~up]]
+        p, s, k = pa[up], sa[up], i[up]
+        core[p, s, k] = ~core[p, s, k]
+        active[pa[~up], sa[~up]] = False
     best_r = np.full(n_mats, -np.inf)
     best_core = np.zeros((n_mats, n), dtype=bool)
     sizes = core.sum(axis=2)
