@@ -20,6 +20,25 @@ polygons, so it includes the process baseline: interpreter, libraries and the po
   ``--rasterstats-years K`` (default 3 in the full run) it is timed for K years and the
   26-year time is extrapolated linearly (marked ``~``).
 
+Session 10 (2026-12-03, 13:05-13:35 UTC, load 3-8: no idle core, so the wall times say nothing),
+1-year peak memory: exactextract's pairs copied polygon by polygon by an output writer into one
+buffer (no table of every pair), the halves of a split coverage in one shared mapping joined in
+place (no concatenated copy; arrays of their own length, which scipy.sparse does not copy), the
+matrix's columns written over the cell ids; NetCDF bands decoded band by band into one shared,
+populated result (no array of every raw cell; the read child's values are never its own pages)
+and HDF5's chunk cache off for banded reads (each chunk is read once: 64 MB less in the read
+child). Bench runs, 425d246 vs now, interleaved (tables equal bit for bit)::
+
+    BENCH zonal_full_1yr peak_mb_agglo  761 / 781 -> 671 / 671   (5.84 / 6.14 -> 5.00 / 5.66 CPU-s)
+    agglo (cache)        CPU-s          1.23 / 1.34 -> 1.02 / 1.12
+
+and, measured by the same sampler in a fresh process (``zonal_pm25`` alone, 3 rounds ABAB, load
+5-6): 1 year 756-766 -> 669-670 MB, 5.34-5.69 -> 4.23-4.97 CPU-s (this process 3.55-3.88 ->
+2.68-3.16); cached 650-720 -> 657-673 MB, 0.93-1.06 -> 0.91-0.95 CPU-s; 3 years 834-873 ->
+754 MB, 6.05 / 8.35 -> 5.73 / 6.72 CPU-s (two pairs, load 3 and 7). The 1-year peak is now in
+the read (this process 613 MB: interpreter and polygons 287, plan 160, read positions 40,
+values 77, imports; the read child ~55 MB), no longer in the plan's compression (790 MB).
+
 Session 8 (2026-12-03, 06:45-06:50 UTC, load 1.5-2.4: other jobs held the second core most of
 the time), 1-year and cached rows after: NetCDF reads of >= 8 M stored cells split with a forked
 child writing into a shared buffer; the coverage child's pairs returned in shared memory and

@@ -780,3 +780,95 @@ def test_leave_one_out_batch_equals_the_full_stack(opts):
     stacked.insert(0, _RUN, np.repeat(np.arange(len(parts)), [len(p) for p in parts]))
     _, _, want, _ = _core(replace(prep, values=stacked), cfg, [], warn=False)
     pd.testing.assert_frame_equal(got, want)
+
+
+def _coverage_cell_by_cell(prep, cells):
+    """index_report's missing cities as first written: one set of reporters per cell."""
+    m = prep.members
+    names = m.set_index("adcode")["name_zh"] if "name_zh" in m else None
+    have = prep.values.groupby(["agglomeration_id", "year", "indicator"])["adcode"].agg(set)
+    members = m.groupby("agglomeration_id")["adcode"].agg(list)
+    rows = []
+    for r in cells[["agglomeration_id", "year", "indicator", "n_cities"]].itertuples(index=False):
+        everyone = members[r.agglomeration_id]
+        got = have.get((r.agglomeration_id, r.year, r.indicator), set())
+        lack = [a for a in everyone if a not in got]
+        if lack:
+            text = "; ".join(f"{a} {names[a]}" if names is not None else a for a in lack)
+            rows.append((*r[:3], len(everyone), int(r.n_cities), text))
+    cols = ["agglomeration_id", "year", "indicator", "n_members", "n_cities", "missing_cities"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+@pytest.mark.parametrize("named", [True, False])
+@pytest.mark.parametrize("share", [0.0, 0.15])
+def test_coverage_equals_checking_cell_by_cell(named, share):
+    from agglo.analysis.index import _cells, _coverage, _prepare, index_options
+
+    rng = np.random.default_rng(11)
+    members = pd.DataFrame(
+        {
+            "agglomeration_id": np.repeat(["g2", "g1", "g3"], [6, 5, 4]),
+            "adcode": [f"{i:06d}" for i in rng.permutation(15)],
+        }
+    )
+    if named:
+        members["name_zh"] = [f"城{i}" for i in range(15)]
+    rows = [
+        (a, y, i, float(rng.uniform(1, 9)))
+        for a in members["adcode"]
+        for y in (2010, 2020)
+        for i in ["gdp_per_capita", "pm25", "avg_wage"]
+    ]
+    panel = pd.DataFrame(rows, columns=["adcode", "year", "indicator", "value"])
+    panel.loc[rng.random(len(panel)) < share, "value"] = np.nan
+    cfg = index_options({"min_cities": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = _prepare(panel, members, cfg, [], None)
+        cells = _cells(prep, cfg, [], warn=False)
+    want = _coverage_cell_by_cell(prep, cells)
+    assert (len(want) > 0) == (share > 0)
+    pd.testing.assert_frame_equal(_coverage(prep, cells), want)
+
+
+def test_short_dimensions_message_equals_the_groupby_loop():
+    from agglo.analysis.index import (
+        DIMENSIONS,
+        INDICATORS,
+        _cells,
+        _prepare,
+        _short_dimensions,
+        index_options,
+    )
+
+    rng = np.random.default_rng(4)
+    members = pd.DataFrame(
+        {
+            "agglomeration_id": np.repeat(["b", "a", "c"], 5),
+            "adcode": [f"{i:06d}" for i in range(15)],
+        }
+    )
+    inds = ["gdp_per_capita", "avg_wage", "pm25", "solid_waste_utilization", "patents_per_10k",
+            "st_spending_share", "hospital_beds_per_10k", "education_spending_per_capita"]  # fmt: skip
+    rows = [(a, y, i, float(rng.uniform(1, 9)))
+            for a in members["adcode"] for y in (2010, 2015, 2020) for i in inds]  # fmt: skip
+    panel = pd.DataFrame(rows, columns=["adcode", "year", "indicator", "value"])
+    panel.loc[rng.random(len(panel)) < 0.45, "value"] = np.nan
+    cfg = index_options({"min_cities": 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = _prepare(panel, members, cfg, [], None)
+        cells = _cells(prep, cfg, [], warn=False)
+    got: list[str] = []
+    _short_dimensions(cells, got, warn=False)
+    in_use = [i for i in INDICATORS if i in set(cells["indicator"])]
+    expected = {d: [i for i in in_use if INDICATORS[i].dimension == d] for d in DIMENSIONS}
+    short = []
+    for (g, y, d), part in cells.groupby(["agglomeration_id", "year", "dimension"], sort=True):
+        lack = [i for i in expected.get(d, []) if i not in set(part["indicator"])]
+        if lack:
+            short.append(f"{g} {y} {d} lacks {', '.join(lack)}")
+    assert len(short) > 10 and len(got) == 1
+    assert got[0].endswith("; ".join(short[:10]) + f"; and {len(short) - 10} more (index_report)")
+    assert got[0].startswith(f"{len(short)} dimension score(s)")

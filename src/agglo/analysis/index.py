@@ -946,9 +946,14 @@ def _short_dimensions(cells: pd.DataFrame, report: list[str], warn: bool) -> Non
     scored = set(cells["indicator"].unique())
     in_use = [i for i in INDICATORS if i in scored]
     expected = {d: [i for i in in_use if INDICATORS[i].dimension == d] for d in DIMENSIONS}
+    keys = ["agglomeration_id", "year", "dimension"]
+    known = cells[keys].notna().all(axis=1)  # (a groupby leaves such rows out)
+    found: dict[tuple[Any, ...], set[str]] = {}
+    columns = [cells.loc[known, c].tolist() for c in [*keys, "indicator"]]
+    for g, y, d, i in zip(*columns, strict=True):
+        found.setdefault((g, y, d), set()).add(i)
     short = []
-    for (g, y, d), part in cells.groupby(["agglomeration_id", "year", "dimension"], sort=True):
-        have = set(part["indicator"])
+    for (g, y, d), have in sorted(found.items()):  # the groupby's order
         lack = [i for i in expected.get(d, []) if i not in have]
         if lack:
             short.append(f"{g} {y} {d} lacks {', '.join(lack)}")
@@ -1163,19 +1168,34 @@ def _core(
 
 
 def _coverage(prep: _Prepared, cells: pd.DataFrame) -> pd.DataFrame:
-    """Cells whose members do not all report, with the missing cities named."""
+    """Cells whose members do not all report, with the missing cities named.
+
+    Every cell is paired with its agglomeration's members (membership order) and the pairs
+    without a value in the cell are the missing cities: one merge, not a set per cell.
+    """
     m = prep.members
     names = m.set_index("adcode")["name_zh"] if "name_zh" in m else None
-    have = prep.values.groupby(["agglomeration_id", "year", "indicator"])["adcode"].agg(set)
-    members = m.groupby("agglomeration_id")["adcode"].agg(list)
+    keys = ["agglomeration_id", "year", "indicator"]
+    n_members = m.groupby("agglomeration_id").size()
+    cell = cells[[*keys, "n_cities"]].reset_index(drop=True)
+    cell["_cell"] = np.arange(len(cell))
+    members = m[["agglomeration_id", "adcode"]].assign(_order=np.arange(len(m)))
+    pairs = cell[["_cell", "agglomeration_id", "year", "indicator"]].merge(
+        members, on="agglomeration_id"
+    )
+    reported = prep.values[[*keys, "adcode"]].drop_duplicates().assign(_reported=True)
+    pairs = pairs.merge(reported, on=[*keys, "adcode"], how="left")
+    lacking = pairs[pairs["_reported"].isna()].sort_values(["_cell", "_order"], kind="stable")
+    missing: dict[int, list[str]] = {}
+    for at, a in zip(lacking["_cell"].tolist(), lacking["adcode"].tolist(), strict=True):
+        missing.setdefault(at, []).append(a)
+    group, year, indicator, n_cities = (cell[c].tolist() for c in [*keys, "n_cities"])
+    size = n_members.to_dict()
     rows = []
-    for r in cells[["agglomeration_id", "year", "indicator", "n_cities"]].itertuples(index=False):
-        everyone = members[r.agglomeration_id]
-        got = have.get((r.agglomeration_id, r.year, r.indicator), set())
-        lack = [a for a in everyone if a not in got]
-        if lack:
-            text = "; ".join(f"{a} {names[a]}" if names is not None else a for a in lack)
-            rows.append((*r[:3], len(everyone), int(r.n_cities), text))
+    for at, lack in missing.items():
+        text = "; ".join(f"{a} {names[a]}" if names is not None else a for a in lack)
+        g = group[at]
+        rows.append((g, year[at], indicator[at], int(size[g]), int(n_cities[at]), text))
     cols = ["agglomeration_id", "year", "indicator", "n_members", "n_cities", "missing_cities"]
     return pd.DataFrame(rows, columns=cols)
 

@@ -249,8 +249,8 @@ class CoveragePlan:
 
     def rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
         """Window row and column of each used cell."""
-        ncol = self.window.shape[1]
-        return self.cells // ncol, self.cells % ncol
+        rows, cols = np.divmod(self.cells, self.window.shape[1])  # one pass for both
+        return rows, cols
 
     @functools.cached_property
     def base(self) -> sp.csr_matrix:
@@ -732,10 +732,6 @@ def _coverage_plan(
     return plan
 
 
-#: polygons serialised to WKB at a time for exactextract (:func:`_wkb_source`)
-_WKB_RUN = 64
-
-
 def _wkb_source(geoms: np.ndarray, srs_wkt: str, wkb: np.ndarray | None = None) -> Any:
     """An exactextract feature source handing over WKB directly.
 
@@ -764,19 +760,16 @@ def _wkb_source(geoms: np.ndarray, srs_wkt: str, wkb: np.ndarray | None = None) 
             return []
 
     class _WKBSource(FeatureSource):
+        def __init__(self) -> None:
+            super().__init__()
+            self._wkbs = shapely.to_wkb(geoms) if wkb is None else wkb
+
         def count(self) -> int:
-            return len(geoms)
+            return len(self._wkbs)
 
         def __iter__(self) -> Any:
-            if wkb is not None:
-                for i, w in enumerate(wkb):
-                    yield _WKBFeature(bytes(w), i)
-                return
-            # serialised a run of polygons at a time, as exactextract asks for them: the
-            # WKB of every polygon is never held at once (China's counties: ~64 MB)
-            for a in range(0, len(geoms), _WKB_RUN):
-                for i, w in enumerate(shapely.to_wkb(geoms[a : a + _WKB_RUN]), start=a):
-                    yield _WKBFeature(w, i)
+            for i, w in enumerate(self._wkbs):
+                yield _WKBFeature(bytes(w), i)
 
         def srs_wkt(self) -> str:
             return srs_wkt
@@ -1172,17 +1165,23 @@ class _PairBuffers:
         self.size = max(size, 1)
         self._at = -(-self.size * 4 // 8) * 8  # byte offset of the values
         nbytes = self._at + self.size * 8
+        self._buf: mmap.mmap | None = None
         if shared:
             self._buf = mmap.mmap(-1, nbytes)
-        else:
+        elif hasattr(mmap, "MAP_PRIVATE"):  # POSIX
             self._buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
             if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its large arrays
                 with contextlib.suppress(OSError, ValueError):
                     self._buf.madvise(mmap.MADV_HUGEPAGE)
+        else:  # numpy's own arrays (scipy may then copy the pairs once)
+            self.ci, self.cv = np.empty(self.size, np.int32), np.empty(self.size, np.float64)
+            return
         self.ci, self.cv = self.exact(self.size)
 
     def exact(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The buffers of the first ``n`` pairs, as arrays of ``n`` values."""
+        if self._buf is None:
+            return self.ci[:n], self.cv[:n]
         return (
             np.frombuffer(self._buf, dtype=np.int32, count=n),
             np.frombuffer(self._buf, dtype=np.float64, count=n, offset=self._at),
@@ -1293,18 +1292,33 @@ class _PairSink:
 
 def _pairs_writer(sink: _PairSink) -> Any:
     """An exactextract output writer handing each polygon's results to ``sink``."""
-    from exactextract.feature import JSONFeature
+    from exactextract._exactextract import Feature
     from exactextract.writer import Writer
+
+    class _Results(Feature):
+        """What a result is copied into: its arrays, by operation name."""
+
+        def __init__(self) -> None:
+            Feature.__init__(self)
+            self.values: dict[str, Any] = {}
+
+        def set(self, name: str, value: Any) -> None:
+            self.values[name] = value
+
+        def set_geometry(self, geometry: Any) -> None:
+            pass  # results without geometry (include_geom=False)
+
+        def set_geometry_format(self) -> str:
+            return "wkb"
 
     class _PairsWriter(Writer):
         def add_operation(self, op: Any) -> None:
             pass
 
         def write(self, feature: Any) -> None:
-            f = JSONFeature()
+            f = _Results()
             feature.copy_to(f)
-            props = f.feature["properties"]
-            sink.add(props.get("cell_id"), props.get("coverage"))
+            sink.add(f.values.get("cell_id"), f.values.get("coverage"))
 
         def features(self) -> _PairSink:
             return sink
