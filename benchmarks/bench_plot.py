@@ -44,7 +44,10 @@ Results (2026-12-03, this 2-core machine shared with other jobs, load 3-7, ABAB 
 build 1.38 -> 1.12-1.20, layout 1.85 -> 1.16, PNG 2.47 -> 2.06-2.18, SVG 2.14 -> 2.04-2.12;
 with the default two workers 7.65-9.08 -> 6.89-7.27 CPU-s. All 28 files are the same bytes
 (the layout pass only lays out, text sizes are measured once per figure, hidden axes have
-no tick locators, geometries are projected and their paths built once per process).
+no tick locators, geometries are projected and their paths built once per process). The
+figure workers then got one BLAS thread each: the kernel-density charts' small LAPACK calls
+had woken OpenBLAS's threads, which spun (15 charts built in a forked worker: 1.32-1.44 ->
+0.41-0.44 CPU-s, i.e. about 0.3 CPU-s per run; the same bytes).
 
 Usage: ``python benchmarks/bench_plot.py [--quick] [--repeat 3] [--labels]``, or
 ``python benchmarks/bench_plot.py --maps-step [--state /tmp/maps_state.pkl] [--workers N]``.

@@ -84,3 +84,17 @@ def test_newton_batch_equals_plain_loop_bit_for_bit(n, fast):
         x_ref, ok_ref = _newton_batch_plain(x0, ac, na, star_ratio=star, fast=fast)
     np.testing.assert_array_equal(x, x_ref)
     np.testing.assert_array_equal(ok, ok_ref)
+
+
+def test_rank5_hessian_from_parts_equals_the_full_evaluation():
+    """``_squared_batch(..., parts=True)`` then ``_rank5_hessian`` on any subset of the rows
+    gives the value, gradient and Hessian of ``_squared_batch(..., True, rank5=True)``."""
+    x0, ac, na = _null_batch(16, 3)
+    f, g, h = cp._squared_batch(x0, ac, na, True, rank5=True)
+    f2, g2, parts = cp._squared_batch(x0, ac, na, False, parts=True)
+    np.testing.assert_array_equal(f2, f)
+    np.testing.assert_array_equal(g2, g)
+    np.testing.assert_array_equal(cp._rank5_hessian(x0, ac, parts), h)
+    rows = np.arange(1, len(x0), 3)
+    sub = tuple(v[rows] for v in parts)
+    np.testing.assert_array_equal(cp._rank5_hessian(x0[rows], ac[rows], sub), h[rows])

@@ -120,3 +120,26 @@ def test_shared_text_sizes_are_the_renderers_own():
                     assert ours.get_text_width_height_descent(s, prop, False) == expected
                     assert ours.get_text_width_height_descent(s, prop, False) == expected
     assert len(memo) == 2 * 3 * len(texts)
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_figure_workers_use_one_blas_thread():
+    # the workers' initializer: one BLAS thread in the worker, this process left as it was
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from agglo.outputs import maps
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    before = _blas_threads()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=maps._one_blas_thread) as pool:
+        inside = pool.submit(_blas_threads).result()
+    assert inside and set(inside) == {1}
+    assert _blas_threads() == before

@@ -285,3 +285,19 @@ def test_plan_holds_the_pair_buffers_not_a_copy(forced_split, monkeypatch, split
     (buffers,) = made
     assert buffers.size > 2 * plan.weights.nnz
     assert buffers.holds(plan.weights.data) and buffers.holds(plan.weights.indices)
+
+
+def test_pair_buffers_without_private_mappings_give_the_same_plan(monkeypatch):
+    """Where anonymous private mappings are not offered (Windows' mmap), the pairs go into
+    numpy arrays: the same plan bit for bit."""
+    import mmap
+
+    geoms = _polygons()
+    monkeypatch.setattr(m, "_SPLIT_MIN_CELLS", 10**12)
+    want = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
+    monkeypatch.delattr(mmap, "MAP_PRIVATE")
+    assert m._PairBuffers(10, shared=False)._buf is None
+    got = m._coverage_plan(geoms, GRID, weights="area", progress=False, cache=None)
+    np.testing.assert_array_equal(got.cells, want.cells)
+    for a in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(got.weights, a), getattr(want.weights, a))

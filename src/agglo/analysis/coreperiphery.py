@@ -45,6 +45,7 @@ Networks* 21, 375-395.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -406,7 +407,8 @@ def _squared_batch(
     *,
     value_only: bool = False,
     rank5: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    parts: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """Objective, gradient and Hessian in ``c = x**2`` for a batch of problems (matrix form).
 
     ``f(x) = -corr(A_ij, c_i c_j) + (sum(c) - 1)^2`` over pairs ``i < j``, with ``c = x**2``
@@ -419,6 +421,7 @@ def _squared_batch(
     ``-(A P^T + P A^T) / (|A| S^3) + 3 r P P^T / S^4 - r (I - J/m) / S^2``, chained to ``c``
     through ``dp_ij/dc = c_j e_i + c_i e_j``. ``rank5``: the Hessian in its rank-5 form (see
     below; 2.5x faster on 196 x 31 x 31, equal to rounding) instead of term by term.
+    ``parts``: instead of the Hessian, the vectors :func:`_rank5_hessian` makes it from.
     """
     n = x.shape[1]
     m = n * (n - 1) / 2
@@ -445,10 +448,12 @@ def _squared_batch(
     k_p = r / s2
     gc = k_a[:, None] * u_a - k_p[:, None] * u_p  # d r / d c
     grad = -2.0 * x * gc + 4.0 * pen[:, None] * x
+    if parts:  # for _rank5_hessian
+        return f, grad, (c, sc, mu, u_a, u_p, k_a, k_p, s2, gc, pen)
     if not hessian:
         return f, grad, None
-    u_1 = sc[:, None] - c
     if not rank5:
+        u_1 = sc[:, None] - c
         # hc = -(k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
         #      - k_p (dtd - u_1 u_1^T / m) + k_a A - k_p P, term by term in scratch memory (the
         # same operations in the same order as the one expression, so the same values)
@@ -478,6 +483,17 @@ def _squared_batch(
         term *= 8.0
         hx += term
         return f, grad, hx
+    return f, grad, _rank5_hessian(x, ac, (c, sc, mu, u_a, u_p, k_a, k_p, s2, gc, pen))
+
+
+def _rank5_hessian(x: np.ndarray, ac: np.ndarray, parts: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The Hessian of :func:`_squared_batch` in its rank-5 form, from the per-problem vectors
+    ``parts`` that its gradient was computed from (``parts=True`` there): the same values as
+    ``_squared_batch(..., True, rank5=True)``, also for a subset of the rows made later."""
+    c, sc, mu, u_a, u_p, k_a, k_p, s2, gc, pen = parts
+    b, n = x.shape
+    m = n * (n - 1) / 2
+    u_1 = sc[:, None] - c
     # In c: hc = k_a A - (k_a / s2) (u_a u_p^T + u_p u_a^T) + (3 k_p / s2) u_p u_p^T
     #   - k_p (dtd - u_1 u_1^T / m) - k_p P, with dtd = c c^T + diag(|c|^2 - 2 c^2) and
     #   P = c c^T - mu 11^T + diag(mu - c^2): k_a A plus rank-one terms plus a diagonal.
@@ -485,7 +501,6 @@ def _squared_batch(
     # hx = -4 k_a X A X + Y M Y^T + diagonal with Y = X [u_a, u_p, c, u_1, 1] (n x 5):
     # two passes over (B, n, n) for X A X and one small matrix product, instead of one
     # pass per term.
-    b = x.shape[0]
     y = np.stack([x * u_a, x * u_p, x * c, x * u_1, x], axis=2)
     mm = np.zeros((b, 5, 5))
     mm[:, 0, 1] = mm[:, 1, 0] = 4.0 * k_a / s2
@@ -494,13 +509,14 @@ def _squared_batch(
     mm[:, 3, 3] = -4.0 * k_p / m
     mm[:, 4, 4] = 8.0 - 4.0 * k_p * mu
     hx = np.matmul(np.matmul(y, mm), y.transpose(0, 2, 1))  # returned: fresh memory
-    xa = np.multiply(((-4.0 * k_a)[:, None] * x)[:, :, None], ac, out=_scratch(pm.shape, "hc"))
+    xa = np.multiply(((-4.0 * k_a)[:, None] * x)[:, :, None], ac, out=_scratch((b, n, n), "hc"))
     xa *= x[:, None, :]
     hx += xa
     c2 = c * c
     inner = c2.sum(axis=1)[:, None] - 3.0 * c2 + mu[:, None]
+    diag = np.arange(n)
     hx[:, diag, diag] += 4.0 * k_p[:, None] * c * inner - 2.0 * gc + 4.0 * pen[:, None]
-    return f, grad, hx
+    return hx
 
 
 #: largest move of x = sqrt(c) along one eigenvector of the Hessian in one Newton step
@@ -517,6 +533,18 @@ def _second_share(c: np.ndarray) -> np.ndarray:
     return top[:, 0] / np.maximum(top[:, 1], 1e-300)
 
 
+@functools.lru_cache(maxsize=64)
+def _star_metric(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``Q = I - 11^T / m`` of :func:`_star_fit` for ``n`` cities and its Cholesky factor,
+    made once per size (read-only: shared by every call)."""
+    q = np.eye(n - 1) - 1.0 / (n * (n - 1) / 2)
+    low = np.linalg.cholesky(q)
+    out = (q, low)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
     """Supremum of the continuous fit on the star ridge of city ``k``, in closed form.
 
@@ -531,8 +559,7 @@ def _star_fit(ac: np.ndarray, na: float, k: int) -> float:
     """
     n = ac.shape[0]
     u = np.delete(ac[k], k)
-    q = np.eye(n - 1) - 1.0 / (n * (n - 1) / 2)
-    low = np.linalg.cholesky(q)
+    q, low = _star_metric(n)
     w, _ = optimize.nnls(low.T, np.linalg.solve(low, u))
     den = float(np.sqrt(w @ q @ w))
     return float(u @ w) / (na * den) if den > 0 else -np.inf
@@ -765,11 +792,12 @@ def _newton_batch(
             break
         d = _newton_directions(ha, ga, fast=fast)
         slope = np.einsum("bi,bi->b", ga, d)
-        # the full step with its gradient and Hessian first: most runs take it, and the values
-        # are those of the step's line search and of the new point alike (row by row)
+        # the full step with its gradient (and Hessian) first: most runs take it, and the
+        # values are those of the step's line search and of the new point alike (row by row);
+        # fast: the Hessian only where the runs go on from (made from the gradient's parts)
         t = np.ones(act.size)
         xn = xa + t[:, None] * d
-        fn, gn, hn = _squared_batch(xn, aca, naa, True, rank5=fast)
+        fn, gn, hn = _squared_batch(xn, aca, naa, not fast, parts=fast)
         todo = np.flatnonzero(fn > fa + 1e-4 * t * slope)
         moved = fn < fa
         if todo.size:  # backtracking (Armijo) as before: 40 trial steps in all
@@ -800,9 +828,14 @@ def _newton_batch(
             redo = shorter[moved[shorter]]
             if redo.size:
                 xn[redo] = xa[redo] + t[redo, None] * d[redo]
-                fn[redo], gn[redo], hn[redo] = _squared_batch(
-                    xn[redo], _rows(aca, redo, "search"), naa[redo], True, rank5=fast
+                fn[redo], gn[redo], h_redo = _squared_batch(
+                    xn[redo], _rows(aca, redo, "search"), naa[redo], not fast, parts=fast
                 )
+                if fast:
+                    for whole, part in zip(hn, h_redo, strict=True):
+                        whole[redo] = part
+                else:
+                    hn[redo] = h_redo
         stay = ~moved  # no decrease: the run ends where it was
         xn[stay], fn[stay] = xa[stay], fa[stay]
         x[act] = xn
@@ -819,9 +852,10 @@ def _newton_batch(
         if done.any():
             keep = np.flatnonzero(~done)
             act, share = act[keep], share[keep]
-            xn, fn, gn, hn, naa = xn[keep], fn[keep], gn[keep], hn[keep], naa[keep]
+            xn, fn, gn, naa = xn[keep], fn[keep], gn[keep], naa[keep]
+            hn = tuple(v[keep] for v in hn) if fast else hn[keep]
             aca = aca[keep]
-        xa, fa, ga, ha = xn, fn, gn, hn
+        xa, fa, ga, ha = xn, fn, gn, _rank5_hessian(xn, aca, hn) if fast else hn
     return x, ~flat_end
 
 
@@ -953,24 +987,48 @@ def _fit_continuous(
     return [(r, c / c.max()) for r, c in best]
 
 
-def _discrete_r(s_pp: np.ndarray, n_p: np.ndarray, n: int, total: float, ss: float) -> np.ndarray:
+def _discrete_r(
+    s_pp: np.ndarray,
+    n_p: np.ndarray,
+    n: int,
+    total: float,
+    ss: float,
+    work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Correlation of the pair weights with the discrete pattern, from periphery sums.
 
     ``r = ((total - s_pp) - m mean) / sqrt(max(m - m^2 / pairs, 0) ss)`` (``m`` pairs touching
     the core), ``-inf`` where the denominator is 0; computed in place on two arrays of the
     broadcast shape (the searches call it on millions of masks at once, where every extra
-    temporary is a page-faulted allocation).
+    temporary is a page-faulted allocation). ``work``: two float arrays and a bool array of
+    that shape to compute in (the result is the first), e.g. reused over the chunks of the
+    exhaustive search; the same values as without.
     """
     npairs = n * (n - 1) / 2
     m = npairs - n_p * (n_p - 1) / 2  # pairs touching the core
-    mean = total / npairs
-    num = np.subtract(total, s_pp)
-    num -= m * mean
-    den = np.multiply(np.clip(m - m**2 / npairs, 0, None), ss)
+    return _discrete_r_of(s_pp, m, np.clip(m - m**2 / npairs, 0, None), n, total, ss, work)
+
+
+def _discrete_r_of(
+    s_pp: np.ndarray,
+    m: np.ndarray,
+    spread: np.ndarray,
+    n: int,
+    total: float,
+    ss: float,
+    work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """:func:`_discrete_r` given ``m`` and ``spread = max(m - m^2 / pairs, 0)`` (the same values:
+    the local search looks both up by periphery size)."""
+    mean = total / (n * (n - 1) / 2)
+    out, tmp, ok = (None, None, None) if work is None else work
+    r = np.subtract(total, s_pp, out=out)
+    r -= np.multiply(m, mean, out=tmp)
+    den = np.multiply(spread, ss, out=tmp)
     np.sqrt(den, out=den)
-    ok = den > 0
-    r = np.full(np.broadcast_shapes(num.shape, den.shape), -np.inf)
-    np.divide(num, den, out=r, where=ok)
+    ok = np.greater(den, 0, out=ok)
+    np.divide(r, den, out=r, where=ok)
+    np.copyto(r, -np.inf, where=np.logical_not(ok, out=ok))
     return r
 
 
@@ -981,12 +1039,13 @@ def _best_of(r: np.ndarray, sizes: np.ndarray) -> int:
     return int(cand[np.argmin(sizes[cand])])
 
 
-def _periphery_sums(a: np.ndarray) -> np.ndarray:
+def _periphery_sums(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``0.5 y^T A y`` for the periphery ``y`` of every core mask ``0 .. 2^n - 1`` (bit i = city i).
 
     Splits the cities in a low and a high half: the sum is the low half's own pairs plus the
     high half's plus the cross pairs, the last for all mask pairs in one matrix product
-    (``O(2^n)`` memory and time instead of ``O(2^n n^2)``).
+    (``O(2^n)`` memory and time instead of ``O(2^n n^2)``). ``out``: a contiguous array of
+    ``2^n`` to write the sums to (returned).
     """
     n = a.shape[0]
     lo_n = n // 2
@@ -1000,7 +1059,9 @@ def _periphery_sums(a: np.ndarray) -> np.ndarray:
     sl = 0.5 * np.einsum("ij,jk,ik->i", yl, al, yl)
     sh = 0.5 * np.einsum("ij,jk,ik->i", yh, ah, yh)
     cross = yh @ (yl @ alh).T  # (high mask, low mask)
-    return (sh[:, None] + sl[None, :] + cross).ravel()  # index = high << lo_n | low
+    grid = np.add(sh[:, None], sl[None, :], out=None if out is None else out.reshape(cross.shape))
+    grid += cross
+    return grid.ravel()  # index = high << lo_n | low
 
 
 def _pair_stats(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1037,19 +1098,34 @@ def _discrete_exhaustive_batch(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray
     best_r = np.full(n_mats, -np.inf)
     best_mask = np.zeros(n_mats, dtype=np.int64)
     best_size = np.full(n_mats, n)
+    small_sizes = sizes.astype(np.int8)  # n < 127: the tie-break in a smaller array
     group = max(1, _MASK_BUDGET >> n)
+    chunk = min(_MASK_CHUNK, (1 << n) - 1)
+    # the work arrays of every chunk, made once (each is page-faulted memory when fresh)
+    s_all = np.empty((min(group, n_mats), 1 << n))
+    work = (np.empty((len(s_all), chunk)), np.empty((len(s_all), chunk)))
+    flags = (np.empty((len(s_all), chunk), dtype=bool), np.empty((len(s_all), chunk), dtype=bool))
     for g0 in range(0, n_mats, group):
         sl = slice(g0, min(g0 + group, n_mats))
-        s_all = np.stack([_periphery_sums(a) for a in mats[sl]])
-        rows = np.arange(s_all.shape[0])
+        for i, a in enumerate(mats[sl]):
+            _periphery_sums(a, out=s_all[i])
+        rows = np.arange(sl.stop - sl.start)
         tot, sq = total[sl, None], ss[sl, None]
         br, bm, bs = best_r[sl], best_mask[sl], best_size[sl]
         for start in range(1, 1 << n, _MASK_CHUNK):
             stop = min(start + _MASK_CHUNK, 1 << n)
-            r = _discrete_r(s_all[:, start:stop], n_p[None, start:stop], n, tot, sq)
+            cut = (slice(0, rows.size), slice(0, stop - start))
+            r = _discrete_r(
+                s_all[cut[0], start:stop],
+                n_p[None, start:stop],
+                n,
+                tot,
+                sq,
+                work=(work[0][cut], work[1][cut], flags[0][cut]),
+            )
             size = sizes[start:stop]
-            cand = r >= r.max(axis=1, keepdims=True) - 1e-12
-            sz = np.where(cand, size[None, :], n + 1)
+            cand = np.greater_equal(r, r.max(axis=1, keepdims=True) - 1e-12, out=flags[1][cut])
+            sz = np.where(cand, small_sizes[None, start:stop], np.int8(n + 1))
             k = np.argmax(sz == sz.min(axis=1, keepdims=True), axis=1)
             rk, sk = r[rows, k], size[k]
             better = (rk > br + 1e-12) | ((np.abs(rk - br) <= 1e-12) & (sk < bs))
@@ -1094,6 +1170,12 @@ def _discrete_local_batch(mats: np.ndarray, starts: np.ndarray) -> tuple[np.ndar
     core = starts.copy()
     active = np.ones((n_mats, n_starts), dtype=bool)
     final = np.full((n_mats, n_starts), -np.inf)
+    # m and the spread of _discrete_r for every periphery size -1 .. n + 1, looked up below
+    # (the same arithmetic as on the flipped sizes themselves)
+    sizes = np.arange(-1.0, n + 2.0)
+    npairs = n * (n - 1) / 2
+    m_of = npairs - sizes * (sizes - 1) / 2
+    spread_of = np.clip(m_of - m_of**2 / npairs, 0, None)
     while active.any():
         y = (~core).astype(float)
         rowp = np.matmul(y, mats)  # A is symmetric: row i of A @ y
@@ -1101,9 +1183,12 @@ def _discrete_local_batch(mats: np.ndarray, starts: np.ndarray) -> tuple[np.ndar
         n_p = y.sum(axis=2)
         cur = _discrete_r(s_pp, n_p, n, tot, sq)
         # flipping i: periphery -> core removes its periphery ties, core -> periphery adds
-        s_new = np.where(core, s_pp[..., None] + rowp, s_pp[..., None] - rowp)
-        np_new = np.where(core, n_p[..., None] + 1, n_p[..., None] - 1)
-        r = _discrete_r(s_new, np_new, n, tot[..., None], sq[..., None])
+        s_new = np.subtract(s_pp[..., None], rowp)
+        np.add(s_pp[..., None], rowp, out=s_new, where=core)
+        size_new = np.where(core, 2, 0) + n_p.astype(np.intp)[..., None]  # index of n_p -/+ 1
+        r = _discrete_r_of(
+            s_new, m_of[size_new], spread_of[size_new], n, tot[..., None], sq[..., None]
+        )
         i = np.argmax(r, axis=2)
         up = active & (np.take_along_axis(r, i[..., None], axis=2)[..., 0] > cur + 1e-12)
         stop = active & ~up

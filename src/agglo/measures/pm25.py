@@ -1165,17 +1165,23 @@ class _PairBuffers:
         self.size = max(size, 1)
         self._at = -(-self.size * 4 // 8) * 8  # byte offset of the values
         nbytes = self._at + self.size * 8
+        self._buf: mmap.mmap | None = None
         if shared:
             self._buf = mmap.mmap(-1, nbytes)
-        else:
+        elif hasattr(mmap, "MAP_PRIVATE"):  # POSIX
             self._buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
             if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its large arrays
                 with contextlib.suppress(OSError, ValueError):
                     self._buf.madvise(mmap.MADV_HUGEPAGE)
+        else:  # numpy's own arrays (scipy may then copy the pairs once)
+            self.ci, self.cv = np.empty(self.size, np.int32), np.empty(self.size, np.float64)
+            return
         self.ci, self.cv = self.exact(self.size)
 
     def exact(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The buffers of the first ``n`` pairs, as arrays of ``n`` values."""
+        if self._buf is None:
+            return self.ci[:n], self.cv[:n]
         return (
             np.frombuffer(self._buf, dtype=np.int32, count=n),
             np.frombuffer(self._buf, dtype=np.float64, count=n, offset=self._at),

@@ -836,6 +836,21 @@ def _save_job(i: int, force: bool) -> list[Path]:
     )
 
 
+def _one_blas_thread() -> None:
+    """Limit BLAS/LAPACK to one thread in this (figure worker) process, for its lifetime.
+
+    The workers already take a core each; the kernel densities' small LAPACK calls would
+    wake OpenBLAS's own threads, which then spin (about 0.3 CPU-s per process on this
+    machine, and more when it is loaded). Without threadpoolctl the threads are left as they
+    are.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _n_workers(options: PlotOptions, n_jobs: int) -> int:
     import multiprocessing
 
@@ -876,7 +891,8 @@ def _run_jobs(jobs, options: PlotOptions, force: bool) -> list[list[Path] | Base
             # costliest first, so no worker is left with a long figure at the end
             order = sorted(range(len(jobs)), key=lambda i: -jobs[i][0].cost)
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_one_blas_thread)
+            with pool:
                 futures = {i: pool.submit(_save_job, i, force) for i in order}
                 out = [futures[i].exception() or futures[i].result() for i in range(len(jobs))]
         broken = [i for i, o in enumerate(out) if isinstance(o, BrokenProcessPool)]
