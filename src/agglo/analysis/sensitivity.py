@@ -255,18 +255,19 @@ def _leave_one_out_batch(
     order), so the stack holds ``Σ n_g (n_g − 1)`` cities' rows instead of ``n²``.
     """
     values = prep.values
-    codes = values["adcode"].to_numpy()
-    group = values["agglomeration_id"].to_numpy()
-    group_of = dict(zip(codes, group, strict=True))
     try:
         base = _cell_stats(prep, cfg, [], warn=False)
     except AggloInputError:  # no cell has min_cities reporters even with every city
         return None
-    base_group = base["agglomeration_id"].to_numpy()
+    # integer codes of cities and agglomerations: the masks below compare numbers, not text
+    city, cities = pd.factorize(values["adcode"])
+    group, groups = pd.factorize(values["agglomeration_id"])
+    group_of = dict(zip(city.tolist(), group.tolist(), strict=True))
+    base_group = groups.get_indexer(base["agglomeration_id"])
     rows, kept = [], []
-    for a in left_out:
-        g = group_of[a]
-        rows.append(np.flatnonzero((group == g) & (codes != a)))
+    for k in cities.get_indexer(left_out):
+        g = group_of[k]
+        rows.append(np.flatnonzero((group == g) & (city != k)))
         kept.append(np.flatnonzero(base_group != g))
     runs = np.arange(len(rows))
     stacked = values.iloc[np.concatenate(rows)].reset_index(drop=True)
