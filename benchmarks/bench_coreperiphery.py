@@ -24,6 +24,23 @@ sets and p-values agree.
 Usage: ``python benchmarks/bench_coreperiphery.py [--quick] [--repeat 3] [--stage-repeat 2]``
 (``--stage-only`` runs just the stage rows).
 
+Results (2026-12-03, issue 14 session 10), the one-process stage (``_split_obstacle``
+patched, as the ``agglo_one_process`` row): the Newton loop keeps its active runs compacted,
+evaluates the full step with its gradient at once (the first line-search trial and the new
+point), tries the far halvings of a few runs several per call, and makes the nulls' rank-5
+Hessian after the line search only where runs go on; ``np.take(mode="clip")`` (no buffered
+copy); the exhaustive discrete search in work arrays made once, the local search scoring the
+flips of the runs still going only; BFGS norms without numpy's dispatch. All the same
+numbers bit for bit (``agglo run`` tables equal at tol 0). A B A B, one stage per process
+after a warm-up, 5 rounds x 2 (13:51 UTC, load 3-4 from other helpers' jobs): CPU median
+4.53 -> 3.84 s (-15 %), wall 4.76 -> 4.02 s; 4 rounds x 2 at load 1.1-2.2 (13:55 UTC):
+CPU 4.54 -> 4.00 s (-12 %), wall 4.59 -> 4.06 s. Components (best of 5, same load): local
+search nulls 0.25 -> 0.17 CPU-s, exhaustive 0.24 -> 0.15; Newton line searches 2,200 -> 580
+calls. Unchanged: ~1.35-1.45 CPU-s of LAPACK ``syevd`` on the ~38k Hessians that need it
+(no bit-identical cheaper route; partial eigenpairs cost ~40 % of a full decomposition but
+change the steps' rounding), ~0.3 s BFGS refits; an earlier star-ridge stop (second share
+1e-2 instead of 1e-3, -0.4 CPU-s) changed null means at rounding level: not taken.
+
 Results (2026-12-03, issue 14 session 8): the observed continuous fits of networks of one
 size and the nulls of networks of one kind and size (an agglomeration's three years) solved
 in one batch each; the discrete fit's r in place; the below-floor Cholesky test's cheap

@@ -1341,14 +1341,18 @@ def _null_problems(
         it = tqdm(it, desc=f"coreness nulls ({method})")
     local = method == "discrete" and n > exhaustive_max
     mats = np.zeros((n_perm, n, n))
-    starts, randoms = [], []
+    starts, randoms, perms = [], [], []
     for k in it:
-        mats[k, pairs[:, 0], pairs[:, 1]] = prng.permutation(vals)
-        mats[k] += mats[k].T
-        if method == "continuous":
-            randoms.append([prng.uniform(0.05, 1.0, n) for _ in range(restarts)])
-        elif local:
+        perms.append(prng.permutation(vals))
+        if local:  # the starts need the network now
+            mats[k, pairs[:, 0], pairs[:, 1]] = perms[-1]
+            mats[k] += mats[k].T
             starts.append(_local_starts(mats[k], prng, 5 * restarts))
+        elif method == "continuous":
+            randoms.append([prng.uniform(0.05, 1.0, n) for _ in range(restarts)])
+    if not local and n_perm:  # all networks at once (the same values)
+        mats[:, pairs[:, 0], pairs[:, 1]] = perms
+        mats += mats.transpose(0, 2, 1)
     if method == "continuous":
         vecs = np.linalg.eigh(mats)[1]
         starts = [_starts_from(m, v, r) for m, v, r in zip(mats, vecs, randoms, strict=True)]
