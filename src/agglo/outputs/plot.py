@@ -135,6 +135,10 @@ def _caption_text(caption: str | None, synthetic: bool | str | Collection[str]) 
             if isinstance(synthetic, Collection)
             else []
         )
+        # each input by its name alone: the details in parentheses (e.g. the panel's list of
+        # synthetic indicators) are in run.json and the report, and repeated in every caption
+        # they were most of the glyphs drawn in a run's figures
+        listed = [str(name).split(" (", 1)[0] for name in listed]
         names = ", ".join(listed[:2]) + (f" and {len(listed) - 2} more" if len(listed) > 2 else "")
         what = f" ({names})" if names else ""
         text = f"Made from SYNTHETIC data{what}: not real statistics. {text}".strip()
