@@ -208,7 +208,14 @@ def test_agglo_run_writes_its_folder_as_a_unit(tmp_path):
     assert manifest["status"] == "complete" and manifest["end"] >= manifest["start"]
     assert {"agglo.gpkg", "shp/cities.shp"} <= {f["path"] for f in manifest["files"]}
     assert outputs.out_dir == out and leftovers(tmp_path) == []
+    # boundaries and membership are real, and so is a run made only of them
+    assert manifest["data_status"] == "real" and manifest["synthetic_inputs"] == []
     (out / "extra.txt").write_text("x")
     # a folder with a run.json is agglo's: --force replaces it whole (nothing stale survives)
-    run(RunConfig(), out, force=True, stages=("inputs", "write"))
-    assert not (out / "extra.txt").exists() and read_manifest(out)["status"] == "complete"
+    outputs = run(RunConfig(), out, force=True, stages=("inputs", "roads", "write"))
+    manifest = read_manifest(out)
+    assert not (out / "extra.txt").exists() and manifest["status"] == "complete"
+    # the bundled demo roads are synthetic: the manifest says so and names them
+    assert manifest["data_status"] == "synthetic" == outputs.data_status
+    assert manifest["synthetic_inputs"] == sorted(outputs.synthetic)
+    assert any("demo_roads_synthetic" in name for name in manifest["synthetic_inputs"])

@@ -135,6 +135,10 @@ def _caption_text(caption: str | None, synthetic: bool | str | Collection[str]) 
             if isinstance(synthetic, Collection)
             else []
         )
+        # each input by its name alone: the details in parentheses (e.g. the panel's list of
+        # synthetic indicators) are in run.json, the report and indicator_provenance.csv;
+        # repeated in every caption they were most of the glyphs drawn in a run's figures
+        listed = [str(name).split(" (", 1)[0] for name in listed]
         names = ", ".join(listed[:2]) + (f" and {len(listed) - 2} more" if len(listed) > 2 else "")
         what = f" ({names})" if names else ""
         text = f"Made from SYNTHETIC data{what}: not real statistics. {text}".strip()
@@ -405,6 +409,18 @@ def _extent(gdf: gpd.GeoDataFrame, others: gpd.GeoDataFrame | None) -> gpd.GeoDa
 _FAST_POLYGONS = True
 
 
+def _fast_polygons(geoms: np.ndarray) -> bool:
+    """Whether ``geoms`` (non-empty, only non-empty Polygons and MultiPolygons) can take the
+    polygon fast paths (with ``_FAST_POLYGONS`` on)."""
+    kinds = {getattr(g, "geom_type", None) for g in geoms}
+    return (
+        _FAST_POLYGONS
+        and len(geoms) > 0
+        and kinds <= {"Polygon", "MultiPolygon"}
+        and not any(g.is_empty for g in geoms)
+    )
+
+
 def _polygon_path(geom):
     """The path of one (Multi)Polygon as ``GeoDataFrame.plot`` builds it (of the normalised
     geometry): every ring closed, exterior then interiors per part, one compound path."""
@@ -426,13 +442,7 @@ def _plot_polygons(ax, gdf: gpd.GeoDataFrame, *, paths: dict | None = None, **st
     GeoDataFrame.plot as before.
     """
     geoms = gdf.geometry.to_numpy()
-    kinds = {getattr(g, "geom_type", None) for g in geoms}
-    if (
-        not _FAST_POLYGONS
-        or not len(geoms)
-        or not kinds <= {"Polygon", "MultiPolygon"}
-        or any(g.is_empty for g in geoms)
-    ):
+    if not _fast_polygons(geoms):
         gdf.plot(ax=ax, **style)
         return
     import shapely
@@ -530,13 +540,7 @@ def _plot_boundaries(ax, gdf: gpd.GeoDataFrame, **style) -> None:
     multiples). Anything but non-empty (Multi)Polygons goes through GeoSeries.plot as before.
     """
     geoms = gdf.geometry.to_numpy()
-    kinds = {getattr(g, "geom_type", None) for g in geoms}
-    if (
-        not _FAST_POLYGONS
-        or not len(geoms)
-        or not kinds <= {"Polygon", "MultiPolygon"}
-        or any(g.is_empty for g in geoms)
-    ):
+    if not _fast_polygons(geoms):
         gdf.boundary.plot(ax=ax, **style)
         return
     import shapely

@@ -209,8 +209,13 @@ def write_run_folder(
 
     out = Path(out)
     recorded = {k: portable(v) if isinstance(v, str) else v for k, v in config.to_dict().items()}
-    with run_folder(out, force=force, config=recorded) as staging:
+    # the manifest says whether the run is real or made from synthetic inputs, and which
+    annotations: dict[str, Any] = {}
+    with run_folder(out, force=force, config=recorded, annotations=annotations) as staging:
         outputs = collect(staging)
+        annotations.update(
+            data_status=outputs.data_status, synthetic_inputs=sorted(outputs.synthetic)
+        )
         write_steps(outputs, steps)
     outputs.out_dir = out
     outputs.summary = [line.replace(str(staging), str(out)) for line in outputs.summary]

@@ -594,7 +594,11 @@ def with_data_status(table: pd.DataFrame, run_status: str) -> pd.DataFrame:
 
 @contextlib.contextmanager
 def run_folder(
-    out: str | Path, *, force: bool = False, config: Mapping[str, Any] | None = None
+    out: str | Path,
+    *,
+    force: bool = False,
+    config: Mapping[str, Any] | None = None,
+    annotations: Mapping[str, Any] | None = None,
 ) -> Iterator[Path]:
     """Write a whole run folder as a unit: yield a sibling folder, then swap it into ``out``.
 
@@ -613,6 +617,10 @@ def run_folder(
         Replace an existing run folder (as a whole).
     config
         JSON-serialisable configuration recorded in the manifest.
+    annotations
+        More JSON-serialisable entries of the final manifest (e.g. ``data_status`` and
+        ``synthetic_inputs``), read when the ``with`` block ends: the caller may fill a dict
+        it passed while the run is written.
 
     Raises
     ------
@@ -648,6 +656,7 @@ def run_folder(
     try:
         _write_json(staging / MANIFEST, manifest)
         yield staging
+        manifest.update(dict(annotations or {}))
         manifest.update(status="complete", end=_now(), files=_checksums(staging))
         _write_json(staging / MANIFEST, manifest)
         _swap_folder(staging, out)
