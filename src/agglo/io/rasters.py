@@ -384,8 +384,10 @@ class Layer:
         rows, cols = np.asarray(rows), np.asarray(cols)
         n = rows.size
         ny, nx = self.grid.ny, self.grid.nx
-        inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
-        mask = None if inside.all() else inside
+        mask = None
+        # bounds first (four reductions): a mask of every cell only when some lie outside
+        if n and not (rows.min() >= 0 and rows.max() < ny and cols.min() >= 0 and cols.max() < nx):
+            mask = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
         if mask is not None:
             if overwrite:  # compact in place: no second copy of the (large) inputs
                 k = int(np.count_nonzero(mask))
@@ -426,9 +428,17 @@ class Layer:
             srows = self._stored_rows(slice(r0, r1))
             nr = srows.stop - srows.start
             dtype = np.int32 if nr * (c1 - c0) < 2**31 else np.int64
-            ri = ((ny - 1 - srows.start) - r if self.flip_rows else r - r0).astype(dtype)
-            ci = (c - c0).astype(dtype)
-            flat = ci * nr + ri if self.transpose else ri * (c1 - c0) + ci
+            # stored row and column within the band, computed at the band's dtype and
+            # combined in place: two arrays of the band's cells, not six
+            if self.flip_rows:
+                ri = np.subtract(ny - 1 - srows.start, r, dtype=dtype)
+            else:
+                ri = np.subtract(r, r0, dtype=dtype)
+            ci = np.subtract(c, c0, dtype=dtype)
+            major, minor, stride = (ci, ri, nr) if self.transpose else (ri, ci, c1 - c0)
+            flat = np.multiply(major, stride, out=major)
+            flat += minor
+            del ri, ci, major, minor
             out.append(_Band(srows, slice(c0, c1), int(a), int(b), flat))
         return CellIndex(n, mask, tuple(out), layout)
 
