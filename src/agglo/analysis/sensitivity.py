@@ -103,7 +103,8 @@ def prepared_sensitivity(
     their own pooling, level and adjustment factors, and are scored together as variants
     (column :data:`agglo.analysis.index._RUN`) in one pass, every group, pool and rank taken
     per variant: each scenario's numbers are those of scoring it alone
-    (``tests/test_index.py`` checks it). Entropy-weighted scenarios are scored one by one.
+    (``tests/test_index.py`` checks it). Entropy-weighted scenarios, and any changing the
+    dimension weights, rescaling or directions, are scored one by one.
 
     Parameters
     ----------
@@ -156,7 +157,7 @@ def prepared_sensitivity(
             run_names = [names[i] for i in at]
             run = compare(comp, run_names, [SCENARIOS[n][1] for n in run_names], [""] * len(at))
             place.append(np.asarray(at)[run])
-        if len(out) > 1:  # entropy scenarios scored apart: back into the requested order
+        if len(out) > 1:  # scenarios scored apart: back into the requested order
             rows = pd.concat(out, ignore_index=True)
             out = [rows.iloc[np.argsort(np.concatenate(place), kind="stable")]]
     if leave_one_out:
@@ -219,7 +220,14 @@ def _scenario_composites(
     batch, batch_at, batch_cfg = [], [], []
     for i, name in enumerate(names):
         alt = replace(cfg, **SCENARIOS[name][0])
-        if alt.dimension_weights == "entropy":
+        # the batch is scored under one set of the options _scores and the directions take
+        # (the base's): a scenario changing them, or with entropy weights (from its own
+        # scores), is scored alone
+        alone = alt.dimension_weights == "entropy" or any(
+            getattr(alt, o) != getattr(cfg, o)
+            for o in ("dimension_weights", "rescale", "directions")
+        )
+        if alone:
             cells = _cell_factors(stats_of(alt), prep, alt)
             _, comp, _ = _scores(cells, alt, [], warn=False)
             pairs.append((comp, [i]))
@@ -230,8 +238,8 @@ def _scenario_composites(
     if batch:
         stacked = pd.concat(batch, ignore_index=True)
         stacked = stacked[[_RUN, *(c for c in stacked.columns if c != _RUN)]]
-        # each variant's factors under its own options; the scores take dimension_weights
-        # and rescale, alike in the batch
+        # each variant's factors under its own options (dimension_weights and rescale, for
+        # the scores, are the base's in the batch)
         cells = _cell_factors(stacked, prep, batch_cfg)
         _, comp, _ = _scores(cells, batch_cfg[0], [], warn=False)
         pairs.append((comp, batch_at))

@@ -423,7 +423,7 @@ def indicator_provenance(panel: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "indicator": ind,
-                "data_status": "+".join(st for st in VALUE_STATUSES if n[st]),
+                "data_status": joined_status(text[k] for k in at),
                 "n_values": total,
                 "n_real": n["real"],
                 "n_interpolated": n["interpolated"],

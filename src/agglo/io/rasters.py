@@ -20,7 +20,7 @@ import math
 import mmap
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -554,13 +554,7 @@ class Layer:
         # an anonymous shared mapping: the child's cells land here without being sent back
         buf = mmap.mmap(-1, max(bands[-1].stop * dtype.itemsize, 1))
         vals = np.frombuffer(buf, dtype=dtype, count=bands[-1].stop)
-        half = ForkedCall.start(self._read_bands_into, bands[:cut], vals, name="NetCDF read")
-        try:
-            self._read_bands_into(bands[cut:], vals)
-        except BaseException:
-            half.kill()
-            raise
-        half.result()
+        _split_with_child(self._read_bands_into, bands, cut, vals)
         return vals, attrs
 
     def _read_netcdf_into(self, bands: tuple[_Band, ...], out: np.ndarray | None) -> np.ndarray:
@@ -580,13 +574,7 @@ class Layer:
         # are this process's from the start, never the child's own
         populate = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         shared = np.frombuffer(mmap.mmap(-1, n * 8, flags=populate), dtype=np.float64, count=n)
-        half = ForkedCall.start(self._decode_bands_into, bands[:cut], shared, name="NetCDF read")
-        try:
-            self._decode_bands_into(bands[cut:], shared)
-        except BaseException:
-            half.kill()
-            raise
-        half.result()
+        _split_with_child(self._decode_bands_into, bands, cut, shared)
         if out is None:
             return shared
         np.copyto(out, shared)
@@ -799,6 +787,23 @@ def _free_to_fork() -> bool:
     return usable_cores() >= 2 and fork_obstacle(children=False) is None
 
 
+def _split_with_child(
+    read: Callable[[tuple[_Band, ...], np.ndarray], None],
+    bands: tuple[_Band, ...],
+    cut: int,
+    shared: np.ndarray,
+) -> None:
+    """``read(bands, shared)`` with the first ``cut`` bands read by a forked child and the
+    others by this process, both writing into ``shared`` (an array in a shared mapping)."""
+    half = ForkedCall.start(read, bands[:cut], shared, name="NetCDF read")
+    try:
+        read(bands[cut:], shared)
+    except BaseException:
+        half.kill()
+        raise
+    half.result()
+
+
 def _no_chunk_cache(var: Any) -> None:
     """Turn off HDF5's chunk cache of ``var`` (open for a banded read): the bands of a
     :class:`CellIndex` are whole rows of chunks, so each chunk is decompressed once and the
@@ -850,15 +855,11 @@ def _cf_decode_into(
     if "add_offset" in attrs:
         out += float(attrs["add_offset"])
     if "scale_factor" in attrs or "add_offset" in attrs:
-        # a scaled value that overflows is missing
-        bad |= ~np.isfinite(out if index.inside is None else out[index.inside])
+        bad |= ~np.isfinite(out[index.inside])  # a scaled value that overflows is missing
     if bad.any():
-        if index.inside is None:
-            out[bad] = np.nan
-        else:
-            full = np.zeros(index.n, dtype=bool)
-            full[index.inside] = bad
-            out[full] = np.nan
+        full = np.zeros(index.n, dtype=bool)
+        full[index.inside] = bad
+        out[full] = np.nan
 
 
 def _cf_decode(out: np.ndarray, vals: np.ndarray, attrs: dict[str, Any]) -> None:
